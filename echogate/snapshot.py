@@ -5,9 +5,13 @@ changes, so that no request ever sees half a table.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 
 @attrs.frozen
@@ -25,3 +29,138 @@ class ConfigurationData:
     services: tuple[dict[str, Any], ...] = ()
     routes: tuple[dict[str, Any], ...] = ()
     plugins: tuple[dict[str, Any], ...] = ()
+
+
+@attrs.frozen
+class Snapshot:
+    """
+    One compiled configuration: the router and the plugin index. Never
+    changed; a configuration change builds a new one.
+    """
+
+    version: int
+    router: Any
+    plugins: Any
+    rewrite_steps: tuple[Any, ...]
+
+    @classmethod
+    def build(cls, data: ConfigurationData, plugins: Mapping[str, Any]) -> "Snapshot":
+        """
+        Compile C{data} with the enabled C{plugins}.
+        """
+        from echogate.router import Router
+        from echogate.runner import PluginIndex
+
+        services = {s["id"]: s for s in data.services}
+        index = PluginIndex(data.plugins, plugins)
+        return cls(
+            version=data.version,
+            router=Router.build(data.routes, services),
+            plugins=index,
+            rewrite_steps=tuple(s for s in index.global_steps if s.rewrite is not None),
+        )
+
+
+class LiveConfiguration:
+    """
+    The current L{Snapshot} of a running gateway, kept up to date from the
+    store: on every change notification (LISTEN/NOTIFY), after the
+    notification connection comes back (full reload), and by a cheap
+    periodic version check that catches anything a notification missed.
+
+    Requests read L{current} once each; a reload swaps it in one
+    assignment.
+    """
+
+    _log = Logger(namespace="echogate.configuration")
+
+    def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: Any,
+                 check_interval: float = 5.0):
+        self._store = store
+        self._plugins = plugins
+        self._clock = clock
+        self._check_interval = check_interval
+        self.current = Snapshot.build(ConfigurationData(version=-1), plugins)
+        self._loading: Deferred | None = None
+        self._again = False
+        self._waiters: list[Deferred] = []
+        self._unsubscribe: Any = None
+        self._checker: LoopingCall | None = None
+
+    def reload(self) -> Deferred:
+        """
+        Load everything from the store and swap in a new snapshot. Calls
+        made while a load runs are coalesced into one more load after it.
+
+        @return: a Deferred that fires once a load that started after this
+            call has finished.
+        """
+        waiter: Deferred = Deferred()
+        self._waiters.append(waiter)
+        if self._loading is not None:
+            self._again = True
+        else:
+            self._load()
+        return waiter
+
+    def _load(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        self._again = False
+        self._loading = d = maybeDeferred(self._store.load)
+
+        def loaded(data: ConfigurationData) -> None:
+            if data.version != self.current.version or self.current.version < 0:
+                self.current = Snapshot.build(data, self._plugins)
+                skipped = sorted(set(self.current.plugins.skipped))
+                if skipped:
+                    self._log.warn("plugins configured but not enabled on this node: {names}",
+                                   names=", ".join(skipped))
+
+        def done(result: Any) -> None:
+            self._loading = None
+            for waiter in waiters:
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(None)
+            if self._again or self._waiters:
+                self._load()
+
+        d.addCallback(loaded)
+        d.addBoth(done)
+
+    def _notified(self, version: int | None) -> None:
+        if version is None or version != self.current.version:
+            self.reload().addErrback(self._reload_failed)
+
+    def _reload_failed(self, failure: Failure) -> None:
+        self._log.warn("could not reload the configuration ({why}); still serving version {version}",
+                       why=failure.getErrorMessage(), version=self.current.version)
+
+    def _check(self) -> Deferred:
+        d = maybeDeferred(self._store.version)
+
+        def compare(version: int) -> None:
+            if version != self.current.version:
+                self._notified(None)
+
+        d.addCallback(compare)
+        d.addErrback(lambda f: None)
+        return d
+
+    def start(self) -> Deferred:
+        """
+        Subscribe to changes, load once, and start the periodic check.
+        """
+        self._unsubscribe = self._store.subscribe(self._notified)
+        self._checker = LoopingCall(self._check)
+        self._checker.clock = self._clock
+        self._checker.start(self._check_interval, now=False)
+        return self.reload()
+
+    def stop(self) -> None:
+        if self._checker is not None and self._checker.running:
+            self._checker.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None

@@ -1,0 +1,231 @@
+"""
+Settings: command-line flags, C{ECHOGATE_<KEY>} environment variables, a
+kong.conf-like file (C{--config FILE}, C{key = value} lines), and
+defaults, in that order of precedence.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+from twisted.python import usage
+
+DEFAULTS: dict[str, str] = {
+    "proxy_listen": "tcp:8000",
+    "admin_listen": "tcp:8001:interface=127.0.0.1",
+    "database": "",
+    "data_dir": "./echogate-data",
+    "plugins": "bundled",
+    "trusted_ips": "",
+    "client_max_body_size": "0",
+    "access_log": "off",
+    "config_check_interval": "5",
+    "db_query_timeout": "5",
+}
+
+HELP: dict[str, str] = {
+    "proxy_listen": "Twisted endpoint(s) for the proxy, comma-separated.",
+    "admin_listen": "Twisted endpoint(s) for the Admin API, comma-separated.",
+    "database": "PostgreSQL DSN; empty runs the embedded server in --data-dir.",
+    "data_dir": "Directory for the embedded PostgreSQL server and the node id.",
+    "plugins": "Enabled plugins: 'bundled', plugin names, or 'off', comma-separated.",
+    "trusted_ips": "Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-* headers are believed.",
+    "client_max_body_size": "Largest request body (bytes, or with k/m/g); 0 for no limit.",
+    "access_log": "'on' to log every proxied request (costs throughput), 'off'.",
+    "config_check_interval": "Seconds between cheap configuration version checks.",
+    "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
+}
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
+
+
+class ConfigError(Exception):
+    """
+    A setting has a bad value; the message says which and why.
+    """
+
+
+def parse_size(value: str) -> int:
+    """
+    C{"10m"} to 10485760.
+    """
+    m = _SIZE.match(value)
+    if m is None:
+        raise ConfigError(f"client_max_body_size: {value!r} is not a size (e.g. 0, 512k, 10m)")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+
+
+def read_config_file(path: str) -> dict[str, str]:
+    """
+    Read C{key = value} lines (C{#} starts a comment).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}")
+    values: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise ConfigError(f"{path}:{number}: expected 'key = value'")
+        if key not in DEFAULTS:
+            raise ConfigError(f"{path}:{number}: unknown setting {key!r}")
+        values[key] = value.strip()
+    return values
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def redact_dsn(dsn: str) -> str:
+    """
+    C{dsn} without its password.
+    """
+    if not dsn:
+        return dsn
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password is not None:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urlunsplit(parts._replace(netloc=netloc))
+        return dsn
+    return re.sub(r"password\s*=\s*\S+", "password=***", dsn)
+
+
+@attrs.frozen
+class Settings:
+    """
+    The resolved settings of one gateway node.
+    """
+
+    proxy_listen: tuple[str, ...]
+    admin_listen: tuple[str, ...]
+    database: str
+    data_dir: str
+    plugins: tuple[str, ...]
+    trusted_ips: tuple[str, ...]
+    client_max_body_size: int
+    access_log: bool
+    config_check_interval: float
+    db_query_timeout: float
+
+    def public(self) -> dict[str, Any]:
+        """
+        The settings as C{GET /} shows them: no secrets.
+        """
+        return {
+            "proxy_listen": list(self.proxy_listen),
+            "admin_listen": list(self.admin_listen),
+            "database": "postgres" if self.database else "postgres (embedded)",
+            "pg_dsn": redact_dsn(self.database) or None,
+            "data_dir": self.data_dir,
+            "plugins": list(self.plugins),
+            "trusted_ips": list(self.trusted_ips),
+            "client_max_body_size": self.client_max_body_size,
+            "access_log": self.access_log,
+            "config_check_interval": self.config_check_interval,
+            "db_query_timeout": self.db_query_timeout,
+        }
+
+
+def _endpoints(key: str, value: str) -> tuple[str, ...]:
+    from twisted.internet import endpoints, reactor
+
+    parts = _split(value)
+    if not parts:
+        raise ConfigError(f"{key}: at least one endpoint is needed")
+    for part in parts:
+        try:
+            endpoints.serverFromString(reactor, part)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"{key}: {part!r} is not a Twisted endpoint string ({e})")
+    return parts
+
+
+def _positive(key: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not a number")
+    if number <= 0:
+        raise ConfigError(f"{key}: must be greater than 0")
+    return number
+
+
+def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
+            config_file: str | None) -> Settings:
+    """
+    Resolve every setting: flag, then C{ECHOGATE_<KEY>}, then the config
+    file, then the default.
+
+    @raise ConfigError: a value is bad.
+    """
+    file_values = read_config_file(config_file) if config_file else {}
+    raw: dict[str, str] = {}
+    for key, default in DEFAULTS.items():
+        flag = flags.get(key)
+        env = environ.get("ECHOGATE_" + key.upper())
+        raw[key] = flag if flag is not None else env if env is not None else file_values.get(key, default)
+    trusted = _split(raw["trusted_ips"])
+    for item in trusted:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted_ips: {item!r} is not an IP address or CIDR")
+    access_log = raw["access_log"].strip().lower()
+    if access_log not in ("on", "off"):
+        raise ConfigError(f"access_log: expected 'on' or 'off', got {raw['access_log']!r}")
+    database = raw["database"].strip()
+    if database and not (database.startswith(("postgresql://", "postgres://")) or "=" in database):
+        raise ConfigError(f"database: {redact_dsn(database)!r} is not a PostgreSQL DSN (postgresql://user@host/db)")
+    plugins = _split(raw["plugins"])
+    if not plugins:
+        raise ConfigError("plugins: expected 'bundled', plugin names, or 'off'")
+    return Settings(
+        proxy_listen=_endpoints("proxy_listen", raw["proxy_listen"]),
+        admin_listen=_endpoints("admin_listen", raw["admin_listen"]),
+        database=database,
+        data_dir=raw["data_dir"],
+        plugins=plugins,
+        trusted_ips=trusted,
+        client_max_body_size=parse_size(raw["client_max_body_size"]),
+        access_log=access_log == "on",
+        config_check_interval=_positive("config_check_interval", raw["config_check_interval"]),
+        db_query_timeout=_positive("db_query_timeout", raw["db_query_timeout"]),
+    )
+
+
+class Options(usage.Options):
+    """
+    C{twistd echogate} options. Each flag also reads C{ECHOGATE_<KEY>} and
+    the C{--config} file.
+    """
+
+    synopsis = "[options]"
+    longdesc = ("Run the echogate API gateway: a proxy listener, and an Admin API"
+                " listener on loopback. Every option is also settable as"
+                " ECHOGATE_<KEY> in the environment or as 'key = value' in --config.")
+    optParameters = [["config", "c", None, "A kong.conf-like file of 'key = value' settings."]] + [
+        [key.replace("_", "-"), None, None, f"{HELP[key]} [default: {DEFAULTS[key] or 'unset'}]"]
+        for key in DEFAULTS
+    ]
+
+    environ: Mapping[str, str] = os.environ
+
+    def postOptions(self) -> None:
+        flags = {key: self[key.replace("_", "-")] for key in DEFAULTS}
+        config_file = self["config"] or self.environ.get("ECHOGATE_CONFIG")
+        try:
+            self.settings = resolve(flags, self.environ, config_file)
+        except ConfigError as e:
+            raise SystemExit(f"echogate: {e}")

@@ -1,0 +1,463 @@
+"""
+Per-request state, and the plugin development kit (PDK) that phases use.
+
+One L{RequestContext} is created for each proxied request and reached from
+the request (C{request.ctx}); it lives and dies with the request. Each
+plugin phase receives a L{PluginContext}: a thin view of the request
+context bound to that plugin, with the plugin's own state (C{ctx.plugin})
+next to the state shared by all plugins (C{ctx.shared}).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qs, urlencode
+
+from twisted.logger import Logger
+from twisted.web.http_headers import Headers
+
+
+def _b(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("latin-1")
+
+
+def _s(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+class HeaderEditor:
+    """
+    Read and change a set of HTTP headers by name, case-insensitively.
+    """
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: Headers):
+        self._headers = headers
+
+    def get_header(self, name: str) -> str | None:
+        """
+        The first value of header C{name}, or C{None}.
+        """
+        values = self._headers.getRawHeaders(_b(name))
+        return _s(values[0]) if values else None
+
+    def get_headers(self) -> dict[str, list[str]]:
+        """
+        Every header: lower-case name to its values.
+        """
+        return {_s(k).lower(): [_s(v) for v in vs] for k, vs in self._headers.getAllRawHeaders()}
+
+    def set_header(self, name: str, value: str | Iterable[str]) -> None:
+        """
+        Replace header C{name} with C{value} (a string, or several values).
+        """
+        values = [value] if isinstance(value, (str, bytes)) else list(value)
+        self._headers.setRawHeaders(_b(name), [_b(v) for v in values])
+
+    def add_header(self, name: str, value: str) -> None:
+        """
+        Add a value to header C{name}, keeping the ones it had.
+        """
+        self._headers.addRawHeader(_b(name), _b(value))
+
+    def remove_header(self, name: str) -> None:
+        """
+        Remove header C{name} if present.
+        """
+        self._headers.removeHeader(_b(name))
+
+
+class ClientRequest:
+    """
+    What the client sent (C{ctx.request}): read-only.
+
+    @ivar method: e.g. C{"GET"}.
+    @ivar path: the normalised path the router matched.
+    @ivar raw_path: the path as received.
+    @ivar query: the raw query string (without C{?}).
+    @ivar scheme: C{"http"} or C{"https"}.
+    @ivar client_ip: the client's address (the peer, or the forwarded
+        address when the peer is trusted).
+    """
+
+    __slots__ = ("_request", "method", "path", "raw_path", "query", "scheme", "client_ip", "_args")
+
+    def __init__(self, request: Any, path: str, raw_path: str, query: str, client_ip: str):
+        self._request = request
+        self.method = _s(request.method)
+        self.path = path
+        self.raw_path = raw_path
+        self.query = query
+        self.scheme = "https" if request.isSecure() else "http"
+        self.client_ip = client_ip
+        self._args: dict[str, list[str]] | None = None
+
+    @property
+    def host(self) -> str | None:
+        """
+        The Host header's host part.
+        """
+        host = self.get_header("host")
+        if host is None:
+            return None
+        if host.startswith("["):
+            return host[: host.find("]") + 1]
+        return host.rsplit(":", 1)[0] if ":" in host else host
+
+    @property
+    def port(self) -> int:
+        """
+        The port of the listener the request came in on.
+        """
+        return self._request.getHost().port
+
+    @property
+    def query_args(self) -> dict[str, list[str]]:
+        """
+        The query string parsed: name to values.
+        """
+        if self._args is None:
+            self._args = parse_qs(self.query, keep_blank_values=True)
+        return self._args
+
+    def get_query_arg(self, name: str) -> str | None:
+        """
+        The first value of query argument C{name}, or C{None}.
+        """
+        values = self.query_args.get(name)
+        return values[0] if values else None
+
+    def get_header(self, name: str) -> str | None:
+        """
+        The first value of request header C{name}, or C{None}.
+        """
+        values = self._request.requestHeaders.getRawHeaders(_b(name))
+        return _s(values[0]) if values else None
+
+    def get_headers(self) -> dict[str, list[str]]:
+        """
+        Every request header: lower-case name to its values.
+        """
+        return HeaderEditor(self._request.requestHeaders).get_headers()
+
+    def body(self) -> bytes:
+        """
+        The request body (requests are buffered before routing, spooled to
+        disk when large, so this reads it back).
+        """
+        content = self._request.content
+        if content is None:
+            return b""
+        content.seek(0)
+        data = content.read()
+        content.seek(0)
+        return data
+
+
+class UpstreamRequest(HeaderEditor):
+    """
+    What will be sent to the service (C{ctx.upstream}); plugins change it
+    in C{rewrite}/C{access}.
+
+    @ivar path: the path sent upstream (normalised, joined to the
+        service's path).
+    @ivar query: the query string sent upstream.
+    """
+
+    __slots__ = ("headers", "path", "query")
+
+    def __init__(self, headers: Headers, path: str, query: str):
+        super().__init__(headers)
+        self.headers = headers
+        self.path = path
+        self.query = query
+
+    def set_path(self, path: str) -> None:
+        """
+        Send C{path} upstream instead.
+        """
+        if not path.startswith("/"):
+            raise ValueError("an upstream path must start with /")
+        self.path = path
+
+    def set_query(self, query: str | Mapping[str, Any]) -> None:
+        """
+        Send this query string (or mapping of arguments) upstream instead.
+        """
+        self.query = query if isinstance(query, str) else urlencode(query, doseq=True)
+
+
+class ResponseState(HeaderEditor):
+    """
+    The response on its way to the client (C{ctx.response}).
+
+    @ivar status: the status to send (the upstream's, or the exit's).
+    @ivar source: C{"service"}, C{"exit"} (a plugin answered) or C{"error"}
+        (the gateway answered with an error).
+    @ivar eof: in C{body_filter}, true on the last call.
+    @ivar upstream_status: the upstream's own status, or C{None}.
+    """
+
+    __slots__ = ("headers", "status", "source", "eof", "upstream_status", "upstream_headers")
+
+    def __init__(self) -> None:
+        self.headers = Headers()
+        super().__init__(self.headers)
+        self.status: int | None = None
+        self.source: str | None = None
+        self.eof = False
+        self.upstream_status: int | None = None
+        self.upstream_headers: Headers | None = None
+
+    def replace_headers(self, headers: Headers) -> None:
+        """
+        Use C{headers} as the response's headers from now on.
+        """
+        self.headers = headers
+        self._headers = headers
+
+    def set_status(self, status: int) -> None:
+        """
+        Send C{status} instead (in C{header_filter} or before).
+        """
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(f"invalid HTTP status {status!r}")
+        self.status = status
+
+    def get_upstream_header(self, name: str) -> str | None:
+        """
+        The first value of header C{name} as the upstream sent it.
+        """
+        if self.upstream_headers is None:
+            return None
+        values = self.upstream_headers.getRawHeaders(_b(name))
+        return _s(values[0]) if values else None
+
+
+class Exit:
+    """
+    A response a plugin (or the gateway) makes itself.
+    """
+
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str]):
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def encode_exit_body(body: Any, headers: dict[str, str]) -> bytes:
+    """
+    Encode an exit body: C{bytes} as given, C{str} as UTF-8 text, anything
+    else as JSON (setting Content-Type when the plugin did not).
+    """
+    names = {k.lower() for k in headers}
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        if "content-type" not in names:
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+        return body.encode("utf-8")
+    if "content-type" not in names:
+        headers["Content-Type"] = "application/json; charset=utf-8"
+    return json.dumps(body).encode("utf-8")
+
+
+class RequestContext:
+    """
+    Everything echogate and its plugins know about one request.
+
+    @ivar shared: state shared by every plugin for this request.
+    @ivar route: the matched route record, or C{None}.
+    @ivar service: the matched service record, or C{None}.
+    @ivar consumer: the authenticated consumer record, or C{None}.
+    @ivar credential: the credential that authenticated it, or C{None}.
+    """
+
+    _logger = Logger(namespace="echogate.request")
+
+    def __init__(self, request: Any, client: ClientRequest, started: float):
+        self._request = request
+        self.request = client
+        self.started = started
+        self.shared: dict[str, Any] = {}
+        self._plugin_state: dict[str, dict[str, Any]] = {}
+        self._views: dict[str, PluginContext] = {}
+        self._request_id: str | None = None
+        self.route: dict | None = None
+        self.service: dict | None = None
+        self.match: Any = None
+        self.consumer: dict | None = None
+        self.credential: dict | None = None
+        self.upstream: UpstreamRequest | None = None
+        self.response = ResponseState()
+        self.exit: Exit | None = None
+        self.upstream_started: float | None = None
+        self.upstream_responded: float | None = None
+        # Bookkeeping for the gateway (not part of the PDK).
+        self.peer_trusted = False
+        self.snapshot: Any = None
+        self.steps: tuple = ()
+        self.configs: dict[str, Any] | None = None
+        self.pending: Any = None
+        self.on_client_gone: Any = None
+        self.logged = False
+
+    @property
+    def request_id(self) -> str:
+        """
+        A unique id for this request (made when first asked for).
+        """
+        if self._request_id is None:
+            self._request_id = uuid.uuid4().hex
+        return self._request_id
+
+    def view(self, plugin_name: str) -> "PluginContext":
+        """
+        The L{PluginContext} for plugin C{plugin_name} (one per plugin per
+        request).
+        """
+        view = self._views.get(plugin_name)
+        if view is None:
+            view = self._views[plugin_name] = PluginContext(self, plugin_name)
+        return view
+
+    def plugin_state(self, plugin_name: str) -> dict[str, Any]:
+        state = self._plugin_state.get(plugin_name)
+        if state is None:
+            state = self._plugin_state[plugin_name] = {}
+        return state
+
+    def answer(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
+        """
+        Answer the request without the upstream (C{ctx.exit}).
+        """
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(f"invalid HTTP status {status!r}")
+        hdrs = dict(headers or {})
+        encoded = encode_exit_body(body, hdrs)
+        self.exit = Exit(status, encoded, hdrs)
+
+
+class PluginLogger:
+    """
+    A logger that tags every event with the plugin's name and the request id.
+    """
+
+    __slots__ = ("_ctx", "_plugin", "_logger")
+
+    _loggers: dict[str, Logger] = {}
+
+    def __init__(self, ctx: RequestContext, plugin: str):
+        self._ctx = ctx
+        self._plugin = plugin
+        logger = self._loggers.get(plugin)
+        if logger is None:
+            logger = self._loggers[plugin] = Logger(namespace=f"echogate.plugins.{plugin}")
+        self._logger = logger
+
+    def _emit(self, method: str, format: str, kw: dict[str, Any]) -> None:
+        getattr(self._logger, method)(
+            "[{plugin} {request_id}] " + format, plugin=self._plugin, request_id=self._ctx.request_id, **kw
+        )
+
+    def debug(self, format: str, **kw: Any) -> None:
+        self._emit("debug", format, kw)
+
+    def info(self, format: str, **kw: Any) -> None:
+        self._emit("info", format, kw)
+
+    def warn(self, format: str, **kw: Any) -> None:
+        self._emit("warn", format, kw)
+
+    def error(self, format: str, **kw: Any) -> None:
+        self._emit("error", format, kw)
+
+
+class PluginContext:
+    """
+    What a plugin phase receives as C{ctx}: the request context seen by one
+    plugin.
+
+    @ivar plugin: this plugin's own per-request state (a dict).
+    @ivar shared: state shared by all plugins for this request (a dict).
+    @ivar request: the client request (L{ClientRequest}).
+    @ivar upstream: what goes to the service (L{UpstreamRequest}); C{None}
+        in C{rewrite}, before routing.
+    @ivar response: the response on its way (L{ResponseState}).
+    """
+
+    __slots__ = ("_ctx", "name", "plugin", "_log")
+
+    def __init__(self, ctx: RequestContext, name: str):
+        self._ctx = ctx
+        self.name = name
+        self.plugin = ctx.plugin_state(name)
+        self._log: PluginLogger | None = None
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        return self._ctx.shared
+
+    @property
+    def request(self) -> ClientRequest:
+        return self._ctx.request
+
+    @property
+    def upstream(self) -> UpstreamRequest | None:
+        return self._ctx.upstream
+
+    @property
+    def response(self) -> ResponseState:
+        return self._ctx.response
+
+    @property
+    def route(self) -> dict | None:
+        return self._ctx.route
+
+    @property
+    def service(self) -> dict | None:
+        return self._ctx.service
+
+    @property
+    def consumer(self) -> dict | None:
+        return self._ctx.consumer
+
+    @property
+    def credential(self) -> dict | None:
+        return self._ctx.credential
+
+    @property
+    def request_id(self) -> str:
+        return self._ctx.request_id
+
+    @property
+    def log(self) -> PluginLogger:
+        """
+        A logger tagged with this plugin's name and the request id.
+        """
+        if self._log is None:
+            self._log = PluginLogger(self._ctx, self.name)
+        return self._log
+
+    def authenticate(self, consumer: dict | None, credential: dict | None = None) -> None:
+        """
+        Record the consumer (and credential) that this request authenticated
+        as; consumer-scoped plugin configs apply from the next plugin on.
+        """
+        self._ctx.consumer = consumer
+        self._ctx.credential = credential
+
+    def exit(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
+        """
+        Answer the request now: the remaining C{access} handlers and the
+        upstream are skipped; C{header_filter}, C{body_filter} and C{log}
+        still run. C{body}: bytes as given, a str as text, anything else
+        as JSON.
+        """
+        self._ctx.answer(status, body, headers)

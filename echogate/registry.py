@@ -1,0 +1,165 @@
+"""
+Plugin discovery: C{getPlugins(IGatewayPlugin)} turned into a name to
+plugin mapping, once, at start-up.
+
+Everything below this module takes that mapping, so tests hand plugins in
+directly.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping
+
+from twisted.logger import globalLogPublisher
+from twisted.plugin import getPlugins
+from zope.interface.exceptions import Invalid
+from zope.interface.verify import verifyObject
+
+from echogate.interfaces import IGatewayPlugin
+
+BUNDLED_MODULE_PREFIX = "echogate.bundled."
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+class PluginLoadError(Exception):
+    """
+    A configured plugin cannot be used; the message names it and says why.
+    """
+
+
+def is_bundled(plugin: object) -> bool:
+    """
+    Whether C{plugin} ships with echogate.
+    """
+    return type(plugin).__module__.startswith(BUNDLED_MODULE_PREFIX)
+
+
+def check_plugin(plugin: object) -> None:
+    """
+    Raise L{PluginLoadError} unless C{plugin} provides L{IGatewayPlugin}
+    properly: the interface verifies, the version reads x.y.z, the priority
+    is an integer, and the object is immutable.
+    """
+    label = getattr(plugin, "name", None) or repr(plugin)
+    try:
+        verifyObject(IGatewayPlugin, plugin)
+    except Invalid as e:
+        detail = " ".join(str(e).split())
+        raise PluginLoadError(f"plugin {label!r} does not provide IGatewayPlugin: {detail}")
+    name = plugin.name  # type: ignore[attr-defined]
+    if not isinstance(name, str) or not name:
+        raise PluginLoadError(f"plugin {plugin!r} has no name")
+    if not isinstance(plugin.priority, int) or isinstance(plugin.priority, bool):  # type: ignore[attr-defined]
+        raise PluginLoadError(f"plugin {name!r}: priority must be an integer")
+    if not isinstance(plugin.version, str) or not _VERSION.match(plugin.version):  # type: ignore[attr-defined]
+        raise PluginLoadError(f"plugin {name!r}: version must read x.y.z")
+    from echogate.schema import Record
+
+    if not isinstance(plugin.config_schema, Record):  # type: ignore[attr-defined]
+        raise PluginLoadError(f"plugin {name!r}: config_schema must be an echogate.schema.Record")
+    probe = "_echogate_mutability_probe"
+    try:
+        setattr(plugin, probe, True)
+    except (AttributeError, TypeError):
+        return
+    try:
+        delattr(plugin, probe)
+    except (AttributeError, TypeError):
+        pass
+    raise PluginLoadError(
+        f"plugin {name!r} is mutable: plugin objects are shared by every request,"
+        " so subclass echogate.plugin.GatewayPlugin or use a frozen attrs class"
+        " and keep request state on ctx.plugin"
+    )
+
+
+def discover(package: object = None) -> tuple[dict[str, object], list[str]]:
+    """
+    Find every L{IGatewayPlugin} in C{package} (C{twisted.plugins} by
+    default).
+
+    @return: the plugins by name, and the import failures that
+        C{getPlugins} reported (one line each).
+    """
+    failures: list[str] = []
+
+    def observe(event: dict) -> None:
+        failure = event.get("log_failure")
+        if failure is not None:
+            failures.append(f"{failure.type.__name__}: {failure.getErrorMessage()}")
+            return
+        text = event.get("log_text") or event.get("log_format") or ""
+        if "while loading" in text or "Traceback" in text:
+            failures.append(text.strip().splitlines()[-1])
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        found = list(getPlugins(IGatewayPlugin, package))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    plugins: dict[str, object] = {}
+    for plugin in found:
+        name = getattr(plugin, "name", None)
+        if not isinstance(name, str):
+            continue
+        existing = plugins.get(name)
+        if existing is not None and existing is not plugin:
+            raise PluginLoadError(
+                f"plugin {name!r} is provided twice: by {type(existing).__module__}"
+                f" and by {type(plugin).__module__}"
+            )
+        plugins[name] = plugin
+    return plugins, failures
+
+
+def parse_setting(setting: str | Iterable[str]) -> list[str]:
+    """
+    Split a C{--plugins} value (C{"bundled,my-plugin"}) into names.
+    """
+    if isinstance(setting, str):
+        setting = setting.split(",")
+    return [part.strip() for part in setting if part.strip()]
+
+
+def enabled_plugins(
+    setting: str | Iterable[str],
+    available: Mapping[str, object],
+    import_failures: Iterable[str] = (),
+) -> dict[str, object]:
+    """
+    The plugins that C{--plugins} enables, checked.
+
+    @param setting: C{"bundled"}, plugin names, or C{"off"}, comma-separated.
+    @param available: every plugin found, by name (L{discover}).
+    @raise PluginLoadError: a named plugin is missing or does not provide
+        the interface properly.
+    """
+    names = parse_setting(setting)
+    if names == ["off"]:
+        return {}
+    chosen: dict[str, object] = {}
+    for name in names:
+        if name == "off":
+            raise PluginLoadError("'off' cannot be combined with other plugin names")
+        if name == "bundled":
+            for plugin_name, plugin in available.items():
+                if is_bundled(plugin):
+                    chosen[plugin_name] = plugin
+            continue
+        plugin = available.get(name)
+        if plugin is None:
+            failures = list(import_failures)
+            why = "; ".join(failures) if failures else "no module in twisted/plugins/ on sys.path provides it"
+            raise PluginLoadError(f"plugin {name!r} is enabled in --plugins but was not found ({why})")
+        chosen[name] = plugin
+    for plugin in chosen.values():
+        check_plugin(plugin)
+    return dict(sorted(chosen.items()))
+
+
+def load_plugins(setting: str | Iterable[str], package: object = None) -> dict[str, object]:
+    """
+    Discover and enable plugins in one step: what start-up calls.
+    """
+    available, failures = discover(package)
+    return enabled_plugins(setting, available, failures)

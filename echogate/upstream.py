@@ -1,0 +1,292 @@
+"""
+Talking to services: the upstream request's headers, and a client that
+sends it through one shared persistent connection pool with the service's
+timeouts and retries.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Iterable, Sequence
+
+from twisted.internet import error as ierror
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived, ResponseFailed
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
+
+from echogate._version import __version__
+from echogate.errors import BAD_UPSTREAM, UPSTREAM_TIMEOUT, ProxyError
+
+VIA = f"1.1 echogate/{__version__}".encode()
+
+HOP_BY_HOP = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    )
+)
+
+# Not copied to the upstream request: hop-by-hop headers, plus the ones the
+# gateway sets itself (Agent writes Content-Length and Host).
+_NOT_FORWARDED_UP = HOP_BY_HOP | {b"content-length", b"host"}
+_REPLACED_UP = frozenset(
+    (b"x-real-ip", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+     b"x-forwarded-path", b"x-forwarded-prefix")
+)
+
+
+def connection_tokens(headers: Headers) -> set[bytes]:
+    """
+    The header names listed in the Connection header (lower case).
+    """
+    tokens: set[bytes] = set()
+    for value in headers.getRawHeaders(b"connection", ()):
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                tokens.add(token)
+    return tokens
+
+
+def copy_end_to_end(source: Headers, skip: frozenset[bytes] | set[bytes] = HOP_BY_HOP) -> Headers:
+    """
+    A copy of C{source} without hop-by-hop headers (and the names its
+    Connection header lists) and without C{skip}.
+    """
+    listed = connection_tokens(source)
+    out = Headers()
+    for name, values in source.getAllRawHeaders():
+        lower = name.lower()
+        if lower in skip or lower in listed:
+            continue
+        out.setRawHeaders(name, list(values))
+    return out
+
+
+class TrustedNetworks:
+    """
+    The peers whose X-Forwarded-* headers echogate believes
+    (the C{trusted_ips} setting).
+    """
+
+    def __init__(self, networks: Iterable[str] = ()):
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self._all = any(n.prefixlen == 0 for n in self._networks)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusts(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        if self._all:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in n for n in self._networks)
+
+
+def host_header(service: dict) -> bytes:
+    """
+    The Host header for C{service}: its host, plus C{:port} when the port
+    is not the scheme's default.
+    """
+    host = service["host"]
+    port = service.get("port")
+    scheme = service.get("protocol") or "http"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    if port is None or (scheme == "http" and port == 80) or (scheme == "https" and port == 443):
+        return host.encode("idna") if not host.isascii() else host.encode()
+    return f"{host}:{port}".encode()
+
+
+def upstream_headers(
+    request_headers: Headers,
+    *,
+    service: dict,
+    preserve_host: bool,
+    client_ip: str,
+    peer_trusted: bool,
+    scheme: str,
+    listener_port: int,
+    path: str,
+    stripped: str,
+) -> Headers:
+    """
+    The headers sent upstream, as Kong sends them: the client's end-to-end
+    headers, Host per C{preserve_host}, X-Real-IP, X-Forwarded-*, Via.
+    """
+    headers = copy_end_to_end(request_headers, _NOT_FORWARDED_UP if peer_trusted else _NOT_FORWARDED_UP | _REPLACED_UP)
+    incoming_host = request_headers.getRawHeaders(b"host")
+    if preserve_host and incoming_host:
+        headers.setRawHeaders(b"host", [incoming_host[0]])
+    else:
+        headers.setRawHeaders(b"host", [host_header(service)])
+    ip = client_ip.encode()
+    forwarded_for = request_headers.getRawHeaders(b"x-forwarded-for")
+    headers.setRawHeaders(b"x-real-ip", [ip])
+    headers.setRawHeaders(
+        b"x-forwarded-for", [b", ".join(forwarded_for) + b", " + ip] if forwarded_for else [ip]
+    )
+
+    def forwarded(name: bytes, value: bytes) -> None:
+        if peer_trusted and request_headers.hasHeader(name):
+            return
+        headers.setRawHeaders(name, [value])
+
+    forwarded(b"x-forwarded-proto", scheme.encode())
+    if incoming_host:
+        raw = incoming_host[0]
+        host_only = raw[: raw.index(b"]") + 1] if raw.startswith(b"[") else raw.split(b":", 1)[0]
+        forwarded(b"x-forwarded-host", host_only)
+    forwarded(b"x-forwarded-port", str(listener_port).encode())
+    forwarded(b"x-forwarded-path", path.encode("latin-1"))
+    if stripped and stripped != "/":
+        forwarded(b"x-forwarded-prefix", stripped.rstrip("/").encode("latin-1") or b"/")
+    via = request_headers.getRawHeaders(b"via")
+    headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
+    return headers
+
+
+@implementer(IAgentEndpointFactory)
+class _FixedEndpoint:
+    def __init__(self, endpoint: Any):
+        self._endpoint = endpoint
+
+    def endpointForURI(self, uri: Any) -> Any:
+        return self._endpoint
+
+
+def _is_connect_failure(failure_value: BaseException) -> bool:
+    return isinstance(failure_value, (ierror.ConnectError, ierror.TimeoutError, ierror.ConnectingCancelledError))
+
+
+class UpstreamClient:
+    """
+    Sends requests to services through one persistent
+    L{HTTPConnectionPool}, with one cached endpoint (and L{Agent}) per
+    (scheme, host, port, connect timeout), so no request builds an
+    endpoint or encodes a hostname.
+    """
+
+    def __init__(self, reactor: Any, pool: HTTPConnectionPool | None = None,
+                 max_per_host: int = 100, idle_timeout: float = 60.0):
+        self._reactor = reactor
+        if pool is None:
+            pool = HTTPConnectionPool(reactor, persistent=True)
+            pool.maxPersistentPerHost = max_per_host
+            pool.cachedConnectionTimeout = idle_timeout
+            pool.retryAutomatically = True
+        self.pool = pool
+        self._agents: dict[tuple, Agent] = {}
+
+    def _agent(self, scheme: str, host: str, port: int, connect_timeout: float) -> Agent:
+        key = (scheme, host, port, connect_timeout)
+        agent = self._agents.get(key)
+        if agent is None:
+            endpoint = HostnameEndpoint(self._reactor, host, port, timeout=connect_timeout)
+            if scheme == "https":
+                from twisted.internet.ssl import CertificateOptions
+
+                endpoint = wrapClientTLS(CertificateOptions(verify=False), endpoint)
+            agent = self._agents[key] = Agent.usingEndpointFactory(
+                self._reactor, _FixedEndpoint(endpoint), pool=self.pool
+            )
+        return agent
+
+    def request(
+        self,
+        service: dict,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        body_factory: Any = None,
+    ) -> Deferred:
+        """
+        Send one request to C{service}, retrying connection failures up to
+        the service's C{retries}. C{target} is the path and query;
+        C{body_factory()} makes a fresh body producer for each attempt (or
+        is C{None}). The whole exchange up to the response headers is
+        bounded by the service's write and read timeouts.
+
+        @return: a Deferred firing with the L{twisted.web.iweb.IResponse},
+            or failing with L{ProxyError} (502 or 504); cancelling it
+            aborts the upstream request.
+        """
+        scheme = service.get("protocol") or "http"
+        host = service["host"]
+        port = service.get("port") or (443 if scheme == "https" else 80)
+        agent = self._agent(scheme, host, port, service.get("connect_timeout", 60000) / 1000.0)
+        hostport = host if ":" not in host else f"[{host}]"
+        uri = f"{scheme}://{hostport}:{port}".encode() + target
+        retries = service.get("retries", 5)
+        deadline = (service.get("read_timeout", 60000) + (service.get("write_timeout", 60000) if body_factory else 0)) / 1000.0
+        attempt = {"current": None, "timed_out": False, "n": 0}
+        result: Deferred = Deferred(lambda d: attempt["current"] and attempt["current"].cancel())
+
+        def send() -> None:
+            body = body_factory() if body_factory is not None else None
+            d = attempt["current"] = agent.request(method, uri, headers, body)
+            timer = self._reactor.callLater(deadline, timeout, d)
+            d.addBoth(done, timer)
+
+        def timeout(d: Deferred) -> None:
+            attempt["timed_out"] = True
+            d.cancel()
+
+        def done(outcome: Any, timer: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if result.called:
+                return
+            if not hasattr(outcome, "value"):
+                result.callback(outcome)
+                return
+            value = outcome.value
+            if isinstance(value, CancelledError) and not attempt["timed_out"]:
+                return  # the caller cancelled
+            connect = _is_connect_failure(value)
+            if connect and attempt["n"] < retries:
+                attempt["n"] += 1
+                send()
+                return
+            if attempt["timed_out"] or isinstance(value, (ierror.TimeoutError, ierror.ConnectingCancelledError)):
+                result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
+            elif isinstance(value, ResponseNeverReceived) and any(
+                f.check(CancelledError) for f in value.reasons
+            ) and attempt["timed_out"]:
+                result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
+            else:
+                result.errback(ProxyError(502, BAD_UPSTREAM))
+
+        send()
+        return result
+
+    def close(self) -> Deferred:
+        """
+        Close every idle pooled connection.
+        """
+        return self.pool.closeCachedConnections()
+
+
+__all__ = [
+    "HOP_BY_HOP",
+    "TrustedNetworks",
+    "UpstreamClient",
+    "copy_end_to_end",
+    "upstream_headers",
+    "ResponseFailed",
+]
