@@ -1,0 +1,494 @@
+"""
+Entities in PostgreSQL, through txpostgres: L{PostgresStore}.
+
+Each entity table keeps the whole Kong-shaped record in an C{entity}
+jsonb column (that is what reads return) beside the real columns the
+database must enforce: unique names, foreign keys, the one-plugin-per-scope
+index. Every write is one transaction that writes the row, bumps the
+single-row C{config_version} and runs C{NOTIFY echogate_config}, so that
+every node learns of the change when it commits.
+
+Nothing waits without a bound and broken connections are reopened: see
+L{echogate.pgclient}.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
+
+import attrs
+import psycopg2
+import psycopg2.errors
+from psycopg2.extras import Json
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorCore, IReactorFDSet, IReactorTime
+from twisted.logger import Logger
+from txpostgres import txpostgres
+from zope.interface import implementer
+
+from echogate.errors import (
+    ForeignKeyViolation,
+    GatewayError,
+    NotFound,
+    PrimaryKeyViolation,
+    SchemaViolation,
+    UniqueViolation,
+)
+from echogate.interfaces import IStore
+from echogate.migrations import SchemaOutdated, check_applied
+from echogate.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
+from echogate.snapshot import ConfigurationData
+
+__all__ = ["PostgresStore", "InvalidOffset", "SchemaOutdated", "CHANNEL"]
+
+#: The LISTEN/NOTIFY channel; the payload is the new configuration version.
+CHANNEL = "echogate_config"
+
+_log = Logger()
+_T = TypeVar("_T")
+
+
+class InvalidOffset(GatewayError):
+    """
+    A page C{offset} that this store did not hand out (400, Kong's code 7).
+    """
+
+    status = 400
+    code = 7
+    name = "invalid offset"
+
+    def __init__(self, offset: str):
+        super().__init__(f"'{offset}' is not a valid offset: bad base64 encoding")
+
+
+@attrs.frozen
+class _Table:
+    """
+    How one entity is stored.
+
+    @ivar columns: real column name to the record field it comes from.
+    @ivar foreign: record field to the table it references (its column is
+        C{<field>_id}).
+    @ivar keys: the endpoint keys L{PostgresStore.get} accepts besides
+        the id, in order of preference.
+    """
+
+    name: str
+    columns: tuple[str, ...] = ()
+    foreign: Mapping[str, str] = attrs.field(factory=dict)
+    keys: tuple[str, ...] = ()
+
+    def row(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        The column values for C{record}.
+        """
+        values: dict[str, Any] = {
+            "id": _id_of(record.get("id"), "id"),
+            "created_at": record.get("created_at"),
+            "updated_at": record.get("updated_at"),
+            "tags": list(record["tags"]) if record.get("tags") is not None else None,
+        }
+        for column in self.columns:
+            values[column] = record.get(column)
+        for field in self.foreign:
+            ref = record.get(field)
+            values[f"{field}_id"] = None if ref is None else _id_of(
+                ref.get("id") if isinstance(ref, Mapping) else ref, field)
+        values["entity"] = Json(dict(record))
+        return values
+
+
+_TABLES = {
+    "services": _Table("services", ("name",), keys=("name",)),
+    "routes": _Table("routes", ("name",), {"service": "services"}, keys=("name",)),
+    "consumers": _Table("consumers", ("username", "custom_id"),
+                        keys=("username", "custom_id")),
+    "plugins": _Table("plugins", ("name",),
+                      {"service": "services", "route": "routes", "consumer": "consumers"}),
+}
+
+_UNIQUE = {
+    "services_name_key": ("name",),
+    "routes_name_key": ("name",),
+    "consumers_username_key": ("username",),
+    "consumers_custom_id_key": ("custom_id",),
+    "plugins_scope_key": ("name", "service", "route", "consumer"),
+}
+
+_FOREIGN = {
+    f"{table.name}_{field}_id_fkey": (table.name, field, parent)
+    for table in _TABLES.values() for field, parent in table.foreign.items()
+}
+
+
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _id_of(value: object, field: str) -> str:
+    if not _is_uuid(value):
+        if field == "id":
+            raise SchemaViolation({"id": "expected a uuid"})
+        raise SchemaViolation({field: {"id": "expected a uuid"}})
+    return str(value)
+
+
+def _table(entity: str) -> _Table:
+    try:
+        return _TABLES[entity]
+    except KeyError:
+        raise ValueError(f"unknown entity {entity!r}; expected one of {sorted(_TABLES)}") from None
+
+
+def _fk(value: object) -> dict[str, str] | None:
+    if isinstance(value, Mapping):
+        return {"id": value.get("id")}  # type: ignore[dict-item]
+    return None if value is None else {"id": str(value)}
+
+
+def _translate(e: psycopg2.Error, table: _Table, record: Mapping[str, Any]) -> Exception:
+    """
+    The L{echogate.errors} exception for a constraint C{e} violated while
+    writing C{record} into C{table}, or C{e} itself.
+    """
+    constraint = getattr(e.diag, "constraint_name", None)
+    if isinstance(e, psycopg2.errors.UniqueViolation):
+        if constraint == f"{table.name}_pkey":
+            rid = record.get("id")
+            return PrimaryKeyViolation(f"primary key violation on key '{{id=\"{rid}\"}}'",
+                                       {"id": rid})
+        fields = _UNIQUE.get(constraint or "", ())
+        return UniqueViolation({
+            f: _fk(record.get(f)) if f in table.foreign else record.get(f) for f in fields})
+    if isinstance(e, (psycopg2.errors.ForeignKeyViolation, psycopg2.errors.RestrictViolation)) \
+            and constraint in _FOREIGN:
+        child, field, parent = _FOREIGN[constraint]
+        if child != table.name:
+            return ForeignKeyViolation(
+                f"an existing '{child}' entity references this '{table.name}' entity",
+                {"@referenced_by": child})
+        ref = _fk(record.get(field)) or {"id": None}
+        return ForeignKeyViolation(
+            f"the foreign key '{{id=\"{ref['id']}\"}}' does not reference an existing"
+            f" '{parent}' entity.", {field: ref})
+    if isinstance(e, psycopg2.errors.NotNullViolation):
+        return SchemaViolation({e.diag.column_name or "?": "required field missing"})
+    return e
+
+
+async def _bump(cursor: txpostgres.Cursor) -> int:
+    """
+    Increase the configuration version; the notification goes out at
+    commit.
+    """
+    await cursor.execute(
+        "WITH v AS (UPDATE config_version SET version = version + 1 RETURNING version)"
+        " SELECT version, pg_notify(%s, version::text) FROM v", (CHANNEL,))
+    return int(cursor.fetchone()[0])
+
+
+def _encode_offset(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def _decode_offset(offset: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(offset + "=" * (-len(offset) % 4))
+        last_id = raw.decode("ascii")
+    except (binascii.Error, ValueError):
+        raise InvalidOffset(offset) from None
+    if not _is_uuid(last_id):
+        raise InvalidOffset(offset)
+    return last_id
+
+
+@implementer(IStore)
+class PostgresStore:
+    """
+    L{IStore} on PostgreSQL (see the module docstring).
+
+    @param reactor: the reactor (time, file descriptors) everything runs on.
+    @param dsn: a libpq connection string or URI.
+    @param pool_size: how many connections serve queries at once.
+    @param query_timeout: seconds after which any call fails with
+        L{DatabaseUnavailable}.
+    @param reconnect_delays: the first and the longest pause between
+        attempts to reach a server that is down.
+    @param heartbeat: seconds between checks that the LISTEN connection
+        still answers.
+    """
+
+    def __init__(self, reactor: IReactorTime | IReactorFDSet | IReactorCore, dsn: str, *,
+                 pool_size: int = 4, query_timeout: float = 5.0,
+                 reconnect_delays: tuple[float, float] = (0.1, 10.0),
+                 heartbeat: float = 30.0):
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if query_timeout <= 0:
+            raise ValueError("query_timeout must be positive")
+        self.dsn = dsn
+        self._bounded = Deadlines(reactor, query_timeout)
+        self._pool = BoundedPool(reactor, dsn, pool_size, self._bounded, reconnect_delays)
+        self._listener = Listener(reactor, dsn, CHANNEL, self._bounded, reconnect_delays,
+                                  heartbeat, self._deliver)
+        self._subscribers: list[Callable[[int | None], object]] = []
+
+    async def start(self) -> None:
+        """
+        Connect: open the LISTEN connection.
+
+        @raise DatabaseUnavailable: the server cannot be reached in time.
+        """
+        await self._listener.start()
+
+    async def stop(self) -> None:
+        """
+        Close every connection and stop reconnecting.
+        """
+        self._listener.stop()
+        self._pool.close()
+
+    # -- notifications
+
+    def subscribe(self, callback: Callable[[int | None], object]) -> Callable[[], None]:
+        """
+        See L{IStore.subscribe}.
+        """
+        entry = [callback]
+        self._subscribers.append(entry)  # type: ignore[arg-type]
+
+        def unsubscribe() -> None:
+            if entry in self._subscribers:  # type: ignore[comparison-overlap]
+                self._subscribers.remove(entry)  # type: ignore[arg-type]
+
+        return unsubscribe
+
+    def _deliver(self, version: int | None) -> None:
+        for (callback,) in list(self._subscribers):  # type: ignore[misc]
+            try:
+                callback(version)
+            except Exception:
+                _log.failure("configuration change subscriber failed")
+
+    # -- reads
+
+    def _run(self, work: Callable[[Connection], Awaitable[_T]],
+             force: bool = False) -> Deferred[_T]:
+        return ensureDeferred(self._pool.run(work, force))
+
+    def get(self, entity: str, key: str) -> Deferred[dict[str, Any] | None]:
+        """
+        See L{IStore.get}.
+        """
+        table = _table(entity)
+        if _is_uuid(key):
+            sql, params = f"SELECT entity FROM {table.name} WHERE id = %s", (key,)
+        elif table.keys and isinstance(key, str):
+            matches = " OR ".join(f"{k} = %s" for k in table.keys)
+            sql = (f"SELECT entity FROM {table.name} WHERE {matches}"
+                   f" ORDER BY {table.keys[0]} = %s DESC LIMIT 1")
+            params = (key,) * (len(table.keys) + 1)
+        else:
+            return ensureDeferred(_none())
+
+        async def work(connection: Connection) -> dict[str, Any] | None:
+            rows = await query(connection, sql, params)
+            return rows[0][0] if rows else None
+
+        return self._run(work)
+
+    def page(self, entity: str, size: int, offset: str | None = None,
+             tags: Iterable[str] | None = None, tags_any: bool = False,
+             where: Mapping[str, Any] | None = None,
+             ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+        """
+        See L{IStore.page}.
+
+        @raise InvalidOffset: C{offset} was not made by this store.
+        @raise ValueError: C{size} below 1, or an unknown C{where} key.
+        """
+        table = _table(entity)
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer, not {size!r}")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if offset is not None:
+            conditions.append("id > %s")
+            params.append(_decode_offset(offset))
+        tags = list(tags) if tags is not None else []
+        if tags:
+            conditions.append("tags && %s::text[]" if tags_any else "tags @> %s::text[]")
+            params.append(tags)
+        for field, value in (where or {}).items():
+            if field not in table.foreign:
+                raise ValueError(f"{entity} cannot be filtered by {field!r}")
+            value = value.get("id") if isinstance(value, Mapping) else value
+            if value is None:
+                conditions.append(f"{field}_id IS NULL")
+            elif not _is_uuid(value):
+                return ensureDeferred(_empty())
+            else:
+                conditions.append(f"{field}_id = %s")
+                params.append(value)
+        sql = (f"SELECT id, entity FROM {table.name}"
+               + (" WHERE " + " AND ".join(conditions) if conditions else "")
+               + " ORDER BY id LIMIT %s")
+        params.append(size + 1)
+
+        async def work(connection: Connection) -> tuple[list[dict[str, Any]], str | None]:
+            rows = await query(connection, sql, params)
+            if len(rows) <= size:
+                return [entity for _, entity in rows], None
+            rows = rows[:size]
+            return [entity for _, entity in rows], _encode_offset(str(rows[-1][0]))
+
+        return self._run(work)
+
+    def load(self) -> Deferred[ConfigurationData]:
+        """
+        See L{IStore.load}.
+        """
+        async def body(cursor: txpostgres.Cursor) -> ConfigurationData:
+            await cursor.execute("SELECT version FROM config_version")
+            version = int(cursor.fetchone()[0])
+            found = {}
+            for name in ("services", "routes", "plugins"):
+                await cursor.execute(f"SELECT entity FROM {name} ORDER BY created_at, id")
+                found[name] = tuple(entity for (entity,) in cursor.fetchall())
+            return ConfigurationData(version=version, **found)
+
+        return self._run(lambda connection: transaction(
+            connection, body, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+
+    def version(self) -> Deferred[int]:
+        """
+        See L{IStore.version}.
+        """
+        async def work(connection: Connection) -> int:
+            rows = await query(connection, "SELECT version FROM config_version")
+            return int(rows[0][0])
+
+        return self._run(work)
+
+    def reachable(self) -> Deferred[bool]:
+        """
+        Fire with whether the server answers a C{SELECT 1} in time (never
+        fails; tries to connect even while backing off).
+        """
+        async def work(connection: Connection) -> bool:
+            await query(connection, "SELECT 1")
+            return True
+
+        return self._run(work, force=True).addErrback(lambda _: False)
+
+    def check_schema(self) -> Deferred[None]:
+        """
+        Fail with L{SchemaOutdated} when the schema is missing or
+        migrations are pending.
+        """
+        async def work(connection: Connection) -> None:
+            rows = await query(connection, "SELECT to_regclass('schema_migrations') IS NOT NULL")
+            versions = None
+            if rows[0][0]:
+                versions = [v for (v,) in await query(
+                    connection, "SELECT version FROM schema_migrations")]
+            check_applied(versions, self.dsn)
+
+        return self._run(work)
+
+    # -- writes
+
+    def _write(self, table: _Table, record: Mapping[str, Any],
+               body: Callable[[txpostgres.Cursor], Awaitable[_T]]) -> Deferred[_T]:
+        async def work(connection: Connection) -> _T:
+            try:
+                return await transaction(connection, body)
+            except psycopg2.IntegrityError as e:
+                raise _translate(e, table, record) from None
+
+        return self._run(work)
+
+    def _changed(self, table: _Table, sql: str, params: Any,
+                 record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+        async def body(cursor: txpostgres.Cursor) -> dict[str, Any]:
+            await cursor.execute(sql, params)
+            row = cursor.fetchone()
+            if row is None:
+                raise NotFound(
+                    f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
+                    {"id": record["id"]})
+            await _bump(cursor)
+            return row[0]
+
+        return self._write(table, record, body)
+
+    def insert(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+        """
+        See L{IStore.insert}.
+        """
+        table = _table(entity)
+        row = table.row(record)
+        names = ", ".join(row)
+        sql = (f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
+               " RETURNING entity")
+        return self._changed(table, sql, list(row.values()), record)
+
+    def update(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+        """
+        See L{IStore.update}.
+        """
+        table = _table(entity)
+        row = table.row(record)
+        rid = row.pop("id")
+        sets = ", ".join(f"{name} = %s" for name in row)
+        sql = f"UPDATE {table.name} SET {sets} WHERE id = %s RETURNING entity"
+        return self._changed(table, sql, [*row.values(), rid], record)
+
+    def upsert(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+        """
+        See L{IStore.upsert}.
+        """
+        table = _table(entity)
+        row = table.row(record)
+        names = ", ".join(row)
+        sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in row if name != "id")
+        sql = (f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
+               f" ON CONFLICT (id) DO UPDATE SET {sets} RETURNING entity")
+        return self._changed(table, sql, list(row.values()), record)
+
+    def delete(self, entity: str, id: str) -> Deferred[bool]:
+        """
+        See L{IStore.delete}.
+        """
+        table = _table(entity)
+        if not _is_uuid(id):
+            return ensureDeferred(_false())
+
+        async def body(cursor: txpostgres.Cursor) -> bool:
+            await cursor.execute(f"DELETE FROM {table.name} WHERE id = %s RETURNING id", (id,))
+            if cursor.fetchone() is None:
+                return False
+            await _bump(cursor)
+            return True
+
+        return self._write(table, {"id": id}, body)
+
+
+async def _none() -> None:
+    return None
+
+
+async def _empty() -> tuple[list[dict[str, Any]], None]:
+    return [], None
+
+
+async def _false() -> bool:
+    return False
