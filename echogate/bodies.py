@@ -14,7 +14,7 @@ L{echogate.forms.decode_form} to type against the entity's schema.
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Sequence
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 import attrs

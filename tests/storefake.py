@@ -28,6 +28,7 @@ from echogate.errors import (
 )
 from echogate.interfaces import IStore
 from echogate.snapshot import ConfigurationData
+from echogate.store import InvalidOffset
 
 #: entity -> fields that are unique on their own.
 UNIQUE: Mapping[str, tuple[str, ...]] = {
@@ -80,16 +81,17 @@ def encode_offset(last_id: str) -> str:
     """
     The opaque offset that continues a page after the record C{last_id}.
     """
-    return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii")
+    return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii").rstrip("=")
 
 
 def _decode_offset(offset: str) -> str:
     try:
-        last_id = base64.urlsafe_b64decode(offset.encode("ascii")).decode("ascii")
+        padded = offset + "=" * (-len(offset) % 4)
+        last_id = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
-        raise ValueError(f"'{offset}' is not a valid offset")
+        raise InvalidOffset(offset)
     if not _UUID.match(last_id):
-        raise ValueError(f"'{offset}' is not a valid offset")
+        raise InvalidOffset(offset)
     return last_id
 
 
@@ -224,8 +226,8 @@ class MemoryStore:
 
     def _find(self, entity: str, key: str) -> dict[str, Any] | None:
         table = self.tables[entity]
-        if key in table:
-            return table[key]
+        if _UUID.match(key):
+            return table.get(key.lower())
         for field in ENDPOINT_KEYS[entity]:
             for record in table.values():
                 if record.get(field) == key:

@@ -17,6 +17,7 @@ from echogate.errors import (
     UniqueViolation,
 )
 from echogate.interfaces import IStore
+from echogate.store import InvalidOffset
 from tests.storefake import MemoryStore, encode_offset
 
 S1 = "00000000-0000-4000-8000-000000000001"
@@ -71,6 +72,14 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.store.get("services", "one"))["host"],
                          "example.com")
         self.assertIsNone(self.successResultOf(self.store.get("services", "two")))
+
+    def test_uuid_key_is_id(self) -> None:
+        """
+        A key written as a UUID is only ever an id, never a name.
+        """
+        self.insert("services", service(S1, S2))
+        self.assertIsNone(self.successResultOf(self.store.get("services", S2)))
+        self.assertEqual(self.successResultOf(self.store.get("services", S1.upper()))["id"], S1)
 
     def test_consumer_keys(self) -> None:
         """
@@ -173,10 +182,13 @@ class MemoryStoreTests(SynchronousTestCase):
 
     def test_page_bad_offset(self) -> None:
         """
-        An offset the store did not hand out is a C{ValueError}.
+        An offset the store did not hand out is L{InvalidOffset}.
         """
         for offset in ("!!", encode_offset("not-an-id")):
-            self.failureResultOf(self.store.page("services", 1, offset), ValueError)
+            f = self.failureResultOf(self.store.page("services", 1, offset), InvalidOffset)
+            self.assertEqual(f.value.body(), {
+                "code": 7, "name": "invalid offset",
+                "message": f"'{offset}' is not a valid offset: bad base64 encoding"})
 
     def test_page_tags(self) -> None:
         """

@@ -22,7 +22,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from echogate import entities, forms
-from echogate.admin.paging import InvalidOffset, PageRequest, query_arguments
+from echogate.admin.paging import PageRequest, query_arguments
 from echogate.admin.responses import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
@@ -201,14 +201,9 @@ class AdminAPI:
     async def _list(self, request: IRequest, entity: str, path: str,
                     where: Mapping[str, str] | None = None) -> bytes:
         paging = PageRequest.from_query(query_arguments(request.uri))
-        try:
-            records, next_offset = await self._store.page(
-                entity, paging.size, paging.offset, tags=paging.tags,
-                tags_any=paging.tags_any, where=where)
-        except ValueError:
-            if paging.offset is None:
-                raise
-            raise InvalidOffset(paging.offset)
+        records, next_offset = await self._store.page(
+            entity, paging.size, paging.offset, tags=paging.tags,
+            tags_any=paging.tags_any, where=where)
         body: dict[str, Any] = {"data": records}
         if next_offset is not None:
             body["offset"] = next_offset
@@ -230,6 +225,7 @@ class AdminAPI:
                        forced: Mapping[str, Any] | None = None) -> bytes:
         existing = await self._store.get(entity, key)
         if is_uuid(key):
+            key = key.lower()
             if existing is not None and existing["id"] != key:
                 existing = None
             new_id = key
@@ -258,11 +254,8 @@ class AdminAPI:
                                         plugins=self._plugins, now=self._now(), new_id=new_id)
 
     async def _update(self, request: IRequest, entity: str,
-                      existing: Mapping[str, Any],
-                      default: Mapping[str, Any] | None = None) -> bytes:
+                      existing: Mapping[str, Any]) -> bytes:
         fields = self._fields(entity, request, existing)
-        for name, value in (default or {}).items():
-            fields.setdefault(name, value)
         await self._resolve_foreign(entity, fields)
         record = entities.prepare_update(entity, existing, fields,
                                          plugins=self._plugins, now=self._now())
@@ -422,9 +415,8 @@ class AdminAPI:
     @app.route(_RC + "/<child_key>", methods=["PATCH"], endpoint="patch_child_rc")
     async def patch_child(self, request: IRequest, parent: str, key: str, child: str,
                           child_key: str) -> bytes:
-        owner, record = await self._child(parent, key, child, child_key)
-        return await self._update(request, child, record,
-                                  {NESTED[parent, child]: {"id": owner["id"]}})
+        _, record = await self._child(parent, key, child, child_key)
+        return await self._update(request, child, record)
 
     @app.route(_S + "/<child_key>", methods=["DELETE"], endpoint="delete_child_s")
     @app.route(_RC + "/<child_key>", methods=["DELETE"], endpoint="delete_child_rc")

@@ -34,19 +34,6 @@ class InvalidSize(GatewayError):
     name = "invalid size"
 
 
-class InvalidOffset(GatewayError):
-    """
-    The C{offset} query argument is not one the store handed out (400, code 7).
-    """
-
-    status = 400
-    code = 7
-    name = "invalid offset"
-
-    def __init__(self, offset: str):
-        super().__init__(f"'{offset}' is not a valid offset")
-
-
 class InvalidOptions(GatewayError):
     """
     A query option such as C{tags} cannot be understood (400, code 11); Kong
