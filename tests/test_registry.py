@@ -1,0 +1,558 @@
+"""
+Tests for L{echogate.registry}: finding plugins with C{getPlugins}, and
+every reason start-up refuses a plugin, each with its one-line message.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from typing import Any
+
+import attrs
+import twisted.plugins
+from twisted.plugin import IPlugin, getPlugins, pluginPackagePaths
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from echogate.interfaces import IGatewayPlugin
+from echogate.plugin import GatewayPlugin
+from echogate.registry import (
+    PluginLoadError,
+    check_plugin,
+    discover,
+    enabled_plugins,
+    is_bundled,
+    load_plugins,
+    parse_setting,
+)
+from echogate.schema import Record, String
+
+NOT_FOUND = "no module in twisted/plugins/ on sys.path provides it"
+
+
+class Valid(GatewayPlugin):
+    name = "valid"
+    version = "1.2.3"
+    priority = 10
+    config_schema = Record({"x": String(default="y")})
+
+
+def plugin(name: str = "valid", **attributes: Any) -> GatewayPlugin:
+    """
+    A L{GatewayPlugin} like L{Valid} with some class attributes replaced.
+    """
+    return type("Custom", (Valid,), {"name": name, **attributes})()
+
+
+@implementer(IGatewayPlugin)
+class MutablePlugin:
+    name = "mutable"
+    version = "1.0.0"
+    priority = 0
+    config_schema = Record({})
+
+
+@implementer(IGatewayPlugin)
+class SlottedPlugin:
+    """
+    Refuses new attributes, but its C{echo} slot can be assigned on every
+    request: the classic bug, still possible.
+    """
+
+    __slots__ = ("echo",)
+    name = "slotted"
+    version = "1.0.0"
+    priority = 0
+    config_schema = Record({})
+
+
+@implementer(IGatewayPlugin)
+@attrs.frozen
+class FrozenAttrsPlugin:
+    name: str = "frozen-attrs"
+    version: str = "1.0.0"
+    priority: int = 0
+    config_schema: Record = Record({})
+
+
+@implementer(IGatewayPlugin)
+class NoSchemaAttribute:
+    name = "no-schema"
+    version = "1.0.0"
+    priority = 0
+
+    def __repr__(self) -> str:
+        return "<NoSchemaAttribute>"
+
+
+class NotAPlugin:
+    name = "not-a-plugin"
+
+    def __repr__(self) -> str:
+        return "<NotAPlugin>"
+
+
+class DropIns:
+    """
+    A temporary directory holding C{twisted/plugins/}, put on C{sys.path}
+    and into C{twisted.plugins.__path__} the way Twisted does at import
+    time; everything is undone when the test ends.
+    """
+
+    def __init__(self, case: SynchronousTestCase):
+        self._case = case
+        self.base = FilePath(case.mktemp())
+        self.plugins = self.base.child("twisted").child("plugins")
+        self.plugins.makedirs()
+        self._modules: list[str] = []
+        sys.path.insert(0, self.base.path)
+        added = [p for p in pluginPackagePaths(twisted.plugins.__name__)
+                 if p not in twisted.plugins.__path__]
+        case.assertIn(self.plugins.path, added)
+        twisted.plugins.__path__.extend(added)
+        importlib.invalidate_caches()
+
+        def cleanup() -> None:
+            sys.path.remove(self.base.path)
+            for path in added:
+                twisted.plugins.__path__.remove(path)
+            for module in self._modules:
+                sys.modules.pop(f"twisted.plugins.{module}", None)
+
+        case.addCleanup(cleanup)
+
+    def write(self, module: str, source: str) -> None:
+        """
+        Write C{twisted/plugins/<module>.py}.
+        """
+        self._modules.append(module)
+        self.plugins.child(module + ".py").setContent(textwrap.dedent(source).encode("utf-8"))
+        importlib.invalidate_caches()
+
+
+DROP_IN = """
+    from echogate.plugin import GatewayPlugin
+    from echogate.schema import Record, String
+
+    class {cls}(GatewayPlugin):
+        name = "{name}"
+        version = "2.0.0"
+        priority = 7
+        config_schema = Record({{"greeting": String(default="hi")}})
+
+    {instance} = {cls}()
+"""
+
+
+class BundledPluginTests(SynchronousTestCase):
+    """
+    Every plugin shipped with echogate is found and well formed; new
+    bundled plugins are covered without changing these tests.
+    """
+
+    def setUp(self) -> None:
+        available, failures = discover()
+        self.assertEqual(failures, [])
+        self.bundled = {name: p for name, p in available.items() if is_bundled(p)}
+
+    def test_headerEchoIsBundled(self) -> None:
+        """
+        header-echo is among the bundled plugins.
+        """
+        self.assertIn("header-echo", self.bundled)
+
+    def test_verifyObject(self) -> None:
+        """
+        Every bundled plugin provides L{IGatewayPlugin}.
+        """
+        for name, p in self.bundled.items():
+            self.assertTrue(verifyObject(IGatewayPlugin, p), name)
+
+    def test_passesStartUpChecks(self) -> None:
+        """
+        Every bundled plugin passes the checks start-up makes (version,
+        priority, schema, immutability).
+        """
+        for p in self.bundled.values():
+            check_plugin(p)
+
+    def test_foundByGetPlugins(self) -> None:
+        """
+        Every bundled plugin is what C{getPlugins(IGatewayPlugin)} yields,
+        and also what C{getPlugins(IPlugin)} yields.
+        """
+        for interface in (IGatewayPlugin, IPlugin):
+            found = list(getPlugins(interface))
+            for name, p in self.bundled.items():
+                self.assertTrue(any(f is p for f in found), (interface, name))
+
+    def test_bundledSettingSelectsThemAll(self) -> None:
+        """
+        C{--plugins bundled} enables every bundled plugin.
+        """
+        self.assertEqual(load_plugins("bundled"), dict(sorted(self.bundled.items())))
+
+    def test_immutable(self) -> None:
+        """
+        No bundled plugin object accepts a new attribute.
+        """
+        for p in self.bundled.values():
+            self.assertRaises(AttributeError, setattr, p, "echo", "value")
+
+
+class IsBundledTests(SynchronousTestCase):
+    """
+    L{is_bundled} tells echogate's own plugins from third-party ones.
+    """
+
+    def test_bundled(self) -> None:
+        """
+        A plugin defined in C{echogate.bundled} is bundled.
+        """
+        from echogate.bundled.header_echo import HeaderEcho
+
+        self.assertTrue(is_bundled(HeaderEcho()))
+
+    def test_thirdParty(self) -> None:
+        """
+        A plugin defined anywhere else is not.
+        """
+        self.assertFalse(is_bundled(Valid()))
+
+
+class DropInDiscoveryTests(SynchronousTestCase):
+    """
+    A module dropped into any C{twisted/plugins/} directory on C{sys.path}
+    makes its plugins available.
+    """
+
+    def test_found(self) -> None:
+        """
+        A plugin in a drop-in module is discovered, by name.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_dropin_found", DROP_IN.format(cls="Greeter", name="greeter", instance="greeter"))
+        available, failures = discover()
+        self.assertEqual(failures, [])
+        self.assertEqual(available["greeter"].version, "2.0.0")
+        self.assertFalse(is_bundled(available["greeter"]))
+        self.assertIn("header-echo", available)
+
+    def test_enabledByName(self) -> None:
+        """
+        C{--plugins bundled,<name>} enables the drop-in's plugin next to
+        the bundled ones.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_dropin_enabled", DROP_IN.format(cls="Greeter", name="greeter2", instance="g"))
+        enabled = load_plugins("bundled,greeter2")
+        self.assertEqual(enabled["greeter2"].priority, 7)
+        self.assertIn("header-echo", enabled)
+
+    def test_bundledLeavesDropInsOut(self) -> None:
+        """
+        C{--plugins bundled} does not enable a third-party plugin that is
+        merely available.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_dropin_left_out", DROP_IN.format(cls="Greeter", name="greeter3", instance="g"))
+        enabled = load_plugins("bundled")
+        self.assertNotIn("greeter3", enabled)
+        self.assertTrue(all(is_bundled(p) for p in enabled.values()))
+
+    def test_onlyTheNamedOnes(self) -> None:
+        """
+        C{--plugins <name>} enables that plugin and no bundled one.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_dropin_only", DROP_IN.format(cls="Greeter", name="greeter4", instance="g"))
+        self.assertEqual(list(load_plugins("greeter4")), ["greeter4"])
+
+    def test_providedTwice(self) -> None:
+        """
+        Two drop-in modules providing the same plugin name stop start-up,
+        naming both modules.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_twice_a", DROP_IN.format(cls="A", name="twice", instance="a"))
+        drops.write("eg_test_twice_b", DROP_IN.format(cls="B", name="twice", instance="b"))
+        error = self.assertRaises(PluginLoadError, discover)
+        self.assertIn(
+            str(error),
+            [
+                "plugin 'twice' is provided twice: by twisted.plugins.eg_test_twice_a"
+                " and by twisted.plugins.eg_test_twice_b",
+                "plugin 'twice' is provided twice: by twisted.plugins.eg_test_twice_b"
+                " and by twisted.plugins.eg_test_twice_a",
+            ],
+        )
+
+    def test_importFailureNamesTheModule(self) -> None:
+        """
+        When a configured plugin is missing and a drop-in module failed to
+        import, the one-line message names that module and its error.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_broken_dropin", "import echogate_no_such_dependency\n")
+        error = self.assertRaises(PluginLoadError, load_plugins, "bundled,broken-thing")
+        self.flushLoggedErrors(ImportError)
+        message = str(error)
+        self.assertNotIn("\n", message)
+        self.assertTrue(message.startswith(
+            "plugin 'broken-thing' is enabled in --plugins but was not found ("), message)
+        self.assertIn("No module named 'echogate_no_such_dependency'", message)
+        self.assertIn("eg_test_broken_dropin", message)
+
+    def test_importFailureOfAnExceptionNamesTheModule(self) -> None:
+        """
+        A drop-in that raises while importing is named too.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_raising_dropin", "raise RuntimeError('misconfigured')\n")
+        error = self.assertRaises(PluginLoadError, load_plugins, "raising-thing")
+        self.flushLoggedErrors(RuntimeError)
+        message = str(error)
+        self.assertNotIn("\n", message)
+        self.assertIn("misconfigured", message)
+        self.assertIn("eg_test_raising_dropin", message)
+
+    def test_importFailureReported(self) -> None:
+        """
+        L{discover} reports a drop-in's import failure (one line) and still
+        finds every other plugin.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_broken_reported", "import echogate_no_such_dependency\n")
+        available, failures = discover()
+        self.flushLoggedErrors(ImportError)
+        self.assertIn("header-echo", available)
+        self.assertEqual(len(failures), 1)
+        self.assertNotIn("\n", failures[0])
+        self.assertIn("No module named 'echogate_no_such_dependency'", failures[0])
+
+    def test_unrelatedImportFailureDoesNotStopStartUp(self) -> None:
+        """
+        A broken drop-in does not matter when every configured plugin is
+        found.
+        """
+        drops = DropIns(self)
+        drops.write("eg_test_broken_unrelated", "import echogate_no_such_dependency\n")
+        self.assertIn("header-echo", load_plugins("bundled"))
+        self.flushLoggedErrors(ImportError)
+
+
+class EnabledPluginsTests(SynchronousTestCase):
+    """
+    L{enabled_plugins} turns C{--plugins} into checked plugins, or stops
+    start-up with one line saying why.
+    """
+
+    def refused(self, setting: str, available: dict[str, Any], failures: list[str] = ()) -> str:
+        error = self.assertRaises(PluginLoadError, enabled_plugins, setting, available, failures)
+        message = str(error)
+        self.assertNotIn("\n", message)
+        return message
+
+    def test_notFound(self) -> None:
+        """
+        A configured name that no drop-in provides.
+        """
+        self.assertEqual(
+            self.refused("bundled,my-plugin", {"valid": Valid()}),
+            f"plugin 'my-plugin' is enabled in --plugins but was not found ({NOT_FOUND})",
+        )
+
+    def test_notFoundWithImportFailures(self) -> None:
+        """
+        A configured name that is not found, when some drop-ins failed to
+        import: their failures are the likely reason, so they are given.
+        """
+        self.assertEqual(
+            self.refused("my-plugin", {}, ["ImportError: a", "SyntaxError: b"]),
+            "plugin 'my-plugin' is enabled in --plugins but was not found (ImportError: a; SyntaxError: b)",
+        )
+
+    def test_doesNotProvideInterface(self) -> None:
+        """
+        An object that does not declare L{IGatewayPlugin}.
+        """
+        self.assertEqual(
+            self.refused("not-a-plugin", {"not-a-plugin": NotAPlugin()}),
+            "plugin 'not-a-plugin' does not provide IGatewayPlugin: The object <NotAPlugin> has failed"
+            " to implement interface echogate.interfaces.IGatewayPlugin: Does not declaratively"
+            " implement the interface The echogate.interfaces.IGatewayPlugin.version attribute was"
+            " not provided The echogate.interfaces.IGatewayPlugin.priority attribute was not provided"
+            " The echogate.interfaces.IGatewayPlugin.config_schema attribute was not provided",
+        )
+
+    def test_missingAttribute(self) -> None:
+        """
+        An object that declares the interface but lacks one of its
+        attributes.
+        """
+        self.assertEqual(
+            self.refused("no-schema", {"no-schema": NoSchemaAttribute()}),
+            "plugin 'no-schema' does not provide IGatewayPlugin: The object <NoSchemaAttribute> has"
+            " failed to implement interface echogate.interfaces.IGatewayPlugin: The"
+            " echogate.interfaces.IGatewayPlugin.config_schema attribute was not provided.",
+        )
+
+    def test_mutable(self) -> None:
+        """
+        A plugin object whose attributes can be assigned.
+        """
+        self.assertEqual(
+            self.refused("mutable", {"mutable": MutablePlugin()}),
+            "plugin 'mutable' is mutable: plugin objects are shared by every request, so subclass"
+            " echogate.plugin.GatewayPlugin or use a frozen attrs class and keep request state on"
+            " ctx.plugin",
+        )
+
+    def test_mutableLeavesNoTrace(self) -> None:
+        """
+        Checking mutability does not leave an attribute behind.
+        """
+        mutable = MutablePlugin()
+        self.refused("mutable", {"mutable": mutable})
+        self.assertEqual(vars(mutable), {})
+
+    def test_mutableSlots(self) -> None:
+        """
+        A plugin with assignable slots is mutable too: refusing only new
+        attribute names would let it keep request state in a slot.
+        """
+        self.assertEqual(
+            self.refused("slotted", {"slotted": SlottedPlugin()}),
+            "plugin 'slotted' is mutable: plugin objects are shared by every request, so subclass"
+            " echogate.plugin.GatewayPlugin or use a frozen attrs class and keep request state on"
+            " ctx.plugin",
+        )
+
+    def test_frozenAttrsAccepted(self) -> None:
+        """
+        A frozen attrs class declaring the interface is accepted.
+        """
+        p = FrozenAttrsPlugin()
+        self.assertEqual(enabled_plugins("frozen-attrs", {"frozen-attrs": p}), {"frozen-attrs": p})
+
+    def test_badVersion(self) -> None:
+        """
+        A version that does not read x.y.z.
+        """
+        for version in ("1.0", "v1.0.0", "1.0.0-beta", 1, None):
+            self.assertEqual(
+                self.refused("valid", {"valid": plugin(version=version)}),
+                "plugin 'valid': version must read x.y.z",
+            )
+
+    def test_nonIntegerPriority(self) -> None:
+        """
+        A priority that is not an integer (booleans and numeric strings
+        included).
+        """
+        for priority in ("10", 1.5, True, None):
+            self.assertEqual(
+                self.refused("valid", {"valid": plugin(priority=priority)}),
+                "plugin 'valid': priority must be an integer",
+            )
+
+    def test_negativePriorityAccepted(self) -> None:
+        """
+        Any integer is a priority, negative ones included.
+        """
+        p = plugin(priority=-5)
+        self.assertEqual(enabled_plugins("valid", {"valid": p}), {"valid": p})
+
+    def test_schemaNotARecord(self) -> None:
+        """
+        A C{config_schema} that is not an L{echogate.schema.Record}.
+        """
+        for schema in (None, {"x": String()}, String()):
+            self.assertEqual(
+                self.refused("valid", {"valid": plugin(config_schema=schema)}),
+                "plugin 'valid': config_schema must be an echogate.schema.Record",
+            )
+
+    def test_noName(self) -> None:
+        """
+        A plugin with an empty name.
+        """
+        nameless = plugin(name="")
+        message = self.refused("x", {"x": nameless})
+        self.assertEqual(message, f"plugin {nameless!r} has no name")
+
+    def test_offCombined(self) -> None:
+        """
+        C{off} together with names.
+        """
+        for setting in ("off,valid", "bundled,off", "off,off"):
+            self.assertEqual(
+                self.refused(setting, {"valid": Valid()}),
+                "'off' cannot be combined with other plugin names",
+            )
+
+    def test_off(self) -> None:
+        """
+        C{off} alone enables nothing.
+        """
+        self.assertEqual(enabled_plugins("off", {"valid": Valid()}), {})
+
+    def test_bundledOnlyEchogates(self) -> None:
+        """
+        C{bundled} selects echogate's own plugins, not every available one.
+        """
+        from echogate.bundled.header_echo import HeaderEcho
+
+        echo = HeaderEcho()
+        self.assertEqual(enabled_plugins("bundled", {"header-echo": echo, "valid": Valid()}),
+                         {"header-echo": echo})
+
+    def test_bundledAndNames(self) -> None:
+        """
+        C{bundled} plus a name: both, sorted by name.
+        """
+        from echogate.bundled.header_echo import HeaderEcho
+
+        echo, valid = HeaderEcho(), Valid()
+        enabled = enabled_plugins("valid, bundled", {"header-echo": echo, "valid": valid})
+        self.assertEqual(list(enabled.items()), [("header-echo", echo), ("valid", valid)])
+
+    def test_checksEveryEnabledPlugin(self) -> None:
+        """
+        The checks apply to plugins enabled through C{bundled} as well.
+        """
+
+        class BadBundled(Valid):
+            __module__ = "echogate.bundled.bad"
+            name = "bad-bundled"
+            version = "1"
+
+        self.assertEqual(self.refused("bundled", {"bad-bundled": BadBundled()}),
+                         "plugin 'bad-bundled': version must read x.y.z")
+
+
+class ParseSettingTests(SynchronousTestCase):
+    """
+    L{parse_setting} splits C{--plugins}.
+    """
+
+    def test_commaSeparated(self) -> None:
+        """
+        Names are split on commas and stripped; empty parts are dropped.
+        """
+        self.assertEqual(parse_setting(" bundled , my-plugin,,"), ["bundled", "my-plugin"])
+
+    def test_iterable(self) -> None:
+        """
+        An iterable of names is accepted as well.
+        """
+        self.assertEqual(parse_setting(["bundled", " a "]), ["bundled", "a"])
+
+    def test_empty(self) -> None:
+        """
+        An empty setting names nothing.
+        """
+        self.assertEqual(parse_setting(""), [])
