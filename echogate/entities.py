@@ -15,7 +15,9 @@ seconds. Where echogate differs from Kong:
     error, as is a C{url} with credentials, a query or a fragment.
   - C{retries}, the timeouts, C{regex_priority} and C{path_handling}
     cannot be null; C{path_handling} is only C{"v0"}.
-  - regex paths are checked with Python's C{re}, which the router uses.
+  - route paths are checked against the proxy's path normalisation
+    (L{echogate.paths.normalize_path}) and regex paths compiled as the
+    router compiles them (L{echogate.paths.compile_regex_path}).
   - C{id} and C{created_at} cannot be changed by PUT or PATCH.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from echogate import paths
 from echogate.errors import SchemaViolation
 from echogate.schema import (
     ENTITY,
@@ -54,7 +57,6 @@ __all__ = [
     "prepare_replace",
     "prepare_update",
     "parse_host",
-    "normalize_path",
 ]
 
 HTTP_PROTOCOLS = ("http", "https")
@@ -190,7 +192,6 @@ def _route_host(value: str) -> str | None:
 
 
 _PATH_CHARS = re.compile(r"^/[A-Za-z0-9.\-_~/%:@!$&'()*+,;=]*$")
-_RESERVED = frozenset(b"!*'();:@&=+$,/?%#[]")
 
 
 def _percent_encoding(value: str) -> str | None:
@@ -212,37 +213,6 @@ def _service_path(value: str) -> str | None:
     return _percent_encoding(value)
 
 
-def _remove_dot_segments(path: str) -> str:
-    segments = path.split("/")[1:]
-    out: list[str] = []
-    for i, segment in enumerate(segments):
-        last = i == len(segments) - 1
-        if segment == "..":
-            if out:
-                out.pop()
-        elif segment != ".":
-            out.append(segment)
-            continue
-        if last:
-            out.append("")
-    return "/" + "/".join(out)
-
-
-def normalize_path(path: str) -> str:
-    """
-    Kong's normal form of a path: percent-encoded characters decoded
-    unless reserved (reserved ones upper-cased, so C{%2f} is C{%2F}),
-    then C{.} and C{..} segments resolved.
-    """
-
-    def decode(m: re.Match[bytes]) -> bytes:
-        byte = int(m.group(1), 16)
-        return m.group(0).upper() if byte in _RESERVED else bytes([byte])
-
-    raw = re.sub(rb"%([0-9A-Fa-f]{2})", decode, path.encode("utf-8", "surrogateescape"))
-    return _remove_dot_segments(raw.decode("utf-8", "surrogateescape"))
-
-
 def _router_path(value: str) -> str | None:
     if not value.startswith(("/", "~/")):
         return "should start with: / (fixed path) or ~/ (regex path)"
@@ -250,17 +220,19 @@ def _router_path(value: str) -> str | None:
         return "must not have empty segments"
     if value.startswith("~"):
         try:
-            re.compile(value[1:])
-        except re.error as e:
-            return f"invalid regex: '{value[1:]}' ({e})"
+            paths.compile_regex_path(value)
+        except ValueError as e:
+            return f"invalid regex: '{value[1:]}' ({e.__cause__ or e})"
         return None
     bad = _percent_encoding(value)
     if bad:
         return bad
-    normal = normalize_path(value)
+    try:
+        normal = paths.normalize_path(value)
+    except ValueError:
+        return f"invalid value: {value}"
     if normal != value:
-        shown = normal.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        return f"non-normalized path, consider use '{shown}' instead"
+        return f"non-normalized path, consider use '{normal}' instead"
     return None
 
 
