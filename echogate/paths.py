@@ -4,10 +4,13 @@ sent upstream from it.
 
 The proxy normalises a request's path once, before routing, with
 L{normalize_path}; the router matches routes against the normalised path
-and L{join_upstream_path} turns it into the upstream path, following
-Kong's rules (C{path_handling} C{v0}). See C{docs/routing.md}.
+(regex paths compiled with L{compile_regex_path}) and L{join_upstream_path}
+turns it into the upstream path, following Kong's rules (C{path_handling}
+C{v0}). See C{docs/routing.md}.
 """
 from __future__ import annotations
+
+import re
 
 # RFC 3986 unreserved characters: decoded when percent-encoded.
 _UNRESERVED = frozenset(
@@ -202,3 +205,108 @@ def join_upstream_path(
     if postfix.startswith("/"):
         return base + postfix
     return base + "/" + postfix
+
+
+def python_regex(pcre: str) -> str:
+    """
+    Translate the PCRE syntax that Kong users write to Python's: named
+    groups C{(?<name>...)} become C{(?P<name>...)}. Everything else is
+    left alone (lookbehinds, escapes and character classes included).
+    """
+    out: list[str] = []
+    i, n, in_class = 0, len(pcre), False
+    while i < n:
+        char = pcre[i]
+        if char == "\\":
+            out.append(pcre[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            out.append(char)
+            i = _class_start(pcre, i + 1, out)
+            in_class = True
+            continue
+        elif pcre.startswith("(?<", i) and (pcre[i + 3:i + 4].isalpha() or pcre[i + 3:i + 4] == "_"):
+            out.append("(?P<")
+            i += 3
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _class_start(pattern: str, i: int, out: list[str] | None = None) -> int:
+    """
+    Skip a character class's leading C{^} and C{]} (a literal there).
+    """
+    for literal in "^]":
+        if pattern[i:i + 1] == literal:
+            if out is not None:
+                out.append(literal)
+            i += 1
+    return i
+
+
+def compile_regex_path(path: str) -> re.Pattern[str]:
+    """
+    Compile a route's regex path (C{~} then a regex in Kong's PCRE syntax,
+    see L{python_regex}) for matching at the start of a normalised path
+    with C{pattern.match}. The leading C{~} is optional here.
+
+    @raise ValueError: if the regex does not compile.
+    """
+    source = path[1:] if path.startswith("~") else path
+    try:
+        return re.compile(python_regex(source))
+    except re.error as e:
+        raise ValueError(f"invalid regex {source!r}: {e}") from e
+
+
+def regex_literal_prefix(pattern: str) -> str:
+    """
+    A literal prefix that every match of the Python regex C{pattern},
+    anchored at the start, begins with (C{"/users/"} for
+    C{"/users/\\d+"}); C{""} when none can be told cheaply, e.g. when
+    the pattern has a top-level C{|}. The router files regex routes under
+    it.
+    """
+    depth, i, n, in_class = 0, 0, len(pattern), False
+    while i < n:
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            i = _class_start(pattern, i + 1)
+            in_class = True
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return ""
+        i += 1
+
+    chars: list[str] = []
+    i = 1 if pattern.startswith("^") else 0
+    while i < n:
+        char = pattern[i]
+        if char == "\\":
+            literal = pattern[i + 1:i + 2]
+            if literal == "" or literal.isalnum() or literal.isspace():
+                break
+            step = 2
+        elif char in ".^$*+?{}[]()|":
+            break
+        else:
+            literal, step = char, 1
+        if pattern[i + step:i + step + 1] in ("*", "+", "?", "{"):
+            break
+        chars.append(literal)
+        i += step
+    return "".join(chars)

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.paths import join_upstream_path, normalize_path
+from echogate.paths import (
+    compile_regex_path,
+    join_upstream_path,
+    normalize_path,
+    python_regex,
+    regex_literal_prefix,
+)
 
 # (raw request path, normalised path)
 NORMALISED = [
@@ -282,3 +288,85 @@ class JoinUpstreamPathTests(SynchronousTestCase):
             ValueError, join_upstream_path, "/s", "/other", "/route", True
         )
         self.assertIn("/route", str(error))
+
+
+# (PCRE as Kong users write it, Python)
+TRANSLATED = [
+    (r"/users/(?<id>\d+)", r"/users/(?P<id>\d+)"),
+    (r"/(?<_x>a)(?<y1>b)", r"/(?P<_x>a)(?P<y1>b)"),
+    (r"/(?P<id>\d+)", r"/(?P<id>\d+)"),
+    (r"/(?<=a)b(?<!c)", r"/(?<=a)b(?<!c)"),
+    (r"/\(?<a>", r"/\(?<a>"),
+    (r"/[(?<a>]", r"/[(?<a>]"),
+    (r"/[]](?<a>x)", r"/[]](?P<a>x)"),
+    (r"/[^]](?<a>x)", r"/[^]](?P<a>x)"),
+    (r"/(?<1>x)", r"/(?<1>x)"),
+]
+
+# (Python regex, literal prefix)
+LITERAL_PREFIXES = [
+    (r"/users/\d+", "/users/"),
+    (r"^/users/\d+", "/users/"),
+    (r"/a/b?", "/a/"),
+    (r"/a/b*", "/a/"),
+    (r"/a/b+", "/a/"),
+    (r"/a{2}", "/"),
+    (r"/x\.y\/z", "/x.y/z"),
+    (r"/a\|b", "/a|b"),
+    (r"/a\d", "/a"),
+    (r"/a|/b", ""),
+    (r"/a/(b|c)|/d", ""),
+    (r"/(a|b)/c", "/"),
+    (r"/a[|]b", "/a"),
+    (r"/a[]|]b", "/a"),
+    (r"(?i)/abc", ""),
+    (r"/p/(?P<id>\d+)", "/p/"),
+    (r"/a.b", "/a"),
+    (r"/a$", "/a"),
+    (r"", ""),
+]
+
+
+class RegexPathTests(SynchronousTestCase):
+    """
+    Tests for L{python_regex}, L{compile_regex_path} and
+    L{regex_literal_prefix}.
+    """
+
+    def test_translate(self) -> None:
+        """
+        PCRE named groups become Python named groups; nothing else changes.
+        """
+        for pcre, python in TRANSLATED:
+            with self.subTest(pcre=pcre):
+                self.assertEqual(python_regex(pcre), python)
+
+    def test_compile(self) -> None:
+        """
+        A regex path compiles, with or without its C{~}, to a pattern that
+        matches at the start of a path.
+        """
+        for path in (r"~/users/(?<id>\d+)", r"/users/(?<id>\d+)"):
+            pattern = compile_regex_path(path)
+            found = pattern.match("/users/42/x")
+            assert found is not None
+            self.assertEqual(found.group(0), "/users/42")
+            self.assertEqual(found.groupdict(), {"id": "42"})
+            self.assertIsNone(pattern.match("/x/users/42"))
+
+    def test_compile_error(self) -> None:
+        """
+        A regex that does not compile raises L{ValueError} naming it.
+        """
+        for path in ("~/(", "~/a)", "~*", "~/(?<1>x)"):
+            with self.subTest(path=path):
+                error = self.assertRaises(ValueError, compile_regex_path, path)
+                self.assertIn("invalid regex", str(error))
+
+    def test_literal_prefix(self) -> None:
+        """
+        The literal prefix is what every match starts with, or C{""}.
+        """
+        for pattern, prefix in LITERAL_PREFIXES:
+            with self.subTest(pattern=pattern):
+                self.assertEqual(regex_literal_prefix(pattern), prefix)
