@@ -16,10 +16,14 @@ import attrs
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+from werkzeug.routing import RequestRedirect
 from zope.interface import implementer
 
 from echogate.admin import AdminAPI, NodeInfo
+from echogate.admin.responses import error_response
 from echogate.errors import DatabaseUnavailable
 from echogate.interfaces import IGatewayPlugin
 from echogate.schema import Integer, Record, String
@@ -410,3 +414,22 @@ class ErrorTests(AdminTestCase):
         self.assertEqual((answer.status, answer.json),
                          (500, {"message": "An unexpected error occurred"}))
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class ErrorResponseTests(SynchronousTestCase):
+    """
+    Tests for L{error_response} with routing errors Klein raises.
+    """
+
+    def test_redirect(self) -> None:
+        """
+        A routing redirect keeps its status and C{Location}, with a JSON body.
+        """
+        request = DummyRequest([b""])
+        body = error_response(request, Failure(RequestRedirect("http://h/services")))
+        self.assertEqual((request.responseCode, json.loads(body)),
+                         (308, {"message": "Permanent Redirect"}))
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"location"),
+                         [b"http://h/services"])
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"content-type"),
+                         [b"application/json; charset=utf-8"])
