@@ -228,7 +228,7 @@ def run_steps(items: Sequence[Any], call: Callable[[Any], Any],
         if result is not None:
             result = as_deferred(result)
             if isinstance(result, Deferred):
-                return result.addCallback(lambda _, i=index: run_steps(items, call, stop, i))
+                return result.addCallback(lambda _, i=index: None if stop is not None and stop() else run_steps(items, call, stop, i))
         if stop is not None and stop():
             return None
     return None
