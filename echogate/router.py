@@ -76,7 +76,15 @@ class Match:
         What strip_path removed from the request path (for
         C{X-Forwarded-Prefix}): L{stripped} when the route strips, else C{""}.
         """
-        return self.stripped if self.route.get("strip_path") is True else ""
+        return self.stripped if _strips(self.route) else ""
+
+
+def _strips(route: Mapping[str, Any]) -> bool:
+    """
+    Whether C{route} strips its matched path: C{strip_path} defaults to
+    true when unset (null or missing).
+    """
+    return route.get("strip_path") is not False
 
 
 def split_host(value: str) -> tuple[str, int | None]:
@@ -177,15 +185,6 @@ class _Header:
         return False
 
 
-@attrs.frozen
-class _Request:
-    method: str
-    host: str | None
-    port: int | None
-    path: str
-    headers: Headers
-
-
 @attrs.frozen(eq=False)
 class _CompiledRoute:
     """
@@ -202,32 +201,34 @@ class _CompiledRoute:
     prefixes: tuple[str, ...]
     regexes: tuple[tuple[str, re.Pattern[str]], ...]
     kinds: tuple[int, int]
+    strip: bool
     regex_priority: int
     order: tuple[Any, ...]
 
-    def evaluate(self, request: _Request) -> tuple[tuple[Any, ...], Match] | None:
+    def evaluate(self, method: str, name: str | None, port: int | None, path: str,
+                 headers: Headers) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
         """
-        If this route matches C{request}, its rank for this request (lower
-        comes first) and the match; otherwise C{None}.
+        If this route matches the request (host C{name} and C{port} split
+        already), its rank for this request (lower comes first) and what
+        L{to_match} needs; otherwise C{None}.
         """
-        if self.methods is not None and request.method not in self.methods:
+        if self.methods is not None and method not in self.methods:
             return None
 
         host_rank = 0
         matched_host = None
         if self.hosts:
-            if request.host is None:
+            if name is None:
                 return None
             best = None
             for host in self.hosts:
-                rank = host.rank(request.host, request.port)
+                rank = host.rank(name, port)
                 if rank is not None and (best is None or rank < best):
                     best, matched_host = rank, host.value
             if best is None:
                 return None
             host_rank = best
 
-        path = request.path
         path_rank = (0, 0, 0)
         stripped = ""
         matched_path = None
@@ -249,27 +250,29 @@ class _CompiledRoute:
                     return None
 
         for header in self.headers:
-            if not header.matches(request.headers):
+            if not header.matches(headers):
                 return None
 
+        rank = (self.kinds, host_rank, -len(self.headers), path_rank, self.order)
+        return rank, (path, stripped, matched_host, matched_path, found)
+
+    def to_match(self, path: str, stripped: str, matched_host: str | None,
+                 matched_path: str | None, found: re.Match[str] | None) -> Match:
+        """
+        The L{Match} for a request this route won.
+        """
         service_path = self.service.get("path") if self.service is not None else None
-        match = Match(
+        named = found.groupdict() if found is not None and found.re.groupindex else None
+        return Match(
             route=self.route,
             service=self.service,
             stripped=stripped,
-            upstream_path=join_upstream_path(
-                service_path, path, stripped, self.route.get("strip_path") is True
-            ),
+            upstream_path=join_upstream_path(service_path, path, stripped, self.strip),
             matched_host=matched_host,
             matched_path=matched_path,
             captures=found.groups() if found is not None else (),
-            named_captures=(
-                MappingProxyType(found.groupdict()) if found is not None and found.re.groupindex
-                else _NO_CAPTURES
-            ),
+            named_captures=MappingProxyType(named) if named else _NO_CAPTURES,
         )
-        rank = (self.kinds, host_rank, -len(self.headers), path_rank, self.order)
-        return rank, match
 
 
 def _compile(route: dict[str, Any], service: dict[str, Any] | None,
@@ -313,6 +316,7 @@ def _compile(route: dict[str, Any], service: dict[str, Any] | None,
         prefixes=prefixes,
         regexes=regexes,
         kinds=(-kinds, -bits),
+        strip=_strips(route),
         regex_priority=int(route.get("regex_priority") or 0),
         order=created + (str(route.get("id") or ""), seq),
     )
@@ -522,8 +526,8 @@ class Router:
             name, port = split_host(host)
             if port is None:
                 port = _DEFAULT_PORTS.get(scheme)
-        request = _Request(method, name, port, path, headers)
-        best: tuple[tuple[Any, ...], Match] | None = None
+        best: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+        winner = None
         seen: set[int] = set()
         for index in self._indexes(name):
             for candidate in index.candidates(path):
@@ -532,7 +536,9 @@ class Router:
                 seen.add(id(candidate))
                 if self._on_candidate is not None:
                     self._on_candidate(candidate.route)
-                result = candidate.evaluate(request)
+                result = candidate.evaluate(method, name, port, path, headers)
                 if result is not None and (best is None or result[0] < best[0]):
-                    best = result
-        return best[1] if best is not None else None
+                    best, winner = result, candidate
+        if best is None or winner is None:
+            return None
+        return winner.to_match(*best[1])
