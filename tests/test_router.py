@@ -399,6 +399,16 @@ class MatchResultTests(SynchronousTestCase):
         self.assertEqual(match.removed_prefix, "")
         self.assertEqual(match.upstream_path, "/service/route")
 
+    def test_strip_path_unset(self) -> None:
+        """
+        A null C{strip_path} means the default: strip.
+        """
+        router = build([route(paths=["/route"], strip_path=None)], [service(path="/s")])
+        match = request(router, path="/route/x")
+        assert match is not None
+        self.assertEqual(match.upstream_path, "/s/x")
+        self.assertEqual(match.removed_prefix, "/route")
+
     def test_regex(self) -> None:
         """
         A regex match strips the whole match and gives its captures.
