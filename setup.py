@@ -22,7 +22,7 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["echogate", "echogate.bundled", "twisted.plugins"],
+    packages=["echogate", "echogate.admin", "echogate.bundled", "twisted.plugins"],
     package_data={"twisted": ["plugins/echogate_plugin.py", "plugins/echogate_bundled.py"]},
     include_package_data=False,
     install_requires=[

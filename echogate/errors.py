@@ -82,17 +82,17 @@ class SchemaViolation(GatewayError):
 
 class PrimaryKeyViolation(GatewayError):
     status = 400
-    code = 4
+    code = 3
     name = "primary key violation"
 
 
 class ForeignKeyViolation(GatewayError):
     """
-    A foreign key names a missing entity, or an entity is still referenced (400, code 3).
+    A foreign key names a missing entity, or an entity is still referenced (400, code 4).
     """
 
     status = 400
-    code = 3
+    code = 4
     name = "foreign key violation"
 
 

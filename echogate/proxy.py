@@ -91,6 +91,9 @@ class _Discard:
     def write(self, data: bytes) -> None:
         pass
 
+    def tell(self) -> int:
+        return 0
+
     def seek(self, *a: Any) -> None:
         pass
 
@@ -280,7 +283,7 @@ class Gateway:
         client_ip, trusted = self._client_ip(request, peer)
         raw = raw_path.decode("latin-1")
         try:
-            path = normalize_path(raw)
+            path = normalize_path(raw_path)
         except ValueError:
             path = None
         client = ClientRequest(request, path or raw, raw, query.decode("latin-1"), client_ip)
@@ -328,6 +331,7 @@ class Gateway:
             host[0].decode("latin-1") if host else None,
             ctx.request.path,
             _RequestHeaders(request.requestHeaders),
+            scheme=ctx.request.scheme,
         )
         if match is None:
             self._respond_error(request, ctx, ProxyError(404, NO_ROUTE))
@@ -349,7 +353,7 @@ class Gateway:
                 scheme=ctx.request.scheme,
                 listener_port=request.getHost().port,
                 path=ctx.request.path,
-                stripped=match.stripped if route.get("strip_path", True) else "",
+                stripped=match.removed_prefix,
             ),
             match.upstream_path,
             ctx.request.query,

@@ -99,6 +99,7 @@ class GatewayService(MultiService):
             max_body_size=self.settings.client_max_body_size,
             access_log=self.settings.access_log,
         )
+        self.proxy_site.noisy = False
         self.admin = AdminAPI(
             store=_LateStore(self),
             plugins=self.plugins,

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
@@ -170,6 +170,20 @@ class _FixedEndpoint:
         return self._endpoint
 
 
+def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """
+    A client endpoint for C{host}: a plain TCP endpoint for an IP address
+    (no name resolution at all), a L{HostnameEndpoint} for a name.
+    """
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if address.version == 6:
+        return TCP6ClientEndpoint(reactor, str(address), port, timeout=timeout)
+    return TCP4ClientEndpoint(reactor, str(address), port, timeout=timeout)
+
+
 def _is_connect_failure(failure_value: BaseException) -> bool:
     return isinstance(failure_value, (ierror.ConnectError, ierror.TimeoutError, ierror.ConnectingCancelledError))
 
@@ -197,7 +211,7 @@ class UpstreamClient:
         key = (scheme, host, port, connect_timeout)
         agent = self._agents.get(key)
         if agent is None:
-            endpoint = HostnameEndpoint(self._reactor, host, port, timeout=connect_timeout)
+            endpoint = _endpoint(self._reactor, host, port, connect_timeout)
             if scheme == "https":
                 from twisted.internet.ssl import CertificateOptions
 

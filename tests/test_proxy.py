@@ -1,0 +1,373 @@
+"""
+The proxy end to end: a gateway node on 127.0.0.1 with the real
+PostgreSQL, configured through its Admin API, in front of a real upstream
+server.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import socket
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.task import deferLater
+from twisted.trial import unittest
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+
+from echogate import __version__
+from tests.gateway import start_gateway
+from tests.upstream import start_upstream
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ProxyTestCase(unittest.TestCase):
+    timeout = 60
+
+    async def setUp(self) -> None:
+        self.upstream, self.upstream_port = start_upstream(self)
+        self.gw = await start_gateway(self)
+
+    async def service(self, name: str = "mock-service", **fields: object) -> dict:
+        path = fields.pop("path", "")
+        body = {"name": name, "url": f"http://127.0.0.1:{self.upstream_port}{path}"}
+        body.update(fields)
+        answer = await self.gw.admin("POST", "/services", json=body)
+        self.assertEqual(answer.code, 201, answer.body)
+        return answer.json()
+
+    async def route(self, service: str = "mock-service", **fields: object) -> dict:
+        answer = await self.gw.admin("POST", f"/services/{service}/routes", json=fields)
+        self.assertEqual(answer.code, 201, answer.body)
+        return answer.json()
+
+
+class WalkThroughTests(ProxyTestCase):
+    async def test_walkThrough(self) -> None:
+        """
+        The tutorial's steps: a service, a route with a host and a path, and
+        the upstream receives the stripped path.
+        """
+        answer = await self.gw.admin("POST", "/services", data={
+            "name": "mock-service", "url": f"http://127.0.0.1:{self.upstream_port}"})
+        self.assertEqual(answer.code, 201)
+        answer = await self.gw.admin("POST", "/services/mock-service/routes",
+                                     data=[("hosts[]", "mockbin.org"), ("paths[]", "/mock")])
+        self.assertEqual(answer.code, 201)
+        answer = await self.gw.proxy("GET", "/mock/request?a=1&b=%2F", headers={"Host": "mockbin.org"})
+        self.assertEqual(answer.code, 200, answer.body)
+        seen = answer.json()
+        self.assertEqual(seen["method"], "GET")
+        self.assertEqual(seen["uri"], "/request?a=1&b=%2F")
+
+    async def test_serviceAndRoutePaths(self) -> None:
+        """
+        The service path and strip_path join as Kong does.
+        """
+        await self.service(path="/service")
+        await self.route(paths=["/route"])
+        await self.route(paths=["/keep"], strip_path=False)
+        for request, expected in [("/route/x", "/service/x"), ("/routereq", "/service/req"),
+                                  ("/route", "/service"), ("/keep/y", "/service/keep/y"),
+                                  ("/route/a/../b", "/service/b"), ("/route/%2e%2e/c", "/service/c")]:
+            answer = await self.gw.proxy("GET", request)
+            self.assertEqual((request, answer.json()["path"]), (request, expected))
+
+    async def test_changesApplyToTheNextRequest(self) -> None:
+        """
+        A route created, changed or deleted through the Admin API is served
+        (or not) by the very next proxied request.
+        """
+        await self.service()
+        route = await self.route(paths=["/a"])
+        self.assertEqual((await self.gw.proxy("GET", "/a")).code, 200)
+        await self.gw.admin("PATCH", f"/routes/{route['id']}", json={"paths": ["/b"]})
+        self.assertEqual((await self.gw.proxy("GET", "/a")).code, 404)
+        self.assertEqual((await self.gw.proxy("GET", "/b")).code, 200)
+        await self.gw.admin("DELETE", f"/routes/{route['id']}")
+        self.assertEqual((await self.gw.proxy("GET", "/b")).code, 404)
+
+
+class UpstreamHeaderTests(ProxyTestCase):
+    async def setUp(self) -> None:
+        await super().setUp()
+        await self.service()
+
+    async def test_forwardedHeaders(self) -> None:
+        """
+        The upstream gets Host, X-Real-IP, X-Forwarded-* and Via; spoofed
+        X-Forwarded-* from an untrusted peer are replaced.
+        """
+        await self.route(paths=["/fwd"])
+        answer = await self.gw.proxy("GET", "/fwd/x", headers={
+            "Host": "example.com:1234", "X-Forwarded-Proto": "https", "X-Forwarded-For": "10.0.0.1",
+            "X-Forwarded-Host": "evil", "Via": "1.0 other"})
+        headers = answer.json()["headers"]
+        self.assertEqual(headers["host"], [f"127.0.0.1:{self.upstream_port}"])
+        self.assertEqual(headers["x-real-ip"], ["127.0.0.1"])
+        self.assertEqual(headers["x-forwarded-for"], ["10.0.0.1, 127.0.0.1"])
+        self.assertEqual(headers["x-forwarded-proto"], ["http"])
+        self.assertEqual(headers["x-forwarded-host"], ["example.com"])
+        self.assertEqual(headers["x-forwarded-port"], [str(self.gw.proxy_port)])
+        self.assertEqual(headers["x-forwarded-path"], ["/fwd/x"])
+        self.assertEqual(headers["x-forwarded-prefix"], ["/fwd"])
+        self.assertEqual(headers["via"], [f"1.0 other, 1.1 echogate/{__version__}"])
+
+    async def test_preserveHost(self) -> None:
+        """
+        With preserve_host the client's Host goes upstream.
+        """
+        await self.route(paths=["/ph"], preserve_host=True)
+        answer = await self.gw.proxy("GET", "/ph", headers={"Host": "client.example:99"})
+        self.assertEqual(answer.json()["headers"]["host"], ["client.example:99"])
+
+    async def test_hopByHopRemovedUpstream(self) -> None:
+        """
+        Hop-by-hop headers and the names Connection lists are not sent
+        upstream; end-to-end headers are.
+        """
+        await self.route(paths=["/h"])
+        answer = await self.gw.proxy("GET", "/h", headers={
+            "Connection": "x-private", "X-Private": "secret", "TE": "trailers", "Upgrade": "h2c",
+            "Proxy-Authorization": "Basic abc", "X-Public": "yes"})
+        headers = answer.json()["headers"]
+        for name in ("x-private", "te", "upgrade", "proxy-authorization"):
+            self.assertNotIn(name, headers)
+        self.assertEqual(headers["x-public"], ["yes"])
+
+    async def test_hopByHopRemovedDownstream(self) -> None:
+        """
+        The upstream's hop-by-hop headers do not reach the client. (Names
+        that the upstream's Connection header lists are not known: Twisted's
+        client keeps that header to itself; see docs/proxy.md.)
+        """
+        await self.route(paths=["/hop"], strip_path=False)
+        answer = await self.gw.proxy("GET", "/hop")
+        self.assertIsNone(answer.header("keep-alive"))
+        self.assertEqual(answer.header("x-end-to-end"), "passes")
+        self.assertEqual(answer.header("via"), f"1.1 echogate/{__version__}")
+        self.assertIsNotNone(answer.header("x-echogate-upstream-latency"))
+        self.assertIsNotNone(answer.header("x-echogate-proxy-latency"))
+
+    async def test_requestBody(self) -> None:
+        """
+        A body passes upstream whole, with the gateway's own Content-Length.
+        """
+        await self.route(paths=["/post"])
+        payload = b"x" * 200_000
+        answer = await self.gw.proxy("POST", "/post", data=payload)
+        seen = answer.json()
+        self.assertEqual(seen["body_length"], len(payload))
+        self.assertEqual(seen["headers"]["content-length"], [str(len(payload))])
+
+    async def test_head(self) -> None:
+        """
+        HEAD passes through and answers without a body.
+        """
+        await self.route(paths=["/"])
+        answer = await self.gw.proxy("HEAD", "/anything")
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(answer.body, b"")
+
+
+class FailureTests(ProxyTestCase):
+    async def test_noRoute(self) -> None:
+        """
+        No route matches: 404 with Kong's message and the gateway's Server header.
+        """
+        answer = await self.gw.proxy("GET", "/nothing")
+        self.assertEqual(answer.code, 404)
+        self.assertEqual(answer.json(), {"message": "no Route matched with those values"})
+        self.assertEqual(answer.header("server"), f"echogate/{__version__}")
+        self.assertTrue(answer.header("content-type").startswith("application/json"))
+
+    async def test_routeWithoutService(self) -> None:
+        """
+        A route without a service answers 503.
+        """
+        answer = await self.gw.admin("POST", "/routes", json={"paths": ["/lonely"]})
+        self.assertEqual(answer.code, 201, answer.body)
+        answer = await self.gw.proxy("GET", "/lonely")
+        self.assertEqual(answer.code, 503)
+        self.assertIn("message", answer.json())
+
+    async def test_refused(self) -> None:
+        """
+        An upstream that refuses connections: 502, after the retries.
+        """
+        await self.gw.admin("POST", "/services", json={"name": "dead", "url": f"http://127.0.0.1:{_closed_port()}",
+                                                       "retries": 2})
+        await self.route("dead", paths=["/dead"])
+        answer = await self.gw.proxy("GET", "/dead")
+        self.assertEqual(answer.code, 502)
+        self.assertEqual(answer.json(), {"message": "An invalid response was received from the upstream server"})
+
+    async def test_reset(self) -> None:
+        """
+        An upstream that drops the connection without answering: 502.
+        """
+        await self.service(retries=0)
+        await self.route(paths=["/reset"], strip_path=False)
+        answer = await self.gw.proxy("GET", "/reset")
+        self.assertEqual(answer.code, 502)
+
+    async def test_timeout(self) -> None:
+        """
+        An upstream slower than read_timeout: 504.
+        """
+        await self.service(read_timeout=200)
+        await self.route(paths=["/slow"], strip_path=False)
+        answer = await self.gw.proxy("GET", "/slow?delay=3")
+        self.assertEqual(answer.code, 504)
+        self.assertEqual(answer.json(), {"message": "The upstream server is timing out"})
+
+    async def test_upstream5xxPassesThrough(self) -> None:
+        """
+        An upstream 500 is the upstream's answer, passed through, not retried.
+        """
+        await self.service()
+        await self.route(paths=["/status"], strip_path=False)
+        answer = await self.gw.proxy("GET", "/status/500")
+        self.assertEqual(answer.code, 500)
+        self.assertEqual(len(self.upstream.seen), 1)
+
+    async def test_bodyTooLarge(self) -> None:
+        """
+        A body over client_max_body_size is refused with 413 before it is
+        sent upstream.
+        """
+        await self.service()
+        await self.route(paths=["/"])
+        small = await start_gateway(self, database=None, settings={"client_max_body_size": "1k"})
+        await small.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
+        await small.admin("POST", "/services/s/routes", json={"paths": ["/"]})
+        answer = await small.proxy("POST", "/x", data=b"y" * 5000)
+        self.assertEqual(answer.code, 413)
+        self.assertEqual(self.upstream.seen, [])
+
+
+class _SlowReader(Protocol):
+    """
+    Sends one GET and reads the response slowly, counting bytes.
+    """
+
+    def __init__(self, path: bytes, host: bytes):
+        self.received = 0
+        self.done: Deferred = Deferred()
+        self._request = b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+
+    def connectionMade(self) -> None:
+        self.transport.write(self._request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        self.transport.pauseProducing()
+        reactor.callLater(0.001, self.transport.resumeProducing)
+
+    def connectionLost(self, reason: object) -> None:
+        self.done.callback(self.received)
+
+
+class StreamingTests(ProxyTestCase):
+    timeout = 120
+
+    async def test_largeBodyStreamsWithBoundedMemory(self) -> None:
+        """
+        A 256 MB response passes through a slow client without the gateway
+        holding it: memory grows far less than the body, and the upstream
+        was paused by back-pressure.
+        """
+        await self.service()
+        await self.route(paths=["/big"], strip_path=False)
+        size = 256 * 1024 * 1024
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        reader = _SlowReader(b"/big?size=%d" % size, b"x")
+        factory = ClientFactory.forProtocol(lambda: reader)
+        reactor.connectTCP("127.0.0.1", self.gw.proxy_port, factory)
+        received = await reader.done
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.assertGreater(received, size)
+        self.assertLess((after - before) * 1024, 64 * 1024 * 1024)
+        self.assertGreater(self.upstream.pauses, 0)
+
+    async def test_clientDisconnectCancelsUpstream(self) -> None:
+        """
+        A client that goes away mid-request cancels the upstream request.
+        """
+        await self.service()
+        await self.route(paths=["/slow"], strip_path=False)
+        reader = _SlowReader(b"/slow?delay=30", b"x")
+        connector = reactor.connectTCP("127.0.0.1", self.gw.proxy_port, ClientFactory.forProtocol(lambda: reader))
+        while not self.upstream.seen:
+            await deferLater(reactor, 0.02, lambda: None)
+        connector.disconnect()
+        uri = await self.upstream.went_away
+        self.assertEqual(uri, b"/slow?delay=30")
+
+    async def test_upstreamConnectionsReused(self) -> None:
+        """
+        Sequential requests reuse one pooled upstream connection.
+        """
+        await self.service()
+        await self.route(paths=["/"])
+        for _ in range(5):
+            self.assertEqual((await self.gw.proxy("GET", "/x")).code, 200)
+        self.assertEqual(len(set(self.upstream.client_ports)), 1)
+
+
+class HeaderEchoTests(ProxyTestCase):
+    timeout = 120
+
+    async def test_walkThrough(self) -> None:
+        """
+        The plugin tutorial: header-echo added to a service echoes the
+        request header into the response; config defaults are filled.
+        """
+        await self.service()
+        await self.route(hosts=["mockbin.org"], paths=["/mock"])
+        answer = await self.gw.admin("POST", "/services/mock-service/plugins", data={"name": "header-echo"})
+        self.assertEqual(answer.code, 201, answer.body)
+        self.assertEqual(answer.json()["config"], {"requestHeader": "X-Request-Echo",
+                                                   "responseHeader": "X-Response-Echo"})
+        answer = await self.gw.proxy("GET", "/mock/request",
+                                     headers={"Host": "mockbin.org", "X-Request-Echo": "Hello, world"})
+        self.assertEqual(answer.header("X-Response-Echo"), "Hello, world")
+        answer = await self.gw.proxy("GET", "/mock/request", headers={"Host": "mockbin.org"})
+        self.assertIsNone(answer.header("X-Response-Echo"))
+
+    async def test_concurrentRequestsKeepTheirOwnValues(self) -> None:
+        """
+        600 requests in flight at once, answered by the upstream in random
+        order: every response carries its own request's value.
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 8192 <= hard or (soft < 8192 and hard == resource.RLIM_INFINITY):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (8192, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        await self.service()
+        await self.route(paths=["/echo-header"], strip_path=False)
+        await self.gw.admin("POST", "/plugins", data={"name": "header-echo"})
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        agent = Agent(reactor, pool=pool)
+        count = 600
+
+        async def one(i: int) -> tuple[str, str | None, bytes]:
+            value = f"value-{i}"
+            delay = (i * 7919 % 1000) / 1000.0
+            response = await treq.get(f"{self.gw.proxy_url}/echo-header?delay={delay}",
+                                      headers={"X-Request-Echo": value}, agent=agent)
+            body = await response.content()
+            echoed = response.headers.getRawHeaders("X-Response-Echo", [None])[0]
+            return value, echoed, body
+
+        results = await gatherResults([Deferred.fromCoroutine(one(i)) for i in range(count)])
+        wrong = [(v, e, b) for v, e, b in results if e != v or b != v.encode()]
+        self.assertEqual(wrong, [])
+        self.assertEqual(len(results), count)
