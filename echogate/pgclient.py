@@ -46,6 +46,16 @@ def unavailable(failure: Failure) -> Failure:
     return failure
 
 
+class Cursor(txpostgres.Cursor):
+    """
+    A txpostgres cursor that counts the statements run on its connection.
+    """
+
+    def execute(self, query: str, params: Any = None) -> Deferred[Cursor]:
+        self._connection.executed += 1
+        return txpostgres.Cursor.execute(self, query, params)
+
+
 class Connection(txpostgres.Connection):
     """
     A txpostgres connection that reports a socket broken while idle to
@@ -54,7 +64,10 @@ class Connection(txpostgres.Connection):
     synchronously, and calls L{onLost} when it goes away.
     """
 
+    cursorFactory = Cursor
     onLost: Callable[[Failure], None] | None = None
+    #: How many statements ran on this connection.
+    executed = 0
 
     @property
     def isOpen(self) -> bool:
@@ -161,11 +174,17 @@ class BoundedPool(txpostgres.ConnectionPool):
         self._delays = delays
         self._delay = delays[0]
         self._retryAt = 0.0
+        self._all = frozenset(self.connections)
         self.closed = False
 
     def close(self) -> None:
+        """
+        Close every connection, including those in use (their calls fail
+        at once).
+        """
         self.closed = True
-        super().close()
+        for connection in self._all:
+            connection.close()
 
     async def _open(self, connection: Connection, deadline: float, force: bool) -> None:
         now = self.reactor.seconds()
@@ -196,18 +215,39 @@ class BoundedPool(txpostgres.ConnectionPool):
         await self._bounded(acquiring, deadline, acquiring.cancel)
         connection = self.connections.pop()
         try:
-            if self.closed:
-                raise DatabaseUnavailable("The database connection is closed")
-            if not connection.isOpen:
-                await self._open(connection, deadline, force)
-            return await self._bounded(ensureDeferred(work(connection)), deadline,
-                                       connection.close)
+            return await self._use(connection, work, deadline, force)
         except BaseException:
             unavailable(Failure()).raiseException()
             raise  # pragma: no cover
         finally:
             self.connections.add(connection)
             self._semaphore.release()
+
+    async def _use(self, connection: Connection, work: Callable[[Connection], Awaitable[_T]],
+                   deadline: float, force: bool) -> _T:
+        """
+        Run C{work} on C{connection}, opening it if needed. A connection
+        that looked open but fails its very first statement (the server
+        restarted, or killed it while idle) is reopened and C{work} runs
+        once more: nothing reached the database the first time.
+        """
+        retry = connection.isOpen
+        while True:
+            if self.closed:
+                raise DatabaseUnavailable("The database connection is closed")
+            if not connection.isOpen:
+                await self._open(connection, deadline, force)
+            before = connection.executed
+            try:
+                return await self._bounded(ensureDeferred(work(connection)), deadline,
+                                           connection.close)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+                if (not retry or connection.executed != before + 1
+                        or isinstance(e, psycopg2.extensions.QueryCanceledError)):
+                    raise
+            retry = False
+            _log.info("a pooled database connection was broken; reconnecting")
+            connection.close()
 
 
 async def transaction(connection: Connection,
@@ -253,11 +293,13 @@ class Listener:
         self._dsn = dsn
         self._channel = channel
         self._options = connect_options(dsn, bounded.timeout)
+        self._options["application_name"] += " listener"
         self._bounded = bounded
         self._delays = delays
         self._heartbeat = heartbeat
         self._deliver = deliver
         self._connection: Connection | None = None
+        self._pending: Connection | None = None
         self._timer: Any = None
         self._stopped = False
 
@@ -265,7 +307,7 @@ class Listener:
         """
         Open a connection and LISTEN on it, within the deadline.
         """
-        connection = Connection(self._reactor)
+        connection = self._pending = Connection(self._reactor)
         deadline = self._bounded.deadline()
         try:
             await self._bounded(connection.connect(self._dsn, **self._options),
@@ -275,24 +317,39 @@ class Listener:
         except BaseException:
             connection.close()
             unavailable(Failure()).raiseException()
+        finally:
+            self._pending = None
         if self._stopped:
             connection.close()
-            return
+            raise DatabaseUnavailable("The database connection is closed")
         connection.addNotifyObserver(self._notified)
         connection.onLost = self._lost
         self._connection = connection
         self._schedule(self._heartbeat, self._beat)
 
     async def start(self) -> None:
+        """
+        Open the connection (again, after L{stop}).
+
+        @raise DatabaseUnavailable: the server cannot be reached in time.
+        """
+        if self._connection is not None:
+            return
+        self._stopped = False
         await self._listen()
 
     def stop(self) -> None:
+        """
+        Close the connection (or the attempt to open one) and stop
+        reconnecting.
+        """
         self._stopped = True
         self._cancelTimer()
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.onLost = None
-            connection.close()
+        for connection in (self._connection, self._pending):
+            if connection is not None:
+                connection.onLost = None
+                connection.close()
+        self._connection = None
 
     def _schedule(self, delay: float, f: Callable[[], object]) -> None:
         self._cancelTimer()
@@ -327,6 +384,8 @@ class Listener:
                 self._schedule(self._heartbeat, self._beat)
 
         def failed(reason: Failure) -> None:
+            if self._stopped:
+                return
             _log.warn("the LISTEN connection stopped answering: {reason}", reason=reason.value)
             connection.close()
 
@@ -346,8 +405,9 @@ class Listener:
         self._timer = None
         try:
             await self._listen()
-        except DatabaseUnavailable:
+        except Exception as e:
             if not self._stopped:
+                _log.info("cannot restore the LISTEN connection yet: {e}", e=e)
                 self._retry(min(self._delays[1], delay * 2))
             return
         if not self._stopped:

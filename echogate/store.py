@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
 from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
 
@@ -37,11 +38,11 @@ from echogate.errors import (
     UniqueViolation,
 )
 from echogate.interfaces import IStore
-from echogate.migrations import SchemaOutdated, check_applied
+from echogate.migrations import SchemaOutdated, check_applied, read_status
 from echogate.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
 from echogate.snapshot import ConfigurationData
 
-__all__ = ["PostgresStore", "InvalidOffset", "SchemaOutdated", "CHANNEL"]
+__all__ = ["PostgresStore", "InvalidOffset", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
 
 #: The LISTEN/NOTIFY channel; the payload is the new configuration version.
 CHANNEL = "echogate_config"
@@ -195,6 +196,18 @@ async def _bump(cursor: txpostgres.Cursor) -> int:
     return int(cursor.fetchone()[0])
 
 
+def _deferred(method: Callable[..., Awaitable[_T]]) -> Callable[..., Deferred[_T]]:
+    """
+    Make an C{async} method return a Deferred, so that bad arguments
+    fail the Deferred too.
+    """
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Deferred[_T]:
+        return ensureDeferred(method(*args, **kwargs))
+
+    return wrapper
+
+
 def _encode_offset(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii").rstrip("=")
 
@@ -241,14 +254,17 @@ class PostgresStore:
                                   heartbeat, self._deliver)
         self._subscribers: list[Callable[[int | None], object]] = []
 
+    @_deferred
     async def start(self) -> None:
         """
-        Connect: open the LISTEN connection.
+        Connect: open the LISTEN connection. After L{stop}, starts again.
 
         @raise DatabaseUnavailable: the server cannot be reached in time.
         """
+        self._pool.closed = False
         await self._listener.start()
 
+    @_deferred
     async def stop(self) -> None:
         """
         Close every connection and stop reconnecting.
@@ -280,11 +296,12 @@ class PostgresStore:
 
     # -- reads
 
-    def _run(self, work: Callable[[Connection], Awaitable[_T]],
-             force: bool = False) -> Deferred[_T]:
-        return ensureDeferred(self._pool.run(work, force))
+    async def _run(self, work: Callable[[Connection], Awaitable[_T]],
+                   force: bool = False) -> _T:
+        return await self._pool.run(work, force)
 
-    def get(self, entity: str, key: str) -> Deferred[dict[str, Any] | None]:
+    @_deferred
+    async def get(self, entity: str, key: str) -> dict[str, Any] | None:
         """
         See L{IStore.get}.
         """
@@ -297,18 +314,19 @@ class PostgresStore:
                    f" ORDER BY {table.keys[0]} = %s DESC LIMIT 1")
             params = (key,) * (len(table.keys) + 1)
         else:
-            return ensureDeferred(_none())
+            return None
 
         async def work(connection: Connection) -> dict[str, Any] | None:
             rows = await query(connection, sql, params)
             return rows[0][0] if rows else None
 
-        return self._run(work)
+        return await self._run(work)
 
-    def page(self, entity: str, size: int, offset: str | None = None,
+    @_deferred
+    async def page(self, entity: str, size: int, offset: str | None = None,
              tags: Iterable[str] | None = None, tags_any: bool = False,
              where: Mapping[str, Any] | None = None,
-             ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+             ) -> tuple[list[dict[str, Any]], str | None]:
         """
         See L{IStore.page}.
 
@@ -334,7 +352,7 @@ class PostgresStore:
             if value is None:
                 conditions.append(f"{field}_id IS NULL")
             elif not _is_uuid(value):
-                return ensureDeferred(_empty())
+                return [], None
             else:
                 conditions.append(f"{field}_id = %s")
                 params.append(value)
@@ -350,9 +368,10 @@ class PostgresStore:
             rows = rows[:size]
             return [entity for _, entity in rows], _encode_offset(str(rows[-1][0]))
 
-        return self._run(work)
+        return await self._run(work)
 
-    def load(self) -> Deferred[ConfigurationData]:
+    @_deferred
+    async def load(self) -> ConfigurationData:
         """
         See L{IStore.load}.
         """
@@ -365,10 +384,11 @@ class PostgresStore:
                 found[name] = tuple(entity for (entity,) in cursor.fetchall())
             return ConfigurationData(version=version, **found)
 
-        return self._run(lambda connection: transaction(
+        return await self._run(lambda connection: transaction(
             connection, body, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
 
-    def version(self) -> Deferred[int]:
+    @_deferred
+    async def version(self) -> int:
         """
         See L{IStore.version}.
         """
@@ -376,7 +396,7 @@ class PostgresStore:
             rows = await query(connection, "SELECT version FROM config_version")
             return int(rows[0][0])
 
-        return self._run(work)
+        return await self._run(work)
 
     def reachable(self) -> Deferred[bool]:
         """
@@ -387,9 +407,10 @@ class PostgresStore:
             await query(connection, "SELECT 1")
             return True
 
-        return self._run(work, force=True).addErrback(lambda _: False)
+        return ensureDeferred(self._run(work, force=True)).addErrback(lambda _: False)
 
-    def check_schema(self) -> Deferred[None]:
+    @_deferred
+    async def check_schema(self) -> None:
         """
         Fail with L{SchemaOutdated} when the schema is missing or
         migrations are pending.
@@ -402,22 +423,22 @@ class PostgresStore:
                     connection, "SELECT version FROM schema_migrations")]
             check_applied(versions, self.dsn)
 
-        return self._run(work)
+        return await self._run(work)
 
     # -- writes
 
-    def _write(self, table: _Table, record: Mapping[str, Any],
-               body: Callable[[txpostgres.Cursor], Awaitable[_T]]) -> Deferred[_T]:
+    async def _write(self, table: _Table, record: Mapping[str, Any],
+                     body: Callable[[txpostgres.Cursor], Awaitable[_T]]) -> _T:
         async def work(connection: Connection) -> _T:
             try:
                 return await transaction(connection, body)
             except psycopg2.IntegrityError as e:
                 raise _translate(e, table, record) from None
 
-        return self._run(work)
+        return await self._run(work)
 
-    def _changed(self, table: _Table, sql: str, params: Any,
-                 record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    async def _changed(self, table: _Table, sql: str, params: Any,
+                       record: Mapping[str, Any]) -> dict[str, Any]:
         async def body(cursor: txpostgres.Cursor) -> dict[str, Any]:
             await cursor.execute(sql, params)
             row = cursor.fetchone()
@@ -428,9 +449,10 @@ class PostgresStore:
             await _bump(cursor)
             return row[0]
 
-        return self._write(table, record, body)
+        return await self._write(table, record, body)
 
-    def insert(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    @_deferred
+    async def insert(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.insert}.
         """
@@ -439,9 +461,10 @@ class PostgresStore:
         names = ", ".join(row)
         sql = (f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
                " RETURNING entity")
-        return self._changed(table, sql, list(row.values()), record)
+        return await self._changed(table, sql, list(row.values()), record)
 
-    def update(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    @_deferred
+    async def update(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.update}.
         """
@@ -450,9 +473,10 @@ class PostgresStore:
         rid = row.pop("id")
         sets = ", ".join(f"{name} = %s" for name in row)
         sql = f"UPDATE {table.name} SET {sets} WHERE id = %s RETURNING entity"
-        return self._changed(table, sql, [*row.values(), rid], record)
+        return await self._changed(table, sql, [*row.values(), rid], record)
 
-    def upsert(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    @_deferred
+    async def upsert(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.upsert}.
         """
@@ -462,15 +486,16 @@ class PostgresStore:
         sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in row if name != "id")
         sql = (f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
                f" ON CONFLICT (id) DO UPDATE SET {sets} RETURNING entity")
-        return self._changed(table, sql, list(row.values()), record)
+        return await self._changed(table, sql, list(row.values()), record)
 
-    def delete(self, entity: str, id: str) -> Deferred[bool]:
+    @_deferred
+    async def delete(self, entity: str, id: str) -> bool:
         """
         See L{IStore.delete}.
         """
         table = _table(entity)
         if not _is_uuid(id):
-            return ensureDeferred(_false())
+            return False
 
         async def body(cursor: txpostgres.Cursor) -> bool:
             await cursor.execute(f"DELETE FROM {table.name} WHERE id = %s RETURNING id", (id,))
@@ -479,16 +504,17 @@ class PostgresStore:
             await _bump(cursor)
             return True
 
-        return self._write(table, {"id": id}, body)
+        return await self._write(table, {"id": id}, body)
 
 
-async def _none() -> None:
-    return None
+def check_schema_blocking(dsn: str) -> None:
+    """
+    L{PostgresStore.check_schema} with a short blocking connection, for
+    start-up checks before the reactor runs.
 
-
-async def _empty() -> tuple[list[dict[str, Any]], None]:
-    return [], None
-
-
-async def _false() -> bool:
-    return False
+    @raise SchemaOutdated: migrations are pending or there is no schema.
+    @raise echogate.migrations.BadDSN: C{dsn} cannot be parsed.
+    @raise echogate.migrations.Unreachable: the server cannot be reached.
+    """
+    applied, pending = read_status(dsn)
+    check_applied([a.version for a in applied] if applied or not pending else None, dsn)

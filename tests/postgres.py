@@ -151,10 +151,10 @@ class TemporaryServer:
         """
         Stop the server (fast shutdown), waiting for it to exit.
         """
-        process, self._process, self.pid = self._process, None, None
-        if process is None:
+        if self._process is None:
             return
-        process.send_signal(signal.SIGCONT)
+        self.resume()
+        process, self._process, self.pid = self._process, None, None
         process.send_signal(signal.SIGINT)
         try:
             process.wait(30)
@@ -168,15 +168,20 @@ class TemporaryServer:
         keeps accepting TCP connections (the kernel does) but answers
         nothing.
         """
-        for pid in self._server_pids():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         """
         Undo L{pause}.
         """
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
         for pid in self._server_pids():
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
 
     def _server_pids(self) -> list[int]:
         """
