@@ -76,6 +76,7 @@ class GatewayService(MultiService):
         self.ready: Deferred = Deferred()
         self._starting: Deferred | None = None
         self._stopping = False
+        self._bound = False
 
     # -- listeners ------------------------------------------------------------
 
@@ -115,6 +116,19 @@ class GatewayService(MultiService):
         return self.proxy_site, admin_site
 
     def privilegedStartService(self) -> None:
+        if not self._bound:
+            self.bind()
+        super().privilegedStartService()
+
+    def bind(self) -> None:
+        """
+        Bind every listener (not accepting yet). Called by L{makeService}
+        before the reactor runs, so that a port that cannot be had stops
+        start-up with one line.
+
+        @raise SystemExit: a listener cannot be bound.
+        """
+        self._bound = True
         proxy_site, admin_site = self._factories()
         for kind, descriptions, factory in (("proxy", self.settings.proxy_listen, proxy_site),
                                              ("admin", self.settings.admin_listen, admin_site)):
@@ -134,7 +148,6 @@ class GatewayService(MultiService):
                 if hasattr(port, "stopReading"):
                     port.stopReading()
                 self._ports.append((kind, description, port))
-        super().privilegedStartService()
 
     def _close_ports(self) -> Deferred:
         ports, self._ports = self._ports, []
@@ -150,8 +163,8 @@ class GatewayService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        if not self._ports and not self._pending_listens:
-            self.privilegedStartService()
+        if not self._bound:
+            self.bind()
         self._starting = ensureDeferred(self._start())
         self._starting.addCallbacks(self.ready.callback, self._start_failed)
 
@@ -283,4 +296,6 @@ def makeService(options: Options) -> GatewayService:
             raise SystemExit(f"echogate: {e}")
         except Exception as e:  # unreachable now: start anyway and retry
             print(f"echogate: database not reachable yet ({e}); will retry", file=sys.stderr)
-    return GatewayService(reactor, settings, plugins)
+    service = GatewayService(reactor, settings, plugins)
+    service.bind()
+    return service

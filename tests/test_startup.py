@@ -1,0 +1,218 @@
+"""
+Starting echogate the way users do: C{twistd -n echogate} and
+C{twistd -ny tac/echogate.tac} as real processes, with the embedded
+PostgreSQL or a DSN, and every start-up refusal as one clear line.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
+
+from tests.postgres import fresh_database
+from tests.upstream import start_upstream
+
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECHOGATE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+class _Gateway(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: Deferred = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: object) -> None:
+        # twistd re-raises the signal that stopped it: a clean SIGTERM stop
+        # ends with signal 15 rather than an exit code.
+        self.ended.callback(reason.value.exitCode if reason.value.signal is None else -reason.value.signal)
+
+
+class StartupTestCase(unittest.TestCase):
+    timeout = 120
+
+    def setUp(self) -> None:
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+
+    async def refuse(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """
+        Run twistd with C{args}; it must exit non-zero with one clear line.
+        """
+        out, err, code = await getProcessOutputAndValue(
+            TWISTD, ("-n", "--pidfile=", "echogate") + args, env=env or _env(), path=self.mktemp_dir())
+        self.assertNotEqual(code, 0, out + err)
+        text = (out + err).decode()
+        self.assertNotIn("Traceback", text)
+        lines = [line for line in text.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, text)
+        self.assertTrue(lines[0].startswith("echogate: "), text)
+        return lines[0]
+
+    def mktemp_dir(self) -> str:
+        path = self.mktemp()
+        os.makedirs(path)
+        return path
+
+    async def start(self, args: list[str], env: dict[str, str], cwd: str, admin_port: int,
+                    tac: bool = False) -> _Gateway:
+        """
+        Start a gateway process and wait until its Admin API answers.
+        """
+        protocol = _Gateway()
+        argv = [TWISTD, "-n", "--pidfile=", "--logfile=-"]
+        argv += ["-y", str(ROOT / "tac" / "echogate.tac")] if tac else ["echogate"] + args
+        transport = reactor.spawnProcess(protocol, TWISTD, argv, env=env, path=cwd)
+
+        async def stop() -> None:
+            if not protocol.ended.called:
+                transport.signalProcess("TERM")
+                await protocol.ended
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop()))
+        for _ in range(600):
+            if protocol.ended.called:
+                self.fail(f"gateway exited early:\n{protocol.output.decode()}")
+            try:
+                response = await treq.get(f"http://127.0.0.1:{admin_port}/", pool=self.pool, timeout=2)
+                await response.content()
+                if response.code == 200:
+                    protocol.transport = transport
+                    return protocol
+            except Exception:
+                pass
+            await deferLater(reactor, 0.1, lambda: None)
+        self.fail(f"gateway did not start:\n{protocol.output.decode()}")
+
+
+class RefusalTests(StartupTestCase):
+    async def test_badListen(self) -> None:
+        """
+        A --proxy-listen that is not an endpoint string: one line naming it.
+        """
+        line = await self.refuse("--proxy-listen", "nonsense:thing")
+        self.assertIn("proxy_listen", line)
+
+    async def test_badEnvironmentValue(self) -> None:
+        """
+        A bad ECHOGATE_ value is refused like a flag.
+        """
+        line = await self.refuse(env=_env(ECHOGATE_ACCESS_LOG="sometimes"))
+        self.assertIn("access_log", line)
+
+    async def test_missingPlugin(self) -> None:
+        """
+        A configured plugin that is not found stops start-up, named.
+        """
+        line = await self.refuse("--plugins", "bundled,no-such-plugin")
+        self.assertIn("'no-such-plugin'", line)
+
+    async def test_unknownConfigKey(self) -> None:
+        """
+        A config file with an unknown key is refused with its line number.
+        """
+        conf = Path(self.mktemp()).resolve()
+        conf.write_text("proxy_listen = tcp:0\nproxy_lisen = typo\n")
+        line = await self.refuse("--config", str(conf))
+        self.assertIn(":2:", line)
+
+    async def test_pendingMigrations(self) -> None:
+        """
+        A database without echogate's schema: refused, naming the command.
+        """
+        dsn = await fresh_database(migrated=False)
+        line = await self.refuse("--database", dsn)
+        self.assertIn("echogate migrations up", line)
+
+    async def test_portInUse(self) -> None:
+        """
+        A proxy port already taken: one line naming it.
+        """
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            line = await self.refuse("--proxy-listen", f"tcp:{port}:interface=127.0.0.1",
+                                     "--admin-listen", "tcp:0:interface=127.0.0.1")
+        self.assertIn(str(port), line)
+
+
+class EmbeddedStartTests(StartupTestCase):
+    async def test_walkThroughAndRestart(self) -> None:
+        """
+        twistd -n echogate with nothing but listen flags: the embedded
+        PostgreSQL starts, the walk-through works, and after a restart every
+        entity is still there.
+        """
+        upstream, upstream_port = start_upstream(self)
+        cwd = self.mktemp_dir()
+        proxy_port, admin_port = _free_port(), _free_port()
+        args = ["--proxy-listen", f"tcp:{proxy_port}:interface=127.0.0.1",
+                "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1"]
+        env = _env()
+        gateway = await self.start(args, env, cwd, admin_port)
+        admin = f"http://127.0.0.1:{admin_port}"
+        response = await treq.post(f"{admin}/services", data={
+            "name": "mock-service", "url": f"http://127.0.0.1:{upstream_port}"}, pool=self.pool)
+        self.assertEqual(response.code, 201, await response.content())
+        response = await treq.post(f"{admin}/services/mock-service/routes",
+                                   data=[("hosts[]", "mockbin.org"), ("paths[]", "/mock")], pool=self.pool)
+        self.assertEqual(response.code, 201, await response.content())
+        response = await treq.get(f"http://127.0.0.1:{proxy_port}/mock/request",
+                                  headers={"Host": "mockbin.org"}, pool=self.pool)
+        self.assertEqual(response.code, 200)
+        self.assertEqual((await response.json())["uri"], "/request")
+        self.assertTrue(os.path.isdir(os.path.join(cwd, "echogate-data")))
+
+        gateway.transport.signalProcess("TERM")
+        self.assertEqual(await gateway.ended, -signal.SIGTERM)
+        self.assertNotIn(b"Traceback", gateway.output)
+        await self.start(args, env, cwd, admin_port)
+        response = await treq.get(f"{admin}/services/mock-service", pool=self.pool)
+        self.assertEqual(response.code, 200)
+        response = await treq.get(f"http://127.0.0.1:{proxy_port}/mock/again",
+                                  headers={"Host": "mockbin.org"}, pool=self.pool)
+        self.assertEqual(response.code, 200)
+
+
+class DSNStartTests(StartupTestCase):
+    async def test_tacWithDatabase(self) -> None:
+        """
+        twistd -ny tac/echogate.tac, configured by the environment, against a
+        DSN (a migrated database on a server the suite started).
+        """
+        dsn = await fresh_database(migrated=True)
+        proxy_port, admin_port = _free_port(), _free_port()
+        env = _env(ECHOGATE_DATABASE=dsn, ECHOGATE_PROXY_LISTEN=f"tcp:{proxy_port}:interface=127.0.0.1",
+                   ECHOGATE_ADMIN_LISTEN=f"tcp:{admin_port}:interface=127.0.0.1")
+        await self.start([], env, self.mktemp_dir(), admin_port, tac=True)
+        response = await treq.get(f"http://127.0.0.1:{proxy_port}/nothing", pool=self.pool)
+        self.assertEqual(response.code, 404)
+        self.assertEqual(await response.json(), {"message": "no Route matched with those values"})
