@@ -1,0 +1,319 @@
+"""
+Tests for L{echogate.testing}: the socket-free gateway that plugin authors
+test with.
+"""
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from echogate.bundled.header_echo import HeaderEcho
+from echogate.errors import ProxyError
+from echogate.registry import PluginLoadError
+from echogate.schema import Integer, Record, String
+from echogate.testing import (
+    ROUTE_ID,
+    SERVICE_ID,
+    GatewayHarness,
+    HarnessResponse,
+    UpstreamAnswer,
+    UpstreamRequestSeen,
+    echo_upstream,
+)
+from tests.test_plugin_contract import Explosion, make_plugin, recording_plugin
+
+
+class EchoUpstreamTests(SynchronousTestCase):
+    """
+    L{echo_upstream} answers with what it received.
+    """
+
+    def test_answer(self) -> None:
+        """
+        200, JSON, with the method, target, headers and body it saw.
+        """
+        seen = UpstreamRequestSeen("PUT", "/a?b=1", {"x-a": ["1", "2"]}, b"body \xff")
+        answer = echo_upstream(seen)
+        self.assertEqual((answer.status, answer.headers), (200, {"Content-Type": "application/json"}))
+        response = HarnessResponse(200, {}, answer.body)
+        self.assertEqual(response.json(), {"method": "PUT", "path": "/a?b=1", "headers": {"x-a": ["1", "2"]},
+                                           "body": "body \ufffd"})
+
+
+class ValueTests(SynchronousTestCase):
+    """
+    The harness's request and response values.
+    """
+
+    def test_seenHeader(self) -> None:
+        """
+        L{UpstreamRequestSeen.header}: the first value, any case, or
+        C{None}.
+        """
+        seen = UpstreamRequestSeen("GET", "/", {"x-a": ["1", "2"]}, b"")
+        self.assertEqual(seen.header("X-A"), "1")
+        self.assertIsNone(seen.header("x-b"))
+
+    def test_responseHeader(self) -> None:
+        """
+        L{HarnessResponse.header}: the first value, any case, or C{None}.
+        """
+        response = HarnessResponse(200, {"x-a": ["1", "2"]}, b"[1]")
+        self.assertEqual(response.header("X-a"), "1")
+        self.assertIsNone(response.header("x-b"))
+        self.assertEqual(response.json(), [1])
+
+    def test_answerDefaults(self) -> None:
+        """
+        L{UpstreamAnswer} defaults to an empty 200.
+        """
+        self.assertEqual(UpstreamAnswer(), UpstreamAnswer(200, {}, b""))
+
+
+class GatewayHarnessTests(SynchronousTestCase):
+    """
+    L{GatewayHarness} runs requests through a whole gateway in memory.
+    """
+
+    def test_defaultRouteAndService(self) -> None:
+        """
+        Any path is routed to the service C{http://upstream.test}, path and
+        query unchanged.
+        """
+        harness = GatewayHarness([])
+        response = self.successResultOf(harness.request("GET", "/any/path?x=1"))
+        self.assertEqual(response.status, 200)
+        body = response.json()
+        self.assertEqual((body["method"], body["path"]), ("GET", "/any/path?x=1"))
+        self.assertEqual(body["headers"]["host"], ["upstream.test"])
+        self.assertEqual(body["headers"]["x-forwarded-host"], ["gateway.test"])
+
+    def test_upstreamRequests(self) -> None:
+        """
+        Every request the upstream received is recorded, oldest first.
+        """
+        harness = GatewayHarness([])
+        self.successResultOf(harness.request("GET", "/1"))
+        self.successResultOf(harness.request("DELETE", "/2"))
+        self.assertEqual([(r.method, r.path) for r in harness.upstream_requests], [("GET", "/1"), ("DELETE", "/2")])
+
+    def test_body(self) -> None:
+        """
+        A request body reaches the upstream.
+        """
+        harness = GatewayHarness([])
+        self.successResultOf(harness.request("POST", "/", headers={"Content-Type": "text/plain"}, body=b"data"))
+        (seen,) = harness.upstream_requests
+        self.assertEqual((seen.body, seen.header("content-type")), (b"data", "text/plain"))
+
+    def test_headers(self) -> None:
+        """
+        Request headers reach the upstream; a Host header replaces the
+        default one.
+        """
+        harness = GatewayHarness([], route={"preserve_host": True})
+        self.successResultOf(harness.request("GET", "/", headers={"Host": "api.test", "X-A": "1"}))
+        (seen,) = harness.upstream_requests
+        self.assertEqual((seen.header("host"), seen.header("x-a")), ("api.test", "1"))
+
+    def test_clientIp(self) -> None:
+        """
+        The request comes from C{client_ip}.
+        """
+        harness = GatewayHarness([])
+        self.successResultOf(harness.request("GET", "/", client_ip="192.0.2.1"))
+        self.assertEqual(harness.upstream_requests[0].header("x-real-ip"), "192.0.2.1")
+
+    def test_route(self) -> None:
+        """
+        Route fields replace the default route's.
+        """
+        harness = GatewayHarness([], route={"paths": ["/api"], "strip_path": True})
+        self.successResultOf(harness.request("GET", "/api/x"))
+        self.assertEqual(harness.upstream_requests[0].path, "/x")
+        self.assertEqual(self.successResultOf(harness.request("GET", "/other")).status, 404)
+
+    def test_service(self) -> None:
+        """
+        Service fields replace the default service's.
+        """
+        harness = GatewayHarness([], service={"path": "/base", "host": "backend.test", "port": 8080})
+        self.successResultOf(harness.request("GET", "/x"))
+        (seen,) = harness.upstream_requests
+        self.assertEqual((seen.path, seen.header("host")), ("/base/x", "backend.test:8080"))
+
+    def test_answer(self) -> None:
+        """
+        The upstream handler's status, headers and body reach the client.
+        """
+        harness = GatewayHarness([], upstream=lambda r: UpstreamAnswer(201, {"X-Up": "1"}, b"made"))
+        response = self.successResultOf(harness.request("GET", "/"))
+        self.assertEqual((response.status, response.header("x-up"), response.body), (201, "1", b"made"))
+        self.assertEqual(response.header("content-length"), "4")
+
+    def test_deferredAnswer(self) -> None:
+        """
+        The handler may answer later with a Deferred.
+        """
+        later: Deferred = Deferred()
+        harness = GatewayHarness([], upstream=lambda r: later)
+        pending = harness.request("GET", "/")
+        self.assertNoResult(pending)
+        later.callback(UpstreamAnswer(202))
+        self.assertEqual(self.successResultOf(pending).status, 202)
+
+    def test_handlerRaises(self) -> None:
+        """
+        A handler that raises makes the gateway answer 502, as a broken
+        upstream would.
+        """
+
+        def broken(request: UpstreamRequestSeen) -> UpstreamAnswer:
+            raise ConnectionRefusedError()
+
+        response = self.successResultOf(GatewayHarness([], upstream=broken).request("GET", "/"))
+        self.assertEqual((response.status, response.json()),
+                         (502, {"message": "An invalid response was received from the upstream server"}))
+
+    def test_handlerProxyError(self) -> None:
+        """
+        A handler that fails with a L{ProxyError} gets that answer.
+        """
+        harness = GatewayHarness([], upstream=lambda r: fail(ProxyError(504, "The upstream server is timing out")))
+        response = self.successResultOf(harness.request("GET", "/"))
+        self.assertEqual((response.status, response.json()), (504, {"message": "The upstream server is timing out"}))
+
+    def test_configsValidated(self) -> None:
+        """
+        Configs are validated and completed with the plugin's schema.
+        """
+        seen = []
+
+        def access(self_: Any, ctx: Any, config: Any) -> None:
+            seen.append(dict(config))
+
+        plugin = make_plugin("p", schema=Record({"n": Integer(default=3), "s": String(default="x")}), access=access)
+        harness = GatewayHarness([plugin], configs=[("p", {"n": 5.0})])
+        self.successResultOf(harness.request("GET", "/"))
+        self.assertEqual(seen, [{"n": 5, "s": "x"}])
+
+    def test_scopes(self) -> None:
+        """
+        A config may name the default route or service.
+        """
+        events: list = []
+        plugins = [recording_plugin("on-route", events), recording_plugin("elsewhere", events)]
+        harness = GatewayHarness(plugins, configs=[("on-route", {}, {"route": ROUTE_ID}),
+                                                   ("elsewhere", {}, {"service": "00000000-0000-4000-8000-00000000dead"})])
+        self.successResultOf(harness.request("GET", "/"))
+        self.assertEqual({name for name, *_ in events}, {"on-route"})
+        self.assertNotEqual(ROUTE_ID, SERVICE_ID)
+
+    def test_unknownPluginConfig(self) -> None:
+        """
+        A config for a plugin that was not given is refused.
+        """
+        error = self.assertRaises(ValueError, GatewayHarness, [], configs=[("header-echo", {})])
+        self.assertEqual(str(error), "plugin 'header-echo' is not among the harness's plugins")
+
+    def test_pluginsChecked(self) -> None:
+        """
+        Plugins get the start-up checks: a bad one is refused as start-up
+        would refuse it.
+        """
+        bad = type("Bad", (HeaderEcho,), {"version": "1"})()
+        error = self.assertRaises(PluginLoadError, GatewayHarness, [bad])
+        self.assertEqual(str(error), "plugin 'header-echo': version must read x.y.z")
+
+    def test_chunkedResponse(self) -> None:
+        """
+        A response sent chunked (a C{body_filter} makes the length unknown)
+        is read back whole.
+        """
+
+        def double(self_: Any, ctx: Any, config: Any, chunk: bytes) -> bytes:
+            return chunk * 2
+
+        harness = GatewayHarness([make_plugin("p", body_filter=double)], configs=[("p", {})],
+                                 upstream=lambda r: UpstreamAnswer(200, {}, b"ab"))
+        response = self.successResultOf(harness.request("GET", "/"))
+        self.assertEqual(response.header("transfer-encoding"), "chunked")
+        self.assertEqual(response.body, b"abab")
+
+    def test_clock(self) -> None:
+        """
+        The gateway's clock is the harness's (a L{Clock} unless given).
+        """
+        self.assertIsInstance(GatewayHarness([]).clock, Clock)
+        clock = Clock()
+        self.assertIs(GatewayHarness([], clock=clock).clock, clock)
+
+    def test_latencyFromClock(self) -> None:
+        """
+        Latencies are measured on the harness's clock.
+        """
+        clock = Clock()
+        later: Deferred = Deferred()
+        harness = GatewayHarness([], upstream=lambda r: later, clock=clock)
+        pending = harness.request("GET", "/")
+        clock.advance(0.25)
+        later.callback(UpstreamAnswer())
+        self.assertEqual(self.successResultOf(pending).header("x-echogate-upstream-latency"), "250")
+
+    def test_unparsable(self) -> None:
+        """
+        A request the HTTP parser refuses is reported at once (an error, or
+        the parser's 400), never left waiting.
+        """
+        harness = GatewayHarness([])
+        for path in ("/a b", "/\x00"):
+            try:
+                pending = harness.request("GET", path)
+            except ValueError:
+                continue
+            self.assertEqual(self.successResultOf(pending).status, 400)
+
+    def test_failingBodyFilterCalledOnce(self) -> None:
+        """
+        Once a C{body_filter} has raised, the gateway stops the upstream
+        body, so the filter is not called again (for eof): the harness's
+        upstream stops delivering when stopped, as a real connection does.
+        """
+        calls: list = []
+
+        def fragile(self_: Any, ctx: Any, config: Any, chunk: bytes) -> None:
+            calls.append(chunk)
+            if chunk:
+                raise Explosion("first chunk")
+
+        def cleanup() -> None:
+            # Finishing a request after cutting its connection (what the
+            # eof call leads to) fails on the harness's transport.
+            gc.collect()
+            self.flushLoggedErrors(RuntimeError)
+
+        self.addCleanup(cleanup)
+        harness = GatewayHarness([make_plugin("fragile", body_filter=fragile)], configs=[("fragile", {})],
+                                 upstream=lambda r: UpstreamAnswer(200, {}, b"body"))
+        harness.request("GET", "/")
+        self.assertEqual(len(self.flushLoggedErrors(Explosion)), 1)
+        self.assertEqual(calls, [b"body"])
+
+
+class AsyncStyleTests(TestCase):
+    """
+    The module docstring's style works: an C{async def} test awaiting
+    C{harness.request}.
+    """
+
+    async def test_echo(self) -> None:
+        """
+        Awaiting a request through the harness.
+        """
+        gateway = GatewayHarness([HeaderEcho()], configs=[("header-echo", {})])
+        response = await gateway.request("GET", "/x", headers={"X-Request-Echo": "hi"})
+        self.assertEqual(response.header("X-Response-Echo"), "hi")
