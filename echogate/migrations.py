@@ -150,13 +150,14 @@ def redact(dsn: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
+        user, colon, password = userinfo.partition(":")
+        if password:
+            userinfo = f"{user}{colon}***"
         netloc = f"{userinfo}@{host}"
     query = parts.query
     if "password" in query:
         query = urlencode([(k, "***" if k == "password" else v)
-                           for k, v in parse_qsl(query, keep_blank_values=True)], safe="/")
+                           for k, v in parse_qsl(query, keep_blank_values=True)], safe="/*")
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
