@@ -151,6 +151,17 @@ def with_upstream(harness: GatewayHarness, upstream: Any) -> GatewayHarness:
     return harness
 
 
+class _TCPLikeTransport(StringTransport):
+    """
+    A L{StringTransport} that, like a TCP transport, accepts losing the
+    connection twice.
+    """
+
+    def unregisterProducer(self) -> None:
+        if self.producer is not None:
+            super().unregisterProducer()
+
+
 class RawExchange:
     """
     One request sent to a harness's site over a transport the test can
@@ -159,7 +170,7 @@ class RawExchange:
     """
 
     def __init__(self, harness: GatewayHarness, method: str, path: str, headers: dict[str, str] | None = None):
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001),
+        self.transport = _TCPLikeTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001),
                                          hostAddress=IPv4Address("TCP", "127.0.0.1", 8000))
         self.protocol = harness.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
         self.protocol.makeConnection(self.transport)
