@@ -153,6 +153,7 @@ class TemporaryServer:
         """
         if self._process is None:
             return
+        children = self._server_pids()[1:]
         self.resume()
         process, self._process, self.pid = self._process, None, None
         process.send_signal(signal.SIGINT)
@@ -161,6 +162,12 @@ class TemporaryServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            for pid in children:  # orphaned backends of the server we killed
+                try:
+                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"postgres:"):
+                        os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def pause(self) -> None:
         """
