@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg2
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from echogate.errors import (
@@ -26,6 +26,7 @@ from echogate.errors import (
 )
 from echogate.interfaces import IStore
 from echogate.migrations import MIGRATIONS
+from echogate.pgclient import Deadlines
 from echogate.snapshot import ConfigurationData
 from echogate.store import InvalidOffset, PostgresStore, SchemaOutdated, check_schema_blocking
 from tests.postgres import PostgresMixin
@@ -781,6 +782,63 @@ class RecoveryTests(StoreTestCase):
         self.assertEqual(await self.store.version(), 0)
 
 
+class DeadlineTests(SynchronousTestCase):
+    """
+    L{Deadlines} bounds a Deferred by the injected clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.bounded = Deadlines(self.clock, 5.0)
+        self.expired: list[bool] = []
+
+    def test_result(self) -> None:
+        """
+        A result in time passes through and the timer is cancelled.
+        """
+        inner: Deferred[int] = Deferred()
+        outer = self.bounded(inner, self.bounded.deadline(), lambda: self.expired.append(True))
+        inner.callback(7)
+        self.assertEqual(self.successResultOf(outer), 7)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_timeout(self) -> None:
+        """
+        At the deadline the call is abandoned (C{expire}) and fails with
+        L{DatabaseUnavailable}; its late result is dropped.
+        """
+        inner: Deferred[int] = Deferred()
+        outer = self.bounded(inner, self.bounded.deadline(), lambda: self.expired.append(True))
+        self.clock.advance(4.9)
+        self.assertNoResult(outer)
+        self.clock.advance(0.1)
+        self.failureResultOf(outer, DatabaseUnavailable)
+        self.assertEqual(self.expired, [True])
+        inner.errback(RuntimeError("late"))
+        self.assertEqual(self.flushLoggedErrors(RuntimeError), [])
+
+    def test_shared_deadline(self) -> None:
+        """
+        A later step gets only what is left of the deadline.
+        """
+        deadline = self.bounded.deadline()
+        self.clock.advance(4.0)
+        outer = self.bounded(Deferred(), deadline, lambda: None)
+        self.clock.advance(1.0)
+        self.failureResultOf(outer, DatabaseUnavailable)
+
+    def test_cancel(self) -> None:
+        """
+        Cancelling the bounded Deferred abandons the call too.
+        """
+        outer = self.bounded(Deferred(), self.bounded.deadline(),
+                             lambda: self.expired.append(True))
+        outer.cancel()
+        self.failureResultOf(outer, CancelledError)
+        self.assertEqual(self.expired, [True])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
 class ServerFailureTests(PostgresMixin, TestCase):
     """
     A private server that is stopped, or frozen with C{SIGSTOP}.
@@ -836,6 +894,20 @@ class ServerFailureTests(PostgresMixin, TestCase):
         self.assertIs(await store.reachable(), True)
         self.assertEqual(await store.version(), 1)
         self.assertIsNone(await reloaded)
+
+    async def test_backoff(self) -> None:
+        """
+        After a failed connection attempt, calls fail at once without
+        trying again until the back-off delay has passed; C{reachable}
+        tries anyway, and the pool recovers.
+        """
+        store = await self.started(query_timeout=2, reconnect_delays=(1000.0, 1000.0))
+        self.server.stop()
+        await self.unavailable(store.version())
+        self.server.start()
+        await self.unavailable(store.version())
+        self.assertIs(await store.reachable(), True)
+        self.assertEqual(await store.version(), 0)
 
     async def test_frozen_server(self) -> None:
         """
