@@ -100,7 +100,9 @@ class Connection(txpostgres.Connection):
 
 class Deadlines:
     """
-    Deadlines on the injected reactor.
+    Bounds on how long a call may take, measured by the injected reactor.
+
+    @ivar timeout: the seconds each call is given.
     """
 
     def __init__(self, reactor: IReactorTime, timeout: float):
@@ -108,6 +110,9 @@ class Deadlines:
         self.timeout = timeout
 
     def deadline(self) -> float:
+        """
+        When a call starting now must be done; its steps share it.
+        """
         return self._reactor.seconds() + self.timeout
 
     def __call__(self, d: Deferred[_T], deadline: float,
@@ -193,10 +198,11 @@ class BoundedPool(txpostgres.ConnectionPool):
         try:
             await self._bounded(connection.connect(*self.connargs, **self.connkw),
                                 deadline, connection.close)
-        except BaseException:
+        except BaseException as e:
             connection.close()
-            self._retryAt = now + self._delay
-            self._delay = min(self._delays[1], self._delay * 2)
+            if isinstance(e, (DatabaseUnavailable, psycopg2.Error)):
+                self._retryAt = now + self._delay
+                self._delay = min(self._delays[1], self._delay * 2)
             raise
         self._delay = self._delays[0]
         self._retryAt = 0.0
@@ -273,6 +279,9 @@ async def transaction(connection: Connection,
 
 
 async def query(connection: Connection, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """
+    Run one statement (in its own transaction) and fetch its rows.
+    """
     cursor = await connection.cursor().execute(sql, params)
     return cursor.fetchall()
 

@@ -69,7 +69,7 @@ class _Table:
     """
     How one entity is stored.
 
-    @ivar columns: real column name to the record field it comes from.
+    @ivar columns: the record fields that also have a column of that name.
     @ivar foreign: record field to the table it references (its column is
         C{<field>_id}).
     @ivar keys: the endpoint keys L{PostgresStore.get} accepts besides
