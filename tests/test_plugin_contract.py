@@ -750,3 +750,48 @@ class ImmutabilityTests(SynchronousTestCase):
             del self.version
 
         self.check(access=access)
+
+
+class ClientGoneTests(SynchronousTestCase):
+    """
+    When the client goes away, the request stops, and C{log} still runs
+    once.
+    """
+
+    def test_duringAsyncAccess(self) -> None:
+        """
+        A client that leaves while an C{access} phase waits: the upstream
+        is not called, and every plugin's C{log} runs once.
+        """
+        events: list = []
+        gate: Deferred = Deferred()
+
+        def access(self_: Any, ctx: Any, config: Any) -> Deferred:
+            return gate
+
+        harness = harness_of(recording_plugin("slow", events, 20, access=access),
+                             recording_plugin("other", events, 10))
+        exchange = RawExchange(harness, "GET", "/")
+        exchange.close()
+        if not gate.called:
+            gate.callback(None)
+        self.assertEqual(harness.upstream_requests, [])
+        self.assertEqual([n for n, p, *_ in events if p == "log"], ["slow", "other"])
+
+    def test_whileUpstreamAnswers(self) -> None:
+        """
+        A client that leaves while the upstream has not answered: every
+        plugin's C{log} runs once.
+        """
+        events: list = []
+        waiting: list[Deferred] = []
+
+        def upstream(request: UpstreamRequestSeen) -> Deferred:
+            waiting.append(Deferred())
+            return waiting[-1]
+
+        harness = harness_of(recording_plugin("p", events), upstream=upstream)
+        exchange = RawExchange(harness, "GET", "/")
+        exchange.close()
+        self.assertEqual([n for n, p, *_ in events if p == "log"], ["p"])
+        self.assertEqual(len(waiting), 1)
