@@ -437,6 +437,35 @@ class PluginContext:
         return self._ctx.request_id
 
     @property
+    def started(self) -> float:
+        """
+        When the gateway received the request (seconds, on the gateway's
+        clock).
+        """
+        return self._ctx.started
+
+    @property
+    def upstream_started(self) -> float | None:
+        """
+        When the request was sent to the service, or C{None}.
+        """
+        return self._ctx.upstream_started
+
+    @property
+    def upstream_responded(self) -> float | None:
+        """
+        When the service's status and headers arrived, or C{None}.
+        """
+        return self._ctx.upstream_responded
+
+    @property
+    def bytes_sent(self) -> int:
+        """
+        How many bytes of response body were written to the client so far.
+        """
+        return getattr(self._ctx._request, "sentLength", 0) or 0
+
+    @property
     def log(self) -> PluginLogger:
         """
         A logger tagged with this plugin's name and the request id.
