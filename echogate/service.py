@@ -17,6 +17,7 @@ import sys
 import uuid
 from typing import Any
 
+import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
@@ -54,6 +55,25 @@ def node_id(data_dir: str) -> str:
     except OSError:
         pass
     return value
+
+
+@attrs.frozen
+class PluginNode:
+    """
+    What a plugin's optional C{node_service(node)} method receives once the
+    node is connected to its database: it returns an C{IService} (or
+    C{None}) that runs with the node and is stopped with it, for
+    background work such as flushing counters or log queues.
+
+    @ivar reactor: the node's reactor.
+    @ivar dsn: the node's PostgreSQL DSN (the embedded server's when none
+        was configured).
+    @ivar node_id: this node's id.
+    """
+
+    reactor: Any
+    dsn: str
+    node_id: str
 
 
 class GatewayService(MultiService):
@@ -229,6 +249,11 @@ class GatewayService(MultiService):
             init = getattr(plugin, "init", None)
             if callable(init):
                 await maybeDeferred(lambda: as_deferred(init([e.config for e in index.entries(name)])))
+            node_service = getattr(plugin, "node_service", None)
+            if callable(node_service):
+                child = node_service(PluginNode(reactor=self._reactor, dsn=self.store.dsn, node_id=self.node_id))
+                if child is not None:
+                    child.setServiceParent(self)
 
     # -- stopping ---------------------------------------------------------------
 
