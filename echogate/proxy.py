@@ -229,6 +229,15 @@ class GatewayResource(Resource):
         return server.NOT_DONE_YET
 
 
+def _overlay(headers: Headers, early: Headers) -> None:
+    """
+    Apply the headers plugins set before the response head existed (in
+    C{rewrite} or C{access}) on top of C{headers}.
+    """
+    for name, values in early.getAllRawHeaders():
+        headers.setRawHeaders(name, list(values))
+
+
 def _ms(start: float | None, end: float | None) -> bytes:
     if start is None or end is None:
         return b"0"
@@ -289,6 +298,7 @@ class Gateway:
         client = ClientRequest(request, path or raw, raw, query.decode("latin-1"), client_ip)
         ctx = RequestContext(request, client, now)
         ctx.peer_trusted = trusted
+        ctx.on_client_gone = lambda: self._client_gone(request, ctx)
         request.ctx = ctx
         snapshot = ctx.snapshot = self._snapshot()
         ctx.steps = snapshot.plugins.global_steps
@@ -308,14 +318,19 @@ class Gateway:
 
     def _then(self, pending: Deferred | None, request: GatewayRequest, ctx: RequestContext,
               step: Callable[[GatewayRequest, RequestContext], None]) -> None:
+        def next_step(_: Any = None) -> None:
+            if request._disconnected:
+                self._log_phase(ctx)
+                return
+            step(request, ctx)
+
         if pending is None:
             try:
-                step(request, ctx)
+                next_step()
             except BaseException:
                 self._failed(Failure(), request, ctx)
             return
-        ctx.pending = pending
-        pending.addCallback(lambda _: step(request, ctx))
+        pending.addCallback(next_step)
         pending.addErrback(self._failed, request, ctx)
 
     # -- routing and access ----------------------------------------------
@@ -418,7 +433,6 @@ class Gateway:
         d = self._upstream.request(ctx.service, request.method, target, upstream.headers,
                                    self._body_factory(request))
         ctx.pending = d
-        ctx.on_client_gone = lambda: self._client_gone(request, ctx)
         d.addCallbacks(self._got_response, self._upstream_failed, (request, ctx), None, (request, ctx))
 
     def _upstream_failed(self, failure: Failure, request: GatewayRequest, ctx: RequestContext) -> None:
@@ -448,6 +462,11 @@ class Gateway:
         body_filters = [s for s in ctx.steps if s.body_filter is not None]
         if body_filters:
             headers.removeHeader(b"content-length")
+        elif isinstance(response.length, int) and request.method != b"HEAD":
+            # Agent keeps the upstream's Content-Length to itself; restoring it
+            # keeps the response unchunked when nothing changes the body.
+            headers.setRawHeaders(b"content-length", [b"%d" % response.length])
+        _overlay(headers, state.headers)
         state.replace_headers(headers)
         try:
             pending = self._header_filter(ctx)
@@ -539,8 +558,9 @@ class Gateway:
         state.status = status
         state.source = source
         out = Headers()
+        _overlay(out, state.headers)
         for name, value in headers.items():
-            out.addRawHeader(name.encode("latin-1"), str(value).encode("latin-1"))
+            out.setRawHeaders(name.encode("latin-1"), [str(value).encode("latin-1")])
         out.setRawHeaders(b"server", [SERVER])
         out.setRawHeaders(b"date", [datetimeToString()])
         out.setRawHeaders(b"x-echogate-response-latency", [_ms(ctx.started, self._clock.seconds())])
@@ -666,6 +686,9 @@ class Gateway:
                             and ctx.response.source != "error")
 
 
+_END = object()  # marks the end of the body in a queue of chunks
+
+
 class _Drain(Protocol):
     """
     Reads and drops an upstream body we no longer want.
@@ -718,7 +741,14 @@ class _BodyStreamer(Protocol):
         self._gateway._log_phase(self._ctx)
 
     def dataReceived(self, data: bytes) -> None:
-        self._arm()
+        if data is _END:
+            if self._queue is not None:
+                self._queue.append(_END)
+            else:
+                self._finish()
+            return
+        if not self._done:
+            self._arm()
         if self._queue is not None:
             self._queue.append(data)
             return
@@ -741,12 +771,10 @@ class _BodyStreamer(Protocol):
         if out and not self._request._disconnected:
             self._request.write(out)
         queue, self._queue = self._queue, None
-        if self._done:
-            for chunk in queue or ():
-                self.dataReceived(chunk)
-            self._finish()
-            return
-        self.transport.resumeProducing()
+        if not self._done:
+            self.transport.resumeProducing()
+        # Replay in order; a filter that goes asynchronous again queues the
+        # rest (the end marker included) behind itself.
         for chunk in queue or ():
             self.dataReceived(chunk)
 
@@ -768,7 +796,8 @@ class _BodyStreamer(Protocol):
             self._gateway._log_phase(self._ctx)
             return
         if self._queue is not None:
-            return  # _written_async finishes once the queue drains
+            self._queue.append(_END)  # finished once the queue drains
+            return
         self._finish()
 
     def _finish(self) -> None:

@@ -8,7 +8,7 @@ directly.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from twisted.logger import globalLogPublisher
 from twisted.plugin import getPlugins
@@ -57,20 +57,55 @@ def check_plugin(plugin: object) -> None:
 
     if not isinstance(plugin.config_schema, Record):  # type: ignore[attr-defined]
         raise PluginLoadError(f"plugin {name!r}: config_schema must be an echogate.schema.Record")
-    probe = "_echogate_mutability_probe"
-    try:
-        setattr(plugin, probe, True)
-    except (AttributeError, TypeError):
+    probes = ["_echogate_mutability_probe"] + _slots(plugin)
+    if not any(_assignable(plugin, attribute) for attribute in probes):
         return
-    try:
-        delattr(plugin, probe)
-    except (AttributeError, TypeError):
-        pass
     raise PluginLoadError(
         f"plugin {name!r} is mutable: plugin objects are shared by every request,"
         " so subclass echogate.plugin.GatewayPlugin or use a frozen attrs class"
         " and keep request state on ctx.plugin"
     )
+
+
+def _failing_dropin(failure: Any) -> str | None:
+    """
+    The drop-in module (C{twisted.plugins.<name>}) whose import raised
+    C{failure}, from the deepest traceback frame in a C{twisted/plugins/}
+    directory.
+    """
+    for frame in reversed(getattr(failure, "frames", None) or []):
+        filename = frame[1].replace("\\", "/")
+        if "/twisted/plugins/" in filename and filename.endswith(".py"):
+            return "twisted.plugins." + filename.rsplit("/", 1)[1][:-3]
+    return None
+
+
+def _slots(plugin: object) -> list[str]:
+    names: list[str] = []
+    for cls in type(plugin).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        names.extend(n for n in slots if not n.startswith("__"))
+    return names
+
+
+def _assignable(plugin: object, attribute: str) -> bool:
+    """
+    Whether C{attribute} can be assigned on C{plugin} (restoring it after).
+    """
+    missing = object()
+    before = getattr(plugin, attribute, missing)
+    try:
+        setattr(plugin, attribute, None if before is missing else before)
+    except (AttributeError, TypeError):
+        return False
+    if before is missing:
+        try:
+            delattr(plugin, attribute)
+        except (AttributeError, TypeError):
+            pass
+    return True
 
 
 def discover(package: object = None) -> tuple[dict[str, object], list[str]]:
@@ -84,9 +119,11 @@ def discover(package: object = None) -> tuple[dict[str, object], list[str]]:
     failures: list[str] = []
 
     def observe(event: dict) -> None:
-        failure = event.get("log_failure")
+        failure = event.get("log_failure") or event.get("failure")
         if failure is not None:
-            failures.append(f"{failure.type.__name__}: {failure.getErrorMessage()}")
+            module = _failing_dropin(failure)
+            where = f"module {module} failed to import: " if module else ""
+            failures.append(f"{where}{failure.type.__name__}: {failure.getErrorMessage()}")
             return
         text = event.get("log_text") or event.get("log_format") or ""
         if "while loading" in text or "Traceback" in text:

@@ -24,9 +24,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
@@ -98,6 +99,8 @@ class HarnessResponse:
 
 
 class _FakeTransport:
+    stopped = False
+
     def pauseProducing(self) -> None:
         pass
 
@@ -105,7 +108,7 @@ class _FakeTransport:
         pass
 
     def stopProducing(self) -> None:
-        pass
+        self.stopped = True
 
 
 class _FakeResponse:
@@ -121,10 +124,14 @@ class _FakeResponse:
         self._body = answer.body
 
     def deliverBody(self, protocol: Any) -> None:
-        protocol.makeConnection(_FakeTransport())
-        if self._body:
+        transport = _FakeTransport()
+        protocol.makeConnection(transport)
+        if self._body and not transport.stopped:
             protocol.dataReceived(self._body)
-        protocol.connectionLost(Failure(ResponseDone()))
+        if transport.stopped:
+            protocol.connectionLost(Failure(ConnectionLost()))
+        else:
+            protocol.connectionLost(Failure(ResponseDone()))
 
 
 class FunctionUpstream:
@@ -285,8 +292,12 @@ class GatewayHarness:
             lines.append(f"Content-Length: {len(body)}")
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         protocol.dataReceived(raw)
-        if not captured:
-            raise ValueError("the gateway did not parse that request")
+        if not captured or (transport.disconnecting and not captured[0].finished):
+            # The HTTP parser refused the request itself (e.g. a 400), or the
+            # gateway cut the connection (e.g. a body_filter raised).
+            if not transport.value():
+                return fail(ConnectionLost("the gateway closed the connection without an answer"))
+            return succeed(_parse_response(transport.value()))
         request = captured[0]
         done: Deferred = succeed(None) if request.finished else request.notifyFinish()
         result = done.addCallback(lambda _: _parse_response(transport.value()))

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.internet.error import ConnectionLost
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from echogate.bundled.header_echo import HeaderEcho
@@ -299,7 +300,7 @@ class GatewayHarnessTests(SynchronousTestCase):
         self.addCleanup(cleanup)
         harness = GatewayHarness([make_plugin("fragile", body_filter=fragile)], configs=[("fragile", {})],
                                  upstream=lambda r: UpstreamAnswer(200, {}, b"body"))
-        harness.request("GET", "/")
+        self.failureResultOf(harness.request("GET", "/"), ConnectionLost)
         self.assertEqual(len(self.flushLoggedErrors(Explosion)), 1)
         self.assertEqual(calls, [b"body"])
 
