@@ -1,0 +1,136 @@
+"""
+correlation-id: give every request an id in a header, sent to the
+service and, with C{echo_downstream}, back to the client.
+
+A request that already carries the header (non-empty) keeps its value.
+Generators:
+
+  - C{uuid}: a random UUID per request;
+  - C{uuid#counter}: this process's UUID, C{#}, and a counter (cheap, and
+    unique per node as long as the process lives);
+  - C{tracker}: C{server_address-server_port-pid-connection-request_on_connection-time}.
+
+The id is also left in C{ctx.shared["correlation_id"]} for log plugins.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+import weakref
+from typing import Any, Iterator, Mapping
+
+import attrs
+
+from echogate._version import __version__
+from echogate.plugin import GatewayPlugin
+from echogate.schema import Boolean, Record, String
+
+GENERATORS = ("uuid", "uuid#counter", "tracker")
+SHARED_KEY = "correlation_id"
+
+
+class _WallClock:
+    """
+    C{seconds()} from the system clock (the default; tests inject a
+    L{twisted.internet.task.Clock}).
+    """
+
+    def seconds(self) -> float:
+        return time.time()
+
+
+class ConnectionSerials:
+    """
+    A serial number for each client connection and a count of the requests
+    seen on it, for the C{tracker} generator. Connections are held weakly.
+    """
+
+    def __init__(self) -> None:
+        self._serials: Iterator[int] = itertools.count(1)
+        self._seen: "weakref.WeakKeyDictionary[Any, list[int]]" = weakref.WeakKeyDictionary()
+
+    def count(self, connection: Any) -> tuple[int, int]:
+        """
+        Count one more request on C{connection}; C{(serial, requests)}.
+        """
+        entry = self._seen.get(connection)
+        if entry is None:
+            entry = self._seen[connection] = [next(self._serials), 0]
+        entry[1] += 1
+        return entry[0], entry[1]
+
+
+def _connection(ctx: Any) -> Any:
+    """
+    The client connection (channel) of this request.
+
+    PDK gap: the PDK exposes neither the server address nor the
+    connection's serial and request count (nginx's C{$connection} and
+    C{$connection_requests}); this reads the twisted.web request.
+    """
+    return ctx.request._request.channel
+
+
+@attrs.frozen
+class CorrelationId(GatewayPlugin):
+    """
+    Kong's correlation-id.
+
+    @ivar clock: C{seconds()} for the C{tracker} generator.
+    @ivar process_id: this process's UUID for C{uuid#counter}.
+    """
+
+    clock: Any = attrs.field(factory=_WallClock)
+    process_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    _counter: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), repr=False)
+    _connections: ConnectionSerials = attrs.field(factory=ConnectionSerials, repr=False)
+
+    name = "correlation-id"
+    version = __version__
+    priority = 100001
+    config_schema = Record({
+        "header_name": String(default="Kong-Request-ID", description="The header that carries the id."),
+        "generator": String(required=True, default="uuid#counter", one_of=GENERATORS,
+                            description="How ids are made: uuid, uuid#counter or tracker."),
+        "echo_downstream": Boolean(required=True, default=False,
+                                   description="Send the id back to the client too."),
+    })
+
+    def generate(self, ctx: Any, generator: str) -> str:
+        """
+        A new id from C{generator}.
+        """
+        if generator == "uuid":
+            return str(uuid.uuid4())
+        if generator == "uuid#counter":
+            return f"{self.process_id}#{next(self._counter)}"
+        raw = ctx.request._request
+        serial, requests = ctx.plugin.get("connection") or self._connections.count(_connection(ctx))
+        host = raw.getHost()
+        return (f"{getattr(host, 'host', '')}-{getattr(host, 'port', '')}-{os.getpid()}-{serial}-{requests}"
+                f"-{self.clock.seconds():.3f}")
+
+    def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        name = config["header_name"]
+        if name is None:
+            return
+        if config["generator"] == "tracker":
+            ctx.plugin["connection"] = self._connections.count(_connection(ctx))
+        value = ctx.request.get_header(name)
+        if not value:
+            value = self.generate(ctx, config["generator"])
+            ctx.upstream.set_header(name, value)
+        ctx.shared[SHARED_KEY] = value
+        if config["echo_downstream"]:
+            ctx.plugin["id"] = value
+
+    def header_filter(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        name = config["header_name"]
+        if not config["echo_downstream"] or name is None:
+            return
+        value = ctx.plugin.get("id") or ctx.request.get_header(name)
+        if not value:
+            value = self.generate(ctx, config["generator"])
+        ctx.response.set_header(name, value)

@@ -1,0 +1,254 @@
+"""
+request-transformer: change the request before it reaches the service.
+
+Headers, the query string and the body (JSON, URL-encoded or multipart
+forms) are changed in Kong's order: remove, rename, replace, add, append;
+the path can be replaced (C{replace.uri}) and the method changed
+(C{http_method}). Values may be templates over the client's request (see
+L{echogate.bundled.templates}); templates read the request as the client
+sent it, never the result of an earlier operation.
+
+Within one request the order of the parts is Kong's: the path, the
+method, headers, the body, the query string.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Callable, Mapping
+from urllib.parse import quote
+
+from echogate._version import __version__
+from echogate.bundled.request_bodies import FORM, body_kind, has_body_operations, transform_body
+from echogate.bundled.templates import TemplateEnvironment, check_template, compile_template
+from echogate.bundled.transforms import (
+    COLON_PAIR,
+    Table,
+    check_header_entry,
+    check_header_rename,
+    pairs,
+    split_pair,
+    strings,
+)
+from echogate.plugin import GatewayPlugin
+from echogate.schema import Record, String
+
+_HOST = "host"
+_QUERY_METHODS = ("GET", "HEAD", "TRACE")
+
+
+def _check_value(entry: str) -> str | None:
+    """
+    Kong's check for C{name:value} entries of the body and query string:
+    the value is present and is a template echogate can render.
+    """
+    name, value = split_pair(entry)
+    if value is None:
+        return f"key '{name}' has no value"
+    return check_template(value)
+
+
+def _check_header_value(entry: str) -> str | None:
+    message = check_header_entry(entry)
+    if message is not None:
+        return message
+    _, value = split_pair(entry)
+    return check_template(value) if value is not None else None
+
+
+def _check_uri(value: str) -> str | None:
+    message = check_template(value)
+    if message is not None:
+        return message
+    if compile_template(value).is_plain and not value.startswith("/"):
+        return "should start with: /"
+    return None
+
+
+def _values(description: str) -> Record:
+    return Record({
+        "body": strings(f"Body parameters to {description}, as name:value.", check=_check_value),
+        "headers": strings(f"Headers to {description}, as name:value.", check=_check_header_value,
+                           match=COLON_PAIR),
+        "querystring": strings(f"Query arguments to {description}, as name:value.", check=_check_value),
+    })
+
+
+def _raw_request(ctx: Any) -> Any:
+    """
+    The twisted.web request behind C{ctx}.
+
+    PDK gap: C{ctx.upstream} can change headers, path and query but not the
+    method or the body, so this plugin changes the gateway's request
+    object, which the proxy reads them from when it calls the service.
+    """
+    return ctx.request._request
+
+
+def set_upstream_body(ctx: Any, body: bytes) -> None:
+    """
+    Send C{body} to the service instead of the client's body (a workaround
+    until the PDK offers C{ctx.upstream.set_body}).
+    """
+    request = _raw_request(ctx)
+    old = request.content
+    request.content = io.BytesIO(body)
+    request.requestHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+    request.requestHeaders.removeHeader(b"transfer-encoding")
+    if old is not None:
+        old.close()
+
+
+def set_upstream_method(ctx: Any, method: str) -> None:
+    """
+    Call the service with C{method} (a workaround until the PDK offers
+    C{ctx.upstream.set_method}). The client's method is restored in
+    C{header_filter}, before the response is written: Twisted decides from
+    it whether the response has a body (HEAD).
+    """
+    request = _raw_request(ctx)
+    ctx.plugin.setdefault("client_method", request.method)
+    request.method = method.encode("ascii")
+
+
+def _environment(ctx: Any) -> TemplateEnvironment:
+    raw_ctx = ctx._ctx
+    match = getattr(raw_ctx, "match", None)
+    captures: tuple = ()
+    named: Mapping[str, Any] = {}
+    if match is not None and match.matched_path is not None and match.matched_path.startswith("~"):
+        captures = (match.stripped,) + tuple(match.captures)
+        named = match.named_captures
+
+    def query() -> Mapping[str, Any]:
+        items = Table.parse(ctx.request.query).items
+        return {k: (True if v is None else v) for k, v in items.items()}
+
+    return TemplateEnvironment(ctx.request.get_headers, query, captures, named, ctx.shared)
+
+
+def _renderer(env: TemplateEnvironment) -> Callable[[str | None], str | None]:
+    def render(value: str | None) -> str | None:
+        if value is None:
+            return None
+        template = compile_template(value)
+        return value if template.is_plain else template.render(env)
+
+    return render
+
+
+class RequestTransformer(GatewayPlugin):
+    """
+    Kong's request-transformer.
+    """
+
+    name = "request-transformer"
+    version = __version__
+    priority = 801
+    config_schema = Record({
+        "http_method": String(match=r"^[A-Z]+$",
+                              description="The method to call the service with (upper case); null keeps the client's."),
+        "remove": Record({
+            "body": strings("Body parameters to remove."),
+            "headers": strings("Headers to remove.", check=check_header_entry),
+            "querystring": strings("Query arguments to remove."),
+        }),
+        "rename": Record({
+            "body": strings("Body parameters to rename, as old:new.", check=_check_value),
+            "headers": strings("Headers to rename, as old:new.", check=check_header_rename, match=COLON_PAIR),
+            "querystring": strings("Query arguments to rename, as old:new.", check=_check_value),
+        }),
+        "replace": _values("replace (only when present)").with_field(
+            "uri", String(check=_check_uri, description="The path to send upstream instead (a template).")),
+        "add": _values("add (only when absent)"),
+        "append": _values("append (a further value)"),
+    })
+
+    def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        render = _renderer(_environment(ctx))
+        uri = config["replace"]["uri"]
+        if uri is not None:
+            path = render(uri) or ""
+            ctx.upstream.set_path(quote(path, safe="/:@!$&'()*+,;=-._~%"))
+        if config["http_method"] is not None:
+            self._method(ctx, config["http_method"])
+        self._headers(ctx, config, render)
+        if has_body_operations(config):
+            self._body(ctx, config, render)
+        if any(config[op]["querystring"] for op in ("remove", "rename", "replace", "add", "append")):
+            self._query(ctx, config, render)
+
+    def header_filter(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        method = ctx.plugin.pop("client_method", None)
+        if method is not None:
+            _raw_request(ctx).method = method
+
+    def _method(self, ctx: Any, method: str) -> None:
+        set_upstream_method(ctx, method)
+        if method not in _QUERY_METHODS or body_kind(ctx.request.get_header("content-type")) != FORM:
+            return
+        body = Table.parse(ctx.request.body().decode("utf-8", "replace"))
+        if not body.items:
+            return
+        query = Table.parse(ctx.upstream.query)
+        for name, value in body.items.items():
+            for one in value if isinstance(value, list) else [value]:
+                if name in query:
+                    query.append(name, one)
+                else:
+                    query.items[name] = one
+        ctx.upstream.set_query(query.encode())
+
+    def _headers(self, ctx: Any, config: Mapping[str, Any], render: Callable) -> None:
+        upstream = ctx.upstream
+        for name, _ in pairs(config["remove"]["headers"]):
+            if name.lower() != _HOST:
+                upstream.remove_header(name)
+        for old, new in pairs(config["rename"]["headers"]):
+            if new is None or old.lower() in (_HOST, new.lower()):
+                continue
+            values = upstream.headers.getRawHeaders(old.encode("latin-1"))
+            if values is not None:
+                upstream.remove_header(old)
+                upstream.headers.setRawHeaders(new.encode("latin-1"), values)
+        for name, value in pairs(config["replace"]["headers"]):
+            value = render(value)
+            if value is not None and (name.lower() == _HOST or upstream.get_header(name) is not None):
+                upstream.set_header(name, value)
+        for name, value in pairs(config["add"]["headers"]):
+            value = render(value)
+            if value is not None and name.lower() != _HOST and upstream.get_header(name) is None:
+                upstream.set_header(name, value)
+        for name, value in pairs(config["append"]["headers"]):
+            value = render(value)
+            if value is not None and name.lower() != _HOST:
+                upstream.add_header(name, value)
+
+    def _body(self, ctx: Any, config: Mapping[str, Any], render: Callable) -> None:
+        content_type = ctx.request.get_header("content-type")
+        if body_kind(content_type) is None:
+            return
+        body = transform_body(config, content_type, ctx.request.body(), render)
+        if body is not None:
+            set_upstream_body(ctx, body)
+
+    def _query(self, ctx: Any, config: Mapping[str, Any], render: Callable) -> None:
+        query = Table.parse(ctx.upstream.query)
+        for name, _ in pairs(config["remove"]["querystring"]):
+            query.remove(name)
+        for old, new in pairs(config["rename"]["querystring"]):
+            new = render(new)
+            if new is not None:
+                query.rename(old, new)
+        for name, value in pairs(config["replace"]["querystring"]):
+            value = render(value)
+            if value is not None:
+                query.replace(name, value)
+        for name, value in pairs(config["add"]["querystring"]):
+            value = render(value)
+            if value is not None:
+                query.add(name, value)
+        for name, value in pairs(config["append"]["querystring"]):
+            value = render(value)
+            if value is not None:
+                query.append(name, value)
+        ctx.upstream.set_query(query.encode())
