@@ -28,10 +28,9 @@ TOO_LARGE = "Request size limit exceeded"
 LENGTH_REQUIRED = "A valid Content-Length header is required"
 
 
-def received_size(ctx: Any) -> int | None:
+def received_size(ctx: Any) -> int:
     """
-    The size of the body the gateway received, without reading it, or
-    C{None} when there is none.
+    The size of the body the gateway received, without reading it.
 
     PDK gap: C{ctx.request.body()} reads the whole body back (from disk
     when large) to learn its size; the PDK should offer
@@ -40,7 +39,7 @@ def received_size(ctx: Any) -> int | None:
     """
     content = getattr(ctx.request._request, "content", None)
     if content is None:
-        return None
+        return 0
     position = content.tell()
     try:
         return content.seek(0, io.SEEK_END)
@@ -80,9 +79,6 @@ class RequestSizeLimiting(GatewayPlugin):
                 ctx.exit(411, {"message": LENGTH_REQUIRED})
                 return
             length = received_size(ctx)
-            if length is None:
-                ctx.log.warn("missing request body")
-                return
         limit = config["allowed_payload_size"]
         if limit is None:
             return
