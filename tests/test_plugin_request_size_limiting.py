@@ -95,6 +95,13 @@ class RequestSizeLimitingTests(SynchronousTestCase):
         gateway = harness()
         self.assertEqual(self.request(gateway, b"x" * 1024 * 1024).status, 200)
 
+    def test_nullLimit(self) -> None:
+        """
+        A null C{allowed_payload_size} limits nothing.
+        """
+        gateway = harness(allowed_payload_size=None, size_unit="bytes")
+        self.assertEqual(self.request(gateway, b"x" * 100).status, 200)
+
     def test_expectContinue(self) -> None:
         """
         A client that sent C{Expect: 100-continue} gets 417 instead, as in Kong.
