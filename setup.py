@@ -23,7 +23,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=["echogate", "echogate.admin", "echogate.bundled", "twisted.plugins"],
-    package_data={"twisted": ["plugins/echogate_plugin.py", "plugins/echogate_bundled.py"]},
+    package_data={"twisted": ["plugins/echogate_plugin.py", "plugins/echogate_bundled.py",
+                            "plugins/echogate_bundled_observability.py"]},
     include_package_data=False,
     install_requires=[
         "Twisted[tls]>=24.3",
@@ -35,6 +36,8 @@ setup(
         "attrs>=23.1",
         "zope.interface>=6",
         "multipart>=1.1",
+        "prometheus-client>=0.20",
+        "txredisapi>=1.4.10",
     ],
     extras_require={"test": []},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},

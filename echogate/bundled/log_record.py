@@ -1,0 +1,204 @@
+"""
+Kong's log shape: one JSON-ready document per request, built in the C{log}
+phase, shared by file-log and http-log (and the latencies by prometheus).
+
+The document (see C{docs/plugins/file-log.md})::
+
+    {"request": {"id", "uri", "url", "querystring", "method", "headers", "size"},
+     "upstream_uri": "/path?query", "upstream_status": "200",
+     "response": {"status", "headers", "size"},
+     "latencies": {"kong", "proxy", "request", "receive"},
+     "authenticated_entity": {"id", "consumer_id"} | None,
+     "route": {...} | None, "service": {...} | None, "consumer": {...} | None,
+     "client_ip": "127.0.0.1", "started_at": 1700000000000, "source": "upstream"}
+
+Sizes are bytes on the wire without chunk framing (request or status line,
+headers, body); latencies are integer milliseconds; C{started_at} is in
+milliseconds since the epoch. C{Authorization} and C{Proxy-Authorization}
+request headers read C{"REDACTED"}.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+
+__all__ = ["Latencies", "latencies", "log_record", "REDACTED"]
+
+REDACTED = "REDACTED"
+_SECRET_HEADERS = ("authorization", "proxy-authorization")
+_SOURCES = {"service": "upstream", "exit": "exit", "error": "error"}
+
+
+@attrs.frozen
+class Latencies:
+    """
+    Where one request's time went, in milliseconds.
+
+    @ivar gateway: spent in the gateway before the upstream was called (the
+        whole request when it was not called): Kong's C{latencies.kong}.
+    @ivar upstream: from sending the request upstream to its status and
+        headers coming back, or C{None}: Kong's C{latencies.proxy}.
+    @ivar total: from receiving the request to finishing the response:
+        Kong's C{latencies.request}.
+    @ivar receive: from the upstream's headers to the end of its body.
+    """
+
+    gateway: int
+    upstream: int | None
+    total: int
+    receive: int
+
+
+def _ms(start: float | None, end: float | None) -> int:
+    if start is None or end is None:
+        return 0
+    return max(0, round((end - start) * 1000))
+
+
+def latencies(ctx: Any, now: float) -> Latencies:
+    """
+    The L{Latencies} of the request C{ctx} (a C{PluginContext}) finished
+    at C{now} (seconds, the gateway's clock).
+    """
+    started = ctx.started
+    sent, responded = ctx.upstream_started, ctx.upstream_responded
+    total = _ms(started, now)
+    if sent is None:
+        return Latencies(gateway=total, upstream=None, total=total, receive=0)
+    return Latencies(gateway=_ms(started, sent),
+                     upstream=_ms(sent, responded) if responded is not None else None,
+                     total=total,
+                     receive=_ms(responded, now) if responded is not None else 0)
+
+
+def _flat(headers: Mapping[str, list[str]]) -> dict[str, Any]:
+    """
+    Kong's header table: one value as a string, several as a list.
+    """
+    return {name: values[0] if len(values) == 1 else list(values) for name, values in headers.items()}
+
+
+def _head_size(headers: Mapping[str, list[str]], first_line: int) -> int:
+    size = first_line + 2 + 2
+    for name, values in headers.items():
+        for value in values:
+            size += len(name) + len(value) + 4
+    return size
+
+
+def _querystring(args: Mapping[str, list[str]]) -> dict[str, Any]:
+    """
+    Kong's query table: a blank value as C{True}, one value as a string,
+    several as a list.
+    """
+    out: dict[str, Any] = {}
+    for name, values in args.items():
+        shaped = [True if v == "" else v for v in values]
+        out[name] = shaped[0] if len(shaped) == 1 else shaped
+    return out
+
+
+def request_body_size(ctx: Any) -> int:
+    """
+    The request body's size: its Content-Length, or the body's length.
+    """
+    length = ctx.request.get_header("content-length")
+    if length is not None:
+        try:
+            return max(0, int(length))
+        except ValueError:
+            pass
+    if ctx.request.get_header("transfer-encoding") is None:
+        return 0
+    return len(ctx.request.body())
+
+
+def request_size(ctx: Any) -> int:
+    """
+    The request's size on the wire (request line, headers, body).
+    """
+    request = ctx.request
+    uri = request.raw_path + ("?" + request.query if request.query else "")
+    line = len(request.method) + len(uri) + len(" HTTP/1.1") + 1
+    return _head_size(request.get_headers(), line) + request_body_size(ctx)
+
+
+def response_size(ctx: Any) -> int:
+    """
+    The response's size on the wire (status line, headers, body).
+    """
+    return _head_size(ctx.response.get_headers(), len("HTTP/1.1 200 OK")) + ctx.bytes_sent
+
+
+def log_record(ctx: Any, now: float) -> dict[str, Any]:
+    """
+    Kong's log document for the request C{ctx} (a C{PluginContext}, in
+    the C{log} phase), finished at C{now} (seconds, the gateway's clock).
+    """
+    request = ctx.request
+    headers = _flat(request.get_headers())
+    for name in _SECRET_HEADERS:
+        if name in headers:
+            headers[name] = REDACTED
+    uri = request.raw_path + ("?" + request.query if request.query else "")
+    host = request.get_header("host") or ""
+    url = f"{request.scheme}://{host.split(':')[0] if not host.startswith('[') else host}:{request.port}{uri}"
+    upstream = ctx.upstream
+    upstream_uri = ""
+    if upstream is not None and ctx.upstream_started is not None:
+        upstream_uri = upstream.path + ("?" + upstream.query if upstream.query else "")
+    response = ctx.response
+    upstream_status = response.upstream_status
+    times = latencies(ctx, now)
+    credential = ctx.credential
+    consumer = ctx.consumer
+    entity = None
+    if credential is not None:
+        entity = {"id": credential.get("id"),
+                  "consumer_id": (credential.get("consumer") or {}).get("id")
+                  or (consumer or {}).get("id")}
+    return {
+        "request": {
+            "id": ctx.request_id,
+            "uri": uri,
+            "url": url,
+            "querystring": _querystring(request.query_args),
+            "method": request.method,
+            "headers": headers,
+            "size": request_size(ctx),
+        },
+        "upstream_uri": upstream_uri,
+        "upstream_status": str(upstream_status) if upstream_status is not None else "",
+        "response": {
+            "status": response.status,
+            "headers": _flat(response.get_headers()),
+            "size": response_size(ctx),
+        },
+        "latencies": {
+            "kong": times.gateway,
+            "proxy": times.upstream if times.upstream is not None else -1,
+            "request": times.total,
+            "receive": times.receive,
+        },
+        "tries": None,
+        "authenticated_entity": entity,
+        "route": _plain(ctx.route),
+        "service": _plain(ctx.service),
+        "consumer": _plain(consumer),
+        "client_ip": request.client_ip,
+        "started_at": int(ctx.started * 1000),
+        "source": _SOURCES.get(response.source or "", "error"),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """
+    A JSON-ready copy of an entity (read-only mappings and tuples become
+    dicts and lists).
+    """
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,12 @@
+"""
+echogate's bundled rate-limiting, caching and observability plugins, as a
+twisted.plugin drop-in (found by C{getPlugins(IGatewayPlugin)}):
+rate-limiting, proxy-cache, prometheus, http-log and file-log.
+
+Each object keeps its long-lived state (counters, cache, metrics, queues,
+writer thread) in a store it was built with, and starts its background
+work only when first needed, so importing this module is cheap.
+"""
+from echogate.bundled.file_log import FileLog
+
+fileLog = FileLog()
