@@ -8,5 +8,7 @@ writer thread) in a store it was built with, and starts its background
 work only when first needed, so importing this module is cheap.
 """
 from echogate.bundled.file_log import FileLog
+from echogate.bundled.http_log import HttpLog
 
 fileLog = FileLog()
+httpLog = HttpLog()
