@@ -25,6 +25,7 @@ from echogate.bundled.transforms import (
     check_header_rename,
     is_json_type,
     pairs,
+    rename_key,
     strings,
 )
 from echogate.plugin import GatewayPlugin
@@ -96,8 +97,8 @@ def transform_json(config: Mapping[str, Any], body: bytes) -> bytes | None:
     for name, _ in pairs(config["remove"]["json"]):
         document.pop(name, None)
     for old, new in pairs(config["rename"]["json"]):
-        if new is not None and old in document:
-            document[new] = document.pop(old)
+        if new is not None:
+            rename_key(document, old, new)
     for name, value in _typed_pairs(config["replace"]):
         if name in document and value is not None:
             document[name] = value

@@ -34,6 +34,7 @@ _TOKEN = re.compile(
       | (?P<number>\d+)
       | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
       | (?P<punct>[.\[\]])
+      | (?P<other>\S)
     )""",
     re.X,
 )
@@ -105,7 +106,7 @@ def _tokens(expression: str) -> list[tuple[str, str]]:
     expression = expression.rstrip()
     while position < len(expression):
         found = _TOKEN.match(expression, position)
-        if found is None or found.end() == position:
+        if found is None:
             raise TemplateError(f"unexpected {expression[position:].strip()[:20]!r}")
         kind = found.lastgroup or ""
         out.append((kind, found.group(kind)))

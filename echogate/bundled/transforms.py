@@ -180,10 +180,13 @@ _MISSING = object()
 
 def rename_key(mapping: dict[str, Any], old: str, new: str) -> bool:
     """
-    Move C{mapping[old]} to C{mapping[new]} (replacing what C{new} held);
-    C{False} when C{old} is absent or the names are equal.
+    Rename C{mapping[old]} to C{new} in place, keeping its position (a
+    value C{new} held before is dropped); C{False} when C{old} is absent or
+    the names are equal.
     """
     if old == new or old not in mapping:
         return False
-    mapping[new] = mapping.pop(old)
+    items = [(new if k == old else k, v) for k, v in mapping.items() if k != new]
+    mapping.clear()
+    mapping.update(items)
     return True
