@@ -466,6 +466,30 @@ class PluginContext:
         return getattr(self._ctx._request, "sentLength", 0) or 0
 
     @property
+    def credentials(self) -> Any:
+        """
+        The consumers' credentials of this request's configuration
+        snapshot (an L{echogate.credentials.CredentialIndex}):
+        C{ctx.credentials.find("key-auth", key)},
+        C{ctx.credentials.groups(consumer_id)}. Dict lookups, never a scan.
+        """
+        index = getattr(self._ctx.snapshot, "credentials", None)
+        if index is None:
+            from echogate.credentials import EMPTY
+
+            index = EMPTY
+        return index
+
+    @property
+    def consumers(self) -> Any:
+        """
+        The consumers of this request's configuration snapshot (an
+        L{echogate.credentials.ConsumerIndex}): C{ctx.consumers.get(id or
+        username)}.
+        """
+        return self.credentials.consumers
+
+    @property
     def log(self) -> PluginLogger:
         """
         A logger tagged with this plugin's name and the request id.

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from echogate import paths
+from echogate import credentials, paths
 from echogate.errors import SchemaViolation
 from echogate.schema import (
     ENTITY,
@@ -360,6 +360,8 @@ ENTITIES: Mapping[str, EntityType] = types.MappingProxyType({
                             ("username", "custom_id")),
     "plugins": EntityType("plugins", PLUGINS, (), ("instance_name",),
                           ("service", "route", "consumer")),
+    # Consumers' credentials (key-auth, basic-auth, jwt, acls): see echogate.credentials.
+    **{name: EntityType(name, *spec) for name, spec in credentials.entity_specs(_COMMON, _TAGS).items()},
 })
 
 # ---------------------------------------------------------------------------
@@ -370,10 +372,19 @@ def plugin_schema(plugin: Any) -> Record:
     """
     The full plugin record schema for C{plugin}, whose C{config} is the
     plugin's C{config_schema} (required: C{null} is refused, absence
-    gives the defaults).
+    gives the defaults). A plugin whose C{no_consumer} attribute is true
+    cannot be scoped to a consumer.
     """
     config = attrs.evolve(plugin.config_schema, required=True, default=NO_DEFAULT)
-    return PLUGINS.with_field("config", config)
+    schema = PLUGINS.with_field("config", config)
+    if getattr(plugin, "no_consumer", False):
+        # Kong's typedefs.no_consumer: the auth plugins cannot be scoped to a consumer.
+        schema = schema.with_field("consumer", attrs.evolve(PLUGINS.fields["consumer"], check=_no_consumer))
+    return schema
+
+
+def _no_consumer(value: Any) -> str | None:
+    return "value must be null"
 
 
 def _name_in(body: Any) -> Any:

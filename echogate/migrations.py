@@ -107,10 +107,33 @@ INSERT INTO config_version (version) VALUES (0);
 """
 )
 
+
+def _credential_table(name: str, columns: str = "") -> str:
+    return _entity_table(name, f"""
+    consumer_id uuid NOT NULL CONSTRAINT {name}_consumer_id_fkey
+        REFERENCES consumers (id) ON DELETE CASCADE,{columns}""") + (
+        f"CREATE INDEX {name}_consumer_id_idx ON {name} (consumer_id);\n")
+
+
+# Consumers' credentials (echogate.credentials): deleted with their consumer;
+# keys and usernames unique (their unique index is also the lookup index).
+_CREDENTIALS = (
+    _credential_table("keyauth_credentials", """
+    key text NOT NULL CONSTRAINT keyauth_credentials_key_key UNIQUE,""")
+    + _credential_table("basicauth_credentials", """
+    username text NOT NULL CONSTRAINT basicauth_credentials_username_key UNIQUE,""")
+    + _credential_table("jwt_secrets", """
+    key text NOT NULL CONSTRAINT jwt_secrets_key_key UNIQUE,""")
+    + _credential_table("acls")
+    + "CREATE UNIQUE INDEX acls_consumer_group_key ON acls (consumer_id, (entity->>'group'));\n"
+)
+
 #: Every migration, in order.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "services, routes, consumers, plugins, config_version", _INITIAL,
               ("plugins", "routes", "consumers", "services", "config_version")),
+    Migration(2, "credentials: key-auth, basic-auth, jwt, acls", _CREDENTIALS,
+              ("keyauth_credentials", "basicauth_credentials", "jwt_secrets", "acls")),
 )
 
 _MINIMUM_SERVER = 150000  # NULLS NOT DISTINCT

@@ -23,31 +23,42 @@ class ConfigurationData:
     @ivar services: service records (Kong-shaped dicts).
     @ivar routes: route records.
     @ivar plugins: plugin records.
+    @ivar consumers: consumer records.
+    @ivar keyauth_credentials: key-auth credentials (and so on for the
+        other credential entities of L{echogate.credentials}).
     """
 
     version: int
     services: tuple[dict[str, Any], ...] = ()
     routes: tuple[dict[str, Any], ...] = ()
     plugins: tuple[dict[str, Any], ...] = ()
+    consumers: tuple[dict[str, Any], ...] = ()
+    keyauth_credentials: tuple[dict[str, Any], ...] = ()
+    basicauth_credentials: tuple[dict[str, Any], ...] = ()
+    jwt_secrets: tuple[dict[str, Any], ...] = ()
+    acls: tuple[dict[str, Any], ...] = ()
 
 
 @attrs.frozen
 class Snapshot:
     """
-    One compiled configuration: the router and the plugin index. Never
-    changed; a configuration change builds a new one.
+    One compiled configuration: the router, the plugin index, and the
+    consumers and credentials (an L{echogate.credentials.CredentialIndex}).
+    Never changed; a configuration change builds a new one.
     """
 
     version: int
     router: Any
     plugins: Any
     rewrite_steps: tuple[Any, ...]
+    credentials: Any = None
 
     @classmethod
     def build(cls, data: ConfigurationData, plugins: Mapping[str, Any]) -> "Snapshot":
         """
         Compile C{data} with the enabled C{plugins}.
         """
+        from echogate.credentials import CredentialIndex
         from echogate.router import Router
         from echogate.runner import PluginIndex
 
@@ -58,6 +69,7 @@ class Snapshot:
             router=Router.build(data.routes, services),
             plugins=index,
             rewrite_steps=tuple(s for s in index.global_steps if s.rewrite is not None),
+            credentials=CredentialIndex.build(data),
         )
 
 

@@ -108,6 +108,13 @@ _TABLES = {
                         keys=("username", "custom_id")),
     "plugins": _Table("plugins", ("name",),
                       {"service": "services", "route": "routes", "consumer": "consumers"}),
+    # Consumers' credentials (echogate.credentials), deleted with their consumer.
+    "keyauth_credentials": _Table("keyauth_credentials", ("key",), {"consumer": "consumers"},
+                                  keys=("key",)),
+    "basicauth_credentials": _Table("basicauth_credentials", ("username",),
+                                    {"consumer": "consumers"}, keys=("username",)),
+    "jwt_secrets": _Table("jwt_secrets", ("key",), {"consumer": "consumers"}, keys=("key",)),
+    "acls": _Table("acls", (), {"consumer": "consumers"}),
 }
 
 _UNIQUE = {
@@ -116,6 +123,10 @@ _UNIQUE = {
     "consumers_username_key": ("username",),
     "consumers_custom_id_key": ("custom_id",),
     "plugins_scope_key": ("name", "service", "route", "consumer"),
+    "keyauth_credentials_key_key": ("key",),
+    "basicauth_credentials_username_key": ("username",),
+    "jwt_secrets_key_key": ("key",),
+    "acls_consumer_group_key": ("consumer", "group"),
 }
 
 _FOREIGN = {
@@ -379,7 +390,8 @@ class PostgresStore:
             await cursor.execute("SELECT version FROM config_version")
             version = int(cursor.fetchone()[0])
             found = {}
-            for name in ("services", "routes", "plugins"):
+            for name in ("services", "routes", "plugins", "consumers", "keyauth_credentials",
+                         "basicauth_credentials", "jwt_secrets", "acls"):
                 await cursor.execute(f"SELECT entity FROM {name} ORDER BY created_at, id")
                 found[name] = tuple(entity for (entity,) in cursor.fetchall())
             return ConfigurationData(version=version, **found)

@@ -221,12 +221,19 @@ class GatewayHarness:
         L{echo_upstream}).
     @param route: route fields to use instead of the default route's.
     @param service: service fields to use instead of the default service's.
+    @param entities: other stored entities by collection, such as
+        C{{"consumers": [{"username": "alice"}], "keyauth_credentials":
+        [{"consumer": {"id": ...}, "key": "k"}]}}: each is completed and
+        validated as the Admin API does (ids, timestamps, defaults,
+        generated keys, hashed passwords). L{set_entities} changes them
+        between requests.
     """
 
     def __init__(self, plugins: Iterable[Any], configs: Sequence[tuple] = (),
                  upstream: Callable[[UpstreamRequestSeen], Any] = echo_upstream,
                  route: Mapping[str, Any] | None = None, service: Mapping[str, Any] | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None,
+                 entities: Mapping[str, Sequence[Mapping[str, Any]]] | None = None):
         from echogate.registry import check_plugin
 
         self.plugins = {p.name: p for p in plugins}
@@ -251,12 +258,40 @@ class GatewayHarness:
             if name not in self.plugins:
                 raise ValueError(f"plugin {name!r} is not among the harness's plugins")
             records.append(_plugin_record(self.plugins[name], config, scope))
-        data = ConfigurationData(version=1, services=(service_record,), routes=(route_record,),
-                                 plugins=tuple(records))
-        self.snapshot = Snapshot.build(data, self.plugins)
+        self._data = ConfigurationData(version=1, services=(service_record,), routes=(route_record,),
+                                       plugins=tuple(records))
+        self.snapshot = Snapshot.build(self._data, self.plugins)
+        if entities:
+            self.set_entities(entities)
         self.upstream = FunctionUpstream(upstream)
         self.gateway = Gateway(clock=self.clock, snapshot=lambda: self.snapshot, upstream=self.upstream)
         self.site = GatewaySite(GatewayResource(self.gateway), reactor=self.clock)
+
+    def stored(self, collection: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        C{record} completed and validated as the Admin API stores a new
+        entity of C{collection}.
+        """
+        from echogate import credentials
+        from echogate.entities import prepare_insert
+
+        fields = credentials.fill_generated(collection, dict(record))
+        complete = prepare_insert(collection, fields, plugins=self.plugins,
+                                  now=max(1, int(self.clock.seconds())), new_id=str(uuid.uuid4()))
+        return credentials.on_write(collection, complete, fields)
+
+    def set_entities(self, entities: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, list[dict]]:
+        """
+        Store these entities (by collection, replacing that collection's
+        earlier ones) and serve them from the next request on.
+
+        @return: the stored records, by collection.
+        """
+        stored = {name: [self.stored(name, r) for r in records] for name, records in entities.items()}
+        self._data = attrs.evolve(self._data, version=self._data.version + 1,
+                                  **{name: tuple(records) for name, records in stored.items()})
+        self.snapshot = Snapshot.build(self._data, self.plugins)
+        return stored
 
     @property
     def upstream_requests(self) -> list[UpstreamRequestSeen]:

@@ -476,3 +476,9 @@ class AdminAPI:
 def _endpoint_keys(entity: str) -> tuple[str, ...]:
     return tuple(entities.ENTITIES[entity].endpoint_keys)
 
+
+
+# Consumers' credentials: /consumers/{c}/key-auth, /key-auths and the like.
+from echogate.admin import credentials as _credentials  # noqa: E402
+
+_credentials.register(AdminAPI.app)

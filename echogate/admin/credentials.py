@@ -1,0 +1,245 @@
+"""
+The Admin API's endpoints for consumers' credentials, registered on
+L{echogate.admin.api.AdminAPI}'s Klein application by L{register}:
+
+  - C{GET|POST /consumers/{c}/key-auth} (and C{basic-auth}, C{jwt},
+    C{acls}), and C{GET|PUT|PATCH|DELETE /consumers/{c}/key-auth/{k}},
+    C{k} being the credential's id or endpoint key (a key-auth or jwt
+    C{key}, a basic-auth C{username}, an acl's C{group});
+  - C{GET|POST /key-auths} (and C{/basic-auths}, C{/jwts}, C{/acls}),
+    C{GET|PUT|PATCH|DELETE /key-auths/{k}} (an acl by id only), and
+    C{GET /key-auths/{k}/consumer}.
+
+Writes go through the entity schemas (L{echogate.entities}) like every
+entity, with Kong's on-write steps from L{echogate.credentials}: a key or
+jwt secret not given is generated, and a basic-auth password given is
+stored (and returned) only as its hash.
+
+The handlers are plain functions that Klein calls with the L{AdminAPI}
+instance first; they use its shared plumbing (body reading, lists,
+change notification).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from echogate import credentials, entities
+from echogate.admin.responses import NOT_FOUND, json_response, no_content
+from echogate.schema import is_uuid
+
+_BY_NESTED = {c.nested: c for c in credentials.COLLECTIONS}
+_BY_TOP = {c.top: c for c in credentials.COLLECTIONS}
+
+_NESTED = ("/consumers/<key>/<any(" + ", ".join(f'"{c.nested}"' for c in credentials.COLLECTIONS)
+           + "):kind>")
+_TOP = "/<any(" + ", ".join(f'"{c.top}"' for c in credentials.COLLECTIONS) + "):collection>"
+
+
+async def _acl_by_group(admin: Any, consumer_id: str, group: str) -> dict[str, Any] | None:
+    offset = None
+    while True:
+        records, offset = await admin._store.page(credentials.ACLS, 1000, offset,
+                                                  where={"consumer": consumer_id})
+        for record in records:
+            if record.get("group") == group:
+                return record
+        if offset is None:
+            return None
+
+
+async def _lookup(admin: Any, collection: credentials.Collection, key: str,
+                  consumer_id: str | None = None) -> dict[str, Any] | None:
+    """
+    The credential whose id or endpoint key is C{key} (an acl's group only
+    under its consumer), or C{None}.
+    """
+    if collection.entity == credentials.ACLS and not is_uuid(key):
+        if consumer_id is None:
+            return None
+        return await _acl_by_group(admin, consumer_id, key)
+    return await admin._store.get(collection.entity, key)
+
+
+def _owner_id(record: Mapping[str, Any]) -> str | None:
+    reference = record.get("consumer")
+    return reference.get("id") if isinstance(reference, Mapping) else None
+
+
+async def _resolve_consumer(admin: Any, fields: dict[str, Any]) -> None:
+    """
+    Accept C{consumer} given by username or custom_id (C{{"username":
+    "alice"}}) as well as by id; anything else is left for validation.
+    """
+    value = fields.get("consumer")
+    if not isinstance(value, dict) or "id" in value or len(value) != 1:
+        return
+    ((field, key),) = value.items()
+    if field not in ("username", "custom_id") or not isinstance(key, str):
+        return
+    found = await admin._store.get("consumers", key)
+    if found is not None and found.get(field) == key:
+        fields["consumer"] = {"id": found["id"]}
+
+
+def _not_found(request: IRequest) -> bytes:
+    return json_response(request, NOT_FOUND, 404)
+
+
+async def _create(admin: Any, request: IRequest, collection: credentials.Collection,
+                  consumer_id: str | None) -> bytes:
+    entity = collection.entity
+    fields = admin._fields(entity, request)
+    given = set(fields)
+    if consumer_id is not None:
+        fields["consumer"] = {"id": consumer_id}
+    else:
+        await _resolve_consumer(admin, fields)
+    credentials.fill_generated(entity, fields)
+    record = entities.prepare_insert(entity, fields, plugins=admin._plugins, now=admin._now(),
+                                     new_id=admin._new_id())
+    stored = await admin._store.insert(entity, credentials.on_write(entity, record, given))
+    await admin._changed()
+    return json_response(request, stored, 201)
+
+
+async def _replace(admin: Any, request: IRequest, collection: credentials.Collection, key: str,
+                   consumer_id: str | None) -> bytes:
+    entity = collection.entity
+    existing = await _lookup(admin, collection, key, consumer_id)
+    fields = admin._fields(entity, request, existing)
+    given = set(fields)
+    if is_uuid(key):
+        key = key.lower()
+        if existing is not None and existing["id"] != key:
+            existing = None
+        fields["id"] = key
+        new_id = key
+    else:
+        if collection.entity == credentials.ACLS and consumer_id is None:
+            return _not_found(request)
+        fields[collection.endpoint_key] = key
+        new_id = admin._new_id()
+    if consumer_id is not None:
+        fields["consumer"] = {"id": consumer_id}
+    else:
+        await _resolve_consumer(admin, fields)
+    credentials.fill_generated(entity, fields)
+    record = entities.prepare_replace(entity, fields, existing=existing, plugins=admin._plugins,
+                                      now=admin._now(), new_id=new_id)
+    stored = await admin._store.upsert(entity, credentials.on_write(entity, record, given))
+    await admin._changed()
+    return json_response(request, stored)
+
+
+async def _update(admin: Any, request: IRequest, collection: credentials.Collection,
+                  existing: Mapping[str, Any], consumer_id: str | None) -> bytes:
+    entity = collection.entity
+    fields = admin._fields(entity, request, existing)
+    given = set(fields)
+    if consumer_id is not None:
+        fields["consumer"] = {"id": consumer_id}
+    else:
+        await _resolve_consumer(admin, fields)
+    record = entities.prepare_update(entity, existing, fields, plugins=admin._plugins, now=admin._now())
+    stored = await admin._store.update(entity, credentials.on_write(entity, record, given))
+    await admin._changed()
+    return json_response(request, stored)
+
+
+async def _delete(admin: Any, request: IRequest, record: Mapping[str, Any] | None,
+                  collection: credentials.Collection) -> bytes:
+    if record is not None and await admin._store.delete(collection.entity, record["id"]):
+        await admin._changed()
+    return no_content(request)
+
+
+def register(app: Klein) -> None:
+    """
+    Add the credential endpoints to C{app}, the L{AdminAPI}'s application.
+    """
+
+    # -- under a consumer ---------------------------------------------------
+
+    @app.route(_NESTED, methods=["GET"], endpoint="credentials_list_nested")
+    async def list_nested(admin: Any, request: IRequest, key: str, kind: str) -> bytes:
+        owner = await admin._find("consumers", key)
+        entity = _BY_NESTED[kind].entity
+        return await admin._list(request, entity, f"/consumers/{owner['id']}/{kind}",
+                                 where={"consumer": owner["id"]})
+
+    @app.route(_NESTED, methods=["POST"], endpoint="credentials_create_nested")
+    async def create_nested(admin: Any, request: IRequest, key: str, kind: str) -> bytes:
+        owner = await admin._find("consumers", key)
+        return await _create(admin, request, _BY_NESTED[kind], owner["id"])
+
+    async def owned(admin: Any, key: str, kind: str, child: str) -> tuple[dict[str, Any], Any]:
+        owner = await admin._find("consumers", key)
+        record = await _lookup(admin, _BY_NESTED[kind], child, owner["id"])
+        return owner, record
+
+    @app.route(_NESTED + "/<child>", methods=["GET"], endpoint="credentials_get_nested")
+    async def get_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
+        owner, record = await owned(admin, key, kind, child)
+        if record is None or _owner_id(record) != owner["id"]:
+            return _not_found(request)
+        return json_response(request, record)
+
+    @app.route(_NESTED + "/<child>", methods=["PUT"], endpoint="credentials_put_nested")
+    async def put_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
+        owner = await admin._find("consumers", key)
+        return await _replace(admin, request, _BY_NESTED[kind], child, owner["id"])
+
+    @app.route(_NESTED + "/<child>", methods=["PATCH"], endpoint="credentials_patch_nested")
+    async def patch_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
+        owner, record = await owned(admin, key, kind, child)
+        if record is None or _owner_id(record) != owner["id"]:
+            return _not_found(request)
+        return await _update(admin, request, _BY_NESTED[kind], record, owner["id"])
+
+    @app.route(_NESTED + "/<child>", methods=["DELETE"], endpoint="credentials_delete_nested")
+    async def delete_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
+        owner, record = await owned(admin, key, kind, child)
+        if record is not None and _owner_id(record) != owner["id"]:
+            return _not_found(request)
+        return await _delete(admin, request, record, _BY_NESTED[kind])
+
+    # -- top level ------------------------------------------------------------
+
+    @app.route(_TOP, methods=["GET"], endpoint="credentials_list")
+    async def list_all(admin: Any, request: IRequest, collection: str) -> bytes:
+        return await admin._list(request, _BY_TOP[collection].entity, f"/{collection}")
+
+    @app.route(_TOP, methods=["POST"], endpoint="credentials_create")
+    async def create(admin: Any, request: IRequest, collection: str) -> bytes:
+        return await _create(admin, request, _BY_TOP[collection], None)
+
+    @app.route(_TOP + "/<key>", methods=["GET"], endpoint="credentials_get")
+    async def get(admin: Any, request: IRequest, collection: str, key: str) -> bytes:
+        record = await _lookup(admin, _BY_TOP[collection], key)
+        return _not_found(request) if record is None else json_response(request, record)
+
+    @app.route(_TOP + "/<key>", methods=["PUT"], endpoint="credentials_put")
+    async def put(admin: Any, request: IRequest, collection: str, key: str) -> bytes:
+        return await _replace(admin, request, _BY_TOP[collection], key, None)
+
+    @app.route(_TOP + "/<key>", methods=["PATCH"], endpoint="credentials_patch")
+    async def patch(admin: Any, request: IRequest, collection: str, key: str) -> bytes:
+        record = await _lookup(admin, _BY_TOP[collection], key)
+        if record is None:
+            return _not_found(request)
+        return await _update(admin, request, _BY_TOP[collection], record, None)
+
+    @app.route(_TOP + "/<key>", methods=["DELETE"], endpoint="credentials_delete")
+    async def delete(admin: Any, request: IRequest, collection: str, key: str) -> bytes:
+        record = await _lookup(admin, _BY_TOP[collection], key)
+        return await _delete(admin, request, record, _BY_TOP[collection])
+
+    @app.route(_TOP + "/<key>/consumer", methods=["GET"], endpoint="credentials_consumer")
+    async def consumer(admin: Any, request: IRequest, collection: str, key: str) -> bytes:
+        record = await _lookup(admin, _BY_TOP[collection], key)
+        if record is None:
+            return _not_found(request)
+        return json_response(request, await admin._find("consumers", _owner_id(record)))

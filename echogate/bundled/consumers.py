@@ -1,0 +1,170 @@
+"""
+What the authentication plugins share: telling the upstream who the
+consumer is, the anonymous consumer, and Kong's flow of an auth plugin's
+C{access} phase (L{AuthPlugin}).
+
+After a plugin authenticates a request, the consumer is on the request
+context (C{ctx.consumer}, C{ctx.credential}), so consumer-scoped plugin
+configs apply to the plugins after it, and the upstream receives
+X-Consumer-ID, X-Consumer-Username, X-Consumer-Custom-ID and
+X-Credential-Identifier (or X-Anonymous-Consumer: true), each set only
+from the consumer: copies the client sent are removed first.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from echogate.plugin import GatewayPlugin
+
+CONSUMER_ID = "X-Consumer-ID"
+CONSUMER_CUSTOM_ID = "X-Consumer-Custom-ID"
+CONSUMER_USERNAME = "X-Consumer-Username"
+CREDENTIAL_IDENTIFIER = "X-Credential-Identifier"
+ANONYMOUS = "X-Anonymous-Consumer"
+CONSUMER_GROUPS = "X-Consumer-Groups"
+AUTHENTICATED_GROUPS = "X-Authenticated-Groups"
+
+#: The headers that say who the consumer is; never taken from the client.
+IDENTITY_HEADERS = (CONSUMER_ID, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, ANONYMOUS)
+
+UNAUTHORIZED = "Unauthorized"
+
+
+def set_consumer(ctx: Any, consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None = None,
+                 identifier: str | None = None) -> None:
+    """
+    Record that the request is C{consumer}'s (authenticated by
+    C{credential}, or anonymous when C{credential} is C{None}) and tell the
+    upstream, replacing whatever identity headers the client sent.
+
+    @param identifier: what X-Credential-Identifier says (the key-auth
+        credential's id, the basic-auth username, the jwt key).
+    """
+    ctx.authenticate(consumer, credential)
+    upstream = ctx.upstream
+    for name in IDENTITY_HEADERS:
+        upstream.remove_header(name)
+    if consumer is not None:
+        for name, field in ((CONSUMER_ID, "id"), (CONSUMER_CUSTOM_ID, "custom_id"),
+                            (CONSUMER_USERNAME, "username")):
+            value = consumer.get(field)
+            if value is not None:
+                upstream.set_header(name, value)
+    if credential is None:
+        upstream.set_header(ANONYMOUS, "true")
+    elif identifier is not None:
+        upstream.set_header(CREDENTIAL_IDENTIFIER, identifier)
+
+
+def remove_query_arg(query: str, name: str) -> str:
+    """
+    C{query} without the arguments called C{name} (compared decoded), the
+    others kept byte for byte.
+    """
+    from urllib.parse import unquote_plus
+
+    kept = [part for part in query.split("&")
+            if part and unquote_plus(part.split("=", 1)[0]) != name]
+    return "&".join(kept)
+
+
+@attrs.frozen
+class Authenticated:
+    """
+    A successful authentication.
+
+    @ivar consumer: the consumer record.
+    @ivar credential: the credential record.
+    @ivar identifier: the X-Credential-Identifier value.
+    """
+
+    consumer: Mapping[str, Any]
+    credential: Mapping[str, Any]
+    identifier: str | None
+
+
+@attrs.frozen
+class Refused:
+    """
+    A failed authentication: the answer to give unless an anonymous
+    consumer is configured.
+
+    @ivar body: a JSON-ready body (usually C{{"message": ...}}).
+    """
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+def refused(message: str, www_authenticate: str | None = None, status: int = 401) -> Refused:
+    """
+    A L{Refused} with Kong's C{{"message": ...}} body and, when given, a
+    C{WWW-Authenticate} challenge.
+    """
+    headers = {"WWW-Authenticate": www_authenticate} if www_authenticate is not None else {}
+    return Refused(status, {"message": message}, headers)
+
+
+class AuthPlugin(GatewayPlugin):
+    """
+    Kong's flow for an authentication plugin's C{access} phase, around
+    L{authenticate_request}:
+
+      - with C{run_on_preflight} false, C{OPTIONS} requests pass untouched;
+      - without C{anonymous}, a failure answers the request (logical AND
+        between auth plugins);
+      - with C{anonymous} (a consumer's id or username), a request already
+        authenticated by an earlier plugin passes, and a failure makes the
+        request that consumer's, with X-Anonymous-Consumer (logical OR);
+        if that consumer does not exist, 500.
+
+    Auth plugins cannot be scoped to a consumer (C{no_consumer}).
+    """
+
+    no_consumer = True
+
+    def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Any:
+        """
+        Authenticate the request: return (or fire a Deferred with) an
+        L{Authenticated} or a L{Refused}.
+        """
+        raise NotImplementedError
+
+    def access(self, ctx: Any, config: Mapping[str, Any]) -> Deferred | None:
+        if not config.get("run_on_preflight", True) and ctx.request.method == "OPTIONS":
+            return None
+        if config.get("anonymous") and ctx.credential is not None:
+            return None
+        outcome = self.authenticate_request(ctx, config)
+        if isinstance(outcome, Deferred):
+            return outcome.addCallback(self._conclude, ctx, config)
+        self._conclude(outcome, ctx, config)
+        return None
+
+    def _conclude(self, outcome: Authenticated | Refused, ctx: Any, config: Mapping[str, Any]) -> None:
+        if isinstance(outcome, Authenticated):
+            set_consumer(ctx, outcome.consumer, outcome.credential, outcome.identifier)
+            return
+        anonymous = config.get("anonymous")
+        if not anonymous:
+            ctx.exit(outcome.status, outcome.body, outcome.headers)
+            return
+        consumer = ctx.consumers.get(anonymous)
+        if consumer is None:
+            message = f"anonymous consumer {anonymous} is configured but doesn't exist"
+            ctx.log.error("{message}", message=message)
+            ctx.exit(500, {"message": message})
+            return
+        set_consumer(ctx, consumer)
+
+    @staticmethod
+    def owner(ctx: Any, credential: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """
+        The consumer C{credential} belongs to, from the snapshot.
+        """
+        reference = credential.get("consumer") or {}
+        return ctx.consumers.by_id(reference.get("id"))

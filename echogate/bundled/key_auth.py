@@ -1,0 +1,168 @@
+"""
+key-auth: authenticate requests by an API key, as Kong's key-auth does.
+
+The key is looked for under each of C{key_names} in turn: in the request
+headers, then the query string, then (with C{key_in_body}) a URL-encoded,
+JSON or multipart body. Keys are the consumers' C{keyauth_credentials},
+found by one dict lookup in the configuration snapshot.
+
+Answers, as Kong: 401 C{{"message": "No API key found in request"}}, 401
+C{{"message": "Unauthorized"}} for an unknown key, 401 C{{"message":
+"Duplicate API key found"}} when a key name carries several values; each
+with C{WWW-Authenticate: Key} (C{Key realm="..."} with C{realm}).
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Mapping
+from urllib.parse import urlencode
+
+from echogate.bodies import parse_body
+from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused, remove_query_arg
+from echogate.errors import GatewayError
+from echogate.schema import Array, Boolean, Record, String
+
+NO_KEY = "No API key found in request"
+DUPLICATE = "Duplicate API key found"
+
+
+def header_name(value: str) -> str | None:
+    """
+    Kong's check for a header name (C{typedefs.header_name}).
+    """
+    if all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+        return None
+    return f"bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+
+
+def _body_values(ctx: Any) -> dict[str, Any]:
+    """
+    The request body's parameters (name to a value or a list of values),
+    or nothing when it cannot be read as a form or a JSON object.
+    """
+    try:
+        body = parse_body(ctx.request.get_header("content-type"), ctx.request.body())
+    except GatewayError:
+        return {}
+    if body.json is not None:
+        return dict(body.json)
+    values: dict[str, Any] = {}
+    for name, value in body.pairs or ():
+        if name in values:
+            previous = values[name]
+            values[name] = previous + [value] if isinstance(previous, list) else [previous, value]
+        else:
+            values[name] = value
+    return values
+
+
+def _multipart(pairs: list[tuple[str, str]], content_type: str) -> bytes:
+    from multipart import parse_options_header
+
+    boundary = parse_options_header(content_type)[1]["boundary"]
+    out = []
+    for name, value in pairs:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted}"\r\n\r\n{value}\r\n')
+    out.append(f"--{boundary}--\r\n")
+    return "".join(out).encode("utf-8")
+
+
+def _without(ctx: Any, name: str) -> None:
+    """
+    Send the service the body without parameter C{name} (a multipart body
+    is sent again with its text parts only).
+
+    PDK gap: C{ctx.upstream} cannot set the body yet, so, as
+    request-transformer does, the gateway's request object gets the new
+    body, which the proxy reads when it calls the service.
+    """
+    request = ctx.request._request
+    content_type = ctx.request.get_header("content-type") or ""
+    body = parse_body(content_type, ctx.request.body())
+    if body.json is not None:
+        data = dict(body.json)
+        data.pop(name, None)
+        encoded = json.dumps(data).encode("utf-8")
+    else:
+        pairs = [(k, v) for k, v in body.pairs or () if k != name]
+        if content_type.lower().startswith("multipart/"):
+            encoded = _multipart(pairs, content_type)
+        else:
+            encoded = urlencode(pairs).encode("utf-8")
+    old = request.content
+    request.content = io.BytesIO(encoded)
+    request.requestHeaders.setRawHeaders(b"content-length", [b"%d" % len(encoded)])
+    request.requestHeaders.removeHeader(b"transfer-encoding")
+    if old is not None:
+        old.close()
+
+
+class KeyAuth(AuthPlugin):
+    """
+    Kong's key-auth (priority 1250).
+    """
+
+    name = "key-auth"
+    version = "1.0.0"
+    priority = 1250
+    config_schema = Record({
+        "key_names": Array(String(check=header_name), required=True, default=["apikey"],
+                           description="Header, query and body parameter names the key is looked for under."),
+        "hide_credentials": Boolean(required=True, default=False,
+                                    description="Remove the key from the request sent to the service."),
+        "anonymous": String(description="A consumer (id or username) for requests that fail to authenticate."),
+        "key_in_header": Boolean(required=True, default=True, description="Look for the key in headers."),
+        "key_in_query": Boolean(required=True, default=True, description="Look for the key in the query string."),
+        "key_in_body": Boolean(required=True, default=False,
+                               description="Look for the key in a form, JSON or multipart body."),
+        "run_on_preflight": Boolean(required=True, default=True,
+                                    description="Authenticate OPTIONS requests too."),
+        "realm": String(description="The realm of the WWW-Authenticate challenge."),
+    })
+
+    def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Authenticated | Refused:
+        realm = config.get("realm")
+        challenge = f'Key realm="{realm}"' if realm else "Key"
+        request = ctx.request
+        headers = request.get_headers() if config["key_in_header"] else {}
+        body: dict[str, Any] | None = None
+        key = None
+        for name in config["key_names"]:
+            value: Any = None
+            if config["key_in_header"]:
+                value = headers.get(name.lower())
+            if value is None and config["key_in_query"]:
+                value = request.query_args.get(name)
+            if value is None and config["key_in_body"]:
+                if body is None:
+                    body = _body_values(ctx)
+                value = body.get(name)
+            if isinstance(value, list):
+                if len(value) > 1:
+                    return refused(DUPLICATE, challenge)
+                value = value[0] if value else None
+            if isinstance(value, str):
+                key = value
+                if config["hide_credentials"]:
+                    self._hide(ctx, config, name, body)
+                break
+        if not key:
+            return refused(NO_KEY, challenge)
+        credential = ctx.credentials.find("key-auth", key)
+        consumer = self.owner(ctx, credential) if credential is not None else None
+        if consumer is None:
+            return refused(UNAUTHORIZED, challenge)
+        return Authenticated(consumer, credential, credential["id"])
+
+    @staticmethod
+    def _hide(ctx: Any, config: Mapping[str, Any], name: str, body: dict[str, Any] | None) -> None:
+        upstream = ctx.upstream
+        upstream.remove_header(name)
+        upstream.set_query(remove_query_arg(upstream.query, name))
+        if config["key_in_body"]:
+            if body is None:
+                body = _body_values(ctx)
+            if name in body:
+                _without(ctx, name)

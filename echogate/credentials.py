@@ -1,0 +1,421 @@
+"""
+Consumers' credentials: the credential entities (key-auth keys, basic-auth
+usernames and passwords, jwt secrets, acl groups), what happens to them on
+write (generated keys, hashed passwords), and the in-memory index that the
+data path looks them up in.
+
+The entities, by their stored (Kong DAO) names, with their Admin API
+names:
+
+  - C{keyauth_credentials} (C{/key-auths}, C{/consumers/{c}/key-auth}):
+    C{key}, unique, generated when not given.
+  - C{basicauth_credentials} (C{/basic-auths}, C{/consumers/{c}/basic-auth}):
+    C{username}, unique, and C{password}, stored only as a salted scrypt
+    hash (see L{hash_password}).
+  - C{jwt_secrets} (C{/jwts}, C{/consumers/{c}/jwt}): C{key}, unique and
+    generated, C{secret} (generated), C{algorithm} and, for the asymmetric
+    algorithms, C{rsa_public_key} (any PEM public key of the algorithm's
+    family, whatever the field's Kong name says).
+  - C{acls} (C{/acls}, C{/consumers/{c}/acls}): C{group}, unique per
+    consumer.
+
+Each belongs to a consumer (C{consumer}, required) and is deleted with it.
+
+The data path never reads the database: every consumer and credential is
+in the configuration snapshot (L{CredentialIndex}), indexed by id, key and
+username, so that a lookup is one dict lookup however many there are.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import types
+from typing import Any, Callable, Iterable, Mapping
+
+import attrs
+
+from echogate.schema import (
+    ENTITY,
+    REQUIRED,
+    Field,
+    Foreign,
+    Record,
+    String,
+    is_uuid,
+)
+
+__all__ = [
+    "KEYAUTH",
+    "BASICAUTH",
+    "JWT",
+    "ACLS",
+    "COLLECTIONS",
+    "JWT_ALGORITHMS",
+    "entity_specs",
+    "fill_generated",
+    "on_write",
+    "hash_password",
+    "verify_password",
+    "ConsumerIndex",
+    "CredentialIndex",
+]
+
+KEYAUTH = "keyauth_credentials"
+BASICAUTH = "basicauth_credentials"
+JWT = "jwt_secrets"
+ACLS = "acls"
+
+
+@attrs.frozen
+class Collection:
+    """
+    How one credential entity appears in the Admin API.
+
+    @ivar entity: the stored entity's name, e.g. C{"keyauth_credentials"}.
+    @ivar nested: the path under a consumer, e.g. C{"key-auth"}.
+    @ivar top: the top-level path, e.g. C{"key-auths"}.
+    @ivar endpoint_key: the field that addresses a credential besides its
+        id (for acls, only under its consumer).
+    """
+
+    entity: str
+    nested: str
+    top: str
+    endpoint_key: str
+
+
+#: The credential collections, in the order Kong documents them.
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection(KEYAUTH, "key-auth", "key-auths", "key"),
+    Collection(BASICAUTH, "basic-auth", "basic-auths", "username"),
+    Collection(JWT, "jwt", "jwts", "key"),
+    Collection(ACLS, "acls", "acls", "group"),
+)
+
+#: The algorithms a jwt secret may name (Kong's list).
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
+                  "ES512", "PS256", "PS384", "PS512", "EdDSA")
+
+
+def _consumer() -> Foreign:
+    return Foreign("consumers", required=True, description="The consumer this credential belongs to.")
+
+
+def _public_key_kind(algorithm: str) -> str:
+    return {"RS": "rsa", "PS": "rsa", "ES": "ec", "Ed": "ed"}[algorithm[:2]]
+
+
+def load_public_key(pem: str, algorithm: str) -> Any:
+    """
+    The public key in C{pem}, checked to suit C{algorithm}.
+
+    @raise ValueError: it is not a PEM public key of the algorithm's family.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode("utf-8"))
+    except (ValueError, TypeError, UnicodeEncodeError) as e:
+        raise ValueError("invalid key") from e
+    kinds = {"rsa": (rsa.RSAPublicKey,), "ec": (ec.EllipticCurvePublicKey,),
+             "ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)}
+    if not isinstance(key, kinds[_public_key_kind(algorithm)]):
+        raise ValueError("invalid key")
+    return key
+
+
+def _jwt_key_check(record: dict[str, Any]) -> Mapping[str, Any] | None:
+    algorithm = record.get("algorithm") or "HS256"
+    if algorithm.startswith("HS"):
+        return None
+    key = record.get("rsa_public_key")
+    condition = "failed conditional validation given value of field 'algorithm'"
+    if key is None:
+        return {ENTITY: condition, "rsa_public_key": REQUIRED}
+    try:
+        load_public_key(key, algorithm)
+    except ValueError:
+        return {ENTITY: condition, "rsa_public_key": "invalid key"}
+    return None
+
+
+def entity_specs(common: Mapping[str, Field], tags: Field
+                 ) -> dict[str, tuple[Record, tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+    """
+    The credential entities' schemas, for L{echogate.entities.ENTITIES}.
+
+    @param common: the C{id}, C{created_at} and C{updated_at} fields every
+        entity has.
+    @param tags: the C{tags} field.
+    @return: entity name to C{(schema, endpoint_keys, unique, foreign)}.
+    """
+    consumer = _consumer()
+    return {
+        KEYAUTH: (Record({
+            **common,
+            "consumer": consumer,
+            "key": String(required=True, description="The API key (generated when not given)."),
+            "tags": tags,
+        }), ("key",), ("key",), ("consumer",)),
+        BASICAUTH: (Record({
+            **common,
+            "consumer": consumer,
+            "username": String(required=True, description="The username, unique."),
+            "password": String(required=True, description=(
+                "The password; stored and returned only as a salted scrypt hash.")),
+            "tags": tags,
+        }), ("username",), ("username",), ("consumer",)),
+        JWT: (Record({
+            **common,
+            "consumer": consumer,
+            "key": String(required=True, description=(
+                "The value of the token's key claim (iss by default); generated when not given.")),
+            "secret": String(required=True, description=(
+                "The HMAC secret for HS algorithms (generated when not given).")),
+            "rsa_public_key": String(description=(
+                "The PEM public key for the RS, PS, ES and EdDSA algorithms.")),
+            "algorithm": String(required=True, one_of=JWT_ALGORITHMS, default="HS256",
+                                description="The algorithm tokens must be signed with."),
+            "tags": tags,
+        }, checks=(_jwt_key_check,)), ("key",), ("key",), ("consumer",)),
+        ACLS: (Record({
+            **common,
+            "consumer": consumer,
+            "group": String(required=True, description="The group's name."),
+            "tags": tags,
+        }), (), (), ("consumer",)),
+    }
+
+
+#: Fields filled with a random value when a new credential does not give them.
+GENERATED: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
+    KEYAUTH: ("key",),
+    JWT: ("key", "secret"),
+})
+
+
+def random_token() -> str:
+    """
+    A random 32-character hex string, as Kong generates keys and secrets.
+    """
+    return secrets.token_hex(16)
+
+
+def fill_generated(entity: str, fields: dict[str, Any],
+                   token: Callable[[], str] = random_token) -> dict[str, Any]:
+    """
+    Give a new credential the generated fields it does not set (C{key} and
+    C{secret}); an explicit null stays null, for validation to refuse.
+    """
+    for name in GENERATED.get(entity, ()):
+        if name not in fields:
+            fields[name] = token()
+    return fields
+
+
+def on_write(entity: str, record: dict[str, Any], given: Iterable[str]) -> dict[str, Any]:
+    """
+    What to store for a validated C{record}: a basic-auth password given in
+    this write (C{given} names the fields the body set) is replaced by its
+    hash; a password not given is the stored hash, kept.
+    """
+    if entity == BASICAUTH and "password" in given and record.get("password") is not None:
+        record = dict(record)
+        record["password"] = hash_password(record["password"])
+    return record
+
+
+# ---------------------------------------------------------------------------
+# Passwords
+
+_SCRYPT_LOG_N = 14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_HASH = re.compile(r"^\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]+={0,2})"
+                   r"\$([A-Za-z0-9+/]+={0,2})$")
+
+
+def _scrypt(password: bytes, salt: bytes, log_n: int, r: int, p: int, length: int) -> bytes:
+    return hashlib.scrypt(password, salt=salt, n=1 << log_n, r=r, p=p, dklen=length,
+                          maxmem=256 * 1024 * 1024)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, *, log_n: int = _SCRYPT_LOG_N, salt: bytes | None = None) -> str:
+    """
+    A salted scrypt hash of C{password}, in the PHC string format
+    (C{$scrypt$ln=14,r=8,p=1$<salt>$<hash>}, base64): what basic-auth
+    stores instead of the password. Slow on purpose (about 40 ms).
+    """
+    salt = os.urandom(16) if salt is None else salt
+    digest = _scrypt(password.encode("utf-8"), salt, log_n, _SCRYPT_R, _SCRYPT_P, 32)
+    return f"$scrypt$ln={log_n},r={_SCRYPT_R},p={_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """
+    Whether C{password} hashes to C{stored} (made by L{hash_password}),
+    compared in constant time. A malformed C{stored} never matches.
+    """
+    match = _HASH.match(stored or "")
+    if match is None:
+        return False
+    log_n, r, p = (int(g) for g in match.group(1, 2, 3))
+    if not (1 <= log_n <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
+        return False
+    try:
+        salt = base64.b64decode(match.group(4), validate=True)
+        expected = base64.b64decode(match.group(5), validate=True)
+    except ValueError:
+        return False
+    if not expected:
+        return False
+    digest = _scrypt(password.encode("utf-8"), salt, log_n, r, p, len(expected))
+    return hmac.compare_digest(digest, expected)
+
+
+# ---------------------------------------------------------------------------
+# The index the data path reads
+
+
+def _fk(record: Mapping[str, Any], field: str) -> str | None:
+    value = record.get(field)
+    return value.get("id") if isinstance(value, Mapping) else None
+
+
+class ConsumerIndex:
+    """
+    Every consumer of a configuration snapshot, by id, username and
+    custom_id (C{ctx.consumers}). Records are shared by every request:
+    read them, never change them.
+    """
+
+    __slots__ = ("_by_id", "_by_username", "_by_custom_id")
+
+    def __init__(self, consumers: Iterable[Mapping[str, Any]] = ()):
+        self._by_id: dict[str, dict[str, Any]] = {}
+        self._by_username: dict[str, dict[str, Any]] = {}
+        self._by_custom_id: dict[str, dict[str, Any]] = {}
+        for consumer in consumers:
+            record = dict(consumer)
+            self._by_id[record["id"].lower()] = record
+            if record.get("username") is not None:
+                self._by_username[record["username"]] = record
+            if record.get("custom_id") is not None:
+                self._by_custom_id[record["custom_id"]] = record
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, key: str | None) -> dict[str, Any] | None:
+        """
+        The consumer whose id (any case) or, failing that, username is
+        C{key}, or C{None} (how Kong finds an C{anonymous} consumer).
+        """
+        if not isinstance(key, str):
+            return None
+        if is_uuid(key):
+            found = self._by_id.get(key.lower())
+            if found is not None:
+                return found
+        return self._by_username.get(key)
+
+    def by_id(self, id: str | None) -> dict[str, Any] | None:
+        """
+        The consumer with this id, or C{None}.
+        """
+        return self._by_id.get(id.lower()) if isinstance(id, str) else None
+
+    def by_custom_id(self, custom_id: str) -> dict[str, Any] | None:
+        """
+        The consumer with this custom_id, or C{None}.
+        """
+        return self._by_custom_id.get(custom_id)
+
+
+#: C{find}'s kinds: credential entity to the field it is found by.
+_LOOKUP = {KEYAUTH: "key", BASICAUTH: "username", JWT: "key"}
+_KINDS = {"key-auth": KEYAUTH, "basic-auth": BASICAUTH, "jwt": JWT,
+          KEYAUTH: KEYAUTH, BASICAUTH: BASICAUTH, JWT: JWT}
+
+
+class CredentialIndex:
+    """
+    Every credential of a configuration snapshot (C{ctx.credentials}),
+    indexed for the auth plugins: key-auth keys, basic-auth usernames, jwt
+    keys, and each consumer's acl groups. Records are shared by every
+    request: read them, never change them.
+
+    @ivar consumers: the snapshot's L{ConsumerIndex}.
+    """
+
+    __slots__ = ("consumers", "_found", "_groups")
+
+    def __init__(self, consumers: Iterable[Mapping[str, Any]] = (),
+                 credentials: Mapping[str, Iterable[Mapping[str, Any]]] | None = None):
+        self.consumers = ConsumerIndex(consumers)
+        self._found: dict[str, dict[str, dict[str, Any]]] = {entity: {} for entity in _LOOKUP}
+        groups: dict[str, list[str]] = {}
+        for entity, records in (credentials or {}).items():
+            if entity == ACLS:
+                for record in records:
+                    owner = _fk(record, "consumer")
+                    if owner is not None and record.get("group") is not None:
+                        owned = groups.setdefault(owner.lower(), [])
+                        if record["group"] not in owned:
+                            owned.append(record["group"])
+                continue
+            field = _LOOKUP.get(entity)
+            if field is None:
+                raise ValueError(f"unknown credential entity {entity!r}")
+            table = self._found[entity]
+            for record in records:
+                value = record.get(field)
+                if value is not None:
+                    table[value] = dict(record)
+        self._groups = {owner: tuple(names) for owner, names in groups.items()}
+
+    @classmethod
+    def build(cls, data: Any) -> "CredentialIndex":
+        """
+        The index of a L{echogate.snapshot.ConfigurationData}'s consumers
+        and credentials.
+        """
+        return cls(getattr(data, "consumers", ()), {
+            entity: getattr(data, entity, ()) for entity in (KEYAUTH, BASICAUTH, JWT, ACLS)})
+
+    def find(self, kind: str, key: str | None) -> dict[str, Any] | None:
+        """
+        The credential of C{kind} (C{"key-auth"}, C{"basic-auth"} or
+        C{"jwt"}, or the entity's name) whose key (a basic-auth username)
+        is C{key}, or C{None}.
+
+        @raise ValueError: C{kind} is not one of those.
+        """
+        entity = _KINDS.get(kind)
+        if entity is None:
+            raise ValueError(f"unknown credential kind {kind!r}; expected key-auth, basic-auth or jwt")
+        if not isinstance(key, str):
+            return None
+        return self._found[entity].get(key)
+
+    def groups(self, consumer_id: str | None) -> tuple[str, ...]:
+        """
+        The acl groups of the consumer with this id, in the order they were
+        stored (empty when none).
+        """
+        if not isinstance(consumer_id, str):
+            return ()
+        return self._groups.get(consumer_id.lower(), ())
+
+
+#: An index with nothing in it.
+EMPTY = CredentialIndex()
