@@ -24,7 +24,8 @@ setup(
     python_requires=">=3.11",
     packages=["echogate", "echogate.admin", "echogate.bundled", "twisted.plugins"],
     package_data={"twisted": ["plugins/echogate_plugin.py", "plugins/echogate_bundled.py",
-                            "plugins/echogate_bundled_observability.py"]},
+                            "plugins/echogate_bundled_observability.py",
+                            "plugins/echogate_bundled_auth.py"]},
     include_package_data=False,
     install_requires=[
         "Twisted[tls]>=24.3",
@@ -38,6 +39,7 @@ setup(
         "multipart>=1.1",
         "prometheus-client>=0.20",
         "txredisapi>=1.4.10",
+        "pyjwt[crypto]>=2.8",
     ],
     extras_require={"test": []},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
