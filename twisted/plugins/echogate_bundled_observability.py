@@ -9,6 +9,8 @@ work only when first needed, so importing this module is cheap.
 """
 from echogate.bundled.file_log import FileLog
 from echogate.bundled.http_log import HttpLog
+from echogate.bundled.proxy_cache import ProxyCache
 
 fileLog = FileLog()
 httpLog = HttpLog()
+proxyCache = ProxyCache()
