@@ -11,32 +11,30 @@ once the response is finished or the client went away.
 from __future__ import annotations
 
 import io
+import os
 import json
 from typing import Any, Callable, Iterator, Mapping
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
-from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
+from twisted.web.client import FileBodyProducer
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.resource import Resource
-from zope.interface import implementer
 
-from echogate._version import __version__
 from echogate.context import ClientRequest, RequestContext, UpstreamRequest
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.paths import normalize_path
 from echogate.runner import PluginFailure, Step, call_phase, run_steps
+from echogate.site import SERVER, UNEXPECTED, Counters, GatewayRequest, GatewaySite
+from echogate.streaming import BodyStreamer, BytesProducer, Drain
 from echogate.upstream import VIA, TrustedNetworks, UpstreamClient, copy_end_to_end, upstream_headers
 
-SERVER = f"echogate/{__version__}".encode()
 _log = Logger(namespace="echogate.proxy")
-_UNEXPECTED = "An unexpected error occurred"
+
+__all__ = ["Gateway", "GatewayResource", "GatewayRequest", "GatewaySite", "Counters"]
 
 
 class _RequestHeaders(Mapping):
@@ -61,155 +59,6 @@ class _RequestHeaders(Mapping):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._headers.getAllRawHeaders())
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """
-    A small request body already in memory, written in one go.
-    """
-
-    def __init__(self, data: bytes):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> Deferred:
-        consumer.write(self._data)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class _Discard:
-    def write(self, data: bytes) -> None:
-        pass
-
-    def tell(self) -> int:
-        return 0
-
-    def seek(self, *a: Any) -> None:
-        pass
-
-    def read(self, *a: Any) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
-
-
-class GatewayRequest(server.Request):
-    """
-    A request on the proxy listener: carries the L{RequestContext}
-    (C{request.ctx}) and enforces the body size limit
-    (C{site.max_body_size}, 0 for none) without holding an oversized body.
-    """
-
-    defaultContentType = None
-    ctx: RequestContext | None = None
-    _too_large = False
-    _received = 0
-
-    def _limit(self) -> int:
-        site = getattr(self.channel, "site", None)
-        return getattr(site, "max_body_size", 0) or 0
-
-    def gotLength(self, length: int | None) -> None:
-        limit = self._limit()
-        if limit and length is not None and length > limit:
-            self._too_large = True
-            self.content = _Discard()
-            return
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self._too_large:
-            return
-        self._received += len(data)
-        limit = self._limit()
-        if limit and self._received > limit:
-            self._too_large = True
-            self.content.close()
-            self.content = _Discard()
-            return
-        self.content.write(data)
-
-    def process(self) -> None:
-        self.site = self.channel.site
-        self.prepath = []
-        self.postpath = []
-        try:
-            self.render(self.site.resource)
-        except BaseException:
-            self.processingFailed(Failure())
-
-    def processingFailed(self, reason: Failure) -> None:
-        _log.failure("unexpected error handling a proxied request", failure=reason)
-        if self.startedWriting or self._disconnected:
-            self.loseConnection()
-            return None
-        body = json.dumps({"message": _UNEXPECTED}).encode()
-        self.setResponseCode(500)
-        self.responseHeaders = Headers({b"content-type": [b"application/json; charset=utf-8"],
-                                        b"content-length": [b"%d" % len(body)],
-                                        b"server": [SERVER]})
-        self.write(body)
-        self.finish()
-        return None
-
-    def connectionLost(self, reason: Failure) -> None:
-        super().connectionLost(reason)
-        ctx = self.ctx
-        if ctx is not None and ctx.on_client_gone is not None:
-            ctx.on_client_gone()
-
-
-class GatewaySite(server.Site):
-    """
-    The proxy's L{server.Site}: L{GatewayRequest}s, a body size limit,
-    counters for C{GET /status}, and an access log only when asked for
-    (Twisted's default log line costs about a fifth of the throughput).
-    """
-
-    requestFactory = GatewayRequest
-
-    def __init__(self, resource: Resource, *, max_body_size: int = 0, access_log: bool = False, **kw: Any):
-        super().__init__(resource, **kw)
-        self.max_body_size = max_body_size
-        self._access_log = access_log
-        self.connections_accepted = 0
-
-    def buildProtocol(self, addr: Any) -> Any:
-        self.connections_accepted += 1
-        return super().buildProtocol(addr)
-
-    def log(self, request: Any) -> None:
-        if self._access_log:
-            super().log(request)
-
-
-class Counters:
-    """
-    Request counters shown by C{GET /status}.
-    """
-
-    def __init__(self) -> None:
-        self.total_requests = 0
-        self.active_requests = 0
-
-    def as_dict(self, sites: list[GatewaySite] = ()) -> dict[str, int]:
-        return {
-            "total_requests": self.total_requests,
-            "connections_active": self.active_requests,
-            "connections_accepted": sum(s.connections_accepted for s in sites),
-            "connections_handled": sum(s.connections_accepted for s in sites),
-        }
 
 
 class GatewayResource(Resource):
@@ -408,16 +257,16 @@ class Gateway:
         if not (headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")):
             return None
         content = request.content
-        content.seek(0, io.SEEK_END)
-        size = content.tell()
-        content.seek(0)
-        if size <= 65536:
-            data = content.read()
-            return lambda: _BytesProducer(data)
+        if isinstance(content, io.BytesIO):  # small bodies stay in memory
+            data = content.getvalue()
+            return lambda: BytesProducer(data)
 
         def producer() -> FileBodyProducer:
-            content.seek(0)
-            return FileBodyProducer(content)
+            # Its own descriptor: the request closes its body file when it
+            # finishes, which may be before the producer's last read.
+            own = os.fdopen(os.dup(content.fileno()), "rb")
+            own.seek(0)
+            return FileBodyProducer(own)
 
         return producer
 
@@ -471,13 +320,13 @@ class Gateway:
         try:
             pending = self._header_filter(ctx)
         except BaseException:
-            response.deliverBody(_Drain())
+            response.deliverBody(Drain())
             self._failed(Failure(), request, ctx)
             return
 
         def send(_: Any = None) -> None:
             self._write_head(request, ctx)
-            streamer = _BodyStreamer(self, request, ctx, body_filters,
+            streamer = BodyStreamer(self, request, ctx, body_filters,
                                      ctx.service.get("read_timeout", 60000) / 1000.0)
             ctx.on_client_gone = streamer.client_gone
             response.deliverBody(streamer)
@@ -486,7 +335,7 @@ class Gateway:
             send()
         else:
             def failed(failure: Failure) -> None:
-                response.deliverBody(_Drain())
+                response.deliverBody(Drain())
                 self._failed(failure, request, ctx)
 
             pending.addCallbacks(send, failed)
@@ -682,139 +531,5 @@ class Gateway:
             self._log_phase(ctx)
             return
         failed_in_filters = failure.check(PluginFailure) and failure.value.phase in ("header_filter", "body_filter")
-        self._respond_error(request, ctx, ProxyError(500, _UNEXPECTED), filters=not failed_in_filters
+        self._respond_error(request, ctx, ProxyError(500, UNEXPECTED), filters=not failed_in_filters
                             and ctx.response.source != "error")
-
-
-_END = object()  # marks the end of the body in a queue of chunks
-
-
-class _Drain(Protocol):
-    """
-    Reads and drops an upstream body we no longer want.
-    """
-
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()
-
-
-class _BodyStreamer(Protocol):
-    """
-    Streams the upstream body to the client with back-pressure: the client
-    connection pauses and resumes the upstream connection (it is
-    registered as the request's producer), and C{body_filter} runs on
-    every chunk.
-    """
-
-    def __init__(self, gateway: Gateway, request: GatewayRequest, ctx: RequestContext,
-                 filters: list[Step], read_timeout: float):
-        self._gateway = gateway
-        self._request = request
-        self._ctx = ctx
-        self._filters = filters
-        self._queue: list[bytes] | None = None
-        self._read_timeout = read_timeout
-        self._timer: Any = None
-        self._done = False
-
-    def connectionMade(self) -> None:
-        if self._request._disconnected:
-            self.transport.stopProducing()
-            return
-        self._request.registerProducer(self.transport, True)
-        self._arm()
-
-    def _arm(self) -> None:
-        clock = self._gateway._clock
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self._read_timeout)
-        else:
-            self._timer = clock.callLater(self._read_timeout, self._timed_out)
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        self.transport.stopProducing()
-
-    def client_gone(self) -> None:
-        if not self._done:
-            self.transport.stopProducing()
-        self._gateway._log_phase(self._ctx)
-
-    def dataReceived(self, data: bytes) -> None:
-        if data is _END:
-            if self._queue is not None:
-                self._queue.append(_END)
-            else:
-                self._finish()
-            return
-        if not self._done:
-            self._arm()
-        if self._queue is not None:
-            self._queue.append(data)
-            return
-        if not self._filters:
-            self._request.write(data)
-            return
-        try:
-            out = self._gateway.filter_body(self._ctx, self._filters, data)
-        except BaseException:
-            self._abort(Failure())
-            return
-        if isinstance(out, Deferred):
-            self._queue = []
-            self.transport.pauseProducing()
-            out.addCallbacks(self._written_async, self._abort)
-        elif out:
-            self._request.write(out)
-
-    def _written_async(self, out: bytes) -> None:
-        if out and not self._request._disconnected:
-            self._request.write(out)
-        queue, self._queue = self._queue, None
-        if not self._done:
-            self.transport.resumeProducing()
-        # Replay in order; a filter that goes asynchronous again queues the
-        # rest (the end marker included) behind itself.
-        for chunk in queue or ():
-            self.dataReceived(chunk)
-
-    def _abort(self, failure: Failure) -> None:
-        self._gateway._report(failure)
-        self.transport.stopProducing()
-        self._request.loseConnection()
-
-    def connectionLost(self, reason: Failure) -> None:
-        self._done = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        request = self._request
-        if request.producer is not None and not request._disconnected:
-            request.unregisterProducer()
-        if not reason.check(ResponseDone, PotentialDataLoss):
-            if not request._disconnected:
-                request.loseConnection()
-            self._gateway._log_phase(self._ctx)
-            return
-        if self._queue is not None:
-            self._queue.append(_END)  # finished once the queue drains
-            return
-        self._finish()
-
-    def _finish(self) -> None:
-        ctx = self._ctx
-        request = self._request
-        if self._filters and not request._disconnected:
-            ctx.response.eof = True
-            try:
-                tail = self._gateway.filter_body(ctx, self._filters, b"")
-            except BaseException:
-                self._abort(Failure())
-                self._gateway._log_phase(ctx)
-                return
-            if isinstance(tail, Deferred):
-                tail.addCallback(lambda t: (t and request.write(t), self._gateway.finish(request, ctx)))
-                tail.addErrback(self._abort)
-                return
-            if tail:
-                request.write(tail)
-        self._gateway.finish(request, ctx)

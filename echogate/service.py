@@ -102,7 +102,8 @@ class GatewayService(MultiService):
 
     def _factories(self) -> tuple[Any, Any]:
         from echogate.admin import AdminAPI, NodeInfo
-        from echogate.proxy import Counters, Gateway, GatewayResource, GatewaySite
+        from echogate.proxy import Gateway, GatewayResource
+        from echogate.site import Counters, GatewaySite
         from echogate.upstream import TrustedNetworks, UpstreamClient
         from twisted.web.server import Site
 

@@ -11,7 +11,7 @@ an upstream that is a Python function.
             response = await gateway.request("GET", "/x", headers={"X-Request-Echo": "hi"})
             self.assertEqual(response.header("X-Response-Echo"), "hi")
 
-Each request goes through a real L{echogate.proxy.GatewaySite} over an
+Each request goes through a real L{echogate.site.GatewaySite} over an
 in-memory transport, so what the plugin sees is what it would see in the
 running gateway. Configs are validated with the plugin's C{config_schema}
 (defaults filled in), as the Admin API does.
@@ -33,7 +33,8 @@ from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
 from echogate.errors import BAD_UPSTREAM, ProxyError
-from echogate.proxy import Gateway, GatewayRequest, GatewayResource, GatewaySite
+from echogate.proxy import Gateway, GatewayResource
+from echogate.site import GatewayRequest, GatewaySite
 from echogate.snapshot import ConfigurationData, Snapshot
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"

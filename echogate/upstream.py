@@ -6,7 +6,7 @@ timeouts and retries.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred

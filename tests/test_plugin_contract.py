@@ -21,7 +21,8 @@ from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
 from echogate.plugin import GatewayPlugin, ImmutablePluginError
-from echogate.proxy import Gateway, GatewayResource, GatewaySite
+from echogate.proxy import Gateway, GatewayResource
+from echogate.site import GatewaySite
 from echogate.schema import Record
 from echogate.testing import GatewayHarness, UpstreamAnswer, UpstreamRequestSeen
 

@@ -1,0 +1,149 @@
+"""
+The proxy's listener side: the L{GatewaySite} and its requests, which
+carry the request context and enforce the body size limit, and the
+counters that C{GET /status} shows.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+
+from echogate._version import __version__
+from echogate.context import RequestContext
+
+SERVER = f"echogate/{__version__}".encode()
+UNEXPECTED = "An unexpected error occurred"
+_log = Logger(namespace="echogate.proxy")
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, *a: Any) -> None:
+        pass
+
+    def read(self, *a: Any) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class GatewayRequest(server.Request):
+    """
+    A request on the proxy listener: carries the L{RequestContext}
+    (C{request.ctx}) and enforces the body size limit
+    (C{site.max_body_size}, 0 for none) without holding an oversized body.
+    """
+
+    defaultContentType = None
+    ctx: RequestContext | None = None
+    _too_large = False
+    _received = 0
+
+    def _limit(self) -> int:
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "max_body_size", 0) or 0
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if limit and length is not None and length > limit:
+            self._too_large = True
+            self.content = _Discard()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._too_large:
+            return
+        self._received += len(data)
+        limit = self._limit()
+        if limit and self._received > limit:
+            self._too_large = True
+            self.content.close()
+            self.content = _Discard()
+            return
+        self.content.write(data)
+
+    def process(self) -> None:
+        self.site = self.channel.site
+        self.prepath = []
+        self.postpath = []
+        try:
+            self.render(self.site.resource)
+        except BaseException:
+            self.processingFailed(Failure())
+
+    def processingFailed(self, reason: Failure) -> None:
+        _log.failure("unexpected error handling a proxied request", failure=reason)
+        if self.startedWriting or self._disconnected:
+            self.loseConnection()
+            return None
+        body = json.dumps({"message": UNEXPECTED}).encode()
+        self.setResponseCode(500)
+        self.responseHeaders = Headers({b"content-type": [b"application/json; charset=utf-8"],
+                                        b"content-length": [b"%d" % len(body)],
+                                        b"server": [SERVER]})
+        self.write(body)
+        self.finish()
+        return None
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        ctx = self.ctx
+        if ctx is not None and ctx.on_client_gone is not None:
+            ctx.on_client_gone()
+
+
+class GatewaySite(server.Site):
+    """
+    The proxy's L{server.Site}: L{GatewayRequest}s, a body size limit,
+    counters for C{GET /status}, and an access log only when asked for
+    (Twisted's default log line costs about a fifth of the throughput).
+    """
+
+    requestFactory = GatewayRequest
+
+    def __init__(self, resource: Resource, *, max_body_size: int = 0, access_log: bool = False, **kw: Any):
+        super().__init__(resource, **kw)
+        self.max_body_size = max_body_size
+        self._access_log = access_log
+        self.connections_accepted = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.connections_accepted += 1
+        return super().buildProtocol(addr)
+
+    def log(self, request: Any) -> None:
+        if self._access_log:
+            super().log(request)
+
+
+class Counters:
+    """
+    Request counters shown by C{GET /status}.
+    """
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.active_requests = 0
+
+    def as_dict(self, sites: list[GatewaySite] = ()) -> dict[str, int]:
+        return {
+            "total_requests": self.total_requests,
+            "connections_active": self.active_requests,
+            "connections_accepted": sum(s.connections_accepted for s in sites),
+            "connections_handled": sum(s.connections_accepted for s in sites),
+        }
+
+

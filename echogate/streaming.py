@@ -1,0 +1,180 @@
+"""
+Bodies on the move: the upstream response streamed to the client with
+back-pressure through the plugins' C{body_filter}, and small request
+bodies sent upstream in one write.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from echogate.context import RequestContext
+from echogate.runner import Step
+
+if TYPE_CHECKING:
+    from echogate.proxy import Gateway
+    from echogate.site import GatewayRequest
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """
+    A small request body already in memory, written in one go.
+    """
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> Deferred:
+        consumer.write(self._data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+_END = object()  # marks the end of the body in a queue of chunks
+
+
+class Drain(Protocol):
+    """
+    Reads and drops an upstream body we no longer want.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()
+
+
+class BodyStreamer(Protocol):
+    """
+    Streams the upstream body to the client with back-pressure: the client
+    connection pauses and resumes the upstream connection (it is
+    registered as the request's producer), and C{body_filter} runs on
+    every chunk.
+    """
+
+    def __init__(self, gateway: Gateway, request: GatewayRequest, ctx: RequestContext,
+                 filters: list[Step], read_timeout: float):
+        self._gateway = gateway
+        self._request = request
+        self._ctx = ctx
+        self._filters = filters
+        self._queue: list[bytes] | None = None
+        self._read_timeout = read_timeout
+        self._timer: Any = None
+        self._done = False
+
+    def connectionMade(self) -> None:
+        if self._request._disconnected:
+            self.transport.stopProducing()
+            return
+        self._request.registerProducer(self.transport, True)
+        self._arm()
+
+    def _arm(self) -> None:
+        clock = self._gateway._clock
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._read_timeout)
+        else:
+            self._timer = clock.callLater(self._read_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self.transport.stopProducing()
+
+    def client_gone(self) -> None:
+        if not self._done:
+            self.transport.stopProducing()
+        self._gateway._log_phase(self._ctx)
+
+    def dataReceived(self, data: bytes) -> None:
+        if data is _END:
+            if self._queue is not None:
+                self._queue.append(_END)
+            else:
+                self._finish()
+            return
+        if not self._done:
+            self._arm()
+        if self._queue is not None:
+            self._queue.append(data)
+            return
+        if not self._filters:
+            self._request.write(data)
+            return
+        try:
+            out = self._gateway.filter_body(self._ctx, self._filters, data)
+        except BaseException:
+            self._abort(Failure())
+            return
+        if isinstance(out, Deferred):
+            self._queue = []
+            self.transport.pauseProducing()
+            out.addCallbacks(self._written_async, self._abort)
+        elif out:
+            self._request.write(out)
+
+    def _written_async(self, out: bytes) -> None:
+        if out and not self._request._disconnected:
+            self._request.write(out)
+        queue, self._queue = self._queue, None
+        if not self._done:
+            self.transport.resumeProducing()
+        # Replay in order; a filter that goes asynchronous again queues the
+        # rest (the end marker included) behind itself.
+        for chunk in queue or ():
+            self.dataReceived(chunk)
+
+    def _abort(self, failure: Failure) -> None:
+        self._gateway._report(failure)
+        self.transport.stopProducing()
+        self._request.loseConnection()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._done = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        request = self._request
+        if request.producer is not None and not request._disconnected:
+            request.unregisterProducer()
+        if not reason.check(ResponseDone, PotentialDataLoss):
+            if not request._disconnected:
+                request.loseConnection()
+            self._gateway._log_phase(self._ctx)
+            return
+        if self._queue is not None:
+            self._queue.append(_END)  # finished once the queue drains
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        ctx = self._ctx
+        request = self._request
+        if self._filters and not request._disconnected:
+            ctx.response.eof = True
+            try:
+                tail = self._gateway.filter_body(ctx, self._filters, b"")
+            except BaseException:
+                self._abort(Failure())
+                self._gateway._log_phase(ctx)
+                return
+            if isinstance(tail, Deferred):
+                tail.addCallback(lambda t: (t and request.write(t), self._gateway.finish(request, ctx)))
+                tail.addErrback(self._abort)
+                return
+            if tail:
+                request.write(tail)
+        self._gateway.finish(request, ctx)
