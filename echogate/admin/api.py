@@ -323,6 +323,16 @@ class AdminAPI:
             "configuration_version": version,
         })
 
+    @app.route("/metrics", methods=["GET"])
+    async def metrics(self, request: IRequest) -> bytes:
+        """
+        The Prometheus metrics (when the prometheus plugin is enabled).
+        """
+        from echogate.admin.metrics import metrics_response
+
+        return await metrics_response(request, plugins=self._plugins, store=self._store, status=self._status,
+                                      node=self._node, clock=self._clock, timeout=self._status_timeout)
+
     @app.route("/plugins/enabled", methods=["GET"])
     def enabled_plugins(self, request: IRequest) -> bytes:
         return json_response(request, {"enabled_plugins": sorted(self._plugins)})

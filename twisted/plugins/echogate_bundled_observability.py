@@ -9,8 +9,10 @@ work only when first needed, so importing this module is cheap.
 """
 from echogate.bundled.file_log import FileLog
 from echogate.bundled.http_log import HttpLog
+from echogate.bundled.prometheus import Prometheus
 from echogate.bundled.proxy_cache import ProxyCache
 
 fileLog = FileLog()
 httpLog = HttpLog()
 proxyCache = ProxyCache()
+prometheus = Prometheus()

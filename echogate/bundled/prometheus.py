@@ -1,0 +1,121 @@
+"""
+prometheus: request metrics in the standard Prometheus client library's
+registry, exposed by the Admin API's C{GET /metrics}
+(L{echogate.admin.metrics}) with the node's own gauges.
+
+The plugin object holds one L{GatewayMetrics} (its own
+C{CollectorRegistry}), created with the object, so the counts survive
+every configuration reload. Its C{log} phase records, as the config asks
+(Kong's flags, all off by default):
+
+  - C{status_code_metrics}: C{echogate_http_requests_total{service, route,
+    code, source, consumer}};
+  - C{latency_metrics}: the histograms C{echogate_kong_latency_ms},
+    C{echogate_upstream_latency_ms} and C{echogate_request_latency_ms}
+    C{{service, route}} (the gateway's part, the upstream's, the whole);
+  - C{bandwidth_metrics}: C{echogate_bandwidth_bytes{service, route,
+    direction, consumer}} (C{ingress}: requests, C{egress}: responses).
+
+C{per_consumer} fills the C{consumer} label with the consumer's username.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from echogate.bundled.log_record import latencies, request_size, response_size
+from echogate.plugin import GatewayPlugin
+from echogate.schema import Boolean, Record
+
+__all__ = ["Prometheus", "GatewayMetrics", "KONG_LATENCY_BUCKETS", "UPSTREAM_LATENCY_BUCKETS"]
+
+#: Kong's buckets, in milliseconds.
+KONG_LATENCY_BUCKETS = (1, 2, 5, 7, 10, 15, 20, 30, 50, 75, 100, 200, 500, 750, 1000, 3000, 6000)
+UPSTREAM_LATENCY_BUCKETS = (25, 50, 80, 100, 250, 400, 700, 1000, 2000, 5000, 10000, 30000, 60000)
+
+
+class GatewayMetrics:
+    """
+    The per-request metrics of one prometheus plugin object, in a registry
+    of their own.
+
+    @ivar registry: the C{prometheus_client.CollectorRegistry} to expose.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "echogate_http_requests", "HTTP status codes per consumer, service and route",
+            ["service", "route", "code", "source", "consumer"], registry=self.registry)
+        self.gateway_latency = Histogram(
+            "echogate_kong_latency_ms", "Latency added by the gateway and its plugins, per service and route",
+            ["service", "route"], buckets=KONG_LATENCY_BUCKETS, registry=self.registry)
+        self.upstream_latency = Histogram(
+            "echogate_upstream_latency_ms", "Latency of the upstream's answer, per service and route",
+            ["service", "route"], buckets=UPSTREAM_LATENCY_BUCKETS, registry=self.registry)
+        self.request_latency = Histogram(
+            "echogate_request_latency_ms", "Total latency of requests, per service and route",
+            ["service", "route"], buckets=UPSTREAM_LATENCY_BUCKETS, registry=self.registry)
+        self.bandwidth = Counter(
+            "echogate_bandwidth_bytes", "Bandwidth (ingress: requests, egress: responses) in bytes",
+            ["service", "route", "direction", "consumer"], registry=self.registry)
+
+
+def _label(entity: Mapping[str, Any] | None) -> str:
+    if not entity:
+        return ""
+    return entity.get("name") or entity.get("id") or ""
+
+
+@attrs.frozen
+class Prometheus(GatewayPlugin):
+    """
+    Count requests, latencies and bytes for C{GET /metrics}.
+
+    @ivar clock: the gateway's clock; C{None}: the global reactor, looked
+        up when first needed.
+    @ivar metrics: the L{GatewayMetrics} (one per plugin object).
+    """
+
+    clock: Any = None
+    metrics: GatewayMetrics = attrs.field(factory=GatewayMetrics)
+
+    name = "prometheus"
+    version = "1.0.0"
+    priority = 13
+    config_schema = Record({
+        "per_consumer": Boolean(default=False, description="Fill the consumer label of requests and bandwidth."),
+        "status_code_metrics": Boolean(default=False, description="Count requests by status code."),
+        "latency_metrics": Boolean(default=False, description="Record the latency histograms."),
+        "bandwidth_metrics": Boolean(default=False, description="Count request and response bytes."),
+        "upstream_health_metrics": Boolean(default=False,
+                                           description="Accepted for Kong compatibility; no upstream"
+                                                       " health checks exist yet."),
+    })
+
+    def _now(self) -> float:
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        return clock.seconds()
+
+    def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        metrics = self.metrics
+        service, route = _label(ctx.service), _label(ctx.route)
+        consumer = ""
+        if config["per_consumer"] and ctx.consumer:
+            consumer = ctx.consumer.get("username") or ctx.consumer.get("id") or ""
+        if config["status_code_metrics"]:
+            metrics.requests.labels(service, route, str(ctx.response.status or 0),
+                                    ctx.response.source or "error", consumer).inc()
+        if config["latency_metrics"]:
+            times = latencies(ctx, self._now())
+            metrics.gateway_latency.labels(service, route).observe(times.gateway)
+            if times.upstream is not None:
+                metrics.upstream_latency.labels(service, route).observe(times.upstream)
+            metrics.request_latency.labels(service, route).observe(times.total)
+        if config["bandwidth_metrics"]:
+            metrics.bandwidth.labels(service, route, "ingress", consumer).inc(request_size(ctx))
+            metrics.bandwidth.labels(service, route, "egress", consumer).inc(response_size(ctx))
