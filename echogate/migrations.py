@@ -128,12 +128,26 @@ _CREDENTIALS = (
     + "CREATE UNIQUE INDEX acls_consumer_group_key ON acls (consumer_id, (entity->>'group'));\n"
 )
 
+_RATELIMITING = """
+CREATE TABLE ratelimiting_counters (
+    identifier text NOT NULL,
+    period text NOT NULL,
+    period_start bigint NOT NULL,
+    value bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    PRIMARY KEY (identifier, period, period_start)
+);
+CREATE INDEX ratelimiting_counters_expires_at_idx ON ratelimiting_counters (expires_at);
+"""
+
 #: Every migration, in order.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "services, routes, consumers, plugins, config_version", _INITIAL,
               ("plugins", "routes", "consumers", "services", "config_version")),
     Migration(2, "credentials: key-auth, basic-auth, jwt, acls", _CREDENTIALS,
               ("keyauth_credentials", "basicauth_credentials", "jwt_secrets", "acls")),
+    Migration(3, "rate-limiting counters shared by the cluster policy", _RATELIMITING,
+              ("ratelimiting_counters",)),
 )
 
 _MINIMUM_SERVER = 150000  # NULLS NOT DISTINCT
