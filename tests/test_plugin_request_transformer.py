@@ -206,7 +206,6 @@ class BodyTests(RequestTransformerTestCase):
 
     def json_body(self, config: dict, body: bytes, content_type: str = "application/json") -> Any:
         seen = self.send(harness(**config), "POST", headers={"Content-Type": content_type}, body=body)
-        self.assertEqual(seen.header("content-length"), None)  # the harness upstream sees the body itself
         return json.loads(seen.body)
 
     def test_jsonOperations(self) -> None:
@@ -256,7 +255,6 @@ class BodyTests(RequestTransformerTestCase):
         """
         The service is told the new body's length.
         """
-        gateway = harness(add={"body": ["a:1"]})
         seen = []
 
         def access(self_: Any, ctx: Any, config: Any) -> None:

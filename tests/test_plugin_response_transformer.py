@@ -230,10 +230,37 @@ class JsonBodyTests(SynchronousTestCase):
         a warning.
         """
         events = capture_log(self)
-        for raw in (b"not json", b"[1, 2]", b""):
+        for raw in (b"not json", b"[1, 2]"):
             self.assertEqual(self.body(raw, add={"json": ["b:1"]}).body, raw)
         warnings = [e for e in events if "body transform failed" in (e.get("log_format") or "")]
-        self.assertEqual(len(warnings), 3)
+        self.assertEqual(len(warnings), 2)
+
+    def test_emptyBody(self) -> None:
+        """
+        An empty body (a HEAD, a 204) stays empty, without a warning.
+        """
+        events = capture_log(self)
+        response = self.body(b"", add={"json": ["b:1"]})
+        self.assertEqual(response.body, b"")
+        self.assertEqual([e for e in events if "body transform failed" in (e.get("log_format") or "")], [])
+
+    def test_encodedBodyUntouched(self) -> None:
+        """
+        A compressed JSON body is not decoded: it is sent as it came.
+        """
+        raw = b"\x1f\x8b compressed"
+        gateway = harness(answering(200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, raw),
+                          add={"json": ["b:1"]})
+        response = self.successResultOf(gateway.request("GET", "/"))
+        self.assertEqual((response.body, response.header("content-encoding")), (raw, "gzip"))
+
+    def test_identityEncoding(self) -> None:
+        """
+        C{Content-Encoding: identity} is transformed.
+        """
+        gateway = harness(answering(200, {"Content-Type": "application/json", "Content-Encoding": "identity"}, b"{}"),
+                          add={"json": ["b:1"]})
+        self.assertEqual(self.successResultOf(gateway.request("GET", "/")).json(), {"b": "1"})
 
     def test_jsonValue(self) -> None:
         """

@@ -6,7 +6,7 @@ Kong's order: remove, rename, replace, add, append.
 
 Only a response whose body will change is held back: when the config has
 JSON operations and the response's C{Content-Type} is
-C{application/json}, the chunks are collected (and nothing is sent) until
+C{application/json} (and it has no C{Content-Encoding}), the chunks are collected (and nothing is sent) until
 the last one, then the transformed body is sent whole, without
 C{Content-Length}. Every other response streams through untouched, chunk
 by chunk, as it arrives.
@@ -111,6 +111,13 @@ def transform_json(config: Mapping[str, Any], body: bytes) -> bytes | None:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _identity(encoding: str | None) -> bool:
+    """
+    Whether a C{Content-Encoding} leaves the body readable as it is.
+    """
+    return encoding is None or encoding.strip().lower() in ("", "identity")
+
+
 def transforms_body(config: Mapping[str, Any]) -> bool:
     """
     Whether the config has any JSON body operation.
@@ -158,7 +165,8 @@ class ResponseTransformer(GatewayPlugin):
         for name, value in pairs(config["append"]["headers"]):
             if value is not None:
                 response.add_header(name, value)
-        if transforms_body(config) and is_json_type(response.get_header("content-type")):
+        if transforms_body(config) and is_json_type(response.get_header("content-type")) \
+                and _identity(response.get_header("content-encoding")):
             response.remove_header("content-length")
             ctx.plugin["chunks"] = []
 
@@ -172,6 +180,8 @@ class ResponseTransformer(GatewayPlugin):
             return b""
         body = b"".join(chunks)
         del ctx.plugin["chunks"]
+        if not body:
+            return body
         transformed = transform_json(config, body)
         if transformed is None:
             ctx.log.warn("body transform failed: the response body is not a JSON object")
