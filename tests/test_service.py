@@ -1,0 +1,82 @@
+"""
+The gateway service as a whole: plugins' init phase at start-up, the node
+id, and what GET / shows.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial import unittest
+
+from echogate.bundled.header_echo import HeaderEcho
+from echogate.plugin import GatewayPlugin
+from echogate.schema import Integer, Record
+from echogate.service import node_id
+from tests.gateway import start_gateway
+from tests.postgres import PostgresMixin, fresh_database
+
+_init_calls: list[list[dict]] = []
+
+
+class Counting(GatewayPlugin):
+    name = "counting"
+    version = "1.2.3"
+    priority = 5
+    config_schema = Record({"n": Integer(default=1)})
+
+    def init(self, configs: Any) -> None:
+        _init_calls.append([dict(c) for c in configs])
+
+
+class InitPhaseTests(unittest.TestCase, PostgresMixin):
+    timeout = 60
+
+    async def test_initGetsEveryStoredConfig(self) -> None:
+        """
+        At start-up each plugin's init runs once with every stored config.
+        """
+        dsn = self.database()
+        plugins = {"counting": Counting(), "header-echo": HeaderEcho()}
+        first = await start_gateway(self, database=dsn, plugin_objects=plugins)
+        answer = await first.admin("POST", "/plugins", json={"name": "counting", "config": {"n": 7}})
+        self.assertEqual(answer.code, 201, answer.body)
+        del _init_calls[:]
+        await start_gateway(self, database=dsn, plugin_objects=plugins)
+        self.assertEqual(_init_calls, [[{"n": 7}]])
+
+
+class NodeTests(unittest.TestCase):
+    timeout = 60
+
+    def test_nodeIdKept(self) -> None:
+        """
+        The node id is made once and kept in the data directory.
+        """
+        directory = self.mktemp()
+        first = node_id(directory)
+        self.assertEqual(node_id(directory), first)
+        self.assertNotEqual(node_id(self.mktemp()), first)
+
+    async def test_rootShowsNodeAndNoSecrets(self) -> None:
+        """
+        GET / names the node, the enabled plugins with version and
+        priority, and the settings without the database password.
+        """
+        dsn = (await fresh_database()).replace("postgres@", "postgres:hunter2@")
+        gateway = await start_gateway(self, database=dsn)
+        info = (await gateway.admin("GET", "/")).json()
+        self.assertEqual(info["node_id"], gateway.service.node_id)
+        self.assertEqual(info["plugins"]["available_on_server"]["header-echo"],
+                         {"version": "1.0.0", "priority": 1000})
+        self.assertEqual(info["configuration"]["proxy_listen"], ["tcp:0:interface=127.0.0.1"])
+        self.assertNotIn("hunter2", repr(info))
+        self.assertIn(":***@", info["configuration"]["pg_dsn"])
+
+    async def test_enabledInCluster(self) -> None:
+        """
+        enabled_in_cluster lists the plugins that stored configs use.
+        """
+        gateway = await start_gateway(self)
+        await gateway.admin("POST", "/plugins", json={"name": "header-echo"})
+        info = (await gateway.admin("GET", "/")).json()
+        self.assertEqual(info["plugins"]["enabled_in_cluster"], ["header-echo"])
