@@ -216,3 +216,37 @@ class DSNStartTests(StartupTestCase):
         response = await treq.get(f"http://127.0.0.1:{proxy_port}/nothing", pool=self.pool)
         self.assertEqual(response.code, 404)
         self.assertEqual(await response.json(), {"message": "no Route matched with those values"})
+
+
+class OutsideDropInTests(StartupTestCase):
+    async def test_examplePluginFromItsOwnDirectory(self) -> None:
+        """
+        The guide's example plugin, living in its own project directory
+        (docs/example-plugin, not installed), is found through PYTHONPATH,
+        enabled with --plugins, configured through the Admin API and runs.
+        """
+        upstream, upstream_port = start_upstream(self)
+        dsn = await fresh_database(migrated=True)
+        proxy_port, admin_port = _free_port(), _free_port()
+        env = _env(PYTHONPATH=f"{ROOT}:{ROOT / 'docs' / 'example-plugin'}")
+        args = ["--database", dsn, "--plugins", "bundled,request-stamp",
+                "--proxy-listen", f"tcp:{proxy_port}:interface=127.0.0.1",
+                "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1"]
+        await self.start(args, env, self.mktemp_dir(), admin_port)
+        admin = f"http://127.0.0.1:{admin_port}"
+        info = await (await treq.get(f"{admin}/", pool=self.pool)).json()
+        self.assertIn("request-stamp", info["plugins"]["available_on_server"])
+        await treq.post(f"{admin}/services", data={"name": "s", "url": f"http://127.0.0.1:{upstream_port}"},
+                        pool=self.pool)
+        await treq.post(f"{admin}/services/s/routes", data={"paths[]": "/p"}, pool=self.pool)
+        response = await treq.post(f"{admin}/services/s/plugins", data={
+            "name": "request-stamp", "config.required_header": "X-Need", "config.reject_status": "403"},
+            pool=self.pool)
+        self.assertEqual(response.code, 201, await response.content())
+        refused = await treq.get(f"http://127.0.0.1:{proxy_port}/p", pool=self.pool)
+        self.assertEqual(refused.code, 403)
+        self.assertEqual(await refused.json(), {"message": "the X-Need header is required"})
+        passed = await treq.get(f"http://127.0.0.1:{proxy_port}/p", headers={"X-Need": "1"}, pool=self.pool)
+        self.assertEqual(passed.code, 200)
+        self.assertTrue(passed.headers.getRawHeaders("X-Request-Stamp")[0].startswith("id="))
+        self.assertIn("x-request-id", (await passed.json())["headers"])
