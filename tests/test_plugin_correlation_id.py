@@ -81,11 +81,12 @@ class CorrelationIdTests(SynchronousTestCase):
     def test_tracker(self) -> None:
         """
         The C{tracker} generator gives the server address and port, the
-        process id, the connection's serial and request count, and the time.
+        process id, the connection's serial and request count, and the time
+        the request started (by the gateway's clock).
         """
         clock = Clock()
         clock.advance(1700000000.25)
-        gateway = harness(CorrelationId(clock=clock), generator="tracker")
+        gateway = GatewayHarness([CorrelationId()], configs=[(NAME, {"generator": "tracker"})], clock=clock)
         self.request(gateway)
         self.request(gateway)
         values = [r.header("kong-request-id") for r in gateway.upstream_requests]

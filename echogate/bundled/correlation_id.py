@@ -8,7 +8,8 @@ Generators:
   - C{uuid}: a random UUID per request;
   - C{uuid#counter}: this process's UUID, C{#}, and a counter (cheap, and
     unique per node as long as the process lives);
-  - C{tracker}: C{server_address-server_port-pid-connection-request_on_connection-time}.
+  - C{tracker}: C{server_address-server_port-pid-connection-request_on_connection-time}
+    (the time the request started, by the gateway's clock).
 
 The id is also left in C{ctx.shared["correlation_id"]} for log plugins.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 import uuid
 import weakref
 from typing import Any, Iterator, Mapping
@@ -29,16 +29,6 @@ from echogate.schema import Boolean, Record, String
 
 GENERATORS = ("uuid", "uuid#counter", "tracker")
 SHARED_KEY = "correlation_id"
-
-
-class _WallClock:
-    """
-    C{seconds()} from the system clock (the default; tests inject a
-    L{twisted.internet.task.Clock}).
-    """
-
-    def seconds(self) -> float:
-        return time.time()
 
 
 class ConnectionSerials:
@@ -78,11 +68,9 @@ class CorrelationId(GatewayPlugin):
     """
     Kong's correlation-id.
 
-    @ivar clock: C{seconds()} for the C{tracker} generator.
     @ivar process_id: this process's UUID for C{uuid#counter}.
     """
 
-    clock: Any = attrs.field(factory=_WallClock)
     process_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
     _counter: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), repr=False)
     _connections: ConnectionSerials = attrs.field(factory=ConnectionSerials, repr=False)
@@ -110,7 +98,7 @@ class CorrelationId(GatewayPlugin):
         serial, requests = ctx.plugin.get("connection") or self._connections.count(_connection(ctx))
         host = raw.getHost()
         return (f"{getattr(host, 'host', '')}-{getattr(host, 'port', '')}-{os.getpid()}-{serial}-{requests}"
-                f"-{self.clock.seconds():.3f}")
+                f"-{ctx.started:.3f}")
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
         name = config["header_name"]
