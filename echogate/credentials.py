@@ -276,7 +276,7 @@ def verify_password(stored: str, password: str) -> bool:
         expected = base64.b64decode(match.group(5), validate=True)
     except ValueError:
         return False
-    if not expected:
+    if len(expected) != 32 or len(salt) < 8:
         return False
     digest = _scrypt(password.encode("utf-8"), salt, log_n, r, p, len(expected))
     return hmac.compare_digest(digest, expected)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 import uuid
 from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
 
@@ -133,6 +134,9 @@ _FOREIGN = {
     f"{table.name}_{field}_id_fkey": (table.name, field, parent)
     for table in _TABLES.values() for field, parent in table.foreign.items()
 }
+
+
+_CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def _is_uuid(value: object) -> bool:
@@ -317,7 +321,9 @@ class PostgresStore:
         See L{IStore.get}.
         """
         table = _table(entity)
-        if _is_uuid(key):
+        if _is_uuid(key) and _CANONICAL_UUID.match(key):
+            # Only the dashed form is an id: a 32-hex-digit key (as Kong
+            # generates for key-auth) is a key, though uuid.UUID reads it.
             sql, params = f"SELECT entity FROM {table.name} WHERE id = %s", (key,)
         elif table.keys and isinstance(key, str):
             matches = " OR ".join(f"{k} = %s" for k in table.keys)
