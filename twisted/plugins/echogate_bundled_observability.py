@@ -11,8 +11,10 @@ from echogate.bundled.file_log import FileLog
 from echogate.bundled.http_log import HttpLog
 from echogate.bundled.prometheus import Prometheus
 from echogate.bundled.proxy_cache import ProxyCache
+from echogate.bundled.rate_limiting import RateLimiting
 
 fileLog = FileLog()
 httpLog = HttpLog()
 proxyCache = ProxyCache()
 prometheus = Prometheus()
+rateLimiting = RateLimiting()

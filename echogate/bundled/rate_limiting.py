@@ -1,0 +1,312 @@
+"""
+rate-limiting: at most so many requests per second, minute, hour, day,
+month and year, counted per consumer, credential, IP, service, header or
+path, with Kong's config fields, headers and 429 answer.
+
+Counters live where C{policy} says (L{echogate.bundled.ratelimit_policies}):
+C{local} (this node's memory), C{cluster} (PostgreSQL, synced in batches,
+shared by every node sharing the database) or C{redis}. When the counters
+cannot be reached, C{fault_tolerant} lets the request through (and logs
+it) or answers 500.
+
+The plugin object keeps every counter in its L{RateLimitStores}, made
+with the object: the node's C{node_service} hook gives it the database
+for C{cluster}; Redis connections are opened on first use.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.python.failure import Failure
+
+from echogate.bundled.ratelimit_policies import (
+    PERIODS,
+    BatchedPolicy,
+    LocalPolicy,
+    PostgresCounters,
+    StoreUnavailable,
+    Usage,
+    window,
+)
+from echogate.bundled.ratelimit_redis import RedisClient, RedisCounters, RedisPolicy, RedisSettings
+from echogate.plugin import GatewayPlugin
+from echogate.schema import ENTITY, Boolean, Integer, Number, Record, String, at_least_one_of
+
+__all__ = ["RateLimiting", "RateLimitStores"]
+
+SYNC_RATE_REALTIME = -1
+#: Seconds between the cluster policy's syncs when no sync_rate is given.
+CLUSTER_SYNC_INTERVAL = 0.1
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "value must be greater than 0"
+
+
+def _periods_ordered(config: dict[str, Any]) -> Mapping[str, str] | None:
+    for i, lower in enumerate(PERIODS):
+        low = config.get(lower)
+        if low is None:
+            continue
+        for upper in PERIODS[i + 1:]:
+            high = config.get(upper)
+            if high is not None and high < low:
+                return {ENTITY: f"The limit for {upper}({float(high):.1f}) cannot be lower than the limit"
+                                f" for {lower}({float(low):.1f})"}
+    return None
+
+
+def _required_with(config: dict[str, Any]) -> Mapping[str, str] | None:
+    missing = {}
+    if config["policy"] == "redis":
+        for field in ("redis_host", "redis_port", "redis_timeout"):
+            if config.get(field) is None:
+                missing[field] = "required field missing"
+    if config["limit_by"] == "header" and config.get("header_name") is None:
+        missing["header_name"] = "required field missing"
+    if config["limit_by"] == "path" and config.get("path") is None:
+        missing["path"] = "required field missing"
+    return missing or None
+
+
+def _sync_rate(config: dict[str, Any]) -> Mapping[str, str] | None:
+    rate = config["sync_rate"]
+    if rate == SYNC_RATE_REALTIME:
+        return None
+    if config["policy"] == "local":
+        return {ENTITY: "sync_rate can only be used with the cluster and redis policies"}
+    if rate < 0.02:
+        return {ENTITY: "sync_rate must be greater than 0.02, or -1 to disable"}
+    return None
+
+
+def _header_name(value: str) -> str | None:
+    return None if all(33 <= ord(c) <= 126 and c not in '()<>@,;:\\"/[]?={}' for c in value) \
+        else "bad header name '" + value + "', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+
+
+class RateLimitStores:
+    """
+    The counters of one rate-limiting plugin object: the local ones, the
+    cluster's (once the node gave its database), and one Redis policy per
+    distinct Redis.
+    """
+
+    def __init__(self) -> None:
+        self.local = LocalPolicy()
+        self.cluster_batched: dict[float, BatchedPolicy] = {}
+        self.redis: dict[tuple[RedisSettings, float], Any] = {}
+        self.dsn: str | None = None
+        self.reactor: Any = None
+
+    def attach(self, reactor: Any, dsn: str) -> None:
+        """
+        Use the node's database for the cluster policy.
+        """
+        self.reactor = reactor
+        self.dsn = dsn
+
+    def cluster_policy(self, reactor: Any, sync_rate: float) -> BatchedPolicy:
+        """
+        The cluster policy syncing every C{sync_rate} seconds.
+
+        @raise StoreUnavailable: the node has not given a database.
+        """
+        interval = CLUSTER_SYNC_INTERVAL if sync_rate == SYNC_RATE_REALTIME else sync_rate
+        policy = self.cluster_batched.get(interval)
+        if policy is None:
+            if self.dsn is None:
+                raise StoreUnavailable("the cluster policy needs the node's database, which is not"
+                                       " connected")
+            policy = self.cluster_batched[interval] = BatchedPolicy(
+                reactor, PostgresCounters(reactor, self.dsn), interval=interval, name="cluster counters")
+        return policy
+
+    def redis_policy(self, reactor: Any, settings: RedisSettings, sync_rate: float) -> Any:
+        """
+        The redis policy for this Redis: exact (sync_rate -1) or batched.
+        """
+        key = (settings, sync_rate)
+        policy = self.redis.get(key)
+        if policy is None:
+            client = RedisClient(reactor, settings)
+            if sync_rate == SYNC_RATE_REALTIME:
+                policy = RedisPolicy(client)
+            else:
+                policy = BatchedPolicy(reactor, RedisCounters(client), interval=sync_rate,
+                                       name=f"Redis counters at {settings.host}:{settings.port}")
+            self.redis[key] = policy
+        return policy
+
+    def stop(self) -> Deferred:
+        """
+        Sync what is pending and close every connection.
+        """
+        policies = list(self.cluster_batched.values()) + list(self.redis.values())
+        self.cluster_batched = {}
+        self.redis = {}
+        return DeferredList([p.stop() for p in policies])
+
+
+class _CountersService(Service):
+    def __init__(self, stores: RateLimitStores, reactor: Any, dsn: str):
+        self._stores = stores
+        self._reactor = reactor
+        self._dsn = dsn
+
+    def startService(self) -> None:
+        super().startService()
+        self._stores.attach(self._reactor, self._dsn)
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        return self._stores.stop()
+
+
+def _identifier(ctx: Any, config: Mapping[str, Any]) -> str:
+    limit_by = config["limit_by"]
+    identifier = None
+    if limit_by == "consumer":
+        identifier = (ctx.consumer or ctx.credential or {}).get("id")
+    elif limit_by == "credential":
+        identifier = (ctx.credential or {}).get("id")
+    elif limit_by == "service":
+        identifier = (ctx.service or {}).get("id")
+    elif limit_by == "header":
+        identifier = ctx.request.get_header(config["header_name"])
+    elif limit_by == "path":
+        if ctx.request.path == config["path"]:
+            identifier = ctx.request.path
+    return identifier or ctx.request.client_ip
+
+
+@attrs.frozen
+class RateLimiting(GatewayPlugin):
+    """
+    Answer 429 once a limit is reached; tell clients their limits in
+    headers.
+
+    @ivar reactor: the clock that windows are read from and the reactor
+        that Redis and database connections run on; C{None}: the global
+        reactor, looked up when first needed.
+    @ivar stores: the counters (one L{RateLimitStores} per object).
+    """
+
+    reactor: Any = None
+    stores: RateLimitStores = attrs.field(factory=RateLimitStores)
+
+    name = "rate-limiting"
+    version = "1.0.0"
+    priority = 910
+    config_schema = Record({
+        **{period: Number(check=_positive, description=f"Requests allowed per {period}.")
+           for period in PERIODS},
+        "limit_by": String(default="consumer", one_of=("consumer", "credential", "ip", "service", "header", "path"),
+                           description="What requests are counted per (the client IP when it is unknown)."),
+        "header_name": String(check=_header_name, description="The header counted per, with limit_by header."),
+        "path": String(starts_with="/", description="The path counted, with limit_by path."),
+        "policy": String(default="local", one_of=("local", "cluster", "redis"),
+                         description="Where counters live: this node, the database, or Redis."),
+        "fault_tolerant": Boolean(required=True, default=True,
+                                  description="Let requests through when the counters cannot be reached"
+                                              " (false: answer 500)."),
+        "redis_host": String(description="Redis's host, with policy redis."),
+        "redis_port": Integer(default=6379, between=(0, 65535), description="Redis's port."),
+        "redis_password": String(len_min=0, description="Redis's password (AUTH)."),
+        "redis_username": String(description="Redis's user name (ACL), with a password."),
+        "redis_timeout": Integer(default=2000, check=_positive,
+                                 description="Milliseconds to wait for Redis."),
+        "redis_database": Integer(default=0, between=(0, 65535), description="Redis's database number."),
+        "hide_client_headers": Boolean(required=True, default=False,
+                                       description="Leave the rate-limit headers out of responses."),
+        "error_code": Integer(default=429, between=(100, 599), description="The status of a refusal."),
+        "error_message": String(default="API rate limit exceeded", description="The message of a refusal."),
+        "sync_rate": Number(required=True, default=SYNC_RATE_REALTIME,
+                            description="Seconds between counter syncs for cluster (-1: every 0.1 s) and"
+                                        " redis (-1: every request, exact)."),
+    }, checks=(at_least_one_of(*PERIODS), _periods_ordered, _required_with, _sync_rate))
+
+    def _reactor(self) -> Any:
+        if self.reactor is not None:
+            return self.reactor
+        from twisted.internet import reactor
+
+        return reactor
+
+    def _policy(self, config: Mapping[str, Any]) -> Any:
+        policy = config["policy"]
+        if policy == "local":
+            return self.stores.local
+        if policy == "cluster":
+            return self.stores.cluster_policy(self._reactor(), config["sync_rate"])
+        return self.stores.redis_policy(self._reactor(), RedisSettings.from_config(config), config["sync_rate"])
+
+    def access(self, ctx: Any, config: Mapping[str, Any]) -> Any:
+        limits = {period: config[period] for period in PERIODS if config[period] is not None}
+        route, service = (ctx.route or {}).get("id"), (ctx.service or {}).get("id")
+        identifier = f"{route}:{service}:{_identifier(ctx, config)}"
+        now = self._reactor().seconds()
+        try:
+            result = self._policy(config).consume(identifier, limits, now)
+        except StoreUnavailable:
+            return self._unavailable(ctx, config, Failure())
+        if isinstance(result, Deferred):
+            return result.addCallbacks(lambda usage: self._decide(ctx, config, limits, usage, now),
+                                       lambda failure: self._unavailable(ctx, config, failure))
+        self._decide(ctx, config, limits, result, now)
+        return None
+
+    def _unavailable(self, ctx: Any, config: Mapping[str, Any], failure: Failure) -> None:
+        if not config["fault_tolerant"] or not failure.check(StoreUnavailable):
+            failure.raiseException()
+        ctx.log.error("failed to get usage: {why}; the request is let through (fault_tolerant)",
+                      why=failure.getErrorMessage())
+
+    def _decide(self, ctx: Any, config: Mapping[str, Any], limits: Mapping[str, float], usage: Usage,
+                now: float) -> None:
+        stop = usage.stop
+        if not config["hide_client_headers"]:
+            headers: dict[str, str] = {}
+            best: tuple[float, int, float] | None = None
+            reset = 1
+            for period, limit in limits.items():
+                remaining = limit - usage.counts[period]
+                if stop is None or stop == period:
+                    remaining -= 1
+                remaining = max(0, remaining)
+                start, end = window(period, now)
+                length = end - start
+                if best is None or remaining < best[0] or (remaining == best[0] and length > best[1]):
+                    best = (remaining, length, limit)
+                    reset = max(1, math.ceil(end - now))
+                title = period.capitalize()
+                headers[f"X-RateLimit-Limit-{title}"] = _number(limit)
+                headers[f"X-RateLimit-Remaining-{title}"] = _number(remaining)
+            assert best is not None
+            headers["RateLimit-Limit"] = _number(best[2])
+            headers["RateLimit-Remaining"] = _number(best[0])
+            headers["RateLimit-Reset"] = str(reset)
+            if stop is not None:
+                headers["Retry-After"] = str(reset)
+            ctx.plugin["headers"] = headers
+        if stop is not None:
+            ctx.exit(config["error_code"], {"message": config["error_message"]})
+
+    def header_filter(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        for name, value in (ctx.plugin.get("headers") or {}).items():
+            ctx.response.set_header(name, value)
+
+    def node_service(self, node: Any) -> Service:
+        """
+        A service giving the node's database to the cluster policy, and
+        syncing and closing every counter store when the node stops.
+        """
+        return _CountersService(self.stores, node.reactor, node.dsn)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
