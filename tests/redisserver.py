@@ -36,7 +36,8 @@ class RedisServer:
     @ivar pid: its process id while it runs, else C{None}.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        self._extra = list(extra)
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
@@ -57,7 +58,7 @@ class RedisServer:
             self._process = subprocess.Popen(
                 [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", str(self._root), "--daemonize", "no",
-                 "--protected-mode", "no"],
+                 "--protected-mode", "no", *self._extra],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         finally:
             log.close()
@@ -74,25 +75,30 @@ class RedisServer:
 
     def ping(self) -> bool:
         """
-        Whether the server answers PING now (blocking, briefly).
+        Whether the server answers PING now (blocking, briefly; an error
+        such as NOAUTH counts as an answer).
         """
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(64)[:1] in (b"+", b"-")
         except OSError:
             return False
 
-    def command(self, *args: str) -> bytes:
+    def command(self, *commands: tuple[str, ...]) -> bytes:
         """
-        Send one command (blocking) and return the raw reply.
+        Send commands on one connection (blocking) and return the raw
+        replies, e.g. C{command(("SELECT", "2"), ("KEYS", "*"))}.
         """
-        parts = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            data = arg.encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        parts = []
+        for args in commands:
+            parts.append(b"*%d\r\n" % len(args))
+            for arg in args:
+                data = arg.encode()
+                parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
             sock.sendall(b"".join(parts))
+            time.sleep(0.05)
             return sock.recv(65536)
 
     def stop(self) -> None:
@@ -140,8 +146,8 @@ class RedisMixin:
     the test may stop, removed when the test ends.
     """
 
-    def private_redis(self) -> RedisServer:
-        server = RedisServer()
+    def private_redis(self, *extra: str) -> RedisServer:
+        server = RedisServer(*extra)
         self.addCleanup(server.remove)  # type: ignore[attr-defined]
         server.start()
         return server

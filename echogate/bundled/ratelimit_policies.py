@@ -344,7 +344,8 @@ class PostgresCounters:
             else:
                 await query(connection, "SELECT 1")
             if cleanup:
-                await query(connection, "DELETE FROM ratelimiting_counters WHERE expires_at < %s", (int(now),))
+                await connection.runOperation("DELETE FROM ratelimiting_counters WHERE expires_at < %s",
+                                              (int(now),))
             return totals
 
         try:

@@ -18,6 +18,7 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echogate.bundled.ratelimit_policies import (
@@ -100,6 +101,7 @@ class RedisClient:
         self._retry_delay = retry_delay
         self._protocol: Any = None
         self._connecting: Deferred | None = None
+        self._waiters: list[Deferred] = []
         self._retry_at = 0.0
         self._closed = False
 
@@ -143,23 +145,30 @@ class RedisClient:
             return protocol
         if self._closed:
             raise StoreUnavailable("the Redis connection is closed")
+        waiter: Deferred = Deferred()
+        self._waiters.append(waiter)
         if self._connecting is None:
             if self._reactor.seconds() < self._retry_at:
+                self._waiters.remove(waiter)
                 raise StoreUnavailable(f"Redis at {self._where()} is unreachable")
             self._connecting = ensureDeferred(self._connect())
-        connecting = self._connecting
-        waiter: Deferred = Deferred()
-        connecting.addBoth(lambda r: (waiter.callback(r), r)[1])
+            self._connecting.addBoth(self._connected)
         try:
-            protocol = await waiter
+            return await waiter
         except Exception as e:
-            self._failed(e)
             raise StoreUnavailable(f"cannot reach Redis at {self._where()}: {_why(e)}") from None
-        finally:
-            if self._connecting is connecting:
-                self._connecting = None
-        self._protocol = protocol
-        return protocol
+
+    def _connected(self, result: Any) -> None:
+        self._connecting = None
+        waiters, self._waiters = self._waiters, []
+        if isinstance(result, Failure):
+            self._failed(result.value)
+            for waiter in waiters:
+                waiter.errback(result)
+            return
+        self._protocol = result
+        for waiter in waiters:
+            waiter.callback(result)
 
     def _failed(self, error: Exception) -> None:
         if self._reactor.seconds() >= self._retry_at:
