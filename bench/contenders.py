@@ -1,0 +1,235 @@
+"""
+The scenarios and the contenders: what is measured, and every server
+that is measured, each started on 127.0.0.1 and pinned to the server
+core.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import attrs
+
+from bench import nginx
+from bench.gateway import EchogateNode
+from bench.processes import BenchError, CoreLayout, Process
+
+__all__ = ["Scenario", "SCENARIOS", "Contender", "CONTENDERS", "DEFAULT_CONTENDERS", "PYPY_CONTENDERS",
+           "Running", "Bench", "Runtime", "describe_runtime"]
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+@attrs.frozen
+class Scenario:
+    """
+    One kind of load: which upstream answer (C{kind}: C{small}, C{large}
+    or C{post}), how many connections, and the POST body size.
+    """
+
+    name: str
+    kind: str
+    connections: int
+    description: str
+    post_bytes: int = 0
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("small-50", "small", 50, "GET, 100-byte answer, 50 connections"),
+    Scenario("small-500", "small", 500, "GET, 100-byte answer, 500 connections"),
+    Scenario("large-50", "large", 50, "GET, 1 MiB answer, 50 connections"),
+    Scenario("post-64k", "post", 50, "POST with a 64 KiB body, 100-byte answer, 50 connections",
+             post_bytes=64 * 1024),
+)}
+
+
+@attrs.frozen
+class Runtime:
+    """
+    A Python to run the Twisted contenders with: C{bin_dir} holds its
+    C{python} (or C{pypy3}) and C{twistd}.
+    """
+
+    name: str
+    bin_dir: Path
+    python: Path
+    echogate: bool = True
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.name == "CPython" else f" ({self.name})"
+
+
+@attrs.define
+class Bench:
+    """
+    What every contender needs: the work directory, the core layout, the
+    upstream's port, and a way to get a fresh migrated database.
+    """
+
+    directory: Path
+    cores: CoreLayout
+    upstream: Process
+    upstream_port: int
+    database: Callable[[], str]
+
+
+@attrs.define
+class Running:
+    """
+    A started contender: its server process (whose RSS and CPU are
+    watched), the port to load, the path prefix its route needs, and a
+    note for the report.
+    """
+
+    process: Process
+    port: int
+    stop: Callable[[], None]
+    prefix: str = ""
+    note: str = ""
+
+
+@attrs.frozen
+class Contender:
+    """
+    One server to measure.
+
+    @ivar scenarios: the scenarios it takes part in (C{None}: all).
+    @ivar python: whether it is a Python program (then it can run under
+        PyPy too).
+    @ivar echogate: whether it is echogate (then it needs a database).
+    """
+
+    name: str
+    description: str
+    start: Callable[[Bench, Runtime], Running]
+    scenarios: tuple[str, ...] | None = None
+    python: bool = True
+    echogate: bool = False
+
+    def takes_part(self, scenario: str) -> bool:
+        return self.scenarios is None or scenario in self.scenarios
+
+
+def _direct(bench: Bench, runtime: Runtime) -> Running:
+    return Running(bench.upstream, bench.upstream_port, lambda: None)
+
+
+def _nginx_proxy(bench: Bench, runtime: Runtime) -> Running:
+    process, port = nginx.start_proxy(bench.directory, bench.upstream_port, bench.cores.proxy)
+    return Running(process, port, process.stop)
+
+
+def _script(name: str, *arguments: str) -> Callable[[Bench, Runtime], Running]:
+    def start(bench: Bench, runtime: Runtime) -> Running:
+        label = f"{name}-{runtime.name.lower()}"
+        process = Process(label, [str(runtime.python), str(HERE / f"{name}.py"), "--port", "0",
+                                  *[a.format(upstream=bench.upstream_port) for a in arguments]],
+                          bench.directory / f"{label}.log", cpus=bench.cores.proxy)
+        process.start()
+        port = int(process.wait_for_log(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        return Running(process, port, process.stop)
+
+    return start
+
+
+def _node(bench: Bench, runtime: Runtime, label: str) -> EchogateNode:
+    name = f"{label}-{runtime.name.lower()}"
+    node = EchogateNode(name, runtime.bin_dir, bench.database(), bench.directory / name,
+                        bench.cores.proxy)
+    node.start()
+    node.add_service("bench", bench.upstream_port)
+    return node
+
+
+def _echogate(plugins: int) -> Callable[[Bench, Runtime], Running]:
+    """
+    echogate with one route (C{/}) and up to C{plugins} bundled plugins on it.
+    """
+
+    def start(bench: Bench, runtime: Runtime) -> Running:
+        label = {0: "echogate", 1: "echogate-header-echo"}.get(plugins, f"echogate-{plugins}-plugins")
+        node = _node(bench, runtime, label)
+        route = node.add_route("bench", "bench", paths=["/"])
+        node.wait_until_served(nginx.PATHS["small"])
+        note = ""
+        if plugins == 1:
+            kept = node.add_plugins(route["id"], ["header-echo"], nginx.PATHS["small"], 1)
+            if kept != ["header-echo"]:
+                raise BenchError("header-echo is not available or does not let requests through")
+        elif plugins:
+            kept = node.add_plugins(route["id"], node.available_plugins(), nginx.PATHS["small"], plugins)
+            note = f"{len(kept)} plugins: {', '.join(kept)}"
+            if len(kept) < plugins:
+                note += f" (only {len(kept)} bundled plugins let every request through)"
+        return Running(node.process, node.proxy_port, node.stop, note=note)
+
+    return start
+
+
+def _echogate_routes(total: int) -> Callable[[Bench, Runtime], Running]:
+    """
+    echogate with C{total} routes: the one the requests match (C{/bench},
+    strip_path), a last one added through the Admin API (C{/last}, to know
+    when the node has loaded everything) and fillers the requests never
+    match, written straight to the database (L{bench.routes}).
+    """
+
+    def start(bench: Bench, runtime: Runtime) -> Running:
+        node = _node(bench, runtime, f"echogate-{total}-routes")
+        service = node.api.call("GET", "/services/bench")
+        node.add_route("bench", "bench", paths=["/bench"])
+        if total > 2:
+            done = subprocess.run([sys.executable, "-m", "bench.routes", node.database, service["id"], "0",
+                                   str(total - 2)], cwd=REPO, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BenchError(f"writing {total - 2} routes failed:\n{done.stderr[-3000:]}")
+        if total > 1:
+            node.add_route("bench", "last", paths=["/last"])
+            node.wait_until_served("/last" + nginx.PATHS["small"], timeout=300)
+        node.wait_until_served("/bench" + nginx.PATHS["small"])
+        return Running(node.process, node.proxy_port, node.stop, prefix="/bench",
+                       note=f"{total} routes")
+
+    return start
+
+
+CONTENDERS: dict[str, Contender] = {c.name: c for c in (
+    Contender("direct", "the upstream itself (nginx, no proxy)", _direct, python=False),
+    Contender("nginx", "nginx proxy_pass, keep-alive pool of 100 upstream connections",
+              _nginx_proxy, python=False),
+    Contender("twisted-proxy", "twisted.web.proxy.ReverseProxyResource (HTTP/1.0, a connection "
+              "per request)", _script("reverse_proxy", "--upstream-port", "{upstream}")),
+    Contender("agent-proxy", "minimal Agent proxy, persistent pool of 100, an endpoint per request",
+              _script("agent_proxy", "--upstream-port", "{upstream}")),
+    Contender("agent-proxy-cached", "minimal Agent proxy, persistent pool of 100, one cached endpoint",
+              _script("agent_proxy", "--upstream-port", "{upstream}", "--cached-endpoint")),
+    Contender("hello", "bare twisted.web resource answering from memory (the ceiling)",
+              _script("hello")),
+    Contender("echogate", "echogate, one route, no plugins", _echogate(0), echogate=True),
+    Contender("echogate-header-echo", "echogate, one route, header-echo", _echogate(1), echogate=True),
+    Contender("echogate-5-plugins", "echogate, one route, five bundled plugins", _echogate(5),
+              echogate=True),
+    Contender("echogate-10-routes", "echogate, 10 routes, no plugins", _echogate_routes(10),
+              scenarios=("small-50",), echogate=True),
+    Contender("echogate-10000-routes", "echogate, 10,000 routes, no plugins",
+              _echogate_routes(10_000), scenarios=("small-50",), echogate=True),
+)}
+
+#: What runs unless C{--contenders} says otherwise.
+DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "hello", "echogate",
+                      "echogate-header-echo", "echogate-5-plugins", "echogate-10-routes",
+                      "echogate-10000-routes")
+
+#: The contenders that also run under PyPy when it is there.
+PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "hello", "echogate", "echogate-header-echo")
+
+
+def describe_runtime(runtime: Runtime) -> str:
+    out = subprocess.run([str(runtime.python), "-c", "import sys, twisted; print(sys.version.split()[0], "
+                          "'Twisted', twisted.__version__)"], capture_output=True, text=True)
+    return f"{runtime.name} {out.stdout.strip()}"
+

@@ -1,0 +1,177 @@
+"""
+The benchmark's report: medians of the runs, one markdown table per
+scenario, and the issue's targets as ratios measured in the same run,
+each marked met or not met.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Callable, Mapping, Sequence
+
+import attrs
+
+from bench.loadgen import LoadResult
+
+__all__ = ["Summary", "summarize", "Target", "targets", "scenario_table", "targets_table"]
+
+
+@attrs.frozen
+class Summary:
+    """
+    The runs of one contender in one scenario: medians of req/s and
+    latencies, the highest peak RSS, the median CPU use, all errors.
+    """
+
+    runs: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    peak_rss_mb: float
+    cpu: float
+    errors: int
+    bytes_per_request: float
+    all_rps: tuple[float, ...]
+
+
+def summarize(results: Sequence[LoadResult]) -> Summary:
+    """
+    The L{Summary} of one or more runs.
+    """
+    requests = sum(r.requests for r in results)
+    return Summary(
+        runs=len(results),
+        rps=statistics.median(r.rps for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        peak_rss_mb=max(r.peak_rss_kb for r in results) / 1024,
+        cpu=statistics.median(r.cpu for r in results),
+        errors=sum(r.error_count for r in results),
+        bytes_per_request=sum(r.bytes for r in results) / requests if requests else 0.0,
+        all_rps=tuple(round(r.rps) for r in results),
+    )
+
+
+def scenario_table(rows: Sequence[tuple[str, Summary]]) -> str:
+    """
+    One markdown table: a row per contender.
+    """
+    lines = ["| contender | req/s | p50 ms | p99 ms | peak RSS MB | server CPU | errors | req/s of each run |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for label, s in rows:
+        lines.append(f"| {label} | {s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.peak_rss_mb:.1f} "
+                     f"| {s.cpu:.0%} | {s.errors} | {', '.join(f'{r:,}' for r in s.all_rps)} |")
+    return "\n".join(lines)
+
+
+@attrs.frozen
+class Target:
+    """
+    One of the issue's targets, as measured: C{value} (C{None} when it
+    could not be measured, C{why} then says why) against C{goal}.
+    """
+
+    name: str
+    measured: str
+    goal: str
+    met: bool | None
+    why: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.met is None:
+            return f"not measured: {self.why}" if self.why else "reported"
+        return "**met**" if self.met else "**not met**"
+
+
+Lookup = Callable[[str, str], "Summary | None"]
+
+
+def _ratio(name: str, top: Summary | None, bottom: Summary | None, goal: float,
+           missing: str, percent: bool = False) -> Target:
+    shown = f"≥ {goal:.0%}" if percent else f"≥ {goal:g}×"
+    if top is None or bottom is None or not bottom.rps:
+        return Target(name, "–", shown, None, missing)
+    ratio = top.rps / bottom.rps
+    measured = f"{ratio:.0%}" if percent else f"{ratio:.2f}×"
+    measured += f" ({top.rps:,.0f} / {bottom.rps:,.0f} req/s)"
+    return Target(name, measured, shown, ratio >= goal)
+
+
+def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
+    """
+    The issue's targets from the summaries C{get(contender_label, scenario)}.
+
+    @param pypy_label: the suffix of PyPy contenders' labels, or C{None}
+        when PyPy did not run (C{pypy_why} says why).
+    """
+    out = [
+        _ratio("echogate (one route, header-echo) vs ReverseProxyResource, small-50",
+               get("echogate-header-echo", "small-50"), get("twisted-proxy", "small-50"), 3,
+               "needs echogate-header-echo and twisted-proxy in small-50"),
+        _ratio("echogate (one route, header-echo) vs ReverseProxyResource, small-500",
+               get("echogate-header-echo", "small-500"), get("twisted-proxy", "small-500"), 3,
+               "needs echogate-header-echo and twisted-proxy in small-500"),
+        _ratio("echogate (one route, no plugins) vs bare Twisted hello, small-50",
+               get("echogate", "small-50"), get("hello", "small-50"), 0.35,
+               "needs echogate and hello in small-50", percent=True),
+        _ratio("10,000 routes vs 10 routes, small-50",
+               get("echogate-10000-routes", "small-50"), get("echogate-10-routes", "small-50"), 0.9,
+               "needs echogate-10-routes and echogate-10000-routes", percent=True),
+    ]
+    large = get("echogate", "large-50")
+    if large is None:
+        out.append(Target("echogate peak RSS, 1 MiB bodies, 50 connections", "–", "< 150 MB", None,
+                          "needs echogate in large-50"))
+    else:
+        small = get("echogate", "small-50")
+        growth = f"; {small.peak_rss_mb:.0f} MB with 100-byte bodies" if small else ""
+        out.append(Target("echogate peak RSS, 1 MiB bodies, 50 connections",
+                          f"{large.peak_rss_mb:.0f} MB{growth}", "< 150 MB", large.peak_rss_mb < 150))
+    for scenario, goal in (("small-50", 2.0), ("large-50", None)):
+        name = f"echogate under PyPy vs CPython, {scenario}"
+        shown = f"≥ {goal:g}×" if goal else "reported"
+        pypy = get("echogate" + pypy_label, scenario) if pypy_label else None
+        cpython = get("echogate", scenario)
+        if pypy is None or cpython is None:
+            why = "see PyPy below" if pypy_why else f"needs echogate in {scenario} under both"
+            out.append(Target(name, "–", shown, None, why))
+            continue
+        ratio = pypy.rps / cpython.rps
+        out.append(Target(name, f"{ratio:.2f}× ({pypy.rps:,.0f} / {cpython.rps:,.0f} req/s)", shown,
+                          ratio >= goal if goal else None))
+    out.append(Target("2 workers vs 1 (--workers 2)", "–", "≥ 1.6×", None,
+                      "echogate has no --workers option yet"))
+    return out
+
+
+def baseline_ratios(get: Lookup, pypy_label: str | None) -> list[tuple[str, str]]:
+    """
+    Ratios between the baselines, for context (no targets).
+    """
+    pairs = [("agent-proxy", "twisted-proxy"), ("hello", "agent-proxy"), ("nginx", "echogate"),
+             ("echogate-5-plugins", "echogate"), ("echogate-header-echo", "echogate")]
+    if pypy_label:
+        pairs += [(c + pypy_label, c) for c in ("hello", "agent-proxy", "twisted-proxy")]
+    out = []
+    for top, bottom in pairs:
+        for scenario in ("small-50", "large-50"):
+            a, b = get(top, scenario), get(bottom, scenario)
+            if a is not None and b is not None and b.rps:
+                out.append((f"{top} / {bottom}, {scenario}", f"{a.rps / b.rps:.2f}×"))
+    return out
+
+
+def targets_table(items: Sequence[Target], extra: Sequence[tuple[str, str]] = ()) -> str:
+    lines = ["| target | measured | goal | verdict |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.measured} | {t.goal} | {t.verdict} |" for t in items]
+    if extra:
+        lines += ["", "| ratio (context, no target) | measured |", "|---|---:|"]
+        lines += [f"| {name} | {value} |" for name, value in extra]
+    return "\n".join(lines)
+
+
+def merge(rows: Mapping[tuple[str, str], Sequence[LoadResult]]) -> dict[tuple[str, str], Summary]:
+    """
+    Summaries by (contender label, scenario).
+    """
+    return {key: summarize(results) for key, results in rows.items() if results}
