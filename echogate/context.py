@@ -142,6 +142,20 @@ class ClientRequest:
         """
         return HeaderEditor(self._request.requestHeaders).get_headers()
 
+    @property
+    def body_size(self) -> int:
+        """
+        The size of the request body received, without reading it.
+        """
+        content = self._request.content
+        if content is None:
+            return 0
+        position = content.tell()
+        try:
+            return content.seek(0, 2)
+        finally:
+            content.seek(position)
+
     def body(self) -> bytes:
         """
         The request body (requests are buffered before routing, spooled to
@@ -164,15 +178,38 @@ class UpstreamRequest(HeaderEditor):
     @ivar path: the path sent upstream (normalised, joined to the
         service's path).
     @ivar query: the query string sent upstream.
+    @ivar method: the method sent upstream (the client's unless changed).
+    @ivar body: the body sent upstream instead of the client's, or C{None}
+        for the client's own.
     """
 
-    __slots__ = ("headers", "path", "query")
+    __slots__ = ("headers", "path", "query", "method", "body")
 
-    def __init__(self, headers: Headers, path: str, query: str):
+    def __init__(self, headers: Headers, path: str, query: str, method: str = "GET"):
         super().__init__(headers)
         self.headers = headers
         self.path = path
         self.query = query
+        self.method = method
+        self.body: bytes | None = None
+
+    def set_method(self, method: str) -> None:
+        """
+        Call the service with C{method} instead (the client still gets the
+        response as an answer to its own method).
+        """
+        if not method or not method.isascii() or not method.isalpha():
+            raise ValueError(f"invalid HTTP method {method!r}")
+        self.method = method.upper()
+
+    def set_body(self, body: bytes) -> None:
+        """
+        Send C{body} to the service instead of the client's body (the
+        gateway writes the Content-Length).
+        """
+        if not isinstance(body, bytes):
+            raise TypeError("an upstream body must be bytes")
+        self.body = body
 
     def set_path(self, path: str) -> None:
         """
@@ -427,6 +464,14 @@ class PluginContext:
     @property
     def consumer(self) -> dict | None:
         return self._ctx.consumer
+
+    @property
+    def match(self) -> Any:
+        """
+        How the route matched (L{echogate.router.Match}: C{captures},
+        C{named_captures}, C{stripped}, ...), or C{None} before routing.
+        """
+        return self._ctx.match
 
     @property
     def credential(self) -> dict | None:

@@ -10,8 +10,6 @@ once the response is finished or the client went away.
 """
 from __future__ import annotations
 
-import io
-import os
 import json
 from typing import Any, Callable, Iterator, Mapping
 
@@ -19,7 +17,6 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
-from twisted.web.client import FileBodyProducer
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -29,7 +26,7 @@ from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.paths import normalize_path
 from echogate.runner import PluginFailure, Step, call_phase, run_steps
 from echogate.site import SERVER, UNEXPECTED, Counters, GatewayRequest, GatewaySite
-from echogate.streaming import BodyStreamer, BytesProducer, Drain
+from echogate.streaming import BodyStreamer, Drain, RequestBody
 from echogate.upstream import VIA, TrustedNetworks, UpstreamClient, copy_end_to_end, upstream_headers
 
 _log = Logger(namespace="echogate.proxy")
@@ -221,6 +218,7 @@ class Gateway:
             ),
             match.upstream_path,
             ctx.request.query,
+            ctx.request.method,
         )
         ctx.configs = {}
         pending = run_steps(ctx.steps, lambda s: self._access(ctx, s), lambda: ctx.exit is not None)
@@ -252,24 +250,6 @@ class Gateway:
 
     # -- upstream ----------------------------------------------------------
 
-    def _body_factory(self, request: GatewayRequest) -> Callable[[], Any] | None:
-        headers = request.requestHeaders
-        if not (headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")):
-            return None
-        content = request.content
-        if isinstance(content, io.BytesIO):  # small bodies stay in memory
-            data = content.getvalue()
-            return lambda: BytesProducer(data)
-
-        def producer() -> FileBodyProducer:
-            # Its own descriptor: the request closes its body file when it
-            # finishes, which may be before the producer's last read.
-            own = os.fdopen(os.dup(content.fileno()), "rb")
-            own.seek(0)
-            return FileBodyProducer(own)
-
-        return producer
-
     def _proxy(self, request: GatewayRequest, ctx: RequestContext) -> None:
         if ctx.exit is not None:
             self._respond_exit(request, ctx)
@@ -279,8 +259,8 @@ class Gateway:
         if upstream.query:
             target += b"?" + upstream.query.encode("latin-1")
         ctx.upstream_started = self._clock.seconds()
-        d = self._upstream.request(ctx.service, request.method, target, upstream.headers,
-                                   self._body_factory(request))
+        body = RequestBody(data=upstream.body) if upstream.body is not None else RequestBody.of_request(request)
+        d = self._upstream.request(ctx.service, upstream.method.encode("ascii"), target, upstream.headers, body)
         ctx.pending = d
         d.addCallbacks(self._got_response, self._upstream_failed, (request, ctx), None, (request, ctx))
 
@@ -309,11 +289,10 @@ class Gateway:
         headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
         headers.setRawHeaders(b"x-echogate-proxy-latency", [_ms(ctx.started, ctx.upstream_started)])
         body_filters = [s for s in ctx.steps if s.body_filter is not None]
-        if body_filters:
-            headers.removeHeader(b"content-length")
-        elif isinstance(response.length, int) and request.method != b"HEAD":
+        if isinstance(response.length, int) and request.method != b"HEAD":
             # Agent keeps the upstream's Content-Length to itself; restoring it
-            # keeps the response unchunked when nothing changes the body.
+            # keeps the response unchunked. As in Kong, a plugin whose
+            # body_filter changes the body's length removes it in header_filter.
             headers.setRawHeaders(b"content-length", [b"%d" % response.length])
         _overlay(headers, state.headers)
         state.replace_headers(headers)

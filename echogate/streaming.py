@@ -5,12 +5,14 @@ bodies sent upstream in one write.
 """
 from __future__ import annotations
 
+import io
+import os
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
@@ -44,6 +46,45 @@ class BytesProducer:
 
     def stopProducing(self) -> None:
         pass
+
+
+class RequestBody:
+    """
+    The body to send upstream: bytes in memory, or the request's spooled
+    body file. Each attempt (retries) gets a fresh producer.
+    """
+
+    def __init__(self, data: bytes | None = None, file: Any = None):
+        self._data = data
+        self._file = file
+
+    def producer(self) -> Any:
+        if self._data is not None:
+            return BytesProducer(self._data)
+        # Its own descriptor: the request closes its body file when it
+        # finishes, which may be before the producer's last read.
+        own = os.fdopen(os.dup(self._file.fileno()), "rb")
+        own.seek(0)
+        return FileBodyProducer(own)
+
+    def read(self) -> bytes:
+        if self._data is not None:
+            return self._data
+        self._file.seek(0)
+        return self._file.read()
+
+    @classmethod
+    def of_request(cls, request: Any) -> "RequestBody | None":
+        """
+        The client's body, or C{None} when the request has none.
+        """
+        headers = request.requestHeaders
+        if not (headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")):
+            return None
+        content = request.content
+        if isinstance(content, io.BytesIO):  # small bodies stay in memory
+            return cls(data=content.getvalue())
+        return cls(file=content)
 
 
 _END = object()  # marks the end of the body in a queue of chunks

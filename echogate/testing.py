@@ -147,23 +147,13 @@ class FunctionUpstream:
         self.seen: list[UpstreamRequestSeen] = []
 
     def request(self, service: dict, method: bytes, target: bytes, headers: Headers,
-                body_factory: Any = None) -> Deferred:
-        body = b""
-        if body_factory is not None:
-            chunks: list[bytes] = []
-
-            class _Collect:
-                def write(self, data: bytes) -> None:
-                    chunks.append(data)
-
-            body_factory().startProducing(_Collect())
-            body = b"".join(chunks)
+                body: Any = None) -> Deferred:
         seen = UpstreamRequestSeen(
             method=method.decode("latin-1"),
             path=target.decode("latin-1"),
             headers={k.decode("latin-1").lower(): [v.decode("latin-1") for v in vs]
                      for k, vs in headers.getAllRawHeaders()},
-            body=body,
+            body=body.read() if body is not None else b"",
         )
         self.seen.append(seen)
         d = maybeDeferred(self._handler, seen)

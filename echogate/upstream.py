@@ -227,13 +227,13 @@ class UpstreamClient:
         method: bytes,
         target: bytes,
         headers: Headers,
-        body_factory: Any = None,
+        body: Any = None,
     ) -> Deferred:
         """
         Send one request to C{service}, retrying connection failures up to
-        the service's C{retries}. C{target} is the path and query;
-        C{body_factory()} makes a fresh body producer for each attempt (or
-        is C{None}). The whole exchange up to the response headers is
+        the service's C{retries}. C{target} is the path and query; C{body}
+        (an L{echogate.streaming.RequestBody} or C{None}) makes a fresh
+        producer for each attempt. The whole exchange up to the response headers is
         bounded by the service's write and read timeouts.
 
         @return: a Deferred firing with the L{twisted.web.iweb.IResponse},
@@ -247,13 +247,13 @@ class UpstreamClient:
         hostport = host if ":" not in host else f"[{host}]"
         uri = f"{scheme}://{hostport}:{port}".encode() + target
         retries = service.get("retries", 5)
-        deadline = (service.get("read_timeout", 60000) + (service.get("write_timeout", 60000) if body_factory else 0)) / 1000.0
+        deadline = (service.get("read_timeout", 60000) + (service.get("write_timeout", 60000) if body is not None else 0)) / 1000.0
         attempt = {"current": None, "timed_out": False, "n": 0}
         result: Deferred = Deferred(lambda d: attempt["current"] and attempt["current"].cancel())
 
         def send() -> None:
-            body = body_factory() if body_factory is not None else None
-            d = attempt["current"] = agent.request(method, uri, headers, body)
+            producer = body.producer() if body is not None else None
+            d = attempt["current"] = agent.request(method, uri, headers, producer)
             timer = self._reactor.callLater(deadline, timeout, d)
             d.addBoth(done, timer)
 

@@ -267,12 +267,32 @@ class PhaseOrderTests(SynchronousTestCase):
         def bang(self: Any, ctx: Any, config: Any, chunk: bytes) -> bytes:
             return chunk + b"!" if ctx.response.eof else b"[" + chunk + b"]"
 
+        def unsized(self: Any, ctx: Any, config: Any) -> None:
+            ctx.response.remove_header("Content-Length")
+
         harness = with_upstream(
-            harness_of(make_plugin("upper", 20, body_filter=upper), make_plugin("bang", 10, body_filter=bang)),
+            harness_of(make_plugin("upper", 20, body_filter=upper),
+                       make_plugin("bang", 10, body_filter=bang, header_filter=unsized)),
             ChunkedUpstream([b"ab", b"cd"]))
         response = self.successResultOf(harness.request("GET", "/"))
         self.assertEqual(response.body, b"[AB][CD]!")
         self.assertIsNone(response.header("content-length"))
+
+    def test_bodyFilterKeepsContentLength(self) -> None:
+        """
+        A C{body_filter} that leaves the length alone keeps the upstream's
+        Content-Length (as in Kong, only a plugin that changes the length
+        removes it).
+        """
+
+        def upper(self: Any, ctx: Any, config: Any, chunk: bytes) -> bytes:
+            return chunk.upper()
+
+        harness = with_upstream(harness_of(make_plugin("upper", 20, body_filter=upper)),
+                                ChunkedUpstream([b"ab", b"cd"]))
+        response = self.successResultOf(harness.request("GET", "/"))
+        self.assertEqual(response.body, b"ABCD")
+        self.assertEqual(response.header("content-length"), "4")
 
     def test_bodyFilterDropsAndKeeps(self) -> None:
         """

@@ -253,17 +253,19 @@ class BodyTests(RequestTransformerTestCase):
 
     def test_upstreamLength(self) -> None:
         """
-        The service is told the new body's length.
+        The new body replaces the client's on the way upstream (the client's
+        request itself is left as it was sent; the gateway writes the new
+        Content-Length).
         """
         seen = []
 
         def access(self_: Any, ctx: Any, config: Any) -> None:
-            seen.append((ctx.request.get_header("content-length"), ctx.request.body()))
+            seen.append((ctx.request.get_header("content-length"), ctx.upstream.body))
 
         gateway = GatewayHarness([RequestTransformer(), make_plugin("reader", 1, access=access)],
                                  configs=[(NAME, {"add": {"body": ["a:1"]}}), ("reader", {})])
         self.send(gateway, "POST", headers={"Content-Type": "application/json"}, body=b"{}")
-        self.assertEqual(seen, [("9", b'{"a":"1"}')])
+        self.assertEqual(seen, [("2", b'{"a":"1"}')])
 
     def test_getWithBodyAdded(self) -> None:
         """

@@ -14,7 +14,6 @@ is forwarded, not whether it is received. See docs/plugins/.
 """
 from __future__ import annotations
 
-import io
 from typing import Any, Mapping
 
 from echogate._version import __version__
@@ -26,25 +25,6 @@ UNITS = {"megabytes": 1024 * 1024, "kilobytes": 1024, "bytes": 1}
 
 TOO_LARGE = "Request size limit exceeded"
 LENGTH_REQUIRED = "A valid Content-Length header is required"
-
-
-def received_size(ctx: Any) -> int:
-    """
-    The size of the body the gateway received, without reading it.
-
-    PDK gap: C{ctx.request.body()} reads the whole body back (from disk
-    when large) to learn its size; the PDK should offer
-    C{ctx.request.body_size}. Until then this looks at the request's body
-    file directly.
-    """
-    content = getattr(ctx.request._request, "content", None)
-    if content is None:
-        return 0
-    position = content.tell()
-    try:
-        return content.seek(0, io.SEEK_END)
-    finally:
-        content.seek(position)
 
 
 def _content_length(value: str | None) -> int | None:
@@ -78,7 +58,7 @@ class RequestSizeLimiting(GatewayPlugin):
             if config["require_content_length"] and not chunked:
                 ctx.exit(411, {"message": LENGTH_REQUIRED})
                 return
-            length = received_size(ctx)
+            length = ctx.request.body_size
         limit = config["allowed_payload_size"]
         if limit is None:
             return

@@ -13,7 +13,6 @@ method, headers, the body, the query string.
 """
 from __future__ import annotations
 
-import io
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
@@ -73,46 +72,8 @@ def _values(description: str) -> Record:
     })
 
 
-def _raw_request(ctx: Any) -> Any:
-    """
-    The twisted.web request behind C{ctx}.
-
-    PDK gap: C{ctx.upstream} can change headers, path and query but not the
-    method or the body, so this plugin changes the gateway's request
-    object, which the proxy reads them from when it calls the service.
-    """
-    return ctx.request._request
-
-
-def set_upstream_body(ctx: Any, body: bytes) -> None:
-    """
-    Send C{body} to the service instead of the client's body (a workaround
-    until the PDK offers C{ctx.upstream.set_body}).
-    """
-    request = _raw_request(ctx)
-    old = request.content
-    request.content = io.BytesIO(body)
-    request.requestHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
-    request.requestHeaders.removeHeader(b"transfer-encoding")
-    if old is not None:
-        old.close()
-
-
-def set_upstream_method(ctx: Any, method: str) -> None:
-    """
-    Call the service with C{method} (a workaround until the PDK offers
-    C{ctx.upstream.set_method}). The client's method is restored in
-    C{header_filter}, before the response is written: Twisted decides from
-    it whether the response has a body (HEAD).
-    """
-    request = _raw_request(ctx)
-    ctx.plugin.setdefault("client_method", request.method)
-    request.method = method.encode("ascii")
-
-
 def _environment(ctx: Any) -> TemplateEnvironment:
-    raw_ctx = ctx._ctx
-    match = getattr(raw_ctx, "match", None)
+    match = ctx.match
     captures: tuple = ()
     named: Mapping[str, Any] = {}
     if match is not None and match.matched_path is not None and match.matched_path.startswith("~"):
@@ -177,13 +138,8 @@ class RequestTransformer(GatewayPlugin):
         if any(config[op]["querystring"] for op in ("remove", "rename", "replace", "add", "append")):
             self._query(ctx, config, render)
 
-    def header_filter(self, ctx: Any, config: Mapping[str, Any]) -> None:
-        method = ctx.plugin.pop("client_method", None)
-        if method is not None:
-            _raw_request(ctx).method = method
-
     def _method(self, ctx: Any, method: str) -> None:
-        set_upstream_method(ctx, method)
+        ctx.upstream.set_method(method)
         if method not in _QUERY_METHODS or body_kind(ctx.request.get_header("content-type")) != FORM:
             return
         body = Table.parse(ctx.request.body().decode("utf-8", "replace"))
@@ -229,7 +185,7 @@ class RequestTransformer(GatewayPlugin):
             return
         body = transform_body(config, content_type, ctx.request.body(), render)
         if body is not None:
-            set_upstream_body(ctx, body)
+            ctx.upstream.set_body(body)
 
     def _query(self, ctx: Any, config: Mapping[str, Any], render: Callable) -> None:
         query = Table.parse(ctx.upstream.query)
