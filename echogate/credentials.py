@@ -53,15 +53,20 @@ __all__ = [
     "BASICAUTH",
     "JWT",
     "ACLS",
+    "Collection",
     "COLLECTIONS",
     "JWT_ALGORITHMS",
+    "GENERATED",
     "entity_specs",
+    "load_public_key",
+    "random_token",
     "fill_generated",
     "on_write",
     "hash_password",
     "verify_password",
     "ConsumerIndex",
     "CredentialIndex",
+    "EMPTY",
 ]
 
 KEYAUTH = "keyauth_credentials"
@@ -263,7 +268,9 @@ def hash_password(password: str, *, log_n: int = _SCRYPT_LOG_N, salt: bytes | No
 def verify_password(stored: str, password: str) -> bool:
     """
     Whether C{password} hashes to C{stored} (made by L{hash_password}),
-    compared in constant time. A malformed C{stored} never matches.
+    compared in constant time. A malformed C{stored} (or one whose hash
+    is not 32 bytes, or whose cost parameters are out of bounds) never
+    matches.
     """
     match = _HASH.match(stored or "")
     if match is None:

@@ -10,7 +10,6 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from echogate.bundled.header_echo import HeaderEcho
 from echogate.bundled.key_auth import KeyAuth
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
