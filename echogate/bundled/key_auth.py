@@ -13,7 +13,6 @@ with C{WWW-Authenticate: Key} (C{Key realm="..."} with C{realm}).
 """
 from __future__ import annotations
 
-import io
 import json
 from typing import Any, Mapping
 from urllib.parse import urlencode
@@ -73,12 +72,7 @@ def _without(ctx: Any, name: str) -> None:
     """
     Send the service the body without parameter C{name} (a multipart body
     is sent again with its text parts only).
-
-    PDK gap: C{ctx.upstream} cannot set the body yet, so, as
-    request-transformer does, the gateway's request object gets the new
-    body, which the proxy reads when it calls the service.
     """
-    request = ctx.request._request
     content_type = ctx.request.get_header("content-type") or ""
     body = parse_body(content_type, ctx.request.body())
     if body.json is not None:
@@ -91,12 +85,7 @@ def _without(ctx: Any, name: str) -> None:
             encoded = _multipart(pairs, content_type)
         else:
             encoded = urlencode(pairs).encode("utf-8")
-    old = request.content
-    request.content = io.BytesIO(encoded)
-    request.requestHeaders.setRawHeaders(b"content-length", [b"%d" % len(encoded)])
-    request.requestHeaders.removeHeader(b"transfer-encoding")
-    if old is not None:
-        old.close()
+    ctx.upstream.set_body(encoded)
 
 
 class KeyAuth(AuthPlugin):
