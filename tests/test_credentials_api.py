@@ -12,10 +12,13 @@ import base64
 import re
 from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from echogate.credentials import verify_password
-from tests.gateway import Answer, start_gateway
+from tests.gateway import Answer, RunningGateway, start_gateway
+from tests.postgres import PostgresMixin
 from tests.upstream import start_upstream
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -411,3 +414,46 @@ class ScopeTests(AuthTestCase):
         for name, config in [("key-auth", {}), ("basic-auth", {}), ("jwt", {}), ("acl", {"allow": ["a"]})]:
             answer = await self.gw.admin("POST", "/consumers/alice/plugins", json={"name": name, "config": config})
             self.assertEqual((name, answer.code, answer.json()["fields"]), (name, 400, {"consumer": "value must be null"}))
+
+
+class ClusterTests(unittest.TestCase, PostgresMixin):
+    """
+    Credentials propagate to every node sharing the database.
+    """
+
+    timeout = 120
+
+    async def setUp(self) -> None:
+        self.upstream, self.upstream_port = start_upstream(self)
+        dsn = self.database()
+        quiet = {"config_check_interval": "600"}  # only LISTEN/NOTIFY can propagate
+        self.a = await start_gateway(self, database=dsn, settings=quiet)
+        self.b = await start_gateway(self, database=dsn, settings=quiet)
+
+    async def status_on(self, node: RunningGateway, want: int, headers: dict[str, str]) -> int:
+        """
+        Poll C{node}'s proxy (at most 500 tries, 10 ms apart) until it
+        answers C{want}; the last status seen.
+        """
+        for _ in range(500):
+            code = (await node.proxy("GET", "/p", headers=headers)).code
+            if code == want:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        return code
+
+    async def test_keyReachesOtherNode(self) -> None:
+        """
+        A key created through node A authenticates on node B; deleting its
+        consumer through A refuses it on B.
+        """
+        await self.a.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
+        await self.a.admin("POST", "/services/s/routes", json={"paths": ["/p"]})
+        await self.a.admin("POST", "/plugins", json={"name": "key-auth"})
+        await self.a.admin("POST", "/consumers", json={"username": "alice"})
+        self.assertEqual(await self.status_on(self.b, 401, {}), 401)
+        answer = await self.a.admin("POST", "/consumers/alice/key-auth", json={"key": "k"})
+        self.assertEqual(answer.code, 201)
+        self.assertEqual(await self.status_on(self.b, 200, {"apikey": "k"}), 200)
+        await self.a.admin("DELETE", "/consumers/alice")
+        self.assertEqual(await self.status_on(self.b, 401, {"apikey": "k"}), 401)
