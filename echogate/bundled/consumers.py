@@ -13,6 +13,7 @@ from the consumer: copies the client sent are removed first.
 from __future__ import annotations
 
 from typing import Any, Mapping
+from urllib.parse import unquote_plus
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -64,8 +65,6 @@ def remove_query_arg(query: str, name: str) -> str:
     C{query} without the arguments called C{name} (compared decoded), the
     others kept byte for byte.
     """
-    from urllib.parse import unquote_plus
-
     kept = [part for part in query.split("&")
             if part and unquote_plus(part.split("=", 1)[0]) != name]
     return "&".join(kept)

@@ -17,6 +17,8 @@ import json
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
+from multipart import parse_options_header
+
 from echogate.bodies import parse_body
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused, remove_query_arg
 from echogate.errors import GatewayError
@@ -57,8 +59,6 @@ def _body_values(ctx: Any) -> dict[str, Any]:
 
 
 def _multipart(pairs: list[tuple[str, str]], content_type: str) -> bytes:
-    from multipart import parse_options_header
-
     boundary = parse_options_header(content_type)[1]["boundary"]
     out = []
     for name, value in pairs:
