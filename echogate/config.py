@@ -25,6 +25,7 @@ DEFAULTS: dict[str, str] = {
     "access_log": "off",
     "config_check_interval": "5",
     "db_query_timeout": "5",
+    "workers": "1",
 }
 
 HELP: dict[str, str] = {
@@ -38,6 +39,7 @@ HELP: dict[str, str] = {
     "access_log": "'on' to log every proxied request (costs throughput), 'off'.",
     "config_check_interval": "Seconds between cheap configuration version checks.",
     "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
+    "workers": "Processes serving the proxy port(s) (SO_REUSEPORT; tcp listeners only).",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -118,6 +120,7 @@ class Settings:
     access_log: bool
     config_check_interval: float
     db_query_timeout: float
+    workers: int = 1
 
     def public(self) -> dict[str, Any]:
         """
@@ -135,6 +138,7 @@ class Settings:
             "access_log": self.access_log,
             "config_check_interval": self.config_check_interval,
             "db_query_timeout": self.db_query_timeout,
+            "workers": self.workers,
         }
 
 
@@ -188,11 +192,23 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     database = raw["database"].strip()
     if database and not (database.startswith(("postgresql://", "postgres://")) or "=" in database):
         raise ConfigError(f"database: {redact_dsn(database)!r} is not a PostgreSQL DSN (postgresql://user@host/db)")
+    try:
+        workers = int(raw["workers"])
+    except ValueError:
+        raise ConfigError(f"workers: {raw['workers']!r} is not a whole number")
+    if not 1 <= workers <= 64:
+        raise ConfigError("workers: must be between 1 and 64")
+    proxy_listen = _endpoints("proxy_listen", raw["proxy_listen"])
+    if workers > 1:
+        from echogate.workers import parse_tcp
+
+        for description in proxy_listen:
+            parse_tcp(description)
     plugins = _split(raw["plugins"])
     if not plugins:
         raise ConfigError("plugins: expected 'bundled', plugin names, or 'off'")
     return Settings(
-        proxy_listen=_endpoints("proxy_listen", raw["proxy_listen"]),
+        proxy_listen=proxy_listen,
         admin_listen=_endpoints("admin_listen", raw["admin_listen"]),
         database=database,
         data_dir=raw["data_dir"],
@@ -202,6 +218,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         access_log=access_log == "on",
         config_check_interval=_positive("config_check_interval", raw["config_check_interval"]),
         db_query_timeout=_positive("db_query_timeout", raw["db_query_timeout"]),
+        workers=workers,
     )
 
 

@@ -305,8 +305,9 @@ class Gateway:
 
         def send(_: Any = None) -> None:
             self._write_head(request, ctx)
+            length = response.length if isinstance(response.length, int) else None
             streamer = BodyStreamer(self, request, ctx, body_filters,
-                                     ctx.service.get("read_timeout", 60000) / 1000.0)
+                                    ctx.service.get("read_timeout", 60000) / 1000.0, length)
             ctx.on_client_gone = streamer.client_gone
             response.deliverBody(streamer)
 

@@ -97,6 +97,10 @@ class GatewayService(MultiService):
         self._starting: Deferred | None = None
         self._stopping = False
         self._bound = False
+        self.workers: Any = None
+        worker_of = os.environ.get("ECHOGATE_WORKER_OF")
+        self.is_worker = worker_of is not None
+        self._parent = int(worker_of) if worker_of else None
 
     # -- listeners ------------------------------------------------------------
 
@@ -151,11 +155,18 @@ class GatewayService(MultiService):
         """
         self._bound = True
         proxy_site, admin_site = self._factories()
-        for kind, descriptions, factory in (("proxy", self.settings.proxy_listen, proxy_site),
-                                             ("admin", self.settings.admin_listen, admin_site)):
+        shared = self.settings.workers > 1
+        listeners = [("proxy", self.settings.proxy_listen, proxy_site)]
+        if not self.is_worker:
+            listeners.append(("admin", self.settings.admin_listen, admin_site))
+        for kind, descriptions, factory in listeners:
             for description in descriptions:
-                endpoint = endpoints.serverFromString(self._reactor, description)
-                d = endpoint.listen(factory)
+                if shared and kind == "proxy":
+                    from echogate.workers import listen_shared
+
+                    d = maybeDeferred(listen_shared, self._reactor, description, factory)
+                else:
+                    d = endpoints.serverFromString(self._reactor, description).listen(factory)
                 outcome: list[Any] = []
                 d.addBoth(outcome.append)
                 if not outcome:
@@ -237,12 +248,35 @@ class GatewayService(MultiService):
         for _, _, port in self._ports:
             if hasattr(port, "startReading"):
                 port.startReading()
+        if self.settings.workers > 1 and not self.is_worker:
+            from echogate.workers import WorkerPool
+
+            self.workers = WorkerPool(self._reactor, self.settings, dsn,
+                                      [a.port for a in self.addresses("proxy")])
+            self.workers.start()
+        if self.is_worker:
+            self._watch_parent()
         for kind in ("proxy", "admin"):
             for address in self.addresses(kind):
                 _log.info("echogate {version} {kind} listening on {address}", version=__version__,
                           kind=kind, address=address)
         _log.info("echogate ready: node {node}, configuration version {v}, plugins: {plugins}",
                   node=self.node_id, v=self.live.current.version, plugins=", ".join(self.plugins) or "none")
+
+    def _watch_parent(self) -> None:
+        """
+        A worker stops when the main process that started it is gone.
+        """
+        from twisted.internet.task import LoopingCall
+
+        def check() -> None:
+            if os.getppid() != self._parent and self._reactor.running:
+                _log.info("the main process {pid} is gone; worker stopping", pid=self._parent)
+                self._reactor.stop()
+
+        self._parent_watch = LoopingCall(check)
+        self._parent_watch.clock = self._reactor
+        self._parent_watch.start(1.0, now=False)
 
     async def _init_plugins(self) -> None:
         index = self.live.current.plugins
@@ -268,6 +302,8 @@ class GatewayService(MultiService):
         d = DeferredList(steps)
 
         async def rest(_: Any) -> None:
+            if self.workers is not None:
+                await self.workers.stop()
             if self.upstream is not None:
                 await self.upstream.close()
             if self.store is not None:

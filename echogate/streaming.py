@@ -87,6 +87,10 @@ class RequestBody:
         return cls(file=content)
 
 
+#: Bodies up to this size (known in advance) are written without
+#: registering the upstream connection as the client's producer.
+SMALL_BODY = 65536
+
 _END = object()  # marks the end of the body in a queue of chunks
 
 
@@ -108,13 +112,14 @@ class BodyStreamer(Protocol):
     """
 
     def __init__(self, gateway: Gateway, request: GatewayRequest, ctx: RequestContext,
-                 filters: list[Step], read_timeout: float):
+                 filters: list[Step], read_timeout: float, length: int | None = None):
         self._gateway = gateway
         self._request = request
         self._ctx = ctx
         self._filters = filters
         self._queue: list[bytes] | None = None
         self._read_timeout = read_timeout
+        self._length = length
         self._timer: Any = None
         self._done = False
 
@@ -122,7 +127,11 @@ class BodyStreamer(Protocol):
         if self._request._disconnected:
             self.transport.stopProducing()
             return
-        self._request.registerProducer(self.transport, True)
+        if self._length is None or self._length > SMALL_BODY:
+            # Back-pressure: the client connection pauses the upstream one.
+            # A small body of known length fits in the client's buffer, so
+            # it is not worth the producer round trips.
+            self._request.registerProducer(self.transport, True)
         self._arm()
 
     def _arm(self) -> None:

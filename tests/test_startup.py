@@ -250,3 +250,61 @@ class OutsideDropInTests(StartupTestCase):
         self.assertEqual(passed.code, 200)
         self.assertTrue(passed.headers.getRawHeaders("X-Request-Stamp")[0].startswith("id="))
         self.assertIn("x-request-id", (await passed.json())["headers"])
+
+
+class WorkersTests(StartupTestCase):
+    async def test_twoWorkersShareTheProxyPort(self) -> None:
+        """
+        --workers 2: a second process listens on the same proxy port
+        (SO_REUSEPORT), serves routes created through the main process's
+        Admin API, and stops with the main process.
+        """
+        import psutil
+
+        upstream, upstream_port = start_upstream(self)
+        dsn = await fresh_database(migrated=True)
+        proxy_port, admin_port = _free_port(), _free_port()
+        args = ["--database", dsn, "--workers", "2",
+                "--proxy-listen", f"tcp:{proxy_port}:interface=127.0.0.1",
+                "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1"]
+        gateway = await self.start(args, _env(), self.mktemp_dir(), admin_port)
+        main = psutil.Process(gateway.transport.pid)
+        for _ in range(300):
+            children = main.children()
+            if children and any(c.laddr.port == proxy_port for c in children[0].net_connections("tcp")
+                                if c.status == psutil.CONN_LISTEN):
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(children), 1)
+        worker = children[0]
+        admin = f"http://127.0.0.1:{admin_port}"
+        await treq.post(f"{admin}/services", data={"name": "s", "url": f"http://127.0.0.1:{upstream_port}"},
+                        pool=self.pool)
+        await treq.post(f"{admin}/services/s/routes", data={"paths[]": "/w"}, pool=self.pool)
+        await deferLater(reactor, 0.5, lambda: None)
+
+        def upstream_connections(process: psutil.Process) -> int:
+            return sum(1 for c in process.net_connections("tcp")
+                       if c.raddr and c.raddr.port == upstream_port)
+
+        codes = []
+        for _ in range(200):
+            response = await treq.get(f"http://127.0.0.1:{proxy_port}/w", pool=self.pool)
+            await response.content()
+            codes.append(response.code)
+            if upstream_connections(worker) and upstream_connections(main):
+                break
+        self.assertEqual(set(codes), {200})
+        self.assertGreater(upstream_connections(worker), 0)
+        self.assertGreater(upstream_connections(main), 0)
+        gateway.transport.signalProcess("TERM")
+        await gateway.ended
+        worker.wait(timeout=10)  # not our child: psutil gives no exit code
+        self.assertFalse(worker.is_running())
+
+    async def test_workersNeedTcpListeners(self) -> None:
+        """
+        --workers with a non-TCP proxy listener is refused in one line.
+        """
+        line = await self.refuse("--workers", "2", "--proxy-listen", "unix:/tmp/echogate-test.sock")
+        self.assertIn("workers", line)

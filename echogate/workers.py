@@ -1,0 +1,171 @@
+"""
+Several worker processes serving one proxy port (C{--workers N}).
+
+Every process (the main one and its N-1 workers) listens on its own
+socket bound with C{SO_REUSEPORT}, so the kernel spreads connections over
+them. The main process alone serves the Admin API and runs the embedded
+PostgreSQL server; each worker connects to the same database and learns of
+configuration changes through LISTEN/NOTIFY, like any other node. Workers
+stop when the main process stops (it signals them by PID) or disappears.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any, Mapping
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+
+from echogate.config import ConfigError, Settings
+
+_log = Logger(namespace="echogate.workers")
+
+#: Set in a worker's environment: the main process's PID.
+WORKER_OF = "ECHOGATE_WORKER_OF"
+
+
+def parse_tcp(description: str) -> tuple[int, str, int, int]:
+    """
+    C{tcp:PORT[:interface=IP][:backlog=N]} (or C{tcp6:}) to (address
+    family, interface, port, backlog).
+
+    @raise ConfigError: another kind of endpoint (only TCP listeners can
+        be shared by workers).
+    """
+    parts: list[str] = []
+    current = ""
+    escaped = False
+    for char in description:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    kind = parts[0].lower()
+    if kind not in ("tcp", "tcp6") or len(parts) < 2:
+        raise ConfigError(f"workers: {description!r} is not a tcp: endpoint; --workers shares TCP listeners only")
+    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+    interface = "::" if family == socket.AF_INET6 else ""
+    backlog = 50
+    port_text = None
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        if not sep:
+            port_text = part
+        elif key == "port":
+            port_text = value
+        elif key == "interface":
+            interface = value
+        elif key == "backlog":
+            backlog = int(value)
+    try:
+        port = int(port_text or "")
+    except ValueError:
+        raise ConfigError(f"workers: {description!r} has no port")
+    return family, interface, port, backlog
+
+
+def listen_shared(reactor: Any, description: str, factory: Any, port: int | None = None) -> Any:
+    """
+    Listen on C{description} with C{SO_REUSEPORT} (C{port} overrides its
+    port: the workers use the port the main process got).
+    """
+    family, interface, wanted, backlog = parse_tcp(description)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((interface, wanted if port is None else port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return reactor.adoptStreamPort(sock.fileno(), family, factory)
+    finally:
+        sock.close()
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self, number: int):
+        self.number = number
+        self.ended: Deferred = Deferred()
+
+    def processEnded(self, reason: Any) -> None:
+        _log.info("worker {n} (pid {pid}) ended: {why}", n=self.number, pid=self.transport.pid,
+                  why=reason.getErrorMessage())
+        self.ended.callback(None)
+
+
+class WorkerPool:
+    """
+    The main process's workers: started once the main process is ready,
+    stopped with it.
+    """
+
+    def __init__(self, reactor: Any, settings: Settings, dsn: str, ports: list[int],
+                 environ: Mapping[str, str] = os.environ):
+        self._reactor = reactor
+        self._settings = settings
+        self._dsn = dsn
+        self._ports = ports
+        self._environ = environ
+        self._workers: list[_Worker] = []
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in self._environ.items() if not k.startswith("ECHOGATE_")}
+        s = self._settings
+        proxy = []
+        for description, port in zip(s.proxy_listen, self._ports):
+            family, interface, _, backlog = parse_tcp(description)
+            kind = "tcp6" if family == socket.AF_INET6 else "tcp"
+            escaped = interface.replace(":", "\\:")
+            proxy.append(f"{kind}:{port}:interface={escaped}:backlog={backlog}" if interface
+                         else f"{kind}:{port}:backlog={backlog}")
+        env.update({
+            "ECHOGATE_PROXY_LISTEN": ",".join(proxy),
+            "ECHOGATE_DATABASE": self._dsn,
+            "ECHOGATE_DATA_DIR": s.data_dir,
+            "ECHOGATE_PLUGINS": ",".join(s.plugins),
+            "ECHOGATE_TRUSTED_IPS": ",".join(s.trusted_ips),
+            "ECHOGATE_CLIENT_MAX_BODY_SIZE": str(s.client_max_body_size),
+            "ECHOGATE_ACCESS_LOG": "on" if s.access_log else "off",
+            "ECHOGATE_CONFIG_CHECK_INTERVAL": str(s.config_check_interval),
+            "ECHOGATE_DB_QUERY_TIMEOUT": str(s.db_query_timeout),
+            "ECHOGATE_WORKERS": str(s.workers),
+            WORKER_OF: str(os.getpid()),
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        })
+        return env
+
+    def start(self) -> None:
+        env = self._environment()
+        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", "echogate"]
+        for number in range(1, self._settings.workers):
+            worker = _Worker(number)
+            self._reactor.spawnProcess(worker, sys.executable, argv, env=env,
+                                       childFDs={0: "w", 1: 1, 2: 2})
+            _log.info("started worker {n} (pid {pid})", n=number, pid=worker.transport.pid)
+            self._workers.append(worker)
+
+    def stop(self) -> Deferred:
+        waits = []
+        for worker in self._workers:
+            if not worker.ended.called:
+                try:
+                    worker.transport.signalProcess("TERM")
+                except Exception:
+                    pass
+                waits.append(worker.ended)
+        return DeferredList(waits)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.transport.pid for w in self._workers if not w.ended.called]
