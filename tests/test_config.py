@@ -72,6 +72,7 @@ class ResolveTests(SynchronousTestCase):
             "config_check_interval": "0",
             "db_query_timeout": "soon",
             "plugins": " , ",
+            "workers": "many",
         }
         for key, value in cases.items():
             error = self.assertRaises(ConfigError, resolve, {key: value}, {}, None)
@@ -102,13 +103,14 @@ class ResolveTests(SynchronousTestCase):
         env = {"ECHOGATE_" + key.upper(): value for key, value in
                {"data_dir": "/d", "trusted_ips": "10.0.0.0/8", "access_log": "on",
                 "client_max_body_size": "1k", "config_check_interval": "2", "db_query_timeout": "3",
-                "database": "postgresql://u:secret@h/db", "plugins": "off"}.items()}
+                "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2"}.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
         self.assertEqual(settings.trusted_ips, ("10.0.0.0/8",))
         self.assertTrue(settings.access_log)
         self.assertEqual(settings.client_max_body_size, 1024)
         self.assertEqual(settings.plugins, ("off",))
+        self.assertEqual(settings.workers, 2)
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
 
