@@ -99,7 +99,8 @@ class UpTests(CommandTestCase):
         """
         dsn = self.database(migrated=False)
         code, out, _ = self.run_cli("migrations", "up", "--database", dsn)
-        self.assertEqual((code, out), (0, f"Applied migration 1 ({MIGRATIONS[0].name})\n"))
+        self.assertEqual((code, out), (0, "".join(f"Applied migration {m.version} ({m.name})\n"
+                                                   for m in MIGRATIONS)))
         code, out, _ = self.run_cli("migrations", "up", "--database", dsn)
         self.assertEqual((code, out), (0, "Database is up to date\n"))
 
@@ -139,8 +140,9 @@ class StatusTests(CommandTestCase):
         code, out, _ = self.run_cli("migrations", "status", "--database", dsn)
         self.assertEqual(code, 0)
         self.assertEqual(out, (
-            f"Database: {dsn}\nApplied:\n  (none)\nPending:\n  1  {MIGRATIONS[0].name}\n"
-            "Database needs bootstrapping; run: echogate migrations bootstrap\n"))
+            f"Database: {dsn}\nApplied:\n  (none)\nPending:\n"
+            + "".join(f"  {m.version}  {m.name}\n" for m in MIGRATIONS)
+            + "Database needs bootstrapping; run: echogate migrations bootstrap\n"))
 
     def test_migrated(self) -> None:
         """

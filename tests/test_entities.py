@@ -840,7 +840,11 @@ class EntitiesTests(SynchronousTestCase):
             {"services": ("services", ("name",), ("name",), ()),
              "routes": ("routes", ("name",), ("name",), ("service",)),
              "consumers": ("consumers", ("username", "custom_id"), ("username", "custom_id"), ()),
-             "plugins": ("plugins", (), ("instance_name",), ("service", "route", "consumer"))})
+             "plugins": ("plugins", (), ("instance_name",), ("service", "route", "consumer")),
+             "keyauth_credentials": ("keyauth_credentials", ("key",), ("key",), ("consumer",)),
+             "basicauth_credentials": ("basicauth_credentials", ("username",), ("username",), ("consumer",)),
+             "jwt_secrets": ("jwt_secrets", ("key",), ("key",), ("consumer",)),
+             "acls": ("acls", (), (), ("consumer",))})
         for t in ENTITIES.values():
             self.assertIsInstance(t, EntityType)
             for name in t.unique + t.foreign + t.endpoint_keys:

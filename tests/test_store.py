@@ -453,14 +453,14 @@ class ReadTests(StoreTestCase):
 
     async def test_load(self) -> None:
         """
-        C{load} reads every service, route and plugin and the version.
+        C{load} reads every service, route, plugin and consumer and the version.
         """
         s = await self.store.insert("services", service())
         r = await self.store.insert("routes", route(s["id"]))
         p = await self.store.insert("plugins", plugin(route=r["id"]))
-        await self.store.insert("consumers", consumer("alice"))
+        c = await self.store.insert("consumers", consumer("alice"))
         self.assertEqual(await self.store.load(), ConfigurationData(
-            version=4, services=(s,), routes=(r,), plugins=(p,)))
+            version=4, services=(s,), routes=(r,), plugins=(p,), consumers=(c,)))
 
     async def test_load_empty(self) -> None:
         """

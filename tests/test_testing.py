@@ -232,14 +232,18 @@ class GatewayHarnessTests(SynchronousTestCase):
 
     def test_chunkedResponse(self) -> None:
         """
-        A response sent chunked (a C{body_filter} makes the length unknown)
-        is read back whole.
+        A response sent chunked (a C{body_filter} changes the length, so its
+        C{header_filter} removes Content-Length) is read back whole.
         """
 
         def double(self_: Any, ctx: Any, config: Any, chunk: bytes) -> bytes:
             return chunk * 2
 
-        harness = GatewayHarness([make_plugin("p", body_filter=double)], configs=[("p", {})],
+        def unsized(self_: Any, ctx: Any, config: Any) -> None:
+            ctx.response.remove_header("Content-Length")
+
+        harness = GatewayHarness([make_plugin("p", body_filter=double, header_filter=unsized)],
+                                 configs=[("p", {})],
                                  upstream=lambda r: UpstreamAnswer(200, {}, b"ab"))
         response = self.successResultOf(harness.request("GET", "/"))
         self.assertEqual(response.header("transfer-encoding"), "chunked")
