@@ -31,6 +31,9 @@ class IGatewayPlugin(IPlugin):
         " types, defaults and checks."
     )
 
+    # Optional: C{no_consumer = True} refuses configs scoped to a consumer
+    # (as Kong's cors or the auth plugins themselves); not verified.
+
 
 class IPluginPhases(Interface):
     """
@@ -136,8 +139,8 @@ class IStore(Interface):
     def load():
         """
         Fire with a L{echogate.snapshot.ConfigurationData}: every service,
-        route, plugin, and the configuration version, read in one
-        transaction.
+        route, plugin, consumer and credential, and the configuration
+        version, read in one transaction.
         """
 
     def version():
