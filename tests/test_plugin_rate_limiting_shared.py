@@ -6,7 +6,6 @@ let through stay within the documented bound.
 """
 from __future__ import annotations
 
-import calendar
 from typing import Any
 
 from twisted.internet import reactor
@@ -14,7 +13,7 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from echogate.bundled.ratelimit_policies import BatchedPolicy, PostgresCounters, StoreUnavailable, batch_size, window
+from echogate.bundled.ratelimit_policies import PostgresCounters, StoreUnavailable, batch_size, window
 from echogate.bundled.ratelimit_redis import RedisClient, RedisCounters, RedisPolicy, RedisSettings
 from echogate.bundled.rate_limiting import RateLimiting
 from echogate.testing import GatewayHarness
