@@ -5,7 +5,9 @@ file-log: one JSON line per request, in Kong's log shape
 The C{log} phase only encodes the line and hands it to a
 L{LineFileWriter}, whose own thread does the file work (opening,
 writing, flushing), so a slow disk never blocks the reactor. Lines queued
-together are written together. With C{reopen} the file is opened for each
+together are written together, in one unbuffered C{write} on a file
+opened for appending, so several processes (C{--workers}) can share the
+file without splitting each other's lines. With C{reopen} the file is opened for each
 batch and closed after it, so a rotated file is picked up at once;
 L{LineFileWriter.reopen} does the same once (call it after rotating).
 """
@@ -148,7 +150,7 @@ class LineFileWriter:
             try:
                 handle = self._files.get(path)
                 if handle is None:
-                    handle = self._files[path] = open(path, "ab")
+                    handle = self._files[path] = open(path, "ab", buffering=0)
                 handle.write(b"".join(chunk))
                 handle.flush()
                 self.written += len(chunk)
