@@ -151,8 +151,9 @@ class LineFileWriter:
                 handle = self._files.get(path)
                 if handle is None:
                     handle = self._files[path] = open(path, "ab", buffering=0)
-                handle.write(b"".join(chunk))
-                handle.flush()
+                data = memoryview(b"".join(chunk))
+                while data:
+                    data = data[handle.write(data) or 0:]
                 self.written += len(chunk)
                 if path in self._failing:
                     self._failing.discard(path)
