@@ -114,6 +114,14 @@ class IStore(Interface):
         stored record.
         """
 
+    def write(operations):
+        """
+        Several writes in one transaction, all or nothing:
+        C{operations} is a list of C{(operation, entity, record)} with
+        C{operation} one of C{"insert"}, C{"update"}, C{"upsert"}. Fires
+        with the stored records in order.
+        """
+
     def delete(entity, id):
         """
         Delete the record (and, by cascade, what belongs to it). Fires with

@@ -469,42 +469,78 @@ class PostgresStore:
 
         return await self._write(table, record, body)
 
+    def _statement(self, operation: str, entity: str,
+                   record: Mapping[str, Any]) -> tuple[_Table, str, list[Any]]:
+        """
+        The SQL of one write: C{operation} is C{"insert"}, C{"update"} or
+        C{"upsert"}.
+        """
+        table = _table(entity)
+        row = table.row(record)
+        names = ", ".join(row)
+        values = ", ".join(["%s"] * len(row))
+        if operation == "insert":
+            return table, f"INSERT INTO {table.name} ({names}) VALUES ({values}) RETURNING entity", list(row.values())
+        if operation == "upsert":
+            sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in row if name != "id")
+            return (table, f"INSERT INTO {table.name} ({names}) VALUES ({values})"
+                    f" ON CONFLICT (id) DO UPDATE SET {sets} RETURNING entity", list(row.values()))
+        if operation == "update":
+            rid = row.pop("id")
+            sets = ", ".join(f"{name} = %s" for name in row)
+            return table, f"UPDATE {table.name} SET {sets} WHERE id = %s RETURNING entity", [*row.values(), rid]
+        raise ValueError(f"unknown write operation {operation!r}")
+
     @_deferred
     async def insert(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.insert}.
         """
-        table = _table(entity)
-        row = table.row(record)
-        names = ", ".join(row)
-        sql = (f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
-               " RETURNING entity")
-        return await self._changed(table, sql, list(row.values()), record)
+        return await self._changed(*self._statement("insert", entity, record), record)
 
     @_deferred
     async def update(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.update}.
         """
-        table = _table(entity)
-        row = table.row(record)
-        rid = row.pop("id")
-        sets = ", ".join(f"{name} = %s" for name in row)
-        sql = f"UPDATE {table.name} SET {sets} WHERE id = %s RETURNING entity"
-        return await self._changed(table, sql, [*row.values(), rid], record)
+        return await self._changed(*self._statement("update", entity, record), record)
 
     @_deferred
     async def upsert(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.upsert}.
         """
-        table = _table(entity)
-        row = table.row(record)
-        names = ", ".join(row)
-        sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in row if name != "id")
-        sql = (f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
-               f" ON CONFLICT (id) DO UPDATE SET {sets} RETURNING entity")
-        return await self._changed(table, sql, list(row.values()), record)
+        return await self._changed(*self._statement("upsert", entity, record), record)
+
+    @_deferred
+    async def write(self, operations: list[tuple[str, str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+        """
+        See L{IStore.write}: several writes, all or nothing.
+        """
+        statements = [(self._statement(op, entity, record), record) for op, entity, record in operations]
+        current: list[Any] = [statements[0][0][0], statements[0][1]]
+
+        async def body(cursor: txpostgres.Cursor) -> list[dict[str, Any]]:
+            out = []
+            for (table, sql, params), record in statements:
+                current[:] = [table, record]
+                await cursor.execute(sql, params)
+                row = cursor.fetchone()
+                if row is None:
+                    raise NotFound(
+                        f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
+                        {"id": record["id"]})
+                out.append(row[0])
+            await _bump(cursor)
+            return out
+
+        async def work(connection: Connection) -> list[dict[str, Any]]:
+            try:
+                return await transaction(connection, body)
+            except psycopg2.IntegrityError as e:
+                raise _translate(e, current[0], current[1]) from None
+
+        return await self._run(work)
 
     @_deferred
     async def delete(self, entity: str, id: str) -> bool:

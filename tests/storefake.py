@@ -17,6 +17,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 import attrs
+from twisted.python.failure import Failure
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
@@ -195,6 +196,23 @@ class MemoryStore:
 
     def upsert(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         return self._answer(lambda: self._write(entity, record))
+
+    def write(self, operations: list[tuple[str, str, Mapping[str, Any]]]) -> Deferred[list[dict[str, Any]]]:
+        """
+        Several writes, all or nothing (like one transaction).
+        """
+        saved = {name: dict(rows) for name, rows in self.tables.items()}
+        counters = (self.configuration_version, self.writes)
+        results: list[Any] = []
+        for operation, entity, record in operations:
+            outcome: list[Any] = []
+            getattr(self, operation)(entity, record).addBoth(outcome.append)
+            if isinstance(outcome[0], Failure):
+                self.tables = saved
+                self.configuration_version, self.writes = counters
+                return fail(outcome[0])
+            results.append(outcome[0])
+        return succeed(results)
 
     def _referrers(self, entity: str, id: str) -> Iterable[tuple[str, str, str]]:
         for child, fields in FOREIGN.items():

@@ -146,6 +146,32 @@ class WriteTests(StoreTestCase):
         self.assertEqual(await self.store.insert("services", record), record)
         self.assertEqual(await self.store.get("services", record["id"]), record)
 
+    async def test_write_many(self) -> None:
+        """
+        C{write} stores several records in one transaction, one version
+        bump for all.
+        """
+        s = service("linked")
+        r = route(s["id"])
+        self.assertEqual(await self.store.write([("insert", "services", s), ("insert", "routes", r)]), [s, r])
+        self.assertEqual(await self.store.get("routes", r["id"]), r)
+        self.assertEqual(await self.store.version(), 1)
+
+    async def test_write_many_all_or_nothing(self) -> None:
+        """
+        When one of C{write}'s operations fails, none is stored.
+        """
+        s = service("first")
+        clash = service("first")
+        error = await self.assertFailure(
+            self.store.write([("insert", "services", s), ("insert", "services", clash)]), UniqueViolation)
+        self.assertEqual(error.fields, {"name": "first"})
+        self.assertIsNone(await self.store.get("services", s["id"]))
+        await self.assertFailure(
+            self.store.write([("insert", "services", s), ("update", "routes", route(None))]), NotFound)
+        self.assertIsNone(await self.store.get("services", s["id"]))
+        self.assertEqual(await self.store.version(), 0)
+
     async def test_writes_bump_version(self) -> None:
         """
         Every write increases the configuration version by one.

@@ -243,3 +243,24 @@ class MemoryStoreTests(SynchronousTestCase):
         """
         self.store.hang_version = True
         self.assertNoResult(self.store.version())
+
+
+class WriteManyTests(SynchronousTestCase):
+    """
+    The double's C{write} is all or nothing, like the real store's.
+    """
+
+    def test_allOrNothing(self) -> None:
+        """
+        A failing operation leaves the tables and the version as they were.
+        """
+        from echogate.errors import UniqueViolation
+
+        store = MemoryStore()
+        first = {"id": "00000000-0000-4000-8000-00000000000a", "name": "a", "tags": None}
+        clash = {"id": "00000000-0000-4000-8000-00000000000b", "name": "a", "tags": None}
+        self.failureResultOf(store.write([("insert", "services", first), ("insert", "services", clash)]),
+                             UniqueViolation)
+        self.assertEqual(store.tables["services"], {})
+        self.assertEqual(store.configuration_version, 0)
+        self.assertEqual(self.successResultOf(store.write([("insert", "services", first)])), [first])

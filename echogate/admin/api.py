@@ -471,9 +471,11 @@ class AdminAPI:
             # Validate the link before writing anything.
             linked = entities.prepare_update("routes", route, {"service": {"id": record["id"]}},
                                              plugins=self._plugins, now=self._now())
-        service = await self._store.upsert("services", record)
-        if linked is not None:
-            await self._store.update("routes", linked)
+        if linked is None:
+            service = await self._store.upsert("services", record)
+        else:
+            # The new service and the route's link to it: all or nothing.
+            service, _ = await self._store.write([("upsert", "services", record), ("update", "routes", linked)])
         await self._changed()
         return json_response(request, service)
 
