@@ -329,16 +329,24 @@ class Gateway:
 
     # -- answering -----------------------------------------------------------
 
-    def _header_filter(self, ctx: RequestContext) -> Deferred | None:
+    def _run_phase(self, ctx: RequestContext, phase: str) -> Deferred | None:
+        """
+        Run C{phase} (C{header_filter} or C{log}) of every step that has it,
+        with the config that applies to this request.
+        """
         def call(step: Step) -> Any:
-            if step.header_filter is None:
+            method = getattr(step, phase)
+            if method is None:
                 return None
             config = self._config(ctx, step)
             if config is None:
                 return None
-            return call_phase(step.name, "header_filter", step.header_filter, ctx.view(step.name), config)
+            return call_phase(step.name, phase, method, ctx.view(step.name), config)
 
         return run_steps(ctx.steps, call)
+
+    def _header_filter(self, ctx: RequestContext) -> Deferred | None:
+        return self._run_phase(ctx, "header_filter")
 
     def _write_head(self, request: GatewayRequest, ctx: RequestContext) -> None:
         state = ctx.response
@@ -461,20 +469,12 @@ class Gateway:
         ctx.logged = True
         self.counters.active_requests -= 1
 
-        def call(step: Step) -> Any:
-            if step.log is None:
-                return None
-            config = self._config(ctx, step)
-            if config is None:
-                return None
-            return call_phase(step.name, "log", step.log, ctx.view(step.name), config)
-
         def report(failure: Failure) -> None:
             self._report(failure)
             return None
 
         try:
-            pending = run_steps(ctx.steps, call)
+            pending = self._run_phase(ctx, "log")
         except BaseException:
             report(Failure())
             return
