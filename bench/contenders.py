@@ -191,8 +191,7 @@ def _echogate_routes(total: int) -> Callable[[Bench, Runtime], Running]:
             node.add_route("bench", "last", paths=["/last"])
             node.wait_until_served("/last" + nginx.PATHS["small"], timeout=300)
         node.wait_until_served("/bench" + nginx.PATHS["small"])
-        return Running(node.process, node.proxy_port, node.stop, prefix="/bench",
-                       note=f"{total} routes")
+        return Running(node.process, node.proxy_port, node.stop, prefix="/bench")
 
     return start
 

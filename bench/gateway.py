@@ -124,13 +124,13 @@ class EchogateNode:
     """
 
     def __init__(self, name: str, bin_dir: Path, dsn: str, directory: Path, cpus: str | None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, twistd_options: Sequence[str] = ()):
         self.name = name
         self.database = dsn
         directory.mkdir(parents=True, exist_ok=True)
         self.process = Process(
             name,
-            [str(bin_dir / "twistd"), "-n", "--pidfile=", "echogate",
+            [str(bin_dir / "twistd"), "-n", "--pidfile=", *twistd_options, "echogate",
              "--proxy-listen", "tcp:0:interface=127.0.0.1",
              "--admin-listen", "tcp:0:interface=127.0.0.1",
              "--database", dsn, "--data-dir", str(directory / "data")],

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import attrs
 
@@ -122,7 +122,7 @@ class Process:
         Start the program (its own session, so a Ctrl-C at the terminal
         reaches only the harness, which then stops it).
         """
-        with open(self.log, "ab") as out:
+        with open(self.log, "wb") as out:
             self._popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, env=self._env, cwd=self._cwd,
                                            start_new_session=True)
@@ -257,21 +257,3 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
         self.peak_kb = max(self.peak_kb, self._process.status().get("VmRSS", 0))
-
-
-def run_checked(argv: Sequence[str], what: str, log: IO[str] | None = None,
-                timeout: float = 600) -> str:
-    """
-    Run a short command to completion and return its output.
-
-    @raise BenchError: it failed (its output in the message).
-    """
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise BenchError(f"{what}: {e}") from e
-    if log is not None:
-        log.write(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise BenchError(f"{what} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
-    return done.stdout

@@ -45,7 +45,8 @@ PACKAGES = ("wrk", "nginx", "pypy3", "pypy3-dev", "libpq-dev")
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run echogate's benchmark suite (see docs/performance.md).")
     parser.add_argument("--quick", action="store_true",
-                        help="one 2 s run per measurement, short warm-ups, 20 propagation changes")
+                        help="one 2 s run per measurement, short warm-ups, 20 propagation changes "
+                        "(under 3 minutes)")
     parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                         help=f"comma-separated, from: {', '.join(CONTENDERS)}")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
@@ -54,12 +55,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "(medians are reported; default 3, 1 with --quick)")
     parser.add_argument("--duration", type=float, help="seconds per measurement (default 10, 2 with --quick)")
     parser.add_argument("--warmup", type=float, help="seconds of load before each measurement of a "
-                        "Python contender (default 2, 1 with --quick)")
+                        "Python contender (default 2, 0.5 with --quick)")
     parser.add_argument("--pypy", choices=("auto", "off"), default="auto",
                         help="also run the Twisted contenders under pypy3 when it is installed (default auto)")
     parser.add_argument("--pypy-warmup", type=float,
                         help="seconds of load before a PyPy contender's first measurement in each "
-                        "scenario, for the JIT (default 10, 3 with --quick)")
+                        "scenario, for the JIT (default 10, 2 with --quick)")
     parser.add_argument("--pypy-venv", type=Path, default=RESULTS / "pypy-venv",
                         help="where the PyPy virtualenv lives (made on first use)")
     parser.add_argument("--propagation-changes", type=int,
@@ -69,8 +70,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     arguments = parser.parse_args(argv)
     quick = arguments.quick
-    for name, full, short in (("runs", 3, 1), ("duration", 10.0, 2.0), ("warmup", 2.0, 1.0),
-                              ("pypy_warmup", 10.0, 3.0), ("propagation_changes", 50, 20)):
+    for name, full, short in (("runs", 3, 1), ("duration", 10.0, 2.0), ("warmup", 2.0, 0.5),
+                              ("pypy_warmup", 10.0, 2.0), ("propagation_changes", 50, 20)):
         if getattr(arguments, name) is None:
             setattr(arguments, name, short if quick else full)
     arguments.contenders = _choices(arguments.contenders, CONTENDERS, "contender", parser)
@@ -135,15 +136,15 @@ def environment(cores: CoreLayout) -> dict[str, Any]:
     nginx_version = subprocess.run([nginx.nginx_binary() or "false", "-v"], capture_output=True,
                                    text=True).stderr.strip()
     wrk_version = subprocess.run([wrk_binary() or "false", "-v"], capture_output=True,
-                                 text=True).stdout.strip().splitlines()[:1]
+                                 text=True).stdout.split()[:2]
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": f"{os.cpu_count()} × {model}",
         "memory_gb": round(int(memory) / 1024 / 1024, 1),
         "kernel": platform.release(),
         "pinning": cores.describe(),
-        "nginx": nginx_version,
-        "wrk": wrk_version[0] if wrk_version else "",
+        "nginx": nginx_version.replace("nginx version: ", ""),
+        "wrk": " ".join(wrk_version),
         "load_average_start": Path("/proc/loadavg").read_text().split()[:3],
     }
 
