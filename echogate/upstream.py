@@ -11,7 +11,8 @@ from typing import Any, Iterable
 from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived, ResponseFailed
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -188,6 +189,69 @@ def _is_connect_failure(failure_value: BaseException) -> bool:
     return isinstance(failure_value, (ierror.ConnectError, ierror.TimeoutError, ierror.ConnectingCancelledError))
 
 
+class _Exchange:
+    """
+    One request to a service: its attempts (connection failures retried up
+    to C{retries}), each bounded by C{deadline} seconds up to the response
+    head. C{result} fires with the response or fails with L{ProxyError};
+    cancelling it aborts the attempt in flight.
+    """
+
+    __slots__ = ("_reactor", "_agent", "_method", "_uri", "_headers", "_body", "_retries", "_deadline",
+                 "result", "_current", "_timed_out", "_attempts")
+
+    def __init__(self, reactor: Any, agent: Agent, method: bytes, uri: bytes, headers: Headers,
+                 body: Any, retries: int, deadline: float):
+        self._reactor = reactor
+        self._agent = agent
+        self._method = method
+        self._uri = uri
+        self._headers = headers
+        self._body = body
+        self._retries = retries
+        self._deadline = deadline
+        self._current: Deferred | None = None
+        self._timed_out = False
+        self._attempts = 0
+        self.result: Deferred = Deferred(self._cancel)
+        self._send()
+
+    def _cancel(self, _: Deferred) -> None:
+        if self._current is not None:
+            self._current.cancel()
+
+    def _send(self) -> None:
+        producer = self._body.producer() if self._body is not None else None
+        d = self._current = self._agent.request(self._method, self._uri, self._headers, producer)
+        timer = self._reactor.callLater(self._deadline, self._timeout, d)
+        d.addBoth(self._done, timer)
+
+    def _timeout(self, d: Deferred) -> None:
+        self._timed_out = True
+        d.cancel()
+
+    def _done(self, outcome: Any, timer: Any) -> None:
+        if timer.active():
+            timer.cancel()
+        result = self.result
+        if result.called:
+            return
+        if not isinstance(outcome, Failure):
+            result.callback(outcome)
+            return
+        value = outcome.value
+        if isinstance(value, CancelledError) and not self._timed_out:
+            return  # the caller cancelled
+        if _is_connect_failure(value) and self._attempts < self._retries:
+            self._attempts += 1
+            self._send()
+            return
+        if self._timed_out or isinstance(value, (ierror.TimeoutError, ierror.ConnectingCancelledError)):
+            result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
+        else:
+            result.errback(ProxyError(502, BAD_UPSTREAM))
+
+
 class UpstreamClient:
     """
     Sends requests to services through one persistent
@@ -205,21 +269,25 @@ class UpstreamClient:
             pool.cachedConnectionTimeout = idle_timeout
             pool.retryAutomatically = True
         self.pool = pool
-        self._agents: dict[tuple, Agent] = {}
+        self._agents: dict[tuple, tuple[Agent, bytes]] = {}
 
-    def _agent(self, scheme: str, host: str, port: int, connect_timeout: float) -> Agent:
+    def _agent(self, scheme: str, host: str, port: int, connect_timeout: float) -> tuple[Agent, bytes]:
+        """
+        The agent for this upstream address, and its origin
+        (C{b"http://host:port"}), both made once.
+        """
         key = (scheme, host, port, connect_timeout)
-        agent = self._agents.get(key)
-        if agent is None:
+        cached = self._agents.get(key)
+        if cached is None:
             endpoint = _endpoint(self._reactor, host, port, connect_timeout)
             if scheme == "https":
                 from twisted.internet.ssl import CertificateOptions
 
                 endpoint = wrapClientTLS(CertificateOptions(verify=False), endpoint)
-            agent = self._agents[key] = Agent.usingEndpointFactory(
-                self._reactor, _FixedEndpoint(endpoint), pool=self.pool
-            )
-        return agent
+            agent = Agent.usingEndpointFactory(self._reactor, _FixedEndpoint(endpoint), pool=self.pool)
+            hostport = host if ":" not in host else f"[{host}]"
+            cached = self._agents[key] = (agent, f"{scheme}://{hostport}:{port}".encode())
+        return cached
 
     def request(
         self,
@@ -241,53 +309,12 @@ class UpstreamClient:
             aborts the upstream request.
         """
         scheme = service.get("protocol") or "http"
-        host = service["host"]
         port = service.get("port") or (443 if scheme == "https" else 80)
-        agent = self._agent(scheme, host, port, service.get("connect_timeout", 60000) / 1000.0)
-        hostport = host if ":" not in host else f"[{host}]"
-        uri = f"{scheme}://{hostport}:{port}".encode() + target
-        retries = service.get("retries", 5)
-        deadline = (service.get("read_timeout", 60000) + (service.get("write_timeout", 60000) if body is not None else 0)) / 1000.0
-        attempt = {"current": None, "timed_out": False, "n": 0}
-        result: Deferred = Deferred(lambda d: attempt["current"] and attempt["current"].cancel())
-
-        def send() -> None:
-            producer = body.producer() if body is not None else None
-            d = attempt["current"] = agent.request(method, uri, headers, producer)
-            timer = self._reactor.callLater(deadline, timeout, d)
-            d.addBoth(done, timer)
-
-        def timeout(d: Deferred) -> None:
-            attempt["timed_out"] = True
-            d.cancel()
-
-        def done(outcome: Any, timer: Any) -> None:
-            if timer.active():
-                timer.cancel()
-            if result.called:
-                return
-            if not hasattr(outcome, "value"):
-                result.callback(outcome)
-                return
-            value = outcome.value
-            if isinstance(value, CancelledError) and not attempt["timed_out"]:
-                return  # the caller cancelled
-            connect = _is_connect_failure(value)
-            if connect and attempt["n"] < retries:
-                attempt["n"] += 1
-                send()
-                return
-            if attempt["timed_out"] or isinstance(value, (ierror.TimeoutError, ierror.ConnectingCancelledError)):
-                result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
-            elif isinstance(value, ResponseNeverReceived) and any(
-                f.check(CancelledError) for f in value.reasons
-            ) and attempt["timed_out"]:
-                result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
-            else:
-                result.errback(ProxyError(502, BAD_UPSTREAM))
-
-        send()
-        return result
+        agent, origin = self._agent(scheme, service["host"], port, service.get("connect_timeout", 60000) / 1000.0)
+        deadline = (service.get("read_timeout", 60000)
+                    + (service.get("write_timeout", 60000) if body is not None else 0)) / 1000.0
+        return _Exchange(self._reactor, agent, method, origin + target, headers, body,
+                         service.get("retries", 5), deadline).result
 
     def close(self) -> Deferred:
         """
