@@ -318,6 +318,11 @@ class RequestContext:
 
     _logger = Logger(namespace="echogate.request")
 
+    __slots__ = ("_request", "request", "started", "shared", "_plugin_state", "_views", "_request_id",
+                 "route", "service", "match", "consumer", "credential", "upstream", "response", "exit",
+                 "upstream_started", "upstream_responded", "peer_trusted", "snapshot", "steps", "configs",
+                 "pending", "on_client_gone", "logged")
+
     def __init__(self, request: Any, client: ClientRequest, started: float):
         self._request = request
         self.request = client
