@@ -6,11 +6,16 @@ the database returns.
 """
 from __future__ import annotations
 
+import os
+import signal
+
 import psycopg2
+import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
 
 from tests.gateway import RunningGateway, start_gateway
 from tests.postgres import PostgresMixin, create_database
@@ -201,3 +206,59 @@ class StartWhileDownTests(unittest.TestCase, PostgresMixin):
         node = await starting
         answer = await node.admin("GET", "/services")
         self.assertEqual(answer.code, 200)
+
+
+class KilledMidWriteTests(unittest.TestCase, PostgresMixin):
+    timeout = 120
+
+    async def test_sigkillLeavesNoHalfWrites(self) -> None:
+        """
+        A node killed with SIGKILL while answering a burst of
+        PUT /routes/{r}/service (a new service and the route's link to it,
+        one transaction each) leaves every service linked: never a service
+        without the route that was to point at it.
+        """
+        from tests.test_startup import TWISTD, _env, _free_port, _Gateway
+
+        dsn = self.database()
+        proxy_port, admin_port = _free_port(), _free_port()
+        protocol = _Gateway()
+        transport = reactor.spawnProcess(
+            protocol, TWISTD, [TWISTD, "-n", "--pidfile=", "--logfile=-", "echogate", "--database", dsn,
+                               "--proxy-listen", f"tcp:{proxy_port}:interface=127.0.0.1",
+                               "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1"],
+            env=_env(), path=os.getcwd())
+
+        def kill() -> Deferred:
+            if not protocol.ended.called:
+                transport.signalProcess("KILL")
+            return protocol.ended
+
+        self.addCleanup(kill)
+        admin = f"http://127.0.0.1:{admin_port}"
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        for _ in range(300):
+            try:
+                if (await treq.get(f"{admin}/", pool=pool, timeout=2)).code == 200:
+                    break
+            except Exception:
+                await deferLater(reactor, 0.1, lambda: None)
+        routes = []
+        for i in range(40):
+            answer = await treq.post(f"{admin}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]}, pool=pool)
+            routes.append((await answer.json())["id"])
+        burst = [treq.put(f"{admin}/routes/{r}/service", json={"url": f"http://127.0.0.1:{9000 + n}"}, pool=pool)
+                 for n, r in enumerate(routes)]
+        await deferLater(reactor, 0.05, lambda: None)
+        os.kill(transport.pid, signal.SIGKILL)
+        await protocol.ended
+        for d in burst:
+            d.addErrback(lambda f: None)
+        connection = psycopg2.connect(dsn)
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM services")
+            services = {row[0] for row in cursor.fetchall()}
+            cursor.execute("SELECT service_id FROM routes WHERE service_id IS NOT NULL")
+            linked = {row[0] for row in cursor.fetchall()}
+        connection.close()
+        self.assertEqual(services, linked)
