@@ -24,7 +24,7 @@ DEFAULTS: dict[str, str] = {
     "client_max_body_size": "0",
     "access_log": "off",
     "config_check_interval": "5",
-    "db_query_timeout": "5",
+    "db_query_timeout": "2",
     "workers": "1",
 }
 
