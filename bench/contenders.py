@@ -13,7 +13,7 @@ from typing import Callable
 import attrs
 
 from bench import nginx
-from bench.gateway import EchogateNode
+from bench.gateway import BACKLOG, EchogateNode
 from bench.processes import BenchError, CoreLayout, Process
 
 __all__ = ["Scenario", "SCENARIOS", "Contender", "CONTENDERS", "DEFAULT_CONTENDERS", "PYPY_CONTENDERS",
@@ -127,6 +127,7 @@ def _script(name: str, *arguments: str) -> Callable[[Bench, Runtime], Running]:
     def start(bench: Bench, runtime: Runtime) -> Running:
         label = f"{name}-{runtime.name.lower()}"
         process = Process(label, [str(runtime.python), str(HERE / f"{name}.py"), "--port", "0",
+                                  "--backlog", str(BACKLOG),
                                   *[a.format(upstream=bench.upstream_port) for a in arguments]],
                           bench.directory / f"{label}.log", cpus=bench.cores.proxy)
         process.start()

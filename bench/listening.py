@@ -39,10 +39,11 @@ def serve(description: str, make_resource: Callable[[Any, argparse.Namespace], A
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any)")
+    parser.add_argument("--backlog", type=int, default=511, help="listen backlog (nginx's default)")
     add_arguments(parser)
     arguments = parser.parse_args()
     site = QuietSite(make_resource(reactor, arguments))
-    port = reactor.listenTCP(arguments.port, site, backlog=4096, interface="127.0.0.1")
+    port = reactor.listenTCP(arguments.port, site, backlog=arguments.backlog, interface="127.0.0.1")
     print(f"listening on 127.0.0.1:{port.getHost().port}", flush=True)
     reactor.run()
     sys.stdout.flush()

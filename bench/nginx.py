@@ -47,7 +47,7 @@ http {{
 
 _UPSTREAM = """\
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen 127.0.0.1:{port} backlog=511;
         location = /100b {{ return 200 "{small}"; }}
         location = /1mb {{ root {dir}/www; }}
         location = /post {{
@@ -65,7 +65,7 @@ _PROXY = """\
         keepalive 100;
     }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} backlog=511;
         client_max_body_size 10m;
         client_body_buffer_size 1m;
         location / {{

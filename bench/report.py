@@ -19,7 +19,10 @@ __all__ = ["Summary", "summarize", "Target", "targets", "scenario_table", "targe
 class Summary:
     """
     The runs of one contender in one scenario: medians of req/s and
-    latencies, the highest peak RSS, the median CPU use, all errors.
+    latencies, the lowest of the runs' peak RSS (a process's RSS seldom
+    shrinks, so a later run carries what the other scenarios left behind;
+    the lowest is the one nearest to this scenario's own peak), the
+    median CPU use, all errors.
     """
 
     runs: int
@@ -43,7 +46,7 @@ def summarize(results: Sequence[LoadResult]) -> Summary:
         rps=statistics.median(r.rps for r in results),
         p50_ms=statistics.median(r.p50_ms for r in results),
         p99_ms=statistics.median(r.p99_ms for r in results),
-        peak_rss_mb=max(r.peak_rss_kb for r in results) / 1024,
+        peak_rss_mb=min(r.peak_rss_kb for r in results) / 1024,
         cpu=statistics.median(r.cpu for r in results),
         errors=sum(r.error_count for r in results),
         bytes_per_request=sum(r.bytes for r in results) / requests if requests else 0.0,

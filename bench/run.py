@@ -33,7 +33,7 @@ if __package__ in (None, ""):
 from bench import nginx, propagation, pypy, report
 from bench.contenders import (CONTENDERS, DEFAULT_CONTENDERS, PYPY_CONTENDERS, SCENARIOS, Bench, Contender,
                               Running, Runtime, describe_runtime)
-from bench.gateway import ECHO_HEADER
+from bench.gateway import BACKLOG, ECHO_HEADER
 from bench.loadgen import Load, LoadResult, run_load, wrk_binary
 from bench.processes import BenchError, CoreLayout, stop_all
 
@@ -296,8 +296,9 @@ def render(suite: Suite, env: dict[str, Any], command: str,
         f"- machine: {env['cpu']}, {env['memory_gb']} GB, Linux {env['kernel']}",
         f"- {env['pinning']}",
         f"- {'; '.join(suite.runtimes)}; {env['nginx']}; {env['wrk']}",
+        f"- every server listens with a backlog of {BACKLOG} (nginx's default)",
         f"- {arguments.runs} run(s) of {arguments.duration:g} s per measurement (medians; peak RSS is the "
-        f"highest), after {arguments.warmup:g} s of warm-up for Python servers"
+        f"lowest of the runs' peaks, see docs/performance.md), after {arguments.warmup:g} s of warm-up for Python servers"
         + (f" ({arguments.pypy_warmup:g} s before PyPy's first run)" if suite.pypy_label else "")
         + "; runs interleaved round-robin across contenders",
         f"- load average at start {' '.join(env['load_average_start'])}, at end "
