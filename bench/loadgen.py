@@ -29,7 +29,7 @@ class Load:
 
     @ivar url: what every request asks for (C{http://127.0.0.1:PORT/path}).
     @ivar connections: open connections, each with one request in flight.
-    @ivar duration: seconds.
+    @ivar duration: seconds (wrk takes whole seconds; at least 1).
     @ivar post_bytes: a POST body of this size, or 0 for GET.
     @ivar headers: extra request headers, C{"Name: value"}.
     """
@@ -91,7 +91,7 @@ def run_load(load: Load, server: Process | None, cpus: str | None) -> LoadResult
     if binary is None:
         raise BenchError("wrk is not installed (apt-get install -y wrk)")
     argv: list[str] = (["taskset", "-c", cpus] if cpus else []) + [
-        binary, "-t", str(load.threads), "-c", str(load.connections), "-d", f"{load.duration:g}s",
+        binary, "-t", str(load.threads), "-c", str(load.connections), "-d", f"{max(1, round(load.duration))}s",
         "--timeout", f"{load.timeout:g}s", "-s", str(_SCRIPT)]
     for header in load.headers:
         argv += ["-H", header]

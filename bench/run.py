@@ -53,12 +53,14 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated, from: {', '.join(SCENARIOS)}")
     parser.add_argument("--runs", type=int, help="measurements of each contender in each scenario "
                         "(medians are reported; default 3, 1 with --quick)")
-    parser.add_argument("--duration", type=float, help="seconds per measurement (default 10, 2 with --quick)")
-    parser.add_argument("--warmup", type=float, help="seconds of load before each measurement of a "
-                        "Python contender (default 2, 0.5 with --quick)")
+    parser.add_argument("--duration", type=int, help="seconds per measurement (default 10, 2 with --quick)")
+    parser.add_argument("--warmup", type=int, help="seconds of load before each measurement of a "
+                        "Python contender (default 2, 1 with --quick; 0 for none)")
     parser.add_argument("--pypy", choices=("auto", "off"), default="auto",
                         help="also run the Twisted contenders under pypy3 when it is installed (default auto)")
-    parser.add_argument("--pypy-warmup", type=float,
+    parser.add_argument("--pypy-scenarios", help="the scenarios PyPy contenders take part in "
+                        "(default all, small-50,large-50 with --quick)")
+    parser.add_argument("--pypy-warmup", type=int,
                         help="seconds of load before a PyPy contender's first measurement in each "
                         "scenario, for the JIT (default 10, 2 with --quick)")
     parser.add_argument("--pypy-venv", type=Path, default=RESULTS / "pypy-venv",
@@ -70,12 +72,14 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     arguments = parser.parse_args(argv)
     quick = arguments.quick
-    for name, full, short in (("runs", 3, 1), ("duration", 10.0, 2.0), ("warmup", 2.0, 0.5),
-                              ("pypy_warmup", 10.0, 2.0), ("propagation_changes", 50, 20)):
+    for name, full, short in (("runs", 3, 1), ("duration", 10, 2), ("warmup", 2, 1), ("pypy_warmup", 10, 2),
+                              ("propagation_changes", 50, 20),
+                              ("pypy_scenarios", ",".join(SCENARIOS), "small-50,large-50")):
         if getattr(arguments, name) is None:
             setattr(arguments, name, short if quick else full)
     arguments.contenders = _choices(arguments.contenders, CONTENDERS, "contender", parser)
     arguments.scenarios = _choices(arguments.scenarios, SCENARIOS, "scenario", parser)
+    arguments.pypy_scenarios = _choices(arguments.pypy_scenarios, SCENARIOS, "scenario", parser)
     return arguments
 
 
@@ -244,7 +248,8 @@ class Suite:
     def measure(self) -> None:
         arguments = self.arguments
         plan = [(s, label, contender, runtime) for s in arguments.scenarios
-                for label, contender, runtime in self.instances if contender.takes_part(s)]
+                for label, contender, runtime in self.instances
+                if contender.takes_part(s) and (runtime.name != "PyPy" or s in arguments.pypy_scenarios)]
         per = arguments.duration + arguments.warmup
         total = len(plan) * arguments.runs * per + sum(
             arguments.pypy_warmup for _, _, _, r in plan if r.name == "PyPy")
