@@ -64,6 +64,28 @@ class PropagationTests(unittest.TestCase, PostgresMixin):
             await deferLater(reactor, 0.01, lambda: None)
         self.assertEqual((await self.b.proxy("GET", "/p")).code, 404)
 
+    async def test_updatesReachOtherNode(self) -> None:
+        """
+        Updates through node A of a service (its path), a route (its paths)
+        and a plugin (its config) are served by node B.
+        """
+        await self.a.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
+        route = (await self.a.admin("POST", "/services/s/routes", json={"paths": ["/old"]})).json()
+        plugin = (await self.a.admin("POST", "/plugins", json={"name": "header-echo"})).json()
+        await _served(self.b, "/old")
+        await self.a.admin("PATCH", f"/routes/{route['id']}", json={"paths": ["/new"]})
+        await _served(self.b, "/new")
+        self.assertEqual((await self.b.proxy("GET", "/old")).code, 404)
+        await self.a.admin("PATCH", "/services/s", json={"path": "/base"})
+        await self.a.admin("PATCH", f"/plugins/{plugin['id']}", json={"config": {"responseHeader": "X-Changed"}})
+        for _ in range(500):
+            answer = await self.b.proxy("GET", "/new/x", headers={"X-Request-Echo": "v"})
+            if answer.json().get("path") == "/base/x" and answer.header("X-Changed") == "v":
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(answer.json()["path"], "/base/x")
+        self.assertEqual(answer.header("X-Changed"), "v")
+
     async def test_pluginChangeReachesOtherNode(self) -> None:
         """
         A plugin added through node B applies on node A.
