@@ -30,10 +30,12 @@ def _closed_port() -> int:
 
 class ProxyTestCase(unittest.TestCase):
     timeout = 60
+    #: Extra gateway settings (the Lean... subclasses pick the upstream client).
+    gateway_settings: dict[str, str] = {}
 
     async def setUp(self) -> None:
         self.upstream, self.upstream_port = start_upstream(self)
-        self.gw = await start_gateway(self)
+        self.gw = await start_gateway(self, settings=self.gateway_settings)
 
     async def service(self, name: str = "mock-service", **fields: object) -> dict:
         path = fields.pop("path", "")
@@ -245,7 +247,7 @@ class FailureTests(ProxyTestCase):
         """
         await self.service()
         await self.route(paths=["/"])
-        small = await start_gateway(self, database=None, settings={"client_max_body_size": "1k"})
+        small = await start_gateway(self, database=None, settings={**self.gateway_settings, "client_max_body_size": "1k"})
         await small.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
         await small.admin("POST", "/services/s/routes", json={"paths": ["/"]})
         answer = await small.proxy("POST", "/x", data=b"y" * 5000)
@@ -371,3 +373,27 @@ class HeaderEchoTests(ProxyTestCase):
         wrong = [(v, e, b) for v, e, b in results if e != v or b != v.encode()]
         self.assertEqual(wrong, [])
         self.assertEqual(len(results), count)
+
+
+# The same behaviour through the lean upstream client (echogate.httpclient).
+_LEAN = {"upstream_client": "lean"}
+
+
+class LeanWalkThroughTests(WalkThroughTests):
+    gateway_settings = _LEAN
+
+
+class LeanUpstreamHeaderTests(UpstreamHeaderTests):
+    gateway_settings = _LEAN
+
+
+class LeanFailureTests(FailureTests):
+    gateway_settings = _LEAN
+
+
+class LeanStreamingTests(StreamingTests):
+    gateway_settings = _LEAN
+
+
+class LeanHeaderEchoTests(HeaderEchoTests):
+    gateway_settings = _LEAN
