@@ -474,6 +474,8 @@ class _Connection(Protocol):
 
 
 class _OneConnection(Factory):
+    noisy = False  # no "Starting factory" log line per connection
+
     def __init__(self, conn: _Connection):
         self._conn = conn
 

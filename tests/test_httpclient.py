@@ -21,6 +21,7 @@ from echogate.config import ConfigError, resolve
 from echogate.errors import ProxyError
 from echogate.httpclient import LeanUpstreamClient
 from echogate.streaming import RequestBody
+from echogate.upstream import UpstreamClient
 
 SERVICE = {"host": "127.0.0.1", "port": 8080, "protocol": "http", "connect_timeout": 1000,
            "read_timeout": 2000, "write_timeout": 3000, "retries": 2}
@@ -530,6 +531,19 @@ class PoolTests(SynchronousTestCase):
         self.assertEqual(h.reactor.tcpClients[0][:2], ("::1", 8080))
 
 
+class HttpsTests(SynchronousTestCase):
+    def test_delegated(self) -> None:
+        """
+        https services go through an L{UpstreamClient} (Agent with TLS).
+        """
+        h = Harness()
+        d = h.request(service=dict(SERVICE, protocol="https", port=8443))
+        self.assertIsInstance(h.client._tls, UpstreamClient)
+        self.assertEqual(h.reactor.tcpClients[0][:2], ("127.0.0.1", 8443))
+        d.cancel()
+        self.failureResultOf(d)
+
+
 class StaleConnectionTests(SynchronousTestCase):
     def kept(self) -> tuple[Harness, Any, StringTransport]:
         h = Harness()
@@ -572,6 +586,19 @@ class StaleConnectionTests(SynchronousTestCase):
         lose(p, t)
         self.assertEqual(self.failureResultOf(d, ProxyError).value.status, 502)
         self.assertEqual(h.pending(), 0)
+
+    def test_staleRetryIsNotAConnectRetry(self) -> None:
+        """
+        The stale retry does not use up the service's connection retries.
+        """
+        h, p, t = self.kept()
+        d = h.request(service=dict(SERVICE, retries=1))
+        lose(p, t)
+        h.refuse()
+        self.assertNoResult(d)
+        p2, t2 = h.connect()
+        p2.dataReceived(OK)
+        self.assertEqual(self.successResultOf(d).code, 200)
 
     def test_notRetriedAfterBytes(self) -> None:
         """
