@@ -11,13 +11,13 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import attrs
 
 from bench.processes import BenchError, MemorySampler, Process
 
-__all__ = ["Load", "LoadResult", "wrk_binary", "run_load"]
+__all__ = ["Load", "LoadResult", "wrk_binary", "run_load", "parse_summary", "result_from"]
 
 _SCRIPT = Path(__file__).with_name("wrk.lua")
 
@@ -107,22 +107,32 @@ def run_load(load: Load, server: Process | None, cpus: str | None) -> LoadResult
     except subprocess.TimeoutExpired as e:
         raise BenchError(f"wrk did not finish: {' '.join(argv)}") from e
     cpu = (server.cpu_seconds() - cpu_before) if server is not None else 0.0
-    return _parse(done, argv, load, server, reset, sampler, cpu)
-
-
-def _parse(done: subprocess.CompletedProcess[str], argv: Sequence[str], load: Load,
-           server: Process | None, reset: bool, sampler: MemorySampler | None,
-           cpu: float) -> LoadResult:
-    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH-RESULT ")), None)
-    if done.returncode != 0 or line is None:
+    data = parse_summary(done.stdout)
+    if done.returncode != 0 or data is None:
         raise BenchError(f"wrk failed ({done.returncode}): {' '.join(argv)}\n"
                          f"{(done.stdout + done.stderr)[-2000:]}")
-    data = json.loads(line.split(" ", 1)[1])
-    seconds = data["duration_us"] / 1e6
     peak = 0
     if server is not None:
         hwm = server.status().get("VmHWM", 0) if reset else 0
         peak = max(hwm, sampler.peak_kb if sampler is not None else 0)
+    return result_from(data, peak, cpu)
+
+
+def parse_summary(output: str) -> dict[str, Any] | None:
+    """
+    The summary C{bench/wrk.lua} prints (C{BENCH-RESULT {json}}), or
+    C{None} when the output has none.
+    """
+    line = next((l for l in output.splitlines() if l.startswith("BENCH-RESULT ")), None)
+    return json.loads(line.split(" ", 1)[1]) if line is not None else None
+
+
+def result_from(data: dict[str, Any], peak_rss_kb: int, cpu_seconds: float) -> LoadResult:
+    """
+    A L{LoadResult} from wrk's summary, the server's peak RSS and the CPU
+    time it used meanwhile.
+    """
+    seconds = data["duration_us"] / 1e6
     return LoadResult(
         requests=data["requests"],
         seconds=seconds,
@@ -132,6 +142,6 @@ def _parse(done: subprocess.CompletedProcess[str], argv: Sequence[str], load: Lo
         p90_ms=data["p90_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
         max_ms=data["max_us"] / 1000,
-        peak_rss_kb=peak,
-        cpu=cpu / seconds if seconds else 0.0,
+        peak_rss_kb=peak_rss_kb,
+        cpu=cpu_seconds / seconds if seconds else 0.0,
     )

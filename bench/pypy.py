@@ -23,6 +23,7 @@ crates) and C{pyopenssl<25} (newer ones want a newer cryptography).
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -91,6 +92,11 @@ def _last_error(output: str) -> str:
     return re.sub(r"/\S*/", "", found)[:400]
 
 
+def _plugins(output: str) -> list[str]:
+    line = next((l for l in output.splitlines() if "PLUGINS" in l), "PLUGINS")
+    return line.split("PLUGINS", 1)[1].split()
+
+
 def _echogate_blockers(python: Path, version: tuple[int, int], log: Path) -> str | None:
     """
     Try to make echogate run in the environment; why it cannot, or
@@ -117,11 +123,20 @@ def _echogate_blockers(python: Path, version: tuple[int, int], log: Path) -> str
                           capture_output=True, text=True).stdout.strip()
     if site:
         (Path(site) / "echogate-source.pth").write_text(f"{REPO}\n")
-    ok, out = _run([str(python), "-c", "import echogate.service, echogate.proxy\n"
-                    "from echogate.registry import load_plugins\n"
-                    "load_plugins(['bundled'])"], log)
+    listing = ("import sys\nfrom twisted.python import log\nlog.startLogging(sys.stderr)\n"
+               "from echogate.registry import load_plugins\nimport echogate.service, echogate.proxy\n"
+               "print('PLUGINS', ' '.join(sorted(load_plugins(['bundled']))))")
+    ok, out = _run([str(python), "-c", listing], log)
     if not ok:
-        reasons.append(f"echogate's data path and bundled plugins do not load: {_last_error(out)}")
+        reasons.append(f"echogate's data path does not load: {_last_error(out)}")
+    else:
+        here = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, cwd=REPO)
+        wanted_plugins = set(_plugins(here.stdout + here.stderr))
+        missing = sorted(wanted_plugins - set(_plugins(out)))
+        if missing:
+            where = re.findall(r'File "[^"]*/(echogate/[^"]+)", line (\d+)', out)
+            at = f" at {where[-1][0]}:{where[-1][1]}" if where else ""
+            reasons.append(f"bundled plugins that do not load: {', '.join(missing)} ({_last_error(out)}{at})")
     return "; ".join(reasons) or None
 
 
@@ -155,7 +170,8 @@ def prepare(venv: Path, log: Path) -> PyPySetup:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "bench" / "results" / "pypy-venv"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "echogate-bench"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else cache / "pypy-venv"
     target.parent.mkdir(parents=True, exist_ok=True)
     setup = prepare(target, target.parent / "pypy-setup.log")
     if setup.bin_dir is None:

@@ -12,7 +12,8 @@ import attrs
 
 from bench.loadgen import LoadResult
 
-__all__ = ["Summary", "summarize", "Target", "targets", "scenario_table", "targets_table"]
+__all__ = ["Summary", "summarize", "ratio", "Target", "targets", "baseline_ratios", "scenario_table",
+           "targets_table", "merge"]
 
 
 @attrs.frozen
@@ -50,8 +51,22 @@ def summarize(results: Sequence[LoadResult]) -> Summary:
         cpu=statistics.median(r.cpu for r in results),
         errors=sum(r.error_count for r in results),
         bytes_per_request=sum(r.bytes for r in results) / requests if requests else 0.0,
-        all_rps=tuple(round(r.rps) for r in results),
+        all_rps=tuple(r.rps for r in results),
     )
+
+
+def ratio(top: Summary, bottom: Summary) -> tuple[float, tuple[float, ...]]:
+    """
+    C{top}'s throughput over C{bottom}'s: the median of the ratios of
+    their runs taken in the same round (measured a minute apart at most,
+    so a burst of other work on the machine hits both), or the ratio of
+    the medians when the run counts differ. Also returns each round's
+    ratio.
+    """
+    if len(top.all_rps) == len(bottom.all_rps) and all(bottom.all_rps):
+        each = tuple(a / b for a, b in zip(top.all_rps, bottom.all_rps))
+        return statistics.median(each), each
+    return (top.rps / bottom.rps if bottom.rps else 0.0), ()
 
 
 def scenario_table(rows: Sequence[tuple[str, Summary]]) -> str:
@@ -62,7 +77,7 @@ def scenario_table(rows: Sequence[tuple[str, Summary]]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for label, s in rows:
         lines.append(f"| {label} | {s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.peak_rss_mb:.1f} "
-                     f"| {s.cpu:.0%} | {s.errors} | {', '.join(f'{r:,}' for r in s.all_rps)} |")
+                     f"| {s.cpu:.0%} | {s.errors} | {', '.join(f'{r:,.0f}' for r in s.all_rps)} |")
     return "\n".join(lines)
 
 
@@ -94,10 +109,14 @@ def _ratio(name: str, top: Summary | None, bottom: Summary | None, goal: float,
     shown = f"≥ {goal:.0%}" if percent else f"≥ {goal:g}×"
     if top is None or bottom is None or not bottom.rps:
         return Target(name, "–", shown, None, missing)
-    ratio = top.rps / bottom.rps
-    measured = f"{ratio:.0%}" if percent else f"{ratio:.2f}×"
-    measured += f" ({top.rps:,.0f} / {bottom.rps:,.0f} req/s)"
-    return Target(name, measured, shown, ratio >= goal)
+    value, each = ratio(top, bottom)
+    return Target(name, _shown(value, each, top, bottom, percent), shown, value >= goal)
+
+
+def _shown(value: float, each: tuple[float, ...], top: Summary, bottom: Summary, percent: bool) -> str:
+    form = (lambda x: f"{x:.1%}") if percent else (lambda x: f"{x:.2f}×")
+    rounds = f"runs {', '.join(form(x) for x in each)}; " if len(each) > 1 else ""
+    return f"{form(value)} ({rounds}medians {top.rps:,.0f} / {bottom.rps:,.0f} req/s)"
 
 
 def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
@@ -139,9 +158,9 @@ def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
             why = "see PyPy below" if pypy_why else f"needs echogate in {scenario} under both"
             out.append(Target(name, "–", shown, None, why))
             continue
-        ratio = pypy.rps / cpython.rps
-        out.append(Target(name, f"{ratio:.2f}× ({pypy.rps:,.0f} / {cpython.rps:,.0f} req/s)", shown,
-                          ratio >= goal if goal else None))
+        value, each = ratio(pypy, cpython)
+        out.append(Target(name, _shown(value, each, pypy, cpython, False), shown,
+                          value >= goal if goal else None))
     out.append(Target("2 workers vs 1 (--workers 2)", "–", "≥ 1.6×", None,
                       "echogate has no --workers option yet"))
     return out
@@ -160,7 +179,7 @@ def baseline_ratios(get: Lookup, pypy_label: str | None) -> list[tuple[str, str]
         for scenario in ("small-50", "large-50"):
             a, b = get(top, scenario), get(bottom, scenario)
             if a is not None and b is not None and b.rps:
-                out.append((f"{top} / {bottom}, {scenario}", f"{a.rps / b.rps:.2f}×"))
+                out.append((f"{top} / {bottom}, {scenario}", f"{ratio(a, b)[0]:.2f}×"))
     return out
 
 

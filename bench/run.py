@@ -39,6 +39,7 @@ from bench.processes import BenchError, CoreLayout, stop_all
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "echogate-bench"
 PACKAGES = ("wrk", "nginx", "pypy3", "pypy3-dev", "libpq-dev")
 
 
@@ -63,7 +64,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pypy-warmup", type=int,
                         help="seconds of load before a PyPy contender's first measurement in each "
                         "scenario, for the JIT (default 10, 2 with --quick)")
-    parser.add_argument("--pypy-venv", type=Path, default=RESULTS / "pypy-venv",
+    parser.add_argument("--pypy-venv", type=Path, default=CACHE / "pypy-venv",
                         help="where the PyPy virtualenv lives (made on first use)")
     parser.add_argument("--propagation-changes", type=int,
                         help="route changes in the propagation test (default 50, 20 with --quick; 0 skips it)")

@@ -1,0 +1,222 @@
+"""
+Tests for the benchmark's own logic (parsing, summaries, verdicts): the
+parts whose mistakes would print a wrong "met" without anyone noticing.
+
+Run: C{.venv/bin/trial bench.test_bench}. Nothing here starts a process.
+"""
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench import nginx, pypy, report
+from bench.loadgen import LoadResult, parse_summary, result_from
+from bench.profile import summarize_collapsed
+from bench.routes import filler_body
+
+_WRK = ('Running 2s test @ http://127.0.0.1:1/100b\n'
+        'BENCH-RESULT {"requests": 5000, "duration_us": 2000000, "bytes": 1300000, "connect": 0, '
+        '"read": 0, "write": 0, "status": 3, "timeout": 1, "p50_us": 1500, "p90_us": 2500, '
+        '"p99_us": 9000, "max_us": 12000, "mean_us": 1700.5}\n')
+
+
+def _result(rps: float, rss_kb: int = 1024) -> LoadResult:
+    return LoadResult(requests=int(rps * 10), seconds=10.0, bytes=0, errors={}, p50_ms=1.0, p90_ms=2.0,
+                      p99_ms=3.0, max_ms=4.0, peak_rss_kb=rss_kb, cpu=1.0)
+
+
+class WrkSummaryTests(SynchronousTestCase):
+    """
+    wrk's output becomes a L{LoadResult}.
+    """
+
+    def test_parsed(self) -> None:
+        """
+        The C{BENCH-RESULT} line is found among wrk's other output.
+        """
+        data = parse_summary(_WRK)
+        assert data is not None
+        self.assertEqual((data["requests"], data["p99_us"]), (5000, 9000))
+
+    def test_missing(self) -> None:
+        """
+        Output without the line gives C{None}.
+        """
+        self.assertIsNone(parse_summary("Running 2s test\n"))
+
+    def test_result(self) -> None:
+        """
+        Throughput, latencies in ms, CPU per second, and only the error
+        kinds that happened.
+        """
+        data = parse_summary(_WRK)
+        assert data is not None
+        result = result_from(data, 2048, 1.5)
+        self.assertEqual(result.rps, 2500)
+        self.assertEqual((result.p50_ms, result.p99_ms), (1.5, 9.0))
+        self.assertEqual(result.errors, {"status": 3, "timeout": 1})
+        self.assertEqual(result.error_count, 4)
+        self.assertEqual(result.cpu, 0.75)
+        self.assertEqual(result.peak_rss_kb, 2048)
+
+
+class SummaryTests(SynchronousTestCase):
+    """
+    Several runs become one summary.
+    """
+
+    def test_medians(self) -> None:
+        """
+        Throughput is the median run, not the mean.
+        """
+        summary = report.summarize([_result(100), _result(300), _result(110)])
+        self.assertEqual(summary.rps, 110)
+        self.assertEqual(summary.all_rps, (100, 300, 110))
+
+    def test_lowest_peak(self) -> None:
+        """
+        Peak RSS is the lowest of the runs' peaks.
+        """
+        summary = report.summarize([_result(1, 3 * 1024), _result(1, 2 * 1024), _result(1, 5 * 1024)])
+        self.assertEqual(summary.peak_rss_mb, 2)
+
+
+class RatioTests(SynchronousTestCase):
+    """
+    Ratios pair runs of the same round.
+    """
+
+    def test_paired(self) -> None:
+        """
+        The median of the per-round ratios, not the ratio of medians.
+        """
+        top = report.summarize([_result(90), _result(45), _result(100)])
+        bottom = report.summarize([_result(100), _result(50), _result(200)])
+        value, each = report.ratio(top, bottom)
+        self.assertEqual(each, (0.9, 0.9, 0.5))
+        self.assertEqual(value, 0.9)
+
+    def test_unequal_runs(self) -> None:
+        """
+        With different run counts, the ratio of the medians.
+        """
+        top = report.summarize([_result(90)])
+        bottom = report.summarize([_result(100), _result(300)])
+        self.assertEqual(report.ratio(top, bottom), (90 / 200, ()))
+
+
+class TargetTests(SynchronousTestCase):
+    """
+    The issue's targets are judged from the summaries.
+    """
+
+    def _targets(self, rows: dict[tuple[str, str], list[LoadResult]]) -> dict[str, report.Target]:
+        summaries = report.merge(rows)
+        found = report.targets(lambda label, scenario: summaries.get((label, scenario)), None, "no pypy")
+        return {t.name: t for t in found}
+
+    def test_met_and_not_met(self) -> None:
+        """
+        Each ratio is compared with its goal.
+        """
+        targets = self._targets({
+            ("echogate-header-echo", "small-50"): [_result(3100)],
+            ("twisted-proxy", "small-50"): [_result(1000)],
+            ("echogate", "small-50"): [_result(3000)],
+            ("hello", "small-50"): [_result(10000)],
+        })
+        self.assertIs(targets["echogate (one route, header-echo) vs ReverseProxyResource, small-50"].met, True)
+        self.assertIs(targets["echogate (one route, no plugins) vs bare Twisted hello, small-50"].met, False)
+
+    def test_boundary(self) -> None:
+        """
+        Just under a goal is not met, and is shown precisely enough to see why.
+        """
+        targets = self._targets({
+            ("echogate-10000-routes", "small-50"): [_result(899.7)],
+            ("echogate-10-routes", "small-50"): [_result(1000)],
+        })
+        routes = targets["10,000 routes vs 10 routes, small-50"]
+        self.assertIs(routes.met, False)
+        self.assertIn("90.0%", routes.measured)
+
+    def test_not_measured(self) -> None:
+        """
+        A target whose contenders did not run says so instead of passing.
+        """
+        targets = self._targets({})
+        self.assertIsNone(targets["10,000 routes vs 10 routes, small-50"].met)
+        self.assertIn("not measured", targets["10,000 routes vs 10 routes, small-50"].verdict)
+        self.assertIn("no --workers", targets["2 workers vs 1 (--workers 2)"].verdict)
+
+    def test_memory(self) -> None:
+        """
+        The 1 MiB peak RSS is compared with 150 MB.
+        """
+        targets = self._targets({("echogate", "large-50"): [_result(1, 151 * 1024)]})
+        self.assertIs(targets["echogate peak RSS, 1 MiB bodies, 50 connections"].met, False)
+
+
+class FillerTests(SynchronousTestCase):
+    """
+    The filler routes never match the benchmark's requests.
+    """
+
+    def test_shapes(self) -> None:
+        """
+        Three in four by path prefix, one in four by host.
+        """
+        bodies = [filler_body(n, "s") for n in range(8)]
+        hosts = [b for b in bodies if "hosts" in b]
+        self.assertEqual(len(hosts), 2)
+        for body in bodies:
+            for path in body["paths"]:
+                self.assertFalse("/bench".startswith(path) and path != "/")
+        self.assertEqual(bodies[0]["service"], {"id": "s"})
+
+
+class UpstreamBodyTests(SynchronousTestCase):
+    """
+    The upstream's small answer is exactly 100 bytes.
+    """
+
+    def test_size(self) -> None:
+        self.assertEqual(len(nginx.SMALL_BODY), 100)
+
+
+class CollapsedStackTests(SynchronousTestCase):
+    """
+    py-spy's collapsed stacks become shares per function.
+    """
+
+    def test_shares(self) -> None:
+        """
+        Own time counts the innermost frame; with callees counts each
+        frame once per stack.
+        """
+        text = ("main (a.py:1);work (site-packages/b.py:2);work (site-packages/b.py:9) 3\n"
+                "main (a.py:1);idle (a.py:5) 1\n")
+        out = summarize_collapsed(text, 5)
+        self.assertIn("4 samples", out)
+        self.assertIn(" 75.0%  work (b.py)", out)
+        self.assertIn("100.0%  main (a.py)", out)
+
+
+class PyPyReasonTests(SynchronousTestCase):
+    """
+    Why PyPy cannot run echogate is reported in one readable line.
+    """
+
+    def test_last_error(self) -> None:
+        """
+        The last error line, without directories.
+        """
+        output = ("Traceback (most recent call last):\n  File \"x\"\n"
+                  "ImportError: /a/b/_psycopg.so: undefined symbol: PyInterpreterState_Main\n")
+        self.assertEqual(pypy._last_error(output),
+                         "ImportError: _psycopg.so: undefined symbol: PyInterpreterState_Main")
+
+    def test_plugins(self) -> None:
+        """
+        The plugin list is found even inside a log line.
+        """
+        self.assertEqual(pypy._plugins("2026 [-] PLUGINS a b\n"), ["a", "b"])
