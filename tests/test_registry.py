@@ -164,6 +164,17 @@ class BundledPluginTests(SynchronousTestCase):
         """
         self.assertIn("header-echo", self.bundled)
 
+    def test_everyBundledPluginFound(self) -> None:
+        """
+        getPlugins finds every plugin echogate ships, by name (a drop-in
+        object that is not found, e.g. behind a stale dropin.cache, fails
+        here).
+        """
+        self.assertEqual(sorted(self.bundled), [
+            "acl", "basic-auth", "correlation-id", "cors", "file-log", "header-echo", "http-log",
+            "ip-restriction", "jwt", "key-auth", "prometheus", "proxy-cache", "rate-limiting",
+            "request-size-limiting", "request-termination", "request-transformer", "response-transformer"])
+
     def test_verifyObject(self) -> None:
         """
         Every bundled plugin provides L{IGatewayPlugin}.
