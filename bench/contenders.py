@@ -171,6 +171,38 @@ def _echogate(plugins: int) -> Callable[[Bench, Runtime], Running]:
     return start
 
 
+def _echogate_rate_limiting(policy: str) -> Callable[[Bench, Runtime], Running]:
+    """
+    echogate with one route and rate-limiting on it with a limit no run
+    reaches, counting in C{policy}'s store (C{local}, C{cluster}: the
+    node's PostgreSQL, C{redis}: a Redis server started for it).
+    """
+
+    def start(bench: Bench, runtime: Runtime) -> Running:
+        node = _node(bench, runtime, f"echogate-ratelimit-{policy}")
+        route = node.add_route("bench", "bench", paths=["/"])
+        node.wait_until_served(nginx.PATHS["small"])
+        fields = [("name", "rate-limiting"), ("config.second", "1000000000"), ("config.policy", policy)]
+        stops = [node.stop]
+        if policy == "redis":
+            from tests.redisserver import RedisServer
+
+            redis = RedisServer()
+            redis.start()
+            stops.insert(0, redis.stop)
+            fields += [("config.redis_host", "127.0.0.1"), ("config.redis_port", str(redis.port))]
+        node.api.post(f"/routes/{route['id']}/plugins", fields)
+        node.wait_until_served(nginx.PATHS["small"])
+
+        def stop() -> None:
+            for step in stops:
+                step()
+
+        return Running(node.process, node.proxy_port, stop, note=f"rate-limiting, policy {policy}")
+
+    return start
+
+
 def _echogate_routes(total: int) -> Callable[[Bench, Runtime], Running]:
     """
     echogate with C{total} routes: the one the requests match (C{/bench},
@@ -213,6 +245,12 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
     Contender("echogate-header-echo", "echogate, one route, header-echo", _echogate(1), echogate=True),
     Contender("echogate-5-plugins", "echogate, one route, five bundled plugins", _echogate(5),
               echogate=True),
+    Contender("echogate-ratelimit-local", "echogate, one route, rate-limiting (local policy)",
+              _echogate_rate_limiting("local"), scenarios=("small-50",), echogate=True),
+    Contender("echogate-ratelimit-cluster", "echogate, one route, rate-limiting (cluster policy: PostgreSQL)",
+              _echogate_rate_limiting("cluster"), scenarios=("small-50",), echogate=True),
+    Contender("echogate-ratelimit-redis", "echogate, one route, rate-limiting (redis policy)",
+              _echogate_rate_limiting("redis"), scenarios=("small-50",), echogate=True),
     Contender("echogate-10-routes", "echogate, 10 routes, no plugins", _echogate_routes(10),
               scenarios=("small-50",), echogate=True),
     Contender("echogate-10000-routes", "echogate, 10,000 routes, no plugins",
@@ -221,7 +259,8 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
 
 #: What runs unless C{--contenders} says otherwise.
 DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "hello", "echogate",
-                      "echogate-header-echo", "echogate-5-plugins", "echogate-10-routes",
+                      "echogate-header-echo", "echogate-5-plugins", "echogate-ratelimit-local",
+                      "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-10-routes",
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.
