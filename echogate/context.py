@@ -359,6 +359,21 @@ class RequestContext:
             self._request_id = uuid.uuid4().hex
         return self._request_id
 
+    def release(self) -> None:
+        """
+        Called once the request is over (after C{log}): break the reference
+        cycles between the request, this context, the plugin views and the
+        body streamer, so that reference counting frees them at once instead
+        of the cyclic garbage collector, which would otherwise run often
+        and walk the whole configuration each time.
+        """
+        request = self._request
+        if getattr(request, "ctx", None) is self:
+            request.ctx = None
+        self.on_client_gone = None
+        self.pending = None
+        self._views = {}
+
     def view(self, plugin_name: str) -> "PluginContext":
         """
         The L{PluginContext} for plugin C{plugin_name} (one per plugin per

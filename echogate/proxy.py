@@ -477,9 +477,13 @@ class Gateway:
             pending = self._run_phase(ctx, "log")
         except BaseException:
             report(Failure())
+            ctx.release()
             return
-        if pending is not None:
+        if pending is None:
+            ctx.release()
+        else:
             pending.addErrback(report)
+            pending.addBoth(lambda _: ctx.release())
 
     def _report(self, failure: Failure) -> None:
         if failure.check(PluginFailure):

@@ -908,3 +908,42 @@ class RequestStateTests(SynchronousTestCase):
         two = self.successResultOf(harness.request("GET", "/", headers={"X-User": "bob"}))
         self.assertEqual((one.header("x-seen-user"), two.header("x-seen-user")), ("ann", "bob"))
         self.assertEqual(seen, [("writer", {}), ("writer", {})])
+
+
+class ReleaseTests(SynchronousTestCase):
+    """
+    A finished request's context is freed by reference counting, not left
+    in cycles for the garbage collector.
+    """
+
+    def test_noCyclesLeft(self) -> None:
+        """
+        After a request (with a plugin view, a logger and a streamed body),
+        the cyclic collector finds no request context to free.
+        """
+        import gc
+
+        from echogate.bundled.header_echo import HeaderEcho
+        from echogate.context import RequestContext
+        from echogate.testing import GatewayHarness
+
+        def logging_access(self_: Any, ctx: Any, config: Any) -> None:
+            ctx.log.debug("seen")
+
+        harness = GatewayHarness([HeaderEcho(), make_plugin("logs", access=logging_access)],
+                                 configs=[("header-echo", {}), ("logs", {})])
+        gc.collect()
+        flags = gc.get_debug()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.disable()
+            # The harness keeps its latest request; the first one must go.
+            for _ in range(2):
+                self.successResultOf(harness.request("GET", "/", headers={"X-Request-Echo": "v"}))
+            gc.collect()
+            leaked = [o for o in gc.garbage if isinstance(o, RequestContext)]
+        finally:
+            gc.set_debug(flags)
+            del gc.garbage[:]
+            gc.enable()
+        self.assertEqual(leaked, [])
