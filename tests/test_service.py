@@ -80,3 +80,21 @@ class NodeTests(unittest.TestCase):
         await gateway.admin("POST", "/plugins", json={"name": "header-echo"})
         info = (await gateway.admin("GET", "/")).json()
         self.assertEqual(info["plugins"]["enabled_in_cluster"], ["header-echo"])
+
+
+class HeapTests(unittest.TestCase):
+    def test_largeConfigurationFrozen(self) -> None:
+        """
+        A large configuration is moved out of the cyclic collector's way
+        (frozen) when it is swapped in; a small one is not.
+        """
+        import gc
+
+        from echogate.snapshot import LARGE_CONFIGURATION, ConfigurationData, _settle_heap
+
+        self.addCleanup(gc.unfreeze)
+        gc.unfreeze()
+        _settle_heap(ConfigurationData(version=1, routes=({"id": "r"},) * 10))
+        self.assertEqual(gc.get_freeze_count(), 0)
+        _settle_heap(ConfigurationData(version=1, routes=({"id": "r"},) * LARGE_CONFIGURATION))
+        self.assertGreater(gc.get_freeze_count(), 0)
