@@ -81,8 +81,9 @@ class Bench:
 class Running:
     """
     A started contender: its server process (whose RSS and CPU are
-    watched), the port to load, the path prefix its route needs, and a
-    note for the report.
+    watched), the port to load, the path prefix its route needs, a note
+    for the report, and whether wrk is pinned away from the server's core
+    while it loads it.
     """
 
     process: Process
@@ -90,6 +91,7 @@ class Running:
     stop: Callable[[], None]
     prefix: str = ""
     note: str = ""
+    pin_load: bool = True
 
 
 @attrs.frozen
@@ -137,23 +139,31 @@ def _script(name: str, *arguments: str) -> Callable[[Bench, Runtime], Running]:
     return start
 
 
-def _node(bench: Bench, runtime: Runtime, label: str) -> EchogateNode:
+def _node(bench: Bench, runtime: Runtime, label: str, options: tuple[str, ...] = (),
+          pinned: bool = True) -> EchogateNode:
     name = f"{label}-{runtime.name.lower()}"
     node = EchogateNode(name, runtime.bin_dir, bench.database(), bench.directory / name,
-                        bench.cores.proxy)
+                        bench.cores.proxy if pinned else bench.cores.every, options=options)
     node.start()
     node.add_service("bench", bench.upstream_port)
     return node
 
 
-def _echogate(plugins: int) -> Callable[[Bench, Runtime], Running]:
+#: echogate's own HTTP/1.1 upstream client instead of Agent.
+LEAN = ("--upstream-client", "lean")
+
+
+def _echogate(plugins: int, options: tuple[str, ...] = ()) -> Callable[[Bench, Runtime], Running]:
     """
-    echogate with one route (C{/}) and up to C{plugins} bundled plugins on it.
+    echogate with one route (C{/}) and up to C{plugins} bundled plugins on
+    it, started with C{options}.
     """
 
     def start(bench: Bench, runtime: Runtime) -> Running:
         label = {0: "echogate", 1: "echogate-header-echo"}.get(plugins, f"echogate-{plugins}-plugins")
-        node = _node(bench, runtime, label)
+        if options:
+            label += "-" + "-".join(o.lstrip("-") for o in options)
+        node = _node(bench, runtime, label, options)
         route = node.add_route("bench", "bench", paths=["/"])
         node.wait_until_served(nginx.PATHS["small"])
         note = ""
@@ -167,6 +177,24 @@ def _echogate(plugins: int) -> Callable[[Bench, Runtime], Running]:
             if len(kept) < plugins:
                 note += f" (only {len(kept)} bundled plugins let every request through)"
         return Running(node.process, node.proxy_port, node.stop, note=note)
+
+    return start
+
+
+def _echogate_workers(count: int) -> Callable[[Bench, Runtime], Running]:
+    """
+    echogate with C{--workers count}, one route, no plugins, on every core
+    (not pinned, and neither is wrk while it loads it): the RSS and CPU
+    reported are the whole process tree's.
+    """
+
+    def start(bench: Bench, runtime: Runtime) -> Running:
+        node = _node(bench, runtime, f"echogate-workers-{count}", ("--workers", str(count)), pinned=False)
+        node.process.tree = True
+        node.add_route("bench", "bench", paths=["/"])
+        node.process.wait_for_log(r"(?s)(echogate ready.*){%d}" % count, timeout=120)
+        node.wait_until_served(nginx.PATHS["small"])
+        return Running(node.process, node.proxy_port, node.stop, pin_load=False)
 
     return start
 
@@ -245,6 +273,14 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
     Contender("echogate-header-echo", "echogate, one route, header-echo", _echogate(1), echogate=True),
     Contender("echogate-5-plugins", "echogate, one route, five bundled plugins", _echogate(5),
               echogate=True),
+    Contender("echogate-lean", "echogate, one route, no plugins, upstream_client=lean",
+              _echogate(0, LEAN), echogate=True),
+    Contender("echogate-lean-header-echo", "echogate, one route, header-echo, upstream_client=lean",
+              _echogate(1, LEAN), echogate=True),
+    Contender("echogate-workers-1", "echogate --workers 1, one route, no plugins, not pinned",
+              _echogate_workers(1), scenarios=("small-50",), echogate=True),
+    Contender("echogate-workers-2", "echogate --workers 2, one route, no plugins, not pinned",
+              _echogate_workers(2), scenarios=("small-50",), echogate=True),
     Contender("echogate-ratelimit-local", "echogate, one route, rate-limiting (local policy)",
               _echogate_rate_limiting("local"), scenarios=("small-50",), echogate=True),
     Contender("echogate-ratelimit-cluster", "echogate, one route, rate-limiting (cluster policy: PostgreSQL)",
@@ -259,7 +295,8 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
 
 #: What runs unless C{--contenders} says otherwise.
 DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "hello", "echogate",
-                      "echogate-header-echo", "echogate-5-plugins", "echogate-ratelimit-local",
+                      "echogate-header-echo", "echogate-5-plugins", "echogate-lean", "echogate-lean-header-echo",
+                      "echogate-workers-1", "echogate-workers-2", "echogate-ratelimit-local",
                       "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-10-routes",
                       "echogate-10000-routes")
 

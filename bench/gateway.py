@@ -132,7 +132,7 @@ class EchogateNode:
 
     def __init__(self, name: str, bin_dir: Path, dsn: str, directory: Path, cpus: str | None,
                  env: dict[str, str] | None = None, twistd_options: Sequence[str] = (),
-                 backlog: int = BACKLOG):
+                 backlog: int = BACKLOG, options: Sequence[str] = ()):
         self.name = name
         self.database = dsn
         directory.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ class EchogateNode:
             [str(bin_dir / "twistd"), "-n", "--pidfile=", *twistd_options, "echogate",
              "--proxy-listen", f"tcp:0:interface=127.0.0.1:backlog={backlog}",
              "--admin-listen", "tcp:0:interface=127.0.0.1",
-             "--database", dsn, "--data-dir", str(directory / "data")],
+             "--database", dsn, "--data-dir", str(directory / "data"), *options],
             directory / f"{name}.log", cpus=cpus, cwd=directory, env=env)
         self.proxy_port = 0
         self.admin: AdminClient | None = None

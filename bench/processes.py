@@ -39,6 +39,9 @@ class CoreLayout:
 
     proxy: str | None
     other: str | None
+    #: Every core: for what runs on all of them (as children of this
+    #: harness, which is pinned to C{other}, they would not otherwise).
+    every: str | None = None
 
     @classmethod
     def detect(cls) -> "CoreLayout":
@@ -49,7 +52,8 @@ class CoreLayout:
         cores = sorted(os.sched_getaffinity(0))
         if len(cores) < 2 or shutil.which("taskset") is None:
             return cls(proxy=None, other=None)
-        return cls(proxy=str(cores[-1]), other=",".join(str(c) for c in cores[:-1]))
+        return cls(proxy=str(cores[-1]), other=",".join(str(c) for c in cores[:-1]),
+                   every=",".join(str(c) for c in cores))
 
     def describe(self) -> str:
         """
@@ -110,6 +114,8 @@ class Process:
         self._cwd = cwd
         self._stop_signal = stop_signal
         self._popen: subprocess.Popen[bytes] | None = None
+        #: Account for the whole process tree (RSS, CPU), not the process alone.
+        self.tree = False
 
     @property
     def pid(self) -> int:
@@ -175,42 +181,73 @@ class Process:
                 raise BenchError(f"{self.name} did not listen on {port} after {timeout:.0f}s")
             time.sleep(0.05)
 
+    def family(self) -> list[int]:
+        """
+        This process and every process it started, still running (found
+        through C{/proc}: the parent of each): an echogate with
+        C{--workers} is several processes.
+        """
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(parent, []).append(int(entry.name))
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, ()))
+        return found
+
+    def _pids(self) -> list[int]:
+        return self.family() if self.tree else [self.pid]
+
     def status(self) -> dict[str, int]:
         """
-        The C{/proc/PID/status} memory fields, in kB (C{VmRSS}, C{VmHWM}).
+        The C{/proc/PID/status} memory fields, in kB (C{VmRSS}, C{VmHWM}),
+        summed over the process tree when C{tree} is set.
         """
         fields: dict[str, int] = {}
-        try:
-            text = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return fields
-        for line in text.splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(value.split()[0])
+        for pid in self._pids():
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                name, _, value = line.partition(":")
+                if name in ("VmRSS", "VmHWM"):
+                    fields[name] = fields.get(name, 0) + int(value.split()[0])
         return fields
 
     def reset_peak(self) -> bool:
         """
-        Reset the process's peak RSS (C{VmHWM}) to its current RSS, so the
-        next reading is the peak of what follows. Returns whether the
-        kernel allowed it.
+        Reset the peak RSS (C{VmHWM}) to the current RSS, so the next
+        reading is the peak of what follows. Returns whether the kernel
+        allowed it.
         """
         try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            for pid in self._pids():
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
             return True
         except OSError:
             return False
 
     def cpu_seconds(self) -> float:
         """
-        The user and system CPU time this process has used.
+        The user and system CPU time used (by the process tree when
+        C{tree} is set, by the processes still running).
         """
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self._pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self, timeout: float = 20.0) -> None:
         """

@@ -7,7 +7,8 @@ py-spy}, it is not an echogate dependency), else run under C{twistd
 figures as shares).
 
 Run: C{.venv/bin/python bench/profile.py [--plugins header-echo]
-[--seconds 10] [--path /100b] [--cprofile]}. Prints the functions with
+[--option=--upstream-client=lean] [--routes 10000] [--seconds 10]
+[--path /100b] [--cprofile]}. Prints the functions with
 the most samples, by their own time and with their callees.
 """
 from __future__ import annotations
@@ -72,6 +73,8 @@ def summarize_collapsed(text: str, limit: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--plugins", default="", help="comma-separated plugins to put on the route")
+    parser.add_argument("--option", action="append", default=[], dest="options",
+                        help="an echogate option for the node, e.g. --option=--upstream-client=lean")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--path", default=nginx.PATHS["small"])
@@ -96,7 +99,8 @@ def main() -> None:
     try:
         server.start()
         node = EchogateNode("profiled", Path(sys.executable).parent, create_database(True, server=server),
-                            directory / "node", cores.proxy, twistd_options=options)
+                            directory / "node", cores.proxy, twistd_options=options,
+                            options=arguments.options)
         node.start()
         service = node.add_service("bench", port)
         route = node.add_route("bench", "bench", paths=["/"])

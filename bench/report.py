@@ -126,20 +126,20 @@ def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
     @param pypy_label: the suffix of PyPy contenders' labels, or C{None}
         when PyPy did not run (C{pypy_why} says why).
     """
-    out = [
-        _ratio("echogate (one route, header-echo) vs ReverseProxyResource, small-50",
-               get("echogate-header-echo", "small-50"), get("twisted-proxy", "small-50"), 3,
-               "needs echogate-header-echo and twisted-proxy in small-50"),
-        _ratio("echogate (one route, header-echo) vs ReverseProxyResource, small-500",
-               get("echogate-header-echo", "small-500"), get("twisted-proxy", "small-500"), 3,
-               "needs echogate-header-echo and twisted-proxy in small-500"),
-        _ratio("echogate (one route, no plugins) vs bare Twisted hello, small-50",
-               get("echogate", "small-50"), get("hello", "small-50"), 0.35,
-               "needs echogate and hello in small-50", percent=True),
-        _ratio("10,000 routes vs 10 routes, small-50",
-               get("echogate-10000-routes", "small-50"), get("echogate-10-routes", "small-50"), 0.9,
-               "needs echogate-10-routes and echogate-10000-routes", percent=True),
-    ]
+    out: list[Target] = []
+    for suffix, client in (("", ""), ("-lean", " (lean client)")):
+        if suffix and not any(get(f"echogate{suffix}{p}", "small-50") for p in ("", "-header-echo")):
+            continue
+        for scenario in ("small-50", "small-500"):
+            out.append(_ratio(f"echogate{client} (one route, header-echo) vs ReverseProxyResource, {scenario}",
+                              get(f"echogate{suffix}-header-echo", scenario), get("twisted-proxy", scenario), 3,
+                              f"needs echogate{suffix}-header-echo and twisted-proxy in {scenario}"))
+        out.append(_ratio(f"echogate{client} (one route, no plugins) vs bare Twisted hello, small-50",
+                          get(f"echogate{suffix}", "small-50"), get("hello", "small-50"), 0.35,
+                          f"needs echogate{suffix} and hello in small-50", percent=True))
+    out.append(_ratio("10,000 routes vs 10 routes, small-50",
+                      get("echogate-10000-routes", "small-50"), get("echogate-10-routes", "small-50"), 0.9,
+                      "needs echogate-10-routes and echogate-10000-routes", percent=True))
     large = get("echogate", "large-50")
     if large is None:
         out.append(Target("echogate peak RSS, 1 MiB bodies, 50 connections", "–", "< 150 MB", None,
@@ -161,8 +161,9 @@ def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
         value, each = ratio(pypy, cpython)
         out.append(Target(name, _shown(value, each, pypy, cpython, False), shown,
                           value >= goal if goal else None))
-    out.append(Target("2 workers vs 1 (--workers 2)", "–", "≥ 1.6×", None,
-                      "echogate has no --workers option yet"))
+    out.append(_ratio("2 workers vs 1 (--workers 2, not pinned), small-50",
+                      get("echogate-workers-2", "small-50"), get("echogate-workers-1", "small-50"), 1.6,
+                      "needs echogate-workers-1 and echogate-workers-2"))
     return out
 
 
@@ -171,7 +172,10 @@ def baseline_ratios(get: Lookup, pypy_label: str | None) -> list[tuple[str, str]
     Ratios between the baselines, for context (no targets).
     """
     pairs = [("agent-proxy", "twisted-proxy"), ("hello", "agent-proxy"), ("nginx", "echogate"),
-             ("echogate-5-plugins", "echogate"), ("echogate-header-echo", "echogate")]
+             ("echogate-5-plugins", "echogate"), ("echogate-header-echo", "echogate"),
+             ("echogate-lean", "echogate"), ("echogate-lean", "agent-proxy"),
+             ("echogate-ratelimit-local", "echogate"), ("echogate-ratelimit-cluster", "echogate"),
+             ("echogate-ratelimit-redis", "echogate")]
     if pypy_label:
         pairs += [(c + pypy_label, c) for c in ("hello", "agent-proxy", "twisted-proxy")]
     out = []

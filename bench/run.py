@@ -266,11 +266,12 @@ class Suite:
                 warmup = arguments.warmup if contender.python else 0
                 if runtime.name == "PyPy" and round_ == 0:
                     warmup = max(warmup, arguments.pypy_warmup)
+                load_cpus = self.cores.other if running.pin_load else self.cores.every
                 if warmup:
                     run_load(Load(url, scenario.connections, warmup, scenario.post_bytes, headers), None,
-                             self.cores.other)
+                             load_cpus)
                 result = run_load(Load(url, scenario.connections, arguments.duration, scenario.post_bytes,
-                                       headers), running.process, self.cores.other)
+                                       headers), running.process, load_cpus)
                 self.results.setdefault((label, scenario_name), []).append(result)
                 errors = f"  errors {result.errors}" if result.errors else ""
                 say(f"[{round_ + 1}/{arguments.runs}] {scenario_name:<9} {label:<30} {result.rps:>9,.0f} req/s"

@@ -146,7 +146,22 @@ class TargetTests(SynchronousTestCase):
         targets = self._targets({})
         self.assertIsNone(targets["10,000 routes vs 10 routes, small-50"].met)
         self.assertIn("not measured", targets["10,000 routes vs 10 routes, small-50"].verdict)
-        self.assertIn("no --workers", targets["2 workers vs 1 (--workers 2)"].verdict)
+        self.assertIn("needs echogate-workers-1", targets["2 workers vs 1 (--workers 2, not pinned), small-50"].verdict)
+        self.assertFalse(any("lean" in name for name in targets))
+
+    def test_lean(self) -> None:
+        """
+        The lean client's rows appear once its contenders ran.
+        """
+        targets = self._targets({
+            ("echogate-lean", "small-50"): [_result(4000)],
+            ("hello", "small-50"): [_result(10000)],
+            ("echogate-workers-2", "small-50"): [_result(1700)],
+            ("echogate-workers-1", "small-50"): [_result(1000)],
+        })
+        self.assertIs(targets["echogate (lean client) (one route, no plugins) vs bare Twisted hello, small-50"].met,
+                      True)
+        self.assertIs(targets["2 workers vs 1 (--workers 2, not pinned), small-50"].met, True)
 
     def test_memory(self) -> None:
         """
