@@ -46,8 +46,8 @@ PACKAGES = ("wrk", "nginx", "pypy3", "pypy3-dev", "libpq-dev")
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run echogate's benchmark suite (see docs/performance.md).")
     parser.add_argument("--quick", action="store_true",
-                        help="one 2 s run per measurement, short warm-ups, 20 propagation changes "
-                        "(under 3 minutes)")
+                        help="one 2 s run per measurement, one short warm-up per contender, "
+                        "20 propagation changes (under 3 minutes)")
     parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                         help=f"comma-separated, from: {', '.join(CONTENDERS)}")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
@@ -57,6 +57,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, help="seconds per measurement (default 10, 2 with --quick)")
     parser.add_argument("--warmup", type=int, help="seconds of load before each measurement of a "
                         "Python contender (default 2, 1 with --quick; 0 for none)")
+    parser.add_argument("--warm-once", action="store_true", default=None,
+                        help="warm each Python contender up before its first measurement only "
+                        "(default with --quick)")
     parser.add_argument("--pypy", choices=("auto", "off"), default="auto",
                         help="also run the Twisted contenders under pypy3 when it is installed (default auto)")
     parser.add_argument("--pypy-scenarios", help="the scenarios PyPy contenders take part in "
@@ -74,7 +77,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     quick = arguments.quick
     for name, full, short in (("runs", 3, 1), ("duration", 10, 2), ("warmup", 2, 1), ("pypy_warmup", 10, 2),
-                              ("propagation_changes", 50, 20),
+                              ("propagation_changes", 50, 20), ("warm_once", False, True),
                               ("pypy_scenarios", ",".join(SCENARIOS), "small-50,large-50")):
         if getattr(arguments, name) is None:
             setattr(arguments, name, short if quick else full)
@@ -251,12 +254,13 @@ class Suite:
         plan = [(s, label, contender, runtime) for s in arguments.scenarios
                 for label, contender, runtime in self.instances
                 if contender.takes_part(s) and (runtime.name != "PyPy" or s in arguments.pypy_scenarios)]
-        per = arguments.duration + arguments.warmup
-        total = len(plan) * arguments.runs * per + sum(
-            arguments.pypy_warmup for _, _, _, r in plan if r.name == "PyPy")
+        warmups = len({label for _, label, _, _ in plan}) if arguments.warm_once else len(plan) * arguments.runs
+        total = (len(plan) * arguments.runs * arguments.duration + warmups * arguments.warmup
+                 + sum(arguments.pypy_warmup for _, _, _, r in plan if r.name == "PyPy"))
         say(f"{len(plan)} measurements × {arguments.runs} run(s), about {total / 60:.1f} minutes of load")
         for scenario, label, _, _ in plan:
             probe(self.running[label], SCENARIOS[scenario].kind, label)
+        warmed: set[str] = set()
         for round_ in range(arguments.runs):
             for scenario_name, label, contender, runtime in plan:
                 scenario = SCENARIOS[scenario_name]
@@ -264,8 +268,11 @@ class Suite:
                 url = f"http://127.0.0.1:{running.port}{running.prefix}{nginx.PATHS[scenario.kind]}"
                 headers = (f"{ECHO_HEADER[0]}: {ECHO_HEADER[1]}",)
                 warmup = arguments.warmup if contender.python else 0
+                if arguments.warm_once and label in warmed:
+                    warmup = 0
                 if runtime.name == "PyPy" and round_ == 0:
                     warmup = max(warmup, arguments.pypy_warmup)
+                warmed.add(label)
                 load_cpus = self.cores.other if running.pin_load else self.cores.every
                 if warmup:
                     run_load(Load(url, scenario.connections, warmup, scenario.post_bytes, headers), None,
@@ -306,6 +313,7 @@ def render(suite: Suite, env: dict[str, Any], command: str,
         f"- every server listens with a backlog of {BACKLOG} (nginx's default)",
         f"- {arguments.runs} run(s) of {arguments.duration:g} s per measurement (medians; peak RSS is the "
         f"lowest of the runs' peaks, see docs/performance.md), after {arguments.warmup:g} s of warm-up for Python servers"
+        + (" (before each one's first measurement only)" if arguments.warm_once else "")
         + (f" ({arguments.pypy_warmup:g} s before PyPy's first run)" if suite.pypy_label else "")
         + "; runs interleaved round-robin across contenders",
         f"- load average at start {' '.join(env['load_average_start'])}, at end "
