@@ -139,6 +139,7 @@ class WorkerPool:
             "ECHOGATE_CONFIG_CHECK_INTERVAL": str(s.config_check_interval),
             "ECHOGATE_DB_QUERY_TIMEOUT": str(s.db_query_timeout),
             "ECHOGATE_WORKERS": str(s.workers),
+            "ECHOGATE_UPSTREAM_CLIENT": s.upstream_client,
             WORKER_OF: str(os.getpid()),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         })
