@@ -146,6 +146,26 @@ class Settings:
         }
 
 
+#: The listen backlog of a listener whose endpoint string does not give
+#: one: nginx's (and so Kong's) default. Twisted's own default of 50 turns
+#: a burst of new clients into dropped handshakes, SYN cookies and
+#: retransmissions: requests waiting seconds before the gateway sees them.
+DEFAULT_BACKLOG = 511
+
+_BACKLOG_KINDS = frozenset(("tcp", "tcp6", "ssl", "unix"))
+
+
+def with_backlog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
+    """
+    C{description} with C{:backlog=}C{backlog} added when it is a listener
+    that takes a backlog (tcp, tcp6, ssl, unix) and does not say one.
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind not in _BACKLOG_KINDS or ":backlog=" in description:
+        return description
+    return f"{description}:backlog={backlog}"
+
+
 def _endpoints(key: str, value: str) -> tuple[str, ...]:
     from twisted.internet import endpoints, reactor
 

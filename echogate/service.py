@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from echogate._version import __version__
-from echogate.config import Options, Settings, redact_dsn
+from echogate.config import Options, Settings, redact_dsn, with_backlog
 from echogate.registry import PluginLoadError, load_plugins
 from echogate.runner import as_deferred
 
@@ -171,7 +171,7 @@ class GatewayService(MultiService):
 
                     d = maybeDeferred(listen_shared, self._reactor, description, factory)
                 else:
-                    d = endpoints.serverFromString(self._reactor, description).listen(factory)
+                    d = endpoints.serverFromString(self._reactor, with_backlog(description)).listen(factory)
                 outcome: list[Any] = []
                 d.addBoth(outcome.append)
                 if not outcome:

@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from echogate.config import ConfigError, Settings
+from echogate.config import DEFAULT_BACKLOG, ConfigError, Settings
 
 _log = Logger(namespace="echogate.workers")
 
@@ -55,7 +55,7 @@ def parse_tcp(description: str) -> tuple[int, str, int, int]:
         raise ConfigError(f"workers: {description!r} is not a tcp: endpoint; --workers shares TCP listeners only")
     family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
     interface = "::" if family == socket.AF_INET6 else ""
-    backlog = 50
+    backlog = DEFAULT_BACKLOG
     port_text = None
     for part in parts[1:]:
         key, sep, value = part.partition("=")

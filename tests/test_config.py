@@ -8,7 +8,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.config import DEFAULTS, ConfigError, Options, parse_size, read_config_file, redact_dsn, resolve
+from echogate.config import (DEFAULT_BACKLOG, DEFAULTS, ConfigError, Options, parse_size, read_config_file,
+                             redact_dsn, resolve, with_backlog)
 
 
 class ResolveTests(SynchronousTestCase):
@@ -144,3 +145,43 @@ class OptionsTests(SynchronousTestCase):
         options.environ = {}
         error = self.assertRaises(SystemExit, options.parseOptions, ["--access-log", "maybe"])
         self.assertTrue(str(error).startswith("echogate: access_log"))
+
+
+class BacklogTests(SynchronousTestCase):
+    def test_defaultBacklog(self) -> None:
+        """
+        A tcp, tcp6, ssl or unix listener without C{backlog=} gets nginx's
+        default backlog (511), not Twisted's 50; one that says it keeps it;
+        other kinds are left alone.
+        """
+        self.assertEqual(with_backlog("tcp:8000"), "tcp:8000:backlog=511")
+        self.assertEqual(with_backlog("tcp6:8000:interface=\\:\\:1"), "tcp6:8000:interface=\\:\\:1:backlog=511")
+        self.assertEqual(with_backlog("unix:/run/gw.sock"), "unix:/run/gw.sock:backlog=511")
+        self.assertEqual(with_backlog("TCP:1:backlog=7"), "TCP:1:backlog=7")
+        self.assertEqual(with_backlog("systemd:domain=INET:index=0"), "systemd:domain=INET:index=0")
+        self.assertEqual(DEFAULT_BACKLOG, 511)
+
+    def test_listenersUseIt(self) -> None:
+        """
+        The gateway's proxy and admin listeners are bound with the default
+        backlog unless their endpoint string gives one.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from echogate.service import GatewayService
+
+        reactor = MemoryReactorClock()
+        settings = resolve({"proxy_listen": "tcp:8000,tcp:8002:backlog=64",
+                            "admin_listen": "tcp:8001:interface=127.0.0.1"}, {}, None)
+        GatewayService(reactor, settings, {}).bind()
+        self.assertEqual(sorted((port, backlog) for port, _, backlog, _ in reactor.tcpServers),
+                         [(8000, 511), (8001, 511), (8002, 64)])
+
+    def test_workersShareItToo(self) -> None:
+        """
+        Shared (--workers) listeners have the same default.
+        """
+        from echogate.workers import parse_tcp
+
+        self.assertEqual(parse_tcp("tcp:8000")[3], 511)
+        self.assertEqual(parse_tcp("tcp:8000:backlog=9")[3], 9)

@@ -397,14 +397,3 @@ class LeanStreamingTests(StreamingTests):
 
 class LeanHeaderEchoTests(HeaderEchoTests):
     gateway_settings = _LEAN
-
-    def test_concurrentRequestsKeepTheirOwnValues(self) -> None:  # type: ignore[override]
-        """
-        Skipped for the experimental lean client: about one run in six, one
-        of the 600 requests is never answered (an open defect of
-        upstream_client=lean, which is why it is not the default; see
-        docs/proxy.md). The Agent client runs this test.
-        """
-
-    test_concurrentRequestsKeepTheirOwnValues.skip = (  # type: ignore[attr-defined]
-        "open defect of the experimental lean client: a request in 600 is sometimes never answered")

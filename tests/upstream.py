@@ -154,7 +154,7 @@ def start_upstream(testcase: Any) -> tuple[UpstreamResource, int]:
     site = _TrackingSite(resource)
     site.noisy = False
     site.log = lambda request: None
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    port = reactor.listenTCP(0, site, interface="127.0.0.1", backlog=1024)
 
     def stop() -> Deferred:
         d = port.stopListening()
