@@ -26,47 +26,91 @@ def _s(value: bytes) -> str:
     return value.decode("latin-1")
 
 
+#: Header lines as they go on the wire: (name, value) pairs.
+HeaderPairs = list[tuple[bytes, bytes]]
+
+
 class HeaderEditor:
     """
     Read and change a set of HTTP headers by name, case-insensitively.
+
+    The headers may start as a list of C{(name, value)} pairs: the
+    L{Headers} object (C{headers}) is built from them only when something
+    reads or changes them, so a request whose plugins never touch them
+    goes upstream without one.
     """
 
-    __slots__ = ("_headers",)
+    __slots__ = ("_headers", "_pairs")
 
-    def __init__(self, headers: Headers):
+    def __init__(self, headers: Headers | None = None, pairs: HeaderPairs | None = None):
         self._headers = headers
+        self._pairs = pairs
+
+    @property
+    def headers(self) -> Headers:
+        """
+        The headers, as a L{twisted.web.http_headers.Headers}.
+        """
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers()
+            add = headers.addRawHeader
+            for name, value in self._pairs or ():
+                add(name, value)
+            self._pairs = None
+        return headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self._headers = headers
+        self._pairs = None
+
+    def header_pairs(self) -> HeaderPairs:
+        """
+        Every header line as a C{(name, value)} pair, in order.
+        """
+        if self._headers is None:
+            return self._pairs or []
+        return [(name, value) for name, values in self._headers.getAllRawHeaders() for value in values]
+
+    def as_is(self) -> Headers | HeaderPairs:
+        """
+        The headers without building anything: the L{Headers} if it
+        exists, else the pairs.
+        """
+        return self._headers if self._headers is not None else (self._pairs or [])
 
     def get_header(self, name: str) -> str | None:
         """
         The first value of header C{name}, or C{None}.
         """
-        values = self._headers.getRawHeaders(_b(name))
+        values = self.headers.getRawHeaders(_b(name))
         return _s(values[0]) if values else None
 
     def get_headers(self) -> dict[str, list[str]]:
         """
         Every header: lower-case name to its values.
         """
-        return {_s(k).lower(): [_s(v) for v in vs] for k, vs in self._headers.getAllRawHeaders()}
+        return {_s(k).lower(): [_s(v) for v in vs] for k, vs in self.headers.getAllRawHeaders()}
 
     def set_header(self, name: str, value: str | Iterable[str]) -> None:
         """
         Replace header C{name} with C{value} (a string, or several values).
         """
         values = [value] if isinstance(value, (str, bytes)) else list(value)
-        self._headers.setRawHeaders(_b(name), [_b(v) for v in values])
+        self.headers.setRawHeaders(_b(name), [_b(v) for v in values])
 
     def add_header(self, name: str, value: str) -> None:
         """
         Add a value to header C{name}, keeping the ones it had.
         """
-        self._headers.addRawHeader(_b(name), _b(value))
+        self.headers.addRawHeader(_b(name), _b(value))
 
     def remove_header(self, name: str) -> None:
         """
         Remove header C{name} if present.
         """
-        self._headers.removeHeader(_b(name))
+        self.headers.removeHeader(_b(name))
 
 
 class ClientRequest:
@@ -183,11 +227,13 @@ class UpstreamRequest(HeaderEditor):
         for the client's own.
     """
 
-    __slots__ = ("headers", "path", "query", "method", "body")
+    __slots__ = ("path", "query", "method", "body")
 
-    def __init__(self, headers: Headers, path: str, query: str, method: str = "GET"):
-        super().__init__(headers)
-        self.headers = headers
+    def __init__(self, headers: Headers | HeaderPairs, path: str, query: str, method: str = "GET"):
+        if isinstance(headers, Headers):
+            super().__init__(headers)
+        else:
+            super().__init__(None, headers)
         self.path = path
         self.query = query
         self.method = method
@@ -237,11 +283,10 @@ class ResponseState(HeaderEditor):
     @ivar upstream_status: the upstream's own status, or C{None}.
     """
 
-    __slots__ = ("headers", "status", "source", "eof", "upstream_status", "upstream_headers")
+    __slots__ = ("status", "source", "eof", "upstream_status", "upstream_headers")
 
     def __init__(self) -> None:
-        self.headers = Headers()
-        super().__init__(self.headers)
+        super().__init__(None, None)
         self.status: int | None = None
         self.source: str | None = None
         self.eof = False
@@ -253,7 +298,14 @@ class ResponseState(HeaderEditor):
         Use C{headers} as the response's headers from now on.
         """
         self.headers = headers
-        self._headers = headers
+
+    @property
+    def changed_early(self) -> bool:
+        """
+        Whether any header was set before the response head existed.
+        """
+        headers = self._headers
+        return headers is not None and next(iter(headers.getAllRawHeaders()), None) is not None
 
     def set_status(self, status: int) -> None:
         """

@@ -171,10 +171,15 @@ class _BodyWriter:
         pass
 
 
-def _request_head(method: bytes, target: bytes, headers: Headers, framing: bytes) -> bytes:
+def _request_head(method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
+                  framing: bytes) -> bytes:
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, values in headers.getAllRawHeaders():
-        for value in values:
+    if isinstance(headers, Headers):
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+    else:
+        for name, value in headers:
             parts += (name, b": ", value, b"\r\n")
     parts.append(framing)
     parts.append(b"\r\n")
@@ -613,9 +618,11 @@ class LeanUpstreamClient:
         self._endpoints: dict[tuple, Any] = {}
         self._tls: UpstreamClient | None = None
 
-    def request(self, service: dict, method: bytes, target: bytes, headers: Headers, body: Any = None) -> Deferred:
+    def request(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
+                body: Any = None) -> Deferred:
         """
-        Send one request to C{service}, as L{UpstreamClient.request}.
+        Send one request to C{service}, as L{UpstreamClient.request}
+        (C{headers}: a L{Headers} or C{(name, value)} pairs).
 
         @return: a Deferred firing with the response, or failing with
             L{ProxyError} (502 or 504); cancelling it aborts the request.

@@ -260,7 +260,7 @@ class Gateway:
             target += b"?" + upstream.query.encode("latin-1")
         ctx.upstream_started = self._clock.seconds()
         body = RequestBody(data=upstream.body) if upstream.body is not None else RequestBody.of_request(request)
-        d = self._upstream.request(ctx.service, upstream.method.encode("ascii"), target, upstream.headers, body)
+        d = self._upstream.request(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(), body)
         ctx.pending = d
         d.addCallbacks(self._got_response, self._upstream_failed, (request, ctx), None, (request, ctx))
 
@@ -294,7 +294,8 @@ class Gateway:
             # keeps the response unchunked. As in Kong, a plugin whose
             # body_filter changes the body's length removes it in header_filter.
             headers.setRawHeaders(b"content-length", [b"%d" % response.length])
-        _overlay(headers, state.headers)
+        if state.changed_early:
+            _overlay(headers, state.headers)
         state.replace_headers(headers)
         try:
             pending = self._header_filter(ctx)
@@ -395,7 +396,8 @@ class Gateway:
         state.status = status
         state.source = source
         out = Headers()
-        _overlay(out, state.headers)
+        if state.changed_early:
+            _overlay(out, state.headers)
         for name, value in headers.items():
             out.setRawHeaders(name.encode("latin-1"), [str(value).encode("latin-1")])
         out.setRawHeaders(b"server", [SERVER])

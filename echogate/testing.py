@@ -36,6 +36,7 @@ from echogate.errors import BAD_UPSTREAM, ProxyError
 from echogate.proxy import Gateway, GatewayResource
 from echogate.site import GatewayRequest, GatewaySite
 from echogate.snapshot import ConfigurationData, Snapshot
+from echogate.upstream import headers_of
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
 ROUTE_ID = "00000000-0000-4000-8000-000000000002"
@@ -146,8 +147,10 @@ class FunctionUpstream:
         self._handler = handler
         self.seen: list[UpstreamRequestSeen] = []
 
-    def request(self, service: dict, method: bytes, target: bytes, headers: Headers,
+    def request(self, service: dict, method: bytes, target: bytes, headers: Any,
                 body: Any = None) -> Deferred:
+        if not isinstance(headers, Headers):
+            headers = headers_of(headers)
         seen = UpstreamRequestSeen(
             method=method.decode("latin-1"),
             path=target.decode("latin-1"),

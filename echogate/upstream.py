@@ -46,17 +46,22 @@ _REPLACED_UP = frozenset(
 )
 
 
-def connection_tokens(headers: Headers) -> set[bytes]:
-    """
-    The header names listed in the Connection header (lower case).
-    """
+def _tokens(values: Iterable[bytes]) -> set[bytes]:
     tokens: set[bytes] = set()
-    for value in headers.getRawHeaders(b"connection", ()):
+    for value in values:
         for token in value.split(b","):
             token = token.strip().lower()
             if token:
                 tokens.add(token)
     return tokens
+
+
+def connection_tokens(headers: Headers) -> set[bytes]:
+    """
+    The header names listed in the Connection header (lower case).
+    """
+    values = headers.getRawHeaders(b"connection")
+    return _tokens(values) if values else set()
 
 
 def copy_end_to_end(source: Headers, skip: frozenset[bytes] | set[bytes] = HOP_BY_HOP) -> Headers:
@@ -114,6 +119,20 @@ def host_header(service: dict) -> bytes:
     return f"{host}:{port}".encode()
 
 
+# Request headers the gateway writes itself, replacing the client's.
+_SET_UP = frozenset((b"host", b"x-real-ip", b"x-forwarded-for", b"via"))
+_DROPPED_UP = HOP_BY_HOP | {b"content-length"} | _SET_UP
+_DROPPED_UP_UNTRUSTED = _DROPPED_UP | _REPLACED_UP
+
+
+def _one_line(value: bytes) -> bytes:
+    # Values the gateway computes must not break the head (the client's own
+    # values come from Twisted's parser, which cannot yield a line break).
+    if b"\r" in value or b"\n" in value:
+        return b" ".join(value.splitlines())
+    return value
+
+
 def upstream_headers(
     request_headers: Headers,
     *,
@@ -125,40 +144,68 @@ def upstream_headers(
     listener_port: int,
     path: str,
     stripped: str,
-) -> Headers:
+) -> list[tuple[bytes, bytes]]:
     """
-    The headers sent upstream, as Kong sends them: the client's end-to-end
-    headers, Host per C{preserve_host}, X-Real-IP, X-Forwarded-*, Via.
+    The header lines sent upstream, as Kong sends them: the client's
+    end-to-end headers (in order, repeated ones kept), Host per
+    C{preserve_host}, X-Real-IP, X-Forwarded-*, Via.
+
+    @return: C{(name, value)} pairs, ready for the wire.
     """
-    headers = copy_end_to_end(request_headers, _NOT_FORWARDED_UP if peer_trusted else _NOT_FORWARDED_UP | _REPLACED_UP)
-    incoming_host = request_headers.getRawHeaders(b"host")
+    entries = []
+    connection = incoming_host = forwarded_for = via = None
+    for name, values in request_headers.getAllRawHeaders():
+        lower = name.lower()
+        entries.append((name, lower, values))
+        if lower == b"connection":
+            connection = values
+        elif lower == b"host":
+            incoming_host = values
+        elif lower == b"x-forwarded-for":
+            forwarded_for = values
+        elif lower == b"via":
+            via = values
+    listed = _tokens(connection) if connection else ()
+    skip = _DROPPED_UP if peer_trusted else _DROPPED_UP_UNTRUSTED
+    pairs: list[tuple[bytes, bytes]] = []
+    append = pairs.append
+    kept: set[bytes] = set()
+    for name, lower, values in entries:
+        if lower in skip or lower in listed:
+            continue
+        kept.add(lower)
+        for value in values:
+            append((name, value))
     if preserve_host and incoming_host:
-        headers.setRawHeaders(b"host", [incoming_host[0]])
+        append((b"Host", incoming_host[0]))
     else:
-        headers.setRawHeaders(b"host", [host_header(service)])
-    ip = client_ip.encode()
-    forwarded_for = request_headers.getRawHeaders(b"x-forwarded-for")
-    headers.setRawHeaders(b"x-real-ip", [ip])
-    headers.setRawHeaders(
-        b"x-forwarded-for", [b", ".join(forwarded_for) + b", " + ip] if forwarded_for else [ip]
-    )
-
-    def forwarded(name: bytes, value: bytes) -> None:
-        if peer_trusted and request_headers.hasHeader(name):
-            return
-        headers.setRawHeaders(name, [value])
-
-    forwarded(b"x-forwarded-proto", scheme.encode())
-    if incoming_host:
+        append((b"Host", host_header(service)))
+    ip = _one_line(client_ip.encode("latin-1"))
+    append((b"X-Real-IP", ip))
+    append((b"X-Forwarded-For", b", ".join(forwarded_for) + b", " + ip if forwarded_for else ip))
+    # From a trusted peer, the X-Forwarded-* it sent stand (they were kept).
+    if b"x-forwarded-proto" not in kept:
+        append((b"X-Forwarded-Proto", scheme.encode("ascii")))
+    if incoming_host and b"x-forwarded-host" not in kept:
         raw = incoming_host[0]
-        host_only = raw[: raw.index(b"]") + 1] if raw.startswith(b"[") else raw.split(b":", 1)[0]
-        forwarded(b"x-forwarded-host", host_only)
-    forwarded(b"x-forwarded-port", str(listener_port).encode())
-    forwarded(b"x-forwarded-path", path.encode("latin-1"))
-    if stripped and stripped != "/":
-        forwarded(b"x-forwarded-prefix", stripped.rstrip("/").encode("latin-1") or b"/")
-    via = request_headers.getRawHeaders(b"via")
-    headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
+        append((b"X-Forwarded-Host", raw[: raw.index(b"]") + 1] if raw.startswith(b"[") else raw.split(b":", 1)[0]))
+    if b"x-forwarded-port" not in kept:
+        append((b"X-Forwarded-Port", b"%d" % listener_port))
+    if b"x-forwarded-path" not in kept:
+        append((b"X-Forwarded-Path", _one_line(path.encode("latin-1"))))
+    if stripped and stripped != "/" and b"x-forwarded-prefix" not in kept:
+        append((b"X-Forwarded-Prefix", _one_line(stripped.rstrip("/").encode("latin-1")) or b"/"))
+    append((b"Via", b", ".join(via) + b", " + VIA if via else VIA))
+    return pairs
+
+
+def headers_of(pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """
+    A L{Headers} holding C{pairs}, in order.
+    """
+    headers = Headers()
+    for name, value in pairs:
+        headers.addRawHeader(name, value)
     return headers
 
 
@@ -294,12 +341,13 @@ class UpstreamClient:
         service: dict,
         method: bytes,
         target: bytes,
-        headers: Headers,
+        headers: Headers | list[tuple[bytes, bytes]],
         body: Any = None,
     ) -> Deferred:
         """
         Send one request to C{service}, retrying connection failures up to
-        the service's C{retries}. C{target} is the path and query; C{body}
+        the service's C{retries}. C{target} is the path and query;
+        C{headers} a L{Headers} or C{(name, value)} pairs; C{body}
         (an L{echogate.streaming.RequestBody} or C{None}) makes a fresh
         producer for each attempt. The whole exchange up to the response headers is
         bounded by the service's write and read timeouts.
@@ -308,6 +356,8 @@ class UpstreamClient:
             or failing with L{ProxyError} (502 or 504); cancelling it
             aborts the upstream request.
         """
+        if not isinstance(headers, Headers):
+            headers = headers_of(headers)
         scheme = service.get("protocol") or "http"
         port = service.get("port") or (443 if scheme == "https" else 80)
         agent, origin = self._agent(scheme, service["host"], port, service.get("connect_timeout", 60000) / 1000.0)

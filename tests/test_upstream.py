@@ -15,7 +15,8 @@ from twisted.web.http_headers import Headers
 
 from echogate.errors import ProxyError
 from echogate.streaming import RequestBody
-from echogate.upstream import TrustedNetworks, _Exchange, copy_end_to_end, host_header, upstream_headers
+from echogate.upstream import (VIA, TrustedNetworks, _Exchange, copy_end_to_end, headers_of, host_header,
+                               upstream_headers)
 
 
 class FakeAgent:
@@ -135,7 +136,7 @@ class HeaderTests(SynchronousTestCase):
                     client_ip="10.1.1.1", peer_trusted=trusted, scheme="http", listener_port=8000,
                     path="/p/x", stripped="/p")
         args.update(kw)
-        return upstream_headers(headers, **args)
+        return headers_of(upstream_headers(headers, **args))
 
     def test_untrustedPeerHeadersReplaced(self) -> None:
         """
@@ -156,6 +157,39 @@ class HeaderTests(SynchronousTestCase):
         out = self.build(self.request_headers(x_forwarded_proto="https", x_forwarded_host="edge"), trusted=True)
         self.assertEqual(out.getRawHeaders(b"x-forwarded-proto"), [b"https"])
         self.assertEqual(out.getRawHeaders(b"x-forwarded-host"), [b"edge"])
+
+    def test_linesInOrder(self) -> None:
+        """
+        The client's end-to-end headers go first, in order, each repeated
+        value on its own line; hop-by-hop ones, those its Connection header
+        names, Content-Length and the client's Host/Via/X-Real-IP do not;
+        the gateway's own follow, once each.
+        """
+        headers = Headers()
+        for name, value in [(b"x-b", b"1"), (b"x-a", b"2"), (b"x-b", b"3"), (b"connection", b"x-secret"),
+                            (b"x-secret", b"s"), (b"te", b"trailers"), (b"content-length", b"5"),
+                            (b"x-real-ip", b"6.6.6.6"), (b"via", b"1.0 edge"), (b"host", b"h")]:
+            headers.addRawHeader(name, value)
+        pairs = upstream_headers(headers, service={"host": "svc", "port": 80}, preserve_host=False,
+                                 client_ip="10.1.1.1", peer_trusted=False, scheme="http", listener_port=8000,
+                                 path="/x", stripped="")
+        names = [name.lower() for name, _ in pairs]
+        self.assertEqual(pairs[:3], [(b"X-B", b"1"), (b"X-B", b"3"), (b"X-A", b"2")])
+        self.assertEqual(names[3:], [b"host", b"x-real-ip", b"x-forwarded-for", b"x-forwarded-proto",
+                                     b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path", b"via"])
+        self.assertEqual(dict(pairs)[b"Via"], b"1.0 edge, " + VIA)
+        self.assertEqual(dict(pairs)[b"X-Real-IP"], b"10.1.1.1")
+
+    def test_computedValuesStayOnOneLine(self) -> None:
+        """
+        A value the gateway computes cannot break the head.
+        """
+        pairs = upstream_headers(Headers(), service={"host": "svc", "port": 80}, preserve_host=False,
+                                 client_ip="10.1.1.1", peer_trusted=False, scheme="http", listener_port=8000,
+                                 path="/a\r\nX-Evil: 1", stripped="/a\n")
+        for name, value in pairs:
+            self.assertNotIn(b"\n", value, name)
+            self.assertNotIn(b"\r", value, name)
 
     def test_hostHeader(self) -> None:
         """
