@@ -283,7 +283,7 @@ class ResponseState(HeaderEditor):
     @ivar upstream_status: the upstream's own status, or C{None}.
     """
 
-    __slots__ = ("status", "source", "eof", "upstream_status", "upstream_headers")
+    __slots__ = ("status", "source", "eof", "upstream_status", "_upstream")
 
     def __init__(self) -> None:
         super().__init__(None, None)
@@ -291,7 +291,25 @@ class ResponseState(HeaderEditor):
         self.source: str | None = None
         self.eof = False
         self.upstream_status: int | None = None
-        self.upstream_headers: Headers | None = None
+        self._upstream: Headers | HeaderPairs | None = None
+
+    @property
+    def upstream_headers(self) -> Headers | None:
+        """
+        The headers as the service sent them, or C{None} before (or
+        without) an upstream response.
+        """
+        upstream = self._upstream
+        if upstream is None or isinstance(upstream, Headers):
+            return upstream
+        headers = self._upstream = Headers()
+        for name, value in upstream:
+            headers.addRawHeader(name, value)
+        return headers
+
+    @upstream_headers.setter
+    def upstream_headers(self, headers: Headers | HeaderPairs | None) -> None:
+        self._upstream = headers
 
     def replace_headers(self, headers: Headers) -> None:
         """

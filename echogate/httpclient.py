@@ -18,7 +18,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from echogate.errors import BAD_UPSTREAM, UPSTREAM_TIMEOUT, ProxyError
-from echogate.upstream import UpstreamClient, _endpoint, _is_connect_failure
+from echogate.upstream import HOP_BY_HOP, UpstreamClient, _endpoint, _is_connect_failure, _tokens
 
 #: Methods whose request may be sent again after a kept-alive connection
 #: turned out to be closed before answering.
@@ -32,12 +32,10 @@ MAX_HEADERS = 100
 #: connection is paused.
 BUFFER_LIMIT = 65536
 
-# Kept out of the response's headers, as Agent does: they describe the
-# connection (the body's length is C{response.length}).
-_CONNECTION_CONTROL = frozenset(
-    (b"content-length", b"connection", b"keep-alive", b"te", b"trailers", b"transfer-encoding",
-     b"upgrade", b"proxy-connection")
-)
+# Kept out of the response's headers: they describe the connection (the
+# body's length is C{response.length}), or are hop-by-hop (with the names
+# the Connection header lists), so C{headers} is what goes on to the client.
+_CONNECTION_CONTROL = HOP_BY_HOP | {b"content-length", b"connection"}
 _NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
 
 
@@ -54,14 +52,19 @@ class _Response:
     upstream connection while the body is being read).
     """
 
-    __slots__ = ("code", "phrase", "version", "headers", "length", "request", "previousResponse",
+    __slots__ = ("code", "phrase", "version", "headers", "raw_headers", "length", "request", "previousResponse",
                  "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
 
-    def __init__(self, conn: "_Connection", code: int, phrase: bytes, minor: int, headers: Headers, length: Any):
+    def __init__(self, conn: "_Connection", code: int, phrase: bytes, minor: int, headers: Headers,
+                 length: Any, raw_headers: list[tuple[bytes, bytes]] | None = None):
         self.code = code
         self.phrase = phrase
         self.version = (b"HTTP", 1, minor)
+        #: The end-to-end headers (no hop-by-hop or framing ones): a fresh
+        #: object the caller may change and pass on.
         self.headers = headers
+        #: Every header line as the upstream sent it.
+        self.raw_headers = raw_headers if raw_headers is not None else []
         self.length = length
         self.request = None
         self.previousResponse = None
@@ -202,7 +205,7 @@ class _Connection(Protocol):
         self._paused = False
         self._lost = False
         self._aborted = False
-        self._idle_timer: Any = None
+        self.idle_since = 0.0
         self._waiters: list[Deferred] = []
 
     # -- one request ----------------------------------------------------------
@@ -317,17 +320,25 @@ class _Connection(Protocol):
             self._phrase = b""
             return
         headers = Headers()
+        add = headers.addRawHeader
         length: Any = UNKNOWN_LENGTH
         chunked = False
-        for name, value in self._raw_headers:
+        listed: Any = ()
+        raw = self._raw_headers
+        for name, value in raw:
             lower = name.lower()
             if lower in _CONNECTION_CONTROL:
                 if lower == b"content-length":
                     length = int(value)  # llhttp checked it (and that it does not conflict)
                 elif lower == b"transfer-encoding":
                     chunked = True
+                elif lower == b"connection":
+                    listed = _tokens(value for n, value in raw if n.lower() == b"connection")
                 continue
-            headers.addRawHeader(name, value)
+            add(name, value)
+        if listed:
+            for name in listed:
+                headers.removeHeader(name)
         if self._is_head or code == 204 or code == 304:
             length = 0
         elif chunked:
@@ -337,7 +348,7 @@ class _Connection(Protocol):
         self._keep_alive = parser.should_keep_alive()
         self._raw_headers = []
         self._response = response = _Response(self, code, self._phrase.strip(),
-                                              0 if parser.get_http_version() == "1.0" else 1, headers, length)
+                                              0 if parser.get_http_version() == "1.0" else 1, headers, length, raw)
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.got_head(response)
@@ -433,9 +444,6 @@ class _Connection(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._lost = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
         self._client._forget(self)
         self._stop_producer()
         exchange, self._exchange = self._exchange, None
@@ -455,21 +463,7 @@ class _Connection(Protocol):
 
     # -- idle -------------------------------------------------------------------
 
-    def idle(self, timeout: float) -> None:
-        self._idle_timer = self._client._reactor.callLater(timeout, self._idle_expired)
-
-    def busy(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _idle_expired(self) -> None:
-        self._idle_timer = None
-        self._client._forget(self)
-        self.transport.loseConnection()
-
     def close_idle(self) -> Deferred:
-        self.busy()
         if self._lost:
             return succeed(None)
         d = Deferred()
@@ -615,6 +609,7 @@ class LeanUpstreamClient:
         self._max_idle = max_idle_per_host
         self._idle_timeout = idle_timeout
         self._idle: dict[tuple, list[_Connection]] = {}
+        self._sweep_call: Any = None
         self._endpoints: dict[tuple, Any] = {}
         self._tls: UpstreamClient | None = None
 
@@ -650,22 +645,53 @@ class LeanUpstreamClient:
         while idle:
             conn = idle.pop()
             if not conn._lost:
-                conn.busy()
                 return conn
         return None
 
     def _release(self, conn: _Connection) -> None:
-        idle = self._idle.setdefault(conn._key, [])
+        idle = self._idle.get(conn._key)
+        if idle is None:
+            idle = self._idle[conn._key] = []
         if len(idle) >= self._max_idle:
             conn.transport.loseConnection()
             return
+        # Idle connections are timed by one sweep, not a timer each: a
+        # timer set and cancelled per request costs more than the sweep.
+        conn.idle_since = self._reactor.seconds()
         idle.append(conn)
-        conn.idle(self._idle_timeout)
+        if self._sweep_call is None:
+            self._sweep_call = self._reactor.callLater(self._idle_timeout, self._sweep)
+
+    def _sweep(self) -> None:
+        """
+        Close the connections idle for C{idle_timeout} seconds; come back
+        when the next one will be.
+        """
+        self._sweep_call = None
+        now = self._reactor.seconds()
+        oldest = None
+        for idle in self._idle.values():
+            # The list is in release order: the expired ones are in front.
+            expired = 0
+            for conn in idle:
+                if now - conn.idle_since < self._idle_timeout:
+                    break
+                expired += 1
+            for conn in idle[:expired]:
+                conn.transport.loseConnection()
+            del idle[:expired]
+            if idle and (oldest is None or idle[0].idle_since < oldest):
+                oldest = idle[0].idle_since
+        if oldest is not None:
+            self._sweep_call = self._reactor.callLater(max(0.0, oldest + self._idle_timeout - now), self._sweep)
 
     def _forget(self, conn: _Connection) -> None:
         idle = self._idle.get(conn._key)
         if idle and conn in idle:
             idle.remove(conn)
+            if not idle and self._sweep_call is not None and not any(self._idle.values()):
+                self._sweep_call.cancel()
+                self._sweep_call = None
 
     def idle_count(self, host: str, port: int) -> int:
         """
@@ -677,6 +703,9 @@ class LeanUpstreamClient:
         """
         Close every idle connection; fires when they are all closed.
         """
+        if self._sweep_call is not None:
+            self._sweep_call.cancel()
+            self._sweep_call = None
         waiting = []
         for idle in list(self._idle.values()):
             for conn in list(idle):

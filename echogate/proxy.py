@@ -281,9 +281,15 @@ class Gateway:
             return
         state = ctx.response
         state.status = state.upstream_status = response.code
-        state.upstream_headers = response.headers
         state.source = "service"
-        headers = copy_end_to_end(response.headers)
+        raw = getattr(response, "raw_headers", None)
+        if raw is not None:
+            # echogate's own client: its headers are already end to end, and ours.
+            state.upstream_headers = raw
+            headers = response.headers
+        else:
+            state.upstream_headers = response.headers
+            headers = copy_end_to_end(response.headers)
         via = headers.getRawHeaders(b"via")
         headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
         headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
@@ -311,6 +317,7 @@ class Gateway:
                                     ctx.service.get("read_timeout", 60000) / 1000.0, length)
             ctx.on_client_gone = streamer.client_gone
             response.deliverBody(streamer)
+            streamer.started()
 
         if pending is None:
             send()

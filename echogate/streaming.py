@@ -132,7 +132,14 @@ class BodyStreamer(Protocol):
             # A small body of known length fits in the client's buffer, so
             # it is not worth the producer round trips.
             self._request.registerProducer(self.transport, True)
-        self._arm()
+
+    def started(self) -> None:
+        """
+        Called once the body was handed over: bounds the wait for the rest
+        (C{read_timeout} between chunks) unless it all came at once.
+        """
+        if not self._done:
+            self._arm()
 
     def _arm(self) -> None:
         clock = self._gateway._clock
@@ -157,8 +164,9 @@ class BodyStreamer(Protocol):
             else:
                 self._finish()
             return
-        if not self._done:
-            self._arm()
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(self._read_timeout)
         if self._queue is not None:
             self._queue.append(data)
             return

@@ -207,6 +207,22 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(b"".join(c.chunks), b"abc")
         self.assertTrue(c.reason.check(ResponseDone))
 
+    def test_endToEndHeaders(self) -> None:
+        """
+        C{headers} holds only end-to-end headers: hop-by-hop ones and the
+        names the Connection header lists are left out; C{raw_headers}
+        keeps every line as sent, in order.
+        """
+        head = (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: x-private, Keep-Alive\r\n"
+                b"X-Private: s\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nTrailer: x-t\r\n"
+                b"X-Public: p\r\nX-Public: q\r\n\r\n")
+        h, d, p, t = answered(head)
+        r = self.successResultOf(d)
+        self.assertEqual(list(r.headers.getAllRawHeaders()), [(b"X-Public", [b"p", b"q"])])
+        self.assertEqual([name for name, _ in r.raw_headers],
+                         [b"Content-Length", b"Connection", b"X-Private", b"Keep-Alive", b"Proxy-Authenticate",
+                          b"Trailer", b"X-Public", b"X-Public"])
+
     def test_bodyInParts(self) -> None:
         """
         Body bytes arriving after deliverBody are passed on as they come.
@@ -494,6 +510,35 @@ class PoolTests(SynchronousTestCase):
         h.reactor.advance(1)
         self.assertTrue(t.disconnecting)
         self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 0)
+
+    def test_idleTimeoutEach(self) -> None:
+        """
+        Each idle connection gets its own idle_timeout from when it was
+        released, whatever the others do; one taken again is not closed.
+        """
+        h = Harness(idle_timeout=5)
+        first, second = h.request(), h.request()
+        p1, t1 = h.connect()
+        p2, t2 = h.connect()
+        p1.dataReceived(OK)
+        h.reactor.advance(1.5)
+        p2.dataReceived(OK)
+        self.successResultOf(first), self.successResultOf(second)
+        h.reactor.advance(3.5)  # t=5: the first one is 5 s idle, the second 3.5 s
+        self.assertTrue(t1.disconnecting)
+        self.assertFalse(t2.disconnecting)
+        self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1)
+        h.reactor.advance(1)
+        d = h.request()  # t=6: takes the second one again
+        h.reactor.advance(1.5)
+        self.assertFalse(t2.disconnecting)
+        p2.dataReceived(OK)  # released again at t=7.5
+        self.successResultOf(d)
+        h.reactor.advance(4.9)
+        self.assertFalse(t2.disconnecting)
+        h.reactor.advance(0.1)
+        self.assertTrue(t2.disconnecting)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
 
     def test_idleClosedByPeer(self) -> None:
         """

@@ -18,6 +18,8 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 
 from echogate import __version__
+from echogate.plugin import GatewayPlugin
+from echogate.schema import Record
 from tests.gateway import start_gateway
 from tests.upstream import start_upstream
 
@@ -157,6 +159,36 @@ class UpstreamHeaderTests(ProxyTestCase):
         self.assertEqual(answer.header("via"), f"1.1 echogate/{__version__}")
         self.assertIsNotNone(answer.header("x-echogate-upstream-latency"))
         self.assertIsNotNone(answer.header("x-echogate-proxy-latency"))
+
+    async def test_upstreamHeadersAsSent(self) -> None:
+        """
+        C{ctx.response.get_upstream_header} reads the service's headers as
+        it sent them (hop-by-hop ones included, none of the gateway's),
+        while the client gets the end-to-end ones plus the gateway's.
+        """
+        class Peek(GatewayPlugin):
+            name = "peek"
+            version = "1.0.0"
+            priority = 10
+            config_schema = Record({})
+
+            def header_filter(self, ctx: object, config: object) -> None:
+                for name in ("x-end-to-end", "via", "x-echogate-upstream-latency"):
+                    ctx.response.set_header(f"x-peek-{name}", repr(ctx.response.get_upstream_header(name)))
+
+        gw = await start_gateway(self, settings=self.gateway_settings, plugin_objects={"peek": Peek()})
+        answer = await gw.admin("POST", "/services", json={
+            "name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
+        self.assertEqual(answer.code, 201, answer.body)
+        await gw.admin("POST", "/services/s/routes", json={"paths": ["/hop"], "strip_path": False})
+        answer = await gw.admin("POST", "/plugins", json={"name": "peek"})
+        self.assertEqual(answer.code, 201, answer.body)
+        answer = await gw.proxy("GET", "/hop")
+        self.assertEqual(answer.header("x-peek-x-end-to-end"), "'passes'")
+        self.assertEqual(answer.header("x-peek-via"), "None")
+        self.assertEqual(answer.header("x-peek-x-echogate-upstream-latency"), "None")
+        self.assertEqual(answer.header("via"), f"1.1 echogate/{__version__}")
+        self.assertIsNone(answer.header("keep-alive"))
 
     async def test_requestBody(self) -> None:
         """
