@@ -149,8 +149,8 @@ def _node(bench: Bench, runtime: Runtime, label: str, options: tuple[str, ...] =
     return node
 
 
-#: echogate's own HTTP/1.1 upstream client instead of Agent.
-LEAN = ("--upstream-client", "lean")
+#: Twisted's Agent as the upstream client instead of echogate's own (the default).
+AGENT = ("--upstream-client", "agent")
 
 
 def _echogate(plugins: int, options: tuple[str, ...] = ()) -> Callable[[Bench, Runtime], Running]:
@@ -273,10 +273,10 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
     Contender("echogate-header-echo", "echogate, one route, header-echo", _echogate(1), echogate=True),
     Contender("echogate-5-plugins", "echogate, one route, five bundled plugins", _echogate(5),
               echogate=True),
-    Contender("echogate-lean", "echogate, one route, no plugins, upstream_client=lean",
-              _echogate(0, LEAN), echogate=True),
-    Contender("echogate-lean-header-echo", "echogate, one route, header-echo, upstream_client=lean",
-              _echogate(1, LEAN), echogate=True),
+    Contender("echogate-agent", "echogate, one route, no plugins, upstream_client=agent",
+              _echogate(0, AGENT), echogate=True),
+    Contender("echogate-agent-header-echo", "echogate, one route, header-echo, upstream_client=agent",
+              _echogate(1, AGENT), echogate=True),
     Contender("echogate-workers-1", "echogate --workers 1, one route, no plugins, not pinned",
               _echogate_workers(1), scenarios=("small-50",), echogate=True),
     Contender("echogate-workers-2", "echogate --workers 2, one route, no plugins, not pinned",
@@ -295,7 +295,7 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
 
 #: What runs unless C{--contenders} says otherwise.
 DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "hello", "echogate",
-                      "echogate-header-echo", "echogate-5-plugins", "echogate-lean", "echogate-lean-header-echo",
+                      "echogate-header-echo", "echogate-5-plugins", "echogate-agent", "echogate-agent-header-echo",
                       "echogate-workers-1", "echogate-workers-2", "echogate-ratelimit-local",
                       "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-10-routes",
                       "echogate-10000-routes")

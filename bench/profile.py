@@ -7,7 +7,7 @@ py-spy}, it is not an echogate dependency), else run under C{twistd
 figures as shares).
 
 Run: C{.venv/bin/python bench/profile.py [--plugins header-echo]
-[--option=--upstream-client=lean] [--routes 10000] [--seconds 10]
+[--option=--upstream-client=agent] [--routes 10000] [--seconds 10]
 [--path /100b] [--cprofile]}. Prints the functions with
 the most samples, by their own time and with their callees.
 """
@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--plugins", default="", help="comma-separated plugins to put on the route")
     parser.add_argument("--option", action="append", default=[], dest="options",
-                        help="an echogate option for the node, e.g. --option=--upstream-client=lean")
+                        help="an echogate option for the node, e.g. --option=--upstream-client=agent")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--path", default=nginx.PATHS["small"])

@@ -127,7 +127,7 @@ def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
         when PyPy did not run (C{pypy_why} says why).
     """
     out: list[Target] = []
-    for suffix, client in (("", ""), ("-lean", " (lean client)")):
+    for suffix, client in (("", ""), ("-agent", " (Agent client)")):
         if suffix and not any(get(f"echogate{suffix}{p}", "small-50") for p in ("", "-header-echo")):
             continue
         for scenario in ("small-50", "small-500"):
@@ -173,7 +173,7 @@ def baseline_ratios(get: Lookup, pypy_label: str | None) -> list[tuple[str, str]
     """
     pairs = [("agent-proxy", "twisted-proxy"), ("hello", "agent-proxy"), ("nginx", "echogate"),
              ("echogate-5-plugins", "echogate"), ("echogate-header-echo", "echogate"),
-             ("echogate-lean", "echogate"), ("echogate-lean", "agent-proxy"),
+             ("echogate", "echogate-agent"), ("echogate", "agent-proxy"),
              ("echogate-ratelimit-local", "echogate"), ("echogate-ratelimit-cluster", "echogate"),
              ("echogate-ratelimit-redis", "echogate")]
     if pypy_label:

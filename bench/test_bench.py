@@ -147,19 +147,19 @@ class TargetTests(SynchronousTestCase):
         self.assertIsNone(targets["10,000 routes vs 10 routes, small-50"].met)
         self.assertIn("not measured", targets["10,000 routes vs 10 routes, small-50"].verdict)
         self.assertIn("needs echogate-workers-1", targets["2 workers vs 1 (--workers 2, not pinned), small-50"].verdict)
-        self.assertFalse(any("lean" in name for name in targets))
+        self.assertFalse(any("Agent client" in name for name in targets))
 
-    def test_lean(self) -> None:
+    def test_agent(self) -> None:
         """
-        The lean client's rows appear once its contenders ran.
+        The Agent client's rows appear once its contenders ran.
         """
         targets = self._targets({
-            ("echogate-lean", "small-50"): [_result(4000)],
+            ("echogate-agent", "small-50"): [_result(4000)],
             ("hello", "small-50"): [_result(10000)],
             ("echogate-workers-2", "small-50"): [_result(1700)],
             ("echogate-workers-1", "small-50"): [_result(1000)],
         })
-        self.assertIs(targets["echogate (lean client) (one route, no plugins) vs bare Twisted hello, small-50"].met,
+        self.assertIs(targets["echogate (Agent client) (one route, no plugins) vs bare Twisted hello, small-50"].met,
                       True)
         self.assertIs(targets["2 workers vs 1 (--workers 2, not pinned), small-50"].met, True)
 

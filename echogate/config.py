@@ -26,7 +26,7 @@ DEFAULTS: dict[str, str] = {
     "config_check_interval": "5",
     "db_query_timeout": "2",
     "workers": "1",
-    "upstream_client": "agent",
+    "upstream_client": "lean",
 }
 
 HELP: dict[str, str] = {
@@ -41,7 +41,7 @@ HELP: dict[str, str] = {
     "config_check_interval": "Seconds between cheap configuration version checks.",
     "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
     "workers": "Processes serving the proxy port(s) (SO_REUSEPORT; tcp listeners only).",
-    "upstream_client": "HTTP client for services: 'agent' (Twisted's Agent) or 'lean' (httptools).",
+    "upstream_client": "HTTP client for services: 'lean' (echogate's own, httptools) or 'agent' (Twisted's Agent).",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -123,7 +123,7 @@ class Settings:
     config_check_interval: float
     db_query_timeout: float
     workers: int = 1
-    upstream_client: str = "agent"
+    upstream_client: str = "lean"
 
     def public(self) -> dict[str, Any]:
         """

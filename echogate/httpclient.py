@@ -36,6 +36,8 @@ BUFFER_LIMIT = 65536
 # body's length is C{response.length}), or are hop-by-hop (with the names
 # the Connection header lists), so C{headers} is what goes on to the client.
 _CONNECTION_CONTROL = HOP_BY_HOP | {b"content-length", b"connection"}
+# Connection header values that name no end-to-end header.
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 _NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
 
 
@@ -332,7 +334,7 @@ class _Connection(Protocol):
                     length = int(value)  # llhttp checked it (and that it does not conflict)
                 elif lower == b"transfer-encoding":
                     chunked = True
-                elif lower == b"connection":
+                elif lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
                     listed = _tokens(value for n, value in raw if n.lower() == b"connection")
                 continue
             add(name, value)

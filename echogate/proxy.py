@@ -154,28 +154,34 @@ class Gateway:
         if path is None:
             self._respond_error(request, ctx, ProxyError(400, "Bad request"))
             return
-        try:
-            pending = run_steps(snapshot.rewrite_steps, lambda s: call_phase(
-                s.name, "rewrite", s.rewrite, ctx.view(s.name), s.entry.config), lambda: ctx.exit is not None)
-        except BaseException:
-            self._failed(Failure(), request, ctx)
-            return
+        pending = None
+        if snapshot.rewrite_steps:
+            try:
+                pending = run_steps(snapshot.rewrite_steps, lambda s: call_phase(
+                    s.name, "rewrite", s.rewrite, ctx.view(s.name), s.entry.config), lambda: ctx.exit is not None)
+            except BaseException:
+                self._failed(Failure(), request, ctx)
+                return
         self._then(pending, request, ctx, self._route)
 
     def _then(self, pending: Deferred | None, request: GatewayRequest, ctx: RequestContext,
               step: Callable[[GatewayRequest, RequestContext], None]) -> None:
+        if pending is None:
+            if request._disconnected:
+                self._log_phase(ctx)
+                return
+            try:
+                step(request, ctx)
+            except BaseException:
+                self._failed(Failure(), request, ctx)
+            return
+
         def next_step(_: Any = None) -> None:
             if request._disconnected:
                 self._log_phase(ctx)
                 return
             step(request, ctx)
 
-        if pending is None:
-            try:
-                next_step()
-            except BaseException:
-                self._failed(Failure(), request, ctx)
-            return
         pending.addCallback(next_step)
         pending.addErrback(self._failed, request, ctx)
 
@@ -221,7 +227,8 @@ class Gateway:
             ctx.request.method,
         )
         ctx.configs = {}
-        pending = run_steps(ctx.steps, lambda s: self._access(ctx, s), lambda: ctx.exit is not None)
+        steps = ctx.steps
+        pending = run_steps(steps, lambda s: self._access(ctx, s), lambda: ctx.exit is not None) if steps else None
         self._then(pending, request, ctx, self._proxy)
 
     def _config(self, ctx: RequestContext, step: Step) -> Mapping[str, Any] | None:
@@ -294,7 +301,7 @@ class Gateway:
         headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
         headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
         headers.setRawHeaders(b"x-echogate-proxy-latency", [_ms(ctx.started, ctx.upstream_started)])
-        body_filters = [s for s in ctx.steps if s.body_filter is not None]
+        body_filters = [s for s in ctx.steps if s.body_filter is not None] if ctx.steps else []
         if isinstance(response.length, int) and request.method != b"HEAD":
             # Agent keeps the upstream's Content-Length to itself; restoring it
             # keeps the response unchunked. As in Kong, a plugin whose
@@ -342,6 +349,9 @@ class Gateway:
         Run C{phase} (C{header_filter} or C{log}) of every step that has it,
         with the config that applies to this request.
         """
+        if not ctx.steps:
+            return None
+
         def call(step: Step) -> Any:
             method = getattr(step, phase)
             if method is None:

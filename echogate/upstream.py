@@ -180,7 +180,10 @@ def upstream_headers(
         append((b"Host", incoming_host[0]))
     else:
         append((b"Host", host_header(service)))
-    ip = _one_line(client_ip.encode("latin-1"))
+    # The client's address is the peer's or a parsed header's value, and
+    # the path comes from the request line (Twisted splits it on
+    # whitespace): neither can hold a line break.
+    ip = client_ip.encode("latin-1")
     append((b"X-Real-IP", ip))
     append((b"X-Forwarded-For", b", ".join(forwarded_for) + b", " + ip if forwarded_for else ip))
     # From a trusted peer, the X-Forwarded-* it sent stand (they were kept).
@@ -192,7 +195,7 @@ def upstream_headers(
     if b"x-forwarded-port" not in kept:
         append((b"X-Forwarded-Port", b"%d" % listener_port))
     if b"x-forwarded-path" not in kept:
-        append((b"X-Forwarded-Path", _one_line(path.encode("latin-1"))))
+        append((b"X-Forwarded-Path", path.encode("latin-1")))
     if stripped and stripped != "/" and b"x-forwarded-prefix" not in kept:
         append((b"X-Forwarded-Prefix", _one_line(stripped.rstrip("/").encode("latin-1")) or b"/"))
     append((b"Via", b", ".join(via) + b", " + VIA if via else VIA))

@@ -105,7 +105,7 @@ class ResolveTests(SynchronousTestCase):
                {"data_dir": "/d", "trusted_ips": "10.0.0.0/8", "access_log": "on",
                 "client_max_body_size": "1k", "config_check_interval": "2", "db_query_timeout": "3",
                 "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2",
-                "upstream_client": "lean"}.items()}
+                "upstream_client": "agent"}.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
         self.assertEqual(settings.trusted_ips, ("10.0.0.0/8",))
@@ -113,7 +113,7 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual(settings.client_max_body_size, 1024)
         self.assertEqual(settings.plugins, ("off",))
         self.assertEqual(settings.workers, 2)
-        self.assertEqual(settings.upstream_client, "lean")
+        self.assertEqual(settings.upstream_client, "agent")
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
 

@@ -827,17 +827,31 @@ class BackPressureTests(SynchronousTestCase):
 class SettingTests(SynchronousTestCase):
     def test_default(self) -> None:
         """
-        upstream_client defaults to agent and shows in public().
+        upstream_client defaults to lean and shows in public().
         """
         settings = resolve({}, {}, None)
-        self.assertEqual(settings.upstream_client, "agent")
-        self.assertEqual(settings.public()["upstream_client"], "agent")
+        self.assertEqual(settings.upstream_client, "lean")
+        self.assertEqual(settings.public()["upstream_client"], "lean")
 
-    def test_lean(self) -> None:
+    def test_agent(self) -> None:
         """
-        upstream_client accepts lean.
+        upstream_client accepts agent (and LEAN, any case).
         """
-        self.assertEqual(resolve({"upstream_client": "lean"}, {}, None).upstream_client, "lean")
+        self.assertEqual(resolve({"upstream_client": "agent"}, {}, None).upstream_client, "agent")
+        self.assertEqual(resolve({"upstream_client": "LEAN"}, {}, None).upstream_client, "lean")
+
+    def test_serviceUsesIt(self) -> None:
+        """
+        The gateway's data path gets the client the setting names.
+        """
+        from echogate.service import GatewayService
+
+        for value, kind in (("lean", LeanUpstreamClient), ("agent", UpstreamClient)):
+            settings = resolve({"upstream_client": value, "proxy_listen": "tcp:0"}, {}, None)
+            service = GatewayService(MemoryReactorClock(), settings, {})
+            service.bind()
+            self.assertIsInstance(service.upstream, kind)
+            self.assertIs(service.gateway._upstream, service.upstream)
 
     def test_bad(self) -> None:
         """

@@ -32,7 +32,7 @@ def _closed_port() -> int:
 
 class ProxyTestCase(unittest.TestCase):
     timeout = 60
-    #: Extra gateway settings (the Lean... subclasses pick the upstream client).
+    #: Extra gateway settings (the Agent... subclasses pick the other upstream client).
     gateway_settings: dict[str, str] = {}
 
     async def setUp(self) -> None:
@@ -148,9 +148,10 @@ class UpstreamHeaderTests(ProxyTestCase):
 
     async def test_hopByHopRemovedDownstream(self) -> None:
         """
-        The upstream's hop-by-hop headers do not reach the client. (Names
-        that the upstream's Connection header lists are not known: Twisted's
-        client keeps that header to itself; see docs/proxy.md.)
+        The upstream's hop-by-hop headers do not reach the client. (The
+        names the upstream's Connection header lists are removed too, by
+        echogate's own client: see tests.test_httpclient; Twisted's Agent
+        keeps that header to itself, see docs/proxy.md.)
         """
         await self.route(paths=["/hop"], strip_path=False)
         answer = await self.gw.proxy("GET", "/hop")
@@ -407,25 +408,26 @@ class HeaderEchoTests(ProxyTestCase):
         self.assertEqual(len(results), count)
 
 
-# The same behaviour through the lean upstream client (echogate.httpclient).
-_LEAN = {"upstream_client": "lean"}
+# The same behaviour through Twisted's Agent (upstream_client = agent);
+# the classes above run echogate's own client, the default.
+_AGENT = {"upstream_client": "agent"}
 
 
-class LeanWalkThroughTests(WalkThroughTests):
-    gateway_settings = _LEAN
+class AgentWalkThroughTests(WalkThroughTests):
+    gateway_settings = _AGENT
 
 
-class LeanUpstreamHeaderTests(UpstreamHeaderTests):
-    gateway_settings = _LEAN
+class AgentUpstreamHeaderTests(UpstreamHeaderTests):
+    gateway_settings = _AGENT
 
 
-class LeanFailureTests(FailureTests):
-    gateway_settings = _LEAN
+class AgentFailureTests(FailureTests):
+    gateway_settings = _AGENT
 
 
-class LeanStreamingTests(StreamingTests):
-    gateway_settings = _LEAN
+class AgentStreamingTests(StreamingTests):
+    gateway_settings = _AGENT
 
 
-class LeanHeaderEchoTests(HeaderEchoTests):
-    gateway_settings = _LEAN
+class AgentHeaderEchoTests(HeaderEchoTests):
+    gateway_settings = _AGENT

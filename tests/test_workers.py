@@ -17,15 +17,15 @@ class WorkerEnvironmentTests(SynchronousTestCase):
         excepted: workers serve only the proxy), the database DSN and the
         ports the main process bound.
         """
-        settings = resolve({"workers": "2", "upstream_client": "lean", "proxy_listen": "tcp:0:interface=127.0.0.1",
+        settings = resolve({"workers": "2", "upstream_client": "agent", "proxy_listen": "tcp:0:interface=127.0.0.1",
                             "trusted_ips": "10.0.0.0/8", "access_log": "on"}, {}, None)
         env = WorkerPool(Clock(), settings, "postgresql://db/x", [4242], environ={})._environment()
-        self.assertEqual(env["ECHOGATE_UPSTREAM_CLIENT"], "lean")
+        self.assertEqual(env["ECHOGATE_UPSTREAM_CLIENT"], "agent")
         self.assertEqual(env["ECHOGATE_DATABASE"], "postgresql://db/x")
         self.assertIn("tcp:4242:", env["ECHOGATE_PROXY_LISTEN"])
         self.assertIn(WORKER_OF, env)
         passed = {k[len("ECHOGATE_"):].lower() for k in env if k.startswith("ECHOGATE_")}
         self.assertEqual(set(DEFAULTS) - {"admin_listen"} - passed, set())
         reparsed = resolve({}, env, None)
-        self.assertEqual(reparsed.upstream_client, "lean")
+        self.assertEqual(reparsed.upstream_client, "agent")
         self.assertEqual(reparsed.trusted_ips, ("10.0.0.0/8",))
