@@ -41,6 +41,11 @@ _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 _NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
 
 
+#: The end of every complete body: one shared Failure (it carries no
+#: traceback, and its readers only check it), not one per response.
+_DONE = Failure(ResponseDone())
+
+
 class _HeadTooLarge(Exception):
     """
     The response head has more header lines than L{MAX_HEADERS}.
@@ -209,6 +214,8 @@ class _Connection(Protocol):
         self._aborted = False
         self.idle_since = 0.0
         self._waiters: list[Deferred] = []
+        self._head_for: _Exchange | None = None
+        self._head_response: _Response | None = None
 
     # -- one request ----------------------------------------------------------
 
@@ -353,7 +360,10 @@ class _Connection(Protocol):
                                               0 if parser.get_http_version() == "1.0" else 1, headers, length, raw)
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
-            exchange.got_head(response)
+            # Handed over once this read is parsed (see dataReceived): a
+            # small answer's body and end are then already there.
+            self._head_for = exchange
+            self._head_response = response
         else:
             response.stopProducing()
 
@@ -387,12 +397,16 @@ class _Connection(Protocol):
                 self._parser.feed_data(data)
         except Exception:
             self._parse_failed(Failure())
-            return
-        if self._response is None and self._head_bytes > MAX_HEAD_BYTES:
-            self._parse_failed(Failure(_HeadTooLarge()))
-            return
-        if self._complete:
-            self._done_message()
+        else:
+            if self._response is None and self._head_bytes > MAX_HEAD_BYTES:
+                self._parse_failed(Failure(_HeadTooLarge()))
+            elif self._complete:
+                self._done_message()
+        exchange = self._head_for
+        if exchange is not None:
+            self._head_for = None
+            exchange.got_head(self._head_response)
+        self._head_response = None
 
     def _feed_head(self, data: bytes) -> None:
         # HEAD: llhttp cannot be told there is no body, so feed byte by byte
@@ -442,7 +456,7 @@ class _Connection(Protocol):
         else:
             self.transport.loseConnection()
         if response is not None:
-            response._finished(Failure(ResponseDone()))
+            response._finished(_DONE)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._lost = True

@@ -207,6 +207,29 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(b"".join(c.chunks), b"abc")
         self.assertTrue(c.reason.check(ResponseDone))
 
+    def test_wholeAnswerInOneRead(self) -> None:
+        """
+        The response is handed over once the read that brought its head is
+        parsed: an answer that came whole is complete when the caller gets
+        it (body and end at once, the connection already back in the pool),
+        so the caller need not wait, or time, the rest.
+        """
+        h = Harness()
+        d = h.request()
+        p, t = h.connect()
+        seen: list[Any] = []
+
+        def got(response: Any) -> None:
+            c = self.body_of(response)
+            seen.append((b"".join(c.chunks), c.reason, h.client.idle_count("127.0.0.1", 8080)))
+
+        d.addCallback(got)
+        p.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        [(body, reason, idle)] = seen
+        self.assertEqual(body, b"ok")
+        self.assertTrue(reason.check(ResponseDone))
+        self.assertEqual(idle, 1)
+
     def test_endToEndHeaders(self) -> None:
         """
         C{headers} holds only end-to-end headers: hop-by-hop ones and the
