@@ -5,7 +5,9 @@ counters that C{GET /status} shows.
 """
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 from typing import Any
 
 from twisted.logger import Logger
@@ -18,6 +20,8 @@ from echogate._version import __version__
 from echogate.context import RequestContext
 
 SERVER = f"echogate/{__version__}".encode()
+#: Request bodies smaller than this (known in advance) stay in memory.
+_IN_MEMORY = 100_000
 UNEXPECTED = "An unexpected error occurred"
 _log = Logger(namespace="echogate.proxy")
 
@@ -61,7 +65,11 @@ class GatewayRequest(server.Request):
             self._too_large = True
             self.content = _Discard()
             return
-        super().gotLength(length)
+        site = getattr(self.channel, "site", None)
+        if isinstance(site, GatewaySite):
+            self.content = site.getContentFile(length)
+        else:
+            super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._too_large:
@@ -123,6 +131,17 @@ class GatewaySite(server.Site):
     def buildProtocol(self, addr: Any) -> Any:
         self.connections_accepted += 1
         return super().buildProtocol(addr)
+
+    def getContentFile(self, length: int | None) -> Any:
+        """
+        Where a request body goes: memory up to 100 KB (known in advance),
+        a temporary file otherwise, as Twisted does. (Defined here because
+        Twisted looks this hook up with a caught AttributeError on every
+        request when the site lacks it.)
+        """
+        if length is not None and length < _IN_MEMORY:
+            return io.BytesIO()
+        return tempfile.TemporaryFile()
 
     def log(self, request: Any) -> None:
         if self._access_log:
