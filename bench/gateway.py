@@ -20,10 +20,10 @@ from bench.processes import BenchError, Process
 
 __all__ = ["AdminClient", "BACKLOG", "EchogateNode", "PLUGIN_SETTINGS", "ECHO_HEADER", "fetch"]
 
-#: The listen backlog of every server in the benchmark: nginx's default.
-#: (Twisted's default, 50, which echogate keeps unless the endpoint says
-#: C{backlog=}, makes 500 clients connecting at once wait for SYN
-#: retransmissions: seconds of p99 that measure the backlog, not the
+#: The listen backlog of every server in the benchmark: nginx's default,
+#: and echogate's own when its endpoint does not say C{backlog=}.
+#: (Twisted's default, 50, makes 500 clients connecting at once wait for
+#: SYN retransmissions: seconds of p99 that measure the backlog, not the
 #: data path.)
 BACKLOG = 511
 

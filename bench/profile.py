@@ -55,8 +55,8 @@ def summarize_collapsed(text: str, limit: int) -> str:
     total = 0
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
+        if not stack or not count.isdigit():
+            continue  # not a stack line (py-spy can split a frame name over lines)
         n = int(count)
         total += n
         frames = [_frame(f) for f in stack.split(";")]

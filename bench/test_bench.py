@@ -215,6 +215,14 @@ class CollapsedStackTests(SynchronousTestCase):
         self.assertIn(" 75.0%  work (b.py)", out)
         self.assertIn("100.0%  main (a.py)", out)
 
+    def test_brokenLinesSkipped(self) -> None:
+        """
+        A line that is not C{stack count} (py-spy can split a frame name
+        over two lines) is skipped, not fatal.
+        """
+        text = "main (a.py:1);<lambda> (a.py:2) 2\nmain (a.py:1);weird (\nx.py:3) (\n"
+        self.assertIn("2 samples", summarize_collapsed(text, 5))
+
 
 class PyPyReasonTests(SynchronousTestCase):
     """
