@@ -1,0 +1,501 @@
+"""
+The wire side of echogate's HTTP/1.1 client: one persistent connection to
+a service (L{HTTP11Connection}) writing a request head (and a body in
+memory) in one write and parsing the response with C{httptools} (llhttp),
+strictly; the response it hands over (L{UpstreamResponse}), whose body
+arrives with back-pressure. The pool, retries and deadlines are in
+L{echogate.httpclient}.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httptools
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import PotentialDataLoss, ResponseDone, ResponseFailed
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
+
+from echogate.upstream import HOP_BY_HOP, _tokens
+
+if TYPE_CHECKING:
+    from echogate.httpclient import LeanUpstreamClient, _Exchange
+
+#: Response head limits (status line and headers): bytes, header lines.
+MAX_HEAD_BYTES = 65536
+MAX_HEADERS = 100
+
+#: Body bytes held before C{deliverBody} is called; beyond this, the
+#: connection is paused.
+BUFFER_LIMIT = 65536
+
+# Kept out of the response's headers: they describe the connection (the
+# body's length is C{response.length}), or are hop-by-hop (with the names
+# the Connection header lists), so C{headers} is what goes on to the client.
+_CONNECTION_CONTROL = HOP_BY_HOP | {b"content-length", b"connection"}
+# Connection header values that name no end-to-end header.
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
+_NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
+
+
+#: The end of every complete body: one shared Failure (it carries no
+#: traceback, and its readers only check it), not one per response.
+_DONE = Failure(ResponseDone())
+
+
+class _HeadTooLarge(Exception):
+    """
+    The response head has more header lines than L{MAX_HEADERS}.
+    """
+
+
+class UpstreamResponse:
+    """
+    An L{twisted.web.iweb.IResponse}-like upstream response; it is also the
+    transport of the body's protocol (pause, resume and stop reach the
+    upstream connection while the body is being read).
+    """
+
+    __slots__ = ("code", "phrase", "version", "headers", "raw_headers", "length", "request", "previousResponse",
+                 "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
+
+    def __init__(self, conn: "HTTP11Connection", code: int, phrase: bytes, minor: int, headers: Headers,
+                 length: Any, raw_headers: list[tuple[bytes, bytes]] | None = None):
+        self.code = code
+        self.phrase = phrase
+        self.version = (b"HTTP", 1, minor)
+        #: The end-to-end headers (no hop-by-hop or framing ones): a fresh
+        #: object the caller may change and pass on.
+        self.headers = headers
+        #: Every header line as the upstream sent it.
+        self.raw_headers = raw_headers if raw_headers is not None else []
+        self.length = length
+        self.request = None
+        self.previousResponse = None
+        self._conn: HTTP11Connection | None = conn
+        self._protocol: Any = None
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._end: Failure | None = None
+        self._held = False  # paused by us, for want of a protocol
+        self._stopped = False
+
+    @property
+    def _transport(self) -> "UpstreamResponse":
+        return self
+
+    def deliverBody(self, protocol: Any) -> None:
+        """
+        Give the body to C{protocol}: what already arrived at once, the rest
+        as it comes, then C{connectionLost} with L{ResponseDone},
+        L{PotentialDataLoss} (close-delimited) or another failure.
+        """
+        if self._protocol is not None:
+            raise RuntimeError("deliverBody called twice")
+        self._protocol = protocol
+        protocol.makeConnection(self)
+        buffer, self._buffer = self._buffer, []
+        for chunk in buffer:
+            if self._stopped:
+                break
+            protocol.dataReceived(chunk)
+        if self._held:
+            self._held = False
+            if self._conn is not None and not self._conn._paused:
+                self._conn.transport.resumeProducing()
+        end, self._end = self._end, None
+        if end is not None:
+            protocol.connectionLost(end)
+
+    def _data(self, data: bytes) -> None:
+        if self._stopped:
+            return
+        protocol = self._protocol
+        if protocol is not None:
+            protocol.dataReceived(data)
+            return
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered > BUFFER_LIMIT and not self._held and self._conn is not None:
+            self._held = True
+            self._conn.transport.pauseProducing()
+
+    def _finished(self, reason: Failure) -> None:
+        self._conn = None
+        if self._protocol is not None:
+            self._protocol.connectionLost(reason)
+        else:
+            self._end = reason
+
+    def pauseProducing(self) -> None:
+        conn = self._conn
+        if conn is not None and not conn._paused:
+            conn._paused = True
+            if not self._held:
+                conn.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        conn = self._conn
+        if conn is not None and conn._paused:
+            conn._paused = False
+            if not self._held:
+                conn.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._stopped = True
+        if self._conn is not None:
+            self._conn.abort()
+
+
+class _BodyWriter:
+    """
+    The consumer a request body producer writes to: a list while the
+    producer writes synchronously (sent with the head in one write), then
+    the connection (chunk-framed when the length is unknown).
+    """
+
+    __slots__ = ("_transport", "_chunked", "buffer")
+
+    def __init__(self, transport: Any, chunked: bool, head: bytes):
+        self._transport = transport
+        self._chunked = chunked
+        self.buffer: list[bytes] | None = [head]
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self.buffer is not None:
+            self.buffer.append(data)
+        else:
+            self._transport.write(data)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        pass
+
+
+def _request_head(method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
+                  framing: bytes) -> bytes:
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    if isinstance(headers, Headers):
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+    else:
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+    parts.append(framing)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class HTTP11Connection(Protocol):
+    """
+    One persistent upstream connection: writes one request at a time and
+    parses its response with L{httptools.HttpResponseParser}.
+    """
+
+    def __init__(self, client: "LeanUpstreamClient", key: tuple):
+        self._client = client
+        self._key = key
+        self._exchange: _Exchange | None = None
+        self._response: UpstreamResponse | None = None
+        self._parser: Any = None
+        self._producer: Any = None
+        self._paused = False
+        self._lost = False
+        self._aborted = False
+        self.idle_since = 0.0
+        self._waiters: list[Deferred] = []
+        self._head_for: _Exchange | None = None
+        self._head_response: UpstreamResponse | None = None
+
+    # -- one request ----------------------------------------------------------
+
+    def start(self, exchange: "_Exchange", reused: bool) -> None:
+        """
+        Send C{exchange}'s request on this connection.
+        """
+        self._exchange = exchange
+        self._reused = reused
+        self._received = False
+        self._head_bytes = 0
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._phrase = b""
+        self._interim = False
+        self._complete = False
+        self._dirty = False
+        self._until_close = False
+        self._keep_alive = False
+        self._is_head = exchange.method == b"HEAD"
+        self._parser = httptools.HttpResponseParser(self)
+        body = exchange.body
+        if body is None:
+            framing = b"Content-Length: 0\r\n" if exchange.method in _NEEDS_LENGTH else b""
+            self.transport.write(_request_head(exchange.method, exchange.target, exchange.headers, framing))
+            return
+        producer = body.producer()
+        length = producer.length
+        chunked = length is UNKNOWN_LENGTH
+        framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % length
+        writer = _BodyWriter(self.transport, chunked, _request_head(exchange.method, exchange.target,
+                                                                    exchange.headers, framing))
+        self._producer = producer
+        done = producer.startProducing(writer)
+        if done.called:  # written synchronously: one write for head and body
+            self._producer = None
+            outcome: list = []
+            done.addBoth(outcome.append)
+            if isinstance(outcome[0], Failure):
+                self._lose_before_head(outcome[0])
+                return
+            if chunked:
+                writer.buffer.append(b"0\r\n\r\n")
+            self.transport.write(b"".join(writer.buffer))
+            return
+        self.transport.writeSequence(writer.buffer)
+        writer.buffer = None
+        self.transport.registerProducer(producer, True)
+        done.addBoth(self._body_written, producer, chunked)
+
+    def _body_written(self, outcome: Any, producer: Any, chunked: bool) -> None:
+        if self._producer is not producer:
+            return  # stopped: the connection is gone or the answer came first
+        self._producer = None
+        if self._lost:
+            return
+        self.transport.unregisterProducer()
+        if isinstance(outcome, Failure):
+            self.abort()
+        elif chunked:
+            self.transport.write(b"0\r\n\r\n")
+
+    def _stop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            if not self._lost:
+                self.transport.unregisterProducer()
+            try:
+                producer.stopProducing()
+            except Exception:
+                pass
+
+    def abort(self) -> None:
+        """
+        Drop the connection (it is not reused).
+        """
+        self._aborted = True
+        if not self._lost:
+            self.transport.abortConnection()
+
+    def abandon(self) -> None:
+        """
+        The exchange gave up (cancelled or timed out) before the head.
+        """
+        self._exchange = None
+        self._stop_producer()
+        self.abort()
+
+    # -- parser callbacks -------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            self._dirty = True  # bytes after the response
+
+    def on_status(self, status: bytes) -> None:
+        self._phrase += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._raw_headers
+        if len(headers) >= MAX_HEADERS:
+            raise _HeadTooLarge()
+        headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        code = parser.get_status_code()
+        if code < 200:
+            if code == 101:
+                raise ValueError("unexpected 101 Switching Protocols")
+            self._interim = True
+            self._raw_headers = []
+            self._phrase = b""
+            return
+        headers = Headers()
+        add = headers.addRawHeader
+        length: Any = UNKNOWN_LENGTH
+        chunked = False
+        listed: Any = ()
+        raw = self._raw_headers
+        for name, value in raw:
+            lower = name.lower()
+            if lower in _CONNECTION_CONTROL:
+                if lower == b"content-length":
+                    length = int(value)  # llhttp checked it (and that it does not conflict)
+                elif lower == b"transfer-encoding":
+                    chunked = True
+                elif lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                    listed = _tokens(value for n, value in raw if n.lower() == b"connection")
+                continue
+            add(name, value)
+        if listed:
+            for name in listed:
+                headers.removeHeader(name)
+        if self._is_head or code == 204 or code == 304:
+            length = 0
+        elif chunked:
+            length = UNKNOWN_LENGTH
+        elif length is UNKNOWN_LENGTH:
+            self._until_close = True
+        self._keep_alive = parser.should_keep_alive()
+        self._raw_headers = []
+        self._response = response = UpstreamResponse(self, code, self._phrase.strip(),
+                                              0 if parser.get_http_version() == "1.0" else 1, headers, length, raw)
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            # Handed over once this read is parsed (see dataReceived): a
+            # small answer's body and end are then already there.
+            self._head_for = exchange
+            self._head_response = response
+        else:
+            response.stopProducing()
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        if response is not None:
+            response._data(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._complete = True
+
+    # -- transport events -------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._lost:
+            return
+        if self._parser is None or self._complete:
+            self.abort()  # nothing was asked: an idle connection talking
+            return
+        self._received = True
+        response = self._response
+        if response is None:
+            self._head_bytes += len(data)
+        try:
+            if self._is_head and response is None:
+                self._feed_head(data)
+            else:
+                self._parser.feed_data(data)
+        except Exception:
+            self._parse_failed(Failure())
+        else:
+            if self._response is None and self._head_bytes > MAX_HEAD_BYTES:
+                self._parse_failed(Failure(_HeadTooLarge()))
+            elif self._complete:
+                self._done_message()
+        exchange = self._head_for
+        if exchange is not None:
+            self._head_for = None
+            exchange.got_head(self._head_response)
+        self._head_response = None
+
+    def _feed_head(self, data: bytes) -> None:
+        # HEAD: llhttp cannot be told there is no body, so feed byte by byte
+        # up to the end of the head; anything after it is unsolicited.
+        feed = self._parser.feed_data
+        for i in range(len(data)):
+            feed(data[i:i + 1])
+            if self._response is not None:
+                self._complete = True
+                if i + 1 < len(data):
+                    self._dirty = True
+                break
+
+    def _parse_failed(self, failure: Failure) -> None:
+        response = self._response
+        if response is None:
+            self._lose_before_head(failure)
+            return
+        self._response = None
+        self._parser = None
+        self.abort()
+        response._finished(Failure(ResponseFailed([failure])))
+
+    def _lose_before_head(self, failure: Failure) -> None:
+        exchange, self._exchange = self._exchange, None
+        self._parser = None
+        self._stop_producer()
+        self.abort()
+        if exchange is not None:
+            exchange.lost(failure, stale=False)
+
+    def _done_message(self) -> None:
+        response, self._response = self._response, None
+        self._parser = None
+        reusable = self._keep_alive and not self._dirty and self._producer is None and not self._aborted and not self._lost
+        self._stop_producer()
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+        if response is not None:
+            if response._held:
+                response._held = False
+                self.transport.resumeProducing()
+            response._conn = None
+        if reusable:
+            self._client._release(self)
+        else:
+            self.transport.loseConnection()
+        if response is not None:
+            response._finished(_DONE)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._lost = True
+        self._client._forget(self)
+        self._stop_producer()
+        exchange, self._exchange = self._exchange, None
+        response, self._response = self._response, None
+        self._parser = None
+        if exchange is not None:
+            stale = self._reused and not self._received
+            exchange.lost(reason, stale=stale)
+        elif response is not None:
+            if self._until_close and not response._stopped:
+                response._finished(Failure(PotentialDataLoss()))
+            else:
+                response._finished(Failure(ResponseFailed([reason])))
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    # -- idle -------------------------------------------------------------------
+
+    def close_idle(self) -> Deferred:
+        if self._lost:
+            return succeed(None)
+        d = Deferred()
+        self._waiters.append(d)
+        self.transport.loseConnection()
+        return d
+
+
+class OneConnection(Factory):
+    noisy = False  # no "Starting factory" log line per connection
+
+    def __init__(self, conn: HTTP11Connection):
+        self._conn = conn
+
+    def buildProtocol(self, addr: Any) -> HTTP11Connection:
+        return self._conn
+
+
+__all__ = ["HTTP11Connection", "UpstreamResponse", "OneConnection", "MAX_HEAD_BYTES", "MAX_HEADERS",
+           "BUFFER_LIMIT"]
