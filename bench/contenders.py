@@ -267,6 +267,8 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
               _script("agent_proxy", "--upstream-port", "{upstream}")),
     Contender("agent-proxy-cached", "minimal Agent proxy, persistent pool of 100, one cached endpoint",
               _script("agent_proxy", "--upstream-port", "{upstream}", "--cached-endpoint")),
+    Contender("lean-proxy", "minimal twisted.web proxy on echogate's lean client (no routing, no plugins)",
+              _script("lean_proxy", "--upstream-port", "{upstream}")),
     Contender("hello", "bare twisted.web resource answering from memory (the ceiling)",
               _script("hello")),
     Contender("echogate", "echogate, one route, no plugins", _echogate(0), echogate=True),
@@ -294,7 +296,7 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
 )}
 
 #: What runs unless C{--contenders} says otherwise.
-DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "hello", "echogate",
+DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate",
                       "echogate-header-echo", "echogate-5-plugins", "echogate-agent", "echogate-agent-header-echo",
                       "echogate-workers-1", "echogate-workers-2", "echogate-ratelimit-local",
                       "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-10-routes",

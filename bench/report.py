@@ -171,7 +171,8 @@ def baseline_ratios(get: Lookup, pypy_label: str | None) -> list[tuple[str, str]
     """
     Ratios between the baselines, for context (no targets).
     """
-    pairs = [("agent-proxy", "twisted-proxy"), ("hello", "agent-proxy"), ("nginx", "echogate"),
+    pairs = [("agent-proxy", "twisted-proxy"), ("hello", "agent-proxy"), ("lean-proxy", "twisted-proxy"),
+             ("lean-proxy", "hello"), ("echogate", "lean-proxy"), ("nginx", "echogate"),
              ("echogate-5-plugins", "echogate"), ("echogate-header-echo", "echogate"),
              ("echogate", "echogate-agent"), ("echogate", "agent-proxy"),
              ("echogate-ratelimit-local", "echogate"), ("echogate-ratelimit-cluster", "echogate"),

@@ -1,0 +1,102 @@
+"""
+The floor of a twisted.web proxy with echogate's own HTTP/1.1 client: a
+minimal reverse proxy on L{echogate.httpclient.LeanUpstreamClient}. It
+copies the end-to-end headers as wire pairs, sends the request body from
+memory, and writes the response body as it arrives (no routing, no
+plugins, no request context, no X-Forwarded-* headers). What echogate
+adds to it is what its features cost.
+
+Run: C{python bench/lean_proxy.py --port 0 --upstream-port N} (needs
+echogate importable, so CPython with the project installed).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.protocol import Protocol
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from echogate.httpclient import LeanUpstreamClient
+from echogate.streaming import RequestBody
+from echogate.upstream import HOP_BY_HOP
+from listening import serve
+
+_NOT_UP = HOP_BY_HOP | {b"host", b"content-length"}
+
+
+class _Exchange(Protocol):
+    """
+    One proxied request: writes the upstream body to the client as it
+    comes, unless the client went away.
+    """
+
+    def __init__(self, request: Any):
+        self.request = request
+        self.gone = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.gone:
+            self.request.write(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        if not self.gone:
+            self.request.finish()
+
+
+class LeanProxy(Resource):
+    """
+    Proxies every request to C{service}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, client: LeanUpstreamClient, service: dict, host: bytes):
+        super().__init__()
+        self._client = client
+        self._service = service
+        self._host = host
+
+    def render(self, request: Any) -> Any:
+        pairs = [(name, value) for name, values in request.requestHeaders.getAllRawHeaders()
+                 if name.lower() not in _NOT_UP for value in values]
+        pairs.append((b"Host", self._host))
+        body = RequestBody.of_request(request)
+        exchange = _Exchange(request)
+        d = self._client.request(self._service, request.method, request.uri, pairs, body)
+        d.addCallbacks(self._respond, self._failed, (exchange,), None, (exchange,))
+
+        def gone(reason: Any) -> None:
+            exchange.gone = True
+            d.cancel()
+
+        request.notifyFinish().addErrback(gone)
+        return NOT_DONE_YET
+
+    def _respond(self, response: Any, exchange: _Exchange) -> None:
+        request = exchange.request
+        request.setResponseCode(response.code, response.phrase)
+        request.responseHeaders = response.headers  # already end to end
+        if isinstance(response.length, int):
+            request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
+        response.deliverBody(exchange)
+
+    def _failed(self, failure: Any, exchange: _Exchange) -> None:
+        if not exchange.gone:
+            exchange.request.setResponseCode(502)
+            exchange.request.write(b"bad gateway\n")
+            exchange.request.finish()
+
+
+def _arguments(parser: Any) -> None:
+    parser.add_argument("--upstream-port", type=int, required=True)
+
+
+def _resource(reactor: Any, arguments: Any) -> LeanProxy:
+    service = {"host": "127.0.0.1", "port": arguments.upstream_port, "protocol": "http", "connect_timeout": 60000,
+               "read_timeout": 60000, "write_timeout": 60000, "retries": 5}
+    return LeanProxy(LeanUpstreamClient(reactor), service, f"127.0.0.1:{arguments.upstream_port}".encode())
+
+
+if __name__ == "__main__":
+    serve(__doc__.strip().splitlines()[0], _resource, _arguments)
