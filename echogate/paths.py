@@ -27,6 +27,10 @@ _RAW_RESERVED = _RESERVED - frozenset("%?#")
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 
+# A path made only of unreserved and literal reserved characters: its
+# canonical form is itself.
+_PLAIN = re.compile(rb"[A-Za-z0-9\-._~!*'();:@&=+$,/\[\]]*")
+
 
 def _escape(byte: int) -> str:
     return "%%%02X" % (byte,)
@@ -127,6 +131,11 @@ def normalize_path(raw: str | bytes) -> str:
         data = bytes(raw)
     if not data.startswith(b"/"):
         raise ValueError("the request path does not start with /")
+    if _PLAIN.fullmatch(data):
+        # Nothing to decode or escape (the common case): only dot segments,
+        # which need a "/." to exist.
+        path = data.decode("ascii")
+        return _remove_dot_segments(path) if "/." in path else path
     return _remove_dot_segments(_canonical_bytes(data))
 
 

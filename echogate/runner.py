@@ -240,7 +240,10 @@ def call_phase(step_name: str, phase: str, method: Callable, *args: Any) -> Any:
     L{PluginFailure}.
     """
     try:
-        result = as_deferred(method(*args))
+        result = method(*args)
+        if result is None:
+            return None
+        result = as_deferred(result)
     except PluginFailure:
         raise
     except BaseException as e:

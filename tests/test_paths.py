@@ -3,6 +3,8 @@ Tests for L{echogate.paths}.
 """
 from __future__ import annotations
 
+import random
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.paths import (
@@ -240,6 +242,28 @@ JOINED = [
     ("/", "/endel%2Fst", True, "/endel%2fst", "/"),
     ("/up", "/endel%2Fst", True, "/endel%2Fst/a%2Fb", "/up/a%2Fb"),
 ]
+
+
+class NormalizeFastPathTests(SynchronousTestCase):
+    def test_sameAsTheFullWalk(self) -> None:
+        """
+        The shortcut for paths with nothing to decode or escape gives what
+        the byte-by-byte walk gives, for every path of a mixed alphabet
+        (plain characters, dots, slashes, escapes, characters to escape).
+        """
+        from echogate.paths import _canonical_bytes, _remove_dot_segments
+
+        rng = random.Random(5)
+        alphabet = [b"a", b"Z", b"0", b"-", b"~", b".", b"/", b"//", b"..", b"%2e", b"%2F", b"%41", b" ", b"[",
+                    b"]", b"@", b"\xc3\xa9", b"'", b"%zz"]
+        for _ in range(3000):
+            raw = b"/" + b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 8)))
+            try:
+                expected = _remove_dot_segments(_canonical_bytes(raw))
+            except ValueError:
+                self.assertRaises(ValueError, normalize_path, raw)
+                continue
+            self.assertEqual(normalize_path(raw), expected, raw)
 
 
 class JoinUpstreamPathTests(SynchronousTestCase):
