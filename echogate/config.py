@@ -27,6 +27,8 @@ DEFAULTS: dict[str, str] = {
     "db_query_timeout": "2",
     "workers": "1",
     "upstream_client": "lean",
+    "upstream_keepalive_pool_size": "100",
+    "upstream_keepalive_idle_timeout": "60",
 }
 
 HELP: dict[str, str] = {
@@ -42,6 +44,8 @@ HELP: dict[str, str] = {
     "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
     "workers": "Processes serving the proxy port(s) (SO_REUSEPORT; tcp listeners only).",
     "upstream_client": "HTTP client for services: 'lean' (echogate's own, httptools) or 'agent' (Twisted's Agent).",
+    "upstream_keepalive_pool_size": "Idle keep-alive connections kept per service address; 0 for none.",
+    "upstream_keepalive_idle_timeout": "Seconds an idle upstream connection is kept.",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -124,6 +128,8 @@ class Settings:
     db_query_timeout: float
     workers: int = 1
     upstream_client: str = "lean"
+    upstream_keepalive_pool_size: int = 100
+    upstream_keepalive_idle_timeout: float = 60.0
 
     def public(self) -> dict[str, Any]:
         """
@@ -143,6 +149,8 @@ class Settings:
             "db_query_timeout": self.db_query_timeout,
             "workers": self.workers,
             "upstream_client": self.upstream_client,
+            "upstream_keepalive_pool_size": self.upstream_keepalive_pool_size,
+            "upstream_keepalive_idle_timeout": self.upstream_keepalive_idle_timeout,
         }
 
 
@@ -231,6 +239,13 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     upstream_client = raw["upstream_client"].strip().lower()
     if upstream_client not in ("agent", "lean"):
         raise ConfigError(f"upstream_client: expected 'agent' or 'lean', got {raw['upstream_client']!r}")
+    try:
+        pool_size = int(raw["upstream_keepalive_pool_size"])
+    except ValueError:
+        raise ConfigError(f"upstream_keepalive_pool_size: {raw['upstream_keepalive_pool_size']!r} "
+                          "is not a whole number")
+    if pool_size < 0:
+        raise ConfigError("upstream_keepalive_pool_size: must be 0 or more")
     plugins = _split(raw["plugins"])
     if not plugins:
         raise ConfigError("plugins: expected 'bundled', plugin names, or 'off'")
@@ -247,6 +262,9 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         db_query_timeout=_positive("db_query_timeout", raw["db_query_timeout"]),
         workers=workers,
         upstream_client=upstream_client,
+        upstream_keepalive_pool_size=pool_size,
+        upstream_keepalive_idle_timeout=_positive("upstream_keepalive_idle_timeout",
+                                                  raw["upstream_keepalive_idle_timeout"]),
     )
 
 

@@ -114,9 +114,12 @@ class GatewayService(MultiService):
         if self.settings.upstream_client == "lean":
             from echogate.httpclient import LeanUpstreamClient
 
-            self.upstream = LeanUpstreamClient(self._reactor)
+            self.upstream = LeanUpstreamClient(self._reactor,
+                                               max_idle_per_host=self.settings.upstream_keepalive_pool_size,
+                                               idle_timeout=self.settings.upstream_keepalive_idle_timeout)
         else:
-            self.upstream = UpstreamClient(self._reactor)
+            self.upstream = UpstreamClient(self._reactor, max_per_host=self.settings.upstream_keepalive_pool_size,
+                                           idle_timeout=self.settings.upstream_keepalive_idle_timeout)
         self.counters = Counters()
         self.gateway = Gateway(
             clock=self._reactor,

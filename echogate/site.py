@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
@@ -113,6 +113,30 @@ class GatewayRequest(server.Request):
             ctx.on_client_gone()
 
 
+class GatewayChannel(http.HTTPChannel):
+    """
+    The proxy's HTTP/1.1 connection: Twisted's, with the connection's two
+    addresses looked up once instead of for every request (each
+    C{Request} asks for both; the local one is a C{getsockname} system
+    call).
+    """
+
+    _host: Any = None
+    _peer: Any = None
+
+    def getHost(self) -> Any:
+        host = self._host
+        if host is None:
+            host = self._host = self.transport.getHost()
+        return host
+
+    def getPeer(self) -> Any:
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = self.transport.getPeer()
+        return peer
+
+
 class GatewaySite(server.Site):
     """
     The proxy's L{server.Site}: L{GatewayRequest}s, a body size limit,
@@ -121,6 +145,9 @@ class GatewaySite(server.Site):
     """
 
     requestFactory = GatewayRequest
+    # HTTP/1.1 only: Twisted's default wraps each channel in a protocol that
+    # could switch to HTTP/2, one more call per read for nothing here.
+    protocol = GatewayChannel
 
     def __init__(self, resource: Resource, *, max_body_size: int = 0, access_log: bool = False, **kw: Any):
         super().__init__(resource, **kw)

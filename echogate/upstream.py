@@ -314,8 +314,8 @@ class UpstreamClient:
                  max_per_host: int = 100, idle_timeout: float = 60.0):
         self._reactor = reactor
         if pool is None:
-            pool = HTTPConnectionPool(reactor, persistent=True)
-            pool.maxPersistentPerHost = max_per_host
+            pool = HTTPConnectionPool(reactor, persistent=max_per_host > 0)
+            pool.maxPersistentPerHost = max(max_per_host, 1)
             pool.cachedConnectionTimeout = idle_timeout
             pool.retryAutomatically = True
         self.pool = pool

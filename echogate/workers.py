@@ -140,6 +140,8 @@ class WorkerPool:
             "ECHOGATE_DB_QUERY_TIMEOUT": str(s.db_query_timeout),
             "ECHOGATE_WORKERS": str(s.workers),
             "ECHOGATE_UPSTREAM_CLIENT": s.upstream_client,
+            "ECHOGATE_UPSTREAM_KEEPALIVE_POOL_SIZE": str(s.upstream_keepalive_pool_size),
+            "ECHOGATE_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT": str(s.upstream_keepalive_idle_timeout),
             WORKER_OF: str(os.getpid()),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         })

@@ -74,10 +74,14 @@ class ResolveTests(SynchronousTestCase):
             "db_query_timeout": "soon",
             "plugins": " , ",
             "workers": "many",
+            "upstream_keepalive_pool_size": "-1",
+            "upstream_keepalive_idle_timeout": "0",
         }
         for key, value in cases.items():
             error = self.assertRaises(ConfigError, resolve, {key: value}, {}, None)
             self.assertIn(key, str(error))
+        error = self.assertRaises(ConfigError, resolve, {"upstream_keepalive_pool_size": "lots"}, {}, None)
+        self.assertIn("not a whole number", str(error))
 
     def test_fileErrors(self) -> None:
         """
@@ -105,7 +109,8 @@ class ResolveTests(SynchronousTestCase):
                {"data_dir": "/d", "trusted_ips": "10.0.0.0/8", "access_log": "on",
                 "client_max_body_size": "1k", "config_check_interval": "2", "db_query_timeout": "3",
                 "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2",
-                "upstream_client": "agent"}.items()}
+                "upstream_client": "agent", "upstream_keepalive_pool_size": "7",
+                "upstream_keepalive_idle_timeout": "2.5"}.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
         self.assertEqual(settings.trusted_ips, ("10.0.0.0/8",))
@@ -114,6 +119,7 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual(settings.plugins, ("off",))
         self.assertEqual(settings.workers, 2)
         self.assertEqual(settings.upstream_client, "agent")
+        self.assertEqual((settings.upstream_keepalive_pool_size, settings.upstream_keepalive_idle_timeout), (7, 2.5))
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
 

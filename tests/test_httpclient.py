@@ -876,6 +876,33 @@ class SettingTests(SynchronousTestCase):
             self.assertIsInstance(service.upstream, kind)
             self.assertIs(service.gateway._upstream, service.upstream)
 
+    def test_keepaliveSettings(self) -> None:
+        """
+        upstream_keepalive_pool_size and upstream_keepalive_idle_timeout
+        reach either client; a pool size of 0 keeps no connection.
+        """
+        from echogate.service import GatewayService
+
+        settings = resolve({"upstream_keepalive_pool_size": "0", "upstream_keepalive_idle_timeout": "7",
+                            "proxy_listen": "tcp:0"}, {}, None)
+        service = GatewayService(MemoryReactorClock(), settings, {})
+        service.bind()
+        h = Harness()
+        h.client = service.upstream
+        h.reactor = service._reactor
+        d = h.request()
+        p, t = h.connect()
+        p.dataReceived(OK)
+        self.successResultOf(d)
+        self.assertTrue(t.disconnecting)
+        self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 0)
+        settings = resolve({"upstream_client": "agent", "upstream_keepalive_pool_size": "3",
+                            "upstream_keepalive_idle_timeout": "7", "proxy_listen": "tcp:0"}, {}, None)
+        service = GatewayService(MemoryReactorClock(), settings, {})
+        service.bind()
+        pool = service.upstream.pool
+        self.assertEqual((pool.persistent, pool.maxPersistentPerHost, pool.cachedConnectionTimeout), (True, 3, 7.0))
+
     def test_bad(self) -> None:
         """
         Any other value is a ConfigError naming the setting.

@@ -4,12 +4,15 @@ The proxy listener's site and requests, over Twisted's test doubles.
 from __future__ import annotations
 
 import io
+from typing import Any
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
-from echogate.site import GatewayRequest, GatewaySite
+from echogate.site import GatewayChannel, GatewayRequest, GatewaySite
 
 
 class ContentFileTests(SynchronousTestCase):
@@ -53,3 +56,36 @@ class ContentFileTests(SynchronousTestCase):
         request.gotLength(6)
         self.assertTrue(request._too_large)
         self.assertNotIsInstance(request.content, io.BytesIO)
+
+
+class _CountingTransport(StringTransport):
+    hosts = 0
+    peers = 0
+
+    def getHost(self) -> Any:
+        self.hosts += 1
+        return super().getHost()
+
+    def getPeer(self) -> Any:
+        self.peers += 1
+        return super().getPeer()
+
+
+class ChannelTests(SynchronousTestCase):
+    def test_addressesOncePerConnection(self) -> None:
+        """
+        The site's connections are GatewayChannels, which ask the transport
+        for its addresses once, however many requests they carry.
+        """
+        site = GatewaySite(Resource())
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        self.assertIsInstance(channel, GatewayChannel)
+        transport = _CountingTransport()
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, None)
+        expected = transport.getHost()
+        for _ in range(3):
+            request = GatewayRequest(channel)
+            self.assertEqual(request.getHost(), expected)
+            self.assertEqual(request.getClientAddress(), StringTransport().getPeer())
+        self.assertEqual((transport.hosts - 1, transport.peers), (1, 1))
