@@ -27,7 +27,7 @@ DEFAULTS: dict[str, str] = {
     "db_query_timeout": "2",
     "workers": "1",
     "upstream_client": "lean",
-    "upstream_keepalive_pool_size": "100",
+    "upstream_keepalive_pool_size": "1000",
     "upstream_keepalive_idle_timeout": "60",
 }
 
@@ -128,7 +128,7 @@ class Settings:
     db_query_timeout: float
     workers: int = 1
     upstream_client: str = "lean"
-    upstream_keepalive_pool_size: int = 100
+    upstream_keepalive_pool_size: int = 1000
     upstream_keepalive_idle_timeout: float = 60.0
 
     def public(self) -> dict[str, Any]:

@@ -145,7 +145,7 @@ class LeanUpstreamClient:
     through an L{UpstreamClient}.
     """
 
-    def __init__(self, reactor: Any, *, max_idle_per_host: int = 100, idle_timeout: float = 60.0):
+    def __init__(self, reactor: Any, *, max_idle_per_host: int = 1000, idle_timeout: float = 60.0):
         self._reactor = reactor
         self._max_idle = max_idle_per_host
         self._idle_timeout = idle_timeout

@@ -311,7 +311,7 @@ class UpstreamClient:
     """
 
     def __init__(self, reactor: Any, pool: HTTPConnectionPool | None = None,
-                 max_per_host: int = 100, idle_timeout: float = 60.0):
+                 max_per_host: int = 1000, idle_timeout: float = 60.0):
         self._reactor = reactor
         if pool is None:
             pool = HTTPConnectionPool(reactor, persistent=max_per_host > 0)

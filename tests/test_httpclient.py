@@ -855,6 +855,7 @@ class SettingTests(SynchronousTestCase):
         settings = resolve({}, {}, None)
         self.assertEqual(settings.upstream_client, "lean")
         self.assertEqual(settings.public()["upstream_client"], "lean")
+        self.assertEqual((settings.upstream_keepalive_pool_size, settings.upstream_keepalive_idle_timeout), (1000, 60))
 
     def test_agent(self) -> None:
         """
