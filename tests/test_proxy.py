@@ -5,17 +5,21 @@ server.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import resource
 import socket
 
 import treq
-from twisted.internet import reactor
+from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
+from twisted.python.filepath import FilePath
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
 
 from echogate import __version__
 from echogate.plugin import GatewayPlugin
@@ -431,3 +435,77 @@ class AgentStreamingTests(StreamingTests):
 
 class AgentHeaderEchoTests(HeaderEchoTests):
     gateway_settings = _AGENT
+
+
+def _self_signed(name: str) -> tuple[bytes, bytes]:
+    """
+    A key and a self-signed certificate for C{name} (with the
+    subjectAltName that certificate checks need), both PEM.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+@implementer(IPolicyForHTTPS)
+class _TrustOne:
+    """
+    Trust only C{certificate}, checked against the name it was made for
+    (whatever address the request used).
+    """
+
+    def __init__(self, certificate: ssl.Certificate):
+        self._certificate = certificate
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> object:
+        return ssl.optionsForClientTLS("echogate.test", trustRoot=self._certificate)
+
+
+class TLSListenerTests(ProxyTestCase):
+    async def setUp(self) -> None:
+        key_pem, cert_pem = _self_signed("echogate.test")
+        path = FilePath(self.mktemp())
+        path.setContent(key_pem + cert_pem)
+        self.certificate = ssl.Certificate.loadPEM(cert_pem)
+        self.upstream, self.upstream_port = start_upstream(self)
+        self.gw = await start_gateway(self, settings={
+            "proxy_listen": f"ssl:0:interface=127.0.0.1:privateKey={path.path}"})
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.agent = Agent(reactor, contextFactory=_TrustOne(self.certificate), pool=pool)
+
+    async def test_httpsListener(self) -> None:
+        """
+        An ssl: proxy listener serves routes over TLS; the service is told
+        the client came over https (X-Forwarded-Proto) and the port.
+        """
+        await self.service()
+        await self.route(paths=["/tls"])
+        response = await treq.get(f"https://127.0.0.1:{self.gw.proxy_port}/tls/x", agent=self.agent)
+        self.assertEqual(response.code, 200)
+        seen = json.loads(await response.content())
+        self.assertEqual(seen["path"], "/x")
+        self.assertEqual(seen["headers"]["x-forwarded-proto"], ["https"])
+        self.assertEqual(seen["headers"]["x-forwarded-port"], [str(self.gw.proxy_port)])
+
+    async def test_httpsOnlyRoute(self) -> None:
+        """
+        A route limited to https answers over the TLS listener (Kong's
+        protocols), which tells it the request is secure.
+        """
+        await self.service()
+        await self.route(paths=["/only"], protocols=["https"])
+        response = await treq.get(f"https://127.0.0.1:{self.gw.proxy_port}/only", agent=self.agent)
+        self.assertEqual(response.code, 200)
