@@ -115,14 +115,22 @@ class GatewayRequest(server.Request):
 
 class GatewayChannel(http.HTTPChannel):
     """
-    The proxy's HTTP/1.1 connection: Twisted's, with the connection's two
-    addresses looked up once instead of for every request (each
-    C{Request} asks for both; the local one is a C{getsockname} system
-    call).
+    The proxy's HTTP/1.1 connection: Twisted's, with what does not change
+    during a connection looked up once instead of for every request: its
+    two addresses (each C{Request} asks for both; the local one is a
+    C{getsockname} system call) and whether it is TLS (an interface
+    adaptation).
     """
 
     _host: Any = None
     _peer: Any = None
+    _secure: bool | None = None
+
+    def isSecure(self) -> bool:
+        secure = self._secure
+        if secure is None:
+            secure = self._secure = super().isSecure()
+        return secure
 
     def getHost(self) -> Any:
         host = self._host

@@ -9,6 +9,7 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
@@ -89,3 +90,23 @@ class ChannelTests(SynchronousTestCase):
             self.assertEqual(request.getHost(), expected)
             self.assertEqual(request.getClientAddress(), StringTransport().getPeer())
         self.assertEqual((transport.hosts - 1, transport.peers), (1, 1))
+
+    def test_securityOncePerConnection(self) -> None:
+        """
+        Whether the connection is TLS is found out once (the HTTPS listener
+        test in tests.test_proxy covers a TLS connection).
+        """
+        channel = GatewaySite(Resource()).buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        channel.makeConnection(StringTransport())
+        self.addCleanup(channel.connectionLost, None)
+        asked: list[Any] = []
+        original = http.HTTPChannel.isSecure
+
+        def counting(this: Any) -> bool:
+            asked.append(this)
+            return original(this)
+
+        self.patch(http.HTTPChannel, "isSecure", counting)
+        for _ in range(3):
+            self.assertFalse(GatewayRequest(channel).isSecure())
+        self.assertEqual(len(asked), 1)
