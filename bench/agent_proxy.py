@@ -16,15 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from listening import serve
+from proxying import BodyToClient, relay
 
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
                         b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
@@ -38,25 +37,6 @@ class _OneEndpoint:
 
     def endpointForURI(self, uri: Any) -> Any:
         return self._endpoint
-
-
-class _Exchange(Protocol):
-    """
-    One proxied request: writes the upstream body to the client as it
-    comes, unless the client went away.
-    """
-
-    def __init__(self, request: Any):
-        self.request = request
-        self.gone = False
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.gone:
-            self.request.write(data)
-
-    def connectionLost(self, reason: Any) -> None:
-        if not self.gone:
-            self.request.finish()
 
 
 class AgentProxy(Resource):
@@ -83,18 +63,9 @@ class AgentProxy(Resource):
         length = content.tell()
         content.seek(0)
         body = FileBodyProducer(content) if length else None
-        exchange = _Exchange(request)
-        d = self._agent.request(request.method, self._base + request.uri, headers, body)
-        d.addCallbacks(self._respond, self._failed, (exchange,), None, (exchange,))
+        return relay(request, self._agent.request(request.method, self._base + request.uri, headers, body), self._respond)
 
-        def gone(reason: Any) -> None:
-            exchange.gone = True
-            d.cancel()
-
-        request.notifyFinish().addErrback(gone)
-        return NOT_DONE_YET
-
-    def _respond(self, response: Any, exchange: _Exchange) -> None:
+    def _respond(self, response: Any, exchange: BodyToClient) -> None:
         request = exchange.request
         request.setResponseCode(response.code, response.phrase)
         out = request.responseHeaders
@@ -102,12 +73,6 @@ class AgentProxy(Resource):
             if name.lower() not in HOP_BY_HOP:
                 out.setRawHeaders(name, values)
         response.deliverBody(exchange)
-
-    def _failed(self, failure: Any, exchange: _Exchange) -> None:
-        if not exchange.gone:
-            exchange.request.setResponseCode(502)
-            exchange.request.write(b"bad gateway\n")
-            exchange.request.finish()
 
 
 def _arguments(parser: Any) -> None:

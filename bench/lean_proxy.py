@@ -13,35 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.protocol import Protocol
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
 from echogate.httpclient import LeanUpstreamClient
 from echogate.streaming import RequestBody
 from echogate.upstream import HOP_BY_HOP
 from listening import serve
+from proxying import BodyToClient, relay
 
 _NOT_UP = HOP_BY_HOP | {b"host", b"content-length"}
-
-
-class _Exchange(Protocol):
-    """
-    One proxied request: writes the upstream body to the client as it
-    comes, unless the client went away.
-    """
-
-    def __init__(self, request: Any):
-        self.request = request
-        self.gone = False
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.gone:
-            self.request.write(data)
-
-    def connectionLost(self, reason: Any) -> None:
-        if not self.gone:
-            self.request.finish()
 
 
 class LeanProxy(Resource):
@@ -62,30 +42,15 @@ class LeanProxy(Resource):
                  if name.lower() not in _NOT_UP for value in values]
         pairs.append((b"Host", self._host))
         body = RequestBody.of_request(request)
-        exchange = _Exchange(request)
-        d = self._client.request(self._service, request.method, request.uri, pairs, body)
-        d.addCallbacks(self._respond, self._failed, (exchange,), None, (exchange,))
+        return relay(request, self._client.request(self._service, request.method, request.uri, pairs, body), self._respond)
 
-        def gone(reason: Any) -> None:
-            exchange.gone = True
-            d.cancel()
-
-        request.notifyFinish().addErrback(gone)
-        return NOT_DONE_YET
-
-    def _respond(self, response: Any, exchange: _Exchange) -> None:
+    def _respond(self, response: Any, exchange: BodyToClient) -> None:
         request = exchange.request
         request.setResponseCode(response.code, response.phrase)
         request.responseHeaders = response.headers  # already end to end
         if isinstance(response.length, int):
             request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
         response.deliverBody(exchange)
-
-    def _failed(self, failure: Any, exchange: _Exchange) -> None:
-        if not exchange.gone:
-            exchange.request.setResponseCode(502)
-            exchange.request.write(b"bad gateway\n")
-            exchange.request.finish()
 
 
 def _arguments(parser: Any) -> None:
