@@ -17,7 +17,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.python.filepath import FilePath
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseFailed
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -236,6 +236,24 @@ class FailureTests(ProxyTestCase):
         answer = await self.gw.proxy("GET", "/lonely")
         self.assertEqual(answer.code, 503)
         self.assertIn("message", answer.json())
+
+    async def test_stalledBody(self) -> None:
+        """
+        A service that stops sending its body for longer than read_timeout:
+        the client gets the head and what came, then its connection is cut,
+        and the service's connection is closed too.
+        """
+        await self.service(read_timeout=300)
+        await self.route(paths=["/stall"], strip_path=False)
+        response = await treq.get(f"{self.gw.proxy_url}/stall", pool=self.gw.pool)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.length, 1000)
+        await self.assertFailure(treq.content(response), ResponseFailed)
+        for _ in range(50):
+            if self.upstream.gone:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(self.upstream.gone, [b"/stall"])
 
     async def test_refused(self) -> None:
         """

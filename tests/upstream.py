@@ -5,6 +5,7 @@ Paths:
   - C{/slow?delay=S}: answers after S seconds (records when the client went away);
   - C{/big?size=N}: streams N bytes with a producer, honouring back-pressure;
   - C{/reset}: aborts the connection without answering;
+  - C{/stall}: announces 1000 bytes, sends 10, then nothing (records when the client went away);
   - C{/status/NNN}: answers with that status;
   - C{/hop}: answers with hop-by-hop headers that must not reach the client;
   - C{/echo-header?name=H&delay=S}: answers, after S seconds, with header H's value in the body;
@@ -101,6 +102,11 @@ class UpstreamResource(Resource):
             return server.NOT_DONE_YET
         if path == b"/big":
             _BigBody(request, int(_arg(request, b"size", b"1000")), self).start()
+            return server.NOT_DONE_YET
+        if path == b"/stall":
+            request.setHeader(b"content-length", b"1000")
+            request.write(b"x" * 10)
+            request.notifyFinish().addErrback(lambda _: self.gone.append(request.uri))
             return server.NOT_DONE_YET
         if path == b"/reset":
             request.transport.abortConnection()
