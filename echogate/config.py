@@ -188,6 +188,17 @@ def _endpoints(key: str, value: str) -> tuple[str, ...]:
     return parts
 
 
+def _whole(key: str, value: str, low: int, high: int | None = None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not a whole number")
+    if number < low or (high is not None and number > high):
+        raise ConfigError(f"{key}: must be between {low} and {high}" if high is not None
+                          else f"{key}: must be {low} or more")
+    return number
+
+
 def _positive(key: str, value: str) -> float:
     try:
         number = float(value)
@@ -224,12 +235,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     database = raw["database"].strip()
     if database and not (database.startswith(("postgresql://", "postgres://")) or "=" in database):
         raise ConfigError(f"database: {redact_dsn(database)!r} is not a PostgreSQL DSN (postgresql://user@host/db)")
-    try:
-        workers = int(raw["workers"])
-    except ValueError:
-        raise ConfigError(f"workers: {raw['workers']!r} is not a whole number")
-    if not 1 <= workers <= 64:
-        raise ConfigError("workers: must be between 1 and 64")
+    workers = _whole("workers", raw["workers"], 1, 64)
     proxy_listen = _endpoints("proxy_listen", raw["proxy_listen"])
     if workers > 1:
         from echogate.workers import parse_tcp
@@ -239,13 +245,6 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     upstream_client = raw["upstream_client"].strip().lower()
     if upstream_client not in ("agent", "lean"):
         raise ConfigError(f"upstream_client: expected 'agent' or 'lean', got {raw['upstream_client']!r}")
-    try:
-        pool_size = int(raw["upstream_keepalive_pool_size"])
-    except ValueError:
-        raise ConfigError(f"upstream_keepalive_pool_size: {raw['upstream_keepalive_pool_size']!r} "
-                          "is not a whole number")
-    if pool_size < 0:
-        raise ConfigError("upstream_keepalive_pool_size: must be 0 or more")
     plugins = _split(raw["plugins"])
     if not plugins:
         raise ConfigError("plugins: expected 'bundled', plugin names, or 'off'")
@@ -262,7 +261,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         db_query_timeout=_positive("db_query_timeout", raw["db_query_timeout"]),
         workers=workers,
         upstream_client=upstream_client,
-        upstream_keepalive_pool_size=pool_size,
+        upstream_keepalive_pool_size=_whole("upstream_keepalive_pool_size", raw["upstream_keepalive_pool_size"], 0),
         upstream_keepalive_idle_timeout=_positive("upstream_keepalive_idle_timeout",
                                                   raw["upstream_keepalive_idle_timeout"]),
     )

@@ -295,6 +295,5 @@ class PluginContext:
         """
         self._ctx.answer(status, body, headers)
 
-
 __all__ = ["RequestContext", "PluginContext", "PluginLogger", "ClientRequest", "Exit", "HeaderEditor",
            "HeaderPairs", "ResponseState", "UpstreamRequest", "encode_exit_body"]

@@ -18,7 +18,7 @@ from twisted.web.client import PotentialDataLoss, ResponseDone, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from echogate.upstream import HOP_BY_HOP, _tokens
+from echogate.upstream import HOP_BY_HOP, listed_names
 
 if TYPE_CHECKING:
     from echogate.httpclient import LeanUpstreamClient, _Exchange
@@ -62,7 +62,7 @@ class UpstreamResponse:
                  "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
 
     def __init__(self, conn: "HTTP11Connection", code: int, phrase: bytes, minor: int, headers: Headers,
-                 length: Any, raw_headers: list[tuple[bytes, bytes]] | None = None):
+                 length: Any, raw_headers: list[tuple[bytes, bytes]]):
         self.code = code
         self.phrase = phrase
         self.version = (b"HTTP", 1, minor)
@@ -70,7 +70,7 @@ class UpstreamResponse:
         #: object the caller may change and pass on.
         self.headers = headers
         #: Every header line as the upstream sent it.
-        self.raw_headers = raw_headers if raw_headers is not None else []
+        self.raw_headers = raw_headers
         self.length = length
         self.request = None
         self.previousResponse = None
@@ -211,10 +211,11 @@ class HTTP11Connection(Protocol):
         self._paused = False
         self._lost = False
         self._aborted = False
-        self.idle_since = 0.0
+        #: When the pool took it back, or C{None} while it is not there.
+        self.idle_since: float | None = None
         self._waiters: list[Deferred] = []
-        self._head_for: _Exchange | None = None
-        self._head_response: UpstreamResponse | None = None
+        # A response head parsed but not yet handed to its exchange.
+        self._handover: tuple[_Exchange, UpstreamResponse] | None = None
 
     # -- one request ----------------------------------------------------------
 
@@ -341,7 +342,7 @@ class HTTP11Connection(Protocol):
                 elif lower == b"transfer-encoding":
                     chunked = True
                 elif lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
-                    listed = _tokens(value for n, value in raw if n.lower() == b"connection")
+                    listed = listed_names(value for n, value in raw if n.lower() == b"connection")
                 continue
             add(name, value)
         if listed:
@@ -361,8 +362,7 @@ class HTTP11Connection(Protocol):
         if exchange is not None:
             # Handed over once this read is parsed (see dataReceived): a
             # small answer's body and end are then already there.
-            self._head_for = exchange
-            self._head_response = response
+            self._handover = (exchange, response)
         else:
             response.stopProducing()
 
@@ -401,11 +401,11 @@ class HTTP11Connection(Protocol):
                 self._parse_failed(Failure(_HeadTooLarge()))
             elif self._complete:
                 self._done_message()
-        exchange = self._head_for
-        if exchange is not None:
-            self._head_for = None
-            exchange.got_head(self._head_response)
-        self._head_response = None
+        handover = self._handover
+        if handover is not None:
+            self._handover = None
+            exchange, response = handover
+            exchange.got_head(response)
 
     def _feed_head(self, data: bytes) -> None:
         # HEAD: llhttp cannot be told there is no body, so feed byte by byte

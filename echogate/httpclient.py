@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import error as ierror
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
-from echogate.errors import BAD_UPSTREAM, UPSTREAM_TIMEOUT, ProxyError
-from echogate.http11 import MAX_HEAD_BYTES, MAX_HEADERS, HTTP11Connection, OneConnection, UpstreamResponse
-from echogate.upstream import UpstreamClient, _endpoint, _is_connect_failure
+from echogate.http11 import HTTP11Connection, OneConnection, UpstreamResponse
+from echogate.upstream import UpstreamClient, client_endpoint, failure_answer, is_connect_failure
 
 #: Methods whose request may be sent again after a kept-alive connection
 #: turned out to be closed before answering.
@@ -124,17 +123,12 @@ class _Exchange:
         result = self.result
         if result.called or self._cancelled:
             return
-        if retry and _is_connect_failure(value) and self._attempts < self._retries:
+        if retry and is_connect_failure(value) and self._attempts < self._retries:
             self._attempts += 1
             self._timed_out = False
             self._send(reuse=True)
             return
-        if self._timed_out or isinstance(value, (ierror.TimeoutError, ierror.ConnectingCancelledError)):
-            result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
-        elif isinstance(value, CancelledError):
-            result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
-        else:
-            result.errback(ProxyError(502, BAD_UPSTREAM))
+        result.errback(failure_answer(value, self._timed_out))
 
 
 class LeanUpstreamClient:
@@ -174,7 +168,7 @@ class LeanUpstreamClient:
         key = (host, port)
         endpoint = self._endpoints.get((host, port, connect_timeout))
         if endpoint is None:
-            endpoint = self._endpoints[(host, port, connect_timeout)] = _endpoint(
+            endpoint = self._endpoints[(host, port, connect_timeout)] = client_endpoint(
                 self._reactor, host, port, connect_timeout)
         deadline = (service.get("read_timeout", 60000)
                     + (service.get("write_timeout", 60000) if body is not None else 0)) / 1000.0
@@ -185,6 +179,7 @@ class LeanUpstreamClient:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
+            conn.idle_since = None
             if not conn._lost:
                 return conn
         return None
@@ -219,6 +214,7 @@ class LeanUpstreamClient:
                     break
                 expired += 1
             for conn in idle[:expired]:
+                conn.idle_since = None
                 conn.transport.loseConnection()
             del idle[:expired]
             if idle and (oldest is None or idle[0].idle_since < oldest):
@@ -227,6 +223,9 @@ class LeanUpstreamClient:
             self._sweep_call = self._reactor.callLater(max(0.0, oldest + self._idle_timeout - now), self._sweep)
 
     def _forget(self, conn: HTTP11Connection) -> None:
+        if conn.idle_since is None:
+            return  # not in the pool: no need to look for it there
+        conn.idle_since = None
         idle = self._idle.get(conn._key)
         if idle and conn in idle:
             idle.remove(conn)
@@ -257,4 +256,4 @@ class LeanUpstreamClient:
         return DeferredList(waiting).addCallback(lambda _: None)
 
 
-__all__ = ["LeanUpstreamClient", "IDEMPOTENT", "MAX_HEAD_BYTES", "MAX_HEADERS"]
+__all__ = ["LeanUpstreamClient", "IDEMPOTENT"]

@@ -26,6 +26,17 @@ def _s(value: bytes) -> str:
 HeaderPairs = list[tuple[bytes, bytes]]
 
 
+def headers_of(pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """
+    A L{Headers} holding C{pairs}, in order.
+    """
+    headers = Headers()
+    add = headers.addRawHeader
+    for name, value in pairs:
+        add(name, value)
+    return headers
+
+
 class HeaderEditor:
     """
     Read and change a set of HTTP headers by name, case-insensitively.
@@ -49,10 +60,7 @@ class HeaderEditor:
         """
         headers = self._headers
         if headers is None:
-            headers = self._headers = Headers()
-            add = headers.addRawHeader
-            for name, value in self._pairs or ():
-                add(name, value)
+            headers = self._headers = headers_of(self._pairs or ())
             self._pairs = None
         return headers
 
@@ -60,14 +68,6 @@ class HeaderEditor:
     def headers(self, headers: Headers) -> None:
         self._headers = headers
         self._pairs = None
-
-    def header_pairs(self) -> HeaderPairs:
-        """
-        Every header line as a C{(name, value)} pair, in order.
-        """
-        if self._headers is None:
-            return self._pairs or []
-        return [(name, value) for name, values in self._headers.getAllRawHeaders() for value in values]
 
     def as_is(self) -> Headers | HeaderPairs:
         """
@@ -298,9 +298,7 @@ class ResponseState(HeaderEditor):
         upstream = self._upstream
         if upstream is None or isinstance(upstream, Headers):
             return upstream
-        headers = self._upstream = Headers()
-        for name, value in upstream:
-            headers.addRawHeader(name, value)
+        headers = self._upstream = headers_of(upstream)
         return headers
 
     @upstream_headers.setter
@@ -333,9 +331,10 @@ class ResponseState(HeaderEditor):
         """
         The first value of header C{name} as the upstream sent it.
         """
-        if self.upstream_headers is None:
+        headers = self.upstream_headers
+        if headers is None:
             return None
-        values = self.upstream_headers.getRawHeaders(_b(name))
+        values = headers.getRawHeaders(_b(name))
         return _s(values[0]) if values else None
 
 
@@ -371,5 +370,5 @@ def encode_exit_body(body: Any, headers: dict[str, str]) -> bytes:
     return json.dumps(body).encode("utf-8")
 
 
-__all__ = ["HeaderPairs", "HeaderEditor", "ClientRequest", "UpstreamRequest", "ResponseState", "Exit",
+__all__ = ["HeaderPairs", "headers_of", "HeaderEditor", "ClientRequest", "UpstreamRequest", "ResponseState", "Exit",
            "encode_exit_body"]

@@ -301,7 +301,7 @@ class Gateway:
         headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
         headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
         headers.setRawHeaders(b"x-echogate-proxy-latency", [_ms(ctx.started, ctx.upstream_started)])
-        body_filters = [s for s in ctx.steps if s.body_filter is not None] if ctx.steps else []
+        body_filters = [s for s in ctx.steps if s.body_filter is not None]
         if isinstance(response.length, int) and request.method != b"HEAD":
             # Agent keeps the upstream's Content-Length to itself; restoring it
             # keeps the response unchunked. As in Kong, a plugin whose

@@ -65,11 +65,7 @@ class GatewayRequest(server.Request):
             self._too_large = True
             self.content = _Discard()
             return
-        site = getattr(self.channel, "site", None)
-        if isinstance(site, GatewaySite):
-            self.content = site.getContentFile(length)
-        else:
-            super().gotLength(length)
+        super().gotLength(length)  # which uses GatewaySite.getContentFile
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._too_large:

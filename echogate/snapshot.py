@@ -87,7 +87,7 @@ def _settle_heap(data: ConfigurationData) -> None:
     longer walk every route and credential. Reference counting still frees
     frozen objects once unused.
     """
-    size = len(data.services) + len(data.routes) + len(data.plugins) + len(getattr(data, "consumers", ()))
+    size = len(data.services) + len(data.routes) + len(data.plugins) + len(data.consumers)
     if size < LARGE_CONFIGURATION:
         return
     gc.unfreeze()

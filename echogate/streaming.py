@@ -139,14 +139,7 @@ class BodyStreamer(Protocol):
         (C{read_timeout} between chunks) unless it all came at once.
         """
         if not self._done:
-            self._arm()
-
-    def _arm(self) -> None:
-        clock = self._gateway._clock
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self._read_timeout)
-        else:
-            self._timer = clock.callLater(self._read_timeout, self._timed_out)
+            self._timer = self._gateway._clock.callLater(self._read_timeout, self._timed_out)
 
     def _timed_out(self) -> None:
         self._timer = None

@@ -36,7 +36,7 @@ from echogate.errors import BAD_UPSTREAM, ProxyError
 from echogate.proxy import Gateway, GatewayResource
 from echogate.site import GatewayRequest, GatewaySite
 from echogate.snapshot import ConfigurationData, Snapshot
-from echogate.upstream import headers_of
+from echogate.messages import headers_of
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
 ROUTE_ID = "00000000-0000-4000-8000-000000000002"

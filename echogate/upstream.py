@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from echogate._version import __version__
 from echogate.errors import BAD_UPSTREAM, UPSTREAM_TIMEOUT, ProxyError
+from echogate.messages import headers_of
 
 VIA = f"1.1 echogate/{__version__}".encode()
 
@@ -37,16 +38,16 @@ HOP_BY_HOP = frozenset(
     )
 )
 
-# Not copied to the upstream request: hop-by-hop headers, plus the ones the
-# gateway sets itself (Agent writes Content-Length and Host).
-_NOT_FORWARDED_UP = HOP_BY_HOP | {b"content-length", b"host"}
 _REPLACED_UP = frozenset(
     (b"x-real-ip", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
      b"x-forwarded-path", b"x-forwarded-prefix")
 )
 
 
-def _tokens(values: Iterable[bytes]) -> set[bytes]:
+def listed_names(values: Iterable[bytes]) -> set[bytes]:
+    """
+    The header names a Connection header's values list (lower case).
+    """
     tokens: set[bytes] = set()
     for value in values:
         for token in value.split(b","):
@@ -61,7 +62,7 @@ def connection_tokens(headers: Headers) -> set[bytes]:
     The header names listed in the Connection header (lower case).
     """
     values = headers.getRawHeaders(b"connection")
-    return _tokens(values) if values else set()
+    return listed_names(values) if values else set()
 
 
 def copy_end_to_end(source: Headers, skip: frozenset[bytes] | set[bytes] = HOP_BY_HOP) -> Headers:
@@ -165,7 +166,7 @@ def upstream_headers(
             forwarded_for = values
         elif lower == b"via":
             via = values
-    listed = _tokens(connection) if connection else ()
+    listed = listed_names(connection) if connection else ()
     skip = _DROPPED_UP if peer_trusted else _DROPPED_UP_UNTRUSTED
     pairs: list[tuple[bytes, bytes]] = []
     append = pairs.append
@@ -202,16 +203,6 @@ def upstream_headers(
     return pairs
 
 
-def headers_of(pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """
-    A L{Headers} holding C{pairs}, in order.
-    """
-    headers = Headers()
-    for name, value in pairs:
-        headers.addRawHeader(name, value)
-    return headers
-
-
 @implementer(IAgentEndpointFactory)
 class _FixedEndpoint:
     def __init__(self, endpoint: Any):
@@ -221,7 +212,7 @@ class _FixedEndpoint:
         return self._endpoint
 
 
-def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
     """
     A client endpoint for C{host}: a plain TCP endpoint for an IP address
     (no name resolution at all), a L{HostnameEndpoint} for a name.
@@ -235,8 +226,23 @@ def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
     return TCP4ClientEndpoint(reactor, str(address), port, timeout=timeout)
 
 
-def _is_connect_failure(failure_value: BaseException) -> bool:
+def is_connect_failure(failure_value: BaseException) -> bool:
+    """
+    Whether an attempt failed before a connection existed (so it may be
+    retried on another).
+    """
     return isinstance(failure_value, (ierror.ConnectError, ierror.TimeoutError, ierror.ConnectingCancelledError))
+
+
+def failure_answer(value: BaseException, timed_out: bool) -> ProxyError:
+    """
+    What the client gets when a request to a service failed for good: 504
+    when it ran out of time (the deadline, a connect timeout, a cancelled
+    connection attempt), else 502.
+    """
+    if timed_out or isinstance(value, (ierror.TimeoutError, ierror.ConnectingCancelledError, CancelledError)):
+        return ProxyError(504, UPSTREAM_TIMEOUT)
+    return ProxyError(502, BAD_UPSTREAM)
 
 
 class _Exchange:
@@ -292,14 +298,11 @@ class _Exchange:
         value = outcome.value
         if isinstance(value, CancelledError) and not self._timed_out:
             return  # the caller cancelled
-        if _is_connect_failure(value) and self._attempts < self._retries:
+        if is_connect_failure(value) and self._attempts < self._retries:
             self._attempts += 1
             self._send()
             return
-        if self._timed_out or isinstance(value, (ierror.TimeoutError, ierror.ConnectingCancelledError)):
-            result.errback(ProxyError(504, UPSTREAM_TIMEOUT))
-        else:
-            result.errback(ProxyError(502, BAD_UPSTREAM))
+        result.errback(failure_answer(value, self._timed_out))
 
 
 class UpstreamClient:
@@ -329,7 +332,7 @@ class UpstreamClient:
         key = (scheme, host, port, connect_timeout)
         cached = self._agents.get(key)
         if cached is None:
-            endpoint = _endpoint(self._reactor, host, port, connect_timeout)
+            endpoint = client_endpoint(self._reactor, host, port, connect_timeout)
             if scheme == "https":
                 from twisted.internet.ssl import CertificateOptions
 

@@ -11,7 +11,6 @@ from typing import Any, Mapping
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.web.client import HTTPConnectionPool
 
 from echogate.config import resolve

@@ -511,7 +511,7 @@ class PoolTests(SynchronousTestCase):
         At most max_idle_per_host idle connections are kept; others are closed.
         """
         h = Harness(max_idle_per_host=1)
-        d1, d2 = h.request(), h.request()
+        h.request(), h.request()
         p1, t1 = h.connect()
         p2, t2 = h.connect()
         p1.dataReceived(OK)

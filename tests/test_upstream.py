@@ -15,8 +15,8 @@ from twisted.web.http_headers import Headers
 
 from echogate.errors import ProxyError
 from echogate.streaming import RequestBody
-from echogate.upstream import (VIA, TrustedNetworks, _Exchange, copy_end_to_end, headers_of, host_header,
-                               upstream_headers)
+from echogate.messages import headers_of
+from echogate.upstream import VIA, TrustedNetworks, _Exchange, copy_end_to_end, host_header, upstream_headers
 
 
 class FakeAgent:
