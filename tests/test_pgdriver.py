@@ -1,0 +1,75 @@
+"""
+Tests for L{echogate.pgdriver}: what echogate needs of its PostgreSQL
+driver that C{psycopg2} and C{psycopg2cffi} (PyPy) do not share.
+"""
+from __future__ import annotations
+
+import psycopg2
+import psycopg2.errorcodes
+from twisted.trial.unittest import SynchronousTestCase
+
+from echogate import pgdriver
+
+_DSNS = [
+    "host=127.0.0.1 port=5432 dbname=kong user=kong",
+    "dbname='with spaces' password='it\\'s' application_name=node-a",
+    "postgresql://kong:secret@db.example:6543/kong?sslmode=require&connect_timeout=3",
+    "postgresql:///kong?host=/var/run/postgresql",
+    "",
+]
+
+
+class ParseDSNTests(SynchronousTestCase):
+    """
+    L{pgdriver.parse_dsn}, and libpq's parser through ctypes behind it
+    where the driver has none.
+    """
+
+    def test_libpqAgreesWithPsycopg2(self) -> None:
+        """
+        libpq's own parser, called through ctypes, gives what psycopg2's
+        C{parse_dsn} gives, for key/value strings and URIs.
+        """
+        for dsn in _DSNS:
+            self.assertEqual(pgdriver._libpq_parse_dsn(dsn), psycopg2.extensions.parse_dsn(dsn), dsn)
+
+    def test_libpqRejectsBadDSN(self) -> None:
+        """
+        A string libpq cannot parse raises L{psycopg2.ProgrammingError}
+        with libpq's message, as psycopg2's C{parse_dsn} does.
+        """
+        for dsn in ("host=x bogus", "postgresql://h/db?nosuchoption=1", "host='unterminated"):
+            with self.assertRaises(psycopg2.ProgrammingError) as caught:
+                pgdriver._libpq_parse_dsn(dsn)
+            self.assertTrue(str(caught.exception), dsn)
+
+    def test_parseDSN(self) -> None:
+        """
+        L{pgdriver.parse_dsn} parses, and raises L{psycopg2.ProgrammingError}.
+        """
+        self.assertEqual(pgdriver.parse_dsn("host=h port=1"), {"host": "h", "port": "1"})
+        self.assertRaises(psycopg2.ProgrammingError, pgdriver.parse_dsn, "host=x bogus")
+
+    def test_parseDSNWithoutDriverParser(self) -> None:
+        """
+        With a driver that has no C{parse_dsn} (psycopg2cffi), libpq's is used.
+        """
+        self.patch(psycopg2.extensions, "parse_dsn", None)
+        del psycopg2.extensions.parse_dsn
+        self.assertEqual(pgdriver.parse_dsn("host=h port=1"), {"host": "h", "port": "1"})
+
+
+class SQLStateTests(SynchronousTestCase):
+    """
+    The SQLSTATE codes echogate matches errors by.
+    """
+
+    def test_codes(self) -> None:
+        """
+        They are PostgreSQL's codes for the four violations.
+        """
+        self.assertEqual(
+            (pgdriver.UNIQUE_VIOLATION, pgdriver.FOREIGN_KEY_VIOLATION, pgdriver.RESTRICT_VIOLATION,
+             pgdriver.NOT_NULL_VIOLATION),
+            (psycopg2.errorcodes.UNIQUE_VIOLATION, psycopg2.errorcodes.FOREIGN_KEY_VIOLATION,
+             psycopg2.errorcodes.RESTRICT_VIOLATION, psycopg2.errorcodes.NOT_NULL_VIOLATION))
