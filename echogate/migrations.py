@@ -25,7 +25,7 @@ import psycopg2
 import psycopg2.extensions
 from twisted.internet.threads import deferToThreadPool
 
-from echogate.pgdriver import parse_dsn
+from echogate.pgdriver import conninfo, parse_dsn
 
 #: The advisory lock key that serialises migration runs ("echogate").
 LOCK_KEY = 0x6563686F67617465
@@ -212,7 +212,7 @@ def connect(dsn: str) -> psycopg2.extensions.connection:
     except psycopg2.ProgrammingError as e:
         raise BadDSN(f"invalid database DSN {redact(dsn)!r}: {_first_line(e)}") from None
     try:
-        return psycopg2.connect(dsn, connect_timeout=10, application_name="echogate-migrations")
+        return psycopg2.connect(conninfo(dsn, connect_timeout=10, application_name="echogate-migrations"))
     except psycopg2.OperationalError as e:
         raise Unreachable(f"cannot connect to {redact(dsn)}: {_first_line(e)}") from None
 

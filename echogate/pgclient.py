@@ -25,7 +25,7 @@ from txpostgres import txpostgres
 
 from echogate.errors import DatabaseUnavailable
 from echogate.migrations import redact
-from echogate.pgdriver import parse_dsn
+from echogate.pgdriver import conninfo, parse_dsn
 
 _log = Logger()
 _T = TypeVar("_T")
@@ -175,7 +175,7 @@ class BoundedPool(txpostgres.ConnectionPool):
     def __init__(self, reactor: Any, dsn: str, size: int, bounded: Deadlines,
                  delays: tuple[float, float]):
         self.reactor = reactor
-        super().__init__(None, dsn, min=size, **connect_options(dsn, bounded.timeout))
+        super().__init__(None, conninfo(dsn, **connect_options(dsn, bounded.timeout)), min=size)
         self._bounded = bounded
         self._delays = delays
         self._delay = delays[0]
@@ -320,7 +320,7 @@ class Listener:
         connection = self._pending = Connection(self._reactor)
         deadline = self._bounded.deadline()
         try:
-            await self._bounded(connection.connect(self._dsn, **self._options),
+            await self._bounded(connection.connect(conninfo(self._dsn, **self._options)),
                                 deadline, connection.close)
             await self._bounded(connection.runOperation(f"LISTEN {self._channel}"),
                                 deadline, connection.close)

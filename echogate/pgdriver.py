@@ -8,7 +8,8 @@ and echogate import one driver by one name: importing L{echogate} does
 that (C{echogate/__init__.py}), before anything imports txpostgres.
 
 What the two drivers do not share is here: L{parse_dsn} (C{psycopg2cffi}
-has no C{parse_dsn}: libpq's own parser is called through ctypes) and
+has no C{parse_dsn}: libpq's own parser is called through ctypes),
+L{conninfo} (C{psycopg2cffi} takes a DSN or keywords, not both) and
 the SQLSTATE codes of the constraint violations echogate translates
 (C{psycopg2cffi} has no C{psycopg2.errors} classes; both set C{pgcode}).
 """
@@ -62,6 +63,23 @@ def _libpq_parse_dsn(dsn: str) -> dict[str, str]:
         return parsed
     finally:
         libpq.PQconninfoFree(options)
+
+
+def conninfo(dsn: str, **params: Any) -> str:
+    """
+    C{dsn} (a libpq connection string or URI) with C{params} added or
+    replaced, as one connection string: C{psycopg2cffi} takes a DSN or
+    keywords, not both as C{psycopg2} does.
+
+    @raise psycopg2.ProgrammingError: C{dsn} is not one.
+    """
+    merged = parse_dsn(dsn)
+    merged.update((key, str(value)) for key, value in params.items())
+    return " ".join(f"{key}='{_quoted(value)}'" for key, value in merged.items())
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def parse_dsn(dsn: str) -> dict[str, Any]:

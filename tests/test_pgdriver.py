@@ -59,6 +59,29 @@ class ParseDSNTests(SynchronousTestCase):
         self.assertEqual(pgdriver.parse_dsn("host=h port=1"), {"host": "h", "port": "1"})
 
 
+class ConninfoTests(SynchronousTestCase):
+    """
+    L{pgdriver.conninfo}: one connection string from a DSN and keywords.
+    """
+
+    def test_merges(self) -> None:
+        """
+        Keywords are added, and replace what the DSN says; the result
+        parses back to the merged parameters, quotes and backslashes kept.
+        """
+        for dsn in _DSNS:
+            merged = pgdriver.conninfo(dsn, connect_timeout=10, application_name="it's \\ me")
+            expected = {**psycopg2.extensions.parse_dsn(dsn), "connect_timeout": "10",
+                        "application_name": "it's \\ me"}
+            self.assertEqual(psycopg2.extensions.parse_dsn(merged), expected, dsn)
+
+    def test_badDSN(self) -> None:
+        """
+        A DSN libpq cannot parse raises L{psycopg2.ProgrammingError}.
+        """
+        self.assertRaises(psycopg2.ProgrammingError, pgdriver.conninfo, "host=x bogus", port=1)
+
+
 class SQLStateTests(SynchronousTestCase):
     """
     The SQLSTATE codes echogate matches errors by.
