@@ -88,8 +88,8 @@ def _settle_heap(data: ConfigurationData) -> None:
     frozen objects once unused.
     """
     size = len(data.services) + len(data.routes) + len(data.plugins) + len(data.consumers)
-    if size < LARGE_CONFIGURATION:
-        return
+    if size < LARGE_CONFIGURATION or not hasattr(gc, "freeze"):
+        return  # (PyPy's collector has no generations to freeze)
     gc.unfreeze()
     gc.collect()
     gc.freeze()

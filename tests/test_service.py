@@ -4,7 +4,9 @@ id, and what GET / shows.
 """
 from __future__ import annotations
 
+import gc
 from typing import Any
+from unittest import skipIf
 
 from twisted.trial import unittest
 
@@ -83,6 +85,22 @@ class NodeTests(unittest.TestCase):
 
 
 class HeapTests(unittest.TestCase):
+    def test_withoutFreeze(self) -> None:
+        """
+        Where the collector cannot freeze (PyPy), a large configuration is
+        swapped in all the same.
+        """
+        from echogate import snapshot
+
+        class Collector:
+            def collect(self) -> None:
+                raise AssertionError("nothing to collect for")
+
+        self.patch(snapshot, "gc", Collector())
+        snapshot._settle_heap(snapshot.ConfigurationData(
+            version=1, routes=({"id": "r"},) * snapshot.LARGE_CONFIGURATION))
+
+    @skipIf(not hasattr(gc, "freeze"), "this collector cannot freeze (PyPy)")
     def test_largeConfigurationFrozen(self) -> None:
         """
         A large configuration is moved out of the cyclic collector's way
