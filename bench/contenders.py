@@ -57,6 +57,8 @@ class Runtime:
     bin_dir: Path
     python: Path
     echogate: bool = True
+    #: What every command of this Python runs under (see L{bench.pypy}).
+    launcher: tuple[str, ...] = ()
 
     @property
     def suffix(self) -> str:
@@ -128,7 +130,7 @@ def _nginx_proxy(bench: Bench, runtime: Runtime) -> Running:
 def _script(name: str, *arguments: str) -> Callable[[Bench, Runtime], Running]:
     def start(bench: Bench, runtime: Runtime) -> Running:
         label = f"{name}-{runtime.name.lower()}"
-        process = Process(label, [str(runtime.python), str(HERE / f"{name}.py"), "--port", "0",
+        process = Process(label, [*runtime.launcher, str(runtime.python), str(HERE / f"{name}.py"), "--port", "0",
                                   "--backlog", str(BACKLOG),
                                   *[a.format(upstream=bench.upstream_port) for a in arguments]],
                           bench.directory / f"{label}.log", cpus=bench.cores.proxy)
@@ -143,7 +145,8 @@ def _node(bench: Bench, runtime: Runtime, label: str, options: tuple[str, ...] =
           pinned: bool = True) -> EchogateNode:
     name = f"{label}-{runtime.name.lower()}"
     node = EchogateNode(name, runtime.bin_dir, bench.database(), bench.directory / name,
-                        bench.cores.proxy if pinned else bench.cores.every, options=options)
+                        bench.cores.proxy if pinned else bench.cores.every, options=options,
+                        launcher=runtime.launcher)
     node.start()
     node.add_service("bench", bench.upstream_port)
     return node
@@ -303,11 +306,12 @@ DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-p
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.
-PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "hello", "echogate", "echogate-header-echo")
+PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate", "echogate-header-echo",
+                   "echogate-agent")
 
 
 def describe_runtime(runtime: Runtime) -> str:
-    out = subprocess.run([str(runtime.python), "-c", "import sys, twisted; print(sys.version.split()[0], "
+    out = subprocess.run([*runtime.launcher, str(runtime.python), "-c", "import sys, twisted; print(sys.version.split()[0], "
                           "'Twisted', twisted.__version__)"], capture_output=True, text=True)
     return f"{runtime.name} {out.stdout.strip()}"
 

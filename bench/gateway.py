@@ -132,13 +132,13 @@ class EchogateNode:
 
     def __init__(self, name: str, bin_dir: Path, dsn: str, directory: Path, cpus: str | None,
                  env: dict[str, str] | None = None, twistd_options: Sequence[str] = (),
-                 backlog: int = BACKLOG, options: Sequence[str] = ()):
+                 backlog: int = BACKLOG, options: Sequence[str] = (), launcher: Sequence[str] = ()):
         self.name = name
         self.database = dsn
         directory.mkdir(parents=True, exist_ok=True)
         self.process = Process(
             name,
-            [str(bin_dir / "twistd"), "-n", "--pidfile=", *twistd_options, "echogate",
+            [*launcher, str(bin_dir / "twistd"), "-n", "--pidfile=", *twistd_options, "echogate",
              "--proxy-listen", f"tcp:0:interface=127.0.0.1:backlog={backlog}",
              "--admin-listen", "tcp:0:interface=127.0.0.1",
              "--database", dsn, "--data-dir", str(directory / "data"), *options],

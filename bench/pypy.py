@@ -1,24 +1,26 @@
 """
-A PyPy virtualenv for the benchmark: Debian's C{pypy3} with Twisted, so
-the baselines run under PyPy, and echogate too when it can.
+A PyPy virtualenv for the benchmark, with Twisted, so that the baselines
+run under PyPy, and echogate too when it can.
 
-What happens on Debian 12 (PyPy 7.3.11, Python 3.9), found by L{prepare}
-and printed by the benchmark each time:
+Which PyPy: the machine's C{pypy3} when it implements Python 3.11 or newer
+(echogate's C{python_requires}); otherwise, when a Debian root made by
+C{bench/pypy_root.sh} is given (C{run.py} makes one when it may), the
+C{pypy3} inside it, run through C{bench/in_root.sh} with this machine's
+C{/tmp}, C{/work} and C{/root} at the same paths, so that the virtualenv,
+the echogate sources and the bench's work directory are where both sides
+expect them; otherwise the machine's old C{pypy3}, for the baselines only.
 
- - The baselines run: C{pip install Twisted} works.
- - echogate does not. C{setup.py} says C{python_requires >= 3.11}, and the
-   code uses 3.10+ syntax at run time (C{X | Y} unions outside
-   annotations), so neither C{pip install -e .} nor importing every
-   module works. Its database driver does not load either:
-   C{psycopg2-binary} has no PyPy wheel, builds from source (given
-   C{pypy3-dev} and C{libpq-dev}), and then fails to import (PyPy's
-   C-API emulation lacks C{PyInterpreterState_Main}). L{prepare} checks
-   each of these and reports what it found, so that a newer PyPy (or a
-   driver that runs on PyPy) is picked up without changes here.
+What happens on Debian 12, found by L{prepare} and printed by the
+benchmark each time: its C{pypy3} is PyPy 7.3.11, Python 3.9. The
+baselines run (C{pip install Twisted} works); echogate does not
+(C{python_requires >= 3.11}, and C{X | Y} unions built at import time).
+Debian 13's C{pypy3} (PyPy 7.3.19, Python 3.11) runs echogate, with
+C{psycopg2cffi} as its database driver (C{setup.py} asks for it on PyPy).
 
-The echogate attempt pins C{cryptography<44} (newer ones have no PyPy 3.9
-wheel and build from Rust sources, which needs the network to fetch
-crates) and C{pyopenssl<25} (newer ones want a newer cryptography).
+Pins (L{CONSTRAINTS}): C{cryptography}'s newest PyPy wheels are built for a
+newer PyPy's C-API than Debian's (7.3.19 lacks
+C{PyPyModule_FromDefAndSpec2}, which cryptography 47 wheels need), and
+building it from source needs Rust crates from the network.
 """
 from __future__ import annotations
 
@@ -30,12 +32,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["PyPySetup", "prepare", "requirements"]
+__all__ = ["PyPySetup", "choose", "prepare", "requirements", "wants_root"]
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: Pins for PyPy 3.9 (see the module docstring).
-CONSTRAINTS = "cryptography<44\npyopenssl<25\n"
+#: Pins by Python version (see the module docstring).
+CONSTRAINTS = {(3, 9): "cryptography<44\npyopenssl<25\n", (3, 11): "cryptography<47\n"}
+IN_ROOT = Path(__file__).resolve().parent / "in_root.sh"
+MAKE_ROOT = Path(__file__).resolve().parent / "pypy_root.sh"
+#: The directories L{IN_ROOT} shows inside the root at their own paths.
+SHARED = (Path("/tmp"), Path("/work"), Path("/root"))
 
 
 class PyPySetup:
@@ -47,14 +53,17 @@ class PyPySetup:
     @ivar echogate_reason: why echogate cannot run under PyPy, or C{None}
         when it can.
     @ivar version: the interpreter, for the report.
+    @ivar launcher: the command that every command for this environment
+        runs under (L{IN_ROOT} and the root), or nothing.
     """
 
     def __init__(self, bin_dir: Path | None, reason: str = "", echogate_reason: str | None = None,
-                 version: str = ""):
+                 version: str = "", launcher: tuple[str, ...] = ()):
         self.bin_dir = bin_dir
         self.reason = reason
         self.echogate_reason = echogate_reason
         self.version = version
+        self.launcher = launcher
 
 
 def _setup_keyword(name: str) -> object:
@@ -97,7 +106,8 @@ def _plugins(output: str) -> list[str]:
     return line.split("PLUGINS", 1)[1].split()
 
 
-def _echogate_blockers(python: Path, version: tuple[int, int], log: Path) -> str | None:
+def _echogate_blockers(python: Path, version: tuple[int, int], log: Path,
+                       launcher: tuple[str, ...] = ()) -> str | None:
     """
     Try to make echogate run in the environment; why it cannot, or
     C{None} when it can.
@@ -109,24 +119,24 @@ def _echogate_blockers(python: Path, version: tuple[int, int], log: Path) -> str
         reasons.append(f"echogate requires Python {spec} (setup.py) and this PyPy is Python "
                        f"{version[0]}.{version[1]}")
     constraints = python.parent.parent / "bench-constraints.txt"
-    constraints.write_text(CONSTRAINTS)
-    ok, out = _run([str(python), "-m", "pip", "install", "-q", "-c", str(constraints),
+    constraints.write_text(CONSTRAINTS.get(version, ""))
+    ok, out = _run([*launcher, str(python), "-m", "pip", "install", "-q", "-c", str(constraints),
                     "--only-binary", "cryptography", *requirements()], log)
     if not ok:
         reasons.append(f"echogate's dependencies do not install: {_last_error(out)}")
         return "; ".join(reasons)
-    ok, out = _run([str(python), "-c", "import psycopg2"], log)
+    ok, out = _run([*launcher, str(python), "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                    "import echogate, psycopg2", str(REPO)], log)
     if not ok:
-        reasons.append(f"psycopg2-binary (built from source: no PyPy wheel) does not load: "
-                       f"{_last_error(out)}")
-    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+        reasons.append(f"the database driver does not load: {_last_error(out)}")
+    site = subprocess.run([*launcher, str(python), "-c", "import site; print(site.getsitepackages()[0])"],
                           capture_output=True, text=True).stdout.strip()
     if site:
         (Path(site) / "echogate-source.pth").write_text(f"{REPO}\n")
     listing = ("import sys\nfrom twisted.python import log\nlog.startLogging(sys.stderr)\n"
                "from echogate.registry import load_plugins\nimport echogate.service, echogate.proxy\n"
                "print('PLUGINS', ' '.join(sorted(load_plugins(['bundled']))))")
-    ok, out = _run([str(python), "-c", listing], log)
+    ok, out = _run([*launcher, str(python), "-c", listing], log)
     if not ok:
         reasons.append(f"echogate's data path does not load: {_last_error(out)}")
     else:
@@ -140,40 +150,85 @@ def _echogate_blockers(python: Path, version: tuple[int, int], log: Path) -> str
     return "; ".join(reasons) or None
 
 
-def prepare(venv: Path, log: Path) -> PyPySetup:
+def _version(launcher: tuple[str, ...], python: str) -> tuple[int, int] | None:
+    try:
+        probe = subprocess.run([*launcher, python, "-c", "import sys; print(*sys.version_info[:2])"],
+                               capture_output=True, text=True, timeout=120)
+        major, minor = (int(x) for x in probe.stdout.split())
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    return major, minor
+
+
+def _modern(pypy: str | None) -> bool:
+    return pypy is not None and (_version((), pypy) or (0, 0)) >= (3, 11)
+
+
+def wants_root(root: Path) -> bool:
+    """
+    Whether echogate needs C{root} made to run under PyPy: the machine's
+    C{pypy3} is missing or older than Python 3.11, and C{root} holds none.
+    """
+    return not _modern(shutil.which("pypy3")) and not (root / "usr" / "bin" / "pypy3").exists()
+
+
+def choose(root: Path | None) -> tuple[tuple[str, ...], str | None]:
+    """
+    Which C{pypy3}: the machine's if it is Python 3.11+, else the one in
+    C{root} if that holds one, else the machine's (or none).
+
+    @return: the launcher to run it under, and its path (C{None}: none).
+    """
+    here = shutil.which("pypy3")
+    if _modern(here):
+        return (), here
+    if root is not None and (root / "usr" / "bin" / "pypy3").exists():
+        return (str(IN_ROOT), str(root)), "/usr/bin/pypy3"
+    return (), here
+
+
+def prepare(venv: Path, log: Path, root: Path | None = None) -> PyPySetup:
     """
     Make (or reuse) the PyPy environment in C{venv}, logging every
-    command to C{log}.
+    command to C{log}; with the C{pypy3} inside C{root} when the
+    machine's is too old (L{choose}).
     """
-    pypy = shutil.which("pypy3")
+    launcher, pypy = choose(root)
     if pypy is None:
         return PyPySetup(None, "pypy3 is not installed (apt-get install -y pypy3 pypy3-dev)")
+    if launcher:
+        venv = venv.with_name(venv.name + "-" + root.name)  # type: ignore[union-attr]
+        if not any(venv.resolve().is_relative_to(d) for d in SHARED):
+            return PyPySetup(None, f"the PyPy virtualenv {venv} must be under one of "
+                                   f"{', '.join(map(str, SHARED))} to be seen inside {root}")
     python = venv / "bin" / "pypy3"
     if not python.exists():
-        ok, out = _run([pypy, "-m", "venv", str(venv)], log)
+        ok, out = _run([*launcher, pypy, "-m", "venv", str(venv)], log)
         if not ok:
             return PyPySetup(None, f"pypy3 -m venv failed: {_last_error(out)}")
-    ok, out = _run([str(python), "-c", "import twisted"], log)
+    ok, out = _run([*launcher, str(python), "-c", "import twisted"], log)
     if not ok:
-        ok, out = _run([str(python), "-m", "pip", "install", "-q", "Twisted"], log)
+        ok, out = _run([*launcher, str(python), "-m", "pip", "install", "-q", "Twisted"], log)
         if not ok:
             return PyPySetup(None, f"Twisted does not install under PyPy: {_last_error(out)}")
-    probe = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"],
-                           capture_output=True, text=True)
-    major, minor = (int(x) for x in probe.stdout.split())
-    blockers = _echogate_blockers(python, (major, minor), log)
+    version = _version(launcher, str(python))
+    if version is None:
+        return PyPySetup(None, f"{python} does not run")
+    blockers = _echogate_blockers(python, version, log, launcher)
     probe = subprocess.run(
-        [str(python), "-c", "import sys, twisted; print('PyPy %d.%d.%d (Python %s), Twisted %s' % "
+        [*launcher, str(python), "-c", "import sys, twisted; print('PyPy %d.%d.%d (Python %s), Twisted %s' % "
          "(tuple(sys.pypy_version_info[:3]) + (sys.version.split()[0], twisted.__version__)))"],
         capture_output=True, text=True)
-    return PyPySetup(venv / "bin", "", blockers, probe.stdout.strip())
+    where = f" (Debian root {root})" if launcher else ""
+    return PyPySetup(venv / "bin", "", blockers, probe.stdout.strip() + where, launcher)
 
 
 if __name__ == "__main__":
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "echogate-bench"
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else cache / "pypy-venv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    setup = prepare(target, target.parent / "pypy-setup.log")
+    setup = prepare(target, target.parent / "pypy-setup.log",
+                    Path(sys.argv[2]) if len(sys.argv) > 2 else cache / "pypy-root")
     if setup.bin_dir is None:
         print(f"PyPy skipped: {setup.reason}")
     else:

@@ -70,6 +70,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "scenario, for the JIT (default 10, 2 with --quick)")
     parser.add_argument("--pypy-venv", type=Path, default=CACHE / "pypy-venv",
                         help="where the PyPy virtualenv lives (made on first use)")
+    parser.add_argument("--pypy-root", type=Path, default=CACHE / "pypy-root",
+                        help="a Debian 13 root with a PyPy for Python 3.11, used when the machine's pypy3 "
+                        "is older (made by bench/pypy_root.sh on first use, when run as root)")
     parser.add_argument("--propagation-changes", type=int,
                         help="route changes in the propagation test (default 50, 20 with --quick; 0 skips it)")
     parser.add_argument("--no-install", action="store_true",
@@ -226,12 +229,20 @@ class Suite:
             self.pypy_why = "PyPy runs were turned off (--pypy off)"
             return
         say("preparing the PyPy environment")
-        setup = pypy.prepare(self.arguments.pypy_venv, self.directory / "pypy-setup.log")
+        root = self.arguments.pypy_root
+        if pypy.wants_root(root) and not self.arguments.no_install and os.geteuid() == 0:
+            say(f"the machine's pypy3 is missing or older than Python 3.11: making a Debian 13 root with "
+                f"its pypy3 in {root} (bench/pypy_root.sh, once: about 2 minutes and 650 MB)")
+            done = subprocess.run([str(pypy.MAKE_ROOT), str(root)], capture_output=True, text=True)
+            if done.returncode != 0:
+                say(f"bench/pypy_root.sh failed: {(done.stdout + done.stderr).strip()[-500:]}")
+        setup = pypy.prepare(self.arguments.pypy_venv, self.directory / "pypy-setup.log", root)
         if setup.bin_dir is None:
             self.pypy_why = setup.reason
             say(f"PyPy skipped: {setup.reason}")
             return
-        runtime = Runtime("PyPy", setup.bin_dir, setup.bin_dir / "pypy3", echogate=setup.echogate_reason is None)
+        runtime = Runtime("PyPy", setup.bin_dir, setup.bin_dir / "pypy3", echogate=setup.echogate_reason is None,
+                          launcher=setup.launcher)
         self.runtimes.append(setup.version)
         self.pypy_label = runtime.suffix
         if setup.echogate_reason:

@@ -6,6 +6,8 @@ Run: C{.venv/bin/trial bench.test_bench}. Nothing here starts a process.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench import nginx, pypy, report
@@ -243,3 +245,53 @@ class PyPyReasonTests(SynchronousTestCase):
         The plugin list is found even inside a log line.
         """
         self.assertEqual(pypy._plugins("2026 [-] PLUGINS a b\n"), ["a", "b"])
+
+
+class PyPyChoiceTests(SynchronousTestCase):
+    """
+    Which C{pypy3} the bench uses: the machine's when it is Python 3.11+,
+    else the one in the Debian root, else the machine's old one.
+    """
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp())
+        self.versions: dict[str, tuple[int, int]] = {"/usr/bin/pypy3": (3, 9)}
+        self.patch(pypy.shutil, "which", lambda name: "/usr/bin/pypy3" if self.versions else None)
+        self.patch(pypy, "_version", lambda launcher, python: self.versions.get(python))
+
+    def _make_root(self) -> None:
+        (self.root / "usr" / "bin").mkdir(parents=True)
+        (self.root / "usr" / "bin" / "pypy3").write_text("")
+
+    def test_modern_machine(self) -> None:
+        """
+        A machine C{pypy3} for Python 3.11 is used as it is, root or not.
+        """
+        self.versions["/usr/bin/pypy3"] = (3, 11)
+        self._make_root()
+        self.assertEqual(pypy.choose(self.root), ((), "/usr/bin/pypy3"))
+        self.assertFalse(pypy.wants_root(self.root))
+
+    def test_old_machine_with_root(self) -> None:
+        """
+        With an old machine C{pypy3}, the root's runs under C{in_root.sh}.
+        """
+        self._make_root()
+        self.assertEqual(pypy.choose(self.root), ((str(pypy.IN_ROOT), str(self.root)), "/usr/bin/pypy3"))
+        self.assertFalse(pypy.wants_root(self.root))
+
+    def test_old_machine_without_root(self) -> None:
+        """
+        Without a root, the old machine C{pypy3} (baselines only), and the
+        root is wanted.
+        """
+        self.assertEqual(pypy.choose(self.root), ((), "/usr/bin/pypy3"))
+        self.assertTrue(pypy.wants_root(self.root))
+
+    def test_no_pypy(self) -> None:
+        """
+        No C{pypy3} at all and no root: none, and the root is wanted.
+        """
+        self.versions.clear()
+        self.assertEqual(pypy.choose(self.root), ((), None))
+        self.assertTrue(pypy.wants_root(self.root))

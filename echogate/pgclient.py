@@ -25,7 +25,7 @@ from txpostgres import txpostgres
 
 from echogate.errors import DatabaseUnavailable
 from echogate.migrations import redact
-from echogate.pgdriver import conninfo, parse_dsn
+from echogate.pgdriver import conninfo, is_connection_error, parse_dsn
 
 _log = Logger()
 _T = TypeVar("_T")
@@ -36,9 +36,8 @@ def unavailable(failure: Failure) -> Failure:
     Turn a lost connection or an unreachable server into
     L{DatabaseUnavailable}; let everything else through.
     """
-    if failure.check(psycopg2.OperationalError, psycopg2.InterfaceError,
-                     netError.ConnectionDone, netError.ConnectionLost,
-                     txpostgres.RollbackFailed):
+    if is_connection_error(failure.value) or failure.check(
+            netError.ConnectionDone, netError.ConnectionLost, txpostgres.RollbackFailed):
         reason = str(failure.value).strip().splitlines()
         _log.warn("database call failed: {reason}", reason=reason[0] if reason else failure.value)
         error = DatabaseUnavailable()
@@ -248,8 +247,8 @@ class BoundedPool(txpostgres.ConnectionPool):
             try:
                 return await self._bounded(ensureDeferred(work(connection)), deadline,
                                            connection.close)
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
-                if (not retry or connection.executed != before + 1
+            except psycopg2.Error as e:
+                if (not is_connection_error(e) or not retry or connection.executed != before + 1
                         or isinstance(e, psycopg2.extensions.QueryCanceledError)):
                     raise
             retry = False

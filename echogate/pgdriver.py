@@ -9,8 +9,9 @@ that (C{echogate/__init__.py}), before anything imports txpostgres.
 
 What the two drivers do not share is here: L{parse_dsn} (C{psycopg2cffi}
 has no C{parse_dsn}: libpq's own parser is called through ctypes),
-L{conninfo} (C{psycopg2cffi} takes a DSN or keywords, not both) and
-the SQLSTATE codes of the constraint violations echogate translates
+L{conninfo} (C{psycopg2cffi} takes a DSN or keywords, not both),
+L{is_connection_error} (C{psycopg2cffi} reports a closed connection as
+a plain C{DatabaseError}) and the SQLSTATE codes of the constraint violations echogate translates
 (C{psycopg2cffi} has no C{psycopg2.errors} classes; both set C{pgcode}).
 """
 from __future__ import annotations
@@ -28,6 +29,19 @@ UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
 RESTRICT_VIOLATION = "23001"
 NOT_NULL_VIOLATION = "23502"
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """
+    Whether C{error} says the connection failed (lost, refused, closed)
+    rather than that a statement did: C{psycopg2}'s C{OperationalError}
+    and C{InterfaceError}, and C{psycopg2cffi}'s bare C{DatabaseError}
+    without an SQLSTATE, which is what it raises for a connection the
+    server closed (statements' errors always carry one).
+    """
+    if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return True
+    return type(error) is psycopg2.DatabaseError and getattr(error, "pgcode", None) is None
 
 
 class _ConninfoOption(ctypes.Structure):

@@ -97,6 +97,32 @@ class ConninfoTests(SynchronousTestCase):
         self.assertRaises(psycopg2.ProgrammingError, pgdriver.conninfo, "host=x bogus", port=1)
 
 
+class ConnectionErrorTests(SynchronousTestCase):
+    """
+    L{pgdriver.is_connection_error} tells a failed connection from a
+    failed statement.
+    """
+
+    def test_connection(self) -> None:
+        """
+        C{OperationalError}, C{InterfaceError}, and a bare C{DatabaseError}
+        without an SQLSTATE (psycopg2cffi's closed connection) are.
+        """
+        for error in (psycopg2.OperationalError("server closed the connection unexpectedly"),
+                      psycopg2.InterfaceError("connection already closed"),
+                      psycopg2.DatabaseError("server closed the connection unexpectedly")):
+            self.assertTrue(pgdriver.is_connection_error(error), error)
+
+    def test_statement(self) -> None:
+        """
+        A statement's errors (which carry an SQLSTATE, or are a subclass
+        such as C{IntegrityError}) and other exceptions are not.
+        """
+        for error in (psycopg2.IntegrityError("duplicate key"), psycopg2.ProgrammingError("syntax"),
+                      psycopg2.DataError("bad value"), ValueError("no")):
+            self.assertFalse(pgdriver.is_connection_error(error), error)
+
+
 class SQLStateTests(SynchronousTestCase):
     """
     The SQLSTATE codes echogate matches errors by.
