@@ -306,8 +306,7 @@ DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-p
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.
-PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate", "echogate-header-echo",
-                   "echogate-agent")
+PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate", "echogate-header-echo")
 
 
 def describe_runtime(runtime: Runtime) -> str:

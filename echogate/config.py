@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import platform
 import re
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -26,7 +27,7 @@ DEFAULTS: dict[str, str] = {
     "config_check_interval": "5",
     "db_query_timeout": "2",
     "workers": "1",
-    "upstream_client": "lean",
+    "upstream_client": "auto",
     "upstream_keepalive_pool_size": "1000",
     "upstream_keepalive_idle_timeout": "60",
 }
@@ -43,7 +44,8 @@ HELP: dict[str, str] = {
     "config_check_interval": "Seconds between cheap configuration version checks.",
     "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
     "workers": "Processes serving the proxy port(s) (SO_REUSEPORT; tcp listeners only).",
-    "upstream_client": "HTTP client for services: 'lean' (echogate's own, httptools) or 'agent' (Twisted's Agent).",
+    "upstream_client": "HTTP client for services: 'lean' (echogate's own, httptools), 'agent' (Twisted's Agent), "
+                       "or 'auto': lean on CPython, agent on PyPy.",
     "upstream_keepalive_pool_size": "Idle keep-alive connections kept per service address; 0 for none.",
     "upstream_keepalive_idle_timeout": "Seconds an idle upstream connection is kept.",
 }
@@ -209,6 +211,16 @@ def _positive(key: str, value: str) -> float:
     return number
 
 
+def automatic_upstream_client() -> str:
+    """
+    The upstream client C{upstream_client = auto} means: C{lean} on
+    CPython; C{agent} on PyPy, where C{httptools} (a C extension) goes
+    through PyPy's slow C-API emulation and Twisted's pure-Python client,
+    compiled by the JIT, is faster (measured: about 1.2x).
+    """
+    return "agent" if platform.python_implementation() == "PyPy" else "lean"
+
+
 def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
             config_file: str | None) -> Settings:
     """
@@ -243,8 +255,10 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         for description in proxy_listen:
             parse_tcp(description)
     upstream_client = raw["upstream_client"].strip().lower()
+    if upstream_client == "auto":
+        upstream_client = automatic_upstream_client()
     if upstream_client not in ("agent", "lean"):
-        raise ConfigError(f"upstream_client: expected 'agent' or 'lean', got {raw['upstream_client']!r}")
+        raise ConfigError(f"upstream_client: expected 'auto', 'agent' or 'lean', got {raw['upstream_client']!r}")
     plugins = _split(raw["plugins"])
     if not plugins:
         raise ConfigError("plugins: expected 'bundled', plugin names, or 'off'")

@@ -17,6 +17,7 @@ from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
+from echogate import config
 from echogate.config import ConfigError, resolve
 from echogate.errors import ProxyError
 from echogate.httpclient import LeanUpstreamClient
@@ -850,12 +851,30 @@ class BackPressureTests(SynchronousTestCase):
 class SettingTests(SynchronousTestCase):
     def test_default(self) -> None:
         """
-        upstream_client defaults to lean and shows in public().
+        upstream_client defaults to lean (on CPython) and shows in public().
         """
+        self.patch(config.platform, "python_implementation", lambda: "CPython")
         settings = resolve({}, {}, None)
         self.assertEqual(settings.upstream_client, "lean")
         self.assertEqual(settings.public()["upstream_client"], "lean")
         self.assertEqual((settings.upstream_keepalive_pool_size, settings.upstream_keepalive_idle_timeout), (1000, 60))
+
+    def test_autoOnPyPy(self) -> None:
+        """
+        On PyPy, the default (auto) is agent; lean and agent still mean
+        themselves.
+        """
+        self.patch(config.platform, "python_implementation", lambda: "PyPy")
+        self.assertEqual(resolve({}, {}, None).upstream_client, "agent")
+        self.assertEqual(resolve({"upstream_client": "Auto"}, {}, None).upstream_client, "agent")
+        self.assertEqual(resolve({"upstream_client": "lean"}, {}, None).upstream_client, "lean")
+
+    def test_autoOnCPython(self) -> None:
+        """
+        On CPython, auto is lean.
+        """
+        self.patch(config.platform, "python_implementation", lambda: "CPython")
+        self.assertEqual(resolve({"upstream_client": "auto"}, {}, None).upstream_client, "lean")
 
     def test_agent(self) -> None:
         """
@@ -906,7 +925,8 @@ class SettingTests(SynchronousTestCase):
 
     def test_bad(self) -> None:
         """
-        Any other value is a ConfigError naming the setting.
+        Any other value is a ConfigError naming the setting and its choices.
         """
         e = self.assertRaises(ConfigError, resolve, {"upstream_client": "curl"}, {}, None)
         self.assertIn("upstream_client", str(e))
+        self.assertIn("'auto', 'agent' or 'lean'", str(e))
