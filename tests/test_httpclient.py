@@ -903,8 +903,8 @@ class SettingTests(SynchronousTestCase):
         """
         from echogate.service import GatewayService
 
-        settings = resolve({"upstream_keepalive_pool_size": "0", "upstream_keepalive_idle_timeout": "7",
-                            "proxy_listen": "tcp:0"}, {}, None)
+        settings = resolve({"upstream_client": "lean", "upstream_keepalive_pool_size": "0",
+                            "upstream_keepalive_idle_timeout": "7", "proxy_listen": "tcp:0"}, {}, None)
         service = GatewayService(MemoryReactorClock(), settings, {})
         service.bind()
         h = Harness()
