@@ -217,7 +217,7 @@ class GatewayService(MultiService):
             self._reactor.stop()
 
     async def _start(self) -> None:
-        from echogate.snapshot import LiveConfiguration
+        from echogate.snapshot import LiveConfiguration, build_in_thread
         from echogate.store import PostgresStore, SchemaOutdated
 
         for kind, description, d in self._pending_listens:
@@ -250,7 +250,8 @@ class GatewayService(MultiService):
                 await deferLater(self._reactor, delay, lambda: None)
                 delay = min(delay * 2, 10.0)
         self.live = LiveConfiguration(store=self.store, plugins=self.plugins, clock=self._reactor,
-                                      check_interval=self.settings.config_check_interval)
+                                      check_interval=self.settings.config_check_interval,
+                                      build=build_in_thread(self._reactor))
         await self.live.start()
         await self._init_plugins()
         for _, _, port in self._ports:

@@ -6,11 +6,12 @@ changes, so that no request ever sees half a table.
 from __future__ import annotations
 
 import gc
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -95,6 +96,22 @@ def _settle_heap(data: ConfigurationData) -> None:
     gc.freeze()
 
 
+def build_in_thread(reactor: Any) -> Callable[[ConfigurationData, Mapping[str, Any]], Deferred]:
+    """
+    A C{build} for L{LiveConfiguration} that compiles snapshots in the
+    reactor's thread pool. L{Snapshot.build} only reads its arguments and
+    makes new objects, so it may run there; the reactor thread keeps
+    serving requests meanwhile (sharing the interpreter with the build:
+    the proxy slows down while a large configuration compiles, instead of
+    stopping for all of it).
+    """
+
+    def build(data: ConfigurationData, plugins: Mapping[str, Any]) -> Deferred:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), Snapshot.build, data, plugins)
+
+    return build
+
+
 class LiveConfiguration:
     """
     The current L{Snapshot} of a running gateway, kept up to date from the
@@ -103,17 +120,22 @@ class LiveConfiguration:
     periodic version check that catches anything a notification missed.
 
     Requests read L{current} once each; a reload swaps it in one
-    assignment.
+    assignment, once the new snapshot is built by C{build} (by default
+    here, in the caller's thread; the gateway builds in a worker thread,
+    see L{build_in_thread}, so that a large configuration does not stop
+    the proxy while it compiles).
     """
 
     _log = Logger(namespace="echogate.configuration")
 
     def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: Any,
-                 check_interval: float = 5.0):
+                 check_interval: float = 5.0,
+                 build: Callable[[ConfigurationData, Mapping[str, Any]], Any] | None = None):
         self._store = store
         self._plugins = plugins
         self._clock = clock
         self._check_interval = check_interval
+        self._build = build or Snapshot.build
         self.current = Snapshot.build(ConfigurationData(version=-1), plugins)
         self._loading: Deferred | None = None
         self._again = False
@@ -142,14 +164,18 @@ class LiveConfiguration:
         self._again = False
         self._loading = d = maybeDeferred(self._store.load)
 
-        def loaded(data: ConfigurationData) -> None:
-            if data.version != self.current.version or self.current.version < 0:
-                self.current = Snapshot.build(data, self._plugins)
-                _settle_heap(data)
-                skipped = sorted(set(self.current.plugins.skipped))
-                if skipped:
-                    self._log.warn("plugins configured but not enabled on this node: {names}",
-                                   names=", ".join(skipped))
+        def loaded(data: ConfigurationData) -> Deferred | None:
+            if data.version == self.current.version and self.current.version >= 0:
+                return None
+            return maybeDeferred(self._build, data, self._plugins).addCallback(built, data)
+
+        def built(snapshot: Snapshot, data: ConfigurationData) -> None:
+            self.current = snapshot
+            _settle_heap(data)
+            skipped = sorted(set(snapshot.plugins.skipped))
+            if skipped:
+                self._log.warn("plugins configured but not enabled on this node: {names}",
+                               names=", ".join(skipped))
 
         def done(result: Any) -> None:
             self._loading = None

@@ -1,0 +1,134 @@
+"""
+Tests for L{echogate.snapshot.LiveConfiguration}'s building of snapshots:
+off the reactor thread in the gateway, swapped in only once built.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from echogate.snapshot import ConfigurationData, LiveConfiguration, Snapshot, build_in_thread
+
+_SERVICE = {"id": "5b1c2f4a-8d0e-4c4e-9c1e-2b7a3d5e6f70", "name": "s", "protocol": "http", "host": "up",
+            "port": 80, "path": None}
+
+
+def _data(version: int, paths: tuple[str, ...] = ("/a",)) -> ConfigurationData:
+    routes = tuple({"id": f"00000000-0000-4000-8000-{n:012d}", "name": f"r{n}", "paths": [path],
+                    "service": {"id": _SERVICE["id"]}} for n, path in enumerate(paths))
+    return ConfigurationData(version=version, services=(_SERVICE,), routes=routes)
+
+
+class _Store:
+    def __init__(self, *loads: ConfigurationData):
+        self.loads = list(loads)
+
+    def load(self) -> Deferred[ConfigurationData]:
+        return succeed(self.loads.pop(0))
+
+    def subscribe(self, callback: Any) -> Any:
+        return lambda: None
+
+    def version(self) -> Deferred[int]:
+        return succeed(0)
+
+
+class DeferredBuildTests(SynchronousTestCase):
+    """
+    With a C{build} that answers later, requests keep the old snapshot
+    until the new one is built.
+    """
+
+    def setUp(self) -> None:
+        self.builds: list[tuple[Deferred, ConfigurationData]] = []
+
+        def build(data: ConfigurationData, plugins: Mapping[str, Any]) -> Deferred:
+            d: Deferred = Deferred()
+            self.builds.append((d, data))
+            return d
+
+        self.live = LiveConfiguration(store=_Store(_data(1), _data(2, ("/b",))), plugins={}, clock=Clock(),
+                                      build=build)
+        self.addCleanup(self.live.stop)
+
+    def _finish(self) -> None:
+        d, data = self.builds.pop(0)
+        d.callback(Snapshot.build(data, {}))
+
+    def test_oldUntilBuilt(self) -> None:
+        """
+        While a snapshot is being built, C{current} is the previous one,
+        and C{reload()} fires only once the new one is in.
+        """
+        started = self.live.start()
+        self.assertEqual(self.live.current.version, -1)
+        self.assertNoResult(started)
+        self._finish()
+        self.successResultOf(started)
+        self.assertEqual(self.live.current.version, 1)
+        reloaded = self.live.reload()
+        self.assertEqual(self.live.current.version, 1)
+        self.assertNoResult(reloaded)
+        self._finish()
+        self.successResultOf(reloaded)
+        self.assertEqual(self.live.current.version, 2)
+        self.assertIsNotNone(self.live.current.router.match("GET", None, "/b", {}))
+
+    def test_reloadsWhileBuildingCoalesce(self) -> None:
+        """
+        Reloads asked for while a build runs wait for it, and make one more
+        load after it, not one each.
+        """
+        self.live._store.loads.append(_data(3))
+        self.live.start()
+        first, second = self.live.reload(), self.live.reload()
+        self.assertEqual(len(self.builds), 1)
+        self._finish()
+        self.assertEqual(len(self.builds), 1)  # the one more load, building
+        self._finish()
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.assertEqual(self.live.current.version, 2)
+
+    def test_failedBuildKeepsOld(self) -> None:
+        """
+        A build that fails leaves the previous snapshot in place and fails
+        the reload.
+        """
+        self.live.start()
+        self._finish()
+        reloaded = self.live.reload()
+        d, _ = self.builds.pop(0)
+        d.errback(RuntimeError("cannot build"))
+        self.failureResultOf(reloaded, RuntimeError)
+        self.assertEqual(self.live.current.version, 1)
+
+
+class ThreadBuildTests(TestCase):
+    """
+    L{build_in_thread} builds in the reactor's thread pool.
+    """
+
+    async def test_builtElsewhere(self) -> None:
+        """
+        The snapshot is compiled outside the reactor thread, and is the
+        same as one built in it.
+        """
+        threads: list[threading.Thread] = []
+        original = Snapshot.build.__func__  # type: ignore[attr-defined]
+
+        def recording(cls: type, data: ConfigurationData, plugins: Mapping[str, Any]) -> Snapshot:
+            threads.append(threading.current_thread())
+            return original(cls, data, plugins)
+
+        self.patch(Snapshot, "build", classmethod(recording))
+        snapshot = await build_in_thread(reactor)(_data(7, ("/x", "/y")), {})
+        self.assertEqual(len(threads), 1)
+        self.assertIsNot(threads[0], threading.main_thread())
+        self.assertEqual(snapshot.version, 7)
+        self.assertEqual(len(snapshot.router), 2)
