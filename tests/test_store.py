@@ -488,6 +488,29 @@ class ReadTests(StoreTestCase):
         self.assertEqual(await self.store.load(), ConfigurationData(
             version=4, services=(s,), routes=(r,), plugins=(p,), consumers=(c,)))
 
+    async def test_load_reuses_unchanged_records(self) -> None:
+        """
+        A second C{load} gives the very records of the first for rows that
+        did not change, new ones for rows that did, and none for rows
+        deleted meanwhile.
+        """
+        s = await self.store.insert("services", service())
+        r1 = await self.store.insert("routes", route(s["id"], "r1"))
+        r2 = await self.store.insert("routes", route(s["id"], "r2"))
+        c = await self.store.insert("consumers", consumer("alice"))
+        first = await self.store.load()
+        changed = await self.store.update("routes", dict(r2, paths=["/changed"]))
+        await self.store.delete("consumers", c["id"])
+        second = await self.store.load()
+        before = {r["id"]: r for r in first.routes}
+        after = {r["id"]: r for r in second.routes}
+        self.assertIs(second.services[0], first.services[0])
+        self.assertIs(after[r1["id"]], before[r1["id"]])
+        self.assertEqual(after[r1["id"]], r1)
+        self.assertIsNot(after[r2["id"]], before[r2["id"]])
+        self.assertEqual(after[r2["id"]], changed)
+        self.assertEqual(second.consumers, ())
+
     async def test_load_empty(self) -> None:
         """
         C{load} of an empty database is version 0 and nothing else.
