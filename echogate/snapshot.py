@@ -80,6 +80,10 @@ class Snapshot:
 LARGE_CONFIGURATION = 1000
 
 
+def _size(data: ConfigurationData) -> int:
+    return len(data.services) + len(data.routes) + len(data.plugins) + len(data.consumers)
+
+
 def _settle_heap(data: ConfigurationData) -> None:
     """
     After a large configuration is swapped in: collect what the old one
@@ -88,8 +92,7 @@ def _settle_heap(data: ConfigurationData) -> None:
     longer walk every route and credential. Reference counting still frees
     frozen objects once unused.
     """
-    size = len(data.services) + len(data.routes) + len(data.plugins) + len(data.consumers)
-    if size < LARGE_CONFIGURATION or not hasattr(gc, "freeze"):
+    if _size(data) < LARGE_CONFIGURATION or not hasattr(gc, "freeze"):
         return  # (PyPy's collector has no generations to freeze)
     gc.unfreeze()
     gc.collect()
@@ -130,12 +133,18 @@ class LiveConfiguration:
 
     def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: Any,
                  check_interval: float = 5.0,
-                 build: Callable[[ConfigurationData, Mapping[str, Any]], Any] | None = None):
+                 build: Callable[[ConfigurationData, Mapping[str, Any]], Any] | None = None,
+                 settle_delay: float = 1.0):
         self._store = store
         self._plugins = plugins
         self._clock = clock
         self._check_interval = check_interval
         self._build = build or Snapshot.build
+        # The heap is settled (a full collection: about 80 ms with 10,000
+        # routes, during which nothing else runs) once changes have been
+        # quiet for this long, not after each of a burst of them.
+        self._settle_delay = settle_delay
+        self._settling: Any = None
         self.current = Snapshot.build(ConfigurationData(version=-1), plugins)
         self._loading: Deferred | None = None
         self._again = False
@@ -171,7 +180,7 @@ class LiveConfiguration:
 
         def built(snapshot: Snapshot, data: ConfigurationData) -> None:
             self.current = snapshot
-            _settle_heap(data)
+            self._settle_later(data)
             skipped = sorted(set(snapshot.plugins.skipped))
             if skipped:
                 self._log.warn("plugins configured but not enabled on this node: {names}",
@@ -189,6 +198,13 @@ class LiveConfiguration:
 
         d.addCallback(loaded)
         d.addBoth(done)
+
+    def _settle_later(self, data: ConfigurationData) -> None:
+        if self._settling is not None and self._settling.active():
+            self._settling.cancel()
+        self._settling = None
+        if _size(data) >= LARGE_CONFIGURATION:
+            self._settling = self._clock.callLater(self._settle_delay, _settle_heap, data)
 
     def _notified(self, version: int | None) -> None:
         if version is None or version != self.current.version:
@@ -220,6 +236,9 @@ class LiveConfiguration:
         return self.reload()
 
     def stop(self) -> None:
+        if self._settling is not None and self._settling.active():
+            self._settling.cancel()
+        self._settling = None
         if self._checker is not None and self._checker.running:
             self._checker.stop()
         if self._unsubscribe is not None:

@@ -132,3 +132,59 @@ class ThreadBuildTests(TestCase):
         self.assertIsNot(threads[0], threading.main_thread())
         self.assertEqual(snapshot.version, 7)
         self.assertEqual(len(snapshot.router), 2)
+
+
+class SettleTests(SynchronousTestCase):
+    """
+    A large configuration's heap settling (a full collection) waits until
+    changes have been quiet for C{settle_delay}, and happens once for a
+    burst of them.
+    """
+
+    def setUp(self) -> None:
+        from echogate import snapshot
+
+        self.settled: list[int] = []
+        self.patch(snapshot, "_settle_heap", lambda data: self.settled.append(data.version))
+        self.patch(snapshot, "LARGE_CONFIGURATION", 1)
+        self.clock = Clock()
+        self.live = LiveConfiguration(store=_Store(_data(1), _data(2), _data(3)), plugins={}, clock=self.clock,
+                                      settle_delay=1.0)
+        self.addCleanup(self.live.stop)
+
+    def test_onceAfterBurst(self) -> None:
+        """
+        Reloads within the delay of each other are settled once, for the
+        latest configuration, the delay after the last one.
+        """
+        self.live.start()
+        self.clock.advance(0.5)
+        self.live.reload()
+        self.clock.advance(0.5)
+        self.live.reload()
+        self.clock.advance(0.9)
+        self.assertEqual(self.settled, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.settled, [3])
+        self.assertEqual(self.live.current.version, 3)
+
+    def test_small(self) -> None:
+        """
+        A configuration below L{LARGE_CONFIGURATION} is not settled.
+        """
+        from echogate import snapshot
+
+        self.patch(snapshot, "LARGE_CONFIGURATION", 1000)
+        self.live.start()
+        self.clock.advance(5)
+        self.assertEqual(self.settled, [])
+
+    def test_stopCancels(self) -> None:
+        """
+        Stopping cancels a pending settling.
+        """
+        self.live.start()
+        self.live.stop()
+        self.clock.advance(5)
+        self.assertEqual(self.settled, [])
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
