@@ -145,6 +145,7 @@ class LiveConfiguration:
         # quiet for this long, not after each of a burst of them.
         self._settle_delay = settle_delay
         self._settling: Any = None
+        self._stopped = False
         self.current = Snapshot.build(ConfigurationData(version=-1), plugins)
         self._loading: Deferred | None = None
         self._again = False
@@ -203,7 +204,7 @@ class LiveConfiguration:
         if self._settling is not None and self._settling.active():
             self._settling.cancel()
         self._settling = None
-        if _size(data) >= LARGE_CONFIGURATION:
+        if _size(data) >= LARGE_CONFIGURATION and not self._stopped:
             self._settling = self._clock.callLater(self._settle_delay, _settle_heap, data)
 
     def _notified(self, version: int | None) -> None:
@@ -236,6 +237,7 @@ class LiveConfiguration:
         return self.reload()
 
     def stop(self) -> None:
+        self._stopped = True
         if self._settling is not None and self._settling.active():
             self._settling.cancel()
         self._settling = None

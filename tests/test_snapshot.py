@@ -95,6 +95,20 @@ class DeferredBuildTests(SynchronousTestCase):
         self.successResultOf(second)
         self.assertEqual(self.live.current.version, 2)
 
+    def test_builtAfterStop(self) -> None:
+        """
+        A build that finishes after C{stop()} swaps its snapshot in but
+        leaves nothing scheduled.
+        """
+        from echogate import snapshot
+
+        self.patch(snapshot, "LARGE_CONFIGURATION", 1)
+        self.live.start()
+        self.live.stop()
+        self._finish()
+        self.assertEqual(self.live.current.version, 1)
+        self.assertEqual([c for c in self.live._clock.getDelayedCalls() if c.active()], [])
+
     def test_failedBuildKeepsOld(self) -> None:
         """
         A build that fails leaves the previous snapshot in place and fails
