@@ -6,7 +6,6 @@ core.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +19,6 @@ __all__ = ["Scenario", "SCENARIOS", "Contender", "CONTENDERS", "DEFAULT_CONTENDE
            "Running", "Bench", "Runtime", "describe_runtime"]
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 
 @attrs.frozen
@@ -246,14 +244,7 @@ def _echogate_routes(total: int) -> Callable[[Bench, Runtime], Running]:
         node = _node(bench, runtime, f"echogate-{total}-routes")
         service = node.api.call("GET", "/services/bench")
         node.add_route("bench", "bench", paths=["/bench"])
-        if total > 2:
-            done = subprocess.run([sys.executable, "-m", "bench.routes", node.database, service["id"], "0",
-                                   str(total - 2)], cwd=REPO, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise BenchError(f"writing {total - 2} routes failed:\n{done.stderr[-3000:]}")
-        if total > 1:
-            node.add_route("bench", "last", paths=["/last"])
-            node.wait_until_served("/last" + nginx.PATHS["small"], timeout=300)
+        node.add_filler_routes(service["id"], total)
         node.wait_until_served("/bench" + nginx.PATHS["small"])
         return Running(node.process, node.proxy_port, node.stop, prefix="/bench")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import urlencode
 
-from bench.nginx import SMALL_BODY
+from bench.nginx import PATHS, SMALL_BODY
 from bench.processes import BenchError, Process
 
 __all__ = ["AdminClient", "BACKLOG", "EchogateNode", "PLUGIN_SETTINGS", "ECHO_HEADER", "fetch"]
@@ -170,6 +172,24 @@ class EchogateNode:
 
     def add_service(self, name: str, upstream_port: int) -> dict[str, Any]:
         return self.api.post("/services", [("name", name), ("url", f"http://127.0.0.1:{upstream_port}")])
+
+    def add_filler_routes(self, service_id: str, total: int) -> None:
+        """
+        Bring the node to C{total} routes, counting the one route it has:
+        fillers the benchmark's requests never match, written straight to
+        the database (L{bench.routes}), then one last route through the
+        Admin API (C{/last}), and wait until the node serves that one, so
+        it has loaded everything.
+        """
+        if total > 2:
+            done = subprocess.run([sys.executable, "-m", "bench.routes", self.database, service_id, "0",
+                                   str(total - 2)], cwd=Path(__file__).resolve().parent.parent,
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BenchError(f"writing {total - 2} routes failed:\n{done.stderr[-3000:]}")
+        if total > 1:
+            self.add_route("bench", "last", paths=["/last"])
+            self.wait_until_served("/last" + PATHS["small"], timeout=300)
 
     def add_route(self, service: str, name: str, paths: Sequence[str] = (),
                   hosts: Sequence[str] = ()) -> dict[str, Any]:

@@ -104,13 +104,7 @@ def main() -> None:
         node.start()
         service = node.add_service("bench", port)
         route = node.add_route("bench", "bench", paths=["/"])
-        if arguments.routes > 2:
-            subprocess.run([sys.executable, "-m", "bench.routes", node.database, service["id"], "0",
-                            str(arguments.routes - 2)], check=True, capture_output=True,
-                           cwd=Path(__file__).resolve().parent.parent)
-        if arguments.routes > 1:
-            node.add_route("bench", "last", paths=["/last"])
-            node.wait_until_served("/last" + nginx.PATHS["small"], timeout=300)
+        node.add_filler_routes(service["id"], arguments.routes)
         node.wait_until_served(nginx.PATHS["small"])
         names = [n for n in arguments.plugins.split(",") if n]
         if names and node.add_plugins(route["id"], names, nginx.PATHS["small"], len(names)) != names:

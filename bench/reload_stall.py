@@ -15,7 +15,6 @@ Run: C{.venv/bin/python bench/reload_stall.py [--routes 10000] [--writes 8]}
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import threading
@@ -56,12 +55,7 @@ def main() -> None:
         node.start()
         service = node.add_service("bench", port)
         node.add_route("bench", "bench", paths=["/"])
-        if arguments.routes > 2:
-            subprocess.run([sys.executable, "-m", "bench.routes", node.database, service["id"], "0",
-                            str(arguments.routes - 2)], check=True, capture_output=True,
-                           cwd=Path(__file__).resolve().parent.parent)
-        node.add_route("bench", "last", paths=["/last"])
-        node.wait_until_served("/last" + nginx.PATHS["small"], timeout=300)
+        node.add_filler_routes(service["id"], arguments.routes)
         url = f"http://127.0.0.1:{node.proxy_port}{nginx.PATHS['small']}"
         run_load(Load(url, 50, 3), node.process, cores.other)  # warm-up
         for writes in (0, arguments.writes):
