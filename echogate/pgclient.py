@@ -25,7 +25,7 @@ from txpostgres import txpostgres
 
 from echogate.errors import DatabaseUnavailable
 from echogate.migrations import redact
-from echogate.pgdriver import conninfo, is_connection_error, parse_dsn
+from echogate.pgdriver import as_conninfo, is_connection_error, parse_dsn
 
 _log = Logger()
 _T = TypeVar("_T")
@@ -145,10 +145,11 @@ class Deadlines:
         return outer.addTimeout(remaining, self._reactor, onTimeoutCancel=timedOut)
 
 
-def connect_options(dsn: str, timeout: float) -> dict[str, Any]:
+def connection_string(dsn: str, timeout: float, role: str = "") -> str:
     """
-    Connection parameters added to C{dsn}: bounded statements, and
-    keepalives so that a vanished peer is noticed.
+    C{dsn} with what echogate adds to every connection: bounded
+    statements, keepalives so that a vanished peer is noticed, and an
+    application name (C{echogate} unless the DSN sets one, then C{role}).
     """
     try:
         parsed = parse_dsn(dsn)
@@ -158,9 +159,10 @@ def connect_options(dsn: str, timeout: float) -> dict[str, Any]:
     options = " ".join(filter(None, [
         parsed.get("options"), f"-c statement_timeout={ms}",
         f"-c idle_in_transaction_session_timeout={4 * ms}"]))
-    return {"options": options, "application_name": parsed.get("application_name", "echogate"),
-            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-            "keepalives_count": 3}
+    return as_conninfo({**parsed, "options": options,
+                        "application_name": parsed.get("application_name", "echogate") + role,
+                        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                        "keepalives_count": 3})
 
 
 class BoundedPool(txpostgres.ConnectionPool):
@@ -174,7 +176,7 @@ class BoundedPool(txpostgres.ConnectionPool):
     def __init__(self, reactor: Any, dsn: str, size: int, bounded: Deadlines,
                  delays: tuple[float, float]):
         self.reactor = reactor
-        super().__init__(None, conninfo(dsn, **connect_options(dsn, bounded.timeout)), min=size)
+        super().__init__(None, connection_string(dsn, bounded.timeout), min=size)
         self._bounded = bounded
         self._delays = delays
         self._delay = delays[0]
@@ -299,10 +301,8 @@ class Listener:
                  delays: tuple[float, float], heartbeat: float,
                  deliver: Callable[[int | None], None]):
         self._reactor = reactor
-        self._dsn = dsn
         self._channel = channel
-        self._options = connect_options(dsn, bounded.timeout)
-        self._options["application_name"] += " listener"
+        self._conninfo = connection_string(dsn, bounded.timeout, " listener")
         self._bounded = bounded
         self._delays = delays
         self._heartbeat = heartbeat
@@ -319,7 +319,7 @@ class Listener:
         connection = self._pending = Connection(self._reactor)
         deadline = self._bounded.deadline()
         try:
-            await self._bounded(connection.connect(conninfo(self._dsn, **self._options)),
+            await self._bounded(connection.connect(self._conninfo),
                                 deadline, connection.close)
             await self._bounded(connection.runOperation(f"LISTEN {self._channel}"),
                                 deadline, connection.close)

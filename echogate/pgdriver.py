@@ -11,14 +11,15 @@ What the two drivers do not share is here: L{parse_dsn} (C{psycopg2cffi}
 has no C{parse_dsn}: libpq's own parser is called through ctypes),
 L{conninfo} (C{psycopg2cffi} takes a DSN or keywords, not both),
 L{is_connection_error} (C{psycopg2cffi} reports a closed connection as
-a plain C{DatabaseError}) and the SQLSTATE codes of the constraint violations echogate translates
-(C{psycopg2cffi} has no C{psycopg2.errors} classes; both set C{pgcode}).
+a plain C{DatabaseError}) and the SQLSTATE codes of the constraint
+violations echogate translates (C{psycopg2cffi} has no C{psycopg2.errors}
+classes; both set C{pgcode}).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import Any
+from typing import Any, Mapping
 
 import psycopg2
 import psycopg2.extensions
@@ -87,9 +88,14 @@ def conninfo(dsn: str, **params: Any) -> str:
 
     @raise psycopg2.ProgrammingError: C{dsn} is not one.
     """
-    merged = parse_dsn(dsn)
-    merged.update((key, str(value)) for key, value in params.items())
-    return " ".join(f"{key}='{_quoted(value)}'" for key, value in merged.items())
+    return as_conninfo({**parse_dsn(dsn), **params})
+
+
+def as_conninfo(params: Mapping[str, Any]) -> str:
+    """
+    Connection parameters as one libpq connection string (values quoted).
+    """
+    return " ".join(f"{key}='{_quoted(str(value))}'" for key, value in params.items())
 
 
 def _quoted(value: str) -> str:
