@@ -165,9 +165,9 @@ def _table(entity: str) -> _Table:
         raise ValueError(f"unknown entity {entity!r}; expected one of {sorted(_TABLES)}") from None
 
 
-#: The tables L{PostgresStore.load} reads, as L{ConfigurationData} names them.
-_LOADED = ("services", "routes", "plugins", "consumers", "keyauth_credentials", "basicauth_credentials",
-           "jwt_secrets", "acls")
+#: The tables L{PostgresStore.load} reads: L{ConfigurationData}'s fields
+#: are named after them.
+_LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name != "version")
 
 
 def _fk(value: object) -> dict[str, str] | None:
