@@ -217,6 +217,9 @@ class HTTP11Connection(Protocol):
         # A response head parsed but not yet handed to its exchange.
         self._handover: tuple[_Exchange, UpstreamResponse] | None = None
 
+    def makeConnection(self, transport: Any) -> None:
+        super().makeConnection(self._client.write_batcher.wrap(transport))
+
     # -- one request ----------------------------------------------------------
 
     def start(self, exchange: "_Exchange", reused: bool) -> None:

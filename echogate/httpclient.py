@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from echogate.batching import WriteBatcher
 from echogate.http11 import HTTP11Connection, OneConnection, UpstreamResponse
 from echogate.upstream import UpstreamClient, client_endpoint, failure_answer, is_connect_failure
 
@@ -147,6 +148,8 @@ class LeanUpstreamClient:
         self._sweep_call: Any = None
         self._endpoints: dict[tuple, Any] = {}
         self._tls: UpstreamClient | None = None
+        #: Batches the connections' writes (L{echogate.batching}).
+        self.write_batcher = WriteBatcher(reactor)
 
     def request(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
                 body: Any = None) -> Deferred:
