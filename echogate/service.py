@@ -130,6 +130,7 @@ class GatewayService(MultiService):
         )
         self.proxy_site = GatewaySite(
             GatewayResource(self.gateway),
+            reactor=self._reactor,
             max_body_size=self.settings.client_max_body_size,
             access_log=self.settings.access_log,
         )

@@ -117,10 +117,12 @@ class GatewayChannel(http.HTTPChannel):
     two addresses (each C{Request} asks for both; the local one is a
     C{getsockname} system call) and whether it is TLS (an interface
     adaptation). Its writes are batched (L{echogate.batching}) when the
-    site has a L{WriteBatcher}.
+    site has a L{WriteBatcher}. Its idle timeout is one timer for the
+    connection's life (see L{setTimeout}).
     """
 
     _host: Any = None
+    _idle_call: Any = None
     _peer: Any = None
     _secure: bool | None = None
 
@@ -129,6 +131,40 @@ class GatewayChannel(http.HTTPChannel):
         if batcher is not None:
             transport = batcher.wrap(transport)
         super().makeConnection(transport)
+
+    def setTimeout(self, period: float | None) -> float | None:
+        """
+        C{TimeoutMixin}'s, with one timer per connection: Twisted turns the
+        idle timeout off while each request is handled and on again after
+        it, which would cancel a timer and make a new one for every
+        request. Here turning it off leaves the timer set (it does nothing
+        if it fires while the timeout is off), and turning it on moves it
+        with C{reset}.
+        """
+        previous, self.timeOut = self.timeOut, period
+        if period is not None:
+            call = self._idle_call
+            if call is not None:
+                call.reset(period)
+            else:
+                self._idle_call = self.callLater(period, self._idle_expired)
+        return previous
+
+    def resetTimeout(self) -> None:
+        call = self._idle_call
+        if call is not None and self.timeOut is not None:
+            call.reset(self.timeOut)
+
+    def _idle_expired(self) -> None:
+        self._idle_call = None
+        if self.timeOut is not None:
+            self.timeoutConnection()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        super().connectionLost(reason)
+        call, self._idle_call = self._idle_call, None
+        if call is not None:
+            call.cancel()
 
     def isSecure(self) -> bool:
         secure = self._secure

@@ -7,9 +7,12 @@ import io
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web import http
+from twisted.python.failure import Failure
+from twisted.web import http, server
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
@@ -110,3 +113,92 @@ class ChannelTests(SynchronousTestCase):
         for _ in range(3):
             self.assertFalse(GatewayRequest(channel).isSecure())
         self.assertEqual(len(asked), 1)
+
+
+class _Pending(Resource):
+    """
+    Answers nothing until the test finishes the request.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render_GET(self, request: Any) -> Any:
+        self.requests.append(request)
+        return server.NOT_DONE_YET
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """
+    A connection's idle timeout is one timer, left set while a request is
+    handled and moved when it ends.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.resource = _Pending()
+        site = GatewaySite(self.resource, reactor=self.clock, timeout=10)
+        self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def request(self) -> Any:
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return self.resource.requests[-1]
+
+    def test_idleConnectionTimesOut(self) -> None:
+        """
+        A connection with nothing to do is closed after the timeout, not
+        before.
+        """
+        self.clock.advance(9.9)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_notDuringARequest(self) -> None:
+        """
+        A request that takes longer than the timeout keeps its connection;
+        once it is answered, the timeout counts again from then.
+        """
+        request = self.request()
+        self.clock.advance(25)
+        self.assertFalse(self.transport.disconnecting)
+        request.finish()
+        self.clock.advance(9.9)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_oneTimerAcrossRequests(self) -> None:
+        """
+        Requests neither cancel the connection's timer nor add another.
+        """
+        [timer] = self.clock.getDelayedCalls()
+        for _ in range(3):
+            self.clock.advance(1)
+            self.request().finish()
+            self.assertEqual(self.clock.getDelayedCalls(), [timer])
+        self.assertEqual(timer.getTime(), self.clock.seconds() + 10)
+
+    def test_dataMovesTheTimer(self) -> None:
+        """
+        Data from the client counts as activity.
+        """
+        self.clock.advance(8)
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.clock.advance(8)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(2)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_connectionLostCancels(self) -> None:
+        """
+        A closed connection leaves no timer behind.
+        """
+        self.request()
+        self.channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
