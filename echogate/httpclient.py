@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from echogate.batching import WriteBatcher
+from echogate.deadlines import Deadline, DeadlineQueue
 from echogate.http11 import HTTP11Connection, OneConnection, UpstreamResponse
 from echogate.upstream import UpstreamClient, client_endpoint, failure_answer, is_connect_failure
 
@@ -48,7 +49,7 @@ class _Exchange:
         self._retries = retries
         self._deadline = deadline
         self._attempts = 0
-        self._timer: Any = None
+        self._timer: Deadline | None = None
         self._timed_out = False
         self._connecting: Deferred | None = None
         self._conn: HTTP11Connection | None = None
@@ -58,7 +59,7 @@ class _Exchange:
         self._send(reuse=True)
 
     def _send(self, reuse: bool) -> None:
-        self._timer = self._client._reactor.callLater(self._deadline, self._timeout)
+        self._timer = self._client._deadlines.add(self._deadline, self._timeout)
         conn = self._client._take(self._key) if reuse else None
         if conn is not None:
             self._conn = conn
@@ -78,10 +79,10 @@ class _Exchange:
         self._failed(failure.value)
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
+        timer = self._timer
+        if timer is not None:
             self._timer = None
+            timer.cancel()
 
     def _timeout(self) -> None:
         self._timer = None
@@ -137,7 +138,8 @@ class LeanUpstreamClient:
     Sends requests to services over its own persistent HTTP/1.1
     connections (at most C{max_idle_per_host} idle ones per (host, port),
     each closed after C{idle_timeout} seconds unused). https services go
-    through an L{UpstreamClient}.
+    through an L{UpstreamClient}. The requests' deadlines share one
+    L{DeadlineQueue}.
     """
 
     def __init__(self, reactor: Any, *, max_idle_per_host: int = 1000, idle_timeout: float = 60.0):
@@ -146,6 +148,7 @@ class LeanUpstreamClient:
         self._idle_timeout = idle_timeout
         self._idle: dict[tuple, list[HTTP11Connection]] = {}
         self._sweep_call: Any = None
+        self._deadlines = DeadlineQueue(reactor)
         self._endpoints: dict[tuple, Any] = {}
         self._tls: UpstreamClient | None = None
         #: Batches the connections' writes (L{echogate.batching}).
@@ -245,10 +248,13 @@ class LeanUpstreamClient:
     def close(self) -> Deferred:
         """
         Close every idle connection; fires when they are all closed.
+        Requests still waiting for their response head are no longer
+        timed.
         """
         if self._sweep_call is not None:
             self._sweep_call.cancel()
             self._sweep_call = None
+        self._deadlines.stop()
         waiting = []
         for idle in list(self._idle.values()):
             for conn in list(idle):

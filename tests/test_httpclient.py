@@ -5,6 +5,7 @@ connection pool, deadlines, retries, cancellation and back-pressure.
 """
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from twisted.internet import error as ierror
@@ -20,7 +21,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from echogate import config
 from echogate.config import ConfigError, resolve
 from echogate.errors import ProxyError
-from echogate.httpclient import LeanUpstreamClient
+from echogate.httpclient import LeanUpstreamClient, _Exchange
 from echogate.streaming import RequestBody
 from echogate.upstream import UpstreamClient
 
@@ -779,6 +780,125 @@ class ExchangeTests(SynchronousTestCase):
         self.assertTrue(t.disconnected)
         lose(p, t)
         self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 0)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+
+class DeadlineTests(SynchronousTestCase):
+    """
+    The requests' deadlines share one reactor call and each still expires
+    at its own time.
+    """
+
+    def test_oneCallForMany(self) -> None:
+        """
+        Requests waiting at once have one reactor call between them.
+        """
+        h = Harness()
+        for _ in range(3):
+            h.request()
+            h.reactor.advance(0.5)
+        self.assertEqual(len(h.reactor.getDelayedCalls()), 1)
+
+    def test_eachOnItsOwnTime(self) -> None:
+        """
+        A request sent after one that was answered times out read_timeout
+        after it was sent, not with the first one's deadline.
+        """
+        h = Harness()
+        first = h.request()
+        p1, _ = h.connect()
+        h.reactor.advance(1)
+        second = h.request()
+        p2, t2 = h.connect()
+        p1.dataReceived(OK)
+        self.successResultOf(first)
+        h.reactor.advance(1)
+        self.assertNoResult(second)
+        h.reactor.advance(0.9)
+        self.assertNoResult(second)
+        h.reactor.advance(0.1)
+        self.assertEqual(self.failureResultOf(second, ProxyError).value.status, 504)
+        self.assertTrue(t2.disconnected)
+
+    def test_waitingOnesTimeOutInOrder(self) -> None:
+        """
+        Requests left waiting time out one by one, each at its deadline.
+        """
+        h = Harness()
+        first = h.request()
+        h.connect()
+        h.reactor.advance(1)
+        second = h.request()
+        h.connect()
+        h.reactor.advance(1)
+        self.assertEqual(self.failureResultOf(first, ProxyError).value.status, 504)
+        self.assertNoResult(second)
+        h.reactor.advance(1)
+        self.assertEqual(self.failureResultOf(second, ProxyError).value.status, 504)
+
+    def test_shorterTimeoutFirst(self) -> None:
+        """
+        A request to a service with a shorter read_timeout, sent later,
+        times out first, at its own deadline.
+        """
+        h = Harness()
+        slow = h.request()
+        h.connect()
+        h.reactor.advance(0.5)
+        quick = h.request(service=dict(SERVICE, read_timeout=500))
+        h.connect()
+        h.reactor.advance(0.4)
+        self.assertNoResult(quick)
+        h.reactor.advance(0.1)
+        self.assertEqual(self.failureResultOf(quick, ProxyError).value.status, 504)
+        self.assertNoResult(slow)
+        h.reactor.advance(1)
+        self.assertEqual(self.failureResultOf(slow, ProxyError).value.status, 504)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_staleRetryNewDeadline(self) -> None:
+        """
+        The retry of a request whose kept-alive connection was stale gets
+        a whole read_timeout from when it is sent again.
+        """
+        h = Harness()
+        h.request()
+        p, t = h.connect()
+        p.dataReceived(OK)
+        d = h.request()
+        h.reactor.advance(1.5)
+        lose(p, t)
+        h.connect()
+        h.reactor.advance(1.9)
+        self.assertNoResult(d)
+        h.reactor.advance(0.1)
+        self.assertEqual(self.failureResultOf(d, ProxyError).value.status, 504)
+
+    def test_answeredNotKept(self) -> None:
+        """
+        An answered request's deadline, left queued behind a waiting one,
+        does not keep the request alive.
+        """
+        h = Harness()
+        h.request()
+        h.connect()
+        d = h.request()
+        p, _ = h.connect()
+        p.dataReceived(OK)
+        self.successResultOf(d)
+        del d
+        gc.collect()
+        kept = [o for o in gc.get_objects() if isinstance(o, _Exchange) and o._client is h.client]
+        self.assertEqual(len(kept), 1)
+
+    def test_closeStopsDeadlines(self) -> None:
+        """
+        close() leaves no reactor call behind, even with a request waiting.
+        """
+        h = Harness()
+        h.request()
+        h.connect()
+        self.successResultOf(h.client.close())
         self.assertEqual(h.reactor.getDelayedCalls(), [])
 
 
