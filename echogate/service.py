@@ -15,7 +15,7 @@ import os
 import socket
 import sys
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.application.service import MultiService
@@ -29,6 +29,7 @@ from echogate._version import __version__
 from echogate.config import Options, Settings, redact_dsn, with_backlog
 from echogate.registry import PluginLoadError, load_plugins
 from echogate.runner import as_deferred
+from echogate.snapshot import settle_heap
 
 __all__ = ["Options", "makeService", "GatewayService"]
 
@@ -79,11 +80,18 @@ class PluginNode:
 class GatewayService(MultiService):
     """
     One echogate node.
+
+    @param settle: what the node runs once configuration changes have been
+        quiet for a second (L{echogate.snapshot.settle_heap}, the default;
+        tests that run many nodes in one process pass C{None}: a node owns
+        its process's heap).
     """
 
-    def __init__(self, reactor: Any, settings: Settings, plugins: dict[str, Any]):
+    def __init__(self, reactor: Any, settings: Settings, plugins: dict[str, Any], *,
+                 settle: Callable[[], object] | None = settle_heap):
         super().__init__()
         self._reactor = reactor
+        self._settle = settle
         self.settings = settings
         self.plugins = plugins
         self.node_id = node_id(settings.data_dir)
@@ -252,7 +260,7 @@ class GatewayService(MultiService):
                 delay = min(delay * 2, 10.0)
         self.live = LiveConfiguration(store=self.store, plugins=self.plugins, clock=self._reactor,
                                       check_interval=self.settings.config_check_interval,
-                                      build=build_in_thread(self._reactor))
+                                      build=build_in_thread(self._reactor), settle=self._settle)
         await self.live.start()
         await self._init_plugins()
         for _, _, port in self._ports:

@@ -70,11 +70,13 @@ class RunningGateway:
 
 async def start_gateway(testcase: Any, *, database: str | None = None, embedded_dir: str | None = None,
                         plugins: str = "bundled", settings: Mapping[str, str] | None = None,
-                        plugin_objects: Mapping[str, Any] | None = None) -> RunningGateway:
+                        plugin_objects: Mapping[str, Any] | None = None,
+                        settle: Any = None) -> RunningGateway:
     """
     Start a gateway node for C{testcase} (stopped at its end). With
     neither C{database} nor C{embedded_dir}, a fresh database on the
-    suite's server.
+    suite's server. The node does not settle the heap (the test process's,
+    shared by many nodes) unless given C{settle}.
     """
     if database is None and embedded_dir is None:
         database = await fresh_database(migrated=True)
@@ -90,7 +92,7 @@ async def start_gateway(testcase: Any, *, database: str | None = None, embedded_
     flags.update(settings or {})
     config = resolve(flags, {}, None)
     enabled = dict(plugin_objects) if plugin_objects is not None else load_plugins(config.plugins)
-    service = GatewayService(reactor, config, enabled)
+    service = GatewayService(reactor, config, enabled, settle=settle)
     service.privilegedStartService()
     service.startService()
     testcase.addCleanup(service.stopService)

@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Integer, Record
-from echogate.service import node_id
+from echogate.service import GatewayService, node_id
 from tests.gateway import start_gateway
 from tests.postgres import PostgresMixin, fresh_database
 
@@ -85,10 +85,11 @@ class NodeTests(unittest.TestCase):
 
 
 class HeapTests(unittest.TestCase):
+    timeout = 60
+
     def test_withoutFreeze(self) -> None:
         """
-        Where the collector cannot freeze (PyPy), a large configuration is
-        swapped in all the same.
+        Where the collector cannot freeze (PyPy), settling does nothing.
         """
         from echogate import snapshot
 
@@ -97,22 +98,29 @@ class HeapTests(unittest.TestCase):
                 raise AssertionError("nothing to collect for")
 
         self.patch(snapshot, "gc", Collector())
-        snapshot._settle_heap(snapshot.ConfigurationData(
-            version=1, routes=({"id": "r"},) * snapshot.LARGE_CONFIGURATION))
+        snapshot.settle_heap()
 
     @skipIf(not hasattr(gc, "freeze"), "this collector cannot freeze (PyPy)")
-    def test_largeConfigurationFrozen(self) -> None:
+    def test_frozen(self) -> None:
         """
-        A large configuration is moved out of the cyclic collector's way
-        (frozen) when it is swapped in; a small one is not.
+        Settling moves what the process holds out of the cyclic
+        collector's way (frozen), whatever the configuration's size.
         """
-        import gc
-
-        from echogate.snapshot import LARGE_CONFIGURATION, ConfigurationData, _settle_heap
+        from echogate.snapshot import settle_heap
 
         self.addCleanup(gc.unfreeze)
         gc.unfreeze()
-        _settle_heap(ConfigurationData(version=1, routes=({"id": "r"},) * 10))
-        self.assertEqual(gc.get_freeze_count(), 0)
-        _settle_heap(ConfigurationData(version=1, routes=({"id": "r"},) * LARGE_CONFIGURATION))
+        settle_heap()
         self.assertGreater(gc.get_freeze_count(), 0)
+
+    async def test_nodeSettles(self) -> None:
+        """
+        A node settles the heap once its configuration is loaded (unless
+        told otherwise, as the other tests' nodes are).
+        """
+        from echogate.snapshot import settle_heap
+
+        gateway = await start_gateway(self, settle=settle_heap)
+        self.assertIs(gateway.service.live._settle, settle_heap)
+        self.assertIs(
+            GatewayService(None, gateway.service.settings, {})._settle, settle_heap)

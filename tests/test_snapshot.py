@@ -100,9 +100,7 @@ class DeferredBuildTests(SynchronousTestCase):
         A build that finishes after C{stop()} swaps its snapshot in but
         leaves nothing scheduled.
         """
-        from echogate import snapshot
-
-        self.patch(snapshot, "LARGE_CONFIGURATION", 1)
+        self.live._settle = lambda: None
         self.live.start()
         self.live.stop()
         self._finish()
@@ -150,19 +148,15 @@ class ThreadBuildTests(TestCase):
 
 class SettleTests(SynchronousTestCase):
     """
-    A large configuration's heap settling (a full collection) waits until
-    changes have been quiet for C{settle_delay}, and happens once for a
-    burst of them.
+    Settling (the gateway's is a full collection) waits until changes have
+    been quiet for C{settle_delay}, and happens once for a burst of them.
     """
 
     def setUp(self) -> None:
-        from echogate import snapshot
-
         self.settled: list[int] = []
-        self.patch(snapshot, "_settle_heap", lambda data: self.settled.append(data.version))
-        self.patch(snapshot, "LARGE_CONFIGURATION", 1)
         self.clock = Clock()
         self.live = LiveConfiguration(store=_Store(_data(1), _data(2), _data(3)), plugins={}, clock=self.clock,
+                                      settle=lambda: self.settled.append(self.live.current.version),
                                       settle_delay=1.0)
         self.addCleanup(self.live.stop)
 
@@ -182,16 +176,15 @@ class SettleTests(SynchronousTestCase):
         self.assertEqual(self.settled, [3])
         self.assertEqual(self.live.current.version, 3)
 
-    def test_small(self) -> None:
+    def test_withoutSettle(self) -> None:
         """
-        A configuration below L{LARGE_CONFIGURATION} is not settled.
+        Without C{settle}, nothing is scheduled after a load.
         """
-        from echogate import snapshot
-
-        self.patch(snapshot, "LARGE_CONFIGURATION", 1000)
-        self.live.start()
-        self.clock.advance(5)
-        self.assertEqual(self.settled, [])
+        live = LiveConfiguration(store=_Store(_data(1)), plugins={}, clock=self.clock)
+        live.start()
+        self.addCleanup(live.stop)
+        # Only the periodic version check is scheduled.
+        self.assertEqual(len([c for c in self.clock.getDelayedCalls() if c.active()]), 1)
 
     def test_stopCancels(self) -> None:
         """
