@@ -166,6 +166,11 @@ class BatchedTransport:
 
     # -- delegated without the lookup, on the per-request path ---------------------
 
+    @property
+    def disconnecting(self) -> bool:
+        # LineReceiver reads it after every line.
+        return self._transport.disconnecting
+
     def getPeer(self) -> Any:
         return self._transport.getPeer()
 
