@@ -116,15 +116,17 @@ class BatchedTransport:
         if not self.batching:
             self._transport.writeSequence(sequence)
             return
-        pending = self._pending
-        idle = not pending
-        for data in sequence:
-            if not isinstance(data, bytes):
-                raise TypeError(f"Data must be bytes, not {type(data).__name__}")
-            if data:
-                pending.append(data)
-        if idle and pending:
-            self._batcher.enlist(self)
+        # One join instead of a check and an append per piece (a response
+        # head comes as some forty); join refuses str, as Twisted does.
+        try:
+            data = b"".join(sequence)
+        except TypeError as e:
+            raise TypeError(f"Data must be bytes: {e}") from None
+        if data:
+            pending = self._pending
+            if not pending:
+                self._batcher.enlist(self)
+            pending.append(data)
 
     def flush(self) -> None:
         """
