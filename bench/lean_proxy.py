@@ -1,10 +1,13 @@
 """
-The floor of a twisted.web proxy with echogate's own HTTP/1.1 client: a
-minimal reverse proxy on L{echogate.httpclient.LeanUpstreamClient}. It
-copies the end-to-end headers as wire pairs, sends the request body from
-memory, and writes the response body as it arrives (no routing, no
-plugins, no request context, no X-Forwarded-* headers). What echogate
-adds to it is what its features cost.
+The floor of a twisted.web proxy with echogate's own HTTP/1.1 client and
+listener: a minimal reverse proxy on
+L{echogate.httpclient.LeanUpstreamClient}, served by echogate's
+L{GatewaySite} (batched writes, one idle timer per connection), with the
+heap settled after start-up as an echogate node does. It copies the
+end-to-end headers as wire pairs, sends the request body from memory, and
+writes the response body as it arrives (no routing, no plugins, no
+request context, no X-Forwarded-* headers). What echogate adds to it is
+what its features cost.
 
 Run: C{python bench/lean_proxy.py --port 0 --upstream-port N} (needs
 echogate importable, so CPython with the project installed).
@@ -16,6 +19,8 @@ from typing import Any
 from twisted.web.resource import Resource
 
 from echogate.httpclient import LeanUpstreamClient
+from echogate.site import GatewaySite
+from echogate.snapshot import settle_heap
 from echogate.streaming import RequestBody
 from echogate.upstream import HOP_BY_HOP
 from listening import serve
@@ -63,5 +68,12 @@ def _resource(reactor: Any, arguments: Any) -> LeanProxy:
     return LeanProxy(LeanUpstreamClient(reactor), service, f"127.0.0.1:{arguments.upstream_port}".encode())
 
 
+def _site(reactor: Any, resource: LeanProxy) -> GatewaySite:
+    site = GatewaySite(resource, reactor=reactor)
+    site.noisy = False
+    reactor.callLater(1, settle_heap)
+    return site
+
+
 if __name__ == "__main__":
-    serve(__doc__.strip().splitlines()[0], _resource, _arguments)
+    serve(__doc__.strip().splitlines()[0], _resource, _arguments, _site)

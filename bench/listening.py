@@ -29,11 +29,13 @@ class QuietSite(Site):
 
 
 def serve(description: str, make_resource: Callable[[Any, argparse.Namespace], Any],
-          add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None) -> None:
+          add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+          make_site: Callable[[Any, Any], Any] = lambda reactor, resource: QuietSite(resource)) -> None:
     """
     Parse C{--port} (0 for any) and the script's own arguments, listen on
-    127.0.0.1 with C{make_resource(reactor, arguments)} as the root, print
-    C{listening on 127.0.0.1:PORT}, and run until stopped.
+    127.0.0.1 with C{make_resource(reactor, arguments)} as the root of
+    C{make_site(reactor, resource)} (a L{QuietSite}), print C{listening on
+    127.0.0.1:PORT}, and run until stopped.
     """
     from twisted.internet import reactor
 
@@ -42,7 +44,7 @@ def serve(description: str, make_resource: Callable[[Any, argparse.Namespace], A
     parser.add_argument("--backlog", type=int, default=511, help="listen backlog (nginx's default)")
     add_arguments(parser)
     arguments = parser.parse_args()
-    site = QuietSite(make_resource(reactor, arguments))
+    site = make_site(reactor, make_resource(reactor, arguments))
     port = reactor.listenTCP(arguments.port, site, backlog=arguments.backlog, interface="127.0.0.1")
     print(f"listening on 127.0.0.1:{port.getHost().port}", flush=True)
     reactor.run()
