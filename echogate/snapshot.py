@@ -205,7 +205,16 @@ class LiveConfiguration:
             self._settling = self._clock.callLater(self._settle_delay, self._settle)
 
     def _notified(self, version: int | None) -> None:
-        if version is None or version != self.current.version:
+        """
+        A change notification (C{version} is the stored version it made,
+        C{None} when unknown). Versions only grow, so one that is not newer
+        than the current snapshot's is stale: a burst of writes delivers its
+        notifications after the node has loaded the last of them, and each
+        would otherwise read the whole configuration again. (Should the
+        stored version go back, a restored database, the periodic check
+        still reloads.)
+        """
+        if version is None or version > self.current.version:
             self.reload().addErrback(self._reload_failed)
 
     def _reload_failed(self, failure: Failure) -> None:

@@ -27,11 +27,15 @@ def _data(version: int, paths: tuple[str, ...] = ("/a",)) -> ConfigurationData:
 class _Store:
     def __init__(self, *loads: ConfigurationData):
         self.loads = list(loads)
+        self.loaded = 0
+        self.subscriber: Any = None
 
     def load(self) -> Deferred[ConfigurationData]:
+        self.loaded += 1
         return succeed(self.loads.pop(0))
 
     def subscribe(self, callback: Any) -> Any:
+        self.subscriber = callback
         return lambda: None
 
     def version(self) -> Deferred[int]:
@@ -195,3 +199,39 @@ class SettleTests(SynchronousTestCase):
         self.clock.advance(5)
         self.assertEqual(self.settled, [])
         self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
+
+
+class NotificationTests(SynchronousTestCase):
+    """
+    Change notifications reload only when they announce a newer version.
+    """
+
+    def setUp(self) -> None:
+        self.store = _Store(_data(5), _data(6))
+        self.live = LiveConfiguration(store=self.store, plugins={}, clock=Clock())
+        self.addCleanup(self.live.stop)
+        self.live.start()
+
+    def test_staleIgnored(self) -> None:
+        """
+        Notifications of the current version or older (a burst of writes
+        delivers them after the last one was loaded) read nothing.
+        """
+        for version in (3, 4, 5):
+            self.store.subscriber(version)
+        self.assertEqual((self.store.loaded, self.live.current.version), (1, 5))
+
+    def test_newerLoaded(self) -> None:
+        """
+        A newer version is loaded.
+        """
+        self.store.subscriber(6)
+        self.assertEqual((self.store.loaded, self.live.current.version), (2, 6))
+
+    def test_unknownLoaded(self) -> None:
+        """
+        A notification without a version (the listener reconnected) loads.
+        """
+        self.store.subscriber(None)
+        self.assertEqual((self.store.loaded, self.live.current.version), (2, 6))
+
