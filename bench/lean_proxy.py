@@ -10,7 +10,8 @@ request context, no X-Forwarded-* headers). What echogate adds to it is
 what its features cost.
 
 Run: C{python bench/lean_proxy.py --port 0 --upstream-port N} (needs
-echogate importable, so CPython with the project installed).
+echogate importable: a virtualenv with the project installed, CPython's
+or the bench's PyPy one).
 """
 from __future__ import annotations
 

@@ -142,7 +142,8 @@ class LeanUpstreamClient:
     L{DeadlineQueue}.
     """
 
-    def __init__(self, reactor: Any, *, max_idle_per_host: int = 1000, idle_timeout: float = 60.0):
+    def __init__(self, reactor: Any, *, max_idle_per_host: int = 1000, idle_timeout: float = 60.0,
+                 write_batcher: WriteBatcher | None = None):
         self._reactor = reactor
         self._max_idle = max_idle_per_host
         self._idle_timeout = idle_timeout
@@ -151,8 +152,9 @@ class LeanUpstreamClient:
         self._deadlines = DeadlineQueue(reactor)
         self._endpoints: dict[tuple, Any] = {}
         self._tls: UpstreamClient | None = None
-        #: Batches the connections' writes (L{echogate.batching}).
-        self.write_batcher = WriteBatcher(reactor)
+        #: Batches the connections' writes (L{echogate.batching}); a node
+        #: shares one with its listener site: one flush per iteration.
+        self.write_batcher = write_batcher or WriteBatcher(reactor)
 
     def request(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
                 body: Any = None) -> Deferred:

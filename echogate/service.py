@@ -115,16 +115,21 @@ class GatewayService(MultiService):
     def _factories(self) -> tuple[Any, Any]:
         from echogate.admin import AdminAPI, NodeInfo
         from echogate.proxy import Gateway, GatewayResource
+        from echogate.batching import WriteBatcher
         from echogate.site import Counters, GatewaySite
         from echogate.upstream import TrustedNetworks, UpstreamClient
         from twisted.web.server import Site
 
+        # The listener's connections and the lean client's send their writes
+        # in one flush per reactor iteration.
+        batcher = WriteBatcher(self._reactor)
         if self.settings.upstream_client == "lean":
             from echogate.httpclient import LeanUpstreamClient
 
             self.upstream = LeanUpstreamClient(self._reactor,
                                                max_idle_per_host=self.settings.upstream_keepalive_pool_size,
-                                               idle_timeout=self.settings.upstream_keepalive_idle_timeout)
+                                               idle_timeout=self.settings.upstream_keepalive_idle_timeout,
+                                               write_batcher=batcher)
         else:
             self.upstream = UpstreamClient(self._reactor, max_per_host=self.settings.upstream_keepalive_pool_size,
                                            idle_timeout=self.settings.upstream_keepalive_idle_timeout)
@@ -141,6 +146,7 @@ class GatewayService(MultiService):
             reactor=self._reactor,
             max_body_size=self.settings.client_max_body_size,
             access_log=self.settings.access_log,
+            write_batcher=batcher,
         )
         self.proxy_site.noisy = False
         self.admin = AdminAPI(

@@ -198,11 +198,12 @@ class GatewaySite(server.Site):
     # could switch to HTTP/2, one more call per read for nothing here.
     protocol = GatewayChannel
 
-    def __init__(self, resource: Resource, *, max_body_size: int = 0, access_log: bool = False, **kw: Any):
+    def __init__(self, resource: Resource, *, max_body_size: int = 0, access_log: bool = False,
+                 write_batcher: WriteBatcher | None = None, **kw: Any):
         super().__init__(resource, **kw)
         self.max_body_size = max_body_size
         self._access_log = access_log
-        self.write_batcher = WriteBatcher(self.reactor)
+        self.write_batcher = write_batcher or WriteBatcher(self.reactor)
         self.connections_accepted = 0
 
     def buildProtocol(self, addr: Any) -> Any:

@@ -197,10 +197,13 @@ class LiveConfiguration:
         d.addCallback(loaded)
         d.addBoth(done)
 
-    def _settle_later(self) -> None:
+    def _cancel_settling(self) -> None:
         if self._settling is not None and self._settling.active():
             self._settling.cancel()
         self._settling = None
+
+    def _settle_later(self) -> None:
+        self._cancel_settling()
         if self._settle is not None and not self._stopped:
             self._settling = self._clock.callLater(self._settle_delay, self._settle)
 
@@ -244,9 +247,7 @@ class LiveConfiguration:
 
     def stop(self) -> None:
         self._stopped = True
-        if self._settling is not None and self._settling.active():
-            self._settling.cancel()
-        self._settling = None
+        self._cancel_settling()
         if self._checker is not None and self._checker.running:
             self._checker.stop()
         if self._unsubscribe is not None:

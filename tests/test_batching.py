@@ -404,3 +404,22 @@ class LeanClientTests(TestCase):
         self.assertEqual(len(made), 1)
         self.assertIsInstance(made[0].transport, BatchedTransport)
 
+
+class NodeTests(TestCase):
+    """
+    A node's listener and lean client share one batcher.
+    """
+
+    async def test_oneBatcherPerNode(self) -> None:
+        """
+        The proxy site and the lean upstream client batch through the same
+        L{WriteBatcher}, so an iteration's writes on both sides go out in
+        one flush.
+        """
+        from tests.gateway import start_gateway
+
+        gateway = await start_gateway(self, settings={"upstream_client": "lean"})
+        service = gateway.service
+        self.assertIsInstance(service.proxy_site.write_batcher, WriteBatcher)
+        self.assertIs(service.proxy_site.write_batcher, service.upstream.write_batcher)
+
