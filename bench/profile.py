@@ -82,6 +82,8 @@ def main() -> None:
                         help="total routes (fillers the requests never match are added; see bench/routes.py)")
     parser.add_argument("--cprofile", action="store_true", help="use cProfile even if py-spy is there")
     parser.add_argument("--py-spy", dest="py_spy", default=shutil.which("py-spy"), help="the py-spy program")
+    parser.add_argument("--blocking", action="store_true",
+                        help="let py-spy pause the node for each sample (whole stacks, slower node)")
     parser.add_argument("--limit", type=int, default=30)
     parser.add_argument("--output", type=Path, help="keep the raw profile here")
     arguments = parser.parse_args()
@@ -117,7 +119,7 @@ def main() -> None:
         loader.start()
         if sampler:
             subprocess.run([sampler, "record", "-p", str(node.process.pid), "-d",
-                            str(max(1, int(arguments.seconds) - 2)), "-r", "200", "--nonblocking", "-f", "raw", "-o", str(raw)],
+                            str(max(1, int(arguments.seconds) - 2)), "-r", "200", *([] if arguments.blocking else ["--nonblocking"]), "-f", "raw", "-o", str(raw)],
                            capture_output=True, check=True)
         loader.join()
         node.stop()

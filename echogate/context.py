@@ -18,6 +18,7 @@ from twisted.logger import Logger
 # importable from here too, where the PDK has always had them.
 from echogate.messages import (ClientRequest, Exit, HeaderEditor, HeaderPairs, ResponseState, UpstreamRequest,
                                encode_exit_body)
+from echogate.runner import EMPTY_PLAN, Plan
 
 
 class RequestContext:
@@ -59,7 +60,7 @@ class RequestContext:
         # Bookkeeping for the gateway (not part of the PDK).
         self.peer_trusted = False
         self.snapshot: Any = None
-        self.steps: tuple = ()
+        self.steps: Plan = EMPTY_PLAN
         self.configs: dict[str, Any] | None = None
         self.pending: Any = None
         self.on_client_gone: Any = None

@@ -226,9 +226,18 @@ class Gateway:
             ctx.request.query,
             ctx.request.method,
         )
-        ctx.configs = {}
-        steps = ctx.steps
-        pending = run_steps(steps, lambda s: self._access(ctx, s), lambda: ctx.exit is not None) if steps else None
+        plan = ctx.steps
+        if plan.static:
+            # Every config is its step's entry's: no lookups to remember.
+            access = plan.access_steps
+            pending = run_steps(access, lambda s: call_phase(
+                s.name, "access", s.access, ctx.view(s.name), s.entry.config),
+                lambda: ctx.exit is not None) if access else None
+        else:
+            # Configs are resolved in plan order, each with the consumer known
+            # by then, and remembered for the later phases.
+            ctx.configs = {}
+            pending = run_steps(plan, lambda s: self._access(ctx, s), lambda: ctx.exit is not None)
         self._then(pending, request, ctx, self._proxy)
 
     def _config(self, ctx: RequestContext, step: Step) -> Mapping[str, Any] | None:
@@ -301,7 +310,7 @@ class Gateway:
         headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
         headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
         headers.setRawHeaders(b"x-echogate-proxy-latency", [_ms(ctx.started, ctx.upstream_started)])
-        body_filters = [s for s in ctx.steps if s.body_filter is not None]
+        body_filters = ctx.steps.body_filter_steps
         if isinstance(response.length, int) and request.method != b"HEAD":
             # Agent keeps the upstream's Content-Length to itself; restoring it
             # keeps the response unchunked. As in Kong, a plugin whose
@@ -344,27 +353,23 @@ class Gateway:
 
     # -- answering -----------------------------------------------------------
 
-    def _run_phase(self, ctx: RequestContext, phase: str) -> Deferred | None:
+    def _run_phase(self, ctx: RequestContext, phase: str, steps: tuple[Step, ...]) -> Deferred | None:
         """
-        Run C{phase} (C{header_filter} or C{log}) of every step that has it,
-        with the config that applies to this request.
+        Run C{phase} (C{header_filter} or C{log}) of C{steps} (the steps of
+        the plan that have it), with the config that applies to this
+        request.
         """
-        if not ctx.steps:
-            return None
-
         def call(step: Step) -> Any:
-            method = getattr(step, phase)
-            if method is None:
-                return None
             config = self._config(ctx, step)
             if config is None:
                 return None
-            return call_phase(step.name, phase, method, ctx.view(step.name), config)
+            return call_phase(step.name, phase, getattr(step, phase), ctx.view(step.name), config)
 
-        return run_steps(ctx.steps, call)
+        return run_steps(steps, call)
 
     def _header_filter(self, ctx: RequestContext) -> Deferred | None:
-        return self._run_phase(ctx, "header_filter")
+        steps = ctx.steps.header_filter_steps
+        return self._run_phase(ctx, "header_filter", steps) if steps else None
 
     def _write_head(self, request: GatewayRequest, ctx: RequestContext) -> None:
         state = ctx.response
@@ -431,7 +436,7 @@ class Gateway:
             return
 
         def filtered(_: Any = None) -> None:
-            steps = [s for s in ctx.steps if s.body_filter is not None]
+            steps = ctx.steps.body_filter_steps
             if not steps:
                 self._send_whole(request, ctx, body)
                 return
@@ -487,21 +492,20 @@ class Gateway:
             return
         ctx.logged = True
         self.counters.active_requests -= 1
-
-        def report(failure: Failure) -> None:
-            self._report(failure)
-            return None
-
+        steps = ctx.steps.log_steps
+        if not steps:
+            ctx.release()
+            return
         try:
-            pending = self._run_phase(ctx, "log")
+            pending = self._run_phase(ctx, "log", steps)
         except BaseException:
-            report(Failure())
+            self._report(Failure())
             ctx.release()
             return
         if pending is None:
             ctx.release()
         else:
-            pending.addErrback(report)
+            pending.addErrback(self._report)
             pending.addBoth(lambda _: ctx.release())
 
     def _report(self, failure: Failure) -> None:

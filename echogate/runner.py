@@ -90,6 +90,37 @@ class Step:
     log: Callable | None
 
 
+class Plan(tuple):
+    """
+    The steps for one (route, service), in order, with the steps of each
+    phase picked out once when the plan is compiled, so that a request
+    runs through only the plugins that have the phase.
+
+    @ivar static: no step depends on the consumer, so every step's config
+        is its C{entry}'s for every request.
+    """
+
+    static: bool
+    rewrite_steps: tuple[Step, ...]
+    access_steps: tuple[Step, ...]
+    header_filter_steps: tuple[Step, ...]
+    body_filter_steps: tuple[Step, ...]
+    log_steps: tuple[Step, ...]
+
+    def __new__(cls, steps: Iterable[Step] = ()) -> "Plan":
+        plan = super().__new__(cls, steps)
+        plan.static = not any(step.by_consumer for step in plan)
+        plan.rewrite_steps = tuple(step for step in plan if step.rewrite is not None)
+        plan.access_steps = tuple(step for step in plan if step.access is not None)
+        plan.header_filter_steps = tuple(step for step in plan if step.header_filter is not None)
+        plan.body_filter_steps = tuple(step for step in plan if step.body_filter is not None)
+        plan.log_steps = tuple(step for step in plan if step.log is not None)
+        return plan
+
+
+EMPTY_PLAN = Plan()
+
+
 def phases_of(plugin: Any) -> dict[str, Callable | None]:
     """
     The phase methods C{plugin} defines (C{None} for the others).
@@ -143,7 +174,7 @@ class PluginIndex:
             if entry.consumer is not None:
                 self._consumer_scoped.add(name)
         self._order = sorted(self._by_name, key=lambda n: (-self._plugins[n].priority, n))
-        self._plans: dict[tuple, tuple[Step, ...]] = {}
+        self._plans: dict[tuple, Plan] = {}
         self.global_steps = self._plan(None, None, global_only=True)
 
     def entries(self, name: str) -> list[PluginEntry]:
@@ -169,7 +200,7 @@ class PluginIndex:
                 return entry
         return None
 
-    def plan(self, route: str | None, service: str | None) -> tuple[Step, ...]:
+    def plan(self, route: str | None, service: str | None) -> Plan:
         """
         The steps that may apply to requests on this route and service,
         compiled once per snapshot.
@@ -180,7 +211,7 @@ class PluginIndex:
             plan = self._plans[key] = self._plan(route, service)
         return plan
 
-    def _plan(self, route: str | None, service: str | None, global_only: bool = False) -> tuple[Step, ...]:
+    def _plan(self, route: str | None, service: str | None, global_only: bool = False) -> Plan:
         steps = []
         for name in self._order:
             entry = self.resolve(name, route, service, None)
@@ -199,7 +230,7 @@ class PluginIndex:
                               rewrite=phases["rewrite"], access=phases["access"],
                               header_filter=phases["header_filter"], body_filter=phases["body_filter"],
                               log=phases["log"]))
-        return tuple(steps)
+        return Plan(steps)
 
 
 def as_deferred(result: Any) -> Any:

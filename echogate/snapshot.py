@@ -70,7 +70,7 @@ class Snapshot:
             version=data.version,
             router=Router.build(data.routes, services),
             plugins=index,
-            rewrite_steps=tuple(s for s in index.global_steps if s.rewrite is not None),
+            rewrite_steps=index.global_steps.rewrite_steps,
             credentials=CredentialIndex.build(data),
         )
 

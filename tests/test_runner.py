@@ -249,6 +249,36 @@ class PlanTests(SynchronousTestCase):
         index = PluginIndex([record("p")], {"p": make_plugin("p", access=noop)})
         self.assertIs(index.plan(ROUTE, SERVICE), index.plan(ROUTE, SERVICE))
 
+    def test_stepsByPhase(self) -> None:
+        """
+        A plan picks out, in its order, the steps that have each phase, so
+        a request runs only through the plugins that have it.
+        """
+        plugins = {
+            "a": make_plugin("a", 30, access=noop, log=noop),
+            "b": make_plugin("b", 20, rewrite=noop, header_filter=noop, body_filter=noop),
+            "c": make_plugin("c", 10, access=noop, header_filter=noop, log=noop),
+        }
+        plan = PluginIndex([record(n) for n in plugins], plugins).plan(ROUTE, SERVICE)
+        self.assertEqual([s.name for s in plan], ["a", "b", "c"])
+        names = lambda steps: [s.name for s in steps]  # noqa: E731
+        self.assertEqual(names(plan.rewrite_steps), ["b"])
+        self.assertEqual(names(plan.access_steps), ["a", "c"])
+        self.assertEqual(names(plan.header_filter_steps), ["b", "c"])
+        self.assertEqual(names(plan.body_filter_steps), ["b"])
+        self.assertEqual(names(plan.log_steps), ["a", "c"])
+
+    def test_staticWithoutConsumerConfigs(self) -> None:
+        """
+        A plan is static (every step's config is its entry's) unless a
+        consumer-scoped config may apply to one of its steps.
+        """
+        plugins = {"p": make_plugin("p", access=noop), "q": make_plugin("q", access=noop)}
+        index = PluginIndex([record("p"), record("q"), record("q", route=ROUTE, consumer=CONSUMER)], plugins)
+        self.assertTrue(index.global_steps.static)
+        self.assertFalse(index.plan(ROUTE, SERVICE).static)
+        self.assertTrue(index.plan(OTHER_ROUTE, SERVICE).static)
+
     def test_phasesLookedUp(self) -> None:
         """
         A step has the plugin's phase methods, C{None} for the others.
