@@ -126,7 +126,7 @@ class ClientRequest:
 
     def __init__(self, request: Any, path: str, raw_path: str, query: str, client_ip: str):
         self._request = request
-        self.method = _s(request.method)
+        self.method = request.method.decode("latin-1")
         self.path = path
         self.raw_path = raw_path
         self.query = query
@@ -282,7 +282,8 @@ class ResponseState(HeaderEditor):
     __slots__ = ("status", "source", "eof", "upstream_status", "_upstream")
 
     def __init__(self) -> None:
-        super().__init__(None, None)
+        self._headers = None
+        self._pairs = None
         self.status: int | None = None
         self.source: str | None = None
         self.eof = False

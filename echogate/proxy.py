@@ -24,7 +24,7 @@ from twisted.web.resource import Resource
 from echogate.context import ClientRequest, RequestContext, UpstreamRequest
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.paths import normalize_path
-from echogate.runner import PluginFailure, Step, call_phase, run_steps
+from echogate.runner import PluginFailure, Step, call_phase, run_phase, run_steps
 from echogate.site import SERVER, UNEXPECTED, Counters, GatewayRequest, GatewaySite
 from echogate.streaming import BodyStreamer, Drain, RequestBody
 from echogate.upstream import VIA, TrustedNetworks, UpstreamClient, copy_end_to_end, upstream_headers
@@ -157,8 +157,7 @@ class Gateway:
         pending = None
         if snapshot.rewrite_steps:
             try:
-                pending = run_steps(snapshot.rewrite_steps, lambda s: call_phase(
-                    s.name, "rewrite", s.rewrite, ctx.view(s.name), s.entry.config), lambda: ctx.exit is not None)
+                pending = run_phase(ctx, snapshot.rewrite_steps, "rewrite", until_exit=True)
             except BaseException:
                 self._failed(Failure(), request, ctx)
                 return
@@ -230,9 +229,7 @@ class Gateway:
         if plan.static:
             # Every config is its step's entry's: no lookups to remember.
             access = plan.access_steps
-            pending = run_steps(access, lambda s: call_phase(
-                s.name, "access", s.access, ctx.view(s.name), s.entry.config),
-                lambda: ctx.exit is not None) if access else None
+            pending = run_phase(ctx, access, "access", until_exit=True) if access else None
         else:
             # Configs are resolved in plan order, each with the consumer known
             # by then, and remembered for the later phases.
@@ -359,13 +356,9 @@ class Gateway:
         the plan that have it), with the config that applies to this
         request.
         """
-        def call(step: Step) -> Any:
-            config = self._config(ctx, step)
-            if config is None:
-                return None
-            return call_phase(step.name, phase, getattr(step, phase), ctx.view(step.name), config)
-
-        return run_steps(steps, call)
+        if ctx.steps.static:
+            return run_phase(ctx, steps, phase)
+        return run_phase(ctx, steps, phase, lambda step: self._config(ctx, step))
 
     def _header_filter(self, ctx: RequestContext) -> Deferred | None:
         steps = ctx.steps.header_filter_steps
@@ -380,8 +373,9 @@ class Gateway:
         """
         Pass C{chunk} through every C{body_filter} in order.
         """
+        static = ctx.steps.static
         for index, step in enumerate(steps):
-            config = self._config(ctx, step)
+            config = step.entry.config if static else self._config(ctx, step)
             if config is None:
                 continue
             result = call_phase(step.name, "body_filter", step.body_filter, ctx.view(step.name), config, chunk)

@@ -69,14 +69,11 @@ class Match:
     matched_path: str | None = None
     captures: tuple[str | None, ...] = ()
     named_captures: Mapping[str, str | None] = _NO_CAPTURES
-
-    @property
-    def removed_prefix(self) -> str:
-        """
-        What strip_path removed from the request path (for
-        C{X-Forwarded-Prefix}): L{stripped} when the route strips, else C{""}.
-        """
-        return self.stripped if _strips(self.route) else ""
+    #: What strip_path removed from the request path (for
+    #: C{X-Forwarded-Prefix}): L{stripped} when the route strips, else
+    #: C{""}. Worked out once: a match is cached and serves many requests.
+    removed_prefix: str = attrs.field(
+        default=attrs.Factory(lambda self: self.stripped if _strips(self.route) else "", takes_self=True))
 
 
 def _strips(route: Mapping[str, Any]) -> bool:
@@ -481,7 +478,7 @@ class Router:
             key = (method, host, path, scheme, tuple(
                 tuple(sorted(v.lower() for v in headers.get(name, ())))
                 for name in self._header_names
-            ))
+            ) if self._header_names else ())
             cached = self._cache.get(key, _MISSING)
             if cached is not _MISSING:
                 self._cache.move_to_end(key)

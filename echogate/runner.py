@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 PHASES = ("init", "rewrite", "access", "header_filter", "body_filter", "log")
 
@@ -265,6 +266,60 @@ def run_steps(items: Sequence[Any], call: Callable[[Any], Any],
     return None
 
 
+def run_phase(ctx: Any, steps: Sequence[Step], phase: str, config_of: Callable[[Step], Any] | None = None,
+              until_exit: bool = False, start: int = 0) -> Deferred | None:
+    """
+    Run C{phase} of C{steps} (steps that have it) for the request of
+    C{ctx} (a L{echogate.context.RequestContext}): each step's method is
+    called with the step's view of C{ctx} and its config, C{config_of(step)}
+    when given (C{None} skips the step), else the step's entry's.
+
+    As L{run_steps} with L{call_phase}, in one loop: returns C{None} when
+    every call returned synchronously, or a Deferred once one returns a
+    Deferred or a coroutine (the rest run after it fired); an exception,
+    now or later, becomes L{PluginFailure}. With C{until_exit}, stops once
+    a plugin made C{ctx.exit}.
+    """
+    index = start
+    count = len(steps)
+    while index < count:
+        step = steps[index]
+        index += 1
+        if config_of is None:
+            config = step.entry.config
+        else:
+            config = config_of(step)
+            if config is None:
+                continue
+        try:
+            result = getattr(step, phase)(ctx.view(step.name), config)
+            if result is not None:
+                result = as_deferred(result)
+        except PluginFailure:
+            raise
+        except BaseException as e:
+            raise PluginFailure(step.name, phase, e) from e
+        if isinstance(result, Deferred):
+            return _tag(result, step.name, phase).addCallback(
+                lambda _, i=index: None if until_exit and ctx.exit is not None
+                else run_phase(ctx, steps, phase, config_of, until_exit, i))
+        if until_exit and ctx.exit is not None:
+            return None
+    return None
+
+
+def _tag(result: Deferred, step_name: str, phase: str) -> Deferred:
+    """
+    Turn C{result}'s failure into a L{PluginFailure} of C{step_name}'s
+    C{phase} (unless it is one already).
+    """
+    def tag(failure: Failure) -> Failure:
+        if failure.check(PluginFailure):
+            return failure
+        raise PluginFailure(step_name, phase, failure.value) from failure.value
+    return result.addErrback(tag)
+
+
 def call_phase(step_name: str, phase: str, method: Callable, *args: Any) -> Any:
     """
     Call a plugin's phase, turning exceptions (now or later) into
@@ -280,9 +335,5 @@ def call_phase(step_name: str, phase: str, method: Callable, *args: Any) -> Any:
     except BaseException as e:
         raise PluginFailure(step_name, phase, e) from e
     if isinstance(result, Deferred):
-        def tag(failure):
-            if failure.check(PluginFailure):
-                return failure
-            raise PluginFailure(step_name, phase, failure.value) from failure.value
-        result.addErrback(tag)
+        _tag(result, step_name, phase)
     return result

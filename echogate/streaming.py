@@ -201,7 +201,7 @@ class BodyStreamer(Protocol):
         request = self._request
         if request.producer is not None and not request._disconnected:
             request.unregisterProducer()
-        if not reason.check(ResponseDone, PotentialDataLoss):
+        if not isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
             if not request._disconnected:
                 request.loseConnection()
             self._gateway._log_phase(self._ctx)

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.plugin import GatewayPlugin
-from echogate.runner import PluginFailure, PluginIndex, call_phase, freeze, phases_of, run_steps
+from echogate.runner import PluginFailure, PluginIndex, call_phase, freeze, phases_of, run_phase, run_steps
 from echogate.schema import Record
 
 ROUTE = "00000000-0000-4000-8000-0000000000a1"
@@ -651,3 +651,131 @@ class CallPhaseTests(SynchronousTestCase):
         self.assertIs(self.assertRaises(PluginFailure, call_phase, "outer", "access", phase), inner)
         result = call_phase("outer", "access", lambda: fail(inner))
         self.assertIs(self.failureResultOf(result, PluginFailure).value, inner)
+
+
+class _Context:
+    """
+    What L{run_phase} uses of a request context: a view per plugin, and
+    the exit a plugin made.
+    """
+
+    def __init__(self) -> None:
+        self.exit: Any = None
+        self.views: dict[str, Any] = {}
+
+    def view(self, name: str) -> Any:
+        return self.views.setdefault(name, ("view", name))
+
+
+class RunPhaseTests(SynchronousTestCase):
+    """
+    L{run_phase} runs one phase of a plan's steps in one loop: views,
+    configs, exits, Deferreds, coroutines and failures.
+    """
+
+    def plan(self, **behaviours: Any) -> Any:
+        """
+        A static plan of plugins named after C{behaviours} (in that order),
+        each calling its behaviour from its access phase; configs
+        C{{"name": name}}.
+        """
+        plugins = {name: make_plugin(name, len(behaviours) - i, access=lambda self, ctx, config, b=b: b(ctx, config))
+                   for i, (name, b) in enumerate(behaviours.items())}
+        return PluginIndex([record(name, {"name": name}) for name in plugins], plugins).plan(ROUTE, SERVICE)
+
+    def test_synchronous(self) -> None:
+        """
+        Every step is called in order with its view and its entry's config;
+        the result is C{None}.
+        """
+        seen = []
+        plan = self.plan(a=lambda ctx, config: seen.append((ctx, config["name"])),
+                         b=lambda ctx, config: seen.append((ctx, config["name"])))
+        self.assertIsNone(run_phase(_Context(), plan.access_steps, "access"))
+        self.assertEqual(seen, [(("view", "a"), "a"), (("view", "b"), "b")])
+
+    def test_configOf(self) -> None:
+        """
+        C{config_of} gives each step's config; C{None} skips the step.
+        """
+        seen = []
+        plan = self.plan(a=lambda ctx, config: seen.append(config), b=lambda ctx, config: seen.append(config))
+        run_phase(_Context(), plan.access_steps, "access", lambda step: None if step.name == "a" else {"x": 1})
+        self.assertEqual(seen, [{"x": 1}])
+
+    def test_untilExit(self) -> None:
+        """
+        With C{until_exit}, no step runs after one made an exit; without,
+        they all run.
+        """
+        seen = []
+
+        def leave(ctx: Any, config: Any) -> None:
+            seen.append("a")
+            context.exit = "exit"
+
+        plan = self.plan(a=leave, b=lambda ctx, config: seen.append("b"))
+        context = _Context()
+        self.assertIsNone(run_phase(context, plan.access_steps, "access", until_exit=True))
+        self.assertEqual(seen, ["a"])
+        context = _Context()
+        run_phase(context, plan.access_steps, "access")
+        self.assertEqual(seen, ["a", "a", "b"])
+
+    def test_deferred(self) -> None:
+        """
+        A step returning a Deferred makes the result a Deferred; the next
+        step runs once it fired, unless an exit was made meanwhile.
+        """
+        gate: Deferred = Deferred()
+        seen = []
+        plan = self.plan(a=lambda ctx, config: gate, b=lambda ctx, config: seen.append("b"))
+        result = run_phase(_Context(), plan.access_steps, "access", until_exit=True)
+        self.assertNoResult(result)
+        self.assertEqual(seen, [])
+        gate.callback("ignored")
+        self.assertEqual(seen, ["b"])
+        self.assertIsNone(self.successResultOf(result))
+
+        gate = Deferred()
+        context = _Context()
+        result = run_phase(context, plan.access_steps, "access", until_exit=True)
+        context.exit = "exit"
+        gate.callback(None)
+        self.assertIsNone(self.successResultOf(result))
+        self.assertEqual(seen, ["b"])
+
+    def test_coroutine(self) -> None:
+        """
+        A coroutine phase is run as a Deferred.
+        """
+        seen = []
+
+        async def later(ctx: Any, config: Any) -> None:
+            seen.append("a")
+
+        plan = self.plan(a=later, b=lambda ctx, config: seen.append("b"))
+        result = run_phase(_Context(), plan.access_steps, "access")
+        self.assertIsNone(self.successResultOf(result))
+        self.assertEqual(seen, ["a", "b"])
+
+    def test_raises(self) -> None:
+        """
+        An exception becomes a L{PluginFailure} naming the plugin and the
+        phase; the steps after it do not run.
+        """
+        seen = []
+        plan = self.plan(a=lambda ctx, config: 1 / 0, b=lambda ctx, config: seen.append("b"))
+        error = self.assertRaises(PluginFailure, run_phase, _Context(), plan.access_steps, "access")
+        self.assertEqual((error.plugin, error.phase), ("a", "access"))
+        self.assertIsInstance(error.error, ZeroDivisionError)
+        self.assertEqual(seen, [])
+
+    def test_failsLater(self) -> None:
+        """
+        A Deferred that fails becomes a L{PluginFailure} of its step.
+        """
+        plan = self.plan(a=lambda ctx, config: fail(KeyError("k")))
+        failure = self.failureResultOf(run_phase(_Context(), plan.access_steps, "access"), PluginFailure)
+        self.assertEqual((failure.value.plugin, failure.value.phase), ("a", "access"))
+        self.assertIsInstance(failure.value.error, KeyError)
