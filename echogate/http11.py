@@ -58,17 +58,21 @@ class UpstreamResponse:
     upstream connection while the body is being read).
     """
 
-    __slots__ = ("code", "phrase", "version", "headers", "raw_headers", "length", "request", "previousResponse",
-                 "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
+    __slots__ = ("code", "phrase", "version", "end_to_end", "via", "_headers", "raw_headers", "length", "request",
+                 "previousResponse", "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
 
-    def __init__(self, conn: "HTTP11Connection", code: int, phrase: bytes, minor: int, headers: Headers,
-                 length: Any, raw_headers: list[tuple[bytes, bytes]]):
+    def __init__(self, conn: "HTTP11Connection", code: int, phrase: bytes, minor: int,
+                 end_to_end: list[tuple[bytes, bytes]], length: Any, raw_headers: list[tuple[bytes, bytes]],
+                 via: bool = False):
         self.code = code
         self.phrase = phrase
         self.version = (b"HTTP", 1, minor)
-        #: The end-to-end headers (no hop-by-hop or framing ones): a fresh
-        #: object the caller may change and pass on.
-        self.headers = headers
+        #: The end-to-end header lines (no hop-by-hop or framing ones), as
+        #: sent: a fresh list the caller may change and pass on.
+        self.end_to_end = end_to_end
+        #: Whether they include a Via header (a proxy adds to it).
+        self.via = via
+        self._headers: Headers | None = None
         #: Every header line as the upstream sent it.
         self.raw_headers = raw_headers
         self.length = length
@@ -81,6 +85,18 @@ class UpstreamResponse:
         self._end: Failure | None = None
         self._held = False  # paused by us, for want of a protocol
         self._stopped = False
+
+    @property
+    def headers(self) -> Headers:
+        """
+        The end-to-end headers as a L{Headers} (made when first asked for).
+        """
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers()
+            for name, value in self.end_to_end:
+                headers.addRawHeader(name, value)
+        return headers
 
     @property
     def _transport(self) -> "UpstreamResponse":
@@ -331,26 +347,28 @@ class HTTP11Connection(Protocol):
             self._raw_headers = []
             self._phrase = b""
             return
-        headers = Headers()
-        add = headers.addRawHeader
+        pairs: list[tuple[bytes, bytes]] = []
+        add = pairs.append
         length: Any = UNKNOWN_LENGTH
-        chunked = False
+        chunked = via = False
         listed: Any = ()
         raw = self._raw_headers
-        for name, value in raw:
-            lower = name.lower()
+        for pair in raw:
+            lower = pair[0].lower()
             if lower in _CONNECTION_CONTROL:
                 if lower == b"content-length":
-                    length = int(value)  # llhttp checked it (and that it does not conflict)
+                    length = int(pair[1])  # llhttp checked it (and that it does not conflict)
                 elif lower == b"transfer-encoding":
                     chunked = True
-                elif lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                elif lower == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
                     listed = listed_names(value for n, value in raw if n.lower() == b"connection")
                 continue
-            add(name, value)
+            if lower == b"via":
+                via = True
+            add(pair)
         if listed:
-            for name in listed:
-                headers.removeHeader(name)
+            pairs = [pair for pair in pairs if pair[0].lower() not in listed]
+            via = via and b"via" not in listed
         if self._is_head or code == 204 or code == 304:
             length = 0
         elif chunked:
@@ -360,7 +378,7 @@ class HTTP11Connection(Protocol):
         self._keep_alive = parser.should_keep_alive()
         self._raw_headers = []
         self._response = response = UpstreamResponse(self, code, self._phrase.strip(),
-                                              0 if parser.get_http_version() == "1.0" else 1, headers, length, raw)
+                                              0 if parser.get_http_version() == "1.0" else 1, pairs, length, raw, via)
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             # Handed over once this read is parsed (see dataReceived): a

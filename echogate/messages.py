@@ -8,10 +8,11 @@ their headers (L{HeaderEditor}), and an answer a plugin makes itself
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qs, urlencode
 
-from twisted.web.http_headers import Headers
+from twisted.web.http_headers import Headers, InvalidHeaderName
 
 
 def _b(value: str | bytes) -> bytes:
@@ -24,6 +25,40 @@ def _s(value: bytes) -> str:
 
 #: Header lines as they go on the wire: (name, value) pairs.
 HeaderPairs = list[tuple[bytes, bytes]]
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+_NAMES: dict[str | bytes, bytes] = {}
+_MAX_NAMES = 10_000  # plugins use a few names; a bound keeps odd ones from filling memory
+
+
+def _name(name: str | bytes) -> bytes:
+    """
+    A header name for the wire, refused (L{InvalidHeaderName}) unless it
+    is a token (RFC 9110, section 5.1), as L{Headers} refuses it. Checked
+    names are remembered.
+    """
+    raw = _NAMES.get(name)
+    if raw is not None:
+        return raw
+    raw = _b(name)
+    if _TOKEN.fullmatch(raw) is None:
+        raise InvalidHeaderName(raw)
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[name] = raw
+    return raw
+
+
+def _value(value: str | bytes) -> bytes:
+    """
+    A header value for the wire: line breaks become spaces, as L{Headers}
+    makes them.
+    """
+    raw = _b(value)
+    if b"\r" in raw or b"\n" in raw:
+        return b" ".join(raw.splitlines())
+    return raw
 
 
 def headers_of(pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -41,10 +76,12 @@ class HeaderEditor:
     """
     Read and change a set of HTTP headers by name, case-insensitively.
 
-    The headers may start as a list of C{(name, value)} pairs: the
-    L{Headers} object (C{headers}) is built from them only when something
-    reads or changes them, so a request whose plugins never touch them
-    goes upstream without one.
+    The headers may start as a list of C{(name, value)} pairs, the lines as
+    they go on the wire (names as sent, repeated names kept in order), and
+    the methods below read and change that list: a L{Headers} object is
+    built from it only when something asks for C{headers}, after which the
+    methods work on that object. A request whose plugins use only these
+    methods goes upstream, and its response to the client, without one.
     """
 
     __slots__ = ("_headers", "_pairs")
@@ -80,33 +117,73 @@ class HeaderEditor:
         """
         The first value of header C{name}, or C{None}.
         """
-        values = self.headers.getRawHeaders(_b(name))
+        headers = self._headers
+        if headers is None:
+            key = _b(name).lower()
+            for raw, value in self._pairs or ():
+                if raw.lower() == key:
+                    return _s(value)
+            return None
+        values = headers.getRawHeaders(_b(name))
         return _s(values[0]) if values else None
 
     def get_headers(self) -> dict[str, list[str]]:
         """
         Every header: lower-case name to its values.
         """
-        return {_s(k).lower(): [_s(v) for v in vs] for k, vs in self.headers.getAllRawHeaders()}
+        if self._headers is None:
+            out: dict[str, list[str]] = {}
+            for raw, value in self._pairs or ():
+                out.setdefault(_s(raw).lower(), []).append(_s(value))
+            return out
+        return {_s(k).lower(): [_s(v) for v in vs] for k, vs in self._headers.getAllRawHeaders()}
+
+    def _without(self, key: bytes) -> HeaderPairs:
+        """
+        The pairs, without those named C{key} (lower case).
+        """
+        pairs = self._pairs
+        if pairs is None:
+            pairs = self._pairs = []
+            return pairs
+        for raw, _ in pairs:
+            if raw.lower() == key:
+                pairs = self._pairs = [pair for pair in pairs if pair[0].lower() != key]
+                break
+        return pairs
 
     def set_header(self, name: str, value: str | Iterable[str]) -> None:
         """
         Replace header C{name} with C{value} (a string, or several values).
         """
         values = [value] if isinstance(value, (str, bytes)) else list(value)
-        self.headers.setRawHeaders(_b(name), [_b(v) for v in values])
+        if self._headers is None:
+            raw = _name(name)
+            pairs = self._without(raw.lower())
+            for one in values:
+                pairs.append((raw, _value(one)))
+            return
+        self._headers.setRawHeaders(_b(name), [_b(v) for v in values])
 
     def add_header(self, name: str, value: str) -> None:
         """
         Add a value to header C{name}, keeping the ones it had.
         """
-        self.headers.addRawHeader(_b(name), _b(value))
+        if self._headers is None:
+            if self._pairs is None:
+                self._pairs = []
+            self._pairs.append((_name(name), _value(value)))
+            return
+        self._headers.addRawHeader(_b(name), _b(value))
 
     def remove_header(self, name: str) -> None:
         """
         Remove header C{name} if present.
         """
-        self.headers.removeHeader(_b(name))
+        if self._headers is None:
+            self._without(_b(name).lower())
+            return
+        self._headers.removeHeader(_b(name))
 
 
 class ClientRequest:
@@ -306,11 +383,16 @@ class ResponseState(HeaderEditor):
     def upstream_headers(self, headers: Headers | HeaderPairs | None) -> None:
         self._upstream = headers
 
-    def replace_headers(self, headers: Headers) -> None:
+    def replace_headers(self, headers: Headers | HeaderPairs) -> None:
         """
-        Use C{headers} as the response's headers from now on.
+        Use C{headers} (a L{Headers}, or wire pairs) as the response's
+        headers from now on.
         """
-        self.headers = headers
+        if isinstance(headers, Headers):
+            self.headers = headers
+        else:
+            self._headers = None
+            self._pairs = headers
 
     @property
     def changed_early(self) -> bool:
@@ -318,7 +400,9 @@ class ResponseState(HeaderEditor):
         Whether any header was set before the response head existed.
         """
         headers = self._headers
-        return headers is not None and next(iter(headers.getAllRawHeaders()), None) is not None
+        if headers is None:
+            return bool(self._pairs)
+        return next(iter(headers.getAllRawHeaders()), None) is not None
 
     def set_status(self, status: int) -> None:
         """

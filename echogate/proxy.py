@@ -21,7 +21,7 @@ from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
-from echogate.context import ClientRequest, RequestContext, UpstreamRequest
+from echogate.context import ClientRequest, HeaderPairs, RequestContext, UpstreamRequest
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.paths import normalize_path
 from echogate.runner import PluginFailure, Step, call_phase, run_phase, run_steps
@@ -82,6 +82,17 @@ def _overlay(headers: Headers, early: Headers) -> None:
     """
     for name, values in early.getAllRawHeaders():
         headers.setRawHeaders(name, list(values))
+
+
+def _overlay_pairs(pairs: HeaderPairs, early: Headers | HeaderPairs) -> HeaderPairs:
+    """
+    C{pairs} with the headers plugins set before the response head existed
+    (C{early}) in place of the ones of the same names.
+    """
+    if isinstance(early, Headers):
+        early = [(name, value) for name, values in early.getAllRawHeaders() for value in values]
+    names = {name.lower() for name, _ in early}
+    return [pair for pair in pairs if pair[0].lower() not in names] + list(early)
 
 
 def _ms(start: float | None, end: float | None) -> bytes:
@@ -295,27 +306,43 @@ class Gateway:
         state = ctx.response
         state.status = state.upstream_status = response.code
         state.source = "service"
-        raw = getattr(response, "raw_headers", None)
-        if raw is not None:
-            # echogate's own client: its headers are already end to end, and ours.
-            state.upstream_headers = raw
-            headers = response.headers
+        # The response's Content-Length, when known: echogate's client and
+        # Agent keep it apart from the headers; restoring it keeps the
+        # response unchunked. As in Kong, a plugin whose body_filter changes
+        # the body's length removes it in header_filter.
+        length = b"%d" % response.length if isinstance(response.length, int) and request.method != b"HEAD" else None
+        pairs = getattr(response, "end_to_end", None)
+        if pairs is not None:
+            # echogate's own client: wire pairs, already end to end, and ours.
+            # They stay pairs up to the client unless a plugin asks for a
+            # Headers object.
+            state.upstream_headers = response.raw_headers
+            if response.via:
+                via = b", ".join([value for name, value in pairs if name.lower() == b"via"])
+                pairs = [pair for pair in pairs if pair[0].lower() != b"via"]
+                pairs.append((b"Via", via + b", " + VIA))
+            else:
+                pairs.append((b"Via", VIA))
+            pairs.append((b"X-Echogate-Upstream-Latency", _ms(ctx.upstream_started, ctx.upstream_responded)))
+            pairs.append((b"X-Echogate-Proxy-Latency", _ms(ctx.started, ctx.upstream_started)))
+            if length is not None:
+                pairs.append((b"Content-Length", length))
+            if state.changed_early:
+                pairs = _overlay_pairs(pairs, state.as_is())
+            state.replace_headers(pairs)
         else:
             state.upstream_headers = response.headers
             headers = copy_end_to_end(response.headers)
-        via = headers.getRawHeaders(b"via")
-        headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
-        headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
-        headers.setRawHeaders(b"x-echogate-proxy-latency", [_ms(ctx.started, ctx.upstream_started)])
+            via = headers.getRawHeaders(b"via")
+            headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
+            headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
+            headers.setRawHeaders(b"x-echogate-proxy-latency", [_ms(ctx.started, ctx.upstream_started)])
+            if length is not None:
+                headers.setRawHeaders(b"content-length", [length])
+            if state.changed_early:
+                _overlay(headers, state.headers)
+            state.replace_headers(headers)
         body_filters = ctx.steps.body_filter_steps
-        if isinstance(response.length, int) and request.method != b"HEAD":
-            # Agent keeps the upstream's Content-Length to itself; restoring it
-            # keeps the response unchunked. As in Kong, a plugin whose
-            # body_filter changes the body's length removes it in header_filter.
-            headers.setRawHeaders(b"content-length", [b"%d" % response.length])
-        if state.changed_early:
-            _overlay(headers, state.headers)
-        state.replace_headers(headers)
         try:
             pending = self._header_filter(ctx)
         except BaseException:
@@ -366,8 +393,17 @@ class Gateway:
 
     def _write_head(self, request: GatewayRequest, ctx: RequestContext) -> None:
         state = ctx.response
-        request.setResponseCode(state.status)
-        request.responseHeaders = state.headers
+        head = state.as_is()
+        if isinstance(head, Headers):
+            # Keep what Twisted set before the response (Connection: close
+            # when the client asked for it).
+            for name, values in request.responseHeaders.getAllRawHeaders():
+                if not head.hasHeader(name):
+                    head.setRawHeaders(name, values)
+            request.setResponseCode(state.status)
+            request.responseHeaders = head
+        else:
+            request.respond(state.status, head)
 
     def filter_body(self, ctx: RequestContext, steps: list[Step], chunk: bytes) -> bytes | Deferred:
         """

@@ -13,6 +13,7 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
+from twisted.web.http import NO_BODY_CODES, toChunk
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
@@ -55,6 +56,58 @@ class GatewayRequest(server.Request):
     ctx: RequestContext | None = None
     _too_large = False
     _received = 0
+    _head: list[tuple[bytes, bytes]] | None = None
+
+    def respond(self, status: int, head: list[tuple[bytes, bytes]]) -> None:
+        """
+        Answer with C{status} and the header lines C{head} (wire pairs,
+        names and values ready to send), written with the first L{write}
+        (or L{finish}) in one piece, without a L{Headers} object. The
+        framing is as Twisted's: chunked for HTTP/1.1 when C{head} has no
+        Content-Length, no body for C{HEAD}, 204 and 304.
+        """
+        self.setResponseCode(status)
+        self._head = head
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            server.Request.write(self, data)
+            return
+        self._head = None
+        if self.finished or self._disconnected or self.lastModified is not None or self.etag is not None \
+                or self.cookies or self._encoder or self._inFakeHead:
+            # Twisted's way: it raises, ignores the write, or adds headers.
+            for name, value in head:
+                self.responseHeaders.addRawHeader(name, value)
+            server.Request.write(self, data)
+            return
+        self.startedWriting = 1
+        code = self.code
+        # Names and values hold no line break (they come from a parser, or
+        # through HeaderEditor, which cleans them), so the lines are found
+        # by searching the whole block once.
+        block = b"\r\n" + b"".join([b"%s: %s\r\n" % pair for pair in head])
+        framed = b"\ncontent-length:" in block.lower()
+        # What Twisted set before the response (Connection: close when the
+        # client asked for it).
+        for name, values in self.responseHeaders.getAllRawHeaders():
+            block += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
+        bodiless = self.method == b"HEAD" or code in NO_BODY_CODES
+        if not framed and not bodiless and self.clientproto == b"HTTP/1.1":
+            block += b"Transfer-Encoding: chunked\r\n"
+            self.chunked = 1
+        head_bytes = b"%s %d %s%s\r\n" % (self.clientproto, code, self.code_message, block)
+        channel = self.channel
+        if bodiless:
+            channel.write(head_bytes)
+            self.write = lambda data: None  # as Twisted does
+            return
+        self.sentLength += len(data)
+        if self.chunked and data:
+            channel.writeSequence((head_bytes, *toChunk(data)))
+        else:
+            channel.write(head_bytes + data)
 
     def _limit(self) -> int:
         site = getattr(self.channel, "site", None)

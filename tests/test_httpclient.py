@@ -247,6 +247,24 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual([name for name, _ in r.raw_headers],
                          [b"Content-Length", b"Connection", b"X-Private", b"Keep-Alive", b"Proxy-Authenticate",
                           b"Trailer", b"X-Public", b"X-Public"])
+        self.assertEqual(r.end_to_end, [(b"X-Public", b"p"), (b"X-Public", b"q")])
+        self.assertFalse(r.via)
+
+    def test_endToEndPairs(self) -> None:
+        """
+        C{end_to_end} holds the end-to-end lines as sent (names as written,
+        in order); C{via} says whether a Via header is among them, unless
+        the Connection header lists it.
+        """
+        h, d, p, t = answered(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-lower: 1\r\nVia: 1.0 cache\r\n"
+                              b"X-Upper: 2\r\n\r\n")
+        r = self.successResultOf(d)
+        self.assertEqual(r.end_to_end, [(b"x-lower", b"1"), (b"Via", b"1.0 cache"), (b"X-Upper", b"2")])
+        self.assertTrue(r.via)
+        h, d, p, t = answered(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: via\r\nVia: 1.0 cache\r\n\r\n")
+        r = self.successResultOf(d)
+        self.assertEqual(r.end_to_end, [])
+        self.assertFalse(r.via)
 
     def test_bodyInParts(self) -> None:
         """

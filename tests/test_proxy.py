@@ -195,6 +195,87 @@ class UpstreamHeaderTests(ProxyTestCase):
         self.assertEqual(answer.header("via"), f"1.1 echogate/{__version__}")
         self.assertIsNone(answer.header("keep-alive"))
 
+    async def test_viaAddedToDownstream(self) -> None:
+        """
+        The service's Via header reaches the client with the gateway's hop
+        added to it, in one header.
+        """
+        await self.route(paths=["/via"], strip_path=False)
+        answer = await self.gw.proxy("GET", "/via")
+        self.assertEqual(answer.headers.getRawHeaders("via"), [f"1.0 cache-a, 1.1 echogate/{__version__}"])
+
+    async def test_responseHeaders(self) -> None:
+        """
+        Headers a plugin sets on the response in C{access} (before the
+        service answered) replace the service's of the same name; in
+        C{header_filter}, a plugin may use the L{Headers} object itself, and
+        a response whose Content-Length it removed is chunked.
+        """
+        class Early(GatewayPlugin):
+            name = "early"
+            version = "1.0.0"
+            priority = 20
+            config_schema = Record({})
+
+            def access(self, ctx: object, config: object) -> None:
+                ctx.response.set_header("X-End-To-End", "early")
+                ctx.response.add_header("X-Early", "yes")
+
+        class Doubler(GatewayPlugin):
+            name = "doubler"
+            version = "1.0.0"
+            priority = 10
+            config_schema = Record({})
+
+            def header_filter(self, ctx: object, config: object) -> None:
+                ctx.response.headers.removeHeader(b"content-length")
+                ctx.response.headers.setRawHeaders(b"x-object", [b"used"])
+
+            def body_filter(self, ctx: object, config: object, chunk: bytes) -> bytes:
+                return chunk * 2
+
+        gw = await start_gateway(self, settings=self.gateway_settings,
+                                 plugin_objects={"early": Early(), "doubler": Doubler()})
+        answer = await gw.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
+        self.assertEqual(answer.code, 201, answer.body)
+        await gw.admin("POST", "/services/s/routes", json={"paths": ["/hop"], "strip_path": False})
+        for name in ("early", "doubler"):
+            answer = await gw.admin("POST", "/plugins", json={"name": name})
+            self.assertEqual(answer.code, 201, answer.body)
+        raw = await _exchange(gw.proxy_port, b"GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = [line.lower() for line in head.split(b"\r\n")[1:]]
+        self.assertIn(b"x-end-to-end: early", lines)
+        self.assertEqual([line for line in lines if line.startswith(b"x-end-to-end")], [b"x-end-to-end: early"])
+        self.assertIn(b"x-early: yes", lines)
+        self.assertIn(b"x-object: used", lines)
+        self.assertIn(b"transfer-encoding: chunked", lines)
+        self.assertFalse([line for line in lines if line.startswith(b"content-length")])
+        self.assertEqual(body, b"6\r\nhophop\r\n0\r\n\r\n")
+
+    async def test_connectionCloseAnswered(self) -> None:
+        """
+        A client that asks to close gets C{Connection: close} with the
+        service's response, and the connection closes after it.
+        """
+        await self.route(paths=["/hop"], strip_path=False)
+        raw = await _exchange(self.gw.proxy_port, b"GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertIn(b"\r\nconnection: close", head.lower())
+        self.assertEqual(body, b"hop")
+
+    async def test_http10Client(self) -> None:
+        """
+        An HTTP/1.0 client gets a body of unknown length unchunked, ended
+        by the connection's close.
+        """
+        await self.route(paths=["/big"], strip_path=False)
+        raw = await _exchange(self.gw.proxy_port, b"GET /big?size=5000 HTTP/1.0\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 200"), head)
+        self.assertNotIn(b"chunked", head.lower())
+        self.assertEqual(len(body), 5000)
+
     async def test_requestBody(self) -> None:
         """
         A body passes upstream whole, with the gateway's own Content-Length.
@@ -308,6 +389,32 @@ class FailureTests(ProxyTestCase):
         answer = await small.proxy("POST", "/x", data=b"y" * 5000)
         self.assertEqual(answer.code, 413)
         self.assertEqual(self.upstream.seen, [])
+
+
+class _Collect(Protocol):
+    def __init__(self, request: bytes):
+        self._request = request
+        self.data: list[bytes] = []
+        self.done: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self._request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def connectionLost(self, reason: object) -> None:
+        self.done.callback(b"".join(self.data))
+
+
+async def _exchange(port: int, request: bytes) -> bytes:
+    """
+    Send C{request} as it is and read everything until the gateway closes
+    the connection.
+    """
+    collector = _Collect(request)
+    reactor.connectTCP("127.0.0.1", port, ClientFactory.forProtocol(lambda: collector))
+    return await collector.done
 
 
 class _SlowReader(Protocol):

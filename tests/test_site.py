@@ -202,3 +202,123 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.request()
         self.channel.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class RespondTests(SynchronousTestCase):
+    """
+    L{GatewayRequest.respond} answers with a status and wire pairs, written
+    in one piece with the first write, framed as Twisted frames a response.
+    """
+
+    def setUp(self) -> None:
+        self.resource = _Pending()
+        site = GatewaySite(self.resource, reactor=Clock())
+        self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def request(self, head: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") -> Any:
+        self.channel.dataReceived(head)
+        return self.resource.requests[-1]
+
+    def test_pairsAsGiven(self) -> None:
+        """
+        The status line, then the pairs as given (names as written, in
+        order), then the body.
+        """
+        request = self.request()
+        request.respond(200, [(b"Content-Length", b"2"), (b"x-lower", b"1"), (b"X-Two", b"a"), (b"X-Two", b"b")])
+        request.write(b"ok")
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-lower: 1\r\n"
+                                                 b"X-Two: a\r\nX-Two: b\r\n\r\nok")
+
+    def test_chunkedWithoutLength(self) -> None:
+        """
+        Without a Content-Length, an HTTP/1.1 response is chunked.
+        """
+        request = self.request()
+        request.respond(200, [(b"X-A", b"1")])
+        request.write(b"ok")
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                                 b"2\r\nok\r\n0\r\n\r\n")
+
+    def test_http10NotChunked(self) -> None:
+        """
+        An HTTP/1.0 client gets the body as it is, and the connection
+        closes at its end.
+        """
+        request = self.request(b"GET / HTTP/1.0\r\n\r\n")
+        request.respond(200, [(b"X-A", b"1")])
+        request.write(b"ok")
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nok")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_headHasNoBody(self) -> None:
+        """
+        A response to HEAD has its head only, whatever is written.
+        """
+        request = self.request(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        request.respond(200, [(b"Content-Length", b"5")])
+        request.write(b"hello")
+        request.write(b"more")
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+
+    def test_noContentHasNoBody(self) -> None:
+        """
+        204 and 304 have no body and are not chunked.
+        """
+        for status, phrase in ((204, b"No Content"), (304, b"Not Modified")):
+            self.transport.clear()
+            request = self.request()
+            request.respond(status, [(b"X-A", b"1")])
+            request.write(b"x")
+            request.finish()
+            self.assertEqual(self.transport.value(), b"HTTP/1.1 %d %s\r\nX-A: 1\r\n\r\n" % (status, phrase))
+
+    def test_finishWritesHead(self) -> None:
+        """
+        Finishing without a write sends the head.
+        """
+        request = self.request()
+        request.respond(404, [(b"Content-Length", b"0")])
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    def test_connectionClose(self) -> None:
+        """
+        A client that asked to close gets C{Connection: close} (which Twisted
+        set before the response), and the connection closes.
+        """
+        request = self.request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        request.respond(200, [(b"Content-Length", b"0")])
+        request.finish()
+        self.assertEqual(self.transport.value(),
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_cookiesTheTwistedWay(self) -> None:
+        """
+        A request that set cookies (or an ETag, or Last-Modified) is written
+        by Twisted, with the pairs as its headers.
+        """
+        request = self.request()
+        request.addCookie(b"k", b"v")
+        request.respond(200, [(b"Content-Length", b"0")])
+        request.finish()
+        written = self.transport.value()
+        self.assertIn(b"Set-Cookie: k=v\r\n", written)
+        self.assertIn(b"Content-Length: 0\r\n", written)
+
+    def test_afterFinishRefused(self) -> None:
+        """
+        Writing after finish raises, as for any Twisted request.
+        """
+        request = self.request()
+        request.respond(200, [(b"Content-Length", b"0")])
+        request.finish()
+        request._head = [(b"Content-Length", b"0")]
+        self.assertRaises(RuntimeError, request.write, b"late")

@@ -8,6 +8,7 @@ Paths:
   - C{/stall}: announces 1000 bytes, sends 10, then nothing (records when the client went away);
   - C{/status/NNN}: answers with that status;
   - C{/hop}: answers with hop-by-hop headers that must not reach the client;
+  - C{/via}: answers with a Via header (as a cache before it would);
   - C{/echo-header?name=H&delay=S}: answers, after S seconds, with header H's value in the body;
   - anything else: 200 with the request it saw as JSON.
 """
@@ -119,6 +120,9 @@ class UpstreamResource(Resource):
             request.setHeader(b"keep-alive", b"timeout=5")
             request.setHeader(b"x-end-to-end", b"passes")
             return b"hop"
+        if path == b"/via":
+            request.setHeader(b"via", b"1.0 cache-a")
+            return b"via"
         if path == b"/echo-header":
             name = _arg(request, b"name", b"x-request-echo")
             delay = float(_arg(request, b"delay", b"0"))
