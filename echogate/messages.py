@@ -304,9 +304,9 @@ class UpstreamRequest(HeaderEditor):
 
     def __init__(self, headers: Headers | HeaderPairs, path: str, query: str, method: str = "GET"):
         if isinstance(headers, Headers):
-            super().__init__(headers)
+            self._headers, self._pairs = headers, None
         else:
-            super().__init__(None, headers)
+            self._headers, self._pairs = None, headers
         self.path = path
         self.query = query
         self.method = method

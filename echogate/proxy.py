@@ -165,14 +165,19 @@ class Gateway:
         if path is None:
             self._respond_error(request, ctx, ProxyError(400, "Bad request"))
             return
-        pending = None
         if snapshot.rewrite_steps:
             try:
                 pending = run_phase(ctx, snapshot.rewrite_steps, "rewrite", until_exit=True)
             except BaseException:
                 self._failed(Failure(), request, ctx)
                 return
-        self._then(pending, request, ctx, self._route)
+            if pending is not None:
+                self._then(pending, request, ctx, self._route)
+                return
+        try:
+            self._route(request, ctx)
+        except BaseException:
+            self._failed(Failure(), request, ctx)
 
     def _then(self, pending: Deferred | None, request: GatewayRequest, ctx: RequestContext,
               step: Callable[[GatewayRequest, RequestContext], None]) -> None:
@@ -246,7 +251,10 @@ class Gateway:
             # by then, and remembered for the later phases.
             ctx.configs = {}
             pending = run_steps(plan, lambda s: self._access(ctx, s), lambda: ctx.exit is not None)
-        self._then(pending, request, ctx, self._proxy)
+        if pending is not None:
+            self._then(pending, request, ctx, self._proxy)
+        else:
+            self._proxy(request, ctx)  # _route's caller handles what it raises
 
     def _config(self, ctx: RequestContext, step: Step) -> Mapping[str, Any] | None:
         """

@@ -153,28 +153,28 @@ def upstream_headers(
 
     @return: C{(name, value)} pairs, ready for the wire.
     """
-    entries = []
-    connection = incoming_host = forwarded_for = via = None
-    for name, values in request_headers.getAllRawHeaders():
-        lower = name.lower()
-        entries.append((name, lower, values))
-        if lower == b"connection":
-            connection = values
-        elif lower == b"host":
-            incoming_host = values
-        elif lower == b"x-forwarded-for":
-            forwarded_for = values
-        elif lower == b"via":
-            via = values
+    connection = request_headers.getRawHeaders(b"connection")
     listed = listed_names(connection) if connection else ()
+    incoming_host = forwarded_for = via = None
     skip = _DROPPED_UP if peer_trusted else _DROPPED_UP_UNTRUSTED
     pairs: list[tuple[bytes, bytes]] = []
     append = pairs.append
-    kept: set[bytes] = set()
-    for name, lower, values in entries:
+    # The X-Forwarded-* a trusted peer sent stand; from another peer they
+    # are dropped (in skip), so there is nothing to remember.
+    kept: set[bytes] | frozenset[bytes] = set() if peer_trusted else frozenset()
+    for name, values in request_headers.getAllRawHeaders():
+        lower = name.lower()
         if lower in skip or lower in listed:
+            # Host, X-Forwarded-For and Via are always in skip: rewritten.
+            if lower == b"host":
+                incoming_host = values
+            elif lower == b"x-forwarded-for":
+                forwarded_for = values
+            elif lower == b"via":
+                via = values
             continue
-        kept.add(lower)
+        if peer_trusted:
+            kept.add(lower)  # type: ignore[union-attr]
         for value in values:
             append((name, value))
     if preserve_host and incoming_host:
