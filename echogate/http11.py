@@ -45,6 +45,21 @@ _NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
 _DONE = Failure(ResponseDone())
 
 
+class _Delivered:
+    """
+    Stands for a body's protocol once the whole body was delivered.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+
+_DELIVERED = _Delivered()
+
+
 class _HeadTooLarge(Exception):
     """
     The response head has more header lines than L{MAX_HEADERS}.
@@ -123,6 +138,7 @@ class UpstreamResponse:
                 self._conn.transport.resumeProducing()
         end, self._end = self._end, None
         if end is not None:
+            self._protocol = _DELIVERED  # no cycle with the protocol (see _finished)
             protocol.connectionLost(end)
 
     def _data(self, data: bytes) -> None:
@@ -140,8 +156,13 @@ class UpstreamResponse:
 
     def _finished(self, reason: Failure) -> None:
         self._conn = None
-        if self._protocol is not None:
-            self._protocol.connectionLost(reason)
+        protocol = self._protocol
+        if protocol is not None:
+            # The body's protocol holds this response as its transport: let
+            # go of it, so that reference counting frees both (and all the
+            # request they reach) at once, not the cyclic garbage collector.
+            self._protocol = _DELIVERED
+            protocol.connectionLost(reason)
         else:
             self._end = reason
 

@@ -6,7 +6,10 @@ connection pool, deadlines, retries, cancellation and back-pressure.
 from __future__ import annotations
 
 import gc
+import platform
+import weakref
 from typing import Any
+from unittest import SkipTest
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
@@ -249,6 +252,32 @@ class ParsingTests(SynchronousTestCase):
                           b"Trailer", b"X-Public", b"X-Public"])
         self.assertEqual(r.end_to_end, [(b"X-Public", b"p"), (b"X-Public", b"q")])
         self.assertFalse(r.via)
+
+    def test_noCycleWithTheBodyProtocol(self) -> None:
+        """
+        Once its body was delivered, a response no longer refers to the
+        body's protocol (which holds the response as its transport), so
+        reference counting frees both, and the request they reach, without
+        the cyclic garbage collector: whether the body was all there when
+        C{deliverBody} was called or came after.
+        """
+        if platform.python_implementation() != "CPython":
+            raise SkipTest("reference counting frees the objects at once on CPython only")
+        for parts in ([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+                      [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"ok"]):
+            h, d, p, t = answered(parts[0])
+            response = self.successResultOf(d)
+            collector = self.body_of(response)
+            for part in parts[1:]:
+                p.dataReceived(part)
+            self.assertTrue(collector.reason.check(ResponseDone))
+            gone = weakref.ref(collector)
+            gc.disable()
+            try:
+                del collector, response, d
+                self.assertIsNone(gone(), parts)
+            finally:
+                gc.enable()
 
     def test_endToEndPairs(self) -> None:
         """
