@@ -152,6 +152,8 @@ def _node(bench: Bench, runtime: Runtime, label: str, options: tuple[str, ...] =
 
 #: Twisted's Agent as the upstream client instead of echogate's own (the default).
 AGENT = ("--upstream-client", "agent")
+#: echogate's own upstream client, whatever the runtime's default.
+LEAN = ("--upstream-client", "lean")
 
 
 def _echogate(plugins: int, options: tuple[str, ...] = ()) -> Callable[[Bench, Runtime], Running]:
@@ -273,6 +275,8 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
               _echogate(0, AGENT), echogate=True),
     Contender("echogate-agent-header-echo", "echogate, one route, header-echo, upstream_client=agent",
               _echogate(1, AGENT), echogate=True),
+    Contender("echogate-lean", "echogate, one route, no plugins, upstream_client=lean",
+              _echogate(0, LEAN), echogate=True),
     Contender("echogate-workers-1", "echogate --workers 1, one route, no plugins, not pinned",
               _echogate_workers(1), scenarios=("small-50",), echogate=True),
     Contender("echogate-workers-2", "echogate --workers 2, one route, no plugins, not pinned",
@@ -297,7 +301,8 @@ DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-p
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.
-PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate", "echogate-header-echo")
+PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate", "echogate-header-echo",
+                   "echogate-agent", "echogate-lean")
 
 
 def describe_runtime(runtime: Runtime) -> str:

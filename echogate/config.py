@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import platform
 import re
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -44,8 +43,8 @@ HELP: dict[str, str] = {
     "config_check_interval": "Seconds between cheap configuration version checks.",
     "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
     "workers": "Processes serving the proxy port(s) (SO_REUSEPORT; tcp listeners only).",
-    "upstream_client": "HTTP client for services: 'lean' (echogate's own, httptools), 'agent' (Twisted's Agent), "
-                       "or 'auto': lean on CPython, agent on PyPy.",
+    "upstream_client": "HTTP client for services: 'lean' (echogate's own), 'agent' (Twisted's Agent), "
+                       "or 'auto' (lean).",
     "upstream_keepalive_pool_size": "Idle keep-alive connections kept per service address; 0 for none.",
     "upstream_keepalive_idle_timeout": "Seconds an idle upstream connection is kept.",
 }
@@ -213,12 +212,13 @@ def _positive(key: str, value: str) -> float:
 
 def automatic_upstream_client() -> str:
     """
-    The upstream client C{upstream_client = auto} means: C{lean} on
-    CPython; C{agent} on PyPy, where C{httptools} (a C extension) goes
-    through PyPy's slow C-API emulation and Twisted's pure-Python client,
-    compiled by the JIT, is faster (measured: about 1.2x).
+    The upstream client C{upstream_client = auto} means: C{lean}, on every
+    runtime. (It meant C{agent} on PyPy while C{lean} parsed with
+    C{httptools} there, a C extension behind PyPy's slow C-API emulation;
+    on PyPy C{lean} now parses with L{echogate.h1parse}, which the JIT
+    compiles, and is about 1.7x C{agent}: see docs/performance.md.)
     """
-    return "agent" if platform.python_implementation() == "PyPy" else "lean"
+    return "lean"
 
 
 def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],

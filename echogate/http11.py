@@ -1,16 +1,18 @@
 """
 The wire side of echogate's HTTP/1.1 client: one persistent connection to
 a service (L{HTTP11Connection}) writing a request head (and a body in
-memory) in one write and parsing the response with C{httptools} (llhttp),
-strictly; the response it hands over (L{UpstreamResponse}), whose body
-arrives with back-pressure. The pool, retries and deadlines are in
-L{echogate.httpclient}.
+memory) in one write and parsing the response strictly, with C{httptools}
+(llhttp) on CPython and L{echogate.h1parse} elsewhere; the response it
+hands over (L{UpstreamResponse}), whose body arrives with back-pressure.
+The pool, retries and deadlines are in L{echogate.httpclient}.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httptools
+import platform
+from typing import Callable
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -19,6 +21,17 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from echogate.upstream import HOP_BY_HOP, listed_names
+
+if platform.python_implementation() == "CPython":
+    from httptools import HttpResponseParser as ResponseParser
+else:
+    # httptools goes through cpyext there, which the JIT cannot see into;
+    # echogate's own parser is pure Python and as strict.
+    from echogate.h1parse import ResponseParser  # type: ignore[assignment]
+
+#: The response parser class: C{httptools}' (llhttp) on CPython,
+#: L{echogate.h1parse.ResponseParser} elsewhere (PyPy).
+PARSER: Callable[[Any], Any] = ResponseParser
 
 if TYPE_CHECKING:
     from echogate.httpclient import LeanUpstreamClient, _Exchange
@@ -235,7 +248,7 @@ def _request_head(method: bytes, target: bytes, headers: Headers | list[tuple[by
 class HTTP11Connection(Protocol):
     """
     One persistent upstream connection: writes one request at a time and
-    parses its response with L{httptools.HttpResponseParser}.
+    parses its response with L{PARSER}.
     """
 
     def __init__(self, client: "LeanUpstreamClient", key: tuple):
@@ -275,7 +288,7 @@ class HTTP11Connection(Protocol):
         self._until_close = False
         self._keep_alive = False
         self._is_head = exchange.method == b"HEAD"
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser = PARSER(self)
         body = exchange.body
         if body is None:
             framing = b"Content-Length: 0\r\n" if exchange.method in _NEEDS_LENGTH else b""

@@ -1020,7 +1020,7 @@ class SettingTests(SynchronousTestCase):
         """
         upstream_client defaults to lean (on CPython) and shows in public().
         """
-        self.patch(config.platform, "python_implementation", lambda: "CPython")
+        self.patch(platform, "python_implementation", lambda: "CPython")
         settings = resolve({}, {}, None)
         self.assertEqual(settings.upstream_client, "lean")
         self.assertEqual(settings.public()["upstream_client"], "lean")
@@ -1028,19 +1028,19 @@ class SettingTests(SynchronousTestCase):
 
     def test_autoOnPyPy(self) -> None:
         """
-        On PyPy, the default (auto) is agent; lean and agent still mean
-        themselves.
+        On PyPy too, the default (auto) is lean (whose parser there is
+        echogate's own); lean and agent still mean themselves.
         """
-        self.patch(config.platform, "python_implementation", lambda: "PyPy")
-        self.assertEqual(resolve({}, {}, None).upstream_client, "agent")
-        self.assertEqual(resolve({"upstream_client": "Auto"}, {}, None).upstream_client, "agent")
-        self.assertEqual(resolve({"upstream_client": "lean"}, {}, None).upstream_client, "lean")
+        self.patch(platform, "python_implementation", lambda: "PyPy")
+        self.assertEqual(resolve({}, {}, None).upstream_client, "lean")
+        self.assertEqual(resolve({"upstream_client": "Auto"}, {}, None).upstream_client, "lean")
+        self.assertEqual(resolve({"upstream_client": "agent"}, {}, None).upstream_client, "agent")
 
     def test_autoOnCPython(self) -> None:
         """
         On CPython, auto is lean.
         """
-        self.patch(config.platform, "python_implementation", lambda: "CPython")
+        self.patch(platform, "python_implementation", lambda: "CPython")
         self.assertEqual(resolve({"upstream_client": "auto"}, {}, None).upstream_client, "lean")
 
     def test_agent(self) -> None:
@@ -1097,3 +1097,40 @@ class SettingTests(SynchronousTestCase):
         e = self.assertRaises(ConfigError, resolve, {"upstream_client": "curl"}, {}, None)
         self.assertIn("upstream_client", str(e))
         self.assertIn("'auto', 'agent' or 'lean'", str(e))
+
+
+class _PureParser:
+    """
+    Runs a test class with L{echogate.h1parse.ResponseParser}, the parser
+    PyPy uses, in place of httptools.
+    """
+
+    def setUp(self) -> None:
+        from echogate import h1parse, http11
+
+        self.patch(http11, "PARSER", h1parse.ResponseParser)
+        super().setUp()  # type: ignore[misc]
+
+
+class PureParsingTests(_PureParser, ParsingTests):
+    """
+    L{ParsingTests} with echogate's own parser.
+    """
+
+
+class PureStrictnessTests(_PureParser, StrictnessTests):
+    """
+    L{StrictnessTests} with echogate's own parser.
+    """
+
+
+class PurePoolTests(_PureParser, PoolTests):
+    """
+    L{PoolTests} with echogate's own parser.
+    """
+
+
+class PureStaleConnectionTests(_PureParser, StaleConnectionTests):
+    """
+    L{StaleConnectionTests} with echogate's own parser.
+    """
