@@ -90,9 +90,10 @@ class GatewayRequest(server.Request):
         block = b"\r\n" + b"".join([b"%s: %s\r\n" % pair for pair in head])
         framed = b"\ncontent-length:" in block.lower()
         # What Twisted set before the response (Connection: close when the
-        # client asked for it).
+        # client asked for it), unless the lines have it already.
         for name, values in self.responseHeaders.getAllRawHeaders():
-            block += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
+            if b"\n" + name.lower() + b":" not in block.lower():
+                block += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
         bodiless = self.method == b"HEAD" or code in NO_BODY_CODES
         if not framed and not bodiless and self.clientproto == b"HTTP/1.1":
             block += b"Transfer-Encoding: chunked\r\n"

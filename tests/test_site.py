@@ -300,6 +300,17 @@ class RespondTests(SynchronousTestCase):
                          b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         self.assertTrue(self.transport.disconnecting)
 
+    def test_connectionOnce(self) -> None:
+        """
+        Lines that have a Connection header keep theirs: Twisted's is not
+        added.
+        """
+        request = self.request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        request.respond(200, [(b"Content-Length", b"0"), (b"connection", b"close")])
+        request.finish()
+        self.assertEqual(self.transport.value(),
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nconnection: close\r\n\r\n")
+
     def test_cookiesTheTwistedWay(self) -> None:
         """
         A request that set cookies (or an ETag, or Last-Modified) is written
