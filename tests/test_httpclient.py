@@ -253,6 +253,49 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(r.end_to_end, [(b"X-Public", b"p"), (b"X-Public", b"q")])
         self.assertFalse(r.via)
 
+    def test_wholeBody(self) -> None:
+        """
+        A body that all came (and ended) before anything was asked of it is
+        taken whole, once; the response then refuses C{deliverBody}.
+        """
+        h, d, p, t = answered(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        response = self.successResultOf(d)
+        self.assertEqual(response.whole_body(), b"hello")
+        self.assertIsNone(response.whole_body())
+        self.assertRaises(RuntimeError, response.deliverBody, Collector())
+        self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1)
+
+    def test_wholeBodyEmpty(self) -> None:
+        """
+        An answer without a body (here to HEAD) has an empty whole body.
+        """
+        h, d, p, t = answered(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", method=b"HEAD")
+        self.assertEqual(self.successResultOf(d).whole_body(), b"")
+
+    def test_noWholeBody(self) -> None:
+        """
+        No whole body while part of it is still to come (it is then
+        delivered as usual), when the body ends with the connection, or
+        after C{deliverBody}.
+        """
+        h, d, p, t = answered(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nab")
+        response = self.successResultOf(d)
+        self.assertIsNone(response.whole_body())
+        c = self.body_of(response)
+        p.dataReceived(b"cdef")
+        self.assertEqual(b"".join(c.chunks), b"abcdef")
+        self.assertTrue(c.reason.check(ResponseDone))
+
+        h, d, p, t = answered(b"HTTP/1.1 200 OK\r\n\r\nuntil close")
+        response = self.successResultOf(d)
+        p.connectionLost(Failure(ierror.ConnectionDone()))
+        self.assertIsNone(response.whole_body())
+
+        h, d, p, t = answered(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        response = self.successResultOf(d)
+        self.body_of(response)
+        self.assertIsNone(response.whole_body())
+
     def test_noCycleWithTheBodyProtocol(self) -> None:
         """
         Once its body was delivered, a response no longer refers to the
