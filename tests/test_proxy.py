@@ -9,6 +9,7 @@ import datetime
 import json
 import resource
 import socket
+from typing import Any
 
 import treq
 from twisted.internet import reactor, ssl
@@ -55,6 +56,21 @@ class ProxyTestCase(unittest.TestCase):
         answer = await self.gw.admin("POST", f"/services/{service}/routes", json=fields)
         self.assertEqual(answer.code, 201, answer.body)
         return answer.json()
+
+    async def plugged_gateway(self, plugins: dict[str, GatewayPlugin], path: str) -> Any:
+        """
+        Another gateway, with these plugin objects enabled on every route,
+        and a route of C{path} (not stripped) to the upstream.
+        """
+        gw = await start_gateway(self, settings=self.gateway_settings, plugin_objects=plugins)
+        answer = await gw.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
+        self.assertEqual(answer.code, 201, answer.body)
+        answer = await gw.admin("POST", "/services/s/routes", json={"paths": [path], "strip_path": False})
+        self.assertEqual(answer.code, 201, answer.body)
+        for name in plugins:
+            answer = await gw.admin("POST", "/plugins", json={"name": name})
+            self.assertEqual(answer.code, 201, answer.body)
+        return gw
 
 
 class WalkThroughTests(ProxyTestCase):
@@ -181,13 +197,7 @@ class UpstreamHeaderTests(ProxyTestCase):
                 for name in ("x-end-to-end", "via", "x-echogate-upstream-latency"):
                     ctx.response.set_header(f"x-peek-{name}", repr(ctx.response.get_upstream_header(name)))
 
-        gw = await start_gateway(self, settings=self.gateway_settings, plugin_objects={"peek": Peek()})
-        answer = await gw.admin("POST", "/services", json={
-            "name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
-        self.assertEqual(answer.code, 201, answer.body)
-        await gw.admin("POST", "/services/s/routes", json={"paths": ["/hop"], "strip_path": False})
-        answer = await gw.admin("POST", "/plugins", json={"name": "peek"})
-        self.assertEqual(answer.code, 201, answer.body)
+        gw = await self.plugged_gateway({"peek": Peek()}, "/hop")
         answer = await gw.proxy("GET", "/hop")
         self.assertEqual(answer.header("x-peek-x-end-to-end"), "'passes'")
         self.assertEqual(answer.header("x-peek-via"), "None")
@@ -234,14 +244,7 @@ class UpstreamHeaderTests(ProxyTestCase):
             def body_filter(self, ctx: object, config: object, chunk: bytes) -> bytes:
                 return chunk * 2
 
-        gw = await start_gateway(self, settings=self.gateway_settings,
-                                 plugin_objects={"early": Early(), "doubler": Doubler()})
-        answer = await gw.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
-        self.assertEqual(answer.code, 201, answer.body)
-        await gw.admin("POST", "/services/s/routes", json={"paths": ["/hop"], "strip_path": False})
-        for name in ("early", "doubler"):
-            answer = await gw.admin("POST", "/plugins", json={"name": name})
-            self.assertEqual(answer.code, 201, answer.body)
+        gw = await self.plugged_gateway({"early": Early(), "doubler": Doubler()}, "/hop")
         raw = await _exchange(gw.proxy_port, b"GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         head, _, body = raw.partition(b"\r\n\r\n")
         lines = [line.lower() for line in head.split(b"\r\n")[1:]]
