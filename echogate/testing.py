@@ -37,6 +37,10 @@ from echogate.proxy import Gateway, GatewayResource
 from echogate.site import GatewayRequest, GatewaySite
 from echogate.snapshot import ConfigurationData, Snapshot
 from echogate.messages import headers_of
+from echogate.upstream import HOP_BY_HOP, listed_names
+
+# What the lean client keeps out of a response's end-to-end lines.
+_CONNECTION_CONTROL = HOP_BY_HOP | {b"content-length", b"connection"}
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
 ROUTE_ID = "00000000-0000-4000-8000-000000000002"
@@ -114,22 +118,40 @@ class _FakeTransport:
 
 
 class _FakeResponse:
+    """
+    The fake upstream's answer, handed over as echogate's own client hands
+    over a response: the end-to-end header lines as wire pairs (hop-by-hop
+    ones and the names Connection lists left out), the length apart, and a
+    body that is all there.
+    """
+
     def __init__(self, answer: UpstreamAnswer):
         self.code = answer.status
         self.phrase = b"OK"
         self.version = (b"HTTP", 1, 1)
-        self.headers = Headers()
-        for name, value in answer.headers.items():
-            self.headers.addRawHeader(name.encode("latin-1"), str(value).encode("latin-1"))
-        self.headers.setRawHeaders(b"content-length", [b"%d" % len(answer.body)])
+        self.raw_headers = [(name.encode("latin-1"), str(value).encode("latin-1"))
+                            for name, value in answer.headers.items()]
+        listed = listed_names(v for n, v in self.raw_headers if n.lower() == b"connection")
+        self.end_to_end = [(n, v) for n, v in self.raw_headers
+                           if n.lower() not in _CONNECTION_CONTROL and n.lower() not in listed]
+        self.via = any(n.lower() == b"via" for n, _ in self.end_to_end)
         self.length = len(answer.body)
-        self._body = answer.body
+        self._body: bytes | None = answer.body
+
+    @property
+    def headers(self) -> Headers:
+        return headers_of(self.end_to_end)
+
+    def whole_body(self) -> bytes | None:
+        body, self._body = self._body, None
+        return body
 
     def deliverBody(self, protocol: Any) -> None:
+        body, self._body = self._body, None
         transport = _FakeTransport()
         protocol.makeConnection(transport)
-        if self._body and not transport.stopped:
-            protocol.dataReceived(self._body)
+        if body and not transport.stopped:
+            protocol.dataReceived(body)
         if transport.stopped:
             protocol.connectionLost(Failure(ConnectionLost()))
         else:
