@@ -432,7 +432,8 @@ class Gateway:
             if config is None:
                 continue
             result = call_phase(step.name, "body_filter", step.body_filter, ctx.view(step.name), config, chunk)
-            if isinstance(result, Deferred):
+            # (bytes and None first: isinstance with the generic Deferred is slow)
+            if result is not None and type(result) is not bytes and isinstance(result, Deferred):
                 rest = steps[index + 1:]
                 return result.addCallback(
                     lambda out, c=chunk: self.filter_body(ctx, rest, c if out is None else out))

@@ -299,7 +299,9 @@ def run_phase(ctx: Any, steps: Sequence[Step], phase: str, config_of: Callable[[
             raise
         except BaseException as e:
             raise PluginFailure(step.name, phase, e) from e
-        if isinstance(result, Deferred):
+        # (None first: Deferred is generic, so isinstance goes through
+        # ABCMeta's Python-level check, about a microsecond.)
+        if result is not None and isinstance(result, Deferred):
             return _tag(result, step.name, phase).addCallback(
                 lambda _, i=index: None if until_exit and ctx.exit is not None
                 else run_phase(ctx, steps, phase, config_of, until_exit, i))
@@ -334,6 +336,6 @@ def call_phase(step_name: str, phase: str, method: Callable, *args: Any) -> Any:
         raise
     except BaseException as e:
         raise PluginFailure(step_name, phase, e) from e
-    if isinstance(result, Deferred):
+    if type(result) is not bytes and isinstance(result, Deferred):  # (see run_phase)
         _tag(result, step_name, phase)
     return result

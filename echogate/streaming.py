@@ -171,7 +171,7 @@ class BodyStreamer(Protocol):
         except BaseException:
             self._abort(Failure())
             return
-        if isinstance(out, Deferred):
+        if type(out) is not bytes and isinstance(out, Deferred):  # (a bytes check first: it is cheaper)
             self._queue = []
             self.transport.pauseProducing()
             out.addCallbacks(self._written_async, self._abort)
