@@ -295,3 +295,25 @@ class PyPyChoiceTests(SynchronousTestCase):
         self.versions.clear()
         self.assertEqual(pypy.choose(self.root), ((), None))
         self.assertTrue(pypy.wants_root(self.root))
+
+
+class PathCostTests(SynchronousTestCase):
+    """
+    L{bench.path_cost} drives echogate's real data path in one process.
+    """
+
+    def test_measures(self) -> None:
+        """
+        It proxies (it checks the answer itself, and the echo with
+        header-echo) and gives a positive cost per request for each run.
+        """
+        import gc
+
+        from bench.path_cost import measure
+
+        try:
+            figures = measure(["header-echo"], 20, 2)
+        finally:
+            gc.unfreeze()
+        self.assertEqual(len(figures), 2)
+        self.assertTrue(all(f > 0 for f in figures), figures)
