@@ -75,15 +75,6 @@ class GatewayResource(Resource):
         return server.NOT_DONE_YET
 
 
-def _overlay(headers: Headers, early: Headers) -> None:
-    """
-    Apply the headers plugins set before the response head existed (in
-    C{rewrite} or C{access}) on top of C{headers}.
-    """
-    for name, values in early.getAllRawHeaders():
-        headers.setRawHeaders(name, list(values))
-
-
 def _overlay_pairs(pairs: HeaderPairs, early: Headers | HeaderPairs) -> HeaderPairs:
     """
     C{pairs} with the headers plugins set before the response head existed
@@ -322,34 +313,29 @@ class Gateway:
         pairs = getattr(response, "end_to_end", None)
         if pairs is not None:
             # echogate's own client: wire pairs, already end to end, and ours.
-            # They stay pairs up to the client unless a plugin asks for a
-            # Headers object.
             state.upstream_headers = response.raw_headers
-            if response.via:
-                via = b", ".join([value for name, value in pairs if name.lower() == b"via"])
-                pairs = [pair for pair in pairs if pair[0].lower() != b"via"]
-                pairs.append((b"Via", via + b", " + VIA))
-            else:
-                pairs.append((b"Via", VIA))
-            pairs.append((b"X-Echogate-Upstream-Latency", _ms(ctx.upstream_started, ctx.upstream_responded)))
-            pairs.append((b"X-Echogate-Proxy-Latency", _ms(ctx.started, ctx.upstream_started)))
-            if length is not None:
-                pairs.append((b"Content-Length", length))
-            if state.changed_early:
-                pairs = _overlay_pairs(pairs, state.as_is())
-            state.replace_headers(pairs)
+            has_via = response.via
         else:
+            # Agent's response: a Headers object, hop-by-hop headers included.
             state.upstream_headers = response.headers
-            headers = copy_end_to_end(response.headers)
-            via = headers.getRawHeaders(b"via")
-            headers.setRawHeaders(b"via", [b", ".join(via) + b", " + VIA] if via else [VIA])
-            headers.setRawHeaders(b"x-echogate-upstream-latency", [_ms(ctx.upstream_started, ctx.upstream_responded)])
-            headers.setRawHeaders(b"x-echogate-proxy-latency", [_ms(ctx.started, ctx.upstream_started)])
-            if length is not None:
-                headers.setRawHeaders(b"content-length", [length])
-            if state.changed_early:
-                _overlay(headers, state.headers)
-            state.replace_headers(headers)
+            pairs = [(name, value) for name, values in copy_end_to_end(response.headers).getAllRawHeaders()
+                     for value in values]
+            has_via = any(name.lower() == b"via" for name, _ in pairs)
+        # The head stays pairs up to the client unless a plugin asks for a
+        # Headers object.
+        if has_via:
+            via = b", ".join([value for name, value in pairs if name.lower() == b"via"])
+            pairs = [pair for pair in pairs if pair[0].lower() != b"via"]
+            pairs.append((b"Via", via + b", " + VIA))
+        else:
+            pairs.append((b"Via", VIA))
+        pairs.append((b"X-Echogate-Upstream-Latency", _ms(ctx.upstream_started, ctx.upstream_responded)))
+        pairs.append((b"X-Echogate-Proxy-Latency", _ms(ctx.started, ctx.upstream_started)))
+        if length is not None:
+            pairs.append((b"Content-Length", length))
+        if state.changed_early:
+            pairs = _overlay_pairs(pairs, state.as_is())
+        state.replace_headers(pairs)
         body_filters = ctx.steps.body_filter_steps
         try:
             pending = self._header_filter(ctx)
@@ -359,16 +345,15 @@ class Gateway:
             return
 
         def send(_: Any = None) -> None:
+            self._write_head(request, ctx)
             whole = None if body_filters or not hasattr(response, "whole_body") else response.whole_body()
             if whole is not None:
                 # It all came with the head (echogate's client): written now,
                 # with the head, without a streamer.
-                self._write_head(request, ctx)
                 if whole:
                     request.write(whole)
                 self.finish(request, ctx)
                 return
-            self._write_head(request, ctx)
             length = response.length if isinstance(response.length, int) else None
             streamer = BodyStreamer(self, request, ctx, body_filters,
                                     ctx.service.get("read_timeout", 60000) / 1000.0, length)
@@ -410,17 +395,7 @@ class Gateway:
 
     def _write_head(self, request: GatewayRequest, ctx: RequestContext) -> None:
         state = ctx.response
-        head = state.as_is()
-        if isinstance(head, Headers):
-            # Keep what Twisted set before the response (Connection: close
-            # when the client asked for it).
-            for name, values in request.responseHeaders.getAllRawHeaders():
-                if not head.hasHeader(name):
-                    head.setRawHeaders(name, values)
-            request.setResponseCode(state.status)
-            request.responseHeaders = head
-        else:
-            request.respond(state.status, head)
+        request.respond(state.status, state.as_is())
 
     def filter_body(self, ctx: RequestContext, steps: list[Step], chunk: bytes) -> bytes | Deferred:
         """
@@ -465,15 +440,12 @@ class Gateway:
         state = ctx.response
         state.status = status
         state.source = source
-        out = Headers()
-        if state.changed_early:
-            _overlay(out, state.headers)
+        state.replace_headers(_overlay_pairs([], state.as_is()) if state.changed_early else [])
         for name, value in headers.items():
-            out.setRawHeaders(name.encode("latin-1"), [str(value).encode("latin-1")])
-        out.setRawHeaders(b"server", [SERVER])
-        out.setRawHeaders(b"date", [datetimeToString()])
-        out.setRawHeaders(b"x-echogate-response-latency", [_ms(ctx.started, self._clock.seconds())])
-        state.replace_headers(out)
+            state.set_header(name, str(value))
+        state.set_header("Server", SERVER)
+        state.set_header("Date", datetimeToString())
+        state.set_header("X-Echogate-Response-Latency", _ms(ctx.started, self._clock.seconds()))
         if not filters:
             self._send_whole(request, ctx, body)
             return
@@ -521,7 +493,7 @@ class Gateway:
         if request._disconnected:
             self._log_phase(ctx)
             return
-        ctx.response.headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        ctx.response.set_header("Content-Length", b"%d" % len(body))
         self._write_head(request, ctx)
         if body:
             request.write(body)

@@ -58,16 +58,26 @@ class GatewayRequest(server.Request):
     _received = 0
     _head: list[tuple[bytes, bytes]] | None = None
 
-    def respond(self, status: int, head: list[tuple[bytes, bytes]]) -> None:
+    def respond(self, status: int, head: Headers | list[tuple[bytes, bytes]]) -> None:
         """
-        Answer with C{status} and the header lines C{head} (wire pairs,
-        names and values ready to send), written with the first L{write}
-        (or L{finish}) in one piece, without a L{Headers} object. The
-        framing is as Twisted's: chunked for HTTP/1.1 when C{head} has no
-        Content-Length, no body for C{HEAD}, 204 and 304.
+        Answer with C{status} and the headers C{head}, keeping what Twisted
+        set before the response (C{Connection: close} when the client asked
+        for it) unless C{head} has it.
+
+        C{head} as header lines (wire pairs, names and values ready to
+        send) is written with the first L{write} (or L{finish}) in one
+        piece, without a L{Headers} object, framed as Twisted frames a
+        response: chunked for HTTP/1.1 when it has no Content-Length, no
+        body for C{HEAD}, 204 and 304. A L{Headers} is written by Twisted.
         """
         self.setResponseCode(status)
-        self._head = head
+        if isinstance(head, Headers):
+            for name, values in self.responseHeaders.getAllRawHeaders():
+                if not head.hasHeader(name):
+                    head.setRawHeaders(name, values)
+            self.responseHeaders = head
+        else:
+            self._head = head
 
     def write(self, data: bytes) -> None:
         head = self._head
@@ -88,11 +98,12 @@ class GatewayRequest(server.Request):
         # through HeaderEditor, which cleans them), so the lines are found
         # by searching the whole block once.
         block = b"\r\n" + b"".join([b"%s: %s\r\n" % pair for pair in head])
-        framed = b"\ncontent-length:" in block.lower()
+        lowered = block.lower()
+        framed = b"\ncontent-length:" in lowered
         # What Twisted set before the response (Connection: close when the
         # client asked for it), unless the lines have it already.
         for name, values in self.responseHeaders.getAllRawHeaders():
-            if b"\n" + name.lower() + b":" not in block.lower():
+            if b"\n" + name.lower() + b":" not in lowered:
                 block += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
         bodiless = self.method == b"HEAD" or code in NO_BODY_CODES
         if not framed and not bodiless and self.clientproto == b"HTTP/1.1":

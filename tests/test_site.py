@@ -13,6 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.python.failure import Failure
 from twisted.web import http, server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
@@ -310,6 +311,21 @@ class RespondTests(SynchronousTestCase):
         request.finish()
         self.assertEqual(self.transport.value(),
                          b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nconnection: close\r\n\r\n")
+
+    def test_headersObject(self) -> None:
+        """
+        A L{Headers} head is written by Twisted, with what Twisted set
+        before the response (here C{Connection: close}) kept.
+        """
+        request = self.request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        request.respond(201, Headers({b"Content-Length": [b"2"], b"X-A": [b"1"]}))
+        request.write(b"ok")
+        request.finish()
+        written = self.transport.value()
+        self.assertTrue(written.startswith(b"HTTP/1.1 201 Created\r\n"), written)
+        for line in (b"Content-Length: 2\r\n", b"X-A: 1\r\n", b"Connection: close\r\n"):
+            self.assertIn(line, written)
+        self.assertTrue(written.endswith(b"\r\n\r\nok"))
 
     def test_cookiesTheTwistedWay(self) -> None:
         """
