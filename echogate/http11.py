@@ -20,7 +20,7 @@ from twisted.web.client import PotentialDataLoss, ResponseDone, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from echogate.upstream import HOP_BY_HOP, listed_names
+from echogate.upstream import NOT_END_TO_END, listed_names
 
 if platform.python_implementation() == "CPython":
     from httptools import HttpResponseParser as ResponseParser
@@ -44,10 +44,6 @@ MAX_HEADERS = 100
 #: connection is paused.
 BUFFER_LIMIT = 65536
 
-# Kept out of the response's headers: they describe the connection (the
-# body's length is C{response.length}), or are hop-by-hop (with the names
-# the Connection header lists), so C{headers} is what goes on to the client.
-_CONNECTION_CONTROL = HOP_BY_HOP | {b"content-length", b"connection"}
 # Connection header values that name no end-to-end header.
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 _NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
@@ -407,7 +403,7 @@ class HTTP11Connection(Protocol):
         raw = self._raw_headers
         for pair in raw:
             lower = pair[0].lower()
-            if lower in _CONNECTION_CONTROL:
+            if lower in NOT_END_TO_END:  # framing or hop-by-hop: not passed on
                 if lower == b"content-length":
                     length = int(pair[1])  # llhttp checked it (and that it does not conflict)
                 elif lower == b"transfer-encoding":

@@ -37,10 +37,7 @@ from echogate.proxy import Gateway, GatewayResource
 from echogate.site import GatewayRequest, GatewaySite
 from echogate.snapshot import ConfigurationData, Snapshot
 from echogate.messages import headers_of
-from echogate.upstream import HOP_BY_HOP, listed_names
-
-# What the lean client keeps out of a response's end-to-end lines.
-_CONNECTION_CONTROL = HOP_BY_HOP | {b"content-length", b"connection"}
+from echogate.upstream import NOT_END_TO_END, listed_names
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
 ROUTE_ID = "00000000-0000-4000-8000-000000000002"
@@ -133,7 +130,7 @@ class _FakeResponse:
                             for name, value in answer.headers.items()]
         listed = listed_names(v for n, v in self.raw_headers if n.lower() == b"connection")
         self.end_to_end = [(n, v) for n, v in self.raw_headers
-                           if n.lower() not in _CONNECTION_CONTROL and n.lower() not in listed]
+                           if n.lower() not in NOT_END_TO_END and n.lower() not in listed]
         self.via = any(n.lower() == b"via" for n, _ in self.end_to_end)
         self.length = len(answer.body)
         self._body: bytes | None = answer.body

@@ -38,6 +38,10 @@ HOP_BY_HOP = frozenset(
     )
 )
 
+#: Response header names that do not go on to the client as they are: the
+#: hop-by-hop ones, and Content-Length (the body's length travels apart).
+NOT_END_TO_END = HOP_BY_HOP | {b"content-length"}
+
 _REPLACED_UP = frozenset(
     (b"x-real-ip", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
      b"x-forwarded-path", b"x-forwarded-prefix")
