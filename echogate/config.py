@@ -29,6 +29,7 @@ DEFAULTS: dict[str, str] = {
     "upstream_client": "auto",
     "upstream_keepalive_pool_size": "1000",
     "upstream_keepalive_idle_timeout": "60",
+    "gc_young_threshold": "50000",
 }
 
 HELP: dict[str, str] = {
@@ -47,6 +48,8 @@ HELP: dict[str, str] = {
                        "or 'auto' (lean).",
     "upstream_keepalive_pool_size": "Idle keep-alive connections kept per service address; 0 for none.",
     "upstream_keepalive_idle_timeout": "Seconds an idle upstream connection is kept.",
+    "gc_young_threshold": "Objects made (net) between the cyclic collector's young passes once the node "
+                          "has settled; 0 keeps Python's (700).",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -131,6 +134,7 @@ class Settings:
     upstream_client: str = "lean"
     upstream_keepalive_pool_size: int = 1000
     upstream_keepalive_idle_timeout: float = 60.0
+    gc_young_threshold: int = 50000
 
     def public(self) -> dict[str, Any]:
         """
@@ -152,6 +156,7 @@ class Settings:
             "upstream_client": self.upstream_client,
             "upstream_keepalive_pool_size": self.upstream_keepalive_pool_size,
             "upstream_keepalive_idle_timeout": self.upstream_keepalive_idle_timeout,
+            "gc_young_threshold": self.gc_young_threshold,
         }
 
 
@@ -278,6 +283,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         upstream_keepalive_pool_size=_whole("upstream_keepalive_pool_size", raw["upstream_keepalive_pool_size"], 0),
         upstream_keepalive_idle_timeout=_positive("upstream_keepalive_idle_timeout",
                                                   raw["upstream_keepalive_idle_timeout"]),
+        gc_young_threshold=_whole("gc_young_threshold", raw["gc_young_threshold"], 0),
     )
 
 

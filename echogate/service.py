@@ -29,7 +29,7 @@ from echogate._version import __version__
 from echogate.config import Options, Settings, redact_dsn, with_backlog
 from echogate.registry import PluginLoadError, load_plugins
 from echogate.runner import as_deferred
-from echogate.snapshot import settle_heap
+from echogate.snapshot import settle_heap, young_threshold
 
 __all__ = ["Options", "makeService", "GatewayService"]
 
@@ -82,9 +82,10 @@ class GatewayService(MultiService):
     One echogate node.
 
     @param settle: what the node runs once configuration changes have been
-        quiet for a second (L{echogate.snapshot.settle_heap}, the default;
-        tests that run many nodes in one process pass C{None}: a node owns
-        its process's heap).
+        quiet for a second (L{echogate.snapshot.settle_heap}, the default,
+        followed by the collector's young threshold,
+        C{gc_young_threshold}; tests that run many nodes in one process
+        pass C{None}: a node owns its process's heap).
     """
 
     def __init__(self, reactor: Any, settings: Settings, plugins: dict[str, Any], *,
@@ -266,7 +267,8 @@ class GatewayService(MultiService):
                 delay = min(delay * 2, 10.0)
         self.live = LiveConfiguration(store=self.store, plugins=self.plugins, clock=self._reactor,
                                       check_interval=self.settings.config_check_interval,
-                                      build=build_in_thread(self._reactor), settle=self._settle)
+                                      build=build_in_thread(self._reactor),
+                                      settle=self._settle_heap if self._settle is not None else None)
         await self.live.start()
         await self._init_plugins()
         for _, _, port in self._ports:
@@ -301,6 +303,14 @@ class GatewayService(MultiService):
         self._parent_watch = LoopingCall(check)
         self._parent_watch.clock = self._reactor
         self._parent_watch.start(1.0, now=False)
+
+    def _settle_heap(self) -> None:
+        """
+        Once configuration changes are quiet: C{settle} (the heap), then
+        the collector's young threshold (C{gc_young_threshold}).
+        """
+        self._settle()
+        young_threshold(self.settings.gc_young_threshold)
 
     async def _init_plugins(self) -> None:
         index = self.live.current.plugins

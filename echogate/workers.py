@@ -142,6 +142,7 @@ class WorkerPool:
             "ECHOGATE_UPSTREAM_CLIENT": s.upstream_client,
             "ECHOGATE_UPSTREAM_KEEPALIVE_POOL_SIZE": str(s.upstream_keepalive_pool_size),
             "ECHOGATE_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT": str(s.upstream_keepalive_idle_timeout),
+            "ECHOGATE_GC_YOUNG_THRESHOLD": str(s.gc_young_threshold),
             WORKER_OF: str(os.getpid()),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         })

@@ -5,12 +5,14 @@ id, and what GET / shows.
 from __future__ import annotations
 
 import gc
+import attrs
 from typing import Any
 from unittest import skipIf
 
 from twisted.trial import unittest
 
 from echogate.bundled.header_echo import HeaderEcho
+from echogate.config import ConfigError, resolve
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Integer, Record
 from echogate.service import GatewayService, node_id
@@ -121,6 +123,36 @@ class HeapTests(unittest.TestCase):
         from echogate.snapshot import settle_heap
 
         gateway = await start_gateway(self, settle=settle_heap)
-        self.assertIs(gateway.service.live._settle, settle_heap)
+        self.assertEqual(gateway.service.live._settle, gateway.service._settle_heap)
         self.assertIs(
             GatewayService(None, gateway.service.settings, {})._settle, settle_heap)
+
+    @skipIf(not hasattr(gc, "set_threshold"), "this collector has no generations (PyPy)")
+    def test_youngThreshold(self) -> None:
+        """
+        A node's settling runs C{settle} and then sets the collector's
+        young threshold from C{gc_young_threshold}, keeping the older
+        generations' thresholds; 0 leaves the thresholds alone.
+        """
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        settled = []
+        settings = attrs.evolve(resolve({"proxy_listen": "tcp:0"}, {}, None), gc_young_threshold=12345)
+        service = GatewayService(None, settings, {}, settle=lambda: settled.append(True))
+        service._settle_heap()
+        self.assertEqual(settled, [True])
+        self.assertEqual(gc.get_threshold(), (12345, *before[1:]))
+        gc.set_threshold(*before)
+        GatewayService(None, attrs.evolve(settings, gc_young_threshold=0), {}, settle=lambda: None)._settle_heap()
+        self.assertEqual(gc.get_threshold(), before)
+
+    def test_youngThresholdDefault(self) -> None:
+        """
+        The young threshold is 50,000 unless set; it must be a whole number.
+        """
+        self.assertEqual(resolve({"proxy_listen": "tcp:0"}, {}, None).gc_young_threshold, 50000)
+        self.assertEqual(resolve({}, {"ECHOGATE_GC_YOUNG_THRESHOLD": "0"}, None).gc_young_threshold, 0)
+        for bad in ("-1", "many", "1.5"):
+            with self.assertRaises(ConfigError) as raised:
+                resolve({"gc_young_threshold": bad}, {}, None)
+            self.assertIn("gc_young_threshold", str(raised.exception))
