@@ -12,33 +12,38 @@ from typing import Any
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from echogate.batching import WriteBatcher
 from echogate.deadlines import Deadline, DeadlineQueue
 from echogate.http11 import HTTP11Connection, OneConnection, UpstreamResponse
-from echogate.upstream import UpstreamClient, client_endpoint, failure_answer, is_connect_failure
+from echogate.upstream import UpstreamClient, client_endpoint, failure_answer, is_connect_failure, send_with_request
 
 #: Methods whose request may be sent again after a kept-alive connection
 #: turned out to be closed before answering.
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"))
+_log = Logger(namespace="echogate.upstream")
 
 class _Exchange:
     """
     One request to a service, as L{echogate.upstream._Exchange}: connection
     failures retried up to C{retries}, each attempt bounded by C{deadline}
     seconds up to the response head, a stale kept-alive connection retried
-    once for an idempotent method; C{result} fires with the response or
-    fails with L{ProxyError} (502, or 504 on timeouts).
+    once for an idempotent method. Exactly one of C{callback(response,
+    *args)} or C{errback(failure, *args)} (a L{ProxyError}: 502, or 504 on
+    timeouts) is called, unless it is cancelled first; C{called} says
+    whether it was.
     """
 
     __slots__ = ("_client", "_key", "_endpoint", "method", "target", "headers", "body", "_retries",
-                 "_deadline", "result", "_attempts", "_timer", "_timed_out", "_connecting", "_conn",
-                 "_stale_retried", "_cancelled")
+                 "_deadline", "_callback", "_errback", "_args", "called", "_attempts", "_timer", "_timed_out",
+                 "_connecting", "_conn", "_stale_retried", "_cancelled")
 
     def __init__(self, client: "LeanUpstreamClient", key: tuple, endpoint: Any, method: bytes,
-                 target: bytes, headers: Headers, body: Any, retries: int, deadline: float):
+                 target: bytes, headers: Headers, body: Any, retries: int, deadline: float,
+                 callback: Any, errback: Any, args: tuple):
         self._client = client
         self._key = key
         self._endpoint = endpoint
@@ -55,7 +60,10 @@ class _Exchange:
         self._conn: HTTP11Connection | None = None
         self._stale_retried = False
         self._cancelled = False
-        self.result: Deferred = Deferred(self._cancel)
+        self._callback = callback
+        self._errback = errback
+        self._args = args
+        self.called = False
         self._send(reuse=True)
 
     def _send(self, reuse: bool) -> None:
@@ -94,7 +102,13 @@ class _Exchange:
             conn.abandon()
             self._failed(ierror.TimeoutError(), retry=False)
 
-    def _cancel(self, _: Deferred) -> None:
+    def cancel(self) -> None:
+        """
+        Give the request up: abort its connection (or connection attempt);
+        neither callback is called.
+        """
+        if self.called or self._cancelled:
+            return
         self._cancelled = True
         self._stop_timer()
         if self._connecting is not None:
@@ -106,14 +120,18 @@ class _Exchange:
     def got_head(self, response: UpstreamResponse) -> None:
         self._stop_timer()
         self._conn = None
-        self.result.callback(response)
+        self.called = True
+        try:
+            self._callback(response, *self._args)
+        except BaseException:
+            _log.failure("delivering an upstream response")
 
     def lost(self, failure: Failure, stale: bool) -> None:
         """
         The connection closed (or sent garbage) before the response head.
         """
         self._conn = None
-        if stale and not self._stale_retried and self.method in IDEMPOTENT and not self.result.called:
+        if stale and not self._stale_retried and self.method in IDEMPOTENT and not self.called:
             self._stale_retried = True
             self._stop_timer()
             self._send(reuse=False)
@@ -122,15 +140,18 @@ class _Exchange:
 
     def _failed(self, value: BaseException, retry: bool = True) -> None:
         self._stop_timer()
-        result = self.result
-        if result.called or self._cancelled:
+        if self.called or self._cancelled:
             return
         if retry and is_connect_failure(value) and self._attempts < self._retries:
             self._attempts += 1
             self._timed_out = False
             self._send(reuse=True)
             return
-        result.errback(failure_answer(value, self._timed_out))
+        self.called = True
+        try:
+            self._errback(Failure(failure_answer(value, self._timed_out)), *self._args)
+        except BaseException:
+            _log.failure("delivering an upstream failure")
 
 
 class LeanUpstreamClient:
@@ -165,11 +186,27 @@ class LeanUpstreamClient:
         @return: a Deferred firing with the response, or failing with
             L{ProxyError} (502 or 504); cancelling it aborts the request.
         """
+        sent: list[Any] = []
+        result: Deferred = Deferred(lambda _: sent[0].cancel())
+        sent.append(self.send(service, method, target, headers, body, result.callback, result.errback))
+        return result
+
+    def send(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
+             body: Any, callback: Any, errback: Any, args: tuple = ()) -> Any:
+        """
+        L{request} without a Deferred, for the gateway's data path: call
+        C{callback(response, *args)} with the response, or C{errback(failure,
+        *args)} with a L{ProxyError} failure (either may be called before
+        this returns).
+
+        @return: the request's handle: C{cancel()} aborts it (neither
+            callback is then called), C{called} says whether one was.
+        """
         scheme = service.get("protocol") or "http"
         if scheme == "https":
             if self._tls is None:
                 self._tls = UpstreamClient(self._reactor, max_per_host=self._max_idle, idle_timeout=self._idle_timeout)
-            return self._tls.request(service, method, target, headers, body)
+            return send_with_request(self._tls, service, method, target, headers, body, callback, errback, args)
         host = service["host"]
         port = service.get("port") or 80
         connect_timeout = service.get("connect_timeout", 60000) / 1000.0
@@ -181,7 +218,7 @@ class LeanUpstreamClient:
         deadline = (service.get("read_timeout", 60000)
                     + (service.get("write_timeout", 60000) if body is not None else 0)) / 1000.0
         return _Exchange(self, key, endpoint, method, target, headers, body,
-                         service.get("retries", 5), deadline).result
+                         service.get("retries", 5), deadline, callback, errback, args)
 
     def _take(self, key: tuple) -> HTTP11Connection | None:
         idle = self._idle.get(key)

@@ -11,6 +11,7 @@ once the response is finished or the client went away.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, Callable, Iterator, Mapping
 
 from twisted.internet.defer import Deferred
@@ -27,7 +28,7 @@ from echogate.paths import normalize_path
 from echogate.runner import PluginFailure, Step, call_phase, run_phase, run_steps
 from echogate.site import SERVER, UNEXPECTED, Counters, GatewayRequest, GatewaySite
 from echogate.streaming import BodyStreamer, Drain, RequestBody
-from echogate.upstream import VIA, TrustedNetworks, UpstreamClient, copy_end_to_end, upstream_headers
+from echogate.upstream import VIA, TrustedNetworks, UpstreamClient, copy_end_to_end, send_with_request, upstream_headers
 
 _log = Logger(namespace="echogate.proxy")
 
@@ -105,6 +106,9 @@ class Gateway:
         self._clock = clock
         self._snapshot = snapshot
         self._upstream = upstream
+        # The client's callback interface when it has one (echogate's own),
+        # else its Deferred one: a Deferred per request costs several calls.
+        self._send = getattr(upstream, "send", None) or partial(send_with_request, upstream)
         self._trusted = trusted or TrustedNetworks()
         self.counters = counters or Counters()
 
@@ -283,9 +287,10 @@ class Gateway:
             target += b"?" + upstream.query.encode("latin-1")
         ctx.upstream_started = self._clock.seconds()
         body = RequestBody(data=upstream.body) if upstream.body is not None else RequestBody.of_request(request)
-        d = self._upstream.request(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(), body)
-        ctx.pending = d
-        d.addCallbacks(self._got_response, self._upstream_failed, (request, ctx), None, (request, ctx))
+        sent = self._send(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(), body,
+                          self._got_response, self._upstream_failed, (request, ctx))
+        if not sent.called:
+            ctx.pending = sent
 
     def _upstream_failed(self, failure: Failure, request: GatewayRequest, ctx: RequestContext) -> None:
         ctx.pending = None

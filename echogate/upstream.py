@@ -249,6 +249,18 @@ def failure_answer(value: BaseException, timed_out: bool) -> ProxyError:
     return ProxyError(502, BAD_UPSTREAM)
 
 
+def send_with_request(client: Any, service: dict, method: bytes, target: bytes, headers: Any, body: Any,
+                      callback: Any, errback: Any, args: tuple = ()) -> Deferred:
+    """
+    C{send} (see L{echogate.httpclient.LeanUpstreamClient.send}) for a
+    client that has only C{request}: its Deferred is the handle (it has
+    C{cancel()} and C{called}).
+    """
+    result = client.request(service, method, target, headers, body)
+    result.addCallbacks(callback, errback, args, None, args)
+    return result
+
+
 class _Exchange:
     """
     One request to a service: its attempts (connection failures retried up

@@ -1063,3 +1063,70 @@ class ReleaseTests(SynchronousTestCase):
             del gc.garbage[:]
             gc.enable()
         self.assertEqual(leaked, [])
+
+    @skipIf(platform.python_implementation() != "CPython", "reference counting is CPython's")
+    def test_noCyclesOnTheLeanClient(self) -> None:
+        """
+        A request proxied through echogate's own upstream client (its
+        callbacks, not a Deferred, carry the response to the gateway)
+        leaves no request context for the cyclic collector either.
+        """
+        import gc
+
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        from echogate.bundled.header_echo import HeaderEcho
+        from echogate.context import RequestContext
+        from echogate.http11 import HTTP11Connection
+        from echogate.httpclient import LeanUpstreamClient
+        from echogate.proxy import Gateway, GatewayResource
+        from echogate.site import GatewaySite
+        from echogate.snapshot import ConfigurationData, Snapshot
+
+        service = {"id": "s", "name": "s", "protocol": "http", "host": "127.0.0.1", "port": 9000, "path": None,
+                   "retries": 5, "connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000,
+                   "enabled": True}
+        route = {"id": "r", "name": "r", "protocols": ["http"], "methods": None, "hosts": None, "paths": ["/"],
+                 "headers": None, "strip_path": False, "preserve_host": False, "regex_priority": 0,
+                 "service": {"id": "s"}, "path_handling": "v0"}
+        echo = HeaderEcho()
+        plugin = {"id": "p", "name": echo.name, "config": echo.config_schema.validate({}), "enabled": True,
+                  "route": {"id": "r"}, "service": None, "consumer": None}
+        snapshot = Snapshot.build(ConfigurationData(version=1, services=(service,), routes=(route,),
+                                                    plugins=(plugin,)), {echo.name: echo})
+        clock = Clock()
+        client = LeanUpstreamClient(clock)
+        client.request = lambda *a: self.fail("the gateway used the Deferred interface")  # type: ignore
+        site = GatewaySite(GatewayResource(Gateway(clock=clock, snapshot=lambda: snapshot, upstream=client)),
+                           reactor=clock)
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        channel = site.buildProtocol(peer)
+        down = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8000))
+        channel.makeConnection(down)
+        conn = HTTP11Connection(client, ("127.0.0.1", 9000))
+        conn.makeConnection(StringTransport())
+        client._release(conn)
+
+        def one() -> None:
+            channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: h\r\nX-Request-Echo: v\r\n\r\n")
+            conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        one()
+        self.assertIn(b"X-Response-Echo: v", down.value())
+        gc.collect()
+        flags = gc.get_debug()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.disable()
+            for _ in range(2):
+                one()
+            gc.collect()
+            leaked = [o for o in gc.garbage if isinstance(o, RequestContext)]
+        finally:
+            gc.set_debug(flags)
+            del gc.garbage[:]
+            gc.enable()
+        self.assertEqual(down.value().count(b"HTTP/1.1 200 OK"), 3)
+        self.assertEqual(leaked, [])

@@ -1177,3 +1177,95 @@ class PureStaleConnectionTests(_PureParser, StaleConnectionTests):
     """
     L{StaleConnectionTests} with echogate's own parser.
     """
+
+
+class SendTests(SynchronousTestCase):
+    """
+    C{send}: the client's interface without a Deferred (the gateway's data
+    path), calling back with the caller's arguments.
+    """
+
+    def send(self, h: Harness, service: dict | None = None) -> tuple[Any, list]:
+        calls: list = []
+        handle = h.client.send(service or SERVICE, b"GET", b"/x", Headers({b"host": [b"u"]}), None,
+                               lambda r, *a: calls.append(("response", r, a)),
+                               lambda f, *a: calls.append(("failure", f, a)), ("one", 2))
+        return handle, calls
+
+    def test_callback(self) -> None:
+        """
+        The response goes to C{callback} with the arguments; C{called}
+        says so.
+        """
+        h = Harness()
+        handle, calls = self.send(h)
+        self.assertFalse(handle.called)
+        p, _ = h.connect()
+        p.dataReceived(OK)
+        [(kind, response, args)] = calls
+        self.assertEqual((kind, response.code, args), ("response", 200, ("one", 2)))
+        self.assertTrue(handle.called)
+
+    def test_errback(self) -> None:
+        """
+        A failure goes to C{errback} as a L{ProxyError} failure, with the
+        arguments.
+        """
+        h = Harness()
+        handle, calls = self.send(h, dict(SERVICE, retries=0))
+        h.refuse()
+        [(kind, failure, args)] = calls
+        self.assertEqual((kind, failure.value.status, args), ("failure", 502, ("one", 2)))
+        self.assertIsInstance(failure, Failure)
+        self.assertTrue(handle.called)
+
+    def test_cancel(self) -> None:
+        """
+        C{cancel()} aborts the connection and nothing is called, then or
+        later; no timer is left.
+        """
+        h = Harness()
+        handle, calls = self.send(h)
+        p, t = h.connect()
+        handle.cancel()
+        self.assertTrue(t.disconnected)
+        lose(p, t)
+        h.reactor.advance(10)
+        self.assertEqual(calls, [])
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_callbackRaises(self) -> None:
+        """
+        An exception from C{callback} is logged, and does not break the
+        connection, which goes back to the pool.
+        """
+        h = Harness()
+        h.client.send(SERVICE, b"GET", b"/x", Headers(), None, lambda r: 1 / 0, lambda f: None)
+        p, t = h.connect()
+        p.dataReceived(OK)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertFalse(t.disconnected)
+        self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1)
+
+    def test_withRequestOnly(self) -> None:
+        """
+        L{send_with_request} gives a client that has only C{request} the
+        same interface; its Deferred is the handle.
+        """
+        from echogate.upstream import send_with_request
+
+        class OnlyRequest:
+            def __init__(self) -> None:
+                self.pending: Deferred = Deferred()
+
+            def request(self, *a: Any) -> Deferred:
+                return self.pending
+
+        client = OnlyRequest()
+        calls: list = []
+        handle = send_with_request(client, SERVICE, b"GET", b"/", [], None,
+                                   lambda r, *a: calls.append((r, a)), lambda f, *a: calls.append((f, a)), ("x",))
+        self.assertIs(handle, client.pending)
+        self.assertFalse(handle.called)
+        client.pending.callback("response")
+        self.assertEqual(calls, [("response", ("x",))])
