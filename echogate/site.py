@@ -146,6 +146,22 @@ class GatewayRequest(server.Request):
             return
         self.content.write(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        Twisted's, without its argument processing: it parses the query
+        string into C{args} for every request, and a POST's URL-encoded or
+        multipart body too, answering 400 when the multipart does not
+        parse. A proxy passes bodies on untouched (what they hold is the
+        service's business), and the gateway reads the query itself when a
+        plugin asks (L{echogate.messages}); C{args} stays empty.
+        """
+        self.content.seek(0, 0)
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.process()
+
     def process(self) -> None:
         self.site = self.channel.site
         self.prepath = []

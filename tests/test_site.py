@@ -567,3 +567,59 @@ class HeadFastPathTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         clock.advance(1)
         self.assertTrue(transport.disconnecting)
+
+
+class BodyPassedOnTests(SynchronousTestCase):
+    """
+    The proxy does not parse what it passes on: form bodies and query
+    strings reach the service as the client sent them, whatever they hold.
+    """
+
+    def proxied(self, body: bytes, content_type: str, path: str = "/f") -> Any:
+        from echogate.testing import GatewayHarness
+
+        seen: list = []
+
+        def upstream(request: Any) -> Any:
+            from echogate.testing import UpstreamAnswer
+
+            seen.append(request)
+            return UpstreamAnswer(200, {}, b"done")
+
+        harness = GatewayHarness([], upstream=upstream)
+        response = self.successResultOf(harness.request("POST", path, headers={"Content-Type": content_type},
+                                                        body=body))
+        return response, seen
+
+    def test_malformedMultipart(self) -> None:
+        """
+        A body labelled multipart/form-data that is not one is the
+        service's business: passed on, not answered 400.
+        """
+        body = b"--nope\r\nthis is not a multipart body"
+        response, seen = self.proxied(body, "multipart/form-data; boundary=b")
+        self.assertEqual(response.status, 200)
+        [request] = seen
+        self.assertEqual(request.body, body)
+        self.assertEqual(request.header("content-type"), "multipart/form-data; boundary=b")
+
+    def test_formNotParsed(self) -> None:
+        """
+        A URL-encoded form and the query string are not parsed into
+        C{request.args} (the gateway reads the query itself when asked).
+        """
+        captured: list = []
+        original = GatewayRequest.process
+
+        def process(request: Any) -> None:
+            captured.append(request)
+            original(request)
+
+        self.patch(GatewayRequest, "process", process)
+        response, seen = self.proxied(b"a=1&b=2", "application/x-www-form-urlencoded", path="/f?q=1&r=2")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(seen[0].body, b"a=1&b=2")
+        self.assertEqual(seen[0].path, "/f?q=1&r=2")
+        [request] = captured
+        self.assertEqual(request.args, {})
+        self.assertEqual((request.path, request.uri), (b"/f", b"/f?q=1&r=2"))
