@@ -1025,6 +1025,30 @@ class RequestStateTests(SynchronousTestCase):
         self.assertEqual(seen, [("writer", {}), ("writer", {})])
 
 
+def _contexts_left_by(one: Callable[[], object]) -> list:
+    """
+    The request contexts that the cyclic collector finds after C{one()}
+    has run twice (with the collector off meanwhile).
+    """
+    import gc
+
+    from echogate.context import RequestContext
+
+    gc.collect()
+    flags = gc.get_debug()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.disable()
+        for _ in range(2):
+            one()
+        gc.collect()
+        return [o for o in gc.garbage if isinstance(o, RequestContext)]
+    finally:
+        gc.set_debug(flags)
+        del gc.garbage[:]
+        gc.enable()
+
+
 class ReleaseTests(SynchronousTestCase):
     """
     A finished request's context is freed by reference counting, not left
@@ -1037,10 +1061,7 @@ class ReleaseTests(SynchronousTestCase):
         After a request (with a plugin view, a logger and a streamed body),
         the cyclic collector finds no request context to free.
         """
-        import gc
-
         from echogate.bundled.header_echo import HeaderEcho
-        from echogate.context import RequestContext
         from echogate.testing import GatewayHarness
 
         def logging_access(self_: Any, ctx: Any, config: Any) -> None:
@@ -1048,21 +1069,9 @@ class ReleaseTests(SynchronousTestCase):
 
         harness = GatewayHarness([HeaderEcho(), make_plugin("logs", access=logging_access)],
                                  configs=[("header-echo", {}), ("logs", {})])
-        gc.collect()
-        flags = gc.get_debug()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            gc.disable()
-            # The harness keeps its latest request; the first one must go.
-            for _ in range(2):
-                self.successResultOf(harness.request("GET", "/", headers={"X-Request-Echo": "v"}))
-            gc.collect()
-            leaked = [o for o in gc.garbage if isinstance(o, RequestContext)]
-        finally:
-            gc.set_debug(flags)
-            del gc.garbage[:]
-            gc.enable()
-        self.assertEqual(leaked, [])
+        # The harness keeps its latest request; the first one must go.
+        self.assertEqual(_contexts_left_by(
+            lambda: self.successResultOf(harness.request("GET", "/", headers={"X-Request-Echo": "v"}))), [])
 
     @skipIf(platform.python_implementation() != "CPython", "reference counting is CPython's")
     def test_noCyclesOnTheLeanClient(self) -> None:
@@ -1071,14 +1080,11 @@ class ReleaseTests(SynchronousTestCase):
         callbacks, not a Deferred, carry the response to the gateway)
         leaves no request context for the cyclic collector either.
         """
-        import gc
-
         from twisted.internet.address import IPv4Address
         from twisted.internet.task import Clock
         from twisted.internet.testing import StringTransport
 
         from echogate.bundled.header_echo import HeaderEcho
-        from echogate.context import RequestContext
         from echogate.http11 import HTTP11Connection
         from echogate.httpclient import LeanUpstreamClient
         from echogate.proxy import Gateway, GatewayResource
@@ -1115,18 +1121,5 @@ class ReleaseTests(SynchronousTestCase):
 
         one()
         self.assertIn(b"X-Response-Echo: v", down.value())
-        gc.collect()
-        flags = gc.get_debug()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            gc.disable()
-            for _ in range(2):
-                one()
-            gc.collect()
-            leaked = [o for o in gc.garbage if isinstance(o, RequestContext)]
-        finally:
-            gc.set_debug(flags)
-            del gc.garbage[:]
-            gc.enable()
+        self.assertEqual(_contexts_left_by(one), [])
         self.assertEqual(down.value().count(b"HTTP/1.1 200 OK"), 3)
-        self.assertEqual(leaked, [])
