@@ -117,7 +117,7 @@ class GatewayService(MultiService):
         from echogate.admin import AdminAPI, NodeInfo
         from echogate.proxy import Gateway, GatewayResource
         from echogate.batching import WriteBatcher
-        from echogate.site import Counters, GatewaySite
+        from echogate.site import Counters, GatewaySite, UnparsedRequest
         from echogate.upstream import TrustedNetworks, UpstreamClient
         from twisted.web.server import Site
 
@@ -159,7 +159,7 @@ class GatewayService(MultiService):
             on_change=lambda: self.live.reload() if self.live is not None else None,
             status=lambda: self.counters.as_dict([self.proxy_site]),
         )
-        admin_site = Site(self.admin.resource())
+        admin_site = Site(self.admin.resource(), requestFactory=UnparsedRequest)
         admin_site.noisy = False
         admin_site.displayTracebacks = False
         return self.proxy_site, admin_site

@@ -46,7 +46,29 @@ class _Discard:
         pass
 
 
-class GatewayRequest(server.Request):
+class UnparsedRequest(server.Request):
+    """
+    A L{server.Request} that leaves the query string and the body to
+    whoever handles it: Twisted's C{requestReceived} parses every query
+    string into C{args}, and a POST's URL-encoded or multipart body too,
+    answering a bare 400 (and closing the connection) when the multipart
+    does not parse. The proxy passes bodies on untouched (what they hold
+    is the service's business) and reads the query itself when a plugin
+    asks (L{echogate.messages}); the Admin API reads both itself
+    (L{echogate.bodies}), answering a bad body with a Kong-shaped error.
+    C{args} stays empty.
+    """
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.content.seek(0, 0)
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.process()
+
+
+class GatewayRequest(UnparsedRequest):
     """
     A request on the proxy listener: carries the L{RequestContext}
     (C{request.ctx}) and enforces the body size limit
@@ -145,22 +167,6 @@ class GatewayRequest(server.Request):
             self.content = _Discard()
             return
         self.content.write(data)
-
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        """
-        Twisted's, without its argument processing: it parses the query
-        string into C{args} for every request, and a POST's URL-encoded or
-        multipart body too, answering 400 when the multipart does not
-        parse. A proxy passes bodies on untouched (what they hold is the
-        service's business), and the gateway reads the query itself when a
-        plugin asks (L{echogate.messages}); C{args} stays empty.
-        """
-        self.content.seek(0, 0)
-        self.args = {}
-        self.method, self.uri = command, path
-        self.clientproto = version
-        self.path = path.split(b"?", 1)[0]
-        self.process()
 
     def process(self) -> None:
         self.site = self.channel.site

@@ -156,3 +156,25 @@ class HeapTests(unittest.TestCase):
             with self.assertRaises(ConfigError) as raised:
                 resolve({"gc_young_threshold": bad}, {}, None)
             self.assertIn("gc_young_threshold", str(raised.exception))
+
+
+class AdminBodiesTests(unittest.TestCase):
+    """
+    The Admin API's listener leaves bodies to the Admin API, which answers
+    a bad one with a Kong-shaped error.
+    """
+
+    timeout = 60
+
+    async def test_malformedMultipart(self) -> None:
+        """
+        A POST whose multipart body does not parse gets the Admin API's
+        JSON 400, not Twisted's bare one.
+        """
+        from echogate.bodies import CANNOT_PARSE_MULTIPART
+
+        gateway = await start_gateway(self)
+        answer = await gateway.admin("POST", "/services", data=b"--nope\r\nthis is not a multipart body",
+                                     headers={"Content-Type": "multipart/form-data; boundary=b"})
+        self.assertEqual((answer.code, answer.json()), (400, {"message": CANNOT_PARSE_MULTIPART}))
+        self.assertEqual((await gateway.admin("GET", "/services")).json()["data"], [])
