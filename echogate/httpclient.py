@@ -186,9 +186,9 @@ class LeanUpstreamClient:
         @return: a Deferred firing with the response, or failing with
             L{ProxyError} (502 or 504); cancelling it aborts the request.
         """
-        sent: list[Any] = []
-        result: Deferred = Deferred(lambda _: sent[0].cancel())
-        sent.append(self.send(service, method, target, headers, body, result.callback, result.errback))
+        # (cancel only comes once this returned, so sent is set by then)
+        result: Deferred = Deferred(lambda _: sent.cancel())
+        sent = self.send(service, method, target, headers, body, result.callback, result.errback)
         return result
 
     def send(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
