@@ -99,7 +99,9 @@ def run_load(load: Load, server: Process | None, cpus: str | None) -> LoadResult
     env = {**os.environ, "BENCH_POST_BYTES": str(load.post_bytes)}
     reset = server.reset_peak() if server is not None else False
     cpu_before = server.cpu_seconds() if server is not None else 0.0
-    sampler = MemorySampler(server) if server is not None else None
+    # The kernel keeps each process's peak (VmHWM) once it has been reset;
+    # sampling, which costs CPU the server could have used, is the fallback.
+    sampler = MemorySampler(server) if server is not None and not reset else None
     try:
         with sampler if sampler is not None else contextlib.nullcontext():
             done = subprocess.run(argv, capture_output=True, text=True, env=env,

@@ -6,12 +6,14 @@ Run: C{.venv/bin/trial bench.test_bench}. Nothing here starts a process.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench import nginx, pypy, report
 from bench.loadgen import LoadResult, parse_summary, result_from
+from bench.processes import MemorySampler
 from bench.profile import summarize_collapsed
 from bench.routes import filler_body
 
@@ -59,6 +61,44 @@ class WrkSummaryTests(SynchronousTestCase):
         self.assertEqual(result.error_count, 4)
         self.assertEqual(result.cpu, 0.75)
         self.assertEqual(result.peak_rss_kb, 2048)
+
+
+class _Tree:
+    """
+    A process tree for L{MemorySampler}: counts the walks of C{/proc}.
+    """
+
+    def __init__(self) -> None:
+        self.walks = 0
+        self.asked: list[list[int] | None] = []
+
+    def pids(self) -> list[int]:
+        self.walks += 1
+        return [10, 11]
+
+    def status(self, pids: list[int] | None = None) -> dict[str, int]:
+        self.asked.append(pids)
+        return {"VmRSS": 100 * len(self.asked)}
+
+
+class MemorySamplerTests(SynchronousTestCase):
+    """
+    L{MemorySampler} watches the tree without walking C{/proc} each time.
+    """
+
+    def test_walksOnce(self) -> None:
+        """
+        The tree is found once, when sampling starts; every sample reads
+        those processes, and the peak is the largest reading.
+        """
+        tree = _Tree()
+        deadline = time.monotonic() + 10
+        with MemorySampler(tree, interval=0.001) as sampler:  # type: ignore[arg-type]
+            while len(tree.asked) < 3 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        self.assertEqual(tree.walks, 1)
+        self.assertEqual(set(map(tuple, tree.asked)), {(10, 11)})
+        self.assertEqual(sampler.peak_kb, 100 * len(tree.asked))
 
 
 class SummaryTests(SynchronousTestCase):
