@@ -305,7 +305,9 @@ class Gateway:
         ctx.pending = None
         ctx.upstream_responded = self._clock.seconds()
         if request._disconnected:
-            response._transport.stopProducing() if hasattr(response, "_transport") else None
+            # Not expected (the client's going cancels the exchange), but a
+            # response nobody will read is dropped, whichever client made it.
+            response.deliverBody(Drain())
             return
         state = ctx.response
         state.status = state.upstream_status = response.code
