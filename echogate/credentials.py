@@ -38,15 +38,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
-from echogate.schema import (
-    ENTITY,
-    REQUIRED,
-    Field,
-    Foreign,
-    Record,
-    String,
-    is_uuid,
-)
+from echogate.fields import REQUIRED, Field, Foreign, String, is_uuid
+from echogate.schema import ENTITY, Record
 
 __all__ = [
     "KEYAUTH",

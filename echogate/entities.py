@@ -30,23 +30,10 @@ from urllib.parse import urlsplit
 import attrs
 
 from echogate import credentials, paths
+from echogate.containers import Array, Map, Set
 from echogate.errors import SchemaViolation
-from echogate.schema import (
-    ENTITY,
-    NO_DEFAULT,
-    REQUIRED,
-    Array,
-    Boolean,
-    Field,
-    Foreign,
-    Integer,
-    Map,
-    Record,
-    Set,
-    String,
-    at_least_one_of,
-    is_uuid,
-)
+from echogate.fields import NO_DEFAULT, REQUIRED, Boolean, Field, Foreign, Integer, String, is_uuid
+from echogate.schema import ENTITY, Record, at_least_one_of
 
 __all__ = [
     "EntityType",

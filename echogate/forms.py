@@ -30,7 +30,9 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from echogate.schema import Array, Boolean, Field, Foreign, Integer, Map, Number, Record
+from echogate.containers import Array, Map
+from echogate.fields import Boolean, Field, Foreign, Integer, Number
+from echogate.schema import Record
 
 __all__ = ["decode_form", "parse_name"]
 

@@ -25,8 +25,9 @@ from zope.interface import implementer
 from echogate.admin import AdminAPI, NodeInfo
 from echogate.admin.responses import error_response
 from echogate.errors import DatabaseUnavailable
+from echogate.fields import Integer, String
 from echogate.interfaces import IGatewayPlugin
-from echogate.schema import Integer, Record, String
+from echogate.schema import Record
 from tests.storefake import MemoryStore
 
 NOW = 1700000000

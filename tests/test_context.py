@@ -25,7 +25,8 @@ from echogate.context import (
     UpstreamRequest,
     encode_exit_body,
 )
-from echogate.schema import Record, String
+from echogate.fields import String
+from echogate.schema import Record
 from echogate.testing import ROUTE_ID, SERVICE_ID, GatewayHarness, UpstreamAnswer, UpstreamRequestSeen
 from tests.test_plugin_contract import (
     UNEXPECTED,

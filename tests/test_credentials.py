@@ -32,8 +32,9 @@ from echogate.credentials import (
 )
 from echogate.entities import ENTITIES, plugin_schema, prepare_insert, prepare_update
 from echogate.errors import SchemaViolation
+from echogate.fields import String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record, String
+from echogate.schema import Record
 from echogate.snapshot import ConfigurationData, LiveConfiguration, Snapshot
 from echogate.testing import GatewayHarness
 

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.containers import Set
 from echogate.entities import (
     ENTITIES,
     EntityType,
@@ -20,8 +21,9 @@ from echogate.entities import (
     prepare_update,
 )
 from echogate.errors import SchemaViolation
+from echogate.fields import Integer, String
 from echogate.forms import decode_form
-from echogate.schema import Integer, Record, Set, String
+from echogate.schema import Record
 
 ID = "0f6b0e5c-3d2c-4c1a-9a55-2f7b9f0d8c11"
 OTHER_ID = "6d3a3f2e-7c1b-4e5a-8f9d-0a1b2c3d4e5f"

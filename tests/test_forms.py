@@ -7,19 +7,11 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.containers import Array, Map, Set
 from echogate.errors import SchemaViolation
+from echogate.fields import Boolean, Foreign, Integer, Number, String
 from echogate.forms import decode_form, parse_name
-from echogate.schema import (
-    Array,
-    Boolean,
-    Foreign,
-    Integer,
-    Map,
-    Number,
-    Record,
-    Set,
-    String,
-)
+from echogate.schema import Record
 
 UUID = "0f6b0e5c-3d2c-4c1a-9a55-2f7b9f0d8c11"
 

@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from echogate.fields import String
 from echogate.interfaces import IGatewayPlugin
 from echogate.plugin import GatewayPlugin
 from echogate.registry import (
@@ -28,7 +29,7 @@ from echogate.registry import (
     load_plugins,
     parse_setting,
 )
-from echogate.schema import Record, String
+from echogate.schema import Record
 
 NOT_FOUND = "no module in twisted/plugins/ on sys.path provides it"
 
@@ -134,8 +135,9 @@ class DropIns:
 
 
 DROP_IN = """
+    from echogate.fields import String
     from echogate.plugin import GatewayPlugin
-    from echogate.schema import Record, String
+    from echogate.schema import Record
 
     class {cls}(GatewayPlugin):
         name = "{name}"

@@ -1,5 +1,5 @@
 """
-Tests for L{echogate.schema}.
+Tests for L{echogate.schema}, L{echogate.fields} and L{echogate.containers}.
 """
 from __future__ import annotations
 
@@ -9,22 +9,10 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.containers import Array, Map, Set
 from echogate.errors import SchemaViolation
-from echogate.schema import (
-    NO_DEFAULT,
-    Array,
-    Boolean,
-    Field,
-    Foreign,
-    Integer,
-    Map,
-    Number,
-    Record,
-    Set,
-    String,
-    at_least_one_of,
-    only_one_of,
-)
+from echogate.fields import NO_DEFAULT, Boolean, Field, Foreign, Integer, Number, String
+from echogate.schema import Record, at_least_one_of, only_one_of
 
 UUID = "0f6b0e5c-3d2c-4c1a-9a55-2f7b9f0d8c11"
 

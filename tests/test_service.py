@@ -13,8 +13,9 @@ from twisted.trial import unittest
 
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.config import ConfigError, resolve
+from echogate.fields import Integer
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Integer, Record
+from echogate.schema import Record
 from echogate.service import GatewayService, node_id
 from tests.gateway import start_gateway
 from tests.postgres import PostgresMixin, fresh_database

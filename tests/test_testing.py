@@ -14,8 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.errors import ProxyError
+from echogate.fields import Integer, String
 from echogate.registry import PluginLoadError
-from echogate.schema import Integer, Record, String
+from echogate.schema import Record
 from echogate.testing import (
     ROUTE_ID,
     SERVICE_ID,

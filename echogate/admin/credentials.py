@@ -28,7 +28,7 @@ from twisted.web.iweb import IRequest
 
 from echogate import credentials, entities
 from echogate.admin.responses import NOT_FOUND, json_response, no_content
-from echogate.schema import is_uuid
+from echogate.fields import is_uuid
 
 _BY_NESTED = {c.nested: c for c in credentials.COLLECTIONS}
 _BY_TOP = {c.top: c for c in credentials.COLLECTIONS}

@@ -24,8 +24,9 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from echogate.bundled.log_record import log_record
+from echogate.fields import Boolean, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Boolean, Record, String
+from echogate.schema import Record
 
 __all__ = ["FileLog", "LineFileWriter"]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from echogate.fields import String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record, String
+from echogate.schema import Record
 
 
 class HeaderEcho(GatewayPlugin):

@@ -31,8 +31,10 @@ from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
+from echogate.containers import Set
 from echogate.credentials import JWT_ALGORITHMS
-from echogate.schema import ENTITY, Boolean, Number, Record, Set, String
+from echogate.fields import Boolean, Number, String
+from echogate.schema import ENTITY, Record
 
 _ALGORITHMS = {name: algorithm for name, algorithm in get_default_algorithms().items()
                if name in JWT_ALGORITHMS}

@@ -26,8 +26,10 @@ from typing import Any, Mapping
 
 import attrs
 
+from echogate.containers import Array
+from echogate.fields import Boolean, Integer, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Array, Boolean, Integer, Record, String
+from echogate.schema import Record
 
 __all__ = ["ProxyCache", "MemoryCache", "CachedResponse", "cache_key"]
 

@@ -28,8 +28,9 @@ from echogate.bundled.transforms import (
     split_pair,
     strings,
 )
+from echogate.fields import String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record, String
+from echogate.schema import Record
 
 _HOST = "host"
 _QUERY_METHODS = ("GET", "HEAD", "TRACE")

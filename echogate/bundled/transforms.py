@@ -13,7 +13,8 @@ import re
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import quote, unquote_plus
 
-from echogate.schema import Array, String
+from echogate.containers import Array
+from echogate.fields import String
 
 #: Kong's order of operations.
 OPERATIONS = ("remove", "rename", "replace", "add", "append")
