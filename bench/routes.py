@@ -1,6 +1,6 @@
 """
 Fill a database with many routes quickly: the same complete records the
-Admin API would store (L{echogate.entities.prepare_insert}), written
+Admin API would store (L{echogate.writes.prepare_insert}), written
 straight through the store, a few at a time.
 
 Through the Admin API every write waits for the node to reload its whole
@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.internet.task import react
 
-from echogate import entities
+from echogate import writes
 from echogate.store import PostgresStore
 
 __all__ = ["filler_body", "fill"]
@@ -44,7 +44,7 @@ def filler_body(n: int, service_id: str) -> dict[str, Any]:
 def _records(service_id: str, first: int, count: int) -> Iterator[dict[str, Any]]:
     now = int(time.time())
     for n in range(first, first + count):
-        yield entities.prepare_insert("routes", filler_body(n, service_id), plugins={}, now=now,
+        yield writes.prepare_insert("routes", filler_body(n, service_id), plugins={}, now=now,
                                       new_id=str(uuid.uuid4()))
 
 

@@ -195,7 +195,7 @@ def decode_form(pairs: Sequence[tuple[str, str]], schema: Record) -> dict[str, A
 
     @param pairs: C{(name, value)} in the order they were sent.
     @param schema: the record the body is for (see
-        L{echogate.entities.form_schema}).
+        L{echogate.writes.form_schema}).
     @return: the body, to be validated by C{schema}.
     """
     root = _Node()

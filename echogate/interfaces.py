@@ -87,7 +87,7 @@ class IStore(Interface):
     test double in unit tests.
 
     Entities are Kong-shaped dicts (JSON-ready) already validated by
-    L{echogate.entities}; foreign keys are C{{"id": ...}} dicts. Entity
+    L{echogate.writes}; foreign keys are C{{"id": ...}} dicts. Entity
     names are the Admin API's collection names: C{"services"},
     C{"routes"}, C{"consumers"}, C{"plugins"}. Every method returns a
     Deferred; every write is one transaction that also bumps the

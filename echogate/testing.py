@@ -286,7 +286,7 @@ class GatewayHarness:
         entity of C{collection}.
         """
         from echogate import credentials
-        from echogate.entities import prepare_insert
+        from echogate.writes import prepare_insert
 
         fields = credentials.fill_generated(collection, dict(record))
         complete = prepare_insert(collection, fields, plugins=self.plugins,

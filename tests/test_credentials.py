@@ -30,13 +30,14 @@ from echogate.credentials import (
     on_write,
     verify_password,
 )
-from echogate.entities import ENTITIES, plugin_schema, prepare_insert, prepare_update
+from echogate.entities import ENTITIES, plugin_schema
 from echogate.errors import SchemaViolation
 from echogate.fields import String
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
 from echogate.snapshot import ConfigurationData, LiveConfiguration, Snapshot
 from echogate.testing import GatewayHarness
+from echogate.writes import prepare_insert, prepare_update
 
 ALICE = "00000000-0000-4000-8000-00000000000a"
 BOB = "00000000-0000-4000-8000-00000000000b"

@@ -1,5 +1,5 @@
 """
-Tests for L{echogate.entities}.
+Tests for L{echogate.entities}, L{echogate.hosts} and L{echogate.writes}.
 """
 from __future__ import annotations
 
@@ -10,20 +10,13 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.containers import Set
-from echogate.entities import (
-    ENTITIES,
-    EntityType,
-    form_schema,
-    parse_host,
-    plugin_schema,
-    prepare_insert,
-    prepare_replace,
-    prepare_update,
-)
+from echogate.entities import ENTITIES, EntityType, plugin_schema
 from echogate.errors import SchemaViolation
 from echogate.fields import Integer, String
 from echogate.forms import decode_form
+from echogate.hosts import parse_host
 from echogate.schema import Record
+from echogate.writes import form_schema, prepare_insert, prepare_replace, prepare_update
 
 ID = "0f6b0e5c-3d2c-4c1a-9a55-2f7b9f0d8c11"
 OTHER_ID = "6d3a3f2e-7c1b-4e5a-8f9d-0a1b2c3d4e5f"

@@ -2,7 +2,7 @@
 The Admin API: a Klein application serving Kong-shaped JSON for services,
 routes, consumers and plugins, plus the node's information and status.
 
-Every write validates first (L{echogate.entities}), stores in one call of
+Every write validates first (L{echogate.writes}), stores in one call of
 the L{IStore} (one transaction), and then awaits C{on_change} so that the
 gateway serves the change from its next request.
 """
@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from echogate import entities, forms
+from echogate import entities, forms, writes
 from echogate.admin.paging import PageRequest, query_arguments
 from echogate.admin.responses import (
     METHOD_NOT_ALLOWED,
@@ -176,7 +176,7 @@ class AdminAPI:
         if body.json is not None:
             return dict(body.json)
         pairs = list(body.pairs or ())
-        schema = entities.form_schema(entity, pairs, self._plugins, existing=existing)
+        schema = writes.form_schema(entity, pairs, self._plugins, existing=existing)
         return dict(forms.decode_form(pairs, schema))
 
     async def _resolve_foreign(self, entity: str, fields: dict[str, Any]) -> None:
@@ -215,7 +215,7 @@ class AdminAPI:
         fields = self._fields(entity, request)
         fields.update(forced or {})
         await self._resolve_foreign(entity, fields)
-        record = entities.prepare_insert(entity, fields, plugins=self._plugins,
+        record = writes.prepare_insert(entity, fields, plugins=self._plugins,
                                          now=self._now(), new_id=self._new_id())
         stored = await self._store.insert(entity, record)
         await self._changed()
@@ -250,14 +250,14 @@ class AdminAPI:
 
     def _prepare_put(self, entity: str, fields: dict[str, Any],
                      existing: Mapping[str, Any] | None, new_id: str) -> dict[str, Any]:
-        return entities.prepare_replace(entity, fields, existing=existing,
+        return writes.prepare_replace(entity, fields, existing=existing,
                                         plugins=self._plugins, now=self._now(), new_id=new_id)
 
     async def _update(self, request: IRequest, entity: str,
                       existing: Mapping[str, Any]) -> bytes:
         fields = self._fields(entity, request, existing)
         await self._resolve_foreign(entity, fields)
-        record = entities.prepare_update(entity, existing, fields,
+        record = writes.prepare_update(entity, existing, fields,
                                          plugins=self._plugins, now=self._now())
         stored = await self._store.update(entity, record)
         await self._changed()
@@ -469,7 +469,7 @@ class AdminAPI:
         linked = None
         if not reference:
             # Validate the link before writing anything.
-            linked = entities.prepare_update("routes", route, {"service": {"id": record["id"]}},
+            linked = writes.prepare_update("routes", route, {"service": {"id": record["id"]}},
                                              plugins=self._plugins, now=self._now())
         if linked is None:
             service = await self._store.upsert("services", record)

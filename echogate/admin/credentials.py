@@ -10,7 +10,7 @@ L{echogate.admin.api.AdminAPI}'s Klein application by L{register}:
     C{GET|PUT|PATCH|DELETE /key-auths/{k}} (an acl by id only), and
     C{GET /key-auths/{k}/consumer}.
 
-Writes go through the entity schemas (L{echogate.entities}) like every
+Writes go through the entity schemas (L{echogate.writes}) like every
 entity, with Kong's on-write steps from L{echogate.credentials}: a key or
 jwt secret not given is generated, and a basic-auth password given is
 stored (and returned) only as its hash.
@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from echogate import credentials, entities
+from echogate import credentials, writes
 from echogate.admin.responses import NOT_FOUND, json_response, no_content
 from echogate.fields import is_uuid
 
@@ -98,7 +98,7 @@ async def _create(admin: Any, request: IRequest, collection: credentials.Collect
     else:
         await _resolve_consumer(admin, fields)
     credentials.fill_generated(entity, fields)
-    record = entities.prepare_insert(entity, fields, plugins=admin._plugins, now=admin._now(),
+    record = writes.prepare_insert(entity, fields, plugins=admin._plugins, now=admin._now(),
                                      new_id=admin._new_id())
     stored = await admin._store.insert(entity, credentials.on_write(entity, record, given))
     await admin._changed()
@@ -127,7 +127,7 @@ async def _replace(admin: Any, request: IRequest, collection: credentials.Collec
     else:
         await _resolve_consumer(admin, fields)
     credentials.fill_generated(entity, fields)
-    record = entities.prepare_replace(entity, fields, existing=existing, plugins=admin._plugins,
+    record = writes.prepare_replace(entity, fields, existing=existing, plugins=admin._plugins,
                                       now=admin._now(), new_id=new_id)
     stored = await admin._store.upsert(entity, credentials.on_write(entity, record, given))
     await admin._changed()
@@ -143,7 +143,7 @@ async def _update(admin: Any, request: IRequest, collection: credentials.Collect
         fields["consumer"] = {"id": consumer_id}
     else:
         await _resolve_consumer(admin, fields)
-    record = entities.prepare_update(entity, existing, fields, plugins=admin._plugins, now=admin._now())
+    record = writes.prepare_update(entity, existing, fields, plugins=admin._plugins, now=admin._now())
     stored = await admin._store.update(entity, credentials.on_write(entity, record, given))
     await admin._changed()
     return json_response(request, stored)
