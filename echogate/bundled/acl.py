@@ -20,10 +20,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from echogate.bundled.consumers import AUTHENTICATED_GROUPS, CONSUMER_GROUPS, UNAUTHORIZED
-from echogate.containers import Array
-from echogate.fields import Boolean, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import ENTITY, Record
+from echogate.schema import ENTITY, Array, Boolean, Record, String
 
 FORBIDDEN = "You cannot consume this service"
 

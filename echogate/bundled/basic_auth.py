@@ -27,8 +27,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
 from echogate.credentials import verify_password
-from echogate.fields import Boolean, String
-from echogate.schema import Record
+from echogate.schema import Boolean, Record, String
 
 _BASIC = re.compile(r"\s*[Bb]asic\s*(.+)")
 _PARTS = re.compile(r"([^:]+):(.*)")

@@ -24,9 +24,8 @@ from typing import Any, Iterator, Mapping
 import attrs
 
 from echogate._version import __version__
-from echogate.fields import Boolean, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Boolean, Record, String
 
 GENERATORS = ("uuid", "uuid#counter", "tracker")
 SHARED_KEY = "correlation_id"

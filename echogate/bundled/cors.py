@@ -24,10 +24,8 @@ from typing import Any, Mapping, Sequence
 import attrs
 
 from echogate._version import __version__
-from echogate.containers import Array
-from echogate.fields import Boolean, Number, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Array, Boolean, Number, Record, String
 
 METHODS = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 ALL_METHODS = ",".join(METHODS)

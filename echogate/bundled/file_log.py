@@ -24,9 +24,8 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from echogate.bundled.log_record import log_record
-from echogate.fields import Boolean, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Boolean, Record, String
 
 __all__ = ["FileLog", "LineFileWriter"]
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from echogate.fields import String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Record, String
 
 
 class HeaderEcho(GatewayPlugin):

@@ -27,10 +27,8 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
 from echogate.bundled.log_record import log_record
-from echogate.containers import Map
-from echogate.fields import Integer, Number, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import ENTITY, Record
+from echogate.schema import ENTITY, Integer, Map, Number, Record, String
 
 __all__ = ["HttpLog", "BatchQueue", "QueueSettings", "HttpLogQueues"]
 

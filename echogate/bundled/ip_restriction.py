@@ -20,10 +20,8 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 
-from echogate.containers import Array
-from echogate.fields import Integer, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import ENTITY, Record
+from echogate.schema import ENTITY, Array, Integer, Record, String
 
 UNKNOWN_CLIENT = "Cannot identify the client IP address"
 

@@ -31,10 +31,8 @@ from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
-from echogate.containers import Set
 from echogate.credentials import JWT_ALGORITHMS
-from echogate.fields import Boolean, Number, String
-from echogate.schema import ENTITY, Record
+from echogate.schema import ENTITY, Boolean, Number, Record, Set, String
 
 _ALGORITHMS = {name: algorithm for name, algorithm in get_default_algorithms().items()
                if name in JWT_ALGORITHMS}

@@ -21,10 +21,8 @@ from multipart import parse_options_header
 
 from echogate.bodies import parse_body
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused, remove_query_arg
-from echogate.containers import Array
 from echogate.errors import GatewayError
-from echogate.fields import Boolean, String
-from echogate.schema import Record
+from echogate.schema import Array, Boolean, Record, String
 
 NO_KEY = "No API key found in request"
 DUPLICATE = "Duplicate API key found"

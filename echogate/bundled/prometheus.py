@@ -26,9 +26,8 @@ import attrs
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from echogate.bundled.log_record import latencies, request_size, response_size
-from echogate.fields import Boolean
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Boolean, Record
 
 __all__ = ["Prometheus", "GatewayMetrics", "KONG_LATENCY_BUCKETS", "UPSTREAM_LATENCY_BUCKETS"]
 

@@ -26,10 +26,8 @@ from typing import Any, Mapping
 
 import attrs
 
-from echogate.containers import Array
-from echogate.fields import Boolean, Integer, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Array, Boolean, Integer, Record, String
 
 __all__ = ["ProxyCache", "MemoryCache", "CachedResponse", "cache_key"]
 

@@ -33,9 +33,8 @@ from echogate.bundled.ratelimit_policies import (
     window,
 )
 from echogate.bundled.ratelimit_redis import RedisClient, RedisCounters, RedisPolicy, RedisSettings
-from echogate.fields import Boolean, Integer, Number, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import ENTITY, Record, at_least_one_of
+from echogate.schema import ENTITY, Boolean, Integer, Number, Record, String, at_least_one_of
 
 __all__ = ["RateLimiting", "RateLimitStores"]
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from echogate._version import __version__
-from echogate.fields import Boolean, Integer, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Boolean, Integer, Record, String
 
 #: Bytes in one of each unit (Kong's binary units).
 UNITS = {"megabytes": 1024 * 1024, "kilobytes": 1024, "bytes": 1}

@@ -19,9 +19,8 @@ import attrs
 from echogate._version import __version__
 from echogate.bundled.transforms import is_header_name
 from echogate.errors import SchemaViolation
-from echogate.fields import Boolean, Integer, String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import ENTITY, Record
+from echogate.schema import ENTITY, Boolean, Integer, Record, String
 
 #: Kong's default messages by status.
 DEFAULT_MESSAGES = {

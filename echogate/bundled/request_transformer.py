@@ -28,9 +28,8 @@ from echogate.bundled.transforms import (
     split_pair,
     strings,
 )
-from echogate.fields import String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Record, String
 
 _HOST = "host"
 _QUERY_METHODS = ("GET", "HEAD", "TRACE")

@@ -28,10 +28,8 @@ from echogate.bundled.transforms import (
     rename_key,
     strings,
 )
-from echogate.containers import Array
-from echogate.fields import String
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
+from echogate.schema import Array, Record, String
 
 JSON_TYPES = ("boolean", "number", "string")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")

@@ -13,8 +13,7 @@ import re
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import quote, unquote_plus
 
-from echogate.containers import Array
-from echogate.fields import String
+from echogate.schema import Array, String
 
 #: Kong's order of operations.
 OPERATIONS = ("remove", "rename", "replace", "add", "append")
