@@ -6,45 +6,36 @@ jsonb column (that is what reads return) beside the real columns the
 database must enforce: unique names, foreign keys, the one-plugin-per-scope
 index. Every write is one transaction that writes the row, bumps the
 single-row C{config_version} and runs C{NOTIFY echogate_config}, so that
-every node learns of the change when it commits.
+every node learns of the change when it commits. How each entity maps to
+its table, and which error a violated constraint becomes, is in
+L{echogate.pgtables}; page offsets are in L{echogate.offsets}.
 
 Nothing waits without a bound and broken connections are reopened: see
 L{echogate.pgclient}.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
-import re
-import uuid
 from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
 
 import attrs
 import psycopg2
-from psycopg2.extras import Json
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorCore, IReactorFDSet, IReactorTime
 from twisted.logger import Logger
 from txpostgres import txpostgres
 from zope.interface import implementer
 
-from echogate.errors import (
-    ForeignKeyViolation,
-    GatewayError,
-    NotFound,
-    PrimaryKeyViolation,
-    SchemaViolation,
-    UniqueViolation,
-)
+from echogate.errors import NotFound
 from echogate.interfaces import IStore
 from echogate.migrations import SchemaOutdated, check_applied, read_status
+from echogate.offsets import _decode_offset, _encode_offset
 from echogate.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
-from echogate.pgdriver import FOREIGN_KEY_VIOLATION, NOT_NULL_VIOLATION, RESTRICT_VIOLATION, UNIQUE_VIOLATION
+from echogate.pgtables import _CANONICAL_UUID, _Table, _is_uuid, _table, _translate
 from echogate.snapshot import ConfigurationData
 
-__all__ = ["PostgresStore", "InvalidOffset", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
+__all__ = ["PostgresStore", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
 
 #: The LISTEN/NOTIFY channel; the payload is the new configuration version.
 CHANNEL = "echogate_config"
@@ -53,157 +44,9 @@ _log = Logger()
 _T = TypeVar("_T")
 
 
-class InvalidOffset(GatewayError):
-    """
-    A page C{offset} that this store did not hand out (400, Kong's code 7).
-    """
-
-    status = 400
-    code = 7
-    name = "invalid offset"
-
-    def __init__(self, offset: str):
-        super().__init__(f"'{offset}' is not a valid offset: bad base64 encoding")
-
-
-@attrs.frozen
-class _Table:
-    """
-    How one entity is stored.
-
-    @ivar columns: the record fields that also have a column of that name.
-    @ivar foreign: record field to the table it references (its column is
-        C{<field>_id}).
-    @ivar keys: the endpoint keys L{PostgresStore.get} accepts besides
-        the id, in order of preference.
-    """
-
-    name: str
-    columns: tuple[str, ...] = ()
-    foreign: Mapping[str, str] = attrs.field(factory=dict)
-    keys: tuple[str, ...] = ()
-
-    def row(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """
-        The column values for C{record}.
-        """
-        values: dict[str, Any] = {
-            "id": _id_of(record.get("id"), "id"),
-            "created_at": record.get("created_at"),
-            "updated_at": record.get("updated_at"),
-            "tags": list(record["tags"]) if record.get("tags") is not None else None,
-        }
-        for column in self.columns:
-            values[column] = record.get(column)
-        for field in self.foreign:
-            ref = record.get(field)
-            values[f"{field}_id"] = None if ref is None else _id_of(
-                ref.get("id") if isinstance(ref, Mapping) else ref, field)
-        values["entity"] = Json(dict(record))
-        return values
-
-
-_TABLES = {
-    "services": _Table("services", ("name",), keys=("name",)),
-    "routes": _Table("routes", ("name",), {"service": "services"}, keys=("name",)),
-    "consumers": _Table("consumers", ("username", "custom_id"),
-                        keys=("username", "custom_id")),
-    "plugins": _Table("plugins", ("name",),
-                      {"service": "services", "route": "routes", "consumer": "consumers"}),
-    # Consumers' credentials (echogate.credentials), deleted with their consumer.
-    "keyauth_credentials": _Table("keyauth_credentials", ("key",), {"consumer": "consumers"},
-                                  keys=("key",)),
-    "basicauth_credentials": _Table("basicauth_credentials", ("username",),
-                                    {"consumer": "consumers"}, keys=("username",)),
-    "jwt_secrets": _Table("jwt_secrets", ("key",), {"consumer": "consumers"}, keys=("key",)),
-    "acls": _Table("acls", (), {"consumer": "consumers"}),
-}
-
-_UNIQUE = {
-    "services_name_key": ("name",),
-    "routes_name_key": ("name",),
-    "consumers_username_key": ("username",),
-    "consumers_custom_id_key": ("custom_id",),
-    "plugins_scope_key": ("name", "service", "route", "consumer"),
-    "keyauth_credentials_key_key": ("key",),
-    "basicauth_credentials_username_key": ("username",),
-    "jwt_secrets_key_key": ("key",),
-    "acls_consumer_group_key": ("consumer", "group"),
-}
-
-_FOREIGN = {
-    f"{table.name}_{field}_id_fkey": (table.name, field, parent)
-    for table in _TABLES.values() for field, parent in table.foreign.items()
-}
-
-
-_CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-def _is_uuid(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _id_of(value: object, field: str) -> str:
-    if not _is_uuid(value):
-        if field == "id":
-            raise SchemaViolation({"id": "expected a uuid"})
-        raise SchemaViolation({field: {"id": "expected a uuid"}})
-    return str(value)
-
-
-def _table(entity: str) -> _Table:
-    try:
-        return _TABLES[entity]
-    except KeyError:
-        raise ValueError(f"unknown entity {entity!r}; expected one of {sorted(_TABLES)}") from None
-
-
 #: The tables L{PostgresStore.load} reads: L{ConfigurationData}'s fields
 #: are named after them.
 _LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name != "version")
-
-
-def _fk(value: object) -> dict[str, str] | None:
-    if isinstance(value, Mapping):
-        return {"id": value.get("id")}  # type: ignore[dict-item]
-    return None if value is None else {"id": str(value)}
-
-
-def _translate(e: psycopg2.Error, table: _Table, record: Mapping[str, Any]) -> Exception:
-    """
-    The L{echogate.errors} exception for a constraint C{e} violated while
-    writing C{record} into C{table}, or C{e} itself.
-    """
-    constraint = getattr(e.diag, "constraint_name", None)
-    if e.pgcode == UNIQUE_VIOLATION:
-        if constraint == f"{table.name}_pkey":
-            rid = record.get("id")
-            return PrimaryKeyViolation(f"primary key violation on key '{{id=\"{rid}\"}}'",
-                                       {"id": rid})
-        fields = _UNIQUE.get(constraint or "", ())
-        return UniqueViolation({
-            f: _fk(record.get(f)) if f in table.foreign else record.get(f) for f in fields})
-    if e.pgcode in (FOREIGN_KEY_VIOLATION, RESTRICT_VIOLATION) \
-            and constraint in _FOREIGN:
-        child, field, parent = _FOREIGN[constraint]
-        if child != table.name:
-            return ForeignKeyViolation(
-                f"an existing '{child}' entity references this '{table.name}' entity",
-                {"@referenced_by": child})
-        ref = _fk(record.get(field)) or {"id": None}
-        return ForeignKeyViolation(
-            f"the foreign key '{{id=\"{ref['id']}\"}}' does not reference an existing"
-            f" '{parent}' entity.", {field: ref})
-    if e.pgcode == NOT_NULL_VIOLATION:
-        return SchemaViolation({e.diag.column_name or "?": "required field missing"})
-    return e
 
 
 async def _bump(cursor: txpostgres.Cursor) -> int:
@@ -227,21 +70,6 @@ def _deferred(method: Callable[..., Awaitable[_T]]) -> Callable[..., Deferred[_T
         return ensureDeferred(method(*args, **kwargs))
 
     return wrapper
-
-
-def _encode_offset(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii").rstrip("=")
-
-
-def _decode_offset(offset: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(offset + "=" * (-len(offset) % 4))
-        last_id = raw.decode("ascii")
-    except (binascii.Error, ValueError):
-        raise InvalidOffset(offset) from None
-    if not _is_uuid(last_id):
-        raise InvalidOffset(offset)
-    return last_id
 
 
 @implementer(IStore)

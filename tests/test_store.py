@@ -26,9 +26,10 @@ from echogate.errors import (
 )
 from echogate.interfaces import IStore
 from echogate.migrations import MIGRATIONS
+from echogate.offsets import InvalidOffset
 from echogate.pgclient import Deadlines
 from echogate.snapshot import ConfigurationData
-from echogate.store import InvalidOffset, PostgresStore, SchemaOutdated, check_schema_blocking
+from echogate.store import PostgresStore, SchemaOutdated, check_schema_blocking
 from tests.postgres import PostgresMixin
 
 

@@ -17,7 +17,7 @@ from echogate.errors import (
     UniqueViolation,
 )
 from echogate.interfaces import IStore
-from echogate.store import InvalidOffset
+from echogate.offsets import InvalidOffset
 from tests.storefake import MemoryStore, encode_offset
 
 S1 = "00000000-0000-4000-8000-000000000001"
