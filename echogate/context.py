@@ -204,7 +204,7 @@ class PluginContext:
     @property
     def match(self) -> Any:
         """
-        How the route matched (L{echogate.router.Match}: C{captures},
+        How the route matched (L{echogate.matching.Match}: C{captures},
         C{named_captures}, C{stripped}, ...), or C{None} before routing.
         """
         return self._ctx.match

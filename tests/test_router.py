@@ -1,5 +1,5 @@
 """
-Tests for L{echogate.router}.
+Tests for L{echogate.router} and L{echogate.matching}.
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.router import Match, Router, split_host
+from echogate.matching import Match, split_host
+from echogate.router import Router
 
 SERVICE_ID = "5a2b0a3e-0000-4000-8000-000000000001"
 _ids = itertools.count(1)
