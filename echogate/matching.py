@@ -14,6 +14,8 @@ import attrs
 
 from echogate.paths import compile_regex_path, join_upstream_path, python_regex, regex_literal_prefix
 
+__all__ = ["Headers", "Match", "split_host", "PLAIN", "SUFFIX", "PREFIX", "CompiledRoute", "compile_route"]
+
 _NO_CAPTURES: Mapping[str, str | None] = MappingProxyType({})
 
 # The kinds of fields a route can set, as bits: when two routes set as many
@@ -25,7 +27,7 @@ _EXACT_WITH_PORT, _EXACT, _WILDCARD_WITH_PORT, _WILDCARD = range(4)
 
 # How a route host is compared: the name itself, a leftmost wildcard (by
 # suffix), a rightmost wildcard (by prefix).
-_PLAIN, _SUFFIX, _PREFIX = range(3)
+PLAIN, SUFFIX, PREFIX = range(3)
 
 Headers = Mapping[str, Sequence[str]]
 
@@ -106,9 +108,9 @@ def split_host(value: str) -> tuple[str, int | None]:
 @attrs.frozen
 class _Host:
     """
-    One compiled route host: C{name} is the host name (C{_PLAIN}), the
-    suffix after a leftmost C{*} (C{_SUFFIX}, C{".example.com"}) or the
-    prefix before a rightmost one (C{_PREFIX}, C{"example."}).
+    One compiled route host: C{name} is the host name (C{PLAIN}), the
+    suffix after a leftmost C{*} (C{SUFFIX}, C{".example.com"}) or the
+    prefix before a rightmost one (C{PREFIX}, C{"example."}).
     """
 
     kind: int
@@ -120,11 +122,11 @@ class _Host:
     def compile(cls, value: str) -> _Host:
         name, port = split_host(value)
         if "*" not in name:
-            return cls(_PLAIN, name, port, value)
+            return cls(PLAIN, name, port, value)
         if name.startswith("*.") and "*" not in name[1:] and len(name) > 2:
-            return cls(_SUFFIX, name[1:], port, value)
+            return cls(SUFFIX, name[1:], port, value)
         if name.endswith(".*") and "*" not in name[:-1] and len(name) > 2:
-            return cls(_PREFIX, name[:-1], port, value)
+            return cls(PREFIX, name[:-1], port, value)
         raise ValueError(f"bad wildcard host {value!r}")
 
     def rank(self, name: str, port: int | None) -> int | None:
@@ -133,11 +135,11 @@ class _Host:
         """
         if self.port is not None and self.port != port:
             return None
-        if self.kind == _PLAIN:
+        if self.kind == PLAIN:
             if name != self.name:
                 return None
             return _EXACT if self.port is None else _EXACT_WITH_PORT
-        if self.kind == _SUFFIX:
+        if self.kind == SUFFIX:
             ok = name.endswith(self.name) and len(name) > len(self.name)
         else:
             ok = name.startswith(self.name) and len(name) > len(self.name)
@@ -175,7 +177,7 @@ class _Header:
 
 
 @attrs.frozen(eq=False)
-class _CompiledRoute:
+class CompiledRoute:
     """
     A route ready to be matched: its conditions compiled, and the parts of
     its rank that do not depend on the request.
@@ -264,8 +266,8 @@ class _CompiledRoute:
         )
 
 
-def _compile(route: dict[str, Any], service: dict[str, Any] | None,
-             seq: int) -> tuple[_CompiledRoute, list[str]]:
+def compile_route(route: dict[str, Any], service: dict[str, Any] | None,
+                  seq: int) -> tuple[CompiledRoute, list[str]]:
     """
     Compile one route; return it with the index keys its paths go under.
 
@@ -295,7 +297,7 @@ def _compile(route: dict[str, Any], service: dict[str, Any] | None,
     else:
         created = (0, created_at)
 
-    compiled = _CompiledRoute(
+    compiled = CompiledRoute(
         route=route,
         service=service,
         methods=frozenset(m.upper() for m in methods) if methods else None,

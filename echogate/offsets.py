@@ -9,9 +9,9 @@ import base64
 import binascii
 
 from echogate.errors import GatewayError
-from echogate.pgtables import _is_uuid
+from echogate.pgtables import parses_as_uuid
 
-__all__ = ["InvalidOffset"]
+__all__ = ["InvalidOffset", "encode_offset", "decode_offset"]
 
 
 class InvalidOffset(GatewayError):
@@ -27,16 +27,16 @@ class InvalidOffset(GatewayError):
         super().__init__(f"'{offset}' is not a valid offset: bad base64 encoding")
 
 
-def _encode_offset(last_id: str) -> str:
+def encode_offset(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii").rstrip("=")
 
 
-def _decode_offset(offset: str) -> str:
+def decode_offset(offset: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(offset + "=" * (-len(offset) % 4))
         last_id = raw.decode("ascii")
     except (binascii.Error, ValueError):
         raise InvalidOffset(offset) from None
-    if not _is_uuid(last_id):
+    if not parses_as_uuid(last_id):
         raise InvalidOffset(offset)
     return last_id

@@ -22,9 +22,11 @@ from echogate.errors import (
 )
 from echogate.pgdriver import FOREIGN_KEY_VIOLATION, NOT_NULL_VIOLATION, RESTRICT_VIOLATION, UNIQUE_VIOLATION
 
+__all__ = ["Table", "CANONICAL_UUID", "parses_as_uuid", "table_of", "translate"]
+
 
 @attrs.frozen
-class _Table:
+class Table:
     """
     How one entity is stored.
 
@@ -61,19 +63,19 @@ class _Table:
 
 
 _TABLES = {
-    "services": _Table("services", ("name",), keys=("name",)),
-    "routes": _Table("routes", ("name",), {"service": "services"}, keys=("name",)),
-    "consumers": _Table("consumers", ("username", "custom_id"),
-                        keys=("username", "custom_id")),
-    "plugins": _Table("plugins", ("name",),
-                      {"service": "services", "route": "routes", "consumer": "consumers"}),
+    "services": Table("services", ("name",), keys=("name",)),
+    "routes": Table("routes", ("name",), {"service": "services"}, keys=("name",)),
+    "consumers": Table("consumers", ("username", "custom_id"),
+                       keys=("username", "custom_id")),
+    "plugins": Table("plugins", ("name",),
+                     {"service": "services", "route": "routes", "consumer": "consumers"}),
     # Consumers' credentials (echogate.credentials), deleted with their consumer.
-    "keyauth_credentials": _Table("keyauth_credentials", ("key",), {"consumer": "consumers"},
-                                  keys=("key",)),
-    "basicauth_credentials": _Table("basicauth_credentials", ("username",),
-                                    {"consumer": "consumers"}, keys=("username",)),
-    "jwt_secrets": _Table("jwt_secrets", ("key",), {"consumer": "consumers"}, keys=("key",)),
-    "acls": _Table("acls", (), {"consumer": "consumers"}),
+    "keyauth_credentials": Table("keyauth_credentials", ("key",), {"consumer": "consumers"},
+                                 keys=("key",)),
+    "basicauth_credentials": Table("basicauth_credentials", ("username",),
+                                   {"consumer": "consumers"}, keys=("username",)),
+    "jwt_secrets": Table("jwt_secrets", ("key",), {"consumer": "consumers"}, keys=("key",)),
+    "acls": Table("acls", (), {"consumer": "consumers"}),
 }
 
 _UNIQUE = {
@@ -94,10 +96,10 @@ _FOREIGN = {
 }
 
 
-_CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _is_uuid(value: object) -> bool:
+def parses_as_uuid(value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
@@ -108,14 +110,14 @@ def _is_uuid(value: object) -> bool:
 
 
 def _id_of(value: object, field: str) -> str:
-    if not _is_uuid(value):
+    if not parses_as_uuid(value):
         if field == "id":
             raise SchemaViolation({"id": "expected a uuid"})
         raise SchemaViolation({field: {"id": "expected a uuid"}})
     return str(value)
 
 
-def _table(entity: str) -> _Table:
+def table_of(entity: str) -> Table:
     try:
         return _TABLES[entity]
     except KeyError:
@@ -128,7 +130,7 @@ def _fk(value: object) -> dict[str, str] | None:
     return None if value is None else {"id": str(value)}
 
 
-def _translate(e: psycopg2.Error, table: _Table, record: Mapping[str, Any]) -> Exception:
+def translate(e: psycopg2.Error, table: Table, record: Mapping[str, Any]) -> Exception:
     """
     The L{echogate.errors} exception for a constraint C{e} violated while
     writing C{record} into C{table}, or C{e} itself.

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import attrs
 from twisted.logger import Logger
 
-from echogate.matching import _PLAIN, _PREFIX, _SUFFIX, Headers, Match, _CompiledRoute, _compile, split_host
+from echogate.matching import PLAIN, PREFIX, SUFFIX, CompiledRoute, Headers, Match, compile_route, split_host
 
 _log = Logger()
 
@@ -32,17 +32,17 @@ class _PathIndex:
     lengths, shortest first.
     """
 
-    buckets: Mapping[str, tuple[_CompiledRoute, ...]]
+    buckets: Mapping[str, tuple[CompiledRoute, ...]]
     lengths: tuple[int, ...]
 
     @classmethod
-    def of(cls, entries: Mapping[str, list[_CompiledRoute]]) -> _PathIndex:
+    def of(cls, entries: Mapping[str, list[CompiledRoute]]) -> _PathIndex:
         return cls(
             {key: tuple(routes) for key, routes in entries.items()},
             tuple(sorted({len(key) for key in entries})),
         )
 
-    def candidates(self, path: str) -> Iterator[_CompiledRoute]:
+    def candidates(self, path: str) -> Iterator[CompiledRoute]:
         """
         The routes whose key starts C{path}: one dictionary look-up per
         distinct key length.
@@ -55,7 +55,7 @@ class _PathIndex:
                 yield from bucket
 
 
-def _index(entries: Mapping[str, Mapping[str, list[_CompiledRoute]]]) -> Mapping[str, _PathIndex]:
+def _index(entries: Mapping[str, Mapping[str, list[CompiledRoute]]]) -> Mapping[str, _PathIndex]:
     return {key: _PathIndex.of(by_path) for key, by_path in entries.items()}
 
 
@@ -107,10 +107,10 @@ class Router:
             look-up walks: the same answers, slower (a baseline for tests
             and benchmarks).
         """
-        by_host: dict[str, dict[str, list[_CompiledRoute]]] = {}
-        by_suffix: dict[str, dict[str, list[_CompiledRoute]]] = {}
-        by_prefix: dict[str, dict[str, list[_CompiledRoute]]] = {}
-        hostless: dict[str, list[_CompiledRoute]] = {}
+        by_host: dict[str, dict[str, list[CompiledRoute]]] = {}
+        by_suffix: dict[str, dict[str, list[CompiledRoute]]] = {}
+        by_prefix: dict[str, dict[str, list[CompiledRoute]]] = {}
+        hostless: dict[str, list[CompiledRoute]] = {}
         header_names: set[str] = set()
         size = 0
         for seq, route in enumerate(routes):
@@ -127,7 +127,7 @@ class Router:
                               route_id=route_id)
                     continue
             try:
-                compiled, keys = _compile(route, service, seq)
+                compiled, keys = compile_route(route, service, seq)
             except (ValueError, re.error) as e:
                 _log.warn("Route {route_id} left out: {reason}", route_id=route_id, reason=e)
                 continue
@@ -137,11 +137,11 @@ class Router:
                 continue
             size += 1
             header_names.update(header.name for header in compiled.headers)
-            tables: list[dict[str, list[_CompiledRoute]]] = []
+            tables: list[dict[str, list[CompiledRoute]]] = []
             if not indexed:
                 keys = [""]
             for host in compiled.hosts if indexed else ():
-                table = {_PLAIN: by_host, _SUFFIX: by_suffix, _PREFIX: by_prefix}[host.kind]
+                table = {PLAIN: by_host, SUFFIX: by_suffix, PREFIX: by_prefix}[host.kind]
                 tables.append(table.setdefault(host.name, {}))
             if not compiled.hosts or not indexed:
                 tables.append(hostless)

@@ -30,9 +30,9 @@ from zope.interface import implementer
 from echogate.errors import NotFound
 from echogate.interfaces import IStore
 from echogate.migrations import SchemaOutdated, check_applied, read_status
-from echogate.offsets import _decode_offset, _encode_offset
+from echogate.offsets import decode_offset, encode_offset
 from echogate.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
-from echogate.pgtables import _CANONICAL_UUID, _Table, _is_uuid, _table, _translate
+from echogate.pgtables import CANONICAL_UUID, Table, parses_as_uuid, table_of, translate
 from echogate.snapshot import ConfigurationData
 
 __all__ = ["PostgresStore", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
@@ -156,8 +156,8 @@ class PostgresStore:
         """
         See L{IStore.get}.
         """
-        table = _table(entity)
-        if _is_uuid(key) and _CANONICAL_UUID.match(key):
+        table = table_of(entity)
+        if parses_as_uuid(key) and CANONICAL_UUID.match(key):
             # Only the dashed form is an id: a 32-hex-digit key (as Kong
             # generates for key-auth) is a key, though uuid.UUID reads it.
             sql, params = f"SELECT entity FROM {table.name} WHERE id = %s", (key,)
@@ -186,14 +186,14 @@ class PostgresStore:
         @raise InvalidOffset: C{offset} was not made by this store.
         @raise ValueError: C{size} below 1, or an unknown C{where} key.
         """
-        table = _table(entity)
+        table = table_of(entity)
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive integer, not {size!r}")
         conditions: list[str] = []
         params: list[Any] = []
         if offset is not None:
             conditions.append("id > %s")
-            params.append(_decode_offset(offset))
+            params.append(decode_offset(offset))
         tags = list(tags) if tags is not None else []
         if tags:
             conditions.append("tags && %s::text[]" if tags_any else "tags @> %s::text[]")
@@ -204,7 +204,7 @@ class PostgresStore:
             value = value.get("id") if isinstance(value, Mapping) else value
             if value is None:
                 conditions.append(f"{field}_id IS NULL")
-            elif not _is_uuid(value):
+            elif not parses_as_uuid(value):
                 return [], None
             else:
                 conditions.append(f"{field}_id = %s")
@@ -219,7 +219,7 @@ class PostgresStore:
             if len(rows) <= size:
                 return [entity for _, entity in rows], None
             rows = rows[:size]
-            return [entity for _, entity in rows], _encode_offset(str(rows[-1][0]))
+            return [entity for _, entity in rows], encode_offset(str(rows[-1][0]))
 
         return await self._run(work)
 
@@ -302,17 +302,17 @@ class PostgresStore:
 
     # -- writes
 
-    async def _write(self, table: _Table, record: Mapping[str, Any],
+    async def _write(self, table: Table, record: Mapping[str, Any],
                      body: Callable[[txpostgres.Cursor], Awaitable[_T]]) -> _T:
         async def work(connection: Connection) -> _T:
             try:
                 return await transaction(connection, body)
             except psycopg2.IntegrityError as e:
-                raise _translate(e, table, record) from None
+                raise translate(e, table, record) from None
 
         return await self._run(work)
 
-    async def _changed(self, table: _Table, sql: str, params: Any,
+    async def _changed(self, table: Table, sql: str, params: Any,
                        record: Mapping[str, Any]) -> dict[str, Any]:
         async def body(cursor: txpostgres.Cursor) -> dict[str, Any]:
             await cursor.execute(sql, params)
@@ -327,12 +327,12 @@ class PostgresStore:
         return await self._write(table, record, body)
 
     def _statement(self, operation: str, entity: str,
-                   record: Mapping[str, Any]) -> tuple[_Table, str, list[Any]]:
+                   record: Mapping[str, Any]) -> tuple[Table, str, list[Any]]:
         """
         The SQL of one write: C{operation} is C{"insert"}, C{"update"} or
         C{"upsert"}.
         """
-        table = _table(entity)
+        table = table_of(entity)
         row = table.row(record)
         names = ", ".join(row)
         values = ", ".join(["%s"] * len(row))
@@ -395,7 +395,7 @@ class PostgresStore:
             try:
                 return await transaction(connection, body)
             except psycopg2.IntegrityError as e:
-                raise _translate(e, current[0], current[1]) from None
+                raise translate(e, current[0], current[1]) from None
 
         return await self._run(work)
 
@@ -404,8 +404,8 @@ class PostgresStore:
         """
         See L{IStore.delete}.
         """
-        table = _table(entity)
-        if not _is_uuid(id):
+        table = table_of(entity)
+        if not parses_as_uuid(id):
             return False
 
         async def body(cursor: txpostgres.Cursor) -> bool:
