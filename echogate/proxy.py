@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import datetimeToString
-from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
-from echogate.context import ClientRequest, HeaderPairs, RequestContext, UpstreamRequest
+from echogate.context import ClientRequest, RequestContext, UpstreamRequest
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
+from echogate.headers import RequestHeaders, ms, overlay_pairs
 from echogate.paths import normalize_path
 from echogate.runner import PluginFailure, Step, call_phase, run_phase, run_steps
 from echogate.site import SERVER, UNEXPECTED, Counters, GatewayRequest, GatewaySite
@@ -33,30 +33,6 @@ from echogate.upstream import VIA, TrustedNetworks, UpstreamClient, copy_end_to_
 _log = Logger(namespace="echogate.proxy")
 
 __all__ = ["Gateway", "GatewayResource", "GatewayRequest", "GatewaySite", "Counters"]
-
-
-class _RequestHeaders(Mapping):
-    """
-    The request's headers as the router reads them (lower-case name to
-    values), decoded only when asked.
-    """
-
-    __slots__ = ("_headers",)
-
-    def __init__(self, headers: Headers):
-        self._headers = headers
-
-    def __getitem__(self, name: str) -> list[str]:
-        values = self._headers.getRawHeaders(name.encode("latin-1"))
-        if values is None:
-            raise KeyError(name)
-        return [v.decode("latin-1") for v in values]
-
-    def __iter__(self) -> Iterator[str]:
-        return (k.decode("latin-1").lower() for k, _ in self._headers.getAllRawHeaders())
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self._headers.getAllRawHeaders())
 
 
 class GatewayResource(Resource):
@@ -74,23 +50,6 @@ class GatewayResource(Resource):
     def render(self, request: GatewayRequest) -> int:
         self._gateway.handle(request)
         return server.NOT_DONE_YET
-
-
-def _overlay_pairs(pairs: HeaderPairs, early: Headers | HeaderPairs) -> HeaderPairs:
-    """
-    C{pairs} with the headers plugins set before the response head existed
-    (C{early}) in place of the ones of the same names.
-    """
-    if isinstance(early, Headers):
-        early = [(name, value) for name, values in early.getAllRawHeaders() for value in values]
-    names = {name.lower() for name, _ in early}
-    return [pair for pair in pairs if pair[0].lower() not in names] + list(early)
-
-
-def _ms(start: float | None, end: float | None) -> bytes:
-    if start is None or end is None:
-        return b"0"
-    return b"%d" % max(0, round((end - start) * 1000))
 
 
 class Gateway:
@@ -207,7 +166,7 @@ class Gateway:
             ctx.request.method,
             host[0].decode("latin-1") if host else None,
             ctx.request.path,
-            _RequestHeaders(request.requestHeaders),
+            RequestHeaders(request.requestHeaders),
             scheme=ctx.request.scheme,
         )
         if match is None:
@@ -336,12 +295,12 @@ class Gateway:
             pairs.append((b"Via", via + b", " + VIA))
         else:
             pairs.append((b"Via", VIA))
-        pairs.append((b"X-Echogate-Upstream-Latency", _ms(ctx.upstream_started, ctx.upstream_responded)))
-        pairs.append((b"X-Echogate-Proxy-Latency", _ms(ctx.started, ctx.upstream_started)))
+        pairs.append((b"X-Echogate-Upstream-Latency", ms(ctx.upstream_started, ctx.upstream_responded)))
+        pairs.append((b"X-Echogate-Proxy-Latency", ms(ctx.started, ctx.upstream_started)))
         if length is not None:
             pairs.append((b"Content-Length", length))
         if state.changed_early:
-            pairs = _overlay_pairs(pairs, state.as_is())
+            pairs = overlay_pairs(pairs, state.as_is())
         state.replace_headers(pairs)
         body_filters = ctx.steps.body_filter_steps
         try:
@@ -447,12 +406,12 @@ class Gateway:
         state = ctx.response
         state.status = status
         state.source = source
-        state.replace_headers(_overlay_pairs([], state.as_is()) if state.changed_early else [])
+        state.replace_headers(overlay_pairs([], state.as_is()) if state.changed_early else [])
         for name, value in headers.items():
             state.set_header(name, str(value))
         state.set_header("Server", SERVER)
         state.set_header("Date", datetimeToString())
-        state.set_header("X-Echogate-Response-Latency", _ms(ctx.started, self._clock.seconds()))
+        state.set_header("X-Echogate-Response-Latency", ms(ctx.started, self._clock.seconds()))
         if not filters:
             self._send_whole(request, ctx, body)
             return
