@@ -2,9 +2,10 @@
 The wire side of echogate's HTTP/1.1 client: one persistent connection to
 a service (L{HTTP11Connection}) writing a request head (and a body in
 memory) in one write and parsing the response strictly, with C{httptools}
-(llhttp) on CPython and L{echogate.h1parse} elsewhere; the response it
-hands over (L{UpstreamResponse}), whose body arrives with back-pressure.
-The pool, retries and deadlines are in L{echogate.httpclient}.
+(llhttp) on CPython and L{echogate.h1parse} elsewhere. The response it
+hands over, whose body arrives with back-pressure, is in
+L{echogate.h1response}; the pool, retries and deadlines are in
+L{echogate.httpclient}.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from typing import Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import PotentialDataLoss, ResponseDone, ResponseFailed
+from twisted.web.client import PotentialDataLoss, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
+from echogate.h1response import DONE, UpstreamResponse
 from echogate.upstream import NOT_END_TO_END, listed_names
 
 if platform.python_implementation() == "CPython":
@@ -40,177 +42,15 @@ if TYPE_CHECKING:
 MAX_HEAD_BYTES = 65536
 MAX_HEADERS = 100
 
-#: Body bytes held before C{deliverBody} is called; beyond this, the
-#: connection is paused.
-BUFFER_LIMIT = 65536
-
 # Connection header values that name no end-to-end header.
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 _NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
-
-
-#: The end of every complete body: one shared Failure (it carries no
-#: traceback, and its readers only check it), not one per response.
-_DONE = Failure(ResponseDone())
-
-
-class _Delivered:
-    """
-    Stands for a body's protocol once the whole body was delivered.
-    """
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure) -> None:
-        pass
-
-
-_DELIVERED = _Delivered()
 
 
 class _HeadTooLarge(Exception):
     """
     The response head has more header lines than L{MAX_HEADERS}.
     """
-
-
-class UpstreamResponse:
-    """
-    An L{twisted.web.iweb.IResponse}-like upstream response; it is also the
-    transport of the body's protocol (pause, resume and stop reach the
-    upstream connection while the body is being read).
-    """
-
-    __slots__ = ("code", "phrase", "version", "end_to_end", "via", "_headers", "raw_headers", "length", "request",
-                 "previousResponse", "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
-
-    def __init__(self, conn: "HTTP11Connection", code: int, phrase: bytes, minor: int,
-                 end_to_end: list[tuple[bytes, bytes]], length: Any, raw_headers: list[tuple[bytes, bytes]],
-                 via: bool = False):
-        self.code = code
-        self.phrase = phrase
-        self.version = (b"HTTP", 1, minor)
-        #: The end-to-end header lines (no hop-by-hop or framing ones), as
-        #: sent: a fresh list the caller may change and pass on.
-        self.end_to_end = end_to_end
-        #: Whether they include a Via header (a proxy adds to it).
-        self.via = via
-        self._headers: Headers | None = None
-        #: Every header line as the upstream sent it.
-        self.raw_headers = raw_headers
-        self.length = length
-        self.request = None
-        self.previousResponse = None
-        self._conn: HTTP11Connection | None = conn
-        self._protocol: Any = None
-        self._buffer: list[bytes] = []
-        self._buffered = 0
-        self._end: Failure | None = None
-        self._held = False  # paused by us, for want of a protocol
-        self._stopped = False
-
-    @property
-    def headers(self) -> Headers:
-        """
-        The end-to-end headers as a L{Headers} (made when first asked for).
-        """
-        headers = self._headers
-        if headers is None:
-            headers = self._headers = Headers()
-            for name, value in self.end_to_end:
-                headers.addRawHeader(name, value)
-        return headers
-
-    @property
-    def _transport(self) -> "UpstreamResponse":
-        return self
-
-    def whole_body(self) -> bytes | None:
-        """
-        The whole body, if it has all arrived (and ended well) before
-        anything was asked of it: then it is taken, as L{deliverBody} would
-        deliver it, and C{None} is returned for anything after. A small
-        answer usually comes with its head; its caller writes it at once,
-        without a protocol to stream it.
-
-        @return: The body, or C{None} when it is not all there (or was
-            already given to a protocol).
-        """
-        if self._protocol is not None or self._end is not _DONE:
-            return None
-        self._protocol = _DELIVERED
-        self._end = None
-        buffer, self._buffer = self._buffer, []
-        return b"".join(buffer)
-
-    def deliverBody(self, protocol: Any) -> None:
-        """
-        Give the body to C{protocol}: what already arrived at once, the rest
-        as it comes, then C{connectionLost} with L{ResponseDone},
-        L{PotentialDataLoss} (close-delimited) or another failure.
-        """
-        if self._protocol is not None:
-            raise RuntimeError("deliverBody called twice")
-        self._protocol = protocol
-        protocol.makeConnection(self)
-        buffer, self._buffer = self._buffer, []
-        for chunk in buffer:
-            if self._stopped:
-                break
-            protocol.dataReceived(chunk)
-        if self._held:
-            self._held = False
-            if self._conn is not None and not self._conn._paused:
-                self._conn.transport.resumeProducing()
-        end, self._end = self._end, None
-        if end is not None:
-            self._protocol = _DELIVERED  # no cycle with the protocol (see _finished)
-            protocol.connectionLost(end)
-
-    def _data(self, data: bytes) -> None:
-        if self._stopped:
-            return
-        protocol = self._protocol
-        if protocol is not None:
-            protocol.dataReceived(data)
-            return
-        self._buffer.append(data)
-        self._buffered += len(data)
-        if self._buffered > BUFFER_LIMIT and not self._held and self._conn is not None:
-            self._held = True
-            self._conn.transport.pauseProducing()
-
-    def _finished(self, reason: Failure) -> None:
-        self._conn = None
-        protocol = self._protocol
-        if protocol is not None:
-            # The body's protocol holds this response as its transport: let
-            # go of it, so that reference counting frees both (and all the
-            # request they reach) at once, not the cyclic garbage collector.
-            self._protocol = _DELIVERED
-            protocol.connectionLost(reason)
-        else:
-            self._end = reason
-
-    def pauseProducing(self) -> None:
-        conn = self._conn
-        if conn is not None and not conn._paused:
-            conn._paused = True
-            if not self._held:
-                conn.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        conn = self._conn
-        if conn is not None and conn._paused:
-            conn._paused = False
-            if not self._held:
-                conn.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._stopped = True
-        if self._conn is not None:
-            self._conn.abort()
 
 
 class _BodyWriter:
@@ -524,7 +364,7 @@ class HTTP11Connection(Protocol):
         else:
             self.transport.loseConnection()
         if response is not None:
-            response._finished(_DONE)
+            response._finished(DONE)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._lost = True
@@ -566,5 +406,4 @@ class OneConnection(Factory):
         return self._conn
 
 
-__all__ = ["HTTP11Connection", "UpstreamResponse", "OneConnection", "MAX_HEAD_BYTES", "MAX_HEADERS",
-           "BUFFER_LIMIT"]
+__all__ = ["HTTP11Connection", "OneConnection", "MAX_HEAD_BYTES", "MAX_HEADERS"]

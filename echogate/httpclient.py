@@ -18,7 +18,8 @@ from twisted.web.http_headers import Headers
 
 from echogate.batching import WriteBatcher
 from echogate.deadlines import Deadline, DeadlineQueue
-from echogate.http11 import HTTP11Connection, OneConnection, UpstreamResponse
+from echogate.h1response import UpstreamResponse
+from echogate.http11 import HTTP11Connection, OneConnection
 from echogate.upstream import UpstreamClient, client_endpoint, failure_answer, is_connect_failure, send_with_request
 
 #: Methods whose request may be sent again after a kept-alive connection
