@@ -2,7 +2,7 @@
 Headers on the data path (L{echogate.proxy}): the request's headers as the
 router reads them (L{RequestHeaders}), and the pieces of a response head
 the gateway writes: the headers plugins set before the head existed laid
-over it (L{overlay_pairs}), and latencies in milliseconds (L{ms}).
+over it (L{overlay_pairs}), and latencies in milliseconds (L{latency_ms}).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from twisted.web.http_headers import Headers
 
 from echogate.context import HeaderPairs
 
-__all__ = ["RequestHeaders", "overlay_pairs", "ms"]
+__all__ = ["RequestHeaders", "overlay_pairs", "latency_ms"]
 
 
 class RequestHeaders(Mapping):
@@ -50,7 +50,7 @@ def overlay_pairs(pairs: HeaderPairs, early: Headers | HeaderPairs) -> HeaderPai
     return [pair for pair in pairs if pair[0].lower() not in names] + list(early)
 
 
-def ms(start: float | None, end: float | None) -> bytes:
+def latency_ms(start: float | None, end: float | None) -> bytes:
     if start is None or end is None:
         return b"0"
     return b"%d" % max(0, round((end - start) * 1000))

@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 
 from echogate.context import ClientRequest, RequestContext, UpstreamRequest
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
-from echogate.headers import RequestHeaders, ms, overlay_pairs
+from echogate.headers import RequestHeaders, latency_ms, overlay_pairs
 from echogate.paths import normalize_path
 from echogate.runner import PluginFailure, Step, call_phase, run_phase, run_steps
 from echogate.site import SERVER, UNEXPECTED, Counters, GatewayRequest, GatewaySite
@@ -295,8 +295,8 @@ class Gateway:
             pairs.append((b"Via", via + b", " + VIA))
         else:
             pairs.append((b"Via", VIA))
-        pairs.append((b"X-Echogate-Upstream-Latency", ms(ctx.upstream_started, ctx.upstream_responded)))
-        pairs.append((b"X-Echogate-Proxy-Latency", ms(ctx.started, ctx.upstream_started)))
+        pairs.append((b"X-Echogate-Upstream-Latency", latency_ms(ctx.upstream_started, ctx.upstream_responded)))
+        pairs.append((b"X-Echogate-Proxy-Latency", latency_ms(ctx.started, ctx.upstream_started)))
         if length is not None:
             pairs.append((b"Content-Length", length))
         if state.changed_early:
@@ -411,7 +411,7 @@ class Gateway:
             state.set_header(name, str(value))
         state.set_header("Server", SERVER)
         state.set_header("Date", datetimeToString())
-        state.set_header("X-Echogate-Response-Latency", ms(ctx.started, self._clock.seconds()))
+        state.set_header("X-Echogate-Response-Latency", latency_ms(ctx.started, self._clock.seconds()))
         if not filters:
             self._send_whole(request, ctx, body)
             return

@@ -21,7 +21,6 @@ from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from echogate import config
 from echogate.config import ConfigError, resolve
 from echogate.errors import ProxyError
 from echogate.httpclient import LeanUpstreamClient, _Exchange
