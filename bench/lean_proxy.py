@@ -3,8 +3,9 @@ The floor of a twisted.web proxy with echogate's own HTTP/1.1 client and
 listener: a minimal reverse proxy on
 L{echogate.httpclient.LeanUpstreamClient}, served by echogate's
 L{GatewaySite} (batched writes, one idle timer per connection), with the
-heap settled after start-up as an echogate node does. It copies the
-end-to-end headers as wire pairs, sends the request body from memory, and
+process tuned after start-up as an echogate node's is (the heap
+settled, the collector's young threshold and the C heap's trim
+threshold). It copies the end-to-end headers as wire pairs, sends the request body from memory, and
 writes the response body as it arrives (no routing, no plugins, no
 request context, no X-Forwarded-* headers). What echogate adds to it is
 what its features cost.
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from twisted.web.resource import Resource
 
 from echogate.httpclient import LeanUpstreamClient
 from echogate.site import GatewaySite
-from echogate.snapshot import settle_heap
+from echogate.config import Settings
+from echogate.heap import settle_heap, trim_threshold, young_threshold
 from echogate.streaming import RequestBody
 from echogate.upstream import HOP_BY_HOP
 from listening import serve
@@ -69,10 +73,22 @@ def _resource(reactor: Any, arguments: Any) -> LeanProxy:
     return LeanProxy(LeanUpstreamClient(reactor), service, f"127.0.0.1:{arguments.upstream_port}".encode())
 
 
+def _settle() -> None:
+    """
+    What an echogate node does to its process once started, with the
+    defaults of its settings: the heap settled, the collector's young
+    threshold and the C heap's trim threshold set.
+    """
+    defaults = attrs.fields(Settings)
+    settle_heap()
+    young_threshold(defaults.gc_young_threshold.default)
+    trim_threshold(defaults.malloc_trim_threshold.default)
+
+
 def _site(reactor: Any, resource: LeanProxy) -> GatewaySite:
     site = GatewaySite(resource, reactor=reactor)
     site.noisy = False
-    reactor.callLater(1, settle_heap)
+    reactor.callLater(1, _settle)
     return site
 
 

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 from twisted.python import usage
 
+from echogate.heap import MAX_TRIM_THRESHOLD
+
 DEFAULTS: dict[str, str] = {
     "proxy_listen": "tcp:8000",
     "admin_listen": "tcp:8001:interface=127.0.0.1",
@@ -30,6 +32,7 @@ DEFAULTS: dict[str, str] = {
     "upstream_keepalive_pool_size": "1000",
     "upstream_keepalive_idle_timeout": "60",
     "gc_young_threshold": "50000",
+    "malloc_trim_threshold": "16m",
 }
 
 HELP: dict[str, str] = {
@@ -50,6 +53,8 @@ HELP: dict[str, str] = {
     "upstream_keepalive_idle_timeout": "Seconds an idle upstream connection is kept.",
     "gc_young_threshold": "Objects made (net) between the cyclic collector's young passes once the node "
                           "has settled; 0 keeps Python's (700).",
+    "malloc_trim_threshold": "Freed memory (bytes, or with k/m/g) the C heap may keep instead of giving it back "
+                             "to the kernel; 0 keeps the C library's own.",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -61,13 +66,13 @@ class ConfigError(Exception):
     """
 
 
-def parse_size(value: str) -> int:
+def parse_size(value: str, key: str = "client_max_body_size") -> int:
     """
-    C{"10m"} to 10485760.
+    C{"10m"} to 10485760 (C{key} names the setting in the error).
     """
     m = _SIZE.match(value)
     if m is None:
-        raise ConfigError(f"client_max_body_size: {value!r} is not a size (e.g. 0, 512k, 10m)")
+        raise ConfigError(f"{key}: {value!r} is not a size (e.g. 0, 512k, 10m)")
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
 
 
@@ -135,6 +140,7 @@ class Settings:
     upstream_keepalive_pool_size: int = 1000
     upstream_keepalive_idle_timeout: float = 60.0
     gc_young_threshold: int = 50000
+    malloc_trim_threshold: int = 16 * 1024 * 1024
 
     def public(self) -> dict[str, Any]:
         """
@@ -157,6 +163,7 @@ class Settings:
             "upstream_keepalive_pool_size": self.upstream_keepalive_pool_size,
             "upstream_keepalive_idle_timeout": self.upstream_keepalive_idle_timeout,
             "gc_young_threshold": self.gc_young_threshold,
+            "malloc_trim_threshold": self.malloc_trim_threshold,
         }
 
 
@@ -203,6 +210,13 @@ def _whole(key: str, value: str, low: int, high: int | None = None) -> int:
         raise ConfigError(f"{key}: must be between {low} and {high}" if high is not None
                           else f"{key}: must be {low} or more")
     return number
+
+
+def _trim(value: str) -> int:
+    size = parse_size(value, "malloc_trim_threshold")
+    if size > MAX_TRIM_THRESHOLD:
+        raise ConfigError(f"malloc_trim_threshold: must be at most {MAX_TRIM_THRESHOLD // 1024**2}m")
+    return size
 
 
 def _positive(key: str, value: str) -> float:
@@ -284,6 +298,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         upstream_keepalive_idle_timeout=_positive("upstream_keepalive_idle_timeout",
                                                   raw["upstream_keepalive_idle_timeout"]),
         gc_young_threshold=_whole("gc_young_threshold", raw["gc_young_threshold"], 0),
+        malloc_trim_threshold=_trim(raw["malloc_trim_threshold"]),
     )
 
 

@@ -27,9 +27,9 @@ from twisted.python.failure import Failure
 
 from echogate._version import __version__
 from echogate.config import Options, Settings, redact_dsn, with_backlog
+from echogate.heap import settle_heap, trim_threshold, young_threshold
 from echogate.registry import PluginLoadError, load_plugins
 from echogate.runner import as_deferred
-from echogate.snapshot import settle_heap, young_threshold
 
 __all__ = ["Options", "makeService", "GatewayService"]
 
@@ -82,9 +82,10 @@ class GatewayService(MultiService):
     One echogate node.
 
     @param settle: what the node runs once configuration changes have been
-        quiet for a second (L{echogate.snapshot.settle_heap}, the default,
+        quiet for a second (L{echogate.heap.settle_heap}, the default,
         followed by the collector's young threshold,
-        C{gc_young_threshold}; tests that run many nodes in one process
+        C{gc_young_threshold}, and the C heap's trim threshold,
+        C{malloc_trim_threshold}; tests that run many nodes in one process
         pass C{None}: a node owns its process's heap).
     """
 
@@ -93,6 +94,7 @@ class GatewayService(MultiService):
         super().__init__()
         self._reactor = reactor
         self._settle = settle
+        self._trim_unsupported_said = False
         self.settings = settings
         self.plugins = plugins
         self.node_id = node_id(settings.data_dir)
@@ -307,10 +309,15 @@ class GatewayService(MultiService):
     def _settle_heap(self) -> None:
         """
         Once configuration changes are quiet: C{settle} (the heap), then
-        the collector's young threshold (C{gc_young_threshold}).
+        the collector's young threshold (C{gc_young_threshold}) and the C
+        heap's trim threshold (C{malloc_trim_threshold}).
         """
         self._settle()
         young_threshold(self.settings.gc_young_threshold)
+        size = self.settings.malloc_trim_threshold
+        if not trim_threshold(size) and size and not self._trim_unsupported_said:
+            self._trim_unsupported_said = True
+            _log.info("malloc_trim_threshold: this C library has no glibc mallopt; its own threshold stays")
 
     async def _init_plugins(self) -> None:
         index = self.live.current.plugins

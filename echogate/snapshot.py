@@ -5,7 +5,6 @@ changes, so that no request ever sees half a table.
 """
 from __future__ import annotations
 
-import gc
 from typing import Any, Callable, Mapping
 
 import attrs
@@ -73,42 +72,6 @@ class Snapshot:
             rewrite_steps=index.global_steps.rewrite_steps,
             credentials=CredentialIndex.build(data),
         )
-
-
-def settle_heap() -> None:
-    """
-    Once a configuration is swapped in: collect what the old one left,
-    then freeze the survivors (the new snapshot, and everything the
-    process made at start-up: modules, classes, the reactor) so that the
-    collector's full passes, which per-request garbage triggers every few
-    seconds under load, no longer walk them. Without it, each full pass
-    walked several hundred thousand objects and stalled the proxy for tens
-    of milliseconds (p99 latency about 120 ms instead of about 20 ms at
-    small-50), and with 10,000 routes it walked every route and credential
-    too. Reference counting still frees frozen objects once unused.
-    """
-    if not hasattr(gc, "freeze"):
-        return  # (PyPy's collector has no generations to freeze)
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-def young_threshold(objects: int) -> None:
-    """
-    Let the cyclic collector's youngest generation take C{objects} (net
-    new container objects) before a pass, instead of Python's 700; C{0}
-    leaves the thresholds as they are. For a settled node: its data path
-    leaves no reference cycles (a request is freed by reference counting
-    when it ends), so a pass finds nothing, yet with Python's threshold
-    one ran every few dozen requests and walked every request in flight
-    (at 500 connections, some 25,000 objects), and the older generations'
-    passes followed from them: about a tenth of the node's time at 500
-    connections. The threshold also bounds what a plugin that does make
-    cycles can leave before a pass collects it.
-    """
-    if objects and hasattr(gc, "set_threshold"):
-        gc.set_threshold(objects, *gc.get_threshold()[1:])
 
 
 def build_in_thread(reactor: Any) -> Callable[[ConfigurationData, Mapping[str, Any]], Deferred]:

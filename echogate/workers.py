@@ -143,6 +143,7 @@ class WorkerPool:
             "ECHOGATE_UPSTREAM_KEEPALIVE_POOL_SIZE": str(s.upstream_keepalive_pool_size),
             "ECHOGATE_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT": str(s.upstream_keepalive_idle_timeout),
             "ECHOGATE_GC_YOUNG_THRESHOLD": str(s.gc_young_threshold),
+            "ECHOGATE_MALLOC_TRIM_THRESHOLD": str(s.malloc_trim_threshold),
             WORKER_OF: str(os.getpid()),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         })

@@ -110,7 +110,8 @@ class ResolveTests(SynchronousTestCase):
                 "client_max_body_size": "1k", "config_check_interval": "2", "db_query_timeout": "3",
                 "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2",
                 "upstream_client": "agent", "upstream_keepalive_pool_size": "7",
-                "upstream_keepalive_idle_timeout": "2.5", "gc_young_threshold": "900"}.items()}
+                "upstream_keepalive_idle_timeout": "2.5", "gc_young_threshold": "900",
+                "malloc_trim_threshold": "2m"}.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
         self.assertEqual(settings.trusted_ips, ("10.0.0.0/8",))
@@ -121,6 +122,7 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual(settings.upstream_client, "agent")
         self.assertEqual((settings.upstream_keepalive_pool_size, settings.upstream_keepalive_idle_timeout), (7, 2.5))
         self.assertEqual(settings.gc_young_threshold, 900)
+        self.assertEqual(settings.malloc_trim_threshold, 2 * 1024**2)
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
 

@@ -94,14 +94,14 @@ class HeapTests(unittest.TestCase):
         """
         Where the collector cannot freeze (PyPy), settling does nothing.
         """
-        from echogate import snapshot
+        from echogate import heap
 
         class Collector:
             def collect(self) -> None:
                 raise AssertionError("nothing to collect for")
 
-        self.patch(snapshot, "gc", Collector())
-        snapshot.settle_heap()
+        self.patch(heap, "gc", Collector())
+        heap.settle_heap()
 
     @skipIf(not hasattr(gc, "freeze"), "this collector cannot freeze (PyPy)")
     def test_frozen(self) -> None:
@@ -109,7 +109,7 @@ class HeapTests(unittest.TestCase):
         Settling moves what the process holds out of the cyclic
         collector's way (frozen), whatever the configuration's size.
         """
-        from echogate.snapshot import settle_heap
+        from echogate.heap import settle_heap
 
         self.addCleanup(gc.unfreeze)
         gc.unfreeze()
@@ -121,7 +121,7 @@ class HeapTests(unittest.TestCase):
         A node settles the heap once its configuration is loaded (unless
         told otherwise, as the other tests' nodes are).
         """
-        from echogate.snapshot import settle_heap
+        from echogate.heap import settle_heap
 
         gateway = await start_gateway(self, settle=settle_heap)
         self.assertEqual(gateway.service.live._settle, gateway.service._settle_heap)
@@ -146,6 +146,56 @@ class HeapTests(unittest.TestCase):
         gc.set_threshold(*before)
         GatewayService(None, attrs.evolve(settings, gc_young_threshold=0), {}, settle=lambda: None)._settle_heap()
         self.assertEqual(gc.get_threshold(), before)
+
+    def test_trimThreshold(self) -> None:
+        """
+        A node's settling sets the C heap's trim threshold from
+        C{malloc_trim_threshold} (0 included: the helper leaves the C
+        library's own).
+        """
+        import echogate.service
+
+        asked: list[int] = []
+        self.patch(echogate.service, "trim_threshold", lambda size: asked.append(size) or True)
+        settings = attrs.evolve(resolve({"proxy_listen": "tcp:0"}, {}, None), gc_young_threshold=0)
+        for size in (4096, 0):
+            GatewayService(None, attrs.evolve(settings, malloc_trim_threshold=size), {},
+                           settle=lambda: None)._settle_heap()
+        self.assertEqual(asked, [4096, 0])
+
+    def test_trimThresholdUnsupported(self) -> None:
+        """
+        Where the C library has no C{mallopt}, the node says so once and
+        goes on.
+        """
+        import echogate.service
+
+        self.patch(echogate.service, "trim_threshold", lambda size: False)
+        events: list[dict] = []
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        settings = attrs.evolve(resolve({"proxy_listen": "tcp:0"}, {}, None), gc_young_threshold=0)
+        service = GatewayService(None, settings, {}, settle=lambda: None)
+        service._settle_heap()
+        service._settle_heap()
+        said = [e for e in events if "malloc_trim_threshold" in e.get("log_format", "")]
+        self.assertEqual(len(said), 1)
+
+    def test_trimThresholdSetting(self) -> None:
+        """
+        The trim threshold is 16 MiB unless set; it is a size (k, m, g), at
+        most 2047m.
+        """
+        self.assertEqual(resolve({"proxy_listen": "tcp:0"}, {}, None).malloc_trim_threshold, 16 * 1024**2)
+        self.assertEqual(resolve({}, {"ECHOGATE_MALLOC_TRIM_THRESHOLD": "512k"}, None).malloc_trim_threshold,
+                         512 * 1024)
+        self.assertEqual(resolve({"malloc_trim_threshold": "0"}, {}, None).malloc_trim_threshold, 0)
+        for bad in ("-1", "lots", "1.5m", "2g"):
+            with self.assertRaises(ConfigError) as raised:
+                resolve({"malloc_trim_threshold": bad}, {}, None)
+            self.assertIn("malloc_trim_threshold", str(raised.exception))
 
     def test_youngThresholdDefault(self) -> None:
         """
