@@ -1,24 +1,23 @@
 """
 The proxy end to end: a gateway node on 127.0.0.1 with the real
 PostgreSQL, configured through its Admin API, in front of a real upstream
-server.
+server. When things go wrong is in L{tests.test_proxy_failures}; large and
+slow bodies in L{tests.test_proxy_streaming}.
 """
 from __future__ import annotations
 
 import datetime
 import json
 import resource
-import socket
 from typing import Any
 
 import treq
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.python.filepath import FilePath
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -27,12 +26,6 @@ from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
 from tests.gateway import start_gateway
 from tests.upstream import start_upstream
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ProxyTestCase(unittest.TestCase):
@@ -300,100 +293,6 @@ class UpstreamHeaderTests(ProxyTestCase):
         self.assertEqual(answer.body, b"")
 
 
-class FailureTests(ProxyTestCase):
-    async def test_noRoute(self) -> None:
-        """
-        No route matches: 404 with Kong's message and the gateway's Server header.
-        """
-        answer = await self.gw.proxy("GET", "/nothing")
-        self.assertEqual(answer.code, 404)
-        self.assertEqual(answer.json(), {"message": "no Route matched with those values"})
-        self.assertEqual(answer.header("server"), f"echogate/{__version__}")
-        self.assertTrue(answer.header("content-type").startswith("application/json"))
-
-    async def test_routeWithoutService(self) -> None:
-        """
-        A route without a service answers 503.
-        """
-        answer = await self.gw.admin("POST", "/routes", json={"paths": ["/lonely"]})
-        self.assertEqual(answer.code, 201, answer.body)
-        answer = await self.gw.proxy("GET", "/lonely")
-        self.assertEqual(answer.code, 503)
-        self.assertIn("message", answer.json())
-
-    async def test_stalledBody(self) -> None:
-        """
-        A service that stops sending its body for longer than read_timeout:
-        the client gets the head and what came, then its connection is cut,
-        and the service's connection is closed too.
-        """
-        await self.service(read_timeout=300)
-        await self.route(paths=["/stall"], strip_path=False)
-        response = await treq.get(f"{self.gw.proxy_url}/stall", pool=self.gw.pool)
-        self.assertEqual(response.code, 200)
-        self.assertEqual(response.length, 1000)
-        await self.assertFailure(treq.content(response), ResponseFailed)
-        for _ in range(50):
-            if self.upstream.gone:
-                break
-            await deferLater(reactor, 0.02, lambda: None)
-        self.assertEqual(self.upstream.gone, [b"/stall"])
-
-    async def test_refused(self) -> None:
-        """
-        An upstream that refuses connections: 502, after the retries.
-        """
-        await self.gw.admin("POST", "/services", json={"name": "dead", "url": f"http://127.0.0.1:{_closed_port()}",
-                                                       "retries": 2})
-        await self.route("dead", paths=["/dead"])
-        answer = await self.gw.proxy("GET", "/dead")
-        self.assertEqual(answer.code, 502)
-        self.assertEqual(answer.json(), {"message": "An invalid response was received from the upstream server"})
-
-    async def test_reset(self) -> None:
-        """
-        An upstream that drops the connection without answering: 502.
-        """
-        await self.service(retries=0)
-        await self.route(paths=["/reset"], strip_path=False)
-        answer = await self.gw.proxy("GET", "/reset")
-        self.assertEqual(answer.code, 502)
-
-    async def test_timeout(self) -> None:
-        """
-        An upstream slower than read_timeout: 504.
-        """
-        await self.service(read_timeout=200)
-        await self.route(paths=["/slow"], strip_path=False)
-        answer = await self.gw.proxy("GET", "/slow?delay=3")
-        self.assertEqual(answer.code, 504)
-        self.assertEqual(answer.json(), {"message": "The upstream server is timing out"})
-
-    async def test_upstream5xxPassesThrough(self) -> None:
-        """
-        An upstream 500 is the upstream's answer, passed through, not retried.
-        """
-        await self.service()
-        await self.route(paths=["/status"], strip_path=False)
-        answer = await self.gw.proxy("GET", "/status/500")
-        self.assertEqual(answer.code, 500)
-        self.assertEqual(len(self.upstream.seen), 1)
-
-    async def test_bodyTooLarge(self) -> None:
-        """
-        A body over client_max_body_size is refused with 413 before it is
-        sent upstream.
-        """
-        await self.service()
-        await self.route(paths=["/"])
-        small = await start_gateway(self, database=None, settings={**self.gateway_settings, "client_max_body_size": "1k"})
-        await small.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
-        await small.admin("POST", "/services/s/routes", json={"paths": ["/"]})
-        answer = await small.proxy("POST", "/x", data=b"y" * 5000)
-        self.assertEqual(answer.code, 413)
-        self.assertEqual(self.upstream.seen, [])
-
-
 class _Collect(Protocol):
     def __init__(self, request: bytes):
         self._request = request
@@ -418,75 +317,6 @@ async def _exchange(port: int, request: bytes) -> bytes:
     collector = _Collect(request)
     reactor.connectTCP("127.0.0.1", port, ClientFactory.forProtocol(lambda: collector))
     return await collector.done
-
-
-class _SlowReader(Protocol):
-    """
-    Sends one GET and reads the response slowly, counting bytes.
-    """
-
-    def __init__(self, path: bytes, host: bytes):
-        self.received = 0
-        self.done: Deferred = Deferred()
-        self._request = b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
-
-    def connectionMade(self) -> None:
-        self.transport.write(self._request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += len(data)
-        self.transport.pauseProducing()
-        reactor.callLater(0.001, self.transport.resumeProducing)
-
-    def connectionLost(self, reason: object) -> None:
-        self.done.callback(self.received)
-
-
-class StreamingTests(ProxyTestCase):
-    timeout = 120
-
-    async def test_largeBodyStreamsWithBoundedMemory(self) -> None:
-        """
-        A 256 MB response passes through a slow client without the gateway
-        holding it: memory grows far less than the body, and the upstream
-        was paused by back-pressure.
-        """
-        await self.service()
-        await self.route(paths=["/big"], strip_path=False)
-        size = 256 * 1024 * 1024
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        reader = _SlowReader(b"/big?size=%d" % size, b"x")
-        factory = ClientFactory.forProtocol(lambda: reader)
-        reactor.connectTCP("127.0.0.1", self.gw.proxy_port, factory)
-        received = await reader.done
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.assertGreater(received, size)
-        self.assertLess((after - before) * 1024, 64 * 1024 * 1024)
-        self.assertGreater(self.upstream.pauses, 0)
-
-    async def test_clientDisconnectCancelsUpstream(self) -> None:
-        """
-        A client that goes away mid-request cancels the upstream request.
-        """
-        await self.service()
-        await self.route(paths=["/slow"], strip_path=False)
-        reader = _SlowReader(b"/slow?delay=30", b"x")
-        connector = reactor.connectTCP("127.0.0.1", self.gw.proxy_port, ClientFactory.forProtocol(lambda: reader))
-        while not self.upstream.seen:
-            await deferLater(reactor, 0.02, lambda: None)
-        connector.disconnect()
-        uri = await self.upstream.went_away
-        self.assertEqual(uri, b"/slow?delay=30")
-
-    async def test_upstreamConnectionsReused(self) -> None:
-        """
-        Sequential requests reuse one pooled upstream connection.
-        """
-        await self.service()
-        await self.route(paths=["/"])
-        for _ in range(5):
-            self.assertEqual((await self.gw.proxy("GET", "/x")).code, 200)
-        self.assertEqual(len(set(self.upstream.client_ports)), 1)
 
 
 class HeaderEchoTests(ProxyTestCase):
@@ -550,14 +380,6 @@ class AgentWalkThroughTests(WalkThroughTests):
 
 
 class AgentUpstreamHeaderTests(UpstreamHeaderTests):
-    gateway_settings = _AGENT
-
-
-class AgentFailureTests(FailureTests):
-    gateway_settings = _AGENT
-
-
-class AgentStreamingTests(StreamingTests):
     gateway_settings = _AGENT
 
 
