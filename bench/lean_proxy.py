@@ -25,7 +25,7 @@ from twisted.web.resource import Resource
 from echogate.httpclient import LeanUpstreamClient
 from echogate.site import GatewaySite
 from echogate.config import Settings
-from echogate.heap import settle_heap, trim_threshold, young_threshold
+from echogate.heap import settle_heap, tune
 from echogate.streaming import RequestBody
 from echogate.upstream import HOP_BY_HOP
 from listening import serve
@@ -81,8 +81,7 @@ def _settle() -> None:
     """
     defaults = attrs.fields(Settings)
     settle_heap()
-    young_threshold(defaults.gc_young_threshold.default)
-    trim_threshold(defaults.malloc_trim_threshold.default)
+    tune(defaults.gc_young_threshold.default, defaults.malloc_trim_threshold.default)
 
 
 def _site(reactor: Any, resource: LeanProxy) -> GatewaySite:

@@ -12,7 +12,7 @@ import ctypes
 import gc
 from typing import Any
 
-__all__ = ["settle_heap", "young_threshold", "trim_threshold", "MAX_TRIM_THRESHOLD"]
+__all__ = ["settle_heap", "tune", "young_threshold", "trim_threshold", "MAX_TRIM_THRESHOLD"]
 
 #: glibc's C{mallopt} parameter for the trim threshold (C{M_TRIM_THRESHOLD}).
 _M_TRIM_THRESHOLD = -1
@@ -90,3 +90,18 @@ def trim_threshold(size: int, libc: Any = None) -> bool:
     if mallopt is None:
         return False
     return mallopt(_M_TRIM_THRESHOLD, min(size, MAX_TRIM_THRESHOLD)) == 1
+
+
+def tune(young: int, trim: int) -> bool:
+    """
+    What a settled node does to its process after L{settle_heap}: the
+    collector's young threshold (L{young_threshold}, from
+    C{gc_young_threshold}) and the C heap's trim threshold
+    (L{trim_threshold}, from C{malloc_trim_threshold}). In one place so
+    that C{bench/lean_proxy.py}, the floor the node is measured against,
+    tunes its process exactly as a node does.
+
+    @return: whether the trim threshold was set.
+    """
+    young_threshold(young)
+    return trim_threshold(trim)

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from echogate._version import __version__
 from echogate.config import Options, Settings, redact_dsn, with_backlog
-from echogate.heap import settle_heap, trim_threshold, young_threshold
+from echogate.heap import settle_heap, tune
 from echogate.registry import PluginLoadError, load_plugins
 from echogate.runner import as_deferred
 
@@ -313,9 +313,8 @@ class GatewayService(MultiService):
         heap's trim threshold (C{malloc_trim_threshold}).
         """
         self._settle()
-        young_threshold(self.settings.gc_young_threshold)
         size = self.settings.malloc_trim_threshold
-        if not trim_threshold(size) and size and not self._trim_unsupported_said:
+        if not tune(self.settings.gc_young_threshold, size) and size and not self._trim_unsupported_said:
             self._trim_unsupported_said = True
             _log.info("malloc_trim_threshold: this C library has no glibc mallopt; its own threshold stays")
 

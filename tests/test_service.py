@@ -153,10 +153,10 @@ class HeapTests(unittest.TestCase):
         C{malloc_trim_threshold} (0 included: the helper leaves the C
         library's own).
         """
-        import echogate.service
+        import echogate.heap
 
         asked: list[int] = []
-        self.patch(echogate.service, "trim_threshold", lambda size: asked.append(size) or True)
+        self.patch(echogate.heap, "trim_threshold", lambda size: asked.append(size) or True)
         settings = attrs.evolve(resolve({"proxy_listen": "tcp:0"}, {}, None), gc_young_threshold=0)
         for size in (4096, 0):
             GatewayService(None, attrs.evolve(settings, malloc_trim_threshold=size), {},
@@ -168,9 +168,9 @@ class HeapTests(unittest.TestCase):
         Where the C library has no C{mallopt}, the node says so once and
         goes on.
         """
-        import echogate.service
+        import echogate.heap
 
-        self.patch(echogate.service, "trim_threshold", lambda size: False)
+        self.patch(echogate.heap, "trim_threshold", lambda size: False)
         events: list[dict] = []
         from twisted.logger import globalLogPublisher
 
