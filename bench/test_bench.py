@@ -357,3 +357,22 @@ class PathCostTests(SynchronousTestCase):
             gc.unfreeze()
         self.assertEqual(len(figures), 2)
         self.assertTrue(all(f > 0 for f in figures), figures)
+
+
+class BuildCostTests(SynchronousTestCase):
+    """
+    L{bench.build_cost} times snapshot builds after one change.
+    """
+
+    def test_measures(self) -> None:
+        """
+        Each change is built from scratch and from the previous snapshot,
+        as many times as asked, and each build takes some time.
+        """
+        from bench.build_cost import measure
+
+        figures = measure(20, 2)
+        self.assertEqual(set(figures), {"a route added", "a route changed", "the first route deleted"})
+        for scratch, incremental in figures.values():
+            self.assertEqual((len(scratch), len(incremental)), (2, 2))
+            self.assertTrue(all(f > 0 for f in scratch + incremental))

@@ -247,6 +247,15 @@ class CompiledRoute:
         rank = (self.kinds, host_rank, -len(self.headers), path_rank, self.order)
         return rank, (path, stripped, matched_host, matched_path, found)
 
+    def renumbered(self, seq: int) -> CompiledRoute:
+        """
+        This route at position C{seq} of a new table (the last part of its
+        C{order}; everything else compiled stays as it is).
+        """
+        return CompiledRoute(self.route, self.service, self.methods, self.hosts, self.headers,
+                             self.has_paths, self.prefixes, self.regexes, self.kinds, self.strip,
+                             self.regex_priority, self.order[:-1] + (seq,))
+
     def to_match(self, path: str, stripped: str, matched_host: str | None,
                  matched_path: str | None, found: re.Match[str] | None) -> Match:
         """

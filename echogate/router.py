@@ -79,6 +79,7 @@ class Router:
     _size: int
     _cache_size: int
     _on_candidate: Callable[[dict[str, Any]], None] | None
+    _compiled: Mapping[str, tuple[CompiledRoute, tuple[str, ...]]]
     _cache: OrderedDict[tuple[Any, ...], Match | None] = attrs.field(factory=OrderedDict)
 
     @classmethod
@@ -90,6 +91,7 @@ class Router:
         cache_size: int = 5000,
         on_candidate: Callable[[dict[str, Any]], None] | None = None,
         indexed: bool = True,
+        previous: Router | None = None,
     ) -> Router:
         """
         Compile C{routes} into a table. Nothing is rejected (validation
@@ -106,12 +108,20 @@ class Router:
         @param indexed: C{False} files every route in one list that every
             look-up walks: the same answers, slower (a baseline for tests
             and benchmarks).
+        @param previous: the table this one replaces. A route whose record
+            and service record are the very objects that table compiled
+            (the store hands back the same records for rows that did not
+            change) is taken from it instead of compiled again, so that a
+            change to one route of thousands recompiles one.
         """
+        reusable = previous._compiled if previous is not None else {}
+        compiled_by_id: dict[str, tuple[CompiledRoute, tuple[str, ...]]] = {}
         by_host: dict[str, dict[str, list[CompiledRoute]]] = {}
         by_suffix: dict[str, dict[str, list[CompiledRoute]]] = {}
         by_prefix: dict[str, dict[str, list[CompiledRoute]]] = {}
         hostless: dict[str, list[CompiledRoute]] = {}
         header_names: set[str] = set()
+        by_kind = {PLAIN: by_host, SUFFIX: by_suffix, PREFIX: by_prefix}
         size = 0
         for seq, route in enumerate(routes):
             route_id = route.get("id")
@@ -126,23 +136,33 @@ class Router:
                     _log.info("Route {route_id} left out: its service is disabled",
                               route_id=route_id)
                     continue
-            try:
-                compiled, keys = compile_route(route, service, seq)
-            except (ValueError, re.error) as e:
-                _log.warn("Route {route_id} left out: {reason}", route_id=route_id, reason=e)
-                continue
-            except Exception:
-                _log.failure("Route {route_id} left out: it cannot be compiled",
-                             route_id=route_id)
-                continue
+            known = reusable.get(route_id) if isinstance(route_id, str) else None
+            if known is not None and known[0].route is route and known[0].service is service:
+                compiled, kept = known
+                if compiled.order[-1] != seq:
+                    compiled = compiled.renumbered(seq)
+                keys = kept
+            else:
+                try:
+                    compiled, found = compile_route(route, service, seq)
+                    keys = tuple(found)
+                except (ValueError, re.error) as e:
+                    _log.warn("Route {route_id} left out: {reason}", route_id=route_id, reason=e)
+                    continue
+                except Exception:
+                    _log.failure("Route {route_id} left out: it cannot be compiled",
+                                 route_id=route_id)
+                    continue
+            if isinstance(route_id, str):
+                compiled_by_id[route_id] = (compiled, keys)
             size += 1
-            header_names.update(header.name for header in compiled.headers)
+            if compiled.headers:
+                header_names.update(header.name for header in compiled.headers)
             tables: list[dict[str, list[CompiledRoute]]] = []
             if not indexed:
-                keys = [""]
+                keys = ("",)
             for host in compiled.hosts if indexed else ():
-                table = {PLAIN: by_host, SUFFIX: by_suffix, PREFIX: by_prefix}[host.kind]
-                tables.append(table.setdefault(host.name, {}))
+                tables.append(by_kind[host.kind].setdefault(host.name, {}))
             if not compiled.hosts or not indexed:
                 tables.append(hostless)
             for table in tables:
@@ -152,7 +172,7 @@ class Router:
                         bucket.append(compiled)
         return cls(
             _index(by_host), _index(by_suffix), _index(by_prefix), _PathIndex.of(hostless),
-            tuple(sorted(header_names)), size, cache_size, on_candidate,
+            tuple(sorted(header_names)), size, cache_size, on_candidate, compiled_by_id,
         )
 
     def __len__(self) -> int:

@@ -55,9 +55,14 @@ class Snapshot:
     credentials: Any = None
 
     @classmethod
-    def build(cls, data: ConfigurationData, plugins: Mapping[str, Any]) -> "Snapshot":
+    def build(cls, data: ConfigurationData, plugins: Mapping[str, Any],
+              previous: "Snapshot | None" = None) -> "Snapshot":
         """
         Compile C{data} with the enabled C{plugins}.
+
+        @param previous: the snapshot this one replaces: routes that did
+            not change are taken from its router, not compiled again (see
+            L{echogate.router.Router.build}).
         """
         from echogate.credentials import CredentialIndex
         from echogate.router import Router
@@ -67,14 +72,15 @@ class Snapshot:
         index = PluginIndex(data.plugins, plugins)
         return cls(
             version=data.version,
-            router=Router.build(data.routes, services),
+            router=Router.build(data.routes, services,
+                                previous=previous.router if previous is not None else None),
             plugins=index,
             rewrite_steps=index.global_steps.rewrite_steps,
             credentials=CredentialIndex.build(data),
         )
 
 
-def build_in_thread(reactor: Any) -> Callable[[ConfigurationData, Mapping[str, Any]], Deferred]:
+def build_in_thread(reactor: Any) -> Callable[..., Deferred]:
     """
     A C{build} for L{LiveConfiguration} that compiles snapshots in the
     reactor's thread pool. L{Snapshot.build} only reads its arguments and
@@ -84,8 +90,8 @@ def build_in_thread(reactor: Any) -> Callable[[ConfigurationData, Mapping[str, A
     stopping for all of it).
     """
 
-    def build(data: ConfigurationData, plugins: Mapping[str, Any]) -> Deferred:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), Snapshot.build, data, plugins)
+    def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot | None = None) -> Deferred:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), Snapshot.build, data, plugins, previous)
 
     return build
 
@@ -101,14 +107,16 @@ class LiveConfiguration:
     assignment, once the new snapshot is built by C{build} (by default
     here, in the caller's thread; the gateway builds in a worker thread,
     see L{build_in_thread}, so that a large configuration does not stop
-    the proxy while it compiles).
+    the proxy while it compiles). C{build} is called with the loaded
+    data, the plugins and the current snapshot, whose compiled routes it
+    reuses for the records that did not change.
     """
 
     _log = Logger(namespace="echogate.configuration")
 
     def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: Any,
                  check_interval: float = 5.0,
-                 build: Callable[[ConfigurationData, Mapping[str, Any]], Any] | None = None,
+                 build: Callable[..., Any] | None = None,
                  settle: Callable[[], object] | None = None, settle_delay: float = 1.0):
         self._store = store
         self._plugins = plugins
@@ -154,7 +162,7 @@ class LiveConfiguration:
         def loaded(data: ConfigurationData) -> Deferred | None:
             if data.version == self.current.version and self.current.version >= 0:
                 return None
-            return maybeDeferred(self._build, data, self._plugins).addCallback(built, data)
+            return maybeDeferred(self._build, data, self._plugins, self.current).addCallback(built, data)
 
         def built(snapshot: Snapshot, data: ConfigurationData) -> None:
             self.current = snapshot

@@ -51,7 +51,7 @@ class DeferredBuildTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.builds: list[tuple[Deferred, ConfigurationData]] = []
 
-        def build(data: ConfigurationData, plugins: Mapping[str, Any]) -> Deferred:
+        def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot) -> Deferred:
             d: Deferred = Deferred()
             self.builds.append((d, data))
             return d
@@ -138,9 +138,10 @@ class ThreadBuildTests(TestCase):
         threads: list[threading.Thread] = []
         original = Snapshot.build.__func__  # type: ignore[attr-defined]
 
-        def recording(cls: type, data: ConfigurationData, plugins: Mapping[str, Any]) -> Snapshot:
+        def recording(cls: type, data: ConfigurationData, plugins: Mapping[str, Any],
+                      previous: Snapshot | None = None) -> Snapshot:
             threads.append(threading.current_thread())
-            return original(cls, data, plugins)
+            return original(cls, data, plugins, previous)
 
         self.patch(Snapshot, "build", classmethod(recording))
         snapshot = await build_in_thread(reactor)(_data(7, ("/x", "/y")), {})

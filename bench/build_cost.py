@@ -1,0 +1,105 @@
+"""
+What a configuration change costs a node to compile, with many routes: one
+process builds the snapshot (L{echogate.snapshot.Snapshot.build}) of a
+table of C{--routes} routes after one change (a route added, a route
+changed, the first route deleted), once from scratch and once from the
+snapshot it replaces (as a running node does), alternately, and prints
+the median milliseconds of each and their ratio. The heap is settled
+first as a node's is (a full collection, then frozen).
+
+Run: C{.venv/bin/python bench/build_cost.py [--routes 10000] [--repeats 7]}.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from echogate import writes
+from echogate.snapshot import ConfigurationData, Snapshot
+
+__all__ = ["measure"]
+
+
+def _records(count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from bench.routes import filler_body
+
+    now = 1_700_000_000
+    service_id = str(uuid.uuid4())
+    service = writes.prepare_insert("services", {"name": "bench", "url": "http://127.0.0.1:1/"},
+                                    plugins={}, now=now, new_id=service_id)
+    routes = [writes.prepare_insert("routes", filler_body(n, service_id), plugins={}, now=now + n,
+                                    new_id=str(uuid.uuid4())) for n in range(count)]
+    return service, routes
+
+
+def _changes(service: dict[str, Any], routes: list[dict[str, Any]]) -> dict[str, ConfigurationData]:
+    from bench.routes import filler_body
+
+    count = len(routes)
+    added = writes.prepare_insert("routes", filler_body(count, service["id"]), plugins={},
+                                  now=1_700_000_000 + count, new_id=str(uuid.uuid4()))
+    middle = count // 2
+    changed = dict(routes[middle], paths=[f"/changed/{middle}"])
+    tables = {
+        "a route added": routes + [added],
+        "a route changed": routes[:middle] + [changed] + routes[middle + 1:],
+        "the first route deleted": routes[1:],
+    }
+    return {what: ConfigurationData(version=2, services=(service,), routes=tuple(table))
+            for what, table in tables.items()}
+
+
+def _time(build: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    build()
+    return (time.perf_counter() - started) * 1000
+
+
+def measure(routes: int, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """
+    For each change, the milliseconds of each build from scratch and of
+    each build from the previous snapshot.
+    """
+    service, records = _records(routes)
+    previous = Snapshot.build(ConfigurationData(version=1, services=(service,), routes=tuple(records)), {})
+    gc.collect()
+    gc.freeze()
+    try:
+        figures: dict[str, tuple[list[float], list[float]]] = {}
+        for what, data in _changes(service, records).items():
+            scratch: list[float] = []
+            incremental: list[float] = []
+            for _ in range(repeats):
+                scratch.append(_time(lambda: Snapshot.build(data, {})))
+                incremental.append(_time(lambda: Snapshot.build(data, {}, previous)))
+            figures[what] = (scratch, incremental)
+        return figures
+    finally:
+        gc.unfreeze()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--routes", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    arguments = parser.parse_args()
+    figures = measure(arguments.routes, arguments.repeats)
+    print(f"{arguments.routes:,} routes, {arguments.repeats} builds of each (median ms)\n")
+    print("| change | from scratch | from the previous snapshot | ratio |")
+    print("|---|---:|---:|---:|")
+    for what, (scratch, incremental) in figures.items():
+        a, b = statistics.median(scratch), statistics.median(incremental)
+        print(f"| {what} | {a:.1f} | {b:.1f} | {a / b:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
