@@ -1,13 +1,16 @@
 """
-Tests for L{echogate.heap}: the C heap's trim threshold.
+Tests for L{echogate.heap}: the C heap's trim threshold, and settling the
+collector's heap.
 """
 from __future__ import annotations
 
+import gc
 import platform
+import weakref
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from echogate.heap import MAX_TRIM_THRESHOLD, trim_threshold
+from echogate.heap import MAX_TRIM_THRESHOLD, HeapSettler, trim_threshold
 
 
 class _Libc:
@@ -72,3 +75,109 @@ class TrimThresholdTests(SynchronousTestCase):
         if platform.libc_ver()[0] != "glibc":
             raise self.skipTest("not a glibc system")
         self.assertTrue(trim_threshold(16 * 1024 * 1024))
+
+
+class _Collector:
+    """
+    The parts of C{gc} a L{HeapSettler} uses, recording calls; C{frozen}
+    is what C{get_freeze_count} answers.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.frozen = 1000
+
+    def collect(self) -> int:
+        self.calls.append("collect")
+        return 0
+
+    def freeze(self) -> None:
+        self.calls.append("freeze")
+
+    def unfreeze(self) -> None:
+        self.calls.append("unfreeze")
+
+    def get_freeze_count(self) -> int:
+        return self.frozen
+
+
+class HeapSettlerTests(SynchronousTestCase):
+    """
+    L{HeapSettler} makes a full pass the first time and when the frozen
+    heap has grown by C{growth}, and otherwise collects and freezes only
+    what is new.
+    """
+
+    def setUp(self) -> None:
+        self.collector = _Collector()
+        self.settle = HeapSettler(self.collector, growth=0.25)
+
+    def test_firstFull(self) -> None:
+        """
+        The first settling unfreezes, collects and freezes everything.
+        """
+        self.settle()
+        self.assertEqual(self.collector.calls, ["unfreeze", "collect", "freeze"])
+        self.assertEqual(self.settle.full_passes, 1)
+
+    def test_thenYoung(self) -> None:
+        """
+        Later settlings leave the frozen heap frozen while it has grown by
+        no more than C{growth}.
+        """
+        self.settle()
+        for frozen in (1000, 1250, 900, 1250):
+            self.collector.calls.clear()
+            self.collector.frozen = frozen
+            self.settle()
+            self.assertEqual(self.collector.calls, ["collect", "freeze"], frozen)
+        self.assertEqual(self.settle.full_passes, 1)
+
+    def test_grownFull(self) -> None:
+        """
+        Once the frozen heap has grown by more than C{growth} since the
+        last full pass, the settling is a full pass, and the growth after
+        it counts from what it left.
+        """
+        self.settle()
+        self.collector.calls.clear()
+        self.collector.frozen = 1251
+        self.settle()
+        self.assertEqual(self.collector.calls, ["collect", "freeze", "unfreeze", "collect", "freeze"])
+        self.assertEqual(self.settle.full_passes, 2)
+        self.collector.calls.clear()
+        self.collector.frozen = 1500
+        self.settle()
+        self.assertEqual(self.collector.calls, ["collect", "freeze"])
+
+    def test_noGenerations(self) -> None:
+        """
+        A collector without C{freeze} (PyPy's) is left alone.
+        """
+        HeapSettler(object())()
+
+    def test_frozenCycleWaits(self) -> None:
+        """
+        With the real collector: a reference cycle frozen while in use and
+        dropped afterwards outlives a settling that is not a full pass, and
+        is freed by the next full pass.
+        """
+        if not hasattr(gc, "freeze"):
+            raise SkipTest("this collector has no generations to freeze")
+        self.addCleanup(gc.unfreeze)
+
+        class Node:
+            pass
+
+        held = Node()
+        held.self = held  # type: ignore[attr-defined]
+        gone = weakref.ref(held)
+        settle = HeapSettler(growth=10.0)
+        settle()
+        del held
+        settle()
+        self.assertIsNotNone(gone())
+        settle._baseline = 0  # as if the frozen heap had grown past the threshold
+        settle()
+        self.assertIsNone(gone())
+        self.assertEqual(settle.full_passes, 2)
