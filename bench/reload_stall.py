@@ -7,7 +7,7 @@ One echogate node (pinned like the benchmark's) with C{--routes} routes
 serves wrk (50 connections, 100-byte answers) for C{--seconds}, once
 without changes and once while C{--writes} routes are created through its
 Admin API, C{--interval} seconds apart. Prints req/s, p50, p99 and the
-worst latency of each, and how long each admin write took.
+worst latency of each, and how long the admin writes took (fastest, slowest, median).
 
 Run: C{.venv/bin/python bench/reload_stall.py [--routes 10000] [--writes 8]}
 (it starts its own upstream and PostgreSQL, and stops them).
@@ -15,6 +15,7 @@ Run: C{.venv/bin/python bench/reload_stall.py [--routes 10000] [--writes 8]}
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import threading
@@ -74,7 +75,8 @@ def main() -> None:
             result = results[0]
             print(f"{arguments.routes} routes, {writes} writes: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
                   f"p99 {result.p99_ms:.1f} ms, worst {result.max_ms:.1f} ms"
-                  + (f"; admin writes {1000 * min(took):.0f}-{1000 * max(took):.0f} ms" if took else ""),
+                  + (f"; admin writes {1000 * min(took):.0f}-{1000 * max(took):.0f} ms"
+                     f" (median {1000 * statistics.median(took):.0f})" if took else ""),
                   flush=True)
     finally:
         if node is not None:

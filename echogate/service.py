@@ -158,7 +158,7 @@ class GatewayService(MultiService):
             clock=self._reactor,
             node=NodeInfo(node_id=self.node_id, hostname=socket.gethostname(), version=__version__,
                           configuration=self.settings.public()),
-            on_change=lambda: self.live.reload() if self.live is not None else None,
+            on_change=lambda: self.live.catch_up() if self.live is not None else None,
             status=lambda: self.counters.as_dict([self.proxy_site]),
         )
         admin_site = Site(self.admin.resource(), requestFactory=UnparsedRequest)

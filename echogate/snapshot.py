@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -135,6 +135,8 @@ class LiveConfiguration:
         self._loading: Deferred | None = None
         self._again = False
         self._waiters: list[Deferred] = []
+        # Callers of catch_up waiting on the load under way: (version, waiter).
+        self._riders: list[tuple[int, Deferred]] = []
         self._unsubscribe: Any = None
         self._checker: LoopingCall | None = None
 
@@ -152,6 +154,36 @@ class LiveConfiguration:
             self._again = True
         else:
             self._load()
+        return waiter
+
+    def catch_up(self) -> Deferred:
+        """
+        After a write to the store has been committed: make sure the
+        snapshot serves it. The store's version now is at least the
+        write's; a load that reaches it will do, and the notification of
+        the write has usually started one already, so the write waits for
+        that load instead of for one more after it (with 10,000 routes,
+        each load of the whole configuration took 200 to 450 ms under
+        load, and every Admin API write used to wait for two).
+
+        @return: a Deferred that fires once the current snapshot's version
+            is at least the store's at this call, or once a load that
+            started after this call has finished (should the store's
+            version have gone back meanwhile).
+        """
+        return maybeDeferred(self._store.version).addCallbacks(self._reach, lambda _: self.reload())
+
+    def _reach(self, version: int) -> Deferred:
+        """
+        A snapshot of at least C{version}: the current one, the one the load
+        under way makes if it gets there, else one more load's.
+        """
+        if self.current.version >= version >= 0:
+            return succeed(None)
+        if self._loading is None:
+            return self.reload()
+        waiter: Deferred = Deferred()
+        self._riders.append((version, waiter))
         return waiter
 
     def _load(self) -> None:
@@ -174,6 +206,16 @@ class LiveConfiguration:
 
         def done(result: Any) -> None:
             self._loading = None
+            riders, self._riders = self._riders, []
+            for version, waiter in riders:
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                elif self.current.version < version:
+                    # This load started before their write was committed:
+                    # they wait for the next one.
+                    self._waiters.append(waiter)
+                else:
+                    waiter.callback(None)
             for waiter in waiters:
                 if isinstance(result, Failure):
                     waiter.errback(result)
@@ -203,10 +245,13 @@ class LiveConfiguration:
         notifications after the node has loaded the last of them, and each
         would otherwise read the whole configuration again. (Should the
         stored version go back, a restored database, the periodic check
-        still reloads.)
+        still reloads.) A newer version that the load under way reaches
+        needs no load of its own.
         """
-        if version is None or version > self.current.version:
+        if version is None:
             self.reload().addErrback(self._reload_failed)
+        elif version > self.current.version:
+            self._reach(version).addErrback(self._reload_failed)
 
     def _reload_failed(self, failure: Failure) -> None:
         self._log.warn("could not reload the configuration ({why}); still serving version {version}",

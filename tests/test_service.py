@@ -87,6 +87,26 @@ class NodeTests(unittest.TestCase):
         self.assertEqual(info["plugins"]["enabled_in_cluster"], ["header-echo"])
 
 
+    async def test_writeCatchesUp(self) -> None:
+        """
+        An Admin API write waits for the node's snapshot to catch up with
+        the store (L{LiveConfiguration.catch_up}), and then serves it.
+        """
+        gateway = await start_gateway(self)
+        live = gateway.service.live
+        calls: list[int] = []
+        catch_up = live.catch_up
+
+        def recording() -> Any:
+            calls.append(live.current.version)
+            return catch_up()
+
+        self.patch(live, "catch_up", recording)
+        await gateway.admin("POST", "/services", json={"name": "s", "url": "http://127.0.0.1:1"})
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(live.current.version, await gateway.service.store.version())
+
+
 class HeapTests(unittest.TestCase):
     timeout = 60
 

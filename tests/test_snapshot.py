@@ -8,7 +8,7 @@ import threading
 from typing import Any, Mapping
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -236,3 +236,157 @@ class NotificationTests(SynchronousTestCase):
         self.store.subscriber(None)
         self.assertEqual((self.store.loaded, self.live.current.version), (2, 6))
 
+
+
+class _SlowStore:
+    """
+    A store whose loads answer when the test says, and whose version is
+    C{self.stored}.
+    """
+
+    def __init__(self) -> None:
+        self.stored = 0
+        self.pending: list[Deferred] = []
+        self.loaded = 0
+        self.subscriber: Any = None
+
+    def load(self) -> Deferred[ConfigurationData]:
+        self.loaded += 1
+        d: Deferred = Deferred()
+        self.pending.append(d)
+        return d
+
+    def finish(self, version: int) -> None:
+        self.pending.pop(0).callback(_data(version))
+
+    def subscribe(self, callback: Any) -> Any:
+        self.subscriber = callback
+        return lambda: None
+
+    def version(self) -> Deferred[int]:
+        return succeed(self.stored)
+
+
+class CatchUpTests(SynchronousTestCase):
+    """
+    L{LiveConfiguration.catch_up}, what an Admin API write waits for: a
+    snapshot at the store's version, from the load under way when there is
+    one that reaches it, else from one more load.
+    """
+
+    def setUp(self) -> None:
+        self.store = _SlowStore()
+        self.live = LiveConfiguration(store=self.store, plugins={}, clock=Clock())
+        self.addCleanup(self.live.stop)
+        self.live.start()
+        self.store.finish(1)
+        self.store.loaded = 0
+
+    def test_loadUnderWay(self) -> None:
+        """
+        A load under way (the write's notification started it) that reaches
+        the store's version is enough: no second load.
+        """
+        self.store.stored = 2
+        self.live.reload()
+        caught = self.live.catch_up()
+        self.assertNoResult(caught)
+        self.store.finish(2)
+        self.successResultOf(caught)
+        self.assertEqual((self.store.loaded, self.live.current.version), (1, 2))
+
+    def test_loadUnderWayTooOld(self) -> None:
+        """
+        A load under way that ends short of the store's version (it began
+        before the write was committed) is followed by one more, which the
+        write waits for.
+        """
+        self.live.reload()
+        self.store.stored = 2
+        caught = self.live.catch_up()
+        self.store.finish(1)
+        self.assertNoResult(caught)
+        self.assertEqual(self.store.loaded, 2)
+        self.store.finish(2)
+        self.successResultOf(caught)
+        self.assertEqual(self.live.current.version, 2)
+
+    def test_alreadyThere(self) -> None:
+        """
+        When the snapshot already has the store's version (the notification
+        was handled first), nothing is loaded.
+        """
+        self.store.stored = 1
+        self.successResultOf(self.live.catch_up())
+        self.assertEqual(self.store.loaded, 0)
+
+    def test_idle(self) -> None:
+        """
+        With no load under way and an older snapshot, one load runs.
+        """
+        self.store.stored = 3
+        caught = self.live.catch_up()
+        self.assertEqual(self.store.loaded, 1)
+        self.store.finish(3)
+        self.successResultOf(caught)
+
+    def test_versionWentBack(self) -> None:
+        """
+        Should the store's version go back (a restored database) below the
+        one read at the call, a load begun after the call is enough: the
+        write does not wait forever.
+        """
+        self.live.reload()
+        self.store.stored = 9
+        caught = self.live.catch_up()
+        self.store.finish(1)
+        self.store.finish(1)
+        self.successResultOf(caught)
+        self.assertEqual(self.store.loaded, 2)
+
+    def test_failedLoad(self) -> None:
+        """
+        A load under way that fails fails the write's wait too.
+        """
+        self.store.stored = 2
+        self.live.reload().addErrback(lambda _: None)
+        caught = self.live.catch_up()
+        self.store.pending.pop(0).errback(RuntimeError("database gone"))
+        self.failureResultOf(caught, RuntimeError)
+
+    def test_versionUnknown(self) -> None:
+        """
+        When the store's version cannot be read, a load that starts after
+        the call is waited for, as a reload.
+        """
+        self.patch(self.store, "version", lambda: fail(RuntimeError("no answer")))
+        caught = self.live.catch_up()
+        self.assertEqual(self.store.loaded, 1)
+        self.store.finish(2)
+        self.successResultOf(caught)
+
+    def test_notifiedDuringLoad(self) -> None:
+        """
+        A notification of a version that the load under way reaches (the
+        write's own, after C{catch_up} began the load) makes no load of
+        its own.
+        """
+        self.store.stored = 2
+        caught = self.live.catch_up()
+        self.store.subscriber(2)
+        self.store.finish(2)
+        self.successResultOf(caught)
+        self.assertEqual((self.store.loaded, self.live.current.version), (1, 2))
+        self.assertEqual(self.store.pending, [])
+
+    def test_notifiedBeyondLoad(self) -> None:
+        """
+        A notification of a version beyond what the load under way reaches
+        makes one more load.
+        """
+        self.live.reload()
+        self.store.subscriber(3)
+        self.store.finish(2)
+        self.assertEqual(self.store.loaded, 2)
+        self.store.finish(3)
+        self.assertEqual(self.live.current.version, 3)
