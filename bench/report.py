@@ -161,9 +161,10 @@ def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
         value, each = ratio(pypy, cpython)
         out.append(Target(name, _shown(value, each, pypy, cpython, False), shown,
                           value >= goal if goal else None))
-    out.append(_ratio("2 workers vs 1 (--workers 2, not pinned), small-50",
-                      get("echogate-workers-2", "small-50"), get("echogate-workers-1", "small-50"), 1.6,
-                      "needs echogate-workers-1 and echogate-workers-2"))
+    for scenario in ("small-50", "small-500"):
+        out.append(_ratio(f"2 workers vs 1 (--workers 2, not pinned), {scenario}",
+                          get("echogate-workers-2", scenario), get("echogate-workers-1", scenario), 1.6,
+                          f"needs echogate-workers-1 and echogate-workers-2 in {scenario}"))
     return out
 
 

@@ -188,7 +188,9 @@ class TargetTests(SynchronousTestCase):
         targets = self._targets({})
         self.assertIsNone(targets["10,000 routes vs 10 routes, small-50"].met)
         self.assertIn("not measured", targets["10,000 routes vs 10 routes, small-50"].verdict)
-        self.assertIn("needs echogate-workers-1", targets["2 workers vs 1 (--workers 2, not pinned), small-50"].verdict)
+        for scenario in ("small-50", "small-500"):
+            self.assertIn(f"needs echogate-workers-1 and echogate-workers-2 in {scenario}",
+                          targets[f"2 workers vs 1 (--workers 2, not pinned), {scenario}"].verdict)
         self.assertFalse(any("Agent client" in name for name in targets))
 
     def test_agent(self) -> None:
@@ -200,10 +202,13 @@ class TargetTests(SynchronousTestCase):
             ("hello", "small-50"): [_result(10000)],
             ("echogate-workers-2", "small-50"): [_result(1700)],
             ("echogate-workers-1", "small-50"): [_result(1000)],
+            ("echogate-workers-2", "small-500"): [_result(1500)],
+            ("echogate-workers-1", "small-500"): [_result(1000)],
         })
         self.assertIs(targets["echogate (Agent client) (one route, no plugins) vs bare Twisted hello, small-50"].met,
                       True)
         self.assertIs(targets["2 workers vs 1 (--workers 2, not pinned), small-50"].met, True)
+        self.assertIs(targets["2 workers vs 1 (--workers 2, not pinned), small-500"].met, False)
 
     def test_memory(self) -> None:
         """
