@@ -346,13 +346,31 @@ class CatchUpTests(SynchronousTestCase):
 
     def test_failedLoad(self) -> None:
         """
-        A load under way that fails fails the write's wait too.
+        When the load under way fails, the write waits for one more, as a
+        reload asked for during a load does; if that one fails too, so
+        does the write's wait.
         """
         self.store.stored = 2
         self.live.reload().addErrback(lambda _: None)
         caught = self.live.catch_up()
         self.store.pending.pop(0).errback(RuntimeError("database gone"))
+        self.assertNoResult(caught)
+        self.assertEqual(self.store.loaded, 2)
+        self.store.pending.pop(0).errback(RuntimeError("database still gone"))
         self.failureResultOf(caught, RuntimeError)
+
+    def test_failedLoadRetried(self) -> None:
+        """
+        When the load under way fails and the one after it succeeds, the
+        write's wait ends with it.
+        """
+        self.store.stored = 2
+        self.live.reload().addErrback(lambda _: None)
+        caught = self.live.catch_up()
+        self.store.pending.pop(0).errback(RuntimeError("database gone"))
+        self.store.finish(2)
+        self.successResultOf(caught)
+        self.assertEqual(self.live.current.version, 2)
 
     def test_versionUnknown(self) -> None:
         """
