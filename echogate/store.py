@@ -88,6 +88,10 @@ class PostgresStore:
         still answers.
     """
 
+    #: From how many rows (at the last load) a table is listed by digest
+    #: before its changed rows are read whole (see L{load}).
+    list_first_from = 200
+
     def __init__(self, reactor: IReactorTime | IReactorFDSet | IReactorCore, dsn: str, *,
                  pool_size: int = 4, query_timeout: float = 5.0,
                  reconnect_delays: tuple[float, float] = (0.1, 10.0),
@@ -232,7 +236,9 @@ class PostgresStore:
         digest is new are fetched; the others are the records that load
         made (snapshots never change their records). With 10,000 routes,
         every row's text is some 4 MB, which a node under load takes in
-        one read per turn of its reactor loop, between requests.
+        one read per turn of its reactor loop, between requests. A table
+        of fewer than L{list_first_from} rows is read whole in one
+        statement: listing first would cost it a second round trip.
         """
         cache = self._decoded
 
@@ -242,7 +248,7 @@ class PostgresStore:
             found: dict[str, list[tuple[str, str, str | None]]] = {}
             for name in _LOADED:
                 known = cache.get(name)
-                if not known:
+                if not known or len(known) < self.list_first_from:
                     await cursor.execute(f"SELECT id::text, md5(entity::text), entity::text FROM {name}"
                                          " ORDER BY created_at, id")
                     found[name] = cursor.fetchall()

@@ -47,6 +47,8 @@ class LoadTests(StoreTestCase):
             return await real(connection, lambda cursor: body(_RecordingCursor(cursor, self.statements)), begin)
 
         self.patch(store_module, "transaction", recording)
+        # Every table is listed first, however small, unless a test says.
+        self.patch(store_module.PostgresStore, "list_first_from", 0)
         return super().setUp()
 
     def _whole_rows(self, table: str) -> list[int]:
@@ -153,3 +155,26 @@ class LoadTests(StoreTestCase):
         expected = sorted([changed, r2], key=lambda r: r["id"])
         for data in (first, second, await self.store.load()):
             self.assertEqual(sorted(data.routes, key=lambda r: r["id"]), expected)
+
+    async def test_smallTableReadWhole(self) -> None:
+        """
+        A table of fewer rows than C{list_first_from} is read whole, in one
+        statement, and its unchanged records are still the last load's.
+        """
+        self.patch(store_module.PostgresStore, "list_first_from", 3)
+        s = await self.store.insert("services", service())
+        r1 = await self.store.insert("routes", route(s["id"], "r1"))
+        first = await self.store.load()
+        await self.store.insert("routes", route(s["id"], "r2"))
+        self.statements.clear()
+        second = await self.store.load()
+        self.assertEqual([fetched for sql, fetched in self.statements if "FROM routes" in sql], [2])
+        self.assertIs({r["id"]: r for r in second.routes}[r1["id"]], first.routes[0])
+        await self.store.insert("routes", route(s["id"], "r3"))
+        self.statements.clear()
+        await self.store.load()
+        self.assertEqual([fetched for sql, fetched in self.statements if "FROM routes" in sql], [3])
+        self.statements.clear()
+        await self.store.load()
+        self.assertEqual([fetched for sql, fetched in self.statements if "FROM routes" in sql], [3])
+        self.assertEqual(self._whole_rows("routes"), [])
