@@ -23,6 +23,7 @@ from typing import Any, Callable
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.routes import filler_body
 from echogate import writes
 from echogate.snapshot import ConfigurationData, Snapshot
 
@@ -30,8 +31,6 @@ __all__ = ["measure"]
 
 
 def _records(count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from bench.routes import filler_body
-
     now = 1_700_000_000
     service_id = str(uuid.uuid4())
     service = writes.prepare_insert("services", {"name": "bench", "url": "http://127.0.0.1:1/"},
@@ -42,8 +41,6 @@ def _records(count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def _changes(service: dict[str, Any], routes: list[dict[str, Any]]) -> dict[str, ConfigurationData]:
-    from bench.routes import filler_body
-
     count = len(routes)
     added = writes.prepare_insert("routes", filler_body(count, service["id"]), plugins={},
                                   now=1_700_000_000 + count, new_id=str(uuid.uuid4()))

@@ -136,7 +136,8 @@ class Router:
                     _log.info("Route {route_id} left out: its service is disabled",
                               route_id=route_id)
                     continue
-            known = reusable.get(route_id) if isinstance(route_id, str) else None
+            keyed = isinstance(route_id, str)
+            known = reusable.get(route_id) if keyed else None
             if known is not None and known[0].route is route and known[0].service is service:
                 compiled, kept = known
                 if compiled.order[-1] != seq:
@@ -153,7 +154,7 @@ class Router:
                     _log.failure("Route {route_id} left out: it cannot be compiled",
                                  route_id=route_id)
                     continue
-            if isinstance(route_id, str):
+            if keyed:
                 compiled_by_id[route_id] = (compiled, keys)
             size += 1
             if compiled.headers:

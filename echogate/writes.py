@@ -173,36 +173,6 @@ def _validate(schema: Record, record: dict[str, Any], errors: dict[str, Any]) ->
     return result
 
 
-def _complete(
-    entity: str,
-    body: Any,
-    *,
-    existing: Mapping[str, Any] | None,
-    plugins: Mapping[str, Any],
-    now: int,
-    new_id: str,
-) -> dict[str, Any]:
-    _entity(entity)
-    errors: dict[str, Any] = {}
-    body = _as_body(body)
-    if entity == "services":
-        body = _expand_url(body, errors)
-        if "port" not in body and body.get("protocol") == "https":
-            body["port"] = 443
-    if existing is None:
-        if body.get("id") is None:
-            body["id"] = new_id
-        if body.get("created_at") is None:
-            body["created_at"] = now
-    else:
-        _immutable(body, existing, errors)
-        body["id"] = existing["id"]
-        body["created_at"] = existing["created_at"]
-    body["updated_at"] = now
-    schema = _schema(entity, body.get("name"), plugins, errors)
-    return _validate(schema, body, errors)
-
-
 def prepare_insert(
     entity: str, body: Any, *, plugins: Mapping[str, Any], now: int, new_id: str
 ) -> dict[str, Any]:
@@ -218,7 +188,7 @@ def prepare_insert(
     @return: the complete validated record.
     @raise SchemaViolation: listing every bad field.
     """
-    return _complete(entity, body, existing=None, plugins=plugins, now=now, new_id=new_id)
+    return prepare_replace(entity, body, existing=None, plugins=plugins, now=now, new_id=new_id)
 
 
 def prepare_replace(
@@ -239,7 +209,25 @@ def prepare_replace(
     @raise SchemaViolation: listing every bad field (C{id} or
         C{created_at} differing from C{existing}'s among them).
     """
-    return _complete(entity, body, existing=existing, plugins=plugins, now=now, new_id=new_id)
+    _entity(entity)
+    errors: dict[str, Any] = {}
+    body = _as_body(body)
+    if entity == "services":
+        body = _expand_url(body, errors)
+        if "port" not in body and body.get("protocol") == "https":
+            body["port"] = 443
+    if existing is None:
+        if body.get("id") is None:
+            body["id"] = new_id
+        if body.get("created_at") is None:
+            body["created_at"] = now
+    else:
+        _immutable(body, existing, errors)
+        body["id"] = existing["id"]
+        body["created_at"] = existing["created_at"]
+    body["updated_at"] = now
+    schema = _schema(entity, body.get("name"), plugins, errors)
+    return _validate(schema, body, errors)
 
 
 def prepare_update(

@@ -17,6 +17,7 @@ from echogate import router as router_module
 from echogate.matching import compile_route
 from echogate.snapshot import ConfigurationData, LiveConfiguration, Snapshot
 from tests.test_router import SERVICE_ID, build, request, route, service
+from tests.test_snapshot import _Store
 
 
 class _Counting:
@@ -210,24 +211,6 @@ class EquivalenceTests(SynchronousTestCase):
                 self.assertEqual({i: c.order for i, (c, _) in incremental._compiled.items()},
                                  {i: c.order for i, (c, _) in scratch._compiled.items()})
             table = incremental
-
-
-class _Store:
-    def __init__(self, *loads: ConfigurationData):
-        self.loads = list(loads)
-
-    def load(self) -> Any:
-        from twisted.internet.defer import succeed
-
-        return succeed(self.loads.pop(0))
-
-    def subscribe(self, callback: Any) -> Any:
-        return lambda: None
-
-    def version(self) -> Any:
-        from twisted.internet.defer import succeed
-
-        return succeed(0)
 
 
 class LiveReuseTests(SynchronousTestCase):
