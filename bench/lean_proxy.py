@@ -1,7 +1,7 @@
 """
 The floor of a twisted.web proxy with echogate's own HTTP/1.1 client and
 listener: a minimal reverse proxy on
-L{echogate.httpclient.LeanUpstreamClient}, served by echogate's
+L{echogate.upstream.lean.LeanUpstreamClient}, served by echogate's
 L{GatewaySite} (batched writes, one idle timer per connection), with the
 process tuned after start-up as an echogate node's is (the heap
 settled, the collector's young threshold and the C heap's trim
@@ -22,12 +22,12 @@ import attrs
 
 from twisted.web.resource import Resource
 
-from echogate.httpclient import LeanUpstreamClient
-from echogate.site import GatewaySite
-from echogate.config import Settings
+from echogate.upstream.lean import LeanUpstreamClient
+from echogate.proxy.site import GatewaySite
+from echogate.settings import Settings
 from echogate.heap import settle_heap, tune
-from echogate.streaming import RequestBody
-from echogate.upstream import HOP_BY_HOP
+from echogate.proxy.streaming import RequestBody
+from echogate.upstream.hop_by_hop import HOP_BY_HOP
 from listening import serve
 from proxying import BodyToClient, relay
 

@@ -44,13 +44,13 @@ def measure(plugins: list[str], requests: int, repeats: int) -> list[float]:
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
-    from echogate.snapshot import ConfigurationData
-    from echogate.http11 import HTTP11Connection
-    from echogate.httpclient import LeanUpstreamClient
-    from echogate.proxy import Gateway, GatewayResource
+    from echogate.store.data import ConfigurationData
+    from echogate.upstream.connection import HTTP11Connection
+    from echogate.upstream.lean import LeanUpstreamClient
+    from echogate.proxy.gateway import Gateway, GatewayResource
     from echogate.registry import load_plugins
-    from echogate.site import GatewaySite
-    from echogate.snapshot import Snapshot  # noqa: F811
+    from echogate.proxy.site import GatewaySite
+    from echogate.proxy.snapshot import Snapshot  # noqa: F811
 
     available = load_plugins(",".join(plugins) or "bundled")
     service = {"id": "s", "name": "bench", "protocol": "http", "host": "127.0.0.1", "port": 9000, "path": None,

@@ -134,7 +134,7 @@ def _echogate_blockers(python: Path, version: tuple[int, int], log: Path,
     if site:
         (Path(site) / "echogate-source.pth").write_text(f"{REPO}\n")
     listing = ("import sys\nfrom twisted.python import log\nlog.startLogging(sys.stderr)\n"
-               "from echogate.registry import load_plugins\nimport echogate.service, echogate.proxy\n"
+               "from echogate.registry import load_plugins\nimport echogate.service, echogate.proxy.gateway\n"
                "print('PLUGINS', ' '.join(sorted(load_plugins(['bundled']))))")
     ok, out = _run([*launcher, str(python), "-c", listing], log)
     if not ok:

@@ -1,6 +1,6 @@
 """
 Fill a database with many routes quickly: the same complete records the
-Admin API would store (L{echogate.writes.prepare_insert}), written
+Admin API would store (L{echogate.entities.writes.prepare_insert}), written
 straight through the store, a few at a time.
 
 Through the Admin API every write waits for the node to reload its whole
@@ -21,8 +21,8 @@ from typing import Any, Iterator
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.internet.task import react
 
-from echogate import writes
-from echogate.store import PostgresStore
+from echogate.entities import writes
+from echogate.store.postgres import PostgresStore
 
 __all__ = ["filler_body", "fill"]
 

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import psycopg2
 
-from echogate import migrations
+from echogate.store import migrations
 from echogate._version import __version__
 
 _ENV = "ECHOGATE_DATABASE"

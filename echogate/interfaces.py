@@ -41,7 +41,7 @@ class IPluginPhases(Interface):
 
     Each may return a value, a L{twisted.internet.defer.Deferred}, or be
     C{async def}. C{ctx} is the plugin's view of the request context
-    (L{echogate.context.PluginContext}); C{config} is the validated config
+    (L{echogate.pdk.context.PluginContext}); C{config} is the validated config
     (a read-only mapping) that applies to this request.
     """
 
@@ -83,11 +83,11 @@ class IPluginPhases(Interface):
 
 class IStore(Interface):
     """
-    Where entities live: PostgreSQL (L{echogate.store.PostgresStore}), or a
+    Where entities live: PostgreSQL (L{echogate.store.postgres.PostgresStore}), or a
     test double in unit tests.
 
     Entities are Kong-shaped dicts (JSON-ready) already validated by
-    L{echogate.writes}; foreign keys are C{{"id": ...}} dicts. Entity
+    L{echogate.entities.writes}; foreign keys are C{{"id": ...}} dicts. Entity
     names are the Admin API's collection names: C{"services"},
     C{"routes"}, C{"consumers"}, C{"plugins"}. Every method returns a
     Deferred; every write is one transaction that also bumps the
@@ -146,7 +146,7 @@ class IStore(Interface):
 
     def load():
         """
-        Fire with a L{echogate.snapshot.ConfigurationData}: every service,
+        Fire with a L{echogate.store.data.ConfigurationData}: every service,
         route, plugin, consumer and credential, and the configuration
         version, read in one transaction.
         """

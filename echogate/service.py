@@ -26,10 +26,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from echogate._version import __version__
-from echogate.config import Options, Settings, redact_dsn, with_backlog
+from echogate.settings import Options, Settings, redact_dsn, with_backlog
 from echogate.heap import settle_heap, tune
 from echogate.registry import PluginLoadError, load_plugins
-from echogate.runner import as_deferred
+from echogate.proxy.runner import as_deferred
 
 __all__ = ["Options", "makeService", "GatewayService"]
 
@@ -117,17 +117,18 @@ class GatewayService(MultiService):
 
     def _factories(self) -> tuple[Any, Any]:
         from echogate.admin import AdminAPI, NodeInfo
-        from echogate.proxy import Gateway, GatewayResource
+        from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.batching import WriteBatcher
-        from echogate.site import Counters, GatewaySite, UnparsedRequest
-        from echogate.upstream import TrustedNetworks, UpstreamClient
+        from echogate.proxy.site import Counters, GatewaySite, UnparsedRequest
+        from echogate.proxy.forwarding import TrustedNetworks
+        from echogate.upstream.agent import UpstreamClient
         from twisted.web.server import Site
 
         # The listener's connections and the lean client's send their writes
         # in one flush per reactor iteration.
         batcher = WriteBatcher(self._reactor)
         if self.settings.upstream_client == "lean":
-            from echogate.httpclient import LeanUpstreamClient
+            from echogate.upstream.lean import LeanUpstreamClient
 
             self.upstream = LeanUpstreamClient(self._reactor,
                                                max_idle_per_host=self.settings.upstream_keepalive_pool_size,
@@ -235,8 +236,8 @@ class GatewayService(MultiService):
             self._reactor.stop()
 
     async def _start(self) -> None:
-        from echogate.snapshot import LiveConfiguration, build_in_thread
-        from echogate.store import PostgresStore, SchemaOutdated
+        from echogate.proxy.snapshot import LiveConfiguration, build_in_thread
+        from echogate.store.postgres import PostgresStore, SchemaOutdated
 
         for kind, description, d in self._pending_listens:
             port = await d
@@ -244,7 +245,7 @@ class GatewayService(MultiService):
         self._pending_listens = []
         dsn = self.settings.database
         if not dsn:
-            from echogate.embedded import EmbeddedPostgres
+            from echogate.store.embedded import EmbeddedPostgres
 
             self.embedded = EmbeddedPostgres(os.path.abspath(self.settings.data_dir))
             _log.info("starting the embedded PostgreSQL server in {dir}", dir=self.settings.data_dir)
@@ -390,7 +391,7 @@ def makeService(options: Options) -> GatewayService:
     except PluginLoadError as e:
         raise SystemExit(f"echogate: {e}")
     if settings.database:
-        from echogate.store import SchemaOutdated, check_schema_blocking
+        from echogate.store.postgres import SchemaOutdated, check_schema_blocking
 
         try:
             check_schema_blocking(settings.database)

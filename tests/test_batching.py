@@ -18,7 +18,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from echogate.batching import BatchedTransport, WriteBatcher
-from echogate.site import GatewayChannel, GatewaySite
+from echogate.proxy.site import GatewayChannel, GatewaySite
 
 
 class _CountingSocket(socket.socket):
@@ -373,8 +373,8 @@ class LeanClientTests(TestCase):
         from twisted.web.resource import Resource
         from twisted.web.server import Site
 
-        from echogate.httpclient import LeanUpstreamClient
-        from echogate.http11 import HTTP11Connection
+        from echogate.upstream.lean import LeanUpstreamClient
+        from echogate.upstream.connection import HTTP11Connection
 
         class Answer(Resource):
             isLeaf = True

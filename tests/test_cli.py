@@ -10,8 +10,9 @@ import sys
 
 from twisted.trial.unittest import TestCase
 
-from echogate import cli, migrations
-from echogate.migrations import MIGRATIONS, Migration, read_status
+from echogate import cli
+from echogate.store import migrations
+from echogate.store.migrations import MIGRATIONS, Migration, read_status
 from tests.postgres import PostgresMixin, TemporaryServer
 
 

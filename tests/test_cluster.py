@@ -19,7 +19,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from tests.gateway import RunningGateway, start_gateway
 from tests.postgres import PostgresMixin, create_database
-from tests.upstream import start_upstream
+from tests.upstream_server import start_upstream
 
 
 async def _served(node: RunningGateway, path: str, attempts: int = 500) -> int:

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from echogate.fields import String
+from echogate.schema.fields import String
 from echogate.interfaces import IGatewayPlugin
 from echogate.plugin import GatewayPlugin
 from echogate.registry import (

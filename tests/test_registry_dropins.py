@@ -61,7 +61,7 @@ class DropIns:
 
 
 DROP_IN = """
-    from echogate.fields import String
+    from echogate.schema.fields import String
     from echogate.plugin import GatewayPlugin
     from echogate.schema import Record
 

@@ -12,8 +12,8 @@ from unittest import skipIf
 from twisted.trial import unittest
 
 from echogate.bundled.header_echo import HeaderEcho
-from echogate.config import ConfigError, resolve
-from echogate.fields import Integer
+from echogate.settings import ConfigError, resolve
+from echogate.schema.fields import Integer
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
 from echogate.service import GatewayService, node_id
@@ -242,7 +242,7 @@ class AdminBodiesTests(unittest.TestCase):
         A POST whose multipart body does not parse gets the Admin API's
         JSON 400, not Twisted's bare one.
         """
-        from echogate.bodies import CANNOT_PARSE_MULTIPART
+        from echogate.pdk.bodies import CANNOT_PARSE_MULTIPART
 
         gateway = await start_gateway(self)
         answer = await gateway.admin("POST", "/services", data=b"--nope\r\nthis is not a multipart body",

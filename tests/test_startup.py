@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
 from tests.postgres import fresh_database
-from tests.upstream import start_upstream
+from tests.upstream_server import start_upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.errors import ProxyError
-from echogate.fields import Integer, String
+from echogate.schema.fields import Integer, String
 from echogate.registry import PluginLoadError
 from echogate.schema import Record
 from echogate.testing import (
@@ -26,7 +26,7 @@ from echogate.testing import (
     UpstreamRequestSeen,
     echo_upstream,
 )
-from tests.test_plugin_contract import Explosion, make_plugin, recording_plugin
+from tests.proxy.test_plugin_contract import Explosion, make_plugin, recording_plugin
 
 
 class EchoUpstreamTests(SynchronousTestCase):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.config import DEFAULTS, resolve
+from echogate.settings import DEFAULTS, resolve
 from echogate.workers import WORKER_OF, WorkerPool
 
 

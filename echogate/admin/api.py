@@ -2,7 +2,7 @@
 The Admin API: a Klein application serving Kong-shaped JSON for services,
 routes, consumers and plugins, plus the node's information and status.
 
-Every write validates first (L{echogate.writes}), stores in one call of
+Every write validates first (L{echogate.entities.writes}), stores in one call of
 the L{IStore} (one transaction), and then awaits C{on_change} so that the
 gateway serves the change from its next request.
 """
@@ -21,7 +21,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from echogate import entities, forms, writes
+from echogate.entities import schemas as entities
+from echogate.admin import forms
+from echogate.entities import writes
 from echogate.admin.paging import PageRequest, query_arguments
 from echogate.admin.responses import (
     METHOD_NOT_ALLOWED,
@@ -30,7 +32,7 @@ from echogate.admin.responses import (
     json_response,
     no_content,
 )
-from echogate.bodies import MAX_BODY_SIZE, Body, read_body
+from echogate.pdk.bodies import MAX_BODY_SIZE, Body, read_body
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin, IStore
 

@@ -10,8 +10,8 @@ L{echogate.admin.api.AdminAPI}'s Klein application by L{register}:
     C{GET|PUT|PATCH|DELETE /key-auths/{k}} (an acl by id only), and
     C{GET /key-auths/{k}/consumer}.
 
-Writes go through the entity schemas (L{echogate.writes}) like every
-entity, with Kong's on-write steps from L{echogate.credentials}: a key or
+Writes go through the entity schemas (L{echogate.entities.writes}) like every
+entity, with Kong's on-write steps from L{echogate.entities.credentials}: a key or
 jwt secret not given is generated, and a basic-auth password given is
 stored (and returned) only as its hash.
 
@@ -26,9 +26,10 @@ from typing import Any, Mapping
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from echogate import credentials, writes
+from echogate.entities import credentials
+from echogate.entities import writes
 from echogate.admin.responses import NOT_FOUND, json_response, no_content
-from echogate.fields import is_uuid
+from echogate.schema.fields import is_uuid
 
 _BY_NESTED = {c.nested: c for c in credentials.COLLECTIONS}
 _BY_TOP = {c.top: c for c in credentials.COLLECTIONS}

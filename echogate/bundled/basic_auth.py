@@ -3,7 +3,7 @@ basic-auth: authenticate requests by a username and password
 (C{Authorization: Basic ...}, or C{Proxy-Authorization}), as Kong's
 basic-auth does.
 
-Passwords are stored as salted scrypt hashes (L{echogate.credentials}),
+Passwords are stored as salted scrypt hashes (L{echogate.entities.credentials}),
 which take about 40 ms to check: L{PasswordCheck} checks them in the
 reactor's thread pool, so the gateway keeps serving meanwhile, and
 remembers recent successes, so a client sending the same credentials
@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
-from echogate.credentials import verify_password
+from echogate.entities.credentials import verify_password
 from echogate.schema import Boolean, Record, String
 
 _BASIC = re.compile(r"\s*[Bb]asic\s*(.+)")
@@ -47,7 +47,7 @@ def in_thread_pool(function: Callable[..., Any], *args: Any) -> Deferred:
 class PasswordCheck:
     """
     Checks passwords against stored hashes with
-    L{echogate.credentials.verify_password}, run by C{run} (in the thread
+    L{echogate.entities.credentials.verify_password}, run by C{run} (in the thread
     pool by default), and remembers the last C{size} successes as an HMAC
     (under a key made at start-up) of the password, by stored hash: a
     changed password has a new hash, so nothing stale is believed.

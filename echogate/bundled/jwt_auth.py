@@ -31,7 +31,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
-from echogate.credentials import JWT_ALGORITHMS
+from echogate.entities.credentials import JWT_ALGORITHMS
 from echogate.schema import ENTITY, Boolean, Number, Record, Set, String
 
 _ALGORITHMS = {name: algorithm for name, algorithm in get_default_algorithms().items()

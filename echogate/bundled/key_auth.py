@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from multipart import parse_options_header
 
-from echogate.bodies import parse_body
+from echogate.pdk.bodies import parse_body
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused, remove_query_arg
 from echogate.errors import GatewayError
 from echogate.schema import Array, Boolean, Record, String

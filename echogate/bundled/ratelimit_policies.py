@@ -308,7 +308,7 @@ class PostgresCounters:
     """
 
     def __init__(self, reactor: Any, dsn: str, timeout: float = 2.0):
-        from echogate.pgclient import BoundedPool, Deadlines
+        from echogate.store.pgclient import BoundedPool, Deadlines
 
         self._reactor = reactor
         self._pool = BoundedPool(reactor, dsn, 1, Deadlines(reactor, timeout), (0.1, 5.0))
@@ -319,7 +319,7 @@ class PostgresCounters:
 
     async def _add(self, increments: list[tuple[CounterKey, int, int]]) -> dict[CounterKey, int]:
         from echogate.errors import DatabaseUnavailable
-        from echogate.pgclient import query
+        from echogate.store.pgclient import query
 
         increments.sort()
         now = self._reactor.seconds()

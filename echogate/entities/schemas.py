@@ -1,0 +1,300 @@
+"""
+The core entities (services, routes, consumers, plugins): their schemas,
+with Kong 3's fields, defaults and messages. The functions the Admin API
+calls to turn a request body into a complete, validated record are in
+L{echogate.entities.writes}.
+
+Records are Kong-shaped JSON-ready dicts: every field present (C{None}
+when unset), foreign keys as C{{"id": uuid}}, timestamps in integer
+seconds. Where echogate differs from Kong:
+
+  - services and routes speak only C{http} and C{https}; the TLS and
+    stream fields (C{client_certificate}, C{tls_verify}, C{snis},
+    C{sources}, ...) do not exist.
+  - C{retries}, the timeouts, C{regex_priority} and C{path_handling}
+    cannot be null; C{path_handling} is only C{"v0"}.
+  - route paths are checked against the proxy's path normalisation
+    (L{echogate.routing.paths.normalize_path}) and regex paths compiled as the
+    router compiles them (L{echogate.routing.paths.compile_regex_path}); hosts
+    are parsed by L{echogate.entities.hosts.parse_host}.
+"""
+from __future__ import annotations
+
+import re
+import types
+from typing import Any, Mapping
+
+import attrs
+
+from echogate.entities import credentials
+from echogate.routing import paths
+from echogate.schema.containers import Array, Map, Set
+from echogate.schema.fields import NO_DEFAULT, Boolean, Foreign, Integer, String, is_uuid
+from echogate.entities.hosts import parse_host
+from echogate.schema import ENTITY, Record, at_least_one_of
+
+__all__ = [
+    "EntityType",
+    "ENTITIES",
+    "plugin_schema",
+]
+
+HTTP_PROTOCOLS = ("http", "https")
+PLUGIN_PROTOCOLS = ("grpc", "grpcs", "http", "https")
+
+# ---------------------------------------------------------------------------
+# Value checks, after Kong's kong/db/schema/typedefs.lua
+
+
+def _utf8(value: str) -> str | None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"invalid utf-8 character sequence detected at position {e.start + 1}"
+    return None
+
+
+def _uuid(value: str) -> str | None:
+    return None if is_uuid(value) else "expected a valid UUID"
+
+
+def _timestamp(value: int) -> str | None:
+    return None if value > 0 else "expected a valid timestamp"
+
+
+_NAME = re.compile(r"^[A-Za-z0-9.\-_~\u0080-\U0010ffff]+$")
+_TAG = re.compile(r"^[ \x21-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+$")
+
+
+def _name(value: str) -> str | None:
+    if _NAME.match(value) is None:
+        return (
+            f"invalid value '{value}': the only accepted ascii characters are"
+            " alphanumerics or ., -, _, and ~"
+        )
+    return _utf8(value)
+
+
+def _tag(value: str) -> str | None:
+    if _TAG.match(value) is None:
+        return (
+            f"invalid tag '{value}': expected printable ascii (except `,` and `/`)"
+            " or valid utf-8 sequences"
+        )
+    return _utf8(value)
+
+
+def _service_host(value: str) -> str | None:
+    try:
+        _, _, port = parse_host(value)
+    except ValueError as e:
+        if str(e) == "invalid port number":
+            return "must not have a port"
+        return f"invalid value: {value}"
+    return "must not have a port" if port is not None else None
+
+
+def _route_host(value: str) -> str | None:
+    if value.count("*") > 1:
+        return "invalid wildcard: must have at most one wildcard"
+    if "*" in value and not (value.startswith("*.") or value.endswith(".*")):
+        return "invalid wildcard: must be placed at leftmost or rightmost label"
+    mock = value.replace("*", "wildcard")
+    try:
+        parse_host(mock)
+    except ValueError as e:
+        return str(e).replace(mock, value)
+    return None
+
+
+_PATH_CHARS = re.compile(r"^/[A-Za-z0-9.\-_~/%:@!$&'()*+,;=]*$")
+
+
+def _percent_encoding(value: str) -> str | None:
+    raw = re.sub(r"%[0-9A-Fa-f]{2}", "___", value)
+    at = raw.find("%")
+    if at >= 0:
+        return f"invalid url-encoded value: '{raw[at:at + 3]}'"
+    return None
+
+
+def _service_path(value: str) -> str | None:
+    if "//" in value:
+        return "must not have empty segments"
+    if _PATH_CHARS.match(value) is None:
+        return (
+            f"invalid path: '{value}'"
+            " (characters outside of the reserved list of RFC 3986 found)"
+        )
+    return _percent_encoding(value)
+
+
+def _router_path(value: str) -> str | None:
+    if not value.startswith(("/", "~/")):
+        return "should start with: / (fixed path) or ~/ (regex path)"
+    if "//" in value:
+        return "must not have empty segments"
+    if value.startswith("~"):
+        try:
+            paths.compile_regex_path(value)
+        except ValueError as e:
+            return f"invalid regex: '{value[1:]}' ({e.__cause__ or e})"
+        return None
+    bad = _percent_encoding(value)
+    if bad:
+        return bad
+    try:
+        normal = paths.normalize_path(value)
+    except ValueError:
+        return f"invalid value: {value}"
+    if normal != value:
+        return f"non-normalized path, consider use '{normal}' instead"
+    return None
+
+
+def _header_name(value: str) -> str | None:
+    if value.lower() == "host":
+        return "cannot contain 'host' header, which must be specified in the 'hosts' attribute"
+    if re.match(r"^[A-Za-z0-9_-]+$", value) is None:
+        return f"bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+    return None
+
+
+def _route_has_matcher(route: dict[str, Any]) -> Mapping[str, str] | None:
+    if any(route.get(f) for f in ("methods", "hosts", "headers", "paths")):
+        return None
+    which = "https" if "https" in (route.get("protocols") or ()) else "http"
+    return {
+        ENTITY: f"must set one of 'methods', 'hosts', 'headers', 'paths'"
+        f" when 'protocols' is '{which}'"
+    }
+
+
+# ---------------------------------------------------------------------------
+# Schemas
+
+_COMMON = {
+    "id": String(required=True, check=_uuid),
+    "created_at": Integer(required=True, check=_timestamp),
+    "updated_at": Integer(required=True, check=_timestamp),
+}
+_TAGS = Set(String(check=_tag), description="A set of strings representing tags.")
+_TIMEOUT = Integer(required=True, between=(1, 2**31 - 2), default=60000)
+
+SERVICES = Record({
+    **_COMMON,
+    "name": String(check=_name, description="The service name."),
+    "retries": Integer(required=True, between=(0, 32767), default=5,
+                       description="The number of retries to execute upon failure to proxy."),
+    "protocol": String(required=True, one_of=HTTP_PROTOCOLS, default="http",
+                       description="The protocol used to talk to the upstream."),
+    "host": String(required=True, check=_service_host,
+                   description="The host of the upstream server."),
+    "port": Integer(required=True, between=(0, 65535), default=80,
+                    description="The upstream server port (443 by default for https)."),
+    "path": String(starts_with="/", check=_service_path,
+                   description="The path to be used in requests to the upstream server."),
+    "connect_timeout": attrs.evolve(_TIMEOUT, description="Connection timeout (ms)."),
+    "write_timeout": attrs.evolve(_TIMEOUT, description="Write timeout (ms)."),
+    "read_timeout": attrs.evolve(_TIMEOUT, description="Read timeout (ms)."),
+    "tags": _TAGS,
+    "enabled": Boolean(required=True, default=True, description="Whether the service is active."),
+})
+
+ROUTES = Record({
+    **_COMMON,
+    "name": String(check=_name, description="The route name."),
+    "protocols": Set(String(one_of=HTTP_PROTOCOLS), required=True, len_min=1,
+                     default=list(HTTP_PROTOCOLS),
+                     description="The protocols this route allows."),
+    "https_redirect_status_code": Integer(required=True, one_of=(426, 301, 302, 307, 308),
+                                          default=426),
+    "strip_path": Boolean(required=True, default=True),
+    "preserve_host": Boolean(required=True, default=False),
+    "request_buffering": Boolean(required=True, default=True),
+    "response_buffering": Boolean(required=True, default=True),
+    "tags": _TAGS,
+    "service": Foreign("services", description="The service this route proxies to."),
+    "methods": Set(String(match=r"^[A-Z]+$"), description="HTTP methods this route matches."),
+    "hosts": Array(String(check=_route_host), description="Hosts this route matches."),
+    "paths": Array(String(check=_router_path),
+                   description="Path prefixes (or ~regexes) this route matches."),
+    "headers": Map(String(check=_header_name), Array(String(), len_min=1),
+                   description="Header names to the values this route matches."),
+    "regex_priority": Integer(required=True, default=0),
+    "path_handling": String(required=True, one_of=("v0",), default="v0"),
+}, checks=(_route_has_matcher,))
+
+CONSUMERS = Record({
+    **_COMMON,
+    "username": String(description="The unique username of the consumer."),
+    "custom_id": String(description="The consumer's unique id in another system."),
+    "tags": _TAGS,
+}, checks=(at_least_one_of("custom_id", "username"),))
+
+PLUGINS = Record({
+    "id": _COMMON["id"],
+    "name": String(required=True, description="The name of the plugin."),
+    "instance_name": String(check=_name),
+    "created_at": _COMMON["created_at"],
+    "updated_at": _COMMON["updated_at"],
+    "route": Foreign("routes"),
+    "service": Foreign("services"),
+    "consumer": Foreign("consumers"),
+    "config": Record({}, required=True, description="The plugin's configuration."),
+    "protocols": Set(String(one_of=PLUGIN_PROTOCOLS), required=True,
+                     default=list(PLUGIN_PROTOCOLS)),
+    "enabled": Boolean(required=True, default=True, description="Whether the plugin is applied."),
+    "tags": _TAGS,
+})
+
+
+@attrs.frozen
+class EntityType:
+    """
+    One kind of entity.
+
+    @ivar name: the collection name, e.g. C{"services"}.
+    @ivar schema: the full record schema (for plugins, C{config} is an
+        empty placeholder: see L{plugin_schema}).
+    @ivar endpoint_keys: fields that address an entity besides C{id}.
+    @ivar unique: fields whose values are unique.
+    @ivar foreign: foreign key fields.
+    """
+
+    name: str
+    schema: Record
+    endpoint_keys: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+
+
+ENTITIES: Mapping[str, EntityType] = types.MappingProxyType({
+    "services": EntityType("services", SERVICES, ("name",), ("name",)),
+    "routes": EntityType("routes", ROUTES, ("name",), ("name",), ("service",)),
+    "consumers": EntityType("consumers", CONSUMERS, ("username", "custom_id"),
+                            ("username", "custom_id")),
+    "plugins": EntityType("plugins", PLUGINS, (), ("instance_name",),
+                          ("service", "route", "consumer")),
+    # Consumers' credentials (key-auth, basic-auth, jwt, acls): see echogate.entities.credentials.
+    **{name: EntityType(name, *spec) for name, spec in credentials.entity_specs(_COMMON, _TAGS).items()},
+})
+
+
+def plugin_schema(plugin: Any) -> Record:
+    """
+    The full plugin record schema for C{plugin}, whose C{config} is the
+    plugin's C{config_schema} (required: C{null} is refused, absence
+    gives the defaults). A plugin whose C{no_consumer} attribute is true
+    cannot be scoped to a consumer.
+    """
+    config = attrs.evolve(plugin.config_schema, required=True, default=NO_DEFAULT)
+    schema = PLUGINS.with_field("config", config)
+    if getattr(plugin, "no_consumer", False):
+        # Kong's typedefs.no_consumer: the auth plugins cannot be scoped to a consumer.
+        schema = schema.with_field("consumer", attrs.evolve(PLUGINS.fields["consumer"], check=_no_consumer))
+    return schema
+
+
+def _no_consumer(value: Any) -> str | None:
+    return "value must be null"

@@ -1,0 +1,296 @@
+"""
+Per-request state, and the plugin development kit (PDK) that phases use.
+
+One L{RequestContext} is created for each proxied request and reached from
+the request (C{request.ctx}); it lives and dies with the request. Each
+plugin phase receives a L{PluginContext}: a thin view of the request
+context bound to that plugin, with the plugin's own state (C{ctx.plugin})
+next to the state shared by all plugins (C{ctx.shared}).
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Mapping
+
+from twisted.logger import Logger
+
+# The request and response objects live in echogate.pdk.messages; they are
+# importable from here too, where the PDK has always had them.
+from echogate.pdk.messages import (ClientRequest, Exit, HeaderEditor, HeaderPairs, ResponseState, UpstreamRequest,
+                                   encode_exit_body)
+from echogate.pdk.credentials import EMPTY
+
+
+class RequestContext:
+    """
+    Everything echogate and its plugins know about one request.
+
+    @ivar shared: state shared by every plugin for this request.
+    @ivar route: the matched route record, or C{None}.
+    @ivar service: the matched service record, or C{None}.
+    @ivar consumer: the authenticated consumer record, or C{None}.
+    @ivar credential: the credential that authenticated it, or C{None}.
+    """
+
+    _logger = Logger(namespace="echogate.request")
+
+    __slots__ = ("_request", "request", "started", "shared", "_plugin_state", "_views", "_request_id",
+                 "route", "service", "match", "consumer", "credential", "upstream", "response", "exit",
+                 "upstream_started", "upstream_responded", "peer_trusted", "snapshot", "steps", "configs",
+                 "pending", "on_client_gone", "logged")
+
+    def __init__(self, request: Any, client: ClientRequest, started: float):
+        self._request = request
+        self.request = client
+        self.started = started
+        self.shared: dict[str, Any] = {}
+        self._plugin_state: dict[str, dict[str, Any]] = {}
+        self._views: dict[str, PluginContext] = {}
+        self._request_id: str | None = None
+        self.route: dict | None = None
+        self.service: dict | None = None
+        self.match: Any = None
+        self.consumer: dict | None = None
+        self.credential: dict | None = None
+        self.upstream: UpstreamRequest | None = None
+        self.response = ResponseState()
+        self.exit: Exit | None = None
+        self.upstream_started: float | None = None
+        self.upstream_responded: float | None = None
+        # Bookkeeping for the gateway (not part of the PDK).
+        self.peer_trusted = False
+        self.snapshot: Any = None
+        self.steps: Any = None  # the plugin plan, set by the gateway as it starts the request
+        self.configs: dict[str, Any] | None = None
+        self.pending: Any = None
+        self.on_client_gone: Any = None
+        self.logged = False
+
+    @property
+    def request_id(self) -> str:
+        """
+        A unique id for this request (made when first asked for).
+        """
+        if self._request_id is None:
+            self._request_id = uuid.uuid4().hex
+        return self._request_id
+
+    def release(self) -> None:
+        """
+        Called once the request is over (after C{log}): break the reference
+        cycles between the request, this context, the plugin views and the
+        body streamer, so that reference counting frees them at once instead
+        of the cyclic garbage collector, which would otherwise run often
+        and walk the whole configuration each time.
+        """
+        request = self._request
+        if getattr(request, "ctx", None) is self:
+            request.ctx = None
+        self.on_client_gone = None
+        self.pending = None
+        self._views = {}
+
+    def view(self, plugin_name: str) -> "PluginContext":
+        """
+        The L{PluginContext} for plugin C{plugin_name} (one per plugin per
+        request).
+        """
+        view = self._views.get(plugin_name)
+        if view is None:
+            view = self._views[plugin_name] = PluginContext(self, plugin_name)
+        return view
+
+    def plugin_state(self, plugin_name: str) -> dict[str, Any]:
+        state = self._plugin_state.get(plugin_name)
+        if state is None:
+            state = self._plugin_state[plugin_name] = {}
+        return state
+
+    def answer(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
+        """
+        Answer the request without the upstream (C{ctx.exit}).
+        """
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(f"invalid HTTP status {status!r}")
+        hdrs = dict(headers or {})
+        encoded = encode_exit_body(body, hdrs)
+        self.exit = Exit(status, encoded, hdrs)
+
+
+class PluginLogger:
+    """
+    A logger that tags every event with the plugin's name and the request id.
+    """
+
+    __slots__ = ("_ctx", "_plugin", "_logger")
+
+    _loggers: dict[str, Logger] = {}
+
+    def __init__(self, ctx: RequestContext, plugin: str):
+        self._ctx = ctx
+        self._plugin = plugin
+        logger = self._loggers.get(plugin)
+        if logger is None:
+            logger = self._loggers[plugin] = Logger(namespace=f"echogate.plugins.{plugin}")
+        self._logger = logger
+
+    def _emit(self, method: str, format: str, kw: dict[str, Any]) -> None:
+        getattr(self._logger, method)(
+            "[{plugin} {request_id}] " + format, plugin=self._plugin, request_id=self._ctx.request_id, **kw
+        )
+
+    def debug(self, format: str, **kw: Any) -> None:
+        self._emit("debug", format, kw)
+
+    def info(self, format: str, **kw: Any) -> None:
+        self._emit("info", format, kw)
+
+    def warn(self, format: str, **kw: Any) -> None:
+        self._emit("warn", format, kw)
+
+    def error(self, format: str, **kw: Any) -> None:
+        self._emit("error", format, kw)
+
+
+class PluginContext:
+    """
+    What a plugin phase receives as C{ctx}: the request context seen by one
+    plugin.
+
+    @ivar plugin: this plugin's own per-request state (a dict).
+    @ivar shared: state shared by all plugins for this request (a dict).
+    @ivar request: the client request (L{ClientRequest}).
+    @ivar upstream: what goes to the service (L{UpstreamRequest}); C{None}
+        in C{rewrite}, before routing.
+    @ivar response: the response on its way (L{ResponseState}).
+    """
+
+    __slots__ = ("_ctx", "name", "plugin", "_log")
+
+    def __init__(self, ctx: RequestContext, name: str):
+        self._ctx = ctx
+        self.name = name
+        self.plugin = ctx.plugin_state(name)
+        self._log: PluginLogger | None = None
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        return self._ctx.shared
+
+    @property
+    def request(self) -> ClientRequest:
+        return self._ctx.request
+
+    @property
+    def upstream(self) -> UpstreamRequest | None:
+        return self._ctx.upstream
+
+    @property
+    def response(self) -> ResponseState:
+        return self._ctx.response
+
+    @property
+    def route(self) -> dict | None:
+        return self._ctx.route
+
+    @property
+    def service(self) -> dict | None:
+        return self._ctx.service
+
+    @property
+    def consumer(self) -> dict | None:
+        return self._ctx.consumer
+
+    @property
+    def match(self) -> Any:
+        """
+        How the route matched (L{echogate.routing.matching.Match}: C{captures},
+        C{named_captures}, C{stripped}, ...), or C{None} before routing.
+        """
+        return self._ctx.match
+
+    @property
+    def credential(self) -> dict | None:
+        return self._ctx.credential
+
+    @property
+    def request_id(self) -> str:
+        return self._ctx.request_id
+
+    @property
+    def started(self) -> float:
+        """
+        When the gateway received the request (seconds, on the gateway's
+        clock).
+        """
+        return self._ctx.started
+
+    @property
+    def upstream_started(self) -> float | None:
+        """
+        When the request was sent to the service, or C{None}.
+        """
+        return self._ctx.upstream_started
+
+    @property
+    def upstream_responded(self) -> float | None:
+        """
+        When the service's status and headers arrived, or C{None}.
+        """
+        return self._ctx.upstream_responded
+
+    @property
+    def bytes_sent(self) -> int:
+        """
+        How many bytes of response body were written to the client so far.
+        """
+        return getattr(self._ctx._request, "sentLength", 0) or 0
+
+    @property
+    def credentials(self) -> Any:
+        """
+        The consumers' credentials of this request's configuration
+        snapshot (an L{echogate.pdk.credentials.CredentialIndex}):
+        C{ctx.credentials.find("key-auth", key)},
+        C{ctx.credentials.groups(consumer_id)}. Dict lookups, never a scan.
+        """
+        index = getattr(self._ctx.snapshot, "credentials", None)
+        return EMPTY if index is None else index
+
+    @property
+    def consumers(self) -> Any:
+        """
+        The consumers of this request's configuration snapshot (an
+        L{echogate.pdk.credentials.ConsumerIndex}): C{ctx.consumers.get(id or
+        username)}.
+        """
+        return self.credentials.consumers
+
+    @property
+    def log(self) -> PluginLogger:
+        """
+        A logger tagged with this plugin's name and the request id.
+        """
+        if self._log is None:
+            self._log = PluginLogger(self._ctx, self.name)
+        return self._log
+
+    def authenticate(self, consumer: dict | None, credential: dict | None = None) -> None:
+        """
+        Record the consumer (and credential) that this request authenticated
+        as; consumer-scoped plugin configs apply from the next plugin on.
+        """
+        self._ctx.consumer = consumer
+        self._ctx.credential = credential
+
+    def exit(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
+        """
+        Answer the request now: the remaining C{access} handlers and the
+        upstream are skipped; C{header_filter}, C{body_filter} and C{log}
+        still run. C{body}: bytes as given, a str as text, anything else
+        as JSON.
+        """
+        self._ctx.answer(status, body, headers)
+
+__all__ = ["RequestContext", "PluginContext", "PluginLogger", "ClientRequest", "Exit", "HeaderEditor",
+           "HeaderPairs", "ResponseState", "UpstreamRequest", "encode_exit_body"]

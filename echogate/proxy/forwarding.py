@@ -1,0 +1,148 @@
+"""
+The gateway's forwarding policy: the header lines a request carries to
+its service, as Kong sends them (the client's end-to-end headers, Host per
+C{preserve_host}, X-Real-IP, X-Forwarded-*, Via), and which peers'
+X-Forwarded-* headers are believed (L{TrustedNetworks}).
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable
+
+from twisted.web.http_headers import Headers
+
+from echogate._version import __version__
+from echogate.upstream.hop_by_hop import HOP_BY_HOP, listed_names
+
+VIA = f"1.1 echogate/{__version__}".encode()
+
+_REPLACED_UP = frozenset(
+    (b"x-real-ip", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+     b"x-forwarded-path", b"x-forwarded-prefix")
+)
+
+
+class TrustedNetworks:
+    """
+    The peers whose X-Forwarded-* headers echogate believes
+    (the C{trusted_ips} setting).
+    """
+
+    def __init__(self, networks: Iterable[str] = ()):
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self._all = any(n.prefixlen == 0 for n in self._networks)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusts(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        if self._all:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in n for n in self._networks)
+
+
+def host_header(service: dict) -> bytes:
+    """
+    The Host header for C{service}: its host, plus C{:port} when the port
+    is not the scheme's default.
+    """
+    host = service["host"]
+    port = service.get("port")
+    scheme = service.get("protocol") or "http"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    if port is None or (scheme == "http" and port == 80) or (scheme == "https" and port == 443):
+        return host.encode("idna") if not host.isascii() else host.encode()
+    return f"{host}:{port}".encode()
+
+
+# Request headers the gateway writes itself, replacing the client's.
+_SET_UP = frozenset((b"host", b"x-real-ip", b"x-forwarded-for", b"via"))
+_DROPPED_UP = HOP_BY_HOP | {b"content-length"} | _SET_UP
+_DROPPED_UP_UNTRUSTED = _DROPPED_UP | _REPLACED_UP
+
+
+def _one_line(value: bytes) -> bytes:
+    # Values the gateway computes must not break the head (the client's own
+    # values come from Twisted's parser, which cannot yield a line break).
+    if b"\r" in value or b"\n" in value:
+        return b" ".join(value.splitlines())
+    return value
+
+
+def upstream_headers(
+    request_headers: Headers,
+    *,
+    service: dict,
+    preserve_host: bool,
+    client_ip: str,
+    peer_trusted: bool,
+    scheme: str,
+    listener_port: int,
+    path: str,
+    stripped: str,
+) -> list[tuple[bytes, bytes]]:
+    """
+    The header lines sent upstream, as Kong sends them: the client's
+    end-to-end headers (in order, repeated ones kept), Host per
+    C{preserve_host}, X-Real-IP, X-Forwarded-*, Via.
+
+    @return: C{(name, value)} pairs, ready for the wire.
+    """
+    connection = request_headers.getRawHeaders(b"connection")
+    listed = listed_names(connection) if connection else ()
+    incoming_host = forwarded_for = via = None
+    skip = _DROPPED_UP if peer_trusted else _DROPPED_UP_UNTRUSTED
+    pairs: list[tuple[bytes, bytes]] = []
+    append = pairs.append
+    # The X-Forwarded-* a trusted peer sent stand; from another peer they
+    # are dropped (in skip), so there is nothing to remember.
+    kept: set[bytes] | frozenset[bytes] = set() if peer_trusted else frozenset()
+    for name, values in request_headers.getAllRawHeaders():
+        lower = name.lower()
+        if lower in skip or lower in listed:
+            # Host, X-Forwarded-For and Via are always in skip: rewritten.
+            if lower == b"host":
+                incoming_host = values
+            elif lower == b"x-forwarded-for":
+                forwarded_for = values
+            elif lower == b"via":
+                via = values
+            continue
+        if peer_trusted:
+            kept.add(lower)  # type: ignore[union-attr]
+        for value in values:
+            append((name, value))
+    if preserve_host and incoming_host:
+        append((b"Host", incoming_host[0]))
+    else:
+        append((b"Host", host_header(service)))
+    # The client's address is the peer's or a parsed header's value, and
+    # the path comes from the request line (Twisted splits it on
+    # whitespace): neither can hold a line break.
+    ip = client_ip.encode("latin-1")
+    append((b"X-Real-IP", ip))
+    append((b"X-Forwarded-For", b", ".join(forwarded_for) + b", " + ip if forwarded_for else ip))
+    # From a trusted peer, the X-Forwarded-* it sent stand (they were kept).
+    if b"x-forwarded-proto" not in kept:
+        append((b"X-Forwarded-Proto", scheme.encode("ascii")))
+    if incoming_host and b"x-forwarded-host" not in kept:
+        raw = incoming_host[0]
+        append((b"X-Forwarded-Host", raw[: raw.index(b"]") + 1] if raw.startswith(b"[") else raw.split(b":", 1)[0]))
+    if b"x-forwarded-port" not in kept:
+        append((b"X-Forwarded-Port", b"%d" % listener_port))
+    if b"x-forwarded-path" not in kept:
+        append((b"X-Forwarded-Path", path.encode("latin-1")))
+    if stripped and stripped != "/" and b"x-forwarded-prefix" not in kept:
+        append((b"X-Forwarded-Prefix", _one_line(stripped.rstrip("/").encode("latin-1")) or b"/"))
+    append((b"Via", b", ".join(via) + b", " + VIA if via else VIA))
+    return pairs
+
+
+__all__ = ["VIA", "TrustedNetworks", "host_header", "upstream_headers"]

@@ -1,0 +1,341 @@
+"""
+Which plugin configs apply to a request, and running their phases.
+
+L{PluginIndex} is built once per configuration snapshot from the stored
+plugin records and the enabled plugin objects. For a (route, service) pair
+it compiles, once, the ordered L{Step}s that may apply (higher priority
+first, ties by name); a step whose plugin also has consumer-scoped configs
+is resolved again once a consumer is known.
+
+L{run_steps} runs one phase over steps and only pays for a Deferred when a
+phase returns one.
+"""
+from __future__ import annotations
+
+import inspect
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+PHASES = ("init", "rewrite", "access", "header_filter", "body_filter", "log")
+
+_log = Logger(namespace="echogate.runner")
+
+
+class PluginFailure(Exception):
+    """
+    A plugin's phase raised; carries the plugin name and phase.
+    """
+
+    def __init__(self, plugin: str, phase: str, error: BaseException):
+        super().__init__(f"plugin {plugin!r} failed in {phase}: {error!r}")
+        self.plugin = plugin
+        self.phase = phase
+        self.error = error
+
+
+def _fk(record: Mapping[str, Any], field: str) -> str | None:
+    value = record.get(field)
+    if isinstance(value, Mapping):
+        return value.get("id")
+    return None
+
+
+def freeze(value: Any) -> Any:
+    """
+    A read-only copy of a config: mappings become read-only proxies and
+    lists become tuples, so a plugin cannot change the config it was given.
+    """
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+@attrs.frozen
+class PluginEntry:
+    """
+    One enabled plugin record, ready to run.
+    """
+
+    plugin: Any
+    id: str
+    config: Mapping[str, Any]
+    route: str | None
+    service: str | None
+    consumer: str | None
+
+
+@attrs.frozen
+class Step:
+    """
+    One plugin in a request's plan, with its phases looked up once.
+
+    @ivar entry: the config that applies without a consumer, or C{None}.
+    @ivar by_consumer: whether a consumer-scoped config may apply instead.
+    """
+
+    name: str
+    plugin: Any
+    entry: PluginEntry | None
+    by_consumer: bool
+    rewrite: Callable | None
+    access: Callable | None
+    header_filter: Callable | None
+    body_filter: Callable | None
+    log: Callable | None
+
+
+class Plan(tuple):
+    """
+    The steps for one (route, service), in order, with the steps of each
+    phase picked out once when the plan is compiled, so that a request
+    runs through only the plugins that have the phase.
+
+    @ivar static: no step depends on the consumer, so every step's config
+        is its C{entry}'s for every request.
+    """
+
+    static: bool
+    rewrite_steps: tuple[Step, ...]
+    access_steps: tuple[Step, ...]
+    header_filter_steps: tuple[Step, ...]
+    body_filter_steps: tuple[Step, ...]
+    log_steps: tuple[Step, ...]
+
+    def __new__(cls, steps: Iterable[Step] = ()) -> "Plan":
+        plan = super().__new__(cls, steps)
+        plan.static = not any(step.by_consumer for step in plan)
+        plan.rewrite_steps = tuple(step for step in plan if step.rewrite is not None)
+        plan.access_steps = tuple(step for step in plan if step.access is not None)
+        plan.header_filter_steps = tuple(step for step in plan if step.header_filter is not None)
+        plan.body_filter_steps = tuple(step for step in plan if step.body_filter is not None)
+        plan.log_steps = tuple(step for step in plan if step.log is not None)
+        return plan
+
+
+EMPTY_PLAN = Plan()
+
+
+def phases_of(plugin: Any) -> dict[str, Callable | None]:
+    """
+    The phase methods C{plugin} defines (C{None} for the others).
+    """
+    return {phase: getattr(plugin, phase, None) if callable(getattr(plugin, phase, None)) else None
+            for phase in PHASES}
+
+
+def _precedence(route: str | None, service: str | None, consumer: str | None):
+    """
+    Scope keys from the most specific to the global one (Kong's order).
+    """
+    keys = []
+    if consumer is not None:
+        keys += [(route, service, consumer), (route, None, consumer), (None, service, consumer)]
+    keys.append((route, service, None))
+    if consumer is not None:
+        keys.append((None, None, consumer))
+    keys += [(route, None, None), (None, service, None), (None, None, None)]
+    return keys
+
+
+class PluginIndex:
+    """
+    The enabled plugin configs of one configuration snapshot.
+    """
+
+    def __init__(self, records: Iterable[Mapping[str, Any]], plugins: Mapping[str, Any]):
+        self._plugins = dict(plugins)
+        self._phases = {name: phases_of(p) for name, p in self._plugins.items()}
+        self._by_name: dict[str, dict[tuple, PluginEntry]] = {}
+        self._consumer_scoped: set[str] = set()
+        self.skipped: list[str] = []
+        for record in records:
+            if not record.get("enabled", True):
+                continue
+            name = record["name"]
+            plugin = self._plugins.get(name)
+            if plugin is None:
+                self.skipped.append(name)
+                continue
+            entry = PluginEntry(
+                plugin=plugin,
+                id=record["id"],
+                config=freeze(record.get("config") or {}),
+                route=_fk(record, "route"),
+                service=_fk(record, "service"),
+                consumer=_fk(record, "consumer"),
+            )
+            self._by_name.setdefault(name, {})[(entry.route, entry.service, entry.consumer)] = entry
+            if entry.consumer is not None:
+                self._consumer_scoped.add(name)
+        self._order = sorted(self._by_name, key=lambda n: (-self._plugins[n].priority, n))
+        self._plans: dict[tuple, Plan] = {}
+        self.global_steps = self._plan(None, None, global_only=True)
+
+    def entries(self, name: str) -> list[PluginEntry]:
+        """
+        Every enabled config of plugin C{name}.
+        """
+        return list(self._by_name.get(name, {}).values())
+
+    def names_in_use(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def resolve(self, name: str, route: str | None, service: str | None,
+                consumer: str | None) -> PluginEntry | None:
+        """
+        The most specific config of plugin C{name} for this scope.
+        """
+        scoped = self._by_name.get(name)
+        if not scoped:
+            return None
+        for key in _precedence(route, service, consumer):
+            entry = scoped.get(key)
+            if entry is not None:
+                return entry
+        return None
+
+    def plan(self, route: str | None, service: str | None) -> Plan:
+        """
+        The steps that may apply to requests on this route and service,
+        compiled once per snapshot.
+        """
+        key = (route, service)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(route, service)
+        return plan
+
+    def _plan(self, route: str | None, service: str | None, global_only: bool = False) -> Plan:
+        steps = []
+        for name in self._order:
+            entry = self.resolve(name, route, service, None)
+            by_consumer = False
+            if not global_only and name in self._consumer_scoped:
+                by_consumer = any(
+                    e.consumer is not None and e.route in (None, route) and e.service in (None, service)
+                    for e in self._by_name[name].values()
+                )
+            if global_only and (entry is None or (entry.route, entry.service, entry.consumer) != (None, None, None)):
+                continue
+            if entry is None and not by_consumer:
+                continue
+            phases = self._phases[name]
+            steps.append(Step(name=name, plugin=self._plugins[name], entry=entry, by_consumer=by_consumer,
+                              rewrite=phases["rewrite"], access=phases["access"],
+                              header_filter=phases["header_filter"], body_filter=phases["body_filter"],
+                              log=phases["log"]))
+        return Plan(steps)
+
+
+def as_deferred(result: Any) -> Any:
+    """
+    Turn a coroutine into a Deferred; leave anything else alone.
+    """
+    if inspect.iscoroutine(result):
+        return Deferred.fromCoroutine(result)
+    return result
+
+
+def run_steps(items: Sequence[Any], call: Callable[[Any], Any],
+              stop: Callable[[], bool] | None = None, start: int = 0) -> Deferred | None:
+    """
+    Call C{call(item)} for each item in order. Returns C{None} when every
+    call returned synchronously, or a Deferred that fires when the last one
+    has (each call starts after the previous one's Deferred fired). Stops
+    early once C{stop()} is true. Exceptions propagate (synchronously, or
+    through the Deferred).
+    """
+    index = start
+    count = len(items)
+    while index < count:
+        result = call(items[index])
+        index += 1
+        if result is not None:
+            result = as_deferred(result)
+            if isinstance(result, Deferred):
+                return result.addCallback(lambda _, i=index: None if stop is not None and stop() else run_steps(items, call, stop, i))
+        if stop is not None and stop():
+            return None
+    return None
+
+
+def run_phase(ctx: Any, steps: Sequence[Step], phase: str, config_of: Callable[[Step], Any] | None = None,
+              until_exit: bool = False, start: int = 0) -> Deferred | None:
+    """
+    Run C{phase} of C{steps} (steps that have it) for the request of
+    C{ctx} (a L{echogate.pdk.context.RequestContext}): each step's method is
+    called with the step's view of C{ctx} and its config, C{config_of(step)}
+    when given (C{None} skips the step), else the step's entry's.
+
+    As L{run_steps} with L{call_phase}, in one loop: returns C{None} when
+    every call returned synchronously, or a Deferred once one returns a
+    Deferred or a coroutine (the rest run after it fired); an exception,
+    now or later, becomes L{PluginFailure}. With C{until_exit}, stops once
+    a plugin made C{ctx.exit}.
+    """
+    index = start
+    count = len(steps)
+    while index < count:
+        step = steps[index]
+        index += 1
+        if config_of is None:
+            config = step.entry.config
+        else:
+            config = config_of(step)
+            if config is None:
+                continue
+        try:
+            result = getattr(step, phase)(ctx.view(step.name), config)
+            if result is not None:
+                result = as_deferred(result)
+        except PluginFailure:
+            raise
+        except BaseException as e:
+            raise PluginFailure(step.name, phase, e) from e
+        # (None first: Deferred is generic, so isinstance goes through
+        # ABCMeta's Python-level check, about a microsecond.)
+        if result is not None and isinstance(result, Deferred):
+            return _tag(result, step.name, phase).addCallback(
+                lambda _, i=index: None if until_exit and ctx.exit is not None
+                else run_phase(ctx, steps, phase, config_of, until_exit, i))
+        if until_exit and ctx.exit is not None:
+            return None
+    return None
+
+
+def _tag(result: Deferred, step_name: str, phase: str) -> Deferred:
+    """
+    Turn C{result}'s failure into a L{PluginFailure} of C{step_name}'s
+    C{phase} (unless it is one already).
+    """
+    def tag(failure: Failure) -> Failure:
+        if failure.check(PluginFailure):
+            return failure
+        raise PluginFailure(step_name, phase, failure.value) from failure.value
+    return result.addErrback(tag)
+
+
+def call_phase(step_name: str, phase: str, method: Callable, *args: Any) -> Any:
+    """
+    Call a plugin's phase, turning exceptions (now or later) into
+    L{PluginFailure}.
+    """
+    try:
+        result = method(*args)
+        if result is None:
+            return None
+        result = as_deferred(result)
+    except PluginFailure:
+        raise
+    except BaseException as e:
+        raise PluginFailure(step_name, phase, e) from e
+    if type(result) is not bytes and isinstance(result, Deferred):  # (see run_phase)
+        _tag(result, step_name, phase)
+    return result

@@ -1,0 +1,265 @@
+"""
+The route table: which route, and so which service, a request goes to.
+
+L{Router.build} compiles the configured routes into an immutable, indexed
+table once per configuration snapshot; L{Router.match} picks the route for
+one request. Matching and ordering follow Kong's traditional router; the
+user-facing rules are in C{docs/routing.md}. One route's compiled
+conditions, its rank and the L{Match} it gives are in L{echogate.routing.matching}.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import attrs
+from twisted.logger import Logger
+
+from echogate.routing.matching import PLAIN, PREFIX, SUFFIX, CompiledRoute, Headers, Match, compile_route, split_host
+
+_log = Logger()
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MISSING = object()
+
+
+@attrs.frozen
+class _PathIndex:
+    """
+    Compiled routes filed under literal path prefixes (a prefix path, a
+    regex's literal start, or C{""}); C{lengths} are the distinct key
+    lengths, shortest first.
+    """
+
+    buckets: Mapping[str, tuple[CompiledRoute, ...]]
+    lengths: tuple[int, ...]
+
+    @classmethod
+    def of(cls, entries: Mapping[str, list[CompiledRoute]]) -> _PathIndex:
+        return cls(
+            {key: tuple(routes) for key, routes in entries.items()},
+            tuple(sorted({len(key) for key in entries})),
+        )
+
+    def candidates(self, path: str) -> Iterator[CompiledRoute]:
+        """
+        The routes whose key starts C{path}: one dictionary look-up per
+        distinct key length.
+        """
+        for length in self.lengths:
+            if length > len(path):
+                return
+            bucket = self.buckets.get(path[:length])
+            if bucket is not None:
+                yield from bucket
+
+
+def _index(entries: Mapping[str, Mapping[str, list[CompiledRoute]]]) -> Mapping[str, _PathIndex]:
+    return {key: _PathIndex.of(by_path) for key, by_path in entries.items()}
+
+
+@attrs.frozen(eq=False)
+class Router:
+    """
+    An immutable, indexed route table, built once per configuration
+    snapshot with L{Router.build}.
+
+    Routes are filed by exact host, by wildcard-host suffix or prefix, or as
+    host-less, and under each by literal path prefix, so that a look-up
+    examines only the routes that could match; recent look-ups are kept in
+    a bounded LRU cache keyed on everything that can change the answer.
+    """
+
+    _by_host: Mapping[str, _PathIndex]
+    _by_suffix: Mapping[str, _PathIndex]
+    _by_prefix: Mapping[str, _PathIndex]
+    _hostless: _PathIndex
+    _header_names: tuple[str, ...]
+    _size: int
+    _cache_size: int
+    _on_candidate: Callable[[dict[str, Any]], None] | None
+    _compiled: Mapping[str, tuple[CompiledRoute, tuple[str, ...]]]
+    _cache: OrderedDict[tuple[Any, ...], Match | None] = attrs.field(factory=OrderedDict)
+
+    @classmethod
+    def build(
+        cls,
+        routes: Iterable[dict[str, Any]],
+        services: Mapping[str, dict[str, Any]],
+        *,
+        cache_size: int = 5000,
+        on_candidate: Callable[[dict[str, Any]], None] | None = None,
+        indexed: bool = True,
+        previous: Router | None = None,
+    ) -> Router:
+        """
+        Compile C{routes} into a table. Nothing is rejected (validation
+        happened earlier), but a route that cannot be compiled (a regex
+        Python cannot compile, a malformed wildcard host, no condition at
+        all) is left out and logged, and so is a route whose service is
+        disabled, as in Kong.
+
+        @param routes: route records.
+        @param services: service id to service record.
+        @param cache_size: how many look-ups to remember; 0 for none.
+        @param on_candidate: called with each route record that a look-up
+            evaluates (for tests and metrics).
+        @param indexed: C{False} files every route in one list that every
+            look-up walks: the same answers, slower (a baseline for tests
+            and benchmarks).
+        @param previous: the table this one replaces. A route whose record
+            and service record are the very objects that table compiled
+            (the store hands back the same records for rows that did not
+            change) is taken from it instead of compiled again, so that a
+            change to one route of thousands recompiles one.
+        """
+        reusable = previous._compiled if previous is not None else {}
+        compiled_by_id: dict[str, tuple[CompiledRoute, tuple[str, ...]]] = {}
+        by_host: dict[str, dict[str, list[CompiledRoute]]] = {}
+        by_suffix: dict[str, dict[str, list[CompiledRoute]]] = {}
+        by_prefix: dict[str, dict[str, list[CompiledRoute]]] = {}
+        hostless: dict[str, list[CompiledRoute]] = {}
+        header_names: set[str] = set()
+        by_kind = {PLAIN: by_host, SUFFIX: by_suffix, PREFIX: by_prefix}
+        size = 0
+        for seq, route in enumerate(routes):
+            route_id = route.get("id")
+            service = None
+            reference = route.get("service")
+            if reference is not None:
+                service = services.get(reference.get("id"))
+                if service is None:
+                    _log.warn("Route {route_id} refers to a missing service {service_id}",
+                              route_id=route_id, service_id=reference.get("id"))
+                elif service.get("enabled") is False:
+                    _log.info("Route {route_id} left out: its service is disabled",
+                              route_id=route_id)
+                    continue
+            keyed = isinstance(route_id, str)
+            known = reusable.get(route_id) if keyed else None
+            if known is not None and known[0].route is route and known[0].service is service:
+                compiled, kept = known
+                if compiled.order[-1] != seq:
+                    compiled = compiled.renumbered(seq)
+                keys = kept
+            else:
+                try:
+                    compiled, found = compile_route(route, service, seq)
+                    keys = tuple(found)
+                except (ValueError, re.error) as e:
+                    _log.warn("Route {route_id} left out: {reason}", route_id=route_id, reason=e)
+                    continue
+                except Exception:
+                    _log.failure("Route {route_id} left out: it cannot be compiled",
+                                 route_id=route_id)
+                    continue
+            if keyed:
+                compiled_by_id[route_id] = (compiled, keys)
+            size += 1
+            if compiled.headers:
+                header_names.update(header.name for header in compiled.headers)
+            tables: list[dict[str, list[CompiledRoute]]] = []
+            if not indexed:
+                keys = ("",)
+            for host in compiled.hosts if indexed else ():
+                tables.append(by_kind[host.kind].setdefault(host.name, {}))
+            if not compiled.hosts or not indexed:
+                tables.append(hostless)
+            for table in tables:
+                for key in keys:
+                    bucket = table.setdefault(key, [])
+                    if not bucket or bucket[-1] is not compiled:
+                        bucket.append(compiled)
+        return cls(
+            _index(by_host), _index(by_suffix), _index(by_prefix), _PathIndex.of(hostless),
+            tuple(sorted(header_names)), size, cache_size, on_candidate, compiled_by_id,
+        )
+
+    def __len__(self) -> int:
+        """
+        The number of routes in the table.
+        """
+        return self._size
+
+    def match(self, method: str, host: str | None, path: str, headers: Headers,
+              *, scheme: str = "http") -> Match | None:
+        """
+        The best route for a request, or C{None} when no route matches
+        (the proxy answers 404).
+
+        @param method: the request method, upper case.
+        @param host: the C{Host} header (with or without C{:port}), or
+            C{None}.
+        @param path: the normalised request path (see
+            L{echogate.routing.paths.normalize_path}).
+        @param headers: lower-case header names to their values.
+        @param scheme: C{"http"} or C{"https"}: gives the port of a C{Host}
+            without one, for route hosts that name a port.
+        """
+        key = None
+        if self._cache_size > 0:
+            key = (method, host, path, scheme, tuple(
+                tuple(sorted(v.lower() for v in headers.get(name, ())))
+                for name in self._header_names
+            ) if self._header_names else ())
+            cached = self._cache.get(key, _MISSING)
+            if cached is not _MISSING:
+                self._cache.move_to_end(key)
+                return cached  # type: ignore[return-value]
+
+        found = self._lookup(method, host, path, headers, scheme)
+
+        if key is not None:
+            self._cache[key] = found
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return found
+
+    def _indexes(self, name: str | None) -> Iterator[_PathIndex]:
+        """
+        The path indexes holding the routes that could match host C{name}.
+        """
+        if name is not None:
+            exact = self._by_host.get(name)
+            if exact is not None:
+                yield exact
+            if self._by_suffix:
+                dot = name.find(".", 1)
+                while dot != -1:
+                    index = self._by_suffix.get(name[dot:])
+                    if index is not None:
+                        yield index
+                    dot = name.find(".", dot + 1)
+            if self._by_prefix:
+                dot = name.find(".")
+                while dot != -1 and dot < len(name) - 1:
+                    index = self._by_prefix.get(name[:dot + 1])
+                    if index is not None:
+                        yield index
+                    dot = name.find(".", dot + 1)
+        yield self._hostless
+
+    def _lookup(self, method: str, host: str | None, path: str, headers: Headers,
+                scheme: str) -> Match | None:
+        name = port = None
+        if host:
+            name, port = split_host(host)
+            if port is None:
+                port = _DEFAULT_PORTS.get(scheme)
+        best: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+        winner = None
+        seen: set[int] = set()
+        for index in self._indexes(name):
+            for candidate in index.candidates(path):
+                if id(candidate) in seen:
+                    continue
+                seen.add(id(candidate))
+                if self._on_candidate is not None:
+                    self._on_candidate(candidate.route)
+                result = candidate.evaluate(method, name, port, path, headers)
+                if result is not None and (best is None or result[0] < best[0]):
+                    best, winner = result, candidate
+        if best is None or winner is None:
+            return None
+        return winner.to_match(*best[1])

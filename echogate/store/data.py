@@ -1,0 +1,36 @@
+"""
+What the store gives the data plane: every stored entity the proxy needs,
+read in one transaction (L{ConfigurationData}). The data plane compiles it
+into a snapshot (L{echogate.proxy.snapshot}); the store knows nothing of
+routers or plugin plans.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class ConfigurationData:
+    """
+    Every stored entity the data path needs, read in one transaction.
+
+    @ivar version: the configuration version these rows belong to.
+    @ivar services: service records (Kong-shaped dicts).
+    @ivar routes: route records.
+    @ivar plugins: plugin records.
+    @ivar consumers: consumer records.
+    @ivar keyauth_credentials: key-auth credentials (and so on for the
+        other credential entities of L{echogate.entities.credentials}).
+    """
+
+    version: int
+    services: tuple[dict[str, Any], ...] = ()
+    routes: tuple[dict[str, Any], ...] = ()
+    plugins: tuple[dict[str, Any], ...] = ()
+    consumers: tuple[dict[str, Any], ...] = ()
+    keyauth_credentials: tuple[dict[str, Any], ...] = ()
+    basicauth_credentials: tuple[dict[str, Any], ...] = ()
+    jwt_secrets: tuple[dict[str, Any], ...] = ()
+    acls: tuple[dict[str, Any], ...] = ()

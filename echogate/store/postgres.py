@@ -1,0 +1,465 @@
+"""
+Entities in PostgreSQL, through txpostgres: L{PostgresStore}.
+
+Each entity table keeps the whole Kong-shaped record in an C{entity}
+jsonb column (that is what reads return) beside the real columns the
+database must enforce: unique names, foreign keys, the one-plugin-per-scope
+index. Every write is one transaction that writes the row, bumps the
+single-row C{config_version} and runs C{NOTIFY echogate_config}, so that
+every node learns of the change when it commits. How each entity maps to
+its table, and which error a violated constraint becomes, is in
+L{echogate.store.pgtables}; page offsets are in L{echogate.store.offsets}.
+
+Nothing waits without a bound and broken connections are reopened: see
+L{echogate.store.pgclient}.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
+
+import attrs
+import psycopg2
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorCore, IReactorFDSet, IReactorTime
+from twisted.logger import Logger
+from txpostgres import txpostgres
+from zope.interface import implementer
+
+from echogate.errors import NotFound
+from echogate.interfaces import IStore
+from echogate.store.migrations import SchemaOutdated, check_applied, read_status
+from echogate.store.offsets import decode_offset, encode_offset
+from echogate.store.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
+from echogate.store.pgtables import CANONICAL_UUID, Table, parses_as_uuid, table_of, translate
+from echogate.store.data import ConfigurationData
+
+__all__ = ["PostgresStore", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
+
+#: The LISTEN/NOTIFY channel; the payload is the new configuration version.
+CHANNEL = "echogate_config"
+
+_log = Logger()
+_T = TypeVar("_T")
+
+
+#: The tables L{PostgresStore.load} reads: L{ConfigurationData}'s fields
+#: are named after them.
+_LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name != "version")
+
+
+async def _bump(cursor: txpostgres.Cursor) -> int:
+    """
+    Increase the configuration version; the notification goes out at
+    commit.
+    """
+    await cursor.execute(
+        "WITH v AS (UPDATE config_version SET version = version + 1 RETURNING version)"
+        " SELECT version, pg_notify(%s, version::text) FROM v", (CHANNEL,))
+    return int(cursor.fetchone()[0])
+
+
+def _deferred(method: Callable[..., Awaitable[_T]]) -> Callable[..., Deferred[_T]]:
+    """
+    Make an C{async} method return a Deferred, so that bad arguments
+    fail the Deferred too.
+    """
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Deferred[_T]:
+        return ensureDeferred(method(*args, **kwargs))
+
+    return wrapper
+
+
+@implementer(IStore)
+class PostgresStore:
+    """
+    L{IStore} on PostgreSQL (see the module docstring).
+
+    @param reactor: the reactor (time, file descriptors) everything runs on.
+    @param dsn: a libpq connection string or URI.
+    @param pool_size: how many connections serve queries at once.
+    @param query_timeout: seconds after which any call fails with
+        L{DatabaseUnavailable}.
+    @param reconnect_delays: the first and the longest pause between
+        attempts to reach a server that is down.
+    @param heartbeat: seconds between checks that the LISTEN connection
+        still answers.
+    """
+
+    #: From how many rows (at the last load) a table is listed by digest
+    #: before its changed rows are read whole (see L{load}).
+    list_first_from = 200
+
+    def __init__(self, reactor: IReactorTime | IReactorFDSet | IReactorCore, dsn: str, *,
+                 pool_size: int = 4, query_timeout: float = 5.0,
+                 reconnect_delays: tuple[float, float] = (0.1, 10.0),
+                 heartbeat: float = 30.0):
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if query_timeout <= 0:
+            raise ValueError("query_timeout must be positive")
+        self.dsn = dsn
+        #: What the last L{load} decoded: table -> id -> (MD5 of the JSON text, record).
+        self._decoded: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+        self._bounded = Deadlines(reactor, query_timeout)
+        self._pool = BoundedPool(reactor, dsn, pool_size, self._bounded, reconnect_delays)
+        self._listener = Listener(reactor, dsn, CHANNEL, self._bounded, reconnect_delays,
+                                  heartbeat, self._deliver)
+        self._subscribers: list[Callable[[int | None], object]] = []
+
+    @_deferred
+    async def start(self) -> None:
+        """
+        Connect: open the LISTEN connection. After L{stop}, starts again.
+
+        @raise DatabaseUnavailable: the server cannot be reached in time.
+        """
+        self._pool.closed = False
+        await self._listener.start()
+
+    @_deferred
+    async def stop(self) -> None:
+        """
+        Close every connection and stop reconnecting.
+        """
+        self._listener.stop()
+        self._pool.close()
+
+    # -- notifications
+
+    def subscribe(self, callback: Callable[[int | None], object]) -> Callable[[], None]:
+        """
+        See L{IStore.subscribe}.
+        """
+        entry = [callback]
+        self._subscribers.append(entry)  # type: ignore[arg-type]
+
+        def unsubscribe() -> None:
+            if entry in self._subscribers:  # type: ignore[comparison-overlap]
+                self._subscribers.remove(entry)  # type: ignore[arg-type]
+
+        return unsubscribe
+
+    def _deliver(self, version: int | None) -> None:
+        for (callback,) in list(self._subscribers):  # type: ignore[misc]
+            try:
+                callback(version)
+            except Exception:
+                _log.failure("configuration change subscriber failed")
+
+    # -- reads
+
+    async def _run(self, work: Callable[[Connection], Awaitable[_T]],
+                   force: bool = False) -> _T:
+        return await self._pool.run(work, force)
+
+    @_deferred
+    async def get(self, entity: str, key: str) -> dict[str, Any] | None:
+        """
+        See L{IStore.get}.
+        """
+        table = table_of(entity)
+        if parses_as_uuid(key) and CANONICAL_UUID.match(key):
+            # Only the dashed form is an id: a 32-hex-digit key (as Kong
+            # generates for key-auth) is a key, though uuid.UUID reads it.
+            sql, params = f"SELECT entity FROM {table.name} WHERE id = %s", (key,)
+        elif table.keys and isinstance(key, str):
+            matches = " OR ".join(f"{k} = %s" for k in table.keys)
+            sql = (f"SELECT entity FROM {table.name} WHERE {matches}"
+                   f" ORDER BY {table.keys[0]} = %s DESC LIMIT 1")
+            params = (key,) * (len(table.keys) + 1)
+        else:
+            return None
+
+        async def work(connection: Connection) -> dict[str, Any] | None:
+            rows = await query(connection, sql, params)
+            return rows[0][0] if rows else None
+
+        return await self._run(work)
+
+    @_deferred
+    async def page(self, entity: str, size: int, offset: str | None = None,
+             tags: Iterable[str] | None = None, tags_any: bool = False,
+             where: Mapping[str, Any] | None = None,
+             ) -> tuple[list[dict[str, Any]], str | None]:
+        """
+        See L{IStore.page}.
+
+        @raise InvalidOffset: C{offset} was not made by this store.
+        @raise ValueError: C{size} below 1, or an unknown C{where} key.
+        """
+        table = table_of(entity)
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer, not {size!r}")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if offset is not None:
+            conditions.append("id > %s")
+            params.append(decode_offset(offset))
+        tags = list(tags) if tags is not None else []
+        if tags:
+            conditions.append("tags && %s::text[]" if tags_any else "tags @> %s::text[]")
+            params.append(tags)
+        for field, value in (where or {}).items():
+            if field not in table.foreign:
+                raise ValueError(f"{entity} cannot be filtered by {field!r}")
+            value = value.get("id") if isinstance(value, Mapping) else value
+            if value is None:
+                conditions.append(f"{field}_id IS NULL")
+            elif not parses_as_uuid(value):
+                return [], None
+            else:
+                conditions.append(f"{field}_id = %s")
+                params.append(value)
+        sql = (f"SELECT id, entity FROM {table.name}"
+               + (" WHERE " + " AND ".join(conditions) if conditions else "")
+               + " ORDER BY id LIMIT %s")
+        params.append(size + 1)
+
+        async def work(connection: Connection) -> tuple[list[dict[str, Any]], str | None]:
+            rows = await query(connection, sql, params)
+            if len(rows) <= size:
+                return [entity for _, entity in rows], None
+            rows = rows[:size]
+            return [entity for _, entity in rows], encode_offset(str(rows[-1][0]))
+
+        return await self._run(work)
+
+    @_deferred
+    async def load(self) -> ConfigurationData:
+        """
+        See L{IStore.load}. Only rows that changed since the last load are
+        read whole and decoded: for a table read before, the server lists
+        each row's id and the MD5 of its JSON text, and only the rows whose
+        digest is new are fetched; the others are the records that load
+        made (snapshots never change their records). With 10,000 routes,
+        every row's text is some 4 MB, which a node under load takes in
+        one read per turn of its reactor loop, between requests. A table
+        of fewer than L{list_first_from} rows is read whole in one
+        statement: listing first would cost it a second round trip.
+        """
+        cache = self._decoded
+
+        async def body(cursor: txpostgres.Cursor) -> tuple[int, dict[str, list[tuple[str, str, str | None]]]]:
+            await cursor.execute("SELECT version FROM config_version")
+            version = int(cursor.fetchone()[0])
+            found: dict[str, list[tuple[str, str, str | None]]] = {}
+            for name in _LOADED:
+                known = cache.get(name)
+                if not known or len(known) < self.list_first_from:
+                    await cursor.execute(f"SELECT id::text, md5(entity::text), entity::text FROM {name}"
+                                         " ORDER BY created_at, id")
+                    found[name] = cursor.fetchall()
+                    continue
+                await cursor.execute(f"SELECT id::text, md5(entity::text) FROM {name} ORDER BY created_at, id")
+                listed = cursor.fetchall()
+                wanted = [row_id for row_id, digest in listed
+                          if (seen := known.get(row_id)) is None or seen[0] != digest]
+                texts: dict[str, str] = {}
+                if wanted:
+                    await cursor.execute(f"SELECT id::text, entity::text FROM {name} WHERE id = ANY(%s::uuid[])",
+                                         (wanted,))
+                    texts = dict(cursor.fetchall())
+                found[name] = [(row_id, digest, texts.get(row_id)) for row_id, digest in listed]
+            return version, found
+
+        version, raw = await self._run(lambda connection: transaction(
+            connection, body, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        return self._decode(version, raw, cache)
+
+    def _decode(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
+                cache: Mapping[str, Mapping[str, tuple[str, dict[str, Any]]]]) -> ConfigurationData:
+        """
+        The configuration from C{raw}, each table's rows as (id, digest,
+        JSON text, or C{None} when C{cache}, what the load was read
+        against, has the record of that digest); the decoded records (by
+        digest) become the cache of the next load.
+        """
+        loads = json.loads
+        decoded: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+        tables: dict[str, tuple[dict[str, Any], ...]] = {}
+        for name, rows in raw.items():
+            before = cache.get(name, {})
+            now = decoded[name] = {}
+            records = []
+            for row_id, digest, text in rows:
+                if text is None:
+                    record = before[row_id][1]
+                else:
+                    known = before.get(row_id)
+                    record = known[1] if known is not None and known[0] == digest else loads(text)
+                now[row_id] = (digest, record)
+                records.append(record)
+            tables[name] = tuple(records)
+        self._decoded = decoded
+        return ConfigurationData(version=version, **tables)
+
+    @_deferred
+    async def version(self) -> int:
+        """
+        See L{IStore.version}.
+        """
+        async def work(connection: Connection) -> int:
+            rows = await query(connection, "SELECT version FROM config_version")
+            return int(rows[0][0])
+
+        return await self._run(work)
+
+    def reachable(self) -> Deferred[bool]:
+        """
+        Fire with whether the server answers a C{SELECT 1} in time (never
+        fails; tries to connect even while backing off).
+        """
+        async def work(connection: Connection) -> bool:
+            await query(connection, "SELECT 1")
+            return True
+
+        return ensureDeferred(self._run(work, force=True)).addErrback(lambda _: False)
+
+    @_deferred
+    async def check_schema(self) -> None:
+        """
+        Fail with L{SchemaOutdated} when the schema is missing or
+        migrations are pending.
+        """
+        async def work(connection: Connection) -> None:
+            rows = await query(connection, "SELECT to_regclass('schema_migrations') IS NOT NULL")
+            versions = None
+            if rows[0][0]:
+                versions = [v for (v,) in await query(
+                    connection, "SELECT version FROM schema_migrations")]
+            check_applied(versions, self.dsn)
+
+        return await self._run(work)
+
+    # -- writes
+
+    async def _write(self, table: Table, record: Mapping[str, Any],
+                     body: Callable[[txpostgres.Cursor], Awaitable[_T]]) -> _T:
+        async def work(connection: Connection) -> _T:
+            try:
+                return await transaction(connection, body)
+            except psycopg2.IntegrityError as e:
+                raise translate(e, table, record) from None
+
+        return await self._run(work)
+
+    async def _changed(self, table: Table, sql: str, params: Any,
+                       record: Mapping[str, Any]) -> dict[str, Any]:
+        async def body(cursor: txpostgres.Cursor) -> dict[str, Any]:
+            await cursor.execute(sql, params)
+            row = cursor.fetchone()
+            if row is None:
+                raise NotFound(
+                    f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
+                    {"id": record["id"]})
+            await _bump(cursor)
+            return row[0]
+
+        return await self._write(table, record, body)
+
+    def _statement(self, operation: str, entity: str,
+                   record: Mapping[str, Any]) -> tuple[Table, str, list[Any]]:
+        """
+        The SQL of one write: C{operation} is C{"insert"}, C{"update"} or
+        C{"upsert"}.
+        """
+        table = table_of(entity)
+        row = table.row(record)
+        names = ", ".join(row)
+        values = ", ".join(["%s"] * len(row))
+        if operation == "insert":
+            return table, f"INSERT INTO {table.name} ({names}) VALUES ({values}) RETURNING entity", list(row.values())
+        if operation == "upsert":
+            sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in row if name != "id")
+            return (table, f"INSERT INTO {table.name} ({names}) VALUES ({values})"
+                    f" ON CONFLICT (id) DO UPDATE SET {sets} RETURNING entity", list(row.values()))
+        if operation == "update":
+            rid = row.pop("id")
+            sets = ", ".join(f"{name} = %s" for name in row)
+            return table, f"UPDATE {table.name} SET {sets} WHERE id = %s RETURNING entity", [*row.values(), rid]
+        raise ValueError(f"unknown write operation {operation!r}")
+
+    @_deferred
+    async def insert(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        See L{IStore.insert}.
+        """
+        return await self._changed(*self._statement("insert", entity, record), record)
+
+    @_deferred
+    async def update(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        See L{IStore.update}.
+        """
+        return await self._changed(*self._statement("update", entity, record), record)
+
+    @_deferred
+    async def upsert(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        See L{IStore.upsert}.
+        """
+        return await self._changed(*self._statement("upsert", entity, record), record)
+
+    @_deferred
+    async def write(self, operations: list[tuple[str, str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+        """
+        See L{IStore.write}: several writes, all or nothing.
+        """
+        statements = [(self._statement(op, entity, record), record) for op, entity, record in operations]
+        current: list[Any] = [statements[0][0][0], statements[0][1]]
+
+        async def body(cursor: txpostgres.Cursor) -> list[dict[str, Any]]:
+            out = []
+            for (table, sql, params), record in statements:
+                current[:] = [table, record]
+                await cursor.execute(sql, params)
+                row = cursor.fetchone()
+                if row is None:
+                    raise NotFound(
+                        f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
+                        {"id": record["id"]})
+                out.append(row[0])
+            await _bump(cursor)
+            return out
+
+        async def work(connection: Connection) -> list[dict[str, Any]]:
+            try:
+                return await transaction(connection, body)
+            except psycopg2.IntegrityError as e:
+                raise translate(e, current[0], current[1]) from None
+
+        return await self._run(work)
+
+    @_deferred
+    async def delete(self, entity: str, id: str) -> bool:
+        """
+        See L{IStore.delete}.
+        """
+        table = table_of(entity)
+        if not parses_as_uuid(id):
+            return False
+
+        async def body(cursor: txpostgres.Cursor) -> bool:
+            await cursor.execute(f"DELETE FROM {table.name} WHERE id = %s RETURNING id", (id,))
+            if cursor.fetchone() is None:
+                return False
+            await _bump(cursor)
+            return True
+
+        return await self._write(table, {"id": id}, body)
+
+
+def check_schema_blocking(dsn: str) -> None:
+    """
+    L{PostgresStore.check_schema} with a short blocking connection, for
+    start-up checks before the reactor runs.
+
+    @raise SchemaOutdated: migrations are pending or there is no schema.
+    @raise echogate.store.migrations.BadDSN: C{dsn} cannot be parsed.
+    @raise echogate.store.migrations.Unreachable: the server cannot be reached.
+    """
+    applied, pending = read_status(dsn)
+    check_applied([a.version for a in applied] if applied or not pending else None, dsn)

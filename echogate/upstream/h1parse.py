@@ -1,0 +1,456 @@
+"""
+A strict HTTP/1.1 response parser in pure Python (L{ResponseParser}): a
+drop-in replacement for the part of C{httptools.HttpResponseParser}
+(llhttp) that L{echogate.upstream.connection} uses, so that the lean upstream client
+runs on PyPy, whose JIT sees through it (C{httptools} goes through cpyext
+there).
+
+It works on whole buffers: lines are found with C{bytes.find} and
+C{bytes.split}, the complete header lines at hand are checked for control
+characters in one C{bytes.translate}, header names already seen need no
+check, and bodies are handed on as slices. Only an unfinished line is kept
+between two calls of L{ResponseParser.feed_data}; a line is reported when
+it is complete (C{on_status} once, with the whole reason phrase).
+
+Where it knowingly differs from llhttp (strict mode):
+
+  - only C{HTTP/1.0} and C{HTTP/1.1} are accepted (llhttp also takes
+    C{HTTP/0.9} and C{HTTP/2.0}), and status codes 100-999 (llhttp takes
+    C{000}-C{099});
+  - the reason phrase must not contain control characters other than HTAB
+    (llhttp passes them on);
+  - header values are reported without trailing whitespace (llhttp strips
+    only the leading whitespace);
+  - every 1xx response (101 too) has no body and is followed by another
+    response head (llhttp reads a body framed by Content-Length for 1xx
+    other than 100, 102 and 103, and stops at a 101);
+  - bytes after a response that does not keep the connection alive start
+    the next response (llhttp fails with "Data after C{Connection:
+    close}"); the caller sees them through C{on_message_begin};
+  - Content-Length above 2**63 and chunk sizes of more than 16 hex digits
+    are errors (llhttp allows up to 2**64 - 1, and leading zeros);
+  - chunk extensions are only checked for control characters (llhttp
+    checks their syntax: C{3;} or C{3;a b} are errors there);
+  - trailer lines are checked like header lines but not reported through
+    C{on_header} (llhttp reports them);
+  - a status, header, trailer or chunk-size line longer than L{MAX_LINE}
+    bytes is an error (when it is unfinished too: nothing more is kept);
+  - a line is checked whole before it is reported, so nothing of a bad
+    line is (llhttp may report part of a bad reason phrase first).
+
+As llhttp does, it skips CR and LF bytes before a status line, and rejects
+a second Content-Length header even when it has the same value.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+#: The longest status, header, trailer or chunk-size line, its CRLF
+#: included; an unfinished line is an error as soon as it is longer.
+MAX_LINE = 80 * 1024
+
+#: The largest Content-Length accepted.
+MAX_CONTENT_LENGTH = 2 ** 63
+
+
+class HTTPParseError(Exception):
+    """
+    The response is not well-formed HTTP/1.1 (or is one llhttp's strict
+    mode rejects); the parser that raised it is unusable.
+    """
+
+
+# Parser states.
+_START = 0  # before a response: CR and LF are skipped, as llhttp does
+_STATUS = 1
+_HEADERS = 2
+_LENGTH = 3  # a body of Content-Length bytes
+_CHUNK_SIZE = 4
+_CHUNK_DATA = 5
+_CHUNK_CR = 6  # the CRLF after a chunk's data
+_CHUNK_LF = 7
+_TRAILERS = 8
+_UNTIL_CLOSE = 9
+_DEAD = 10
+
+# What is allowed in a reason phrase, a header value and a chunk extension:
+# HTAB, SP, visible ASCII and obs-text (0x80-0xFF); not the other control
+# characters. Checks delete these with bytes.translate and look at what is
+# left: quicker than a compiled pattern, on PyPy (twice) and on CPython.
+_TEXT = bytes([9]) + bytes(range(32, 127)) + bytes(range(128, 256))
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_HEX = b"0123456789ABCDEFabcdef"
+
+# Header names: not one of the following, or one that frames the body or
+# says whether the connection stays.
+_PLAIN = 0
+_CONTENT_LENGTH = 1
+_TRANSFER_ENCODING = 2
+_CONNECTION = 3
+_KINDS = {b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
+          b"connection": _CONNECTION}
+
+#: Header names already checked (they are tokens), as sent, and their kind:
+#: the same few names come in every response. Shared by all parsers; it
+#: stops growing at L{_NAMES_MAX} names.
+_NAMES: dict[bytes, int] = {}
+_NAMES_MAX = 2048
+
+
+def _check_line(line: bytes) -> None:
+    """
+    Check one header or trailer line, without its CRLF, for control
+    characters and length.
+
+    @raise HTTPParseError: It is bad.
+    """
+    if line.translate(None, _TEXT):
+        raise HTTPParseError("control character in a header line: %r" % (line[:100],))
+    if len(line) + 2 > MAX_LINE:
+        raise HTTPParseError("line too long")
+
+
+def _check_name(name: bytes) -> int:
+    """
+    Check a header name not seen before, and remember it.
+
+    @param name: The name, as sent.
+    @return: Its kind (C{_PLAIN}, C{_CONTENT_LENGTH}, ...).
+    @raise HTTPParseError: It is not a token.
+    """
+    if not name or name.translate(None, _TOKEN):
+        raise HTTPParseError("invalid header name: %r" % (name[:100],))
+    kind = _KINDS.get(name.lower(), _PLAIN)
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = kind
+    return kind
+
+
+class ResponseParser:
+    """
+    Parses the responses read from one connection, calling its protocol's
+    C{on_message_begin()}, C{on_status(reason)} (with the reason phrase,
+    once per response), C{on_header(name, value)},
+    C{on_headers_complete()}, C{on_body(data)} (any number of times) and
+    C{on_message_complete()}: those it has, as C{httptools} does.
+
+    An exception raised by L{feed_data} (a L{HTTPParseError}, or one a
+    callback raised) leaves the parser unusable.
+    """
+
+    __slots__ = ("_on_message_begin", "_on_status", "_on_header", "_on_headers_complete", "_on_body",
+                 "_on_message_complete", "_state", "_parts", "_parts_length", "_remaining", "_code", "_minor",
+                 "_keep_alive", "_content_length", "_transfer_encoding", "_chunked", "_close", "_keep_alive_token")
+
+    def __init__(self, protocol: Any):
+        """
+        @param protocol: The object whose C{on_*} methods are called.
+        """
+        self._on_message_begin = getattr(protocol, "on_message_begin", None)
+        self._on_status = getattr(protocol, "on_status", None)
+        self._on_header = getattr(protocol, "on_header", None)
+        self._on_headers_complete = getattr(protocol, "on_headers_complete", None)
+        self._on_body = getattr(protocol, "on_body", None)
+        self._on_message_complete = getattr(protocol, "on_message_complete", None)
+        self._state = _START
+        # An unfinished line: its pieces and their total length.
+        self._parts: list[bytes] | None = None
+        self._parts_length = 0
+        # Body (or chunk) bytes still to come.
+        self._remaining = 0
+        # The current response (the framing ones are reset when it begins).
+        self._code = 0
+        self._minor = 1
+        self._keep_alive = False
+
+    def get_status_code(self) -> int:
+        """
+        @return: The current response's status code.
+        """
+        return self._code
+
+    def get_http_version(self) -> str:
+        """
+        @return: The current response's HTTP version: C{"1.0"} or C{"1.1"}.
+        """
+        return "1.1" if self._minor else "1.0"
+
+    def should_keep_alive(self) -> bool:
+        """
+        Whether the connection can carry another response after this one
+        (valid once the head is parsed): HTTP/1.1 unless a Connection
+        header has the C{close} token, HTTP/1.0 only with a C{keep-alive}
+        token, and never when the body ends with the connection.
+
+        @return: C{True} if the connection may be reused.
+        """
+        return self._keep_alive
+
+    def feed_data(self, data: bytes) -> None:
+        """
+        Parse the bytes that arrived, calling the protocol's callbacks.
+
+        @param data: The next bytes read, split anywhere.
+        @raise HTTPParseError: The response is malformed, or the parser
+            failed earlier.
+        """
+        if type(data) is not bytes:
+            data = bytes(data)
+        state = self._state
+        if state == _DEAD:
+            raise HTTPParseError("the parser failed earlier")
+        parts = self._parts
+        if parts is not None:
+            parts.append(data)
+            if b"\n" not in data:  # the line goes on
+                self._parts_length += len(data)
+                if self._parts_length > MAX_LINE:
+                    self._state = _DEAD
+                    raise HTTPParseError("line too long")
+                return
+            data = b"".join(parts)
+            self._parts = None
+        # Until it returns normally the parser is dead: anything raised (by
+        # it or by a callback) leaves it so.
+        self._state = _DEAD
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if state == _START:
+                byte = data[pos]
+                while byte == 13 or byte == 10:
+                    pos += 1
+                    if pos == end:
+                        self._state = _START
+                        return
+                    byte = data[pos]
+                self._content_length = -1
+                self._transfer_encoding = self._chunked = self._close = self._keep_alive_token = False
+                self._keep_alive = False
+                state = _STATUS
+                if self._on_message_begin is not None:
+                    self._on_message_begin()
+
+            elif state == _STATUS:
+                # HTTP/1.x SP 3DIGIT [SP reason] CRLF
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                if eol - pos < 12 or eol + 2 - pos > MAX_LINE or not data.startswith(b"HTTP/1.", pos):
+                    raise HTTPParseError("invalid status line: %r" % (data[pos:min(eol, pos + 100)],))
+                minor = data[pos + 7] - 48
+                hundreds = data[pos + 9] - 48
+                tens = data[pos + 10] - 48
+                units = data[pos + 11] - 48
+                if (not (minor == 0 or minor == 1) or data[pos + 8] != 32 or not 0 < hundreds < 10
+                        or not 0 <= tens < 10 or not 0 <= units < 10 or (eol > pos + 12 and data[pos + 12] != 32)):
+                    raise HTTPParseError("invalid status line: %r" % (data[pos:min(eol, pos + 100)],))
+                self._minor = minor
+                self._code = hundreds * 100 + tens * 10 + units
+                state = _HEADERS
+                if eol > pos + 12:  # a reason, maybe empty
+                    reason = data[pos + 13:eol]
+                    if reason.translate(None, _TEXT):
+                        raise HTTPParseError("invalid reason phrase: %r" % (reason[:100],))
+                    if self._on_status is not None:
+                        self._on_status(reason)
+                pos = eol + 2
+
+            elif state == _HEADERS or state == _TRAILERS:
+                # The complete lines at hand are checked at once: when only
+                # HTAB, SP, visible ASCII, obs-text and the CRLFs ending the
+                # lines are there, no line has a control character or a
+                # bare CR or LF (else each line is checked, so that the good
+                # ones before the bad one are reported, however the data was
+                # split). Then each line needs its colon and a token before
+                # it (a name seen before is known to be one).
+                if data.startswith(b"\r\n", pos):
+                    last = pos  # the empty line: the end of the head
+                    stop = pos
+                else:
+                    last = data.find(b"\r\n\r\n", pos)
+                    if last >= 0:
+                        stop = last + 2
+                    else:
+                        stop = data.rfind(b"\r\n", pos) + 2
+                        if stop == 1:
+                            break
+                    block = data[pos:stop]
+                    bad = len(block) > MAX_LINE or len(block.translate(None, _TEXT)) != 2 * block.count(b"\r\n")
+                    lines = block.split(b"\r\n")
+                    lines.pop()  # after the last CRLF
+                    pos = stop
+                    names = _NAMES
+                    if state == _HEADERS:
+                        on_header = self._on_header
+                        for line in lines:
+                            if bad:
+                                _check_line(line)
+                            name, colon, value = line.partition(b":")
+                            if not colon:
+                                raise HTTPParseError("header line without a colon: %r" % (line[:100],))
+                            kind = names.get(name)
+                            if kind is None:
+                                kind = _check_name(name)
+                            value = value.strip(b" \t")
+                            if kind:
+                                self._framing(kind, value)
+                            if on_header is not None:
+                                on_header(name, value)
+                    else:
+                        # Trailers: checked like headers, but echogate has no
+                        # use for them.
+                        for line in lines:
+                            if bad:
+                                _check_line(line)
+                            name, colon, value = line.partition(b":")
+                            if not colon:
+                                raise HTTPParseError("trailer line without a colon: %r" % (line[:100],))
+                            if name not in names:
+                                _check_name(name)
+                if last < 0:
+                    break
+                pos = stop + 2
+                if state == _HEADERS:
+                    state = self._head_done()
+                else:
+                    state = _START
+                    if self._on_message_complete is not None:
+                        self._on_message_complete()
+
+            elif state == _LENGTH or state == _CHUNK_DATA:
+                remaining = self._remaining
+                stop = pos + remaining
+                if stop > end:
+                    stop = end
+                if self._on_body is not None:
+                    self._on_body(data if pos == 0 and stop == end else data[pos:stop])
+                self._remaining = remaining = remaining - (stop - pos)
+                pos = stop
+                if remaining == 0:
+                    if state == _CHUNK_DATA:
+                        state = _CHUNK_CR
+                    else:
+                        state = _START
+                        if self._on_message_complete is not None:
+                            self._on_message_complete()
+
+            elif state == _CHUNK_SIZE:
+                # 1*16HEXDIG [";" extensions] CRLF
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                semi = data.find(b";", pos, eol)
+                stop = semi if semi >= 0 else eol
+                digits = data[pos:stop]
+                if (not 0 < stop - pos <= 16 or digits.translate(None, _HEX) or eol + 2 - pos > MAX_LINE
+                        or (semi >= 0 and data[semi + 1:eol].translate(None, _TEXT))):
+                    raise HTTPParseError("invalid chunk size line: %r" % (data[pos:min(eol, pos + 100)],))
+                self._remaining = int(digits, 16)
+                state = _CHUNK_DATA if self._remaining else _TRAILERS
+                pos = eol + 2
+
+            elif state == _CHUNK_CR:
+                if data[pos] != 13:
+                    raise HTTPParseError("no CRLF after chunk data")
+                pos += 1
+                state = _CHUNK_LF
+            elif state == _CHUNK_LF:
+                if data[pos] != 10:
+                    raise HTTPParseError("no CRLF after chunk data")
+                pos += 1
+                state = _CHUNK_SIZE
+
+            else:  # _UNTIL_CLOSE
+                if self._on_body is not None:
+                    self._on_body(data if pos == 0 else data[pos:])
+                pos = end
+
+        if pos < end:
+            # An unfinished line, kept for the next call. No CRLF in it, so
+            # an LF or a CR before its last byte is a bare one: fail now.
+            cr = data.find(b"\r", pos)
+            if data.find(b"\n", pos) >= 0 or 0 <= cr < end - 1:
+                raise HTTPParseError("line not ended by CRLF")
+            if end - pos > MAX_LINE:
+                raise HTTPParseError("line too long")
+            self._parts = [data[pos:] if pos else data]
+            self._parts_length = end - pos
+        self._state = state
+
+    def _framing(self, kind: int, value: bytes) -> None:
+        """
+        Take in a header that frames the body or says whether the
+        connection stays.
+
+        @param kind: C{_CONTENT_LENGTH}, C{_TRANSFER_ENCODING} or
+            C{_CONNECTION}.
+        @param value: Its value, without surrounding whitespace.
+        @raise HTTPParseError: It is invalid, or conflicts with another.
+        """
+        if kind == _CONTENT_LENGTH:
+            if self._transfer_encoding:
+                raise HTTPParseError("Content-Length with Transfer-Encoding")
+            if self._content_length >= 0:
+                # Any second Content-Length is rejected, even one with the
+                # same value (llhttp's strict mode does the same).
+                raise HTTPParseError("duplicate Content-Length")
+            if not value.isdigit():  # ASCII digits only; not empty
+                raise HTTPParseError("invalid Content-Length: %r" % (value[:100],))
+            if len(value) > 19 and len(value.lstrip(b"0")) > 19:
+                raise HTTPParseError("Content-Length too large")
+            length = int(value)
+            if length > MAX_CONTENT_LENGTH:
+                raise HTTPParseError("Content-Length too large")
+            self._content_length = length
+        elif kind == _TRANSFER_ENCODING:
+            if self._content_length >= 0:
+                raise HTTPParseError("Transfer-Encoding with Content-Length")
+            if not value:
+                raise HTTPParseError("empty Transfer-Encoding")
+            self._transfer_encoding = True
+            # Several headers make one list: the last coding counts.
+            self._chunked = value == b"chunked" or value.rpartition(b",")[2].strip(b" \t").lower() == b"chunked"
+        else:  # _CONNECTION
+            lower = value.lower()
+            if lower == b"close":
+                self._close = True
+            elif lower == b"keep-alive":
+                self._keep_alive_token = True
+            else:
+                for token in lower.split(b","):
+                    token = token.strip(b" \t")
+                    if token == b"close":
+                        self._close = True
+                    elif token == b"keep-alive":
+                        self._keep_alive_token = True
+
+    def _head_done(self) -> int:
+        """
+        The empty line after the headers: work out the body's framing and
+        whether the connection stays, and report the head (and the end of
+        a response without a body).
+
+        @return: The next state.
+        """
+        code = self._code
+        if code < 200 or code == 204 or code == 304:
+            state = _START  # no body (after a 1xx, the next head)
+        elif self._transfer_encoding:
+            state = _CHUNK_SIZE if self._chunked else _UNTIL_CLOSE
+        elif self._content_length > 0:
+            state = _LENGTH
+            self._remaining = self._content_length
+        elif self._content_length == 0:
+            state = _START
+        else:
+            state = _UNTIL_CLOSE
+        self._keep_alive = state != _UNTIL_CLOSE and (not self._close if self._minor else self._keep_alive_token)
+        if self._on_headers_complete is not None:
+            self._on_headers_complete()
+        if state == _START and self._on_message_complete is not None:
+            self._on_message_complete()
+        return state
+
+
+__all__ = ["ResponseParser", "HTTPParseError", "MAX_LINE", "MAX_CONTENT_LENGTH"]

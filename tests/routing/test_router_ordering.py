@@ -1,0 +1,183 @@
+"""
+Tests for L{echogate.routing.router}: among several routes that match, which one
+wins.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.routing.test_router import build, request, route
+
+# (what, routes in creation order, request, expected route name)
+ORDERING: list[tuple[str, list[dict[str, Any]], dict[str, Any], str]] = [
+    ("more kinds of fields first",
+     [route("host", hosts=["a.com"]), route("host+path", hosts=["a.com"], paths=["/"])],
+     {"host": "a.com", "path": "/x"}, "host+path"),
+    ("more kinds beat a longer prefix",
+     [route("path", paths=["/x/y/z"]), route("method+path", methods=["GET"], paths=["/"])],
+     {"path": "/x/y/z"}, "method+path"),
+    ("host and path beat method (Kong)",
+     [route("host", hosts=["d.org"]), route("method", methods=["TRACE"]),
+      route("path", paths=["/my-route"])],
+     {"method": "TRACE", "host": "d.org"}, "host"),
+    ("path beats method (Kong)",
+     [route("method", methods=["TRACE"]), route("path", paths=["/my-route"])],
+     {"method": "TRACE", "path": "/my-route"}, "path"),
+    ("method does not supersede a wildcard host",
+     [route("method", methods=["GET"]), route("wild", hosts=["domain.*"])],
+     {"host": "domain.com"}, "wild"),
+    ("same count: hosts before headers",
+     [route("headers", headers={"x-v": ["1"]}), route("hosts", hosts=["a.com"])],
+     {"host": "a.com", "headers": {"x-v": ["1"]}}, "hosts"),
+    ("same count: headers before paths",
+     [route("paths", paths=["/p"]), route("headers", headers={"x-v": ["1"]})],
+     {"path": "/p", "headers": {"x-v": ["1"]}}, "headers"),
+    ("plain host before wildcard host",
+     [route("wild", hosts=["*.a.com"]), route("plain", hosts=["x.a.com"])],
+     {"host": "x.a.com"}, "plain"),
+    ("plain host before wildcard host, rightmost",
+     [route("wild", hosts=["route.*"]), route("plain", hosts=["route.com"])],
+     {"host": "route.com"}, "plain"),
+    ("wildcard host when the plain host route does not match",
+     [route("wild", hosts=["*.route.com"], paths=["/path1"]),
+      route("plain", hosts=["plain.route.com"], paths=["/path2"])],
+     {"host": "plain.route.com", "path": "/path1"}, "wild"),
+    ("plain host counts per request, not per route",
+     [route("mixed", hosts=["*.b.com", "x.a.com"]), route("plain", hosts=["x.a.com"])],
+     {"host": "x.a.com"}, "mixed"),
+    ("host with its port before host with any port",
+     [route("any", hosts=["a.com"]), route("port", hosts=["a.com:8000"])],
+     {"host": "a.com:8000"}, "port"),
+    ("wildcard with its port before wildcard with any port",
+     [route("any", hosts=["route.*"]), route("port", hosts=["route.*:80", "route.com.*"])],
+     {"host": "route.org:80"}, "port"),
+    ("wildcard with its implicit port",
+     [route("any", hosts=["route.*"]), route("123", hosts=["route.*:123"]),
+      route("80", hosts=["route.*:80"])],
+     {"host": "route.org"}, "80"),
+    ("plain host before wildcard host with port",
+     [route("wild", hosts=["*.a.com:80"]), route("plain", hosts=["x.a.com"])],
+     {"host": "x.a.com:80"}, "plain"),
+    ("more header conditions first",
+     [route("two", headers={"version": ["v1", "v2"], "user-agent": ["foo", "bar"]}),
+      route("three", headers={"version": ["v1", "v2"], "user-agent": ["foo", "bar"],
+                              "location": ["east", "west"]})],
+     {"headers": {"version": ["v1"], "user-agent": ["foo"], "location": ["north", "west"]}},
+     "three"),
+    ("more headers beat a longer path",
+     [route("long", headers={"version": ["v1"]}, paths=["/my-route/hello"]),
+      route("headers", headers={"version": ["v1"], "location": ["us-east"]},
+            paths=["/my-route"])],
+     {"path": "/my-route/hello", "headers": {"version": ["v1"], "location": ["us-east"]}},
+     "headers"),
+    ("more headers beat a regex",
+     [route("regex", headers={"a": ["1"]}, paths=["~/p"]),
+      route("prefix", headers={"a": ["1"], "b": ["2"]}, paths=["/p"])],
+     {"path": "/p", "headers": {"a": ["1"], "b": ["2"]}}, "prefix"),
+    ("plain host beats a regex",
+     [route("regex", hosts=["*.a.com"], paths=["~/p"]),
+      route("prefix", hosts=["x.a.com"], paths=["/p"])],
+     {"host": "x.a.com", "path": "/p"}, "prefix"),
+    ("regex before prefix",
+     [route("prefix", paths=["/route/persons"]),
+      route("regex", paths=[r"~/route/persons/\d+/profile"])],
+     {"path": "/route/persons/123/profile"}, "regex"),
+    ("regex before an exact prefix",
+     [route("prefix", paths=["/route/fixture"]), route("regex", paths=["~/route/(fixture)"])],
+     {"path": "/route/fixture"}, "regex"),
+    ("regex before prefix, with host",
+     [route("pat", hosts=["route.com"], paths=["/pat"]),
+      route("path", hosts=["route.com"], paths=["/path"], methods=["POST"]),
+      route("regex", hosts=["route.com"], paths=["~/(path)"])],
+     {"host": "route.com", "path": "/path"}, "regex"),
+    ("the regex that matches",
+     [route("one", paths=[r"~/route/persons/\d{3}"]),
+      route("two", paths=[r"~/route/persons/\d{3}/following"]),
+      route("three", paths=[r"~/route/persons/\d{3}/[a-z]+"])],
+     {"path": "/route/persons/456"}, "one"),
+    ("higher regex_priority first",
+     [route("low", paths=["~/a"], regex_priority=1), route("high", paths=["~/a"], regex_priority=2)],
+     {"path": "/a"}, "high"),
+    ("regex_priority beats age",
+     [route("old", paths=["~/a"]), route("young", paths=["~/a/b"], regex_priority=5)],
+     {"path": "/a/b"}, "young"),
+    ("negative regex_priority",
+     [route("neg", paths=["~/a"], regex_priority=-1), route("zero", paths=["~/a"])],
+     {"path": "/a"}, "zero"),
+    ("regex_priority is ignored for prefix paths",
+     [route("short", paths=["/v"], regex_priority=10), route("long", paths=["/v1"])],
+     {"path": "/v1"}, "long"),
+    ("longer prefix first",
+     [route("short", paths=["/a"]), route("long", paths=["/a/b"])],
+     {"path": "/a/b/c"}, "long"),
+    ("longer prefix first, whatever the age",
+     [route("long", paths=["/a/b"]), route("short", paths=["/a"])],
+     {"path": "/a/b/c"}, "long"),
+    ("root does not supersede a longer prefix",
+     [route("root", paths=["/"]), route("mine", paths=["/my-route"])],
+     {"path": "/my-route/hello"}, "mine"),
+    ("root is a catch-all",
+     [route("root", paths=["/"]), route("mine", paths=["/my-route"])],
+     {"path": "/foobar"}, "root"),
+    ("best of a route's paths counts",
+     [route("multi", paths=["/a", "/bbbbbbb"]), route("ab", paths=["/a/bb"])],
+     {"path": "/a/bb/foobar"}, "ab"),
+    ("overlapping prefixes, short",
+     [route("multi", hosts=["d.org"], paths=["/foo", "/foo/bar/baz"]),
+      route("foobar", hosts=["d.org"], paths=["/foo/bar"])],
+     {"host": "d.org", "path": "/foo"}, "multi"),
+    ("overlapping prefixes, long",
+     [route("multi", hosts=["d.org"], paths=["/foo", "/foo/bar/baz"]),
+      route("foobar", hosts=["d.org"], paths=["/foo/bar"])],
+     {"host": "d.org", "path": "/foo/bar/baz/x"}, "multi"),
+    ("regex and prefix in one route, regex",
+     [route("mixed", hosts=["d.org"], paths=["~/some/thing/else", "/foo"]),
+      route("prefix", hosts=["d.org"], paths=["/foo/bar"])],
+     {"host": "d.org", "path": "/some/thing/else"}, "mixed"),
+    ("regex and prefix in one route, prefix",
+     [route("mixed", hosts=["d.org"], paths=["~/some/thing/else", "/foo"]),
+      route("prefix", hosts=["d.org"], paths=["/foo/bar"])],
+     {"host": "d.org", "path": "/foo/bar"}, "prefix"),
+    ("half a host and path match does not supersede",
+     [route("one", hosts=["host1.com"], paths=["/v1/path"]),
+      route("two", hosts=["host2.com"], paths=["/"])],
+     {"host": "host2.com", "path": "/v1/path"}, "two"),
+    ("same conditions: older first",
+     [route("old", paths=["/a"]), route("young", paths=["/a"])],
+     {"path": "/a"}, "old"),
+    ("same conditions: older first, listed later",
+     [route("young", paths=["/a"], created_at=20), route("old", paths=["/a"], created_at=10)],
+     {"path": "/a"}, "old"),
+    ("same age: smaller id first",
+     [route("b", paths=["/a"], created_at=10, id="bbbb"),
+      route("a", paths=["/a"], created_at=10, id="aaaa")],
+     {"path": "/a"}, "a"),
+    ("unknown age last",
+     [route("unknown", paths=["/a"], created_at=None), route("known", paths=["/a"])],
+     {"path": "/a"}, "known"),
+    ("many routes of one kind",
+     [route(f"n{i}", hosts=["d.org"], paths=["/my-uri"]) for i in range(5)]
+     + [route("target", hosts=["d.org"], paths=["/my-target-uri"])],
+     {"host": "d.org", "path": "/my-target-uri"}, "target"),
+]
+
+
+class OrderingTests(SynchronousTestCase):
+    """
+    Among several routes that match, the best one wins.
+    """
+
+    def test_table(self) -> None:
+        """
+        The route named in the table wins, whatever order the routes are
+        given in.
+        """
+        for what, routes, req, expected in ORDERING:
+            for order in (routes, routes[::-1]):
+                match = request(build(order), **req)
+                with self.subTest(what=what, reversed=order is not routes):
+                    self.assertIsNotNone(match)
+                    assert match is not None
+                    self.assertEqual(match.route["name"], expected)

@@ -1,0 +1,196 @@
+"""
+Settings: flags over ECHOGATE_<KEY> over the config file over defaults,
+and every bad value refused with a message naming the setting.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from echogate.settings import (DEFAULT_BACKLOG, DEFAULTS, ConfigError, Options, parse_size, read_config_file,
+                             redact_dsn, resolve, with_backlog)
+
+
+class ResolveTests(SynchronousTestCase):
+    def conf(self, text: str) -> str:
+        path = Path(self.mktemp())
+        path.write_text(text)
+        return str(path)
+
+    def test_defaults(self) -> None:
+        """
+        With nothing given, the documented defaults.
+        """
+        settings = resolve({}, {}, None)
+        self.assertEqual(settings.proxy_listen, ("tcp:8000",))
+        self.assertEqual(settings.admin_listen, ("tcp:8001:interface=127.0.0.1",))
+        self.assertEqual(settings.database, "")
+        self.assertEqual(settings.data_dir, "./echogate-data")
+        self.assertEqual(settings.plugins, ("bundled",))
+        self.assertEqual(settings.client_max_body_size, 0)
+        self.assertFalse(settings.access_log)
+
+    def test_precedence(self) -> None:
+        """
+        Flag beats environment beats file beats default.
+        """
+        conf = self.conf("proxy_listen = tcp:1001\nadmin_listen = tcp:1002\ndata_dir = /from-file\n")
+        env = {"ECHOGATE_PROXY_LISTEN": "tcp:2001", "ECHOGATE_ADMIN_LISTEN": "tcp:2002"}
+        settings = resolve({"proxy_listen": "tcp:3001"}, env, conf)
+        self.assertEqual(settings.proxy_listen, ("tcp:3001",))
+        self.assertEqual(settings.admin_listen, ("tcp:2002",))
+        self.assertEqual(settings.data_dir, "/from-file")
+        self.assertEqual(settings.plugins, ("bundled",))
+
+    def test_severalListeners(self) -> None:
+        """
+        Comma-separated endpoints give several listeners.
+        """
+        settings = resolve({"proxy_listen": "tcp:1, tcp:2:interface=127.0.0.1"}, {}, None)
+        self.assertEqual(settings.proxy_listen, ("tcp:1", "tcp:2:interface=127.0.0.1"))
+
+    def test_sizes(self) -> None:
+        """
+        Sizes take k, m and g suffixes.
+        """
+        self.assertEqual(parse_size("0"), 0)
+        self.assertEqual(parse_size("512k"), 512 * 1024)
+        self.assertEqual(parse_size("10m"), 10 * 1024**2)
+        self.assertEqual(parse_size("1G"), 1024**3)
+
+    def test_badValues(self) -> None:
+        """
+        Every kind of bad value is refused, naming its setting.
+        """
+        cases = {
+            "proxy_listen": "nonsense:thing",
+            "admin_listen": "",
+            "trusted_ips": "not-an-ip",
+            "access_log": "sometimes",
+            "database": "mysql://x",
+            "client_max_body_size": "lots",
+            "config_check_interval": "0",
+            "db_query_timeout": "soon",
+            "plugins": " , ",
+            "workers": "many",
+            "upstream_keepalive_pool_size": "-1",
+            "upstream_keepalive_idle_timeout": "0",
+        }
+        for key, value in cases.items():
+            error = self.assertRaises(ConfigError, resolve, {key: value}, {}, None)
+            self.assertIn(key, str(error))
+        error = self.assertRaises(ConfigError, resolve, {"upstream_keepalive_pool_size": "lots"}, {}, None)
+        self.assertIn("not a whole number", str(error))
+
+    def test_fileErrors(self) -> None:
+        """
+        A missing file, a line without '=', and an unknown key are refused
+        with the file and line.
+        """
+        self.assertIn("cannot read", str(self.assertRaises(ConfigError, read_config_file, "/no/such/file")))
+        error = self.assertRaises(ConfigError, read_config_file, self.conf("# comment\nproxy_listen\n"))
+        self.assertIn(":2:", str(error))
+        error = self.assertRaises(ConfigError, read_config_file, self.conf("typo = 1\n"))
+        self.assertIn("unknown setting 'typo'", str(error))
+
+    def test_fileComments(self) -> None:
+        """
+        Comments and blank lines are ignored; keys are case-insensitive.
+        """
+        values = read_config_file(self.conf("\n# a comment\nPLUGINS = bundled,x  # trailing\n"))
+        self.assertEqual(values, {"plugins": "bundled,x"})
+
+    def test_everyKeyHasAnEnvironmentVariable(self) -> None:
+        """
+        Every setting can be given as ECHOGATE_<KEY>.
+        """
+        env = {"ECHOGATE_" + key.upper(): value for key, value in
+               {"data_dir": "/d", "trusted_ips": "10.0.0.0/8", "access_log": "on",
+                "client_max_body_size": "1k", "config_check_interval": "2", "db_query_timeout": "3",
+                "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2",
+                "upstream_client": "agent", "upstream_keepalive_pool_size": "7",
+                "upstream_keepalive_idle_timeout": "2.5", "gc_young_threshold": "900",
+                "malloc_trim_threshold": "2m"}.items()}
+        settings = resolve({}, env, None)
+        self.assertEqual(settings.data_dir, "/d")
+        self.assertEqual(settings.trusted_ips, ("10.0.0.0/8",))
+        self.assertTrue(settings.access_log)
+        self.assertEqual(settings.client_max_body_size, 1024)
+        self.assertEqual(settings.plugins, ("off",))
+        self.assertEqual(settings.workers, 2)
+        self.assertEqual(settings.upstream_client, "agent")
+        self.assertEqual((settings.upstream_keepalive_pool_size, settings.upstream_keepalive_idle_timeout), (7, 2.5))
+        self.assertEqual(settings.gc_young_threshold, 900)
+        self.assertEqual(settings.malloc_trim_threshold, 2 * 1024**2)
+        self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
+                         {k[len("ECHOGATE_"):].lower() for k in env})
+
+    def test_publicHidesPassword(self) -> None:
+        """
+        The settings GET / shows carry no password.
+        """
+        settings = resolve({"database": "postgresql://u:secret@h:5432/db"}, {}, None)
+        self.assertNotIn("secret", repr(settings.public()))
+        self.assertEqual(redact_dsn("host=h password=secret dbname=x"), "host=h password=*** dbname=x")
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_flagsAndEnvironment(self) -> None:
+        """
+        twistd's options resolve through the same rules, with --config.
+        """
+        options = Options()
+        options.environ = {"ECHOGATE_DATA_DIR": "/env"}
+        options.parseOptions(["--proxy-listen", "tcp:9", "--plugins", "off"])
+        self.assertEqual(options.settings.proxy_listen, ("tcp:9",))
+        self.assertEqual(options.settings.data_dir, "/env")
+
+    def test_badValueExits(self) -> None:
+        """
+        A bad value ends option parsing with one line starting 'echogate:'.
+        """
+        options = Options()
+        options.environ = {}
+        error = self.assertRaises(SystemExit, options.parseOptions, ["--access-log", "maybe"])
+        self.assertTrue(str(error).startswith("echogate: access_log"))
+
+
+class BacklogTests(SynchronousTestCase):
+    def test_defaultBacklog(self) -> None:
+        """
+        A tcp, tcp6, ssl or unix listener without C{backlog=} gets nginx's
+        default backlog (511), not Twisted's 50; one that says it keeps it;
+        other kinds are left alone.
+        """
+        self.assertEqual(with_backlog("tcp:8000"), "tcp:8000:backlog=511")
+        self.assertEqual(with_backlog("tcp6:8000:interface=\\:\\:1"), "tcp6:8000:interface=\\:\\:1:backlog=511")
+        self.assertEqual(with_backlog("unix:/run/gw.sock"), "unix:/run/gw.sock:backlog=511")
+        self.assertEqual(with_backlog("TCP:1:backlog=7"), "TCP:1:backlog=7")
+        self.assertEqual(with_backlog("systemd:domain=INET:index=0"), "systemd:domain=INET:index=0")
+        self.assertEqual(DEFAULT_BACKLOG, 511)
+
+    def test_listenersUseIt(self) -> None:
+        """
+        The gateway's proxy and admin listeners are bound with the default
+        backlog unless their endpoint string gives one.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from echogate.service import GatewayService
+
+        reactor = MemoryReactorClock()
+        settings = resolve({"proxy_listen": "tcp:8000,tcp:8002:backlog=64",
+                            "admin_listen": "tcp:8001:interface=127.0.0.1"}, {}, None)
+        GatewayService(reactor, settings, {}).bind()
+        self.assertEqual(sorted((port, backlog) for port, _, backlog, _ in reactor.tcpServers),
+                         [(8000, 511), (8001, 511), (8002, 64)])
+
+    def test_workersShareItToo(self) -> None:
+        """
+        Shared (--workers) listeners have the same default.
+        """
+        from echogate.settings import parse_tcp
+
+        self.assertEqual(parse_tcp("tcp:8000")[3], 511)
+        self.assertEqual(parse_tcp("tcp:8000:backlog=9")[3], 9)
