@@ -34,6 +34,20 @@ DEFAULTS: dict[str, str] = {
     "upstream_keepalive_idle_timeout": "60",
     "gc_young_threshold": "50000",
     "malloc_trim_threshold": "16m",
+    "client_header_timeout": "60",
+    "client_body_timeout": "60",
+    "send_timeout": "60",
+    "keepalive_timeout": "75",
+    "max_connections": "auto",
+    "max_connections_per_ip": "0",
+    "max_request_line": "8k",
+    "max_header_line": "8k",
+    "max_headers": "100",
+    "regex_match_timeout": "5",
+    "missing_plugins": "refuse",
+    "shutdown_timeout": "10",
+    "admin_token": "",
+    "admin_server_names": "",
 }
 
 HELP: dict[str, str] = {
@@ -56,6 +70,20 @@ HELP: dict[str, str] = {
                           "has settled; 0 keeps Python's (700).",
     "malloc_trim_threshold": "Freed memory (bytes, or with k/m/g) the C heap may keep instead of giving it back "
                              "to the kernel; 0 keeps the C library's own.",
+    "client_header_timeout": "Seconds a client has to send a whole request head (then 408 and close).",
+    "client_body_timeout": "Seconds allowed between two reads of a request body (then 408 and close).",
+    "send_timeout": "Seconds allowed between two writes a client accepts of a response (then close).",
+    "keepalive_timeout": "Seconds an idle keep-alive client connection is kept open.",
+    "max_connections": "Client connections per proxy listener: a number, or 'auto' (from the descriptor limit).",
+    "max_connections_per_ip": "Client connections per client IP per proxy listener; 0 for no limit.",
+    "max_request_line": "Longest request line (bytes, or with k/m); longer gets 414.",
+    "max_header_line": "Longest request header line (bytes, or with k/m); longer gets 431.",
+    "max_headers": "Most request header lines; more gets 431.",
+    "regex_match_timeout": "Milliseconds one regex route may spend matching one request path.",
+    "missing_plugins": "Routes whose stored plugin is not loaded: 'refuse' (500) or 'skip' (run without it).",
+    "shutdown_timeout": "Seconds in-flight requests may take to finish once the node is told to stop.",
+    "admin_token": "A bearer token every Admin API request must carry; empty for none.",
+    "admin_server_names": "Host names the Admin API answers to besides its listener's address, comma-separated.",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -142,6 +170,20 @@ class Settings:
     upstream_keepalive_idle_timeout: float = 60.0
     gc_young_threshold: int = 50000
     malloc_trim_threshold: int = 16 * 1024 * 1024
+    client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0
+    send_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 0  # 0: from the descriptor limit (see connection_limit)
+    max_connections_per_ip: int = 0
+    max_request_line: int = 8192
+    max_header_line: int = 8192
+    max_headers: int = 100
+    regex_match_timeout: float = 0.005
+    missing_plugins: str = "refuse"
+    shutdown_timeout: float = 10.0
+    admin_token: str = attrs.field(default="", repr=False)
+    admin_server_names: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """
@@ -165,6 +207,20 @@ class Settings:
             "upstream_keepalive_idle_timeout": self.upstream_keepalive_idle_timeout,
             "gc_young_threshold": self.gc_young_threshold,
             "malloc_trim_threshold": self.malloc_trim_threshold,
+            "client_header_timeout": self.client_header_timeout,
+            "client_body_timeout": self.client_body_timeout,
+            "send_timeout": self.send_timeout,
+            "keepalive_timeout": self.keepalive_timeout,
+            "max_connections": self.max_connections or connection_limit(),
+            "max_connections_per_ip": self.max_connections_per_ip,
+            "max_request_line": self.max_request_line,
+            "max_header_line": self.max_header_line,
+            "max_headers": self.max_headers,
+            "regex_match_timeout": self.regex_match_timeout,
+            "missing_plugins": self.missing_plugins,
+            "shutdown_timeout": self.shutdown_timeout,
+            "admin_token": "***" if self.admin_token else None,
+            "admin_server_names": list(self.admin_server_names),
         }
 
 
@@ -220,6 +276,23 @@ def _trim(value: str) -> int:
     return size
 
 
+def _bounded_size(key: str, value: str) -> int:
+    size = parse_size(value, key)
+    if not 256 <= size <= 1024 * 1024:
+        raise ConfigError(f"{key}: must be between 256 and 1m")
+    return size
+
+
+def _non_negative(key: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not a number")
+    if number < 0:
+        raise ConfigError(f"{key}: must be 0 or more")
+    return number
+
+
 def _positive(key: str, value: str) -> float:
     try:
         number = float(value)
@@ -228,6 +301,51 @@ def _positive(key: str, value: str) -> float:
     if number <= 0:
         raise ConfigError(f"{key}: must be greater than 0")
     return number
+
+
+#: Descriptors kept back from client connections, for upstream sockets, the
+#: Admin API, the database and log files.
+DESCRIPTOR_RESERVE = 256
+
+
+def connection_limit(soft_limit: int | None = None) -> int:
+    """
+    What C{max_connections = auto} means: half of what the descriptor limit
+    leaves after L{DESCRIPTOR_RESERVE}, since every proxied client
+    connection may hold an upstream socket too (at least 16).
+    """
+    if soft_limit is None:
+        import resource
+
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft_limit == resource.RLIM_INFINITY:
+            soft_limit = 1 << 20
+    return max((soft_limit - DESCRIPTOR_RESERVE) // 2, 16)
+
+
+def _max_connections(value: str) -> int:
+    if value.strip().lower() == "auto":
+        return 0
+    return _whole("max_connections", value, 1)
+
+
+def _millis(key: str, value: str) -> float:
+    return _positive(key, value) / 1000.0
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> str:
+    chosen = value.strip().lower()
+    if chosen not in choices:
+        raise ConfigError(f"{key}: expected {' or '.join(repr(c) for c in choices)}, got {value!r}")
+    return chosen
+
+
+def _server_names(value: str) -> tuple[str, ...]:
+    names = tuple(name.lower() for name in _split(value))
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9*]([a-z0-9.\-]*[a-z0-9])?(:\d{1,5})?|\[[0-9a-f:.]+\](:\d{1,5})?", name):
+            raise ConfigError(f"admin_server_names: {name!r} is not a host name")
+    return names
 
 
 def automatic_upstream_client() -> str:
@@ -298,6 +416,20 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
                                                   raw["upstream_keepalive_idle_timeout"]),
         gc_young_threshold=_whole("gc_young_threshold", raw["gc_young_threshold"], 0),
         malloc_trim_threshold=_trim(raw["malloc_trim_threshold"]),
+        client_header_timeout=_positive("client_header_timeout", raw["client_header_timeout"]),
+        client_body_timeout=_positive("client_body_timeout", raw["client_body_timeout"]),
+        send_timeout=_positive("send_timeout", raw["send_timeout"]),
+        keepalive_timeout=_positive("keepalive_timeout", raw["keepalive_timeout"]),
+        max_connections=_max_connections(raw["max_connections"]),
+        max_connections_per_ip=_whole("max_connections_per_ip", raw["max_connections_per_ip"], 0),
+        max_request_line=_bounded_size("max_request_line", raw["max_request_line"]),
+        max_header_line=_bounded_size("max_header_line", raw["max_header_line"]),
+        max_headers=_whole("max_headers", raw["max_headers"], 1, 10000),
+        regex_match_timeout=_millis("regex_match_timeout", raw["regex_match_timeout"]),
+        missing_plugins=_one_of("missing_plugins", raw["missing_plugins"], ("refuse", "skip")),
+        shutdown_timeout=_non_negative("shutdown_timeout", raw["shutdown_timeout"]),
+        admin_token=raw["admin_token"].strip(),
+        admin_server_names=_server_names(raw["admin_server_names"]),
     )
 
 
