@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.settings import (DEFAULT_BACKLOG, DEFAULTS, ConfigError, Options, parse_size, read_config_file,
+from echogate.settings import (DEFAULT_BACKLOG, DEFAULTS, ConfigError, Options, connection_limit, parse_size, read_config_file,
                              redact_dsn, resolve, with_backlog)
 
 
@@ -111,7 +111,12 @@ class ResolveTests(SynchronousTestCase):
                 "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2",
                 "upstream_client": "agent", "upstream_keepalive_pool_size": "7",
                 "upstream_keepalive_idle_timeout": "2.5", "gc_young_threshold": "900",
-                "malloc_trim_threshold": "2m"}.items()}
+                "malloc_trim_threshold": "2m", "client_header_timeout": "7", "client_body_timeout": "8",
+                "send_timeout": "9", "keepalive_timeout": "11", "max_connections": "300",
+                "max_connections_per_ip": "12", "max_request_line": "4k", "max_header_line": "2k",
+                "max_headers": "50", "regex_match_timeout": "20", "missing_plugins": "skip",
+                "shutdown_timeout": "0", "admin_token": "s3cret", "admin_server_names": "Admin.Example,gw:8001"
+                }.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
         self.assertEqual(settings.trusted_ips, ("10.0.0.0/8",))
@@ -123,8 +128,72 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual((settings.upstream_keepalive_pool_size, settings.upstream_keepalive_idle_timeout), (7, 2.5))
         self.assertEqual(settings.gc_young_threshold, 900)
         self.assertEqual(settings.malloc_trim_threshold, 2 * 1024**2)
+        self.assertEqual((settings.client_header_timeout, settings.client_body_timeout, settings.send_timeout,
+                          settings.keepalive_timeout), (7, 8, 9, 11))
+        self.assertEqual((settings.max_connections, settings.max_connections_per_ip), (300, 12))
+        self.assertEqual((settings.max_request_line, settings.max_header_line, settings.max_headers),
+                         (4096, 2048, 50))
+        self.assertEqual(settings.regex_match_timeout, 0.02)
+        self.assertEqual(settings.missing_plugins, "skip")
+        self.assertEqual(settings.shutdown_timeout, 0)
+        self.assertEqual(settings.admin_token, "s3cret")
+        self.assertEqual(settings.admin_server_names, ("admin.example", "gw:8001"))
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
+
+    def test_edgeDefaults(self) -> None:
+        """
+        The edge settings default to nginx's and Kong's values.
+        """
+        settings = resolve({}, {}, None)
+        self.assertEqual((settings.client_header_timeout, settings.client_body_timeout, settings.send_timeout,
+                          settings.keepalive_timeout), (60, 60, 60, 75))
+        self.assertEqual((settings.max_connections, settings.max_connections_per_ip), (0, 0))
+        self.assertEqual((settings.max_request_line, settings.max_header_line, settings.max_headers),
+                         (8192, 8192, 100))
+        self.assertEqual((settings.regex_match_timeout, settings.missing_plugins, settings.shutdown_timeout),
+                         (0.005, "refuse", 10))
+        self.assertEqual((settings.admin_token, settings.admin_server_names), ("", ()))
+
+    def test_badEdgeValues(self) -> None:
+        """
+        Each bad edge setting stops start-up with a line naming it.
+        """
+        cases = {
+            "client_header_timeout": ("0", "client_header_timeout: must be greater than 0"),
+            "max_connections": ("0", "max_connections: must be 1 or more"),
+            "max_connections_per_ip": ("-1", "max_connections_per_ip: must be 0 or more"),
+            "max_request_line": ("10", "max_request_line: must be between 256 and 1m"),
+            "max_header_line": ("2g", "max_header_line: must be between 256 and 1m"),
+            "max_headers": ("0", "max_headers: must be between 1 and 10000"),
+            "regex_match_timeout": ("x", "regex_match_timeout: 'x' is not a number"),
+            "missing_plugins": ("ignore", "missing_plugins: expected 'refuse' or 'skip', got 'ignore'"),
+            "shutdown_timeout": ("-1", "shutdown_timeout: must be 0 or more"),
+            "admin_server_names": ("a b", "admin_server_names: 'a b' is not a host name"),
+        }
+        for key, (value, message) in cases.items():
+            with self.assertRaises(ConfigError) as caught:
+                resolve({key: value}, {}, None)
+            self.assertEqual(str(caught.exception), message)
+
+    def test_automaticConnectionLimit(self) -> None:
+        """
+        C{max_connections = auto} keeps a reserve of descriptors and halves
+        the rest (a client connection may hold an upstream socket), never
+        under 16.
+        """
+        self.assertEqual(connection_limit(1024), (1024 - 256) // 2)
+        self.assertEqual(connection_limit(100), 16)
+        self.assertEqual(resolve({"max_connections": "auto"}, {}, None).public()["max_connections"],
+                         connection_limit())
+
+    def test_publicHidesToken(self) -> None:
+        """
+        The settings GET / shows carry no admin token.
+        """
+        settings = resolve({"admin_token": "s3cret"}, {}, None)
+        self.assertNotIn("s3cret", repr(settings.public()))
+        self.assertNotIn("s3cret", repr(settings))
 
     def test_publicHidesPassword(self) -> None:
         """
