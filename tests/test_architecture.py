@@ -229,3 +229,22 @@ class LayoutTests(SynchronousTestCase):
         bad = [name for name in module_names() if name.rpartition(".")[2] in ("utils", "util", "helpers", "common",
                                                                                "misc", "manager")]
         self.assertEqual(bad, [])
+
+
+class PackagingTests(SynchronousTestCase):
+    """
+    C{pip install .} installs every part of the gateway.
+    """
+
+    def test_everyPackageInstalled(self) -> None:
+        """
+        setup.py's packages are every package under C{echogate/} (a new room
+        missing from them would be absent from a non-editable install).
+        """
+        from setuptools import find_packages
+
+        on_disk = {".".join(p.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")
+                   for p in [p.parent]}
+        found = set(find_packages(str(ROOT), include=["echogate", "echogate.*"]))
+        self.assertEqual(on_disk, found)
+        self.assertIn('find_packages(include=["echogate", "echogate.*"])', (ROOT / "setup.py").read_text())
