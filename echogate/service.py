@@ -119,7 +119,8 @@ class GatewayService(MultiService):
         from echogate.admin import AdminAPI, NodeInfo
         from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.batching import WriteBatcher
-        from echogate.proxy.site import Counters, GatewaySite, UnparsedRequest
+        from echogate.proxy.request import UnparsedRequest
+        from echogate.proxy.site import Counters, GatewaySite
         from echogate.proxy.forwarding import TrustedNetworks
         from echogate.upstream.agent import UpstreamClient
         from twisted.web.server import Site

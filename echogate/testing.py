@@ -34,7 +34,8 @@ from twisted.web.http_headers import Headers
 
 from echogate.errors import BAD_UPSTREAM, ProxyError
 from echogate.proxy.gateway import Gateway, GatewayResource
-from echogate.proxy.site import GatewayRequest, GatewaySite
+from echogate.proxy.request import GatewayRequest
+from echogate.proxy.site import GatewaySite
 from echogate.proxy.snapshot import Snapshot
 from echogate.store.data import ConfigurationData
 from echogate.pdk.messages import headers_of

@@ -18,7 +18,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from echogate.batching import BatchedTransport, WriteBatcher
-from echogate.proxy.site import GatewayChannel, GatewaySite
+from echogate.proxy.channel import GatewayChannel
+from echogate.proxy.site import GatewaySite
 
 
 class _CountingSocket(socket.socket):

@@ -26,7 +26,8 @@ from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.proxy.headers import RequestHeaders, latency_ms, overlay_pairs
 from echogate.routing.paths import normalize_path
 from echogate.proxy.runner import PluginFailure, Step, call_phase, run_phase, run_steps
-from echogate.proxy.site import SERVER, UNEXPECTED, Counters, GatewayRequest, GatewaySite
+from echogate.proxy.request import SERVER, UNEXPECTED, GatewayRequest
+from echogate.proxy.site import Counters, GatewaySite
 from echogate.proxy.streaming import BodyStreamer, Drain, RequestBody
 from echogate.proxy.forwarding import VIA, TrustedNetworks, upstream_headers
 from echogate.upstream.agent import UpstreamClient, send_with_request

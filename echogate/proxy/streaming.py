@@ -44,7 +44,7 @@ class StreamingGateway(typing.Protocol):
 class StreamedRequest(typing.Protocol):
     """
     What L{BodyStreamer} needs from the client's request
-    (L{echogate.proxy.site.GatewayRequest} provides it).
+    (L{echogate.proxy.request.GatewayRequest} provides it).
     """
 
     _disconnected: bool

@@ -18,7 +18,9 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
-from echogate.proxy.site import GatewayChannel, GatewayRequest, GatewaySite
+from echogate.proxy.channel import GatewayChannel
+from echogate.proxy.request import GatewayRequest
+from echogate.proxy.site import GatewaySite
 
 
 class ContentFileTests(SynchronousTestCase):

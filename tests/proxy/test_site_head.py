@@ -1,6 +1,6 @@
 """
 The proxy listener reading a simple request head in one step
-(L{echogate.proxy.site.simple_head}, L{echogate.proxy.site.GatewayChannel}), checked
+(L{echogate.proxy.channel.simple_head}, L{echogate.proxy.channel.GatewayChannel}), checked
 against Twisted's line by line reading, over Twisted's test doubles.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
 from twisted.web.resource import Resource
 
-from echogate.proxy.site import GatewayChannel, GatewaySite, simple_head
+from echogate.proxy.channel import GatewayChannel, simple_head
+from echogate.proxy.site import GatewaySite
 from tests.proxy.test_site import _Pending
 
 

@@ -1,0 +1,191 @@
+"""
+A request on the proxy listener (L{GatewayRequest}): it carries the
+request context (C{request.ctx}), enforces the body size limit, and writes
+a response head given as wire pairs in one piece.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http import NO_BODY_CODES, toChunk
+from twisted.web.http_headers import Headers
+
+from echogate._version import __version__
+from echogate.pdk.context import RequestContext
+
+SERVER = f"echogate/{__version__}".encode()
+UNEXPECTED = "An unexpected error occurred"
+_log = Logger(namespace="echogate.proxy")
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, *a: Any) -> None:
+        pass
+
+    def read(self, *a: Any) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class UnparsedRequest(server.Request):
+    """
+    A L{server.Request} that leaves the query string and the body to
+    whoever handles it: Twisted's C{requestReceived} parses every query
+    string into C{args}, and a POST's URL-encoded or multipart body too,
+    answering a bare 400 (and closing the connection) when the multipart
+    does not parse. The proxy passes bodies on untouched (what they hold
+    is the service's business) and reads the query itself when a plugin
+    asks (L{echogate.pdk.messages}); the Admin API reads both itself
+    (L{echogate.pdk.bodies}), answering a bad body with a Kong-shaped error.
+    C{args} stays empty.
+    """
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.content.seek(0, 0)
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.process()
+
+
+class GatewayRequest(UnparsedRequest):
+    """
+    A request on the proxy listener: carries the L{RequestContext}
+    (C{request.ctx}) and enforces the body size limit
+    (C{site.max_body_size}, 0 for none) without holding an oversized body.
+    """
+
+    defaultContentType = None
+    ctx: RequestContext | None = None
+    _too_large = False
+    _received = 0
+    _head: list[tuple[bytes, bytes]] | None = None
+
+    def respond(self, status: int, head: Headers | list[tuple[bytes, bytes]]) -> None:
+        """
+        Answer with C{status} and the headers C{head}, keeping what Twisted
+        set before the response (C{Connection: close} when the client asked
+        for it) unless C{head} has it.
+
+        C{head} as header lines (wire pairs, names and values ready to
+        send) is written with the first L{write} (or L{finish}) in one
+        piece, without a L{Headers} object, framed as Twisted frames a
+        response: chunked for HTTP/1.1 when it has no Content-Length, no
+        body for C{HEAD}, 204 and 304. A L{Headers} is written by Twisted.
+        """
+        self.setResponseCode(status)
+        if isinstance(head, Headers):
+            for name, values in self.responseHeaders.getAllRawHeaders():
+                if not head.hasHeader(name):
+                    head.setRawHeaders(name, values)
+            self.responseHeaders = head
+        else:
+            self._head = head
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            server.Request.write(self, data)
+            return
+        self._head = None
+        if self.finished or self._disconnected or self.lastModified is not None or self.etag is not None \
+                or self.cookies or self._encoder or self._inFakeHead:
+            # Twisted's way: it raises, ignores the write, or adds headers.
+            for name, value in head:
+                self.responseHeaders.addRawHeader(name, value)
+            server.Request.write(self, data)
+            return
+        self.startedWriting = 1
+        code = self.code
+        # Names and values hold no line break (they come from a parser, or
+        # through HeaderEditor, which cleans them), so the lines are found
+        # by searching the whole block once.
+        block = b"\r\n" + b"".join([b"%s: %s\r\n" % pair for pair in head])
+        lowered = block.lower()
+        framed = b"\ncontent-length:" in lowered
+        # What Twisted set before the response (Connection: close when the
+        # client asked for it), unless the lines have it already.
+        for name, values in self.responseHeaders.getAllRawHeaders():
+            if b"\n" + name.lower() + b":" not in lowered:
+                block += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
+        bodiless = self.method == b"HEAD" or code in NO_BODY_CODES
+        if not framed and not bodiless and self.clientproto == b"HTTP/1.1":
+            block += b"Transfer-Encoding: chunked\r\n"
+            self.chunked = 1
+        head_bytes = b"%s %d %s%s\r\n" % (self.clientproto, code, self.code_message, block)
+        channel = self.channel
+        if bodiless:
+            channel.write(head_bytes)
+            self.write = lambda data: None  # as Twisted does
+            return
+        self.sentLength += len(data)
+        if self.chunked and data:
+            channel.writeSequence((head_bytes, *toChunk(data)))
+        else:
+            channel.write(head_bytes + data)
+
+    def _limit(self) -> int:
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "max_body_size", 0) or 0
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if limit and length is not None and length > limit:
+            self._too_large = True
+            self.content = _Discard()
+            return
+        super().gotLength(length)  # which uses GatewaySite.getContentFile
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._too_large:
+            return
+        self._received += len(data)
+        limit = self._limit()
+        if limit and self._received > limit:
+            self._too_large = True
+            self.content.close()
+            self.content = _Discard()
+            return
+        self.content.write(data)
+
+    def process(self) -> None:
+        self.site = self.channel.site
+        self.prepath = []
+        self.postpath = []
+        try:
+            self.render(self.site.resource)
+        except BaseException:
+            self.processingFailed(Failure())
+
+    def processingFailed(self, reason: Failure) -> None:
+        _log.failure("unexpected error handling a proxied request", failure=reason)
+        if self.startedWriting or self._disconnected:
+            self.loseConnection()
+            return None
+        body = json.dumps({"message": UNEXPECTED}).encode()
+        self.setResponseCode(500)
+        self.responseHeaders = Headers({b"content-type": [b"application/json; charset=utf-8"],
+                                        b"content-length": [b"%d" % len(body)],
+                                        b"server": [SERVER]})
+        self.write(body)
+        self.finish()
+        return None
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        ctx = self.ctx
+        if ctx is not None and ctx.on_client_gone is not None:
+            ctx.on_client_gone()
