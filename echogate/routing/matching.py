@@ -3,16 +3,21 @@ One route against one request, for L{echogate.routing.router}: each route's
 conditions (methods, hosts, headers, paths) compiled once, the rank that
 orders the routes a request matches, and the L{Match} the winner gives.
 The user-facing rules are in C{docs/routing.md}.
+
+Regexes (regex paths, C{~*} header values) are compiled with the C{regex}
+package and every match is given a time budget: a match that runs out
+raises L{TimeoutError} out of L{CompiledRoute.evaluate}, and the router
+counts the route as not matching (see L{echogate.routing.router}).
 """
 from __future__ import annotations
 
-import re
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import attrs
+import regex as _regex
 
-from echogate.routing.paths import compile_regex_path, join_upstream_path, python_regex, regex_literal_prefix
+from echogate.routing.paths import compile_regex, compile_regex_path, join_upstream_path, regex_literal_prefix
 
 __all__ = ["Headers", "Match", "split_host", "PLAIN", "SUFFIX", "PREFIX", "CompiledRoute", "compile_route"]
 
@@ -158,20 +163,29 @@ class _Header:
 
     name: str
     values: frozenset[str]
-    pattern: re.Pattern[str] | None
+    pattern: _regex.Pattern[str] | None
 
     @classmethod
     def compile(cls, name: str, values: Sequence[str]) -> _Header:
+        """
+        @raise ValueError: if a C{~*} regex does not compile.
+        """
         pattern = None
         if len(values) == 1 and values[0].startswith("~*"):
-            pattern = re.compile(python_regex(values[0][2:]), re.IGNORECASE)
+            pattern = compile_regex(values[0][2:], ignore_case=True)
         return cls(name.lower(), frozenset(v.lower() for v in values), pattern)
 
-    def matches(self, headers: Headers) -> bool:
+    def matches(self, headers: Headers, timeout: float | None = None) -> bool:
+        """
+        Whether one of the request's values of this header matches.
+
+        @param timeout: the seconds each regex search may take.
+        @raise TimeoutError: if a regex search runs out of C{timeout}.
+        """
         for value in headers.get(self.name, ()):
             if value.lower() in self.values:
                 return True
-            if self.pattern is not None and self.pattern.search(value):
+            if self.pattern is not None and self.pattern.search(value, timeout=timeout):
                 return True
         return False
 
@@ -190,18 +204,24 @@ class CompiledRoute:
     headers: tuple[_Header, ...]
     has_paths: bool
     prefixes: tuple[str, ...]
-    regexes: tuple[tuple[str, re.Pattern[str]], ...]
+    regexes: tuple[tuple[str, _regex.Pattern[str]], ...]
     kinds: tuple[int, int]
     strip: bool
     regex_priority: int
     order: tuple[Any, ...]
 
     def evaluate(self, method: str, name: str | None, port: int | None, path: str,
-                 headers: Headers) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+                 headers: Headers, timeout: float | None = None
+                 ) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
         """
         If this route matches the request (host C{name} and C{port} split
         already), its rank for this request (lower comes first) and what
         L{to_match} needs; otherwise C{None}.
+
+        @param timeout: the seconds each regex match (a regex path, a
+            C{~*} header value) may take; C{None} for no limit.
+        @raise TimeoutError: if a regex match runs out of C{timeout}; the
+            caller counts the route as not matching.
         """
         if self.methods is not None and method not in self.methods:
             return None
@@ -226,7 +246,7 @@ class CompiledRoute:
         found = None
         if self.has_paths:
             for value, regex in self.regexes:
-                found = regex.match(path)
+                found = regex.match(path, timeout=timeout)
                 if found is not None:
                     stripped, matched_path = path[:found.end()], value
                     path_rank = (0, -self.regex_priority, 0)
@@ -241,7 +261,7 @@ class CompiledRoute:
                     return None
 
         for header in self.headers:
-            if not header.matches(headers):
+            if not header.matches(headers, timeout):
                 return None
 
         rank = (self.kinds, host_rank, -len(self.headers), path_rank, self.order)
@@ -257,7 +277,7 @@ class CompiledRoute:
                              self.regex_priority, self.order[:-1] + (seq,))
 
     def to_match(self, path: str, stripped: str, matched_host: str | None,
-                 matched_path: str | None, found: re.Match[str] | None) -> Match:
+                 matched_path: str | None, found: _regex.Match[str] | None) -> Match:
         """
         The L{Match} for a request this route won.
         """
@@ -281,7 +301,7 @@ def compile_route(route: dict[str, Any], service: dict[str, Any] | None,
     Compile one route; return it with the index keys its paths go under.
 
     @raise ValueError: if the route sets no condition, has a bad wildcard
-        host, or a regex that does not compile.
+        host, or a regex (path or header) that does not compile.
     """
     methods = route.get("methods") or None
     hosts = tuple(_Host.compile(h) for h in route.get("hosts") or ())

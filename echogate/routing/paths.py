@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+import regex
+
 # RFC 3986 unreserved characters: decoded when percent-encoded.
 _UNRESERVED = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
@@ -100,6 +102,9 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out)
 
 
+_SLASHES = re.compile(r"//+")
+
+
 def normalize_path(raw: str | bytes) -> str:
     """
     Normalise a request path as received (percent-encoded, without the
@@ -109,9 +114,12 @@ def normalize_path(raw: str | bytes) -> str:
     C{.}, C{%41} becomes C{A}); every other percent-encoding is kept, with
     upper-case hex (C{%2f} becomes C{%2F}); bytes that may not appear
     literally in a path (a space, C{"}, C{<}, non-ASCII...) are
-    percent-encoded, non-ASCII characters of a C{str} as UTF-8. Then C{.}
-    and C{..} segments are resolved, never above the root. Nothing else
-    changes: repeated slashes are kept.
+    percent-encoded, non-ASCII characters of a C{str} as UTF-8. Then
+    repeated slashes are merged into one (as nginx's C{merge_slashes} and
+    Kong do before routing: C{//admin/x} is C{/admin/x}, so a route's
+    plugins cannot be walked around with an extra slash; an encoded C{%2F}
+    stays as it is), and C{.} and C{..} segments are resolved, never above
+    the root. Nothing else changes.
 
     The result is ASCII, starts with C{/}, and is its own normalisation.
 
@@ -135,8 +143,10 @@ def normalize_path(raw: str | bytes) -> str:
         # Nothing to decode or escape (the common case): only dot segments,
         # which need a "/." to exist.
         path = data.decode("ascii")
+        if "//" in path:
+            path = _SLASHES.sub("/", path)
         return _remove_dot_segments(path) if "/." in path else path
-    return _remove_dot_segments(_canonical_bytes(data))
+    return _remove_dot_segments(_SLASHES.sub("/", _canonical_bytes(data)))
 
 
 def _sanitize_postfix(postfix: str) -> str:
@@ -258,19 +268,43 @@ def _class_start(pattern: str, i: int, out: list[str] | None = None) -> int:
     return i
 
 
-def compile_regex_path(path: str) -> re.Pattern[str]:
+def compile_regex(source: str, *, ignore_case: bool = False) -> regex.Pattern[str]:
+    """
+    Compile a regex in Kong's PCRE syntax (see L{python_regex}) with the
+    C{regex} package, whose matches take a time budget
+    (C{pattern.match(path, timeout=seconds)} raises L{TimeoutError} when
+    it runs out), unlike C{re}'s, which nothing can interrupt.
+
+    The syntax accepted is C{re}'s, checked by compiling with C{re} first,
+    so that a route the Admin API refused before is refused still, with
+    the same message; C{regex}'s own extensions (C{\\p{L}}, flags in
+    mid-pattern, variable-length lookbehinds) are not accepted. Patterns
+    match as with C{re} (C{regex}'s C{VERSION0} is C{re}'s behaviour),
+    except that PCRE's POSIX classes (C{[[:digit:]]}) mean what they mean
+    for Kong rather than a set of the characters C{[:digt}.
+
+    @param ignore_case: match ignoring case (as C{re.IGNORECASE}).
+    @raise ValueError: if the regex does not compile; its C{__cause__} is
+        the compiler's error.
+    """
+    python = python_regex(source)
+    try:
+        re.compile(python, re.IGNORECASE if ignore_case else 0)
+        return regex.compile(python, regex.VERSION0 | (regex.IGNORECASE if ignore_case else 0))
+    except (re.error, regex.error) as e:
+        raise ValueError(f"invalid regex {source!r}: {e}") from e
+
+
+def compile_regex_path(path: str) -> regex.Pattern[str]:
     """
     Compile a route's regex path (C{~} then a regex in Kong's PCRE syntax,
-    see L{python_regex}) for matching at the start of a normalised path
-    with C{pattern.match}. The leading C{~} is optional here.
+    see L{compile_regex}) for matching at the start of a normalised path
+    with C{pattern.match(path, timeout=seconds)}. The leading C{~} is
+    optional here.
 
     @raise ValueError: if the regex does not compile.
     """
-    source = path[1:] if path.startswith("~") else path
-    try:
-        return re.compile(python_regex(source))
-    except re.error as e:
-        raise ValueError(f"invalid regex {source!r}: {e}") from e
+    return compile_regex(path[1:] if path.startswith("~") else path)
 
 
 def regex_literal_prefix(pattern: str) -> str:

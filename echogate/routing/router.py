@@ -6,14 +6,20 @@ table once per configuration snapshot; L{Router.match} picks the route for
 one request. Matching and ordering follow Kong's traditional router; the
 user-facing rules are in C{docs/routing.md}. One route's compiled
 conditions, its rank and the L{Match} it gives are in L{echogate.routing.matching}.
+
+Every regex match a look-up makes has a time budget (C{regex_timeout}, the
+setting C{regex_match_timeout}): a regex that backtracks catastrophically
+on a crafted path cannot hold the reactor. A match that runs out counts as
+no match for its route, and is logged by L{SlowRegexLog}.
 """
 from __future__ import annotations
 
-import re
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from echogate.routing.matching import PLAIN, PREFIX, SUFFIX, CompiledRoute, Headers, Match, compile_route, split_host
@@ -59,6 +65,46 @@ def _index(entries: Mapping[str, Mapping[str, list[CompiledRoute]]]) -> Mapping[
     return {key: _PathIndex.of(by_path) for key, by_path in entries.items()}
 
 
+@attrs.define(eq=False)
+class SlowRegexLog:
+    """
+    Logs the regex matches that ran out of their time budget: at most one
+    event per route per C{interval} seconds, so that a client sending
+    crafted paths cannot flood the log. An event names the route and the
+    length of the path (never the path itself), and counts the time-outs
+    of that route left unlogged since its last event (C{unlogged}).
+
+    @ivar timeout: the budget that ran out, in seconds (for the message).
+    """
+
+    timeout: float | None
+    _seconds: Callable[[], float] = time.monotonic
+    interval: float = 1.0
+    _logged_at: dict[Any, float] = attrs.field(factory=dict)
+    _unlogged: dict[Any, int] = attrs.field(factory=dict)
+
+    def timed_out(self, route: Mapping[str, Any], path_length: int) -> None:
+        """
+        A regex of C{route} ran out of time on a path of C{path_length}
+        characters.
+        """
+        route_id = route.get("id")
+        key = route_id if isinstance(route_id, str) else id(route)
+        now = self._seconds()
+        last = self._logged_at.get(key)
+        if last is not None and now - last < self.interval:
+            self._unlogged[key] = self._unlogged.get(key, 0) + 1
+            return
+        self._logged_at[key] = now
+        _log.warn(
+            "Route {route_id} counted as not matching a request (path of {path_length}"
+            " characters): a regex match ran out of its {timeout}s budget"
+            " ({unlogged} more time-outs of this route since its last report)",
+            route_id=route_id, path_length=path_length, timeout=self.timeout,
+            unlogged=self._unlogged.pop(key, 0),
+        )
+
+
 @attrs.frozen(eq=False)
 class Router:
     """
@@ -80,6 +126,8 @@ class Router:
     _cache_size: int
     _on_candidate: Callable[[dict[str, Any]], None] | None
     _compiled: Mapping[str, tuple[CompiledRoute, tuple[str, ...]]]
+    _regex_timeout: float | None
+    _slow_regexes: SlowRegexLog
     _cache: OrderedDict[tuple[Any, ...], Match | None] = attrs.field(factory=OrderedDict)
 
     @classmethod
@@ -92,6 +140,8 @@ class Router:
         on_candidate: Callable[[dict[str, Any]], None] | None = None,
         indexed: bool = True,
         previous: Router | None = None,
+        regex_timeout: float | None = 0.005,
+        clock: IReactorTime | None = None,
     ) -> Router:
         """
         Compile C{routes} into a table. Nothing is rejected (validation
@@ -113,6 +163,13 @@ class Router:
             (the store hands back the same records for rows that did not
             change) is taken from it instead of compiled again, so that a
             change to one route of thousands recompiles one.
+        @param regex_timeout: the seconds one regex match (a regex path, a
+            C{~*} header value) may take on one request, the setting
+            C{regex_match_timeout}; C{None} for no limit. A match that
+            runs out counts as no match for its route, and the look-up
+            goes on with the other candidates.
+        @param clock: what L{SlowRegexLog} reads the time from (by
+            default, the monotonic clock).
         """
         reusable = previous._compiled if previous is not None else {}
         compiled_by_id: dict[str, tuple[CompiledRoute, tuple[str, ...]]] = {}
@@ -147,7 +204,7 @@ class Router:
                 try:
                     compiled, found = compile_route(route, service, seq)
                     keys = tuple(found)
-                except (ValueError, re.error) as e:
+                except ValueError as e:
                     _log.warn("Route {route_id} left out: {reason}", route_id=route_id, reason=e)
                     continue
                 except Exception:
@@ -174,6 +231,8 @@ class Router:
         return cls(
             _index(by_host), _index(by_suffix), _index(by_prefix), _PathIndex.of(hostless),
             tuple(sorted(header_names)), size, cache_size, on_candidate, compiled_by_id,
+            regex_timeout,
+            SlowRegexLog(regex_timeout, clock.seconds) if clock is not None else SlowRegexLog(regex_timeout),
         )
 
     def __len__(self) -> int:
@@ -208,9 +267,11 @@ class Router:
                 self._cache.move_to_end(key)
                 return cached  # type: ignore[return-value]
 
-        found = self._lookup(method, host, path, headers, scheme)
+        found, timed_out = self._lookup(method, host, path, headers, scheme)
 
-        if key is not None:
+        # A look-up in which a regex ran out of time is not remembered: its
+        # answer depends on how busy the node was.
+        if key is not None and not timed_out:
             self._cache[key] = found
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -241,7 +302,11 @@ class Router:
         yield self._hostless
 
     def _lookup(self, method: str, host: str | None, path: str, headers: Headers,
-                scheme: str) -> Match | None:
+                scheme: str) -> tuple[Match | None, bool]:
+        """
+        The best route for a request, and whether a regex match ran out of
+        time on the way (that route counted as not matching).
+        """
         name = port = None
         if host:
             name, port = split_host(host)
@@ -250,6 +315,7 @@ class Router:
         best: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
         winner = None
         seen: set[int] = set()
+        timed_out = False
         for index in self._indexes(name):
             for candidate in index.candidates(path):
                 if id(candidate) in seen:
@@ -257,9 +323,14 @@ class Router:
                 seen.add(id(candidate))
                 if self._on_candidate is not None:
                     self._on_candidate(candidate.route)
-                result = candidate.evaluate(method, name, port, path, headers)
+                try:
+                    result = candidate.evaluate(method, name, port, path, headers, self._regex_timeout)
+                except TimeoutError:
+                    timed_out = True
+                    self._slow_regexes.timed_out(candidate.route, len(path))
+                    continue
                 if result is not None and (best is None or result[0] < best[0]):
                     best, winner = result, candidate
         if best is None or winner is None:
-            return None
-        return winner.to_match(*best[1])
+            return None, timed_out
+        return winner.to_match(*best[1]), timed_out
