@@ -164,6 +164,50 @@ class RefusalTests(StartupTestCase):
         self.assertIn(str(port), line)
 
 
+class DataDirTests(StartupTestCase):
+    async def test_dataDirIsAFile(self) -> None:
+        """
+        A --data-dir that is a file: exit non-zero with one line naming it.
+        """
+        path = Path(self.mktemp()).resolve()
+        path.write_text("not a directory")
+        line = await self.refuse("--data-dir", str(path))
+        self.assertIn(f"data_dir {path} is a file", line)
+
+    async def test_dataDirUnderAFile(self) -> None:
+        """
+        A --data-dir that cannot be made (a parent is a file): one line.
+        """
+        path = Path(self.mktemp()).resolve()
+        path.write_text("not a directory")
+        line = await self.refuse("--data-dir", str(path / "data"))
+        self.assertIn("a parent of it is a file", line)
+
+    async def test_failureOnceRunningExitsNonZero(self) -> None:
+        """
+        A start-up failure once the reactor runs (the embedded server
+        cannot be made in the data directory) ends the process with a
+        non-zero exit code and one clear line, without a traceback.
+        """
+        data = Path(self.mktemp()).resolve()
+        data.mkdir()
+        (data / "postgres").write_text("in the server's way")
+        cwd = self.mktemp_dir()
+        protocol = _Gateway()
+        argv = [TWISTD, "-n", "--pidfile=", "--logfile=-", "echogate", "--data-dir", str(data),
+                "--proxy-listen", "tcp:0:interface=127.0.0.1", "--admin-listen", "tcp:0:interface=127.0.0.1"]
+        transport = reactor.spawnProcess(protocol, TWISTD, argv, env=_env(), path=cwd)
+        self.addCleanup(lambda: None if protocol.ended.called else transport.signalProcess("KILL"))
+        code = await protocol.ended
+        output = protocol.output.decode()
+        self.assertNotIn(code, (0, -signal.SIGTERM), output)
+        self.assertEqual(code, 1, output)
+        said = [line for line in output.splitlines() if "echogate could not start" in line]
+        self.assertEqual(len(said), 1, output)
+        self.assertIn(str(data / "postgres"), said[0])
+        self.assertNotIn("Traceback", output)
+
+
 class EmbeddedStartTests(StartupTestCase):
     async def test_walkThroughAndRestart(self) -> None:
         """
@@ -308,3 +352,32 @@ class WorkersTests(StartupTestCase):
         """
         line = await self.refuse("--workers", "2", "--proxy-listen", "unix:/tmp/echogate-test.sock")
         self.assertIn("workers", line)
+
+
+class ReadmeWalkThroughTests(StartupTestCase):
+    async def test_commandsAsWritten(self) -> None:
+        """
+        The README's walk-through, run as written (its ports swapped for
+        free ones, curl made to fail on an HTTP error): the upstream it
+        starts answers through the gateway, then header-echo echoes.
+        """
+        import re
+
+        text = (ROOT / "README.md").read_text()
+        section = text.split("## A first walk-through", 1)[1]
+        script = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+        self.assertIn("python3 -m http.server 9999", script)
+        dsn = await fresh_database(migrated=True)
+        proxy_port, admin_port, upstream_port = _free_port(), _free_port(), _free_port()
+        await self.start(["--database", dsn, "--proxy-listen", f"tcp:{proxy_port}:interface=127.0.0.1",
+                          "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1"],
+                         _env(), self.mktemp_dir(), admin_port)
+        script = (script.replace("localhost:8001", f"127.0.0.1:{admin_port}")
+                  .replace("localhost:8000", f"127.0.0.1:{proxy_port}")
+                  .replace("9999", str(upstream_port)).replace("curl ", "curl -f --retry-connrefused --retry 20 "))
+        cwd = self.mktemp_dir()
+        out, err, code = await getProcessOutputAndValue(
+            "/bin/bash", ("-c", f"set -e; trap 'kill %1 2>/dev/null' EXIT\n{script}"), env=_env(), path=cwd)
+        self.assertEqual(code, 0, out + err)
+        self.assertEqual(out.count(b"Hello from the upstream"), 2, out)
+        self.assertIn(b"X-Response-Echo: Hello, world", out)

@@ -7,6 +7,13 @@ it compiles, once, the ordered L{Step}s that may apply (higher priority
 first, ties by name); a step whose plugin also has consumer-scoped configs
 is resolved again once a consumer is known.
 
+A stored config of a plugin this node has not loaded (a drop-in missing
+from the path, a typo in C{--plugins}) is, by default (C{missing_plugins =
+refuse}), a L{MissingPlugin} step wherever the config would have applied:
+it answers the request 500 before the upstream sees it, so that an
+authentication plugin left out fails closed. With C{missing_plugins =
+skip} such configs are left out.
+
 L{run_steps} runs one phase over steps and only pays for a Deferred when a
 phase returns one.
 """
@@ -36,6 +43,41 @@ class PluginFailure(Exception):
         self.plugin = plugin
         self.phase = phase
         self.error = error
+
+
+REFUSE = "refuse"
+SKIP = "skip"
+
+
+def not_loaded_message(name: str) -> str:
+    """
+    What a request refused for plugin C{name}'s config is answered.
+    """
+    return f"plugin {name!r} is configured but not loaded on this node"
+
+
+@attrs.frozen
+class MissingPlugin:
+    """
+    Stands in for a plugin that has stored configs but is not loaded on
+    this node: its C{rewrite} and C{access} phases answer the request 500
+    (C{{"message": "plugin 'NAME' is configured but not loaded on this
+    node"}}), so the upstream never sees it.
+
+    @ivar name: the missing plugin's name.
+    """
+
+    name: str
+    priority: int = 0
+    version: str = "0.0.0"
+    # The refusal needs nothing of the body: a request with one is refused
+    # on its head.
+    reads_body = False
+
+    def rewrite(self, kong: Any, config: Any) -> None:
+        kong.exit(500, {"message": not_loaded_message(self.name)})
+
+    access = rewrite
 
 
 def _fk(record: Mapping[str, Any], field: str) -> str | None:
@@ -147,14 +189,25 @@ def _precedence(route: str | None, service: str | None, consumer: str | None):
 class PluginIndex:
     """
     The enabled plugin configs of one configuration snapshot.
+
+    @ivar skipped: the name of each enabled config whose plugin is not
+        loaded on this node (one per config).
+    @ivar missing: the names of those plugins, sorted, once each.
+    @ivar refusing: whether requests that those configs apply to are
+        refused (C{missing_plugins = refuse}) rather than run without them.
     """
 
-    def __init__(self, records: Iterable[Mapping[str, Any]], plugins: Mapping[str, Any]):
+    def __init__(self, records: Iterable[Mapping[str, Any]], plugins: Mapping[str, Any],
+                 missing: str = REFUSE):
+        if missing not in (REFUSE, SKIP):
+            raise ValueError(f"missing must be {REFUSE!r} or {SKIP!r}, not {missing!r}")
         self._plugins = dict(plugins)
         self._phases = {name: phases_of(p) for name, p in self._plugins.items()}
         self._by_name: dict[str, dict[tuple, PluginEntry]] = {}
         self._consumer_scoped: set[str] = set()
         self.skipped: list[str] = []
+        self.refusing = missing == REFUSE
+        stand_ins: dict[str, MissingPlugin] = {}
         for record in records:
             if not record.get("enabled", True):
                 continue
@@ -162,7 +215,11 @@ class PluginIndex:
             plugin = self._plugins.get(name)
             if plugin is None:
                 self.skipped.append(name)
-                continue
+                if not self.refusing:
+                    continue
+                plugin = stand_ins.get(name)
+                if plugin is None:
+                    plugin = stand_ins[name] = MissingPlugin(name)
             entry = PluginEntry(
                 plugin=plugin,
                 id=record["id"],
@@ -174,7 +231,11 @@ class PluginIndex:
             self._by_name.setdefault(name, {})[(entry.route, entry.service, entry.consumer)] = entry
             if entry.consumer is not None:
                 self._consumer_scoped.add(name)
-        self._order = sorted(self._by_name, key=lambda n: (-self._plugins[n].priority, n))
+        self.missing = sorted(set(self.skipped))
+        self._stand_ins = stand_ins
+        self._refusals = sorted(stand_ins)
+        self._phases.update((name, phases_of(p)) for name, p in stand_ins.items())
+        self._order = sorted(self._by_name.keys() - stand_ins.keys(), key=lambda n: (-self._plugins[n].priority, n))
         self._plans: dict[tuple, Plan] = {}
         self.global_steps = self._plan(None, None, global_only=True)
 
@@ -185,7 +246,10 @@ class PluginIndex:
         return list(self._by_name.get(name, {}).values())
 
     def names_in_use(self) -> list[str]:
-        return sorted(self._by_name)
+        """
+        The loaded plugins that have an enabled config.
+        """
+        return sorted(self._by_name.keys() - self._stand_ins.keys())
 
     def resolve(self, name: str, route: str | None, service: str | None,
                 consumer: str | None) -> PluginEntry | None:
@@ -215,23 +279,45 @@ class PluginIndex:
     def _plan(self, route: str | None, service: str | None, global_only: bool = False) -> Plan:
         steps = []
         for name in self._order:
-            entry = self.resolve(name, route, service, None)
-            by_consumer = False
-            if not global_only and name in self._consumer_scoped:
-                by_consumer = any(
-                    e.consumer is not None and e.route in (None, route) and e.service in (None, service)
-                    for e in self._by_name[name].values()
-                )
-            if global_only and (entry is None or (entry.route, entry.service, entry.consumer) != (None, None, None)):
-                continue
-            if entry is None and not by_consumer:
-                continue
-            phases = self._phases[name]
-            steps.append(Step(name=name, plugin=self._plugins[name], entry=entry, by_consumer=by_consumer,
-                              rewrite=phases["rewrite"], access=phases["access"],
-                              header_filter=phases["header_filter"], body_filter=phases["body_filter"],
-                              log=phases["log"]))
-        return Plan(steps)
+            step = self._step(name, route, service, global_only)
+            if step is not None:
+                steps.append(step)
+        # A missing plugin's config refuses the request: first, before any
+        # plugin runs, when it applies whoever the consumer is; after every
+        # other plugin (those that may authenticate the consumer) when only
+        # a consumer-scoped config may apply.
+        first, last = [], []
+        for name in self._refusals:
+            step = self._step(name, route, service, global_only)
+            if step is not None:
+                (last if step.entry is None else first).append(step)
+        return Plan(first + steps + last)
+
+    def _step(self, name: str, route: str | None, service: str | None, global_only: bool) -> Step | None:
+        """
+        The step of plugin C{name} in the plan of C{route} and C{service},
+        or C{None} when no config of it may apply there.
+        """
+        entry = self.resolve(name, route, service, None)
+        by_consumer = False
+        # (A missing plugin's config that applies without a consumer refuses
+        # whoever the consumer is: nothing to resolve again.)
+        if (not global_only and name in self._consumer_scoped
+                and (entry is None or name not in self._stand_ins)):
+            by_consumer = any(
+                e.consumer is not None and e.route in (None, route) and e.service in (None, service)
+                for e in self._by_name[name].values()
+            )
+        if global_only and (entry is None or (entry.route, entry.service, entry.consumer) != (None, None, None)):
+            return None
+        if entry is None and not by_consumer:
+            return None
+        plugin = self._stand_ins.get(name) or self._plugins[name]
+        phases = self._phases[name]
+        return Step(name=name, plugin=plugin, entry=entry, by_consumer=by_consumer,
+                    rewrite=phases["rewrite"], access=phases["access"],
+                    header_filter=phases["header_filter"], body_filter=phases["body_filter"],
+                    log=phases["log"])
 
 
 def as_deferred(result: Any) -> Any:

@@ -33,20 +33,24 @@ class Snapshot:
 
     @classmethod
     def build(cls, data: ConfigurationData, plugins: Mapping[str, Any],
-              previous: "Snapshot | None" = None) -> "Snapshot":
+              previous: "Snapshot | None" = None, missing_plugins: str = "refuse") -> "Snapshot":
         """
         Compile C{data} with the enabled C{plugins}.
 
         @param previous: the snapshot this one replaces: routes that did
             not change are taken from its router, not compiled again (see
             L{echogate.routing.router.Router.build}).
+        @param missing_plugins: C{"refuse"} (requests that a stored config
+            of a plugin not in C{plugins} applies to are answered 500) or
+            C{"skip"} (they run without it); see
+            L{echogate.proxy.runner.PluginIndex}.
         """
         from echogate.pdk.credentials import CredentialIndex
         from echogate.routing.router import Router
         from echogate.proxy.runner import PluginIndex
 
         services = {s["id"]: s for s in data.services}
-        index = PluginIndex(data.plugins, plugins)
+        index = PluginIndex(data.plugins, plugins, missing_plugins)
         return cls(
             version=data.version,
             router=Router.build(data.routes, services,
@@ -67,8 +71,10 @@ def build_in_thread(reactor: Any) -> Callable[..., Deferred]:
     stopping for all of it).
     """
 
-    def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot | None = None) -> Deferred:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), Snapshot.build, data, plugins, previous)
+    def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot | None = None,
+              missing_plugins: str = "refuse") -> Deferred:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), Snapshot.build, data, plugins, previous,
+                                 missing_plugins)
 
     return build
 
@@ -86,7 +92,14 @@ class LiveConfiguration:
     see L{build_in_thread}, so that a large configuration does not stop
     the proxy while it compiles). C{build} is called with the loaded
     data, the plugins and the current snapshot, whose compiled routes it
-    reuses for the records that did not change.
+    reuses for the records that did not change, and C{missing_plugins=}.
+
+    While the current snapshot has configs of plugins this node has not
+    loaded and C{missing_plugins} is C{"refuse"}, an error naming them is
+    logged at once and then every C{missing_interval} seconds; with
+    C{"skip"}, a warning after each load.
+
+    @ivar missing_plugins: C{"refuse"} or C{"skip"} (see L{Snapshot.build}).
     """
 
     _log = Logger(namespace="echogate.configuration")
@@ -94,9 +107,14 @@ class LiveConfiguration:
     def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: Any,
                  check_interval: float = 5.0,
                  build: Callable[..., Any] | None = None,
-                 settle: Callable[[], object] | None = None, settle_delay: float = 1.0):
+                 settle: Callable[[], object] | None = None, settle_delay: float = 1.0,
+                 missing_plugins: str = "refuse", missing_interval: float = 60.0):
         self._store = store
         self._plugins = plugins
+        self.missing_plugins = missing_plugins
+        self._missing_interval = missing_interval
+        self._missing_said: list[str] = []
+        self._missing_reminder: LoopingCall | None = None
         self._clock = clock
         self._check_interval = check_interval
         self._build = build or Snapshot.build
@@ -108,7 +126,7 @@ class LiveConfiguration:
         self._settle_delay = settle_delay
         self._settling: Any = None
         self._stopped = False
-        self.current = Snapshot.build(ConfigurationData(version=-1), plugins)
+        self.current = Snapshot.build(ConfigurationData(version=-1), plugins, missing_plugins=missing_plugins)
         self._loading: Deferred | None = None
         self._again = False
         self._waiters: list[Deferred] = []
@@ -171,15 +189,13 @@ class LiveConfiguration:
         def loaded(data: ConfigurationData) -> Deferred | None:
             if data.version == self.current.version and self.current.version >= 0:
                 return None
-            return maybeDeferred(self._build, data, self._plugins, self.current).addCallback(built, data)
+            return maybeDeferred(self._build, data, self._plugins, self.current,
+                                 missing_plugins=self.missing_plugins).addCallback(built, data)
 
         def built(snapshot: Snapshot, data: ConfigurationData) -> None:
             self.current = snapshot
             self._settle_later()
-            skipped = sorted(set(snapshot.plugins.skipped))
-            if skipped:
-                self._log.warn("plugins configured but not enabled on this node: {names}",
-                               names=", ".join(skipped))
+            self._watch_missing(snapshot)
 
         def done(result: Any) -> None:
             self._loading = None
@@ -202,6 +218,50 @@ class LiveConfiguration:
 
         d.addCallback(loaded)
         d.addBoth(done)
+
+    @property
+    def missing(self) -> list[str]:
+        """
+        The plugins that configs of the current snapshot name but this
+        node has not loaded, sorted.
+        """
+        return list(self.current.plugins.missing)
+
+    def _watch_missing(self, snapshot: Snapshot) -> None:
+        """
+        Say which configured plugins are missing: with C{skip}, a warning
+        after each load; with C{refuse}, an error now when they changed
+        and every C{missing_interval} seconds while there are any.
+        """
+        index = snapshot.plugins
+        if not index.refusing:
+            if index.missing:
+                self._log.warn("plugins configured but not loaded on this node: {names};"
+                               " requests run without them (missing_plugins = skip)",
+                               names=", ".join(index.missing))
+            return
+        missing = list(index.missing)
+        if missing == self._missing_said:
+            return
+        self._missing_said = missing
+        self._stop_missing_reminder()
+        if missing and not self._stopped:
+            self._missing_reminder = LoopingCall(self._say_missing)
+            self._missing_reminder.clock = self._clock
+            self._missing_reminder.start(self._missing_interval, now=True)
+
+    def _say_missing(self) -> None:
+        names = self.current.plugins.missing
+        if names:
+            self._log.error(
+                "plugins configured but not loaded on this node: {names}; requests their configs apply to"
+                " are refused with 500 until they are loaded (--plugins, PYTHONPATH) or their configs removed",
+                names=", ".join(names), missing_plugins=list(names))
+
+    def _stop_missing_reminder(self) -> None:
+        if self._missing_reminder is not None and self._missing_reminder.running:
+            self._missing_reminder.stop()
+        self._missing_reminder = None
 
     def _cancel_settling(self) -> None:
         if self._settling is not None and self._settling.active():
@@ -257,6 +317,7 @@ class LiveConfiguration:
     def stop(self) -> None:
         self._stopped = True
         self._cancel_settling()
+        self._stop_missing_reminder()
         if self._checker is not None and self._checker.running:
             self._checker.stop()
         if self._unsubscribe is not None:

