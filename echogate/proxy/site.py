@@ -10,11 +10,14 @@ import io
 import tempfile
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import server
 from twisted.web.resource import Resource
 
 from echogate.batching import WriteBatcher
 from echogate.proxy.channel import GatewayChannel
+from echogate.proxy.limits import AddressCounts, RefusalLog
 from echogate.proxy.request import GatewayRequest
 
 #: Request bodies smaller than this (known in advance) stay in memory.
@@ -27,6 +30,17 @@ class GatewaySite(server.Site):
     counters for C{GET /status}, an access log only when asked for
     (Twisted's default log line costs about a fifth of the throughput), and
     batched writes on its connections (C{write_batcher}).
+
+    It keeps the connections it opened: at most C{max_connections} at once
+    (C{0}: no limit) and at most C{max_connections_per_ip} from one client
+    address (C{0}: no limit); a connection beyond either is closed as soon
+    as it is accepted (L{buildProtocol} answers C{None}), counted in
+    C{connections_refused} and warned about at most once a second. L{drain}
+    closes them all when the node stops.
+
+    @ivar draining: whether L{drain} was called: every response then closes
+        its connection (L{GatewayChannel.checkPersistence}) and new
+        connections are closed at once.
     """
 
     requestFactory = GatewayRequest
@@ -35,16 +49,122 @@ class GatewaySite(server.Site):
     protocol = GatewayChannel
 
     def __init__(self, resource: Resource, *, max_body_size: int = 0, access_log: bool = False,
-                 write_batcher: WriteBatcher | None = None, **kw: Any):
+                 write_batcher: WriteBatcher | None = None, max_connections: int = 0,
+                 max_connections_per_ip: int = 0, **kw: Any):
         super().__init__(resource, **kw)
         self.max_body_size = max_body_size
         self._access_log = access_log
         self.write_batcher = write_batcher or WriteBatcher(self.reactor)
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self.connections_accepted = 0
+        self.draining = False
+        #: open channel -> its client's host (None: not an IP connection)
+        self._channels: dict[GatewayChannel, str | None] = {}
+        self._per_ip = AddressCounts()
+        self._refusals = RefusalLog(self.reactor)
+        self._drains: list[tuple[Deferred[None], IDelayedCall]] = []
+
+    @property
+    def connections_open(self) -> int:
+        """
+        How many client connections are open.
+        """
+        return len(self._channels)
+
+    @property
+    def connections_refused(self) -> int:
+        """
+        How many connections were closed at once because a connection limit
+        was reached.
+        """
+        return self._refusals.total
 
     def buildProtocol(self, addr: Any) -> Any:
+        """
+        A L{GatewayChannel} for a new connection from C{addr}, or C{None}
+        (Twisted then closes the connection) when a connection limit is
+        reached or the site is draining.
+        """
         self.connections_accepted += 1
+        if self.draining:
+            return None
+        limit = self.max_connections
+        if limit and len(self._channels) >= limit:
+            self._refusals.refused("max_connections", limit)
+            return None
+        limit = self.max_connections_per_ip
+        if limit:
+            host = getattr(addr, "host", None)
+            if host is not None and self._per_ip[host] >= limit:
+                self._refusals.refused("max_connections_per_ip", limit)
+                return None
         return super().buildProtocol(addr)
+
+    def channel_opened(self, channel: GatewayChannel) -> None:
+        """
+        C{channel} is connected (from its C{connectionMade}).
+        """
+        host = getattr(channel.getPeer(), "host", None)
+        self._channels[channel] = host
+        if host is not None:
+            self._per_ip.add(host)
+
+    def channel_closed(self, channel: GatewayChannel) -> None:
+        """
+        C{channel}'s connection is closed (from its C{connectionLost}).
+        """
+        try:
+            host = self._channels.pop(channel)
+        except KeyError:
+            return
+        if host is not None:
+            self._per_ip.remove(host)
+        if self._drains and not self._channels:
+            self._drained()
+
+    def drain(self, timeout: float, clock: IReactorTime | None = None) -> Deferred[None]:
+        """
+        Close every connection, for a graceful stop (the node stops
+        listening first): idle keep-alive connections at once; those with
+        a request in flight once it is answered (its response says
+        C{Connection: close}); whatever is still open after C{timeout}
+        seconds (of C{clock}, by default the site's reactor) is aborted.
+
+        @return: fires with C{None} once every connection is closed.
+        """
+        self.draining = True
+        done: Deferred[None] = Deferred(lambda d: self._forget(d))
+        if not self._channels:
+            done.callback(None)
+            return done
+        timer = (clock or self.reactor).callLater(timeout, self._abort)
+        self._drains.append((done, timer))
+        for channel in list(self._channels):
+            if channel.idle:
+                channel.loseConnection()
+            else:
+                _close_after_response(channel)
+        return done
+
+    def _abort(self) -> None:
+        for channel in list(self._channels):
+            channel.transport.abortConnection()
+
+    def _drained(self) -> None:
+        drains, self._drains = self._drains, []
+        for done, timer in drains:
+            if timer.active():
+                timer.cancel()
+            done.callback(None)
+
+    def _forget(self, done: Deferred[None]) -> None:
+        for entry in self._drains:
+            if entry[0] is done:
+                self._drains.remove(entry)
+                if entry[1].active():
+                    entry[1].cancel()
+                return
 
     def getContentFile(self, length: int | None) -> Any:
         """
@@ -62,6 +182,19 @@ class GatewaySite(server.Site):
             super().log(request)
 
 
+def _close_after_response(channel: GatewayChannel) -> None:
+    """
+    Make C{channel}, busy with a request whose head came before the site
+    started draining, close once that request is answered, saying so in
+    the response if it has not started yet. (Requests whose head comes
+    later are seen to by L{GatewayChannel.checkPersistence}.)
+    """
+    channel.persistent = False
+    for request in channel.requests:
+        if not request.startedWriting:
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+
+
 class Counters:
     """
     Request counters shown by C{GET /status}.
@@ -72,9 +205,17 @@ class Counters:
         self.active_requests = 0
 
     def as_dict(self, sites: list[GatewaySite] = ()) -> dict[str, int]:
+        """
+        The counters, with the connection counters of C{sites}: open
+        (C{connections_active}, as Kong's), accepted, handled (accepted and
+        not refused) and refused (a connection limit was reached).
+        """
+        accepted = sum(s.connections_accepted for s in sites)
+        refused = sum(s.connections_refused for s in sites)
         return {
             "total_requests": self.total_requests,
-            "connections_active": self.active_requests,
-            "connections_accepted": sum(s.connections_accepted for s in sites),
-            "connections_handled": sum(s.connections_accepted for s in sites),
+            "connections_active": sum(s.connections_open for s in sites),
+            "connections_accepted": accepted,
+            "connections_handled": accepted - refused,
+            "connections_refused": refused,
         }
