@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 from klein import Klein
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +24,7 @@ from twisted.web.resource import IResource
 from echogate.entities import schemas as entities
 from echogate.admin import forms
 from echogate.entities import writes
+from echogate.admin.guard import AdminGuard
 from echogate.admin.paging import PageRequest, query_arguments
 from echogate.admin.responses import (
     METHOD_NOT_ALLOWED,
@@ -35,6 +36,7 @@ from echogate.admin.responses import (
 from echogate.pdk.bodies import MAX_BODY_SIZE, Body, read_body
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin, IStore
+from echogate.schema.fields import text_problem
 
 TAGLINE = "Welcome to echogate"
 
@@ -55,7 +57,7 @@ FOREIGN_KEYS: Mapping[str, Mapping[str, str]] = {
     "plugins": {"service": "services", "route": "routes", "consumer": "consumers"},
 }
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _ANY_COLLECTION = "any(" + ", ".join(COLLECTIONS) + ")"
 
 
@@ -94,6 +96,25 @@ def _new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+class _Lookups:
+    """
+    The store, except that looking up a key no record can have (text with
+    a NUL or a lone surrogate, which PostgreSQL cannot even compare) finds
+    nothing instead of failing the request.
+    """
+
+    def __init__(self, store: IStore):
+        self._wrapped = store
+
+    def get(self, entity: str, key: str) -> Any:
+        if isinstance(key, str) and text_problem(key) is not None:
+            return succeed(None)
+        return self._wrapped.get(entity, key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
 class AdminAPI:
     """
     The Admin API application; serve L{AdminAPI.resource}.
@@ -108,6 +129,10 @@ class AdminAPI:
     @param new_id: makes the id of a new entity.
     @param max_body_size: the largest request body accepted, in bytes.
     @param status_timeout: seconds C{GET /status} waits for the database.
+    @param token: the bearer token every request must carry (C{""}: none;
+        see L{echogate.admin.guard}).
+    @param server_names: the host names the API answers to besides
+        address literals and C{localhost}.
     """
 
     app = Klein()
@@ -125,8 +150,10 @@ class AdminAPI:
         new_id: Callable[[], str] = _new_uuid,
         max_body_size: int = MAX_BODY_SIZE,
         status_timeout: float = 5.0,
+        token: str = "",
+        server_names: Sequence[str] = (),
     ):
-        self._store = store
+        self._store = _Lookups(store)
         self._plugins = plugins
         self._clock = clock
         self._node = node
@@ -135,12 +162,16 @@ class AdminAPI:
         self._new_id = new_id
         self._max_body_size = max_body_size
         self._status_timeout = status_timeout
+        self._token = token
+        self._server_names = tuple(server_names)
 
     def resource(self) -> IResource:
         """
-        The twisted.web resource serving this API.
+        The twisted.web resource serving this API, behind its checks of
+        C{Host}, C{Origin} and the token (L{AdminGuard}).
         """
-        return self.app.resource()
+        return AdminGuard(self.app.resource(), token=self._token,
+                          server_names=self._server_names)
 
     # -- plumbing -------------------------------------------------------
 
@@ -311,6 +342,8 @@ class AdminAPI:
     @app.route("/status", methods=["GET"])
     async def status(self, request: IRequest) -> bytes:
         server = dict(self._status()) if self._status is not None else {}
+        # The node's missing plugins (configured, not loaded) are shown beside "server".
+        missing = server.pop("missing_plugins", None)
         try:
             version = await maybeDeferred(self._store.version).addTimeout(
                 self._status_timeout, self._clock)
@@ -323,6 +356,7 @@ class AdminAPI:
             "server": server,
             "database": {"reachable": reachable},
             "configuration_version": version,
+            **({"missing_plugins": list(missing)} if missing is not None else {}),
         })
 
     @app.route("/metrics", methods=["GET"])

@@ -203,7 +203,9 @@ def register(app: Klein) -> None:
     @app.route(_NESTED + "/<child>", methods=["DELETE"], endpoint="credentials_delete_nested")
     async def delete_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
         owner, record = await owned(admin, key, kind, child)
-        if record is not None and _owner_id(record) != owner["id"]:
+        if record is None or _owner_id(record) != owner["id"]:
+            # Kong: no such credential under this consumer is 404 (not
+            # the 204 of a top-level DELETE).
             return _not_found(request)
         return await _delete(admin, request, record, _BY_NESTED[kind])
 

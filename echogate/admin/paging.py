@@ -20,8 +20,8 @@ MAX_SIZE = 1000
 
 # A tag is printable ASCII but "," and "/", or any non-ASCII character.
 _TAG = r"[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+"
-_TAGS_ALL = re.compile(rf"^{_TAG}(?:,{_TAG})*$")
-_TAGS_ANY = re.compile(rf"^{_TAG}(?:/{_TAG})+$")
+_TAGS_ALL = re.compile(rf"^{_TAG}(?:,{_TAG})*\Z")
+_TAGS_ANY = re.compile(rf"^{_TAG}(?:/{_TAG})+\Z")
 
 
 class InvalidSize(GatewayError):

@@ -16,7 +16,8 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoSuchPath
 
-from echogate.errors import GatewayError
+from echogate.errors import GatewayError, SchemaViolation
+from echogate.schema.containers import ElementErrors
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 
@@ -29,10 +30,36 @@ _log = Logger()
 
 def encode(body: Any) -> bytes:
     """
-    Encode a JSON-ready value as compact UTF-8 JSON.
+    Encode a JSON-ready value as compact UTF-8 JSON. Text that is not
+    UTF-8 (a lone surrogate, which a JSON body may carry as C{"\\ud800"}
+    and an error message may repeat) is sent as a C{\\u} escape instead
+    of failing the answer.
     """
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"),
-                      allow_nan=False).encode("utf-8")
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":"),
+                          allow_nan=False).encode("ascii")
+
+
+def kong_fields(fields: Any) -> Any:
+    """
+    A schema violation's C{fields} in Kong's shape: the errors of an
+    array's elements (L{ElementErrors}, C{{"2": "..."}}) become an array
+    with C{null} for each good element (C{[null, "..."]}); records and
+    maps stay objects.
+    """
+    if isinstance(fields, ElementErrors):
+        shaped = fields.as_list()
+        if isinstance(shaped, list):
+            return [kong_fields(item) for item in shaped]
+        return {key: kong_fields(value) for key, value in shaped.items()}
+    if isinstance(fields, dict):
+        return {key: kong_fields(value) for key, value in fields.items()}
+    if isinstance(fields, list):
+        return [kong_fields(item) for item in fields]
+    return fields
 
 
 def json_response(request: IRequest, body: Any, status: int = 200) -> bytes:
@@ -64,6 +91,11 @@ def error_response(request: IRequest, failure: Failure) -> bytes:
     with its traceback and answered 500 without details.
     """
     error = failure.value
+    if isinstance(error, SchemaViolation):
+        body = error.body()
+        if "fields" in body:
+            body["fields"] = kong_fields(body["fields"])
+        return json_response(request, body, error.status)
     if isinstance(error, GatewayError):
         return json_response(request, error.body(), error.status)
     if isinstance(error, NoSuchPath):

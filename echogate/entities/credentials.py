@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
+from echogate.entities.limits import INDEXED_MAX
 from echogate.pdk.credentials import ACLS, BASICAUTH, JWT, KEYAUTH
 from echogate.schema import ENTITY, Record
 from echogate.schema.fields import REQUIRED, Field, Foreign, String
@@ -153,13 +154,13 @@ def entity_specs(common: Mapping[str, Field], tags: Field
         KEYAUTH: (Record({
             **common,
             "consumer": consumer,
-            "key": String(required=True, description="The API key (generated when not given)."),
+            "key": String(required=True, len_max=INDEXED_MAX, description="The API key (generated when not given)."),
             "tags": tags,
         }), ("key",), ("key",), ("consumer",)),
         BASICAUTH: (Record({
             **common,
             "consumer": consumer,
-            "username": String(required=True, description="The username, unique."),
+            "username": String(required=True, len_max=INDEXED_MAX, description="The username, unique."),
             "password": String(required=True, description=(
                 "The password; stored and returned only as a salted scrypt hash.")),
             "tags": tags,
@@ -167,7 +168,7 @@ def entity_specs(common: Mapping[str, Field], tags: Field
         JWT: (Record({
             **common,
             "consumer": consumer,
-            "key": String(required=True, description=(
+            "key": String(required=True, len_max=INDEXED_MAX, description=(
                 "The value of the token's key claim (iss by default); generated when not given.")),
             "secret": String(required=True, description=(
                 "The HMAC secret for HS algorithms (generated when not given).")),
@@ -180,7 +181,7 @@ def entity_specs(common: Mapping[str, Field], tags: Field
         ACLS: (Record({
             **common,
             "consumer": consumer,
-            "group": String(required=True, description="The group's name."),
+            "group": String(required=True, len_max=INDEXED_MAX, description="The group's name."),
             "tags": tags,
         }), (), (), ("consumer",)),
     }

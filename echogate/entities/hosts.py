@@ -9,9 +9,9 @@ import re
 
 __all__ = ["parse_host"]
 
-_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d+))?$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9\-._]+$")
-_IPV6_HEX = re.compile(r"^[0-9A-Fa-f]{1,4}$")
+_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d+))?\Z")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9\-._]+\Z")
+_IPV6_HEX = re.compile(r"^[0-9A-Fa-f]{1,4}\Z")
 
 
 def _port(text: str | None) -> int | None:
@@ -44,10 +44,10 @@ def parse_host(address: str) -> tuple[str, str, int | None]:
     @raise ValueError: with Kong's message when C{address} is not valid.
     """
     if address.count(":") > 1:
-        bracketed = re.match(r"^\[([^\]]*)\](.*)$", address)
+        bracketed = re.match(r"^\[([^\]]*)\](.*)\Z", address)
         if bracketed:
             host, rest = bracketed.groups()
-            if rest and not re.match(r"^:\d+$", rest):
+            if rest and not re.match(r"^:\d+\Z", rest):
                 raise ValueError("invalid ipv6 address")
             port = _port(rest[1:] if rest else None)
         else:
@@ -55,12 +55,12 @@ def parse_host(address: str) -> tuple[str, str, int | None]:
         if not _is_ipv6(host):
             raise ValueError(f"invalid ipv6 address: {address}")
         return "ipv6", host, port
-    if re.match(r"^[\d.]+$", address.replace(":", "")):
+    if re.match(r"^[\d.]+\Z", address.replace(":", "")):
         m = _IPV4.match(address)
         if m is None or any(int(octet) > 255 for octet in m.group(1, 2, 3, 4)):
             raise ValueError(f"invalid ipv4 address: {address}")
         return "ipv4", address.rsplit(":", 1)[0], _port(m.group(5))
-    m = re.search(r":(\d+)$", address)
+    m = re.search(r":(\d+)\Z", address)
     name = address[: m.start()] if m else address
     port = _port(m.group(1) if m else None)
     labels = name.split(".")

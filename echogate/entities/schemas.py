@@ -31,6 +31,7 @@ from echogate.routing import paths
 from echogate.schema.containers import Array, Map, Set
 from echogate.schema.fields import NO_DEFAULT, Boolean, Foreign, Integer, String, is_uuid
 from echogate.entities.hosts import parse_host
+from echogate.entities.limits import INDEXED_MAX
 from echogate.schema import ENTITY, Record, at_least_one_of
 
 __all__ = [
@@ -62,8 +63,8 @@ def _timestamp(value: int) -> str | None:
     return None if value > 0 else "expected a valid timestamp"
 
 
-_NAME = re.compile(r"^[A-Za-z0-9.\-_~\u0080-\U0010ffff]+$")
-_TAG = re.compile(r"^[ \x21-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+$")
+_NAME = re.compile(r"^[A-Za-z0-9.\-_~\u0080-\U0010ffff]+\Z")
+_TAG = re.compile(r"^[ \x21-\x2b\x2d\x2e\x30-\x7e\u0080-\U0010ffff]+\Z")
 
 
 def _name(value: str) -> str | None:
@@ -107,7 +108,7 @@ def _route_host(value: str) -> str | None:
     return None
 
 
-_PATH_CHARS = re.compile(r"^/[A-Za-z0-9.\-_~/%:@!$&'()*+,;=]*$")
+_PATH_CHARS = re.compile(r"^/[A-Za-z0-9.\-_~/%:@!$&'()*+,;=]*\Z")
 
 
 def _percent_encoding(value: str) -> str | None:
@@ -155,7 +156,7 @@ def _router_path(value: str) -> str | None:
 def _header_name(value: str) -> str | None:
     if value.lower() == "host":
         return "cannot contain 'host' header, which must be specified in the 'hosts' attribute"
-    if re.match(r"^[A-Za-z0-9_-]+$", value) is None:
+    if re.match(r"^[A-Za-z0-9_-]+\Z", value) is None:
         return f"bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
     return None
 
@@ -178,12 +179,12 @@ _COMMON = {
     "created_at": Integer(required=True, check=_timestamp),
     "updated_at": Integer(required=True, check=_timestamp),
 }
-_TAGS = Set(String(check=_tag), description="A set of strings representing tags.")
+_TAGS = Set(String(check=_tag, len_max=INDEXED_MAX), description="A set of strings representing tags.")
 _TIMEOUT = Integer(required=True, between=(1, 2**31 - 2), default=60000)
 
 SERVICES = Record({
     **_COMMON,
-    "name": String(check=_name, description="The service name."),
+    "name": String(check=_name, len_max=INDEXED_MAX, description="The service name."),
     "retries": Integer(required=True, between=(0, 32767), default=5,
                        description="The number of retries to execute upon failure to proxy."),
     "protocol": String(required=True, one_of=HTTP_PROTOCOLS, default="http",
@@ -203,7 +204,7 @@ SERVICES = Record({
 
 ROUTES = Record({
     **_COMMON,
-    "name": String(check=_name, description="The route name."),
+    "name": String(check=_name, len_max=INDEXED_MAX, description="The route name."),
     "protocols": Set(String(one_of=HTTP_PROTOCOLS), required=True, len_min=1,
                      default=list(HTTP_PROTOCOLS),
                      description="The protocols this route allows."),
@@ -215,7 +216,7 @@ ROUTES = Record({
     "response_buffering": Boolean(required=True, default=True),
     "tags": _TAGS,
     "service": Foreign("services", description="The service this route proxies to."),
-    "methods": Set(String(match=r"^[A-Z]+$"), description="HTTP methods this route matches."),
+    "methods": Set(String(match=r"^[A-Z]+\Z"), description="HTTP methods this route matches."),
     "hosts": Array(String(check=_route_host), description="Hosts this route matches."),
     "paths": Array(String(check=_router_path),
                    description="Path prefixes (or ~regexes) this route matches."),
@@ -227,15 +228,15 @@ ROUTES = Record({
 
 CONSUMERS = Record({
     **_COMMON,
-    "username": String(description="The unique username of the consumer."),
-    "custom_id": String(description="The consumer's unique id in another system."),
+    "username": String(len_max=INDEXED_MAX, description="The unique username of the consumer."),
+    "custom_id": String(len_max=INDEXED_MAX, description="The consumer's unique id in another system."),
     "tags": _TAGS,
 }, checks=(at_least_one_of("custom_id", "username"),))
 
 PLUGINS = Record({
     "id": _COMMON["id"],
-    "name": String(required=True, description="The name of the plugin."),
-    "instance_name": String(check=_name),
+    "name": String(required=True, len_max=INDEXED_MAX, description="The name of the plugin."),
+    "instance_name": String(check=_name, len_max=INDEXED_MAX),
     "created_at": _COMMON["created_at"],
     "updated_at": _COMMON["updated_at"],
     "route": Foreign("routes"),

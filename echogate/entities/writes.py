@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from echogate.entities.schemas import ENTITIES, PLUGINS, EntityType, plugin_schema
 from echogate.errors import SchemaViolation
-from echogate.schema.fields import REQUIRED, Field, String
+from echogate.schema.containers import ElementErrors
+from echogate.schema.fields import REQUIRED, Field, String, text_problem
 from echogate.schema import ENTITY, Record
 
 __all__ = [
@@ -168,9 +169,45 @@ def _validate(schema: Record, record: dict[str, Any], errors: dict[str, Any]) ->
         raise SchemaViolation({**found, **errors}) from None
     if errors:
         raise SchemaViolation(errors)
+    unstorable = _unstorable_fields(result)
+    if unstorable:
+        raise SchemaViolation(unstorable)
     if "id" in result:
         result["id"] = result["id"].lower()
     return result
+
+
+def _unstorable(value: Any) -> Any:
+    """
+    The error for C{value} if some text in it cannot be stored (see
+    L{text_problem}), nested like a schema's errors, or C{None}.
+    """
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, Mapping):
+        return _unstorable_fields(value) or None
+    if isinstance(value, (list, tuple)):
+        errors = ElementErrors()
+        for index, item in enumerate(value, 1):
+            problem = _unstorable(item)
+            if problem:
+                errors[str(index)] = problem
+        return errors or None
+    return None
+
+
+def _unstorable_fields(record: Mapping[Any, Any]) -> dict[str, Any]:
+    errors: dict[str, Any] = {}
+    for key, value in record.items():
+        name = str(key)
+        problem = text_problem(name) if isinstance(key, str) else None
+        if problem:
+            errors[name] = problem
+            continue
+        problem = _unstorable(value)
+        if problem:
+            errors[name] = problem
+    return errors
 
 
 def prepare_insert(

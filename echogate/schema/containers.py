@@ -18,12 +18,35 @@ __all__ = [
     "Array",
     "Set",
     "Map",
+    "ElementErrors",
 ]
+
+
+class ElementErrors(dict):  # type: ignore[type-arg]
+    """
+    The errors of an L{Array}'s or L{Set}'s elements: a dict keyed by the
+    1-based index (as a string) of each bad element, so that it compares
+    equal to, and reads like, C{{"2": "expected a string"}}. Being its own
+    type lets the Admin API answer it in Kong's shape, an array with
+    C{null} for each good element (see L{as_list}).
+    """
+
+    def as_list(self) -> list[Any] | dict[str, Any]:
+        """
+        Kong's shape: C{[None, "expected a string"]} for C{{"2": ...}}
+        (a plain dict if a key is not an index).
+        """
+        if not all(isinstance(key, str) and key.isdigit() and int(key) > 0 for key in self):
+            return dict(self)
+        out: list[Any] = [None] * max((int(key) for key in self), default=0)
+        for key, value in self.items():
+            out[int(key) - 1] = value
+        return out
 
 
 def _validate_elements(elements: Field, values: Sequence[Any]) -> list[Any]:
     out = []
-    errors: dict[str, Any] = {}
+    errors: dict[str, Any] = ElementErrors()
     for index, item in enumerate(values, 1):
         if item is None:
             errors[str(index)] = REQUIRED

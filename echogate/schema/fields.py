@@ -37,7 +37,11 @@ UNKNOWN = "unknown field"
 UUID = "expected a valid UUID"
 MISSING_PK = "missing primary key"
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.I)
+
+# What no stored text can hold: a NUL (PostgreSQL's text and jsonb refuse
+# it) or a lone surrogate (not UTF-8, so it cannot even be sent).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class _NoDefault:
@@ -76,6 +80,20 @@ def is_uuid(value: Any) -> bool:
     Whether C{value} is a string shaped like a UUID (any case).
     """
     return isinstance(value, str) and bool(_UUID_RE.match(value))
+
+
+def text_problem(value: str) -> str | None:
+    """
+    Why C{value} cannot be stored as text, or C{None} when it can: it
+    holds a NUL character, or a lone surrogate (which is not UTF-8; Kong's
+    message for invalid UTF-8). Positions are 1-based.
+    """
+    bad = _UNSTORABLE.search(value)
+    if bad is None:
+        return None
+    if bad.group() == "\x00":
+        return f"invalid value: NUL character at position {bad.start() + 1}"
+    return f"invalid utf-8 character sequence detected at position {bad.start() + 1}"
 
 
 def _number_text(n: float) -> str:
@@ -196,7 +214,9 @@ def _check_one_of(value: Any, one_of: tuple[Any, ...] | None) -> None:
 @attrs.frozen
 class String(Field):
     """
-    A string; empty strings are refused unless C{len_min=0}.
+    A string; empty strings are refused unless C{len_min=0}, and so is a
+    string that no database can store (see L{text_problem}): one holding a
+    NUL character or a lone surrogate.
 
     @ivar one_of: the allowed values.
     @ivar starts_with: a required prefix.
@@ -219,6 +239,9 @@ class String(Field):
     def _typed(self, value: Any, partial: bool) -> Any:
         if not isinstance(value, str):
             raise Invalid("expected a string")
+        problem = text_problem(value)
+        if problem is not None:
+            raise Invalid(problem)
         return value
 
     def _constrain(self, value: str) -> None:

@@ -41,7 +41,11 @@ Rules worth knowing:
   - Errors inside an L{Array}, L{Set} or L{Map} nest under the field: for
     arrays and sets, a dict keyed by the 1-based index of each bad element
     (C{{"hosts": {"2": "invalid hostname: a b"}}}, read C{hosts.2: ...}
-    like Kong's message); for maps, the first bad key or value's message.
+    like Kong's message; an L{echogate.schema.containers.ElementErrors},
+    which the Admin API answers as Kong's array, C{[null, "..."]}); for
+    maps, the first bad key or value's message.
+  - No string may hold a NUL character or a lone surrogate (no database
+    can store them): C{"invalid value: NUL character at position N"}.
   - Entity-level messages (from C{checks}) are listed under C{"@entity"},
     as Kong does.
 """

@@ -125,3 +125,122 @@ class AdminOnPostgresTests(unittest.TestCase):
         self.assertEqual(answer.json()["fields"], {"config": {"nope": "unknown field"}})
         self.assertEqual((await self.gw.admin("POST", "/plugins", json={"name": "header-echo"})).code, 201)
         self.assertEqual((await self.gw.admin("POST", "/plugins", json={"name": "header-echo"})).code, 409)
+
+
+class UnstorableTextTests(unittest.TestCase):
+    """
+    Text PostgreSQL cannot store (a NUL, a lone surrogate, a value longer
+    than an index entry) is a Kong-shaped 400 naming the field, and
+    nothing is stored; each test sends the attacker's exact body.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:
+        self.gw = await start_gateway(self)
+
+    async def refused(self, method: str, path: str, raw: bytes,
+                      content_type: str = "application/json") -> dict:
+        answer = await self.gw.admin(method, path, data=raw, headers={"Content-Type": content_type})
+        self.assertEqual(answer.code, 400, answer.body)
+        body = answer.json()
+        self.assertEqual((body["code"], body["name"]), (2, "schema violation"))
+        return body["fields"]
+
+    async def count(self, collection: str) -> int:
+        return len((await self.gw.admin("GET", f"/{collection}")).json()["data"])
+
+    async def test_nulUsername(self) -> None:
+        """
+        POST /consumers {"username": "a\\u0000b"}: 400 naming username.
+        """
+        fields = await self.refused("POST", "/consumers", b'{"username": "a\\u0000b"}')
+        self.assertEqual(fields, {"username": "invalid value: NUL character at position 2"})
+        self.assertEqual(await self.count("consumers"), 0)
+
+    async def test_nulInForm(self) -> None:
+        """
+        A form's %00 (custom_id=a%00): 400 naming custom_id.
+        """
+        fields = await self.refused("POST", "/consumers", b"custom_id=a%00", "application/x-www-form-urlencoded")
+        self.assertEqual(fields, {"custom_id": "invalid value: NUL character at position 2"})
+
+    async def test_nulEverywhere(self) -> None:
+        """
+        A NUL in a key, a service name, a route path, a plugin config value
+        or a map key: 400 naming the field, nothing stored.
+        """
+        await self.gw.admin("POST", "/consumers", json={"username": "alice"})
+        cases = [
+            ("/consumers/alice/key-auth", b'{"key": "k\\u0000"}', {"key": "invalid value: NUL character at position 2"}),
+            ("/services", b'{"name": "s\\u0000", "host": "example.com"}',
+             {"name": "invalid value: NUL character at position 2"}),
+            ("/routes", b'{"paths": ["/a\\u0000"]}', {"paths": ["invalid value: NUL character at position 3"]}),
+            ("/routes", b'{"paths": ["/a"], "headers": {"x-a\\u0000": ["v"]}}',
+             {"headers": "invalid value: NUL character at position 4"}),
+            ("/plugins", b'{"name": "request-termination", "config": {"message": "m\\u0000"}}',
+             {"config": {"message": "invalid value: NUL character at position 2"}}),
+        ]
+        for path, raw, expected in cases:
+            self.assertEqual((path, await self.refused("POST", path, raw)), (path, expected))
+        for collection in ("key-auths", "services", "routes", "plugins"):
+            self.assertEqual(await self.count(collection), 0)
+
+    async def test_surrogateHost(self) -> None:
+        """
+        POST /services {"host": "\\ud800"}: a JSON 400 naming host (not an HTML 500).
+        """
+        fields = await self.refused("POST", "/services", b'{"host": "\\ud800"}')
+        self.assertEqual(fields, {"host": "invalid utf-8 character sequence detected at position 1"})
+        self.assertEqual(await self.count("services"), 0)
+
+    async def test_surrogateUsername(self) -> None:
+        """
+        A lone surrogate in a consumer's username: 400, not 500.
+        """
+        fields = await self.refused("POST", "/consumers", b'{"username": "x\\udfff"}')
+        self.assertEqual(fields, {"username": "invalid utf-8 character sequence detected at position 2"})
+
+    async def test_hugeTag(self) -> None:
+        """
+        A 900 KB tag: 400 naming the tag (not 503), nothing stored.
+        """
+        raw = b'{"host": "example.com", "tags": ["' + b"t" * 900_000 + b'"]}'
+        fields = await self.refused("POST", "/services", raw)
+        self.assertEqual(fields, {"tags": ["length must be at most 512"]})
+        self.assertEqual(await self.count("services"), 0)
+
+    async def test_incompressibleName(self) -> None:
+        """
+        A consumer username of 600 random characters (too long for the
+        unique index, which compression does not save): 400.
+        """
+        import random
+
+        name = "".join(random.Random(1).choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(600))
+        fields = await self.refused("POST", "/consumers", b'{"username": "' + name.encode() + b'"}')
+        self.assertEqual(fields, {"username": "length must be at most 512"})
+
+    async def test_longestName(self) -> None:
+        """
+        The longest username allowed, 512 four-byte characters, is stored.
+        """
+        answer = await self.gw.admin("POST", "/consumers", json={"username": "\U0001f600" * 512})
+        self.assertEqual(answer.code, 201, answer.body)
+
+    async def test_nulKeyInPath(self) -> None:
+        """
+        GET /consumers/a%00b is 404 (no 500); PUT there is a 400 naming username.
+        """
+        self.assertEqual((await self.gw.admin("GET", "/consumers/a%00b")).code, 404)
+        fields = await self.refused("PUT", "/consumers/a%00b", b"{}")
+        self.assertEqual(fields, {"username": "invalid value: NUL character at position 2"})
+        self.assertEqual(await self.count("consumers"), 0)
+
+    async def test_nulForeignKey(self) -> None:
+        """
+        A foreign key given by a name with a NUL: 400, not 500.
+        """
+        answer = await self.gw.admin("POST", "/routes", data=b'{"paths": ["/a"], "service": {"name": "s\\u0000"}}',
+                                     headers={"Content-Type": "application/json"})
+        self.assertEqual(answer.code, 400, answer.body)

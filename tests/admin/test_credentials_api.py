@@ -239,15 +239,16 @@ class KeyAuthCredentialTests(AuthTestCase):
 
     async def test_delete(self) -> None:
         """
-        DELETE answers 204, also when absent; another consumer's key is
-        not deleted through this consumer.
+        DELETE answers 204; under a consumer, an absent key is 404 (as in
+        Kong), at the top level 204; another consumer's key is not deleted
+        through this consumer.
         """
         await self.consumer("bob")
         await self.admin_ok("POST", "/consumers/bob/key-auth", 201, json={"key": "b1"})
         await self.admin_ok("POST", "/consumers/alice/key-auth", 201, json={"key": "a1"})
         self.assertEqual(await self.admin_ok("DELETE", "/consumers/alice/key-auth/b1", 404), NOT_FOUND)
         await self.admin_ok("DELETE", "/consumers/alice/key-auth/a1", 204)
-        await self.admin_ok("DELETE", "/consumers/alice/key-auth/a1", 204)
+        self.assertEqual(await self.admin_ok("DELETE", "/consumers/alice/key-auth/a1", 404), NOT_FOUND)
         await self.admin_ok("DELETE", "/key-auths/b1", 204)
         await self.admin_ok("DELETE", "/key-auths/b1", 204)
         self.assertEqual((await self.admin_ok("GET", "/key-auths"))["data"], [])
@@ -457,3 +458,53 @@ class ClusterTests(unittest.TestCase, PostgresMixin):
         self.assertEqual(await self.status_on(self.b, 200, {"apikey": "k"}), 200)
         await self.a.admin("DELETE", "/consumers/alice")
         self.assertEqual(await self.status_on(self.b, 401, {"apikey": "k"}), 401)
+
+
+class CredentialDeleteTests(unittest.TestCase):
+    """
+    Deleting a credential under a consumer that has no such credential is
+    404 C{{"message": "Not found"}} (Kong), for every kind, also when the
+    credential exists under another consumer; it is left in place.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:
+        self.gw = await start_gateway(self)
+        for name in ("alice", "bob"):
+            answer = await self.gw.admin("POST", "/consumers", json={"username": name})
+            self.assertEqual(answer.code, 201, answer.body)
+
+    async def check(self, kind: str, body: dict, key: str, collection: str) -> None:
+        created = await self.gw.admin("POST", f"/consumers/bob/{kind}", json=body)
+        self.assertEqual(created.code, 201, created.body)
+        for path in (f"/consumers/alice/{kind}/absent", f"/consumers/alice/{kind}/{key}",
+                     f"/consumers/alice/{kind}/{created.json()['id']}"):
+            answer = await self.gw.admin("DELETE", path)
+            self.assertEqual((path, answer.code, answer.json()), (path, 404, NOT_FOUND))
+        self.assertEqual(len((await self.gw.admin("GET", f"/{collection}")).json()["data"]), 1)
+        self.assertEqual((await self.gw.admin("DELETE", f"/consumers/bob/{kind}/{created.json()['id']}")).code, 204)
+
+    async def test_keyAuth(self) -> None:
+        """
+        DELETE /consumers/alice/key-auth/absent, and bob's key through alice: 404.
+        """
+        await self.check("key-auth", {"key": "bobs-key"}, "bobs-key", "key-auths")
+
+    async def test_basicAuth(self) -> None:
+        """
+        DELETE /consumers/alice/basic-auth/absent, and bob's username through alice: 404.
+        """
+        await self.check("basic-auth", {"username": "bobby", "password": "p"}, "bobby", "basic-auths")
+
+    async def test_jwt(self) -> None:
+        """
+        DELETE /consumers/alice/jwt/absent, and bob's key through alice: 404.
+        """
+        await self.check("jwt", {"key": "bobs-iss"}, "bobs-iss", "jwts")
+
+    async def test_acls(self) -> None:
+        """
+        DELETE /consumers/alice/acls/absent, and bob's group through alice: 404.
+        """
+        await self.check("acls", {"group": "admins"}, "admins", "acls")

@@ -8,8 +8,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.schema.containers import Array, Map, Set
-from echogate.schema.fields import Boolean, Field, Foreign, Integer, Number, String
+from echogate.schema.containers import Array, ElementErrors, Map, Set
+from echogate.schema.fields import Boolean, Field, Foreign, Integer, Invalid, Number, String, text_problem
 from echogate.schema import Record
 from tests.schema.test_schema import fields_of
 
@@ -361,3 +361,74 @@ class ForeignTests(FieldCase):
             ({"id": 5}, {"id": "expected a string"}),
             ({"id": "abc"}, {"id": "expected a valid UUID"}),
         ])
+
+
+class UnstorableTextTests(SynchronousTestCase):
+    """
+    Every L{String} refuses text no database can store.
+    """
+
+    def test_nul(self) -> None:
+        """
+        A NUL character is refused, with its 1-based position.
+        """
+        with self.assertRaises(Invalid) as caught:
+            String().coerce("ab\x00")
+        self.assertEqual(caught.exception.error, "invalid value: NUL character at position 3")
+
+    def test_loneSurrogate(self) -> None:
+        """
+        A lone surrogate (not UTF-8) is refused with Kong's message.
+        """
+        with self.assertRaises(Invalid) as caught:
+            String().coerce("\ud800")
+        self.assertEqual(caught.exception.error, "invalid utf-8 character sequence detected at position 1")
+
+    def test_beforeOtherChecks(self) -> None:
+        """
+        The refusal comes before checks that repeat the value (one_of, match, check).
+        """
+        field = String(one_of=("a",), check=lambda value: f"bad {value}")
+        with self.assertRaises(Invalid) as caught:
+            field.coerce("\x00")
+        self.assertEqual(caught.exception.error, "invalid value: NUL character at position 1")
+
+    def test_fine(self) -> None:
+        """
+        Other control characters and any real character are kept.
+        """
+        self.assertEqual(String().coerce("a\tb\n\U0001f600"), "a\tb\n\U0001f600")
+
+    def test_textProblem(self) -> None:
+        """
+        L{text_problem} says why, or C{None}.
+        """
+        self.assertIsNone(text_problem("fine"))
+        self.assertEqual(text_problem("x\udfff"), "invalid utf-8 character sequence detected at position 2")
+
+
+class ElementErrorsTests(SynchronousTestCase):
+    """
+    Array element errors read as a dict by index, and convert to Kong's array.
+    """
+
+    def test_dict(self) -> None:
+        """
+        They compare equal to the plain dict by 1-based index.
+        """
+        with self.assertRaises(Invalid) as caught:
+            Array(String()).coerce(["a", 1])
+        self.assertIsInstance(caught.exception.error, ElementErrors)
+        self.assertEqual(caught.exception.error, {"2": "expected a string"})
+
+    def test_asList(self) -> None:
+        """
+        L{ElementErrors.as_list} has C{None} for each good element up to the last bad one.
+        """
+        self.assertEqual(ElementErrors({"2": "x", "4": "y"}).as_list(), [None, "x", None, "y"])
+
+    def test_notIndices(self) -> None:
+        """
+        Keys that are not indices are left as a dict.
+        """
+        self.assertEqual(ElementErrors({"a": "x"}).as_list(), {"a": "x"})
