@@ -162,6 +162,14 @@ class ProxyError(GatewayError):
         self.status = status
 
 
+class BodyNotRead(RuntimeError):
+    """
+    A plugin read the request body in C{rewrite} or C{access} without
+    declaring C{reads_body}: the body is read only after those phases have
+    let the request through, unless a plugin says it needs it first.
+    """
+
+
 NO_ROUTE = "no Route matched with those values"
 NO_SERVICE = "no Service found with those values"
 BAD_UPSTREAM = "An invalid response was received from the upstream server"

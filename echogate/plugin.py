@@ -40,12 +40,22 @@ class GatewayPlugin:
 
     Instances cannot be changed after construction; keep request data on
     C{ctx.plugin} or C{ctx.shared}.
+
+    C{reads_body}: whether the plugin's C{rewrite} or C{access} reads the
+    request body (C{ctx.request.body()}, C{body_size}). The gateway routes
+    and authorises a request on its head, before its body is read, so that
+    a refused request never has its body read; a plugin that needs the
+    body says so, as C{True} or as a method C{reads_body(config, request)}
+    (C{request} is C{ctx.request}, its headers known), and the phase runs
+    once the body is here. The default is C{False}: reading the body in
+    those phases without saying so raises L{echogate.errors.BodyNotRead}.
     """
 
     name: str = ""
     version: str = "0.1.0"
     priority: int = 0
     config_schema: Any = None
+    reads_body: Any = False
 
     def __setattr__(self, attribute: str, value: Any) -> None:
         raise ImmutablePluginError(

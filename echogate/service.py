@@ -11,6 +11,7 @@ start accepting.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,6 +29,7 @@ from twisted.python.failure import Failure
 from echogate._version import __version__
 from echogate.settings import Options, Settings, redact_dsn, with_backlog
 from echogate.heap import settle_heap, tune
+from echogate.proxy.limits import throttle_accept_errors
 from echogate.registry import PluginLoadError, load_plugins
 from echogate.proxy.runner import as_deferred
 
@@ -105,6 +107,7 @@ class GatewayService(MultiService):
         self.embedded: Any = None
         self.upstream: Any = None
         self.ready: Deferred = Deferred()
+        self.exit_code = 0
         self._starting: Deferred | None = None
         self._stopping = False
         self._bound = False
@@ -119,8 +122,10 @@ class GatewayService(MultiService):
         from echogate.admin import AdminAPI, NodeInfo
         from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.batching import WriteBatcher
+        from echogate.proxy.channel import HeadLimits
         from echogate.proxy.request import UnparsedRequest
         from echogate.proxy.site import Counters, GatewaySite
+        from echogate.settings import connection_limit
         from echogate.proxy.forwarding import TrustedNetworks
         from echogate.upstream.agent import UpstreamClient
         from twisted.web.server import Site
@@ -152,6 +157,17 @@ class GatewayService(MultiService):
             max_body_size=self.settings.client_max_body_size,
             access_log=self.settings.access_log,
             write_batcher=batcher,
+            timeout=self.settings.keepalive_timeout,
+            max_connections=self.settings.max_connections or connection_limit(),
+            max_connections_per_ip=self.settings.max_connections_per_ip,
+        )
+        self.proxy_site.head_limits = HeadLimits(
+            request_line=self.settings.max_request_line,
+            header_line=self.settings.max_header_line,
+            headers=self.settings.max_headers,
+            header_timeout=self.settings.client_header_timeout,
+            body_timeout=self.settings.client_body_timeout,
+            send_timeout=self.settings.send_timeout,
         )
         self.proxy_site.noisy = False
         self.admin = AdminAPI(
@@ -161,12 +177,42 @@ class GatewayService(MultiService):
             node=NodeInfo(node_id=self.node_id, hostname=socket.gethostname(), version=__version__,
                           configuration=self.settings.public()),
             on_change=lambda: self.live.catch_up() if self.live is not None else None,
-            status=lambda: self.counters.as_dict([self.proxy_site]),
+            status=self._status,
+            ready=self._readiness,
+            token=self.settings.admin_token,
+            server_names=self.settings.admin_server_names,
         )
+        if not self.is_worker:
+            from echogate.admin.guard import exposure_warnings
+
+            for warning in exposure_warnings(self.settings.admin_listen, self.settings.admin_token):
+                _log.warn("{admin_exposed}", admin_exposed=warning)
         admin_site = Site(self.admin.resource(), requestFactory=UnparsedRequest)
         admin_site.noisy = False
         admin_site.displayTracebacks = False
         return self.proxy_site, admin_site
+
+    def _status(self) -> dict[str, Any]:
+        """
+        What C{GET /status} shows of this node: the proxy's counters and
+        C{missing_plugins}, the plugins that stored configs name but this
+        node has not loaded.
+        """
+        status: dict[str, Any] = dict(self.counters.as_dict([self.proxy_site]))
+        status["missing_plugins"] = self.live.missing if self.live is not None else []
+        return status
+
+    def _readiness(self) -> str | None:
+        """
+        Why this node should not get traffic (C{GET /status/ready} answers
+        503 with it), or C{None} when it serves: not before the first
+        configuration is loaded, not once it is draining.
+        """
+        if self._stopping:
+            return "draining"
+        if self.live is None or not self.ready.called:
+            return "no configuration loaded yet"
+        return None
 
     def privilegedStartService(self) -> None:
         if not self._bound:
@@ -195,6 +241,7 @@ class GatewayService(MultiService):
                     d = maybeDeferred(listen_shared, self._reactor, description, factory)
                 else:
                     d = endpoints.serverFromString(self._reactor, with_backlog(description)).listen(factory)
+                d.addCallback(throttle_accept_errors, self._reactor)
                 outcome: list[Any] = []
                 d.addBoth(outcome.append)
                 if not outcome:
@@ -229,9 +276,22 @@ class GatewayService(MultiService):
         self._starting.addCallbacks(self.ready.callback, self._start_failed)
 
     def _start_failed(self, failure: Failure) -> None:
+        """
+        Start-up failed once the reactor ran (the embedded server would not
+        start, the disk is full or read-only, the schema is outdated): say
+        why in one line (with the traceback only for an unexpected error),
+        stop the reactor, and leave L{exit_code} at 1 for L{exit_on_failure}.
+        """
         if self._stopping:
             return
-        _log.critical("echogate could not start: {why}", why=failure.getErrorMessage(), log_failure=failure)
+        from echogate.store.embedded import EmbeddedStartFailed
+        from echogate.store.postgres import SchemaOutdated
+
+        self.exit_code = 1
+        if failure.check(EmbeddedStartFailed, SchemaOutdated, OSError):
+            _log.critical("echogate could not start: {why}", why=failure.getErrorMessage())
+        else:
+            _log.critical("echogate could not start: {why}", why=failure.getErrorMessage(), log_failure=failure)
         self.ready.errback(failure)
         if self._reactor.running:
             self._reactor.stop()
@@ -271,8 +331,10 @@ class GatewayService(MultiService):
                 delay = min(delay * 2, 10.0)
         self.live = LiveConfiguration(store=self.store, plugins=self.plugins, clock=self._reactor,
                                       check_interval=self.settings.config_check_interval,
-                                      build=build_in_thread(self._reactor),
-                                      settle=self._settle_heap if self._settle is not None else None)
+                                      build=build_in_thread(self._reactor,
+                                                            regex_timeout=self.settings.regex_match_timeout),
+                                      settle=self._settle_heap if self._settle is not None else None,
+                                      missing_plugins=self.settings.missing_plugins)
         await self.live.start()
         await self._init_plugins()
         for _, _, port in self._ports:
@@ -335,13 +397,36 @@ class GatewayService(MultiService):
     # -- stopping ---------------------------------------------------------------
 
     def stopService(self) -> Deferred:
+        """
+        Stop gracefully: stop accepting proxy connections, close idle ones,
+        let requests in flight finish for up to C{shutdown_timeout} seconds
+        (cutting what is left then), while C{GET /status/ready} answers
+        503; then stop the admin listener, plugins' services, the workers,
+        the upstream pool, the store and the embedded server.
+        """
         self._stopping = True
-        steps: list[Deferred] = [maybeDeferred(super().stopService), self._close_ports()]
         if self._starting is not None and not self._starting.called:
             self._starting.cancel()
-        if self.live is not None:
-            self.live.stop()
-        d = DeferredList(steps)
+        proxy_ports = [entry for entry in self._ports if entry[0] == "proxy"]
+        self._ports = [entry for entry in self._ports if entry[0] != "proxy"]
+        stopped = DeferredList([maybeDeferred(port.stopListening) for _, _, port in proxy_ports])
+
+        def drain(_: Any) -> Deferred:
+            site = getattr(self, "proxy_site", None)
+            if site is None or not self.ready.called:
+                return succeed(None)
+            _log.info("stopping: draining requests in flight (up to {timeout} s)",
+                      timeout=self.settings.shutdown_timeout)
+            return site.drain(self.settings.shutdown_timeout, self._reactor)
+
+        drained = stopped.addCallback(drain)
+
+        def after_drain(_: Any) -> Deferred:
+            if self.live is not None:
+                self.live.stop()
+            return DeferredList([maybeDeferred(super(GatewayService, self).stopService), self._close_ports()])
+
+        d = drained.addCallback(after_drain)
 
         async def rest(_: Any) -> None:
             if self.workers is not None:
@@ -379,10 +464,63 @@ class _LateStore:
         return getattr(store, name)
 
 
+def check_data_dir(path: str) -> None:
+    """
+    Make sure C{path} is a directory this process can write to (creating
+    it if need be), by writing and removing a small file: the embedded
+    server keeps its data there.
+
+    @raise SystemExit: with one line saying why C{path} cannot be used (it
+        is a file, a parent is not a directory, the file system is
+        read-only or full, permission is denied).
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise SystemExit(f"echogate: data_dir {path} is a file, not a directory")
+    except NotADirectoryError:
+        raise SystemExit(f"echogate: data_dir {path} cannot be made: a parent of it is a file")
+    except OSError as e:
+        raise SystemExit(f"echogate: data_dir {path} cannot be made: {e.strerror or e}")
+    probe = os.path.join(path, f".echogate-write-check-{os.getpid()}")
+    try:
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            if os.path.lexists(probe):
+                os.remove(probe)
+    except OSError as e:
+        raise SystemExit(f"echogate: data_dir {path} is not writable: {e.strerror or e}")
+
+
+def exit_on_failure(service: GatewayService) -> None:
+    """
+    At exit, end the process with C{service}'s L{GatewayService.exit_code}
+    when start-up failed: twistd itself exits 0 once the reactor stopped,
+    whatever stopped it. Registered with C{atexit} by L{makeService},
+    before the embedded server registers its own clean-up, so that runs
+    first (C{atexit} runs the last registered first).
+    """
+    if service.exit_code:
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(service.exit_code)
+
+
 def makeService(options: Options) -> GatewayService:
     """
     Build the service from parsed options (called by twistd before the
-    reactor runs). Bad plugin settings stop start-up with one line.
+    reactor runs). Bad plugin settings, an outdated schema, and (with the
+    embedded server) a data directory that cannot be written stop
+    start-up with one line; a failure once the reactor runs makes the
+    process exit 1 (L{exit_on_failure}).
     """
     from twisted.internet import reactor
 
@@ -400,6 +538,9 @@ def makeService(options: Options) -> GatewayService:
             raise SystemExit(f"echogate: {e}")
         except Exception as e:  # unreachable now: start anyway and retry
             print(f"echogate: database not reachable yet ({e}); will retry", file=sys.stderr)
+    else:
+        check_data_dir(os.path.abspath(settings.data_dir))
     service = GatewayService(reactor, settings, plugins)
     service.bind()
+    atexit.register(exit_on_failure, service)
     return service

@@ -79,7 +79,7 @@ HELP: dict[str, str] = {
     "max_request_line": "Longest request line (bytes, or with k/m); longer gets 414.",
     "max_header_line": "Longest request header line (bytes, or with k/m); longer gets 431.",
     "max_headers": "Most request header lines; more gets 431.",
-    "regex_match_timeout": "Milliseconds one regex route may spend matching one request path.",
+    "regex_match_timeout": "Milliseconds (CPU time) one regex match may take; one that runs out counts as no match for its route.",
     "missing_plugins": "Routes whose stored plugin is not loaded: 'refuse' (500) or 'skip' (run without it).",
     "shutdown_timeout": "Seconds in-flight requests may take to finish once the node is told to stop.",
     "admin_token": "A bearer token every Admin API request must carry; empty for none.",

@@ -28,7 +28,8 @@ PUBLIC = {
                               "headers_of"],
     "echogate.pdk.bodies": ["parse_body", "InvalidBody", "UnsupportedMediaType"],
     "echogate.pdk.credentials": ["ConsumerIndex", "CredentialIndex"],
-    "echogate.errors": ["GatewayError", "SchemaViolation", "ProxyError", "NotFound", "DatabaseUnavailable"],
+    "echogate.errors": ["GatewayError", "SchemaViolation", "ProxyError", "NotFound", "DatabaseUnavailable",
+                        "BodyNotRead"],
     "echogate.testing": ["GatewayHarness", "HarnessResponse", "UpstreamAnswer", "UpstreamRequestSeen",
                          "FunctionUpstream", "echo_upstream", "ROUTE_ID", "SERVICE_ID"],
 }

@@ -5,10 +5,13 @@ id, and what GET / shows.
 from __future__ import annotations
 
 import gc
+import json
 import attrs
 from typing import Any
 from unittest import skipIf
 
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
 from echogate.bundled.header_echo import HeaderEcho
@@ -19,6 +22,7 @@ from echogate.schema import Record
 from echogate.service import GatewayService, node_id
 from tests.gateway import start_gateway
 from tests.postgres import PostgresMixin, fresh_database
+from tests.upstream_server import start_upstream
 
 _init_calls: list[list[dict]] = []
 
@@ -249,3 +253,151 @@ class AdminBodiesTests(unittest.TestCase):
                                      headers={"Content-Type": "multipart/form-data; boundary=b"})
         self.assertEqual((answer.code, answer.json()), (400, {"message": CANNOT_PARSE_MULTIPART}))
         self.assertEqual((await gateway.admin("GET", "/services")).json()["data"], [])
+
+
+class _Raw(Protocol):
+    """
+    Sends bytes as they are and keeps everything the server answers until
+    it closes the connection.
+    """
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.received = b""
+        self.closed: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any) -> None:
+        self.closed.callback(self.received)
+
+
+async def raw_request(port: int, data: bytes) -> tuple[int, bytes]:
+    """
+    Send C{data} to 127.0.0.1:C{port}; the status and body of the answer.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    protocol = _Raw(data)
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), protocol)
+    answer = await protocol.closed
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+class MissingPluginsTests(unittest.TestCase, PostgresMixin):
+    """
+    A node started without a plugin that has stored configs (here
+    C{--plugins header-echo}, leaving key-auth out) fails closed.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:
+        self.upstream, port = start_upstream(self)
+        self.dsn = self.database()
+        configured = await start_gateway(self, database=self.dsn)
+        for path, body in [("/services", {"name": "s", "url": f"http://127.0.0.1:{port}"}),
+                           ("/services/s/routes", {"name": "r", "paths": ["/private"]}),
+                           ("/routes/r/plugins", {"name": "key-auth"})]:
+            answer = await configured.admin("POST", path, json=body)
+            self.assertEqual(answer.code, 201, answer.body)
+
+    async def test_refused(self) -> None:
+        """
+        The attacker's request without a key gets 500 naming key-auth, and
+        the upstream sees nothing.
+        """
+        node = await start_gateway(self, database=self.dsn, plugins="header-echo")
+        status, body = await raw_request(
+            node.proxy_port, b"GET /private/data HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n\r\n")
+        self.assertEqual((status, json.loads(body)),
+                         (500, {"message": "plugin 'key-auth' is configured but not loaded on this node"}))
+        self.assertEqual(self.upstream.seen, [])
+
+    async def test_status(self) -> None:
+        """
+        C{GET /status} lists the missing plugins (none on a node that has
+        them all).
+        """
+        node = await start_gateway(self, database=self.dsn, plugins="header-echo")
+        self.assertEqual((await node.admin("GET", "/status")).json()["missing_plugins"], ["key-auth"])
+        whole = await start_gateway(self, database=self.dsn)
+        self.assertEqual((await whole.admin("GET", "/status")).json()["missing_plugins"], [])
+
+    async def test_skip(self) -> None:
+        """
+        With C{missing_plugins = skip} the request goes on without key-auth.
+        """
+        node = await start_gateway(self, database=self.dsn, plugins="header-echo",
+                                   settings={"missing_plugins": "skip"})
+        status, _ = await raw_request(
+            node.proxy_port, b"GET /private/data HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, 200)
+        self.assertEqual(len(self.upstream.seen), 1)
+
+
+class FatalStartTests(unittest.TestCase):
+    """
+    Start-up failures end the process with a non-zero exit code and one
+    line saying why.
+    """
+
+    def test_dataDirIsAFile(self) -> None:
+        """
+        A data directory that is a file is refused, named.
+        """
+        from echogate.service import check_data_dir
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("x")
+        with self.assertRaises(SystemExit) as raised:
+            check_data_dir(path)
+        self.assertEqual(str(raised.exception.code), f"echogate: data_dir {path} is a file, not a directory")
+
+    def test_dataDirMade(self) -> None:
+        """
+        A usable data directory is made if need be, and left empty.
+        """
+        import os
+        from echogate.service import check_data_dir
+
+        path = os.path.join(self.mktemp(), "data")
+        check_data_dir(path)
+        self.assertEqual(os.listdir(path), [])
+
+    def test_failureAfterStartExitsOne(self) -> None:
+        """
+        A failure once the reactor runs stops it and leaves exit code 1,
+        which L{exit_on_failure} ends the process with.
+        """
+        import os
+        from twisted.python.failure import Failure
+        from echogate.service import exit_on_failure
+        from echogate.store.embedded import EmbeddedStartFailed
+
+        class Reactor:
+            running = True
+            stopped = 0
+
+            def stop(self) -> None:
+                self.stopped += 1
+
+        reactor = Reactor()
+        settings = resolve({"proxy_listen": "tcp:0", "data_dir": self.mktemp()}, {}, None)
+        service = GatewayService(reactor, settings, {}, settle=None)
+        exits: list[int] = []
+        self.patch(os, "_exit", exits.append)
+        exit_on_failure(service)
+        self.assertEqual(exits, [])
+        service.ready.addErrback(lambda f: None)
+        service._start_failed(Failure(EmbeddedStartFailed("cannot start the embedded PostgreSQL server")))
+        self.assertEqual((service.exit_code, reactor.stopped), (1, 1))
+        exit_on_failure(service)
+        self.assertEqual(exits, [1])

@@ -3,6 +3,7 @@ What the main process hands its workers.
 """
 from __future__ import annotations
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -25,7 +26,11 @@ class WorkerEnvironmentTests(SynchronousTestCase):
         self.assertIn("tcp:4242:", env["ECHOGATE_PROXY_LISTEN"])
         self.assertIn(WORKER_OF, env)
         passed = {k[len("ECHOGATE_"):].lower() for k in env if k.startswith("ECHOGATE_")}
-        self.assertEqual(set(DEFAULTS) - {"admin_listen"} - passed, set())
+        self.assertEqual(set(DEFAULTS) - {"admin_listen", "admin_token", "admin_server_names"} - passed, set())
+        self.assertNotIn("ECHOGATE_ADMIN_TOKEN", env)
         reparsed = resolve({}, env, None)
+        self.assertEqual(attrs.evolve(reparsed, proxy_listen=settings.proxy_listen, database=settings.database,
+                                      admin_token="", admin_server_names=()),
+                         attrs.evolve(settings, admin_token="", admin_server_names=()))
         self.assertEqual(reparsed.upstream_client, "agent")
         self.assertEqual(reparsed.trusted_ips, ("10.0.0.0/8",))

@@ -6,6 +6,7 @@ Paths:
   - C{/big?size=N}: streams N bytes with a producer, honouring back-pressure;
   - C{/reset}: aborts the connection without answering;
   - C{/stall}: announces 1000 bytes, sends 10, then nothing (records when the client went away);
+  - C{/truncate}: announces 1000 bytes, sends 10, then cuts the connection;
   - C{/status/NNN}: answers with that status;
   - C{/hop}: answers with hop-by-hop headers that must not reach the client;
   - C{/via}: answers with a Via header (as a cache before it would);
@@ -111,6 +112,11 @@ class UpstreamResource(Resource):
             return server.NOT_DONE_YET
         if path == b"/reset":
             request.transport.abortConnection()
+            return server.NOT_DONE_YET
+        if path == b"/truncate":
+            request.setHeader(b"content-length", b"1000")
+            request.write(b"x" * 10)
+            reactor.callLater(0.05, request.transport.abortConnection)
             return server.NOT_DONE_YET
         if path.startswith(b"/status/"):
             request.setResponseCode(int(path.rsplit(b"/", 1)[1]))

@@ -126,6 +126,8 @@ class AdminAPI:
     @param on_change: called (and awaited) after every successful write.
     @param status: returns the server's connection and request counters
         for C{GET /status}.
+    @param ready: returns why the node should not get traffic, or C{None}
+        when it serves (C{GET /status/ready}).
     @param new_id: makes the id of a new entity.
     @param max_body_size: the largest request body accepted, in bytes.
     @param status_timeout: seconds C{GET /status} waits for the database.
@@ -147,6 +149,7 @@ class AdminAPI:
         node: NodeInfo,
         on_change: Callable[[], Deferred[Any] | None] | None = None,
         status: Callable[[], Mapping[str, Any]] | None = None,
+        ready: Callable[[], str | None] | None = None,
         new_id: Callable[[], str] = _new_uuid,
         max_body_size: int = MAX_BODY_SIZE,
         status_timeout: float = 5.0,
@@ -159,6 +162,7 @@ class AdminAPI:
         self._node = node
         self._on_change = on_change
         self._status = status
+        self._ready = ready
         self._new_id = new_id
         self._max_body_size = max_body_size
         self._status_timeout = status_timeout
@@ -358,6 +362,18 @@ class AdminAPI:
             "configuration_version": version,
             **({"missing_plugins": list(missing)} if missing is not None else {}),
         })
+
+    @app.route("/status/ready", methods=["GET"])
+    def status_ready(self, request: IRequest) -> bytes:
+        """
+        For load balancers and Kubernetes probes (Kong's C{/status/ready}):
+        200 while the node serves, 503 before its first configuration is
+        loaded and once it is draining to stop.
+        """
+        why = self._ready() if self._ready is not None else None
+        if why is None:
+            return json_response(request, {"message": "ready"})
+        return json_response(request, {"message": why}, 503)
 
     @app.route("/metrics", methods=["GET"])
     async def metrics(self, request: IRequest) -> bytes:

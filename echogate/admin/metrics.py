@@ -4,7 +4,7 @@ prometheus plugin's registry (L{echogate.bundled.prometheus}) and of the
 node's own gauges, read at each scrape:
 
   - C{echogate_connections{node_id, state}}: proxy connections C{active},
-    C{accepted}, C{handled}, and C{total} requests;
+    C{accepted}, C{handled}, C{refused}, and C{total} requests;
   - C{echogate_datastore_reachable}: 1 when the database answered within
     the status timeout, else 0;
   - C{echogate_node_info{node_id, version}}: always 1.
@@ -45,7 +45,8 @@ class NodeCollector:
         connections = GaugeMetricFamily("echogate_connections", "Proxy connections and requests by state",
                                         labels=["node_id", "state"])
         for state, key in (("active", "connections_active"), ("accepted", "connections_accepted"),
-                           ("handled", "connections_handled"), ("total", "total_requests")):
+                           ("handled", "connections_handled"), ("refused", "connections_refused"),
+                           ("total", "total_requests")):
             if key in self._server:
                 connections.add_metric([self._node_id, state], self._server[key])
         yield connections

@@ -111,6 +111,12 @@ class KeyAuth(AuthPlugin):
         "realm": String(description="The realm of the WWW-Authenticate challenge."),
     })
 
+    def reads_body(self, config: Mapping[str, Any], request: Any) -> bool:
+        """
+        The body is read in access only to look for the key there.
+        """
+        return config["key_in_body"]
+
     def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Authenticated | Refused:
         realm = config.get("realm")
         challenge = f'Key realm="{realm}"' if realm else "Key"

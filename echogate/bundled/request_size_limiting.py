@@ -50,6 +50,13 @@ class RequestSizeLimiting(GatewayPlugin):
                                           description="Refuse (411) requests that are neither sized nor chunked."),
     })
 
+    def reads_body(self, config: Mapping[str, Any], request: Any) -> bool:
+        """
+        A body of declared length is judged by its head (and refused before
+        it is read); a chunked one must be counted.
+        """
+        return _content_length(request.get_header("content-length")) is None
+
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
         request = ctx.request
         length = _content_length(request.get_header("content-length"))

@@ -103,6 +103,12 @@ class RequestTermination(GatewayPlugin):
                           description="Answer only requests with this header or query argument."),
     }, check=_check_config)
 
+    def reads_body(self, config: Mapping[str, Any], request: Any) -> bool:
+        """
+        Only an echo shows the body.
+        """
+        return config["echo"]
+
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
         trigger = config["trigger"]
         if trigger is not None and ctx.request.get_header(trigger) is None \

@@ -124,6 +124,13 @@ class RequestTransformer(GatewayPlugin):
         "append": _values("append (a further value)"),
     })
 
+    def reads_body(self, config: Mapping[str, Any], request: Any) -> bool:
+        """
+        The body is read to change it, or to move a form body into the
+        query string when the method changes.
+        """
+        return has_body_operations(config) or config["http_method"] is not None
+
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
         render = _renderer(_environment(ctx))
         uri = config["replace"]["uri"]

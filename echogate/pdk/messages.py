@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlencode
 
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
+from echogate.errors import BodyNotRead
+
 
 def _b(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
@@ -264,6 +266,7 @@ class ClientRequest:
         """
         The size of the request body received, without reading it.
         """
+        self._check_body()
         content = self._request.content
         if content is None:
             return 0
@@ -273,11 +276,19 @@ class ClientRequest:
         finally:
             content.seek(position)
 
+    def _check_body(self) -> None:
+        if getattr(self._request, "body_pending", False):
+            raise BodyNotRead("the request body is read only after access unless the plugin declares"
+                              " reads_body (see docs/plugins.md)")
+
     def body(self) -> bytes:
         """
-        The request body (requests are buffered before routing, spooled to
-        disk when large, so this reads it back).
+        The request body (buffered, spooled to disk when large, so this
+        reads it back). In C{rewrite} and C{access} it is there only for
+        plugins that declare C{reads_body}; otherwise reading it there
+        raises L{BodyNotRead}.
         """
+        self._check_body()
         content = self._request.content
         if content is None:
             return b""

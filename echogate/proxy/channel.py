@@ -5,11 +5,115 @@ body (L{simple_head}), batched writes and one idle timer per connection.
 """
 from __future__ import annotations
 
+import json
 import re
+from http import HTTPStatus
 from typing import Any
 
+import attrs
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
+
+from echogate._version import __version__
+
+_log = Logger(namespace="echogate.proxy")
+_SERVER = f"echogate/{__version__}".encode()
+
+
+@attrs.frozen
+class HeadLimits:
+    """
+    What a client may send and how slowly (the edge settings; see
+    docs/security.md). A site's C{head_limits} (this default when it has
+    none) applies to each of its connections.
+
+    @ivar request_line: the longest request line, in bytes (longer: 414).
+    @ivar header_line: the longest header line, in bytes (longer: 431).
+    @ivar headers: the most header lines (more: 431).
+    @ivar header_timeout: seconds from a head's first byte to its end
+        (later: 408), whatever arrives in between.
+    @ivar body_timeout: seconds allowed between two reads of a body
+        (later: 408).
+    @ivar send_timeout: seconds a client may leave the response unread
+        while the gateway has more to send (later: the connection is cut).
+    """
+
+    request_line: int = 8192
+    header_line: int = 8192
+    headers: int = 100
+    header_timeout: float = 60.0
+    body_timeout: float = 60.0
+    send_timeout: float = 60.0
+
+
+DEFAULT_LIMITS = HeadLimits()
+
+#: A chunk size beyond this (nginx's off_t) is refused: 17 hex digits.
+_MAX_CHUNK = 2**63 - 1
+#: The Host header: a reg-name, IPv4 or bracketed IPv6 literal, and an
+#: optional port (RFC 9110 section 7.2, RFC 3986 section 3.2.2).
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::([0-9]{0,5}))?")
+
+#: The messages of the answers the connection gives itself, as Kong's
+#: error handler words them.
+MESSAGES = {
+    400: "Bad request",
+    405: "Method not allowed",
+    408: "Request timeout",
+    413: "Request size limit exceeded",
+    414: "URI too long",
+    431: "Request header or cookie too large",
+    501: "Not implemented",
+}
+
+
+def error_response(status: int, message: str | None = None) -> bytes:
+    """
+    A whole JSON error response that closes the connection, for answers
+    given before there is a request to answer through.
+    """
+    body = json.dumps({"message": message or MESSAGES.get(status, HTTPStatus(status).phrase)}).encode()
+    return b"".join((b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
+                     b"Content-Type: application/json; charset=utf-8\r\n",
+                     b"Content-Length: %d\r\n" % len(body),
+                     b"Connection: close\r\nServer: ", _SERVER, b"\r\n\r\n", body))
+
+
+def head_error(request: Any, version: bytes) -> int | None:
+    """
+    The status a whole request head must be refused with, before routing,
+    or C{None}: RFC 9112 section 3.2 (an HTTP/1.1 request needs exactly
+    one valid Host; no request may have several), section 6.1 (a
+    Transfer-Encoding other than C{chunked}, several of them, one with a
+    Content-Length, or one in an HTTP/1.0 request), and TRACE (405, as
+    nginx: it would echo the client's credentials back).
+    """
+    headers = request.requestHeaders
+    hosts = headers.getRawHeaders(b"host")
+    if hosts is None:
+        if version == b"HTTP/1.1":
+            return 400
+    elif len(hosts) != 1 or not _valid_host(hosts[0]):
+        return 400
+    codings = headers.getRawHeaders(b"transfer-encoding")
+    if codings is not None:
+        if version != b"HTTP/1.1" or len(codings) != 1 or codings[0].lower() != b"chunked" \
+                or headers.hasHeader(b"content-length"):
+            return 400
+    elif len(headers.getRawHeaders(b"content-length") or ()) > 1:
+        return 400
+    if request.method == b"TRACE":
+        return 405
+    return None
+
+
+def _valid_host(value: bytes) -> bool:
+    match = _HOST.fullmatch(value)
+    if match is None or not value or value.startswith(b":"):
+        return False
+    port = match.group(1)
+    return port is None or (port != b"" and int(port) <= 65535)
 
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -70,12 +174,32 @@ class GatewayChannel(http.HTTPChannel):
     line; the request it makes is the one C{HTTPChannel} would make (same
     L{Request}, same headers, same checks of persistence and length), and
     anything else goes through C{HTTPChannel} unchanged.
+
+    At the edge (see docs/security.md) it answers, then closes, what
+    C{HTTPChannel} would take or drop without a word: a request line or
+    header line over the site's L{HeadLimits} (414, 431), too many
+    headers (431), a head that is not all CRLF lines (400), a head without
+    a valid Host, with ambiguous framing, or TRACE (L{head_error}), a
+    chunk size beyond 63 bits (400); a head that takes longer than
+    C{header_timeout} to arrive and a body that stalls for
+    C{body_timeout} get 408. A request with a body is routed and
+    authorised when its head arrives (L{GatewayRequest.head_received}),
+    before the body is read; C{100 Continue} is sent only then.
     """
 
     _host: Any = None
     _idle_call: Any = None
     _peer: Any = None
     _secure: bool | None = None
+    _limits: HeadLimits = DEFAULT_LIMITS
+    _head_call: Any = None
+    _body_call: Any = None
+    _send_call: Any = None
+    _held = False
+    _refused = False
+    #: Twisted's own bound on the whole head; the site's limits apply per
+    #: line and per header count, and this stays a backstop.
+    totalHeadersSize = 1024 * 1024
 
     def makeConnection(self, transport: Any) -> None:
         batcher = getattr(self.factory, "write_batcher", None)
@@ -83,26 +207,262 @@ class GatewayChannel(http.HTTPChannel):
             transport = batcher.wrap(transport)
         super().makeConnection(transport)
 
-    def dataReceived(self, data: bytes) -> None:
-        # Between requests: no request being read or in hand, and no
-        # partial line kept. (HTTPChannel leaves line mode from the end of
-        # a head until its request is done, and for good after a request
-        # that closes the connection.)
-        if not self.requests and self.line_mode and not self._buffer:
-            head = simple_head(data, self.totalHeadersSize, self.maxHeaders)
-            if head is not None:
-                # (no resetTimeout: handling the request moves the timer)
-                method, target, version, headers = head
-                request = self.requestFactory(self, 0)
-                self.requests.append(request)
-                add = request.requestHeaders.addRawHeader
-                for name, value in headers:
-                    add(name, value.strip(b" \t"))
-                self._command, self._path, self._version = method, target, version
-                self.allHeadersReceived()
-                self.allContentReceived()
+    def connectionMade(self) -> None:
+        limits = getattr(self.factory, "head_limits", None)
+        if limits is not None:
+            self._limits = limits
+        self.maxHeaders = self._limits.headers
+        self.MAX_LENGTH = max(self._limits.request_line, self._limits.header_line)
+        self._fast_size = min(self._limits.request_line, self._limits.header_line)
+        super().connectionMade()
+        opened = getattr(self.factory, "channel_opened", None)
+        if opened is not None:
+            opened(self)
+
+    @property
+    def idle(self) -> bool:
+        """
+        Whether the connection is between requests: no request being
+        received, handled or answered (a keep-alive connection waiting).
+        """
+        return not self.requests and not self._handlingRequest
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        """
+        Whether the connection stays open after C{request}: for HTTP/1.1
+        unless a C{close} token is in any Connection line (each split on
+        commas: C{Connection: close, X-Foo} closes, where C{HTTPChannel}
+        looks at the first line's space-separated words only), never for
+        HTTP/1.0, and not once the site is draining (the node is stopping).
+        A closing HTTP/1.1 response says C{Connection: close}.
+        """
+        if version != b"HTTP/1.1":
+            return False
+        lines = request.requestHeaders.getRawHeaders(b"connection")
+        if lines and any(token.strip().lower() == b"close" for line in lines for token in line.split(b",")):
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            return False
+        if getattr(self.factory, "draining", False):
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            return False
+        return True
+
+    # -- refusing ----------------------------------------------------------
+
+    def refuse(self, status: int, message: str | None = None) -> None:
+        """
+        Answer C{status} with a JSON error and close the connection, reading
+        nothing more from it.
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self._cancel_timers()
+        self.persistent = False
+        self.transport.write(error_response(status, message))
+        self.loseConnection()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # What HTTPChannel calls for a malformed head, chunk or header: a
+        # JSON 400 instead of its bare status line.
+        self.refuse(400)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # A line longer than either limit, still incomplete: which limit
+        # depends on whether it is the request line.
+        self.refuse(414 if not self.requests else 431)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        if not self.requests:
+            if len(line) > self._limits.request_line:
+                self.refuse(414)
                 return
+        elif len(line) > self._limits.header_line:
+            self.refuse(431)
+            return
+        super().lineReceived(line)
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self.refuse(431)
+            return False
+        return super().headerReceived(line)
+
+    # -- timers --------------------------------------------------------------
+
+    def _cancel_timers(self) -> None:
+        for name in ("_head_call", "_body_call", "_send_call"):
+            call = getattr(self, name)
+            if call is not None:
+                setattr(self, name, None)
+                if call.active():
+                    call.cancel()
+
+    def _head_started(self) -> None:
+        if self._head_call is None:
+            self._head_call = self.callLater(self._limits.header_timeout, self._head_expired)
+
+    def _head_expired(self) -> None:
+        self._head_call = None
+        self.refuse(408)
+
+    def _body_read(self) -> None:
+        call = self._body_call
+        if call is not None:
+            call.reset(self._limits.body_timeout)
+        else:
+            self._body_call = self.callLater(self._limits.body_timeout, self._body_expired)
+
+    def _body_done(self) -> None:
+        call, self._body_call = self._body_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _body_expired(self) -> None:
+        self._body_call = None
+        request = self.requests[-1] if self.requests else None
+        answer = getattr(request, "answer_early", None)
+        if answer is not None and not request.startedWriting:
+            answer(408)
+        else:
+            self.refuse(408)
+
+    def pauseProducing(self) -> None:
+        # The client stopped reading what we send: it has send_timeout to
+        # start again.
+        super().pauseProducing()
+        if self._send_call is None and not self._refused:
+            self._send_call = self.callLater(self._limits.send_timeout, self._send_expired)
+
+    def resumeProducing(self) -> None:
+        call, self._send_call = self._send_call, None
+        if call is not None and call.active():
+            call.cancel()
+        super().resumeProducing()
+        if self._held:
+            self._networkProducer.pauseProducing()
+
+    def _send_expired(self) -> None:
+        self._send_call = None
+        _log.info("closing a client that read nothing for {timeout} s", timeout=self._limits.send_timeout)
+        self._cancel_timers()
+        self.transport.abortConnection()
+
+    # -- the head, then the body ---------------------------------------------
+
+    def allHeadersReceived(self) -> None:
+        call, self._head_call = self._head_call, None
+        if call is not None and call.active():
+            call.cancel()
+        request = self.requests[-1]
+        request.method = self._command
+        status = head_error(request, self._version)
+        if status is not None:
+            self.refuse(status)
+            return
+        request.parseCookies()
+        self.persistent = self.checkPersistence(request, self._version)
+        request.gotLength(self.length)
+        if self.length != 0:
+            # A body follows: route and authorise on the head first.
+            self._body_read()
+            request.head_received(self._command, self._path, self._version)
+
+    def hold_body(self) -> None:
+        """
+        Stop reading the request body until L{release_body} (the head is
+        being routed and authorised).
+        """
+        if not self._held:
+            self._held = True
+            self._body_done()
+            self._networkProducer.pauseProducing()
+
+    def release_body(self, expects_continue: bool, read: bool = True) -> None:
+        """
+        Read the request body (sending C{100 Continue} first if the client
+        waits for it); with C{read} false, the body is all here already and
+        the request goes on as C{HTTPChannel} handles a whole one.
+        """
+        if self._refused:
+            return
+        if not read:
+            self._held = False
+            return
+        if expects_continue:
+            self._send100Continue()
+        if self._held:
+            self._held = False
+            self._body_read()
+            self._networkProducer.resumeProducing()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        reading_body = not self._handlingRequest
+        if reading_body:
+            self._body_read()
+        super().rawDataReceived(data)
+        decoder = self._transferDecoder
+        if reading_body and decoder is not None and getattr(decoder, "length", 0) > _MAX_CHUNK:
+            # Twisted's chunked decoder takes any number of hex digits and
+            # would wait for that many bytes.
+            self.refuse(400)
+
+    def close_after_response(self) -> None:
+        """
+        The request in hand is answered before its body was all read: read
+        nothing more, and close the connection once the answer is written.
+        """
+        self.persistent = False
+        self._refused = True
+        self._cancel_timers()
+        self._held = False
+
+    def allContentReceived(self) -> None:
+        self._body_done()
+        request = self.requests[-1] if self.requests else None
+        if request is None or request.finished or self._refused:
+            # Answered (and closing) before its body was all read.
+            return
+        super().allContentReceived()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self.line_mode:
+            seen = self._buffer[-1:] + data if self._buffer else data
+            if seen.count(b"\n") != seen.count(b"\r\n"):
+                # A line ended by a bare LF: HTTPChannel would wait for a
+                # CRLF that never comes.
+                self.refuse(400)
+                return
+            # Between requests: no request being read or in hand, and no
+            # partial line kept. (HTTPChannel leaves line mode from the end
+            # of a head until its request is done, and for good after a
+            # request that closes the connection.)
+            if not self.requests and not self._buffer and len(data) <= self._fast_size:
+                head = simple_head(data, self.totalHeadersSize, self.maxHeaders)
+                if head is not None:
+                    # (no resetTimeout: handling the request moves the timer)
+                    method, target, version, headers = head
+                    request = self.requestFactory(self, 0)
+                    self.requests.append(request)
+                    add = request.requestHeaders.addRawHeader
+                    for name, value in headers:
+                        add(name, value.strip(b" \t"))
+                    self._command, self._path, self._version = method, target, version
+                    self.allHeadersReceived()
+                    if not self._refused:
+                        self.allContentReceived()
+                    return
         super().dataReceived(data)
+        if self.line_mode and self._head_call is None and not self._refused and (self._buffer or self.requests):
+            # Part of a head: the whole of it must come within
+            # header_timeout of its first byte.
+            self._head_started()
 
     def setTimeout(self, period: float | None) -> float | None:
         """
@@ -134,9 +494,13 @@ class GatewayChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         super().connectionLost(reason)
+        self._cancel_timers()
         call, self._idle_call = self._idle_call, None
         if call is not None:
             call.cancel()
+        closed = getattr(self.factory, "channel_closed", None)
+        if closed is not None:
+            closed(self)
 
     def isSecure(self) -> bool:
         secure = self._secure

@@ -64,7 +64,9 @@ def host_header(service: dict) -> bytes:
 
 # Request headers the gateway writes itself, replacing the client's.
 _SET_UP = frozenset((b"host", b"x-real-ip", b"x-forwarded-for", b"via"))
-_DROPPED_UP = HOP_BY_HOP | {b"content-length"} | _SET_UP
+# Proxy: httpoxy (CVE-2016-5385); a CGI-style service would take it for
+# its outbound proxy (HTTP_PROXY). Kong clears it too.
+_DROPPED_UP = HOP_BY_HOP | {b"content-length", b"proxy"} | _SET_UP
 _DROPPED_UP_UNTRUSTED = _DROPPED_UP | _REPLACED_UP
 
 

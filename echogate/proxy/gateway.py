@@ -31,9 +31,34 @@ from echogate.proxy.site import Counters, GatewaySite
 from echogate.proxy.streaming import BodyStreamer, Drain, RequestBody
 from echogate.proxy.forwarding import VIA, TrustedNetworks, upstream_headers
 from echogate.upstream.agent import UpstreamClient, send_with_request
+from echogate.upstream.failures import describe
 from echogate.upstream.hop_by_hop import copy_end_to_end
 
 _log = Logger(namespace="echogate.proxy")
+
+def close_after(headers: Mapping[str, str]) -> bool:
+    """
+    Whether a response the gateway makes asks to close the connection.
+    """
+    value = headers.get("Connection")
+    return value is not None and value.lower() == "close"
+
+
+def _reads_body(step: Step, ctx: RequestContext) -> bool:
+    """
+    Whether C{step}'s plugin reads the request body in the phase about to
+    run, for this request: its C{reads_body} (a boolean, or called with
+    the config and C{ctx.request}). A plugin that does not say is taken to
+    read it (plugins written before bodies were read after access), unless
+    it is a L{echogate.plugin.GatewayPlugin}, whose default is C{False}.
+    """
+    reads = getattr(step.plugin, "reads_body", True)
+    if not callable(reads):
+        return bool(reads)
+    entry = step.entry
+    if entry is None or step.by_consumer:
+        return True
+    return bool(reads(entry.config, ctx.request))
 
 __all__ = ["Gateway", "GatewayResource", "GatewayRequest", "GatewaySite", "Counters"]
 
@@ -53,6 +78,14 @@ class GatewayResource(Resource):
     def render(self, request: GatewayRequest) -> int:
         self._gateway.handle(request)
         return server.NOT_DONE_YET
+
+    def head(self, request: GatewayRequest) -> None:
+        """
+        The head of a request with a body (see
+        L{GatewayRequest.head_received}): routed and authorised before the
+        body is read.
+        """
+        self._gateway.head(request)
 
 
 class Gateway:
@@ -92,10 +125,37 @@ class Gateway:
                     return hops[0], True
         return peer, trusted
 
+    def head(self, request: GatewayRequest) -> None:
+        """
+        Take the head of a request with a body, before any of the body is
+        read: global C{rewrite}, routing and C{access} run now, so that a
+        request refused by any of them (404, 401, 403, 413 on its declared
+        length, a plugin's exit) is answered without its body ever being
+        read, and the connection closed. Once they pass, the body is read
+        (after C{100 Continue} if the client waits for it) and L{handle}
+        sends the request on. Plugins that read the body in C{rewrite} or
+        C{access} (C{reads_body}) run theirs once it is here.
+        """
+        request.answer_early = lambda status: self._answer_early(request, status)
+        self.handle(request)
+
+    def _answer_early(self, request: GatewayRequest, status: int) -> None:
+        ctx = request.ctx
+        if ctx is None or request.finished or request._disconnected:
+            request.channel.refuse(status)
+            return
+        message = "Request size limit exceeded" if status == 413 else "Request timeout" if status == 408 else None
+        self._respond_error(request, ctx, ProxyError(status, message or "Bad request"), close=True)
+
     def handle(self, request: GatewayRequest) -> None:
         """
         Answer C{request}, eventually.
         """
+        ctx = request.ctx
+        if ctx is not None:
+            # The head was routed and authorised first; the body is here.
+            self._body_arrived(request, ctx)
+            return
         self.counters.total_requests += 1
         self.counters.active_requests += 1
         now = self._clock.seconds()
@@ -122,6 +182,15 @@ class Gateway:
         if path is None:
             self._respond_error(request, ctx, ProxyError(400, "Bad request"))
             return
+        if request.holding and any(_reads_body(step, ctx) for step in snapshot.rewrite_steps):
+            # A global plugin reads the body in rewrite: everything waits
+            # for it (routing included, as before the body is read).
+            request.continue_body()
+            return
+        self._rewrite_and_route(request, ctx)
+
+    def _rewrite_and_route(self, request: GatewayRequest, ctx: RequestContext) -> None:
+        snapshot = ctx.snapshot
         if snapshot.rewrite_steps:
             try:
                 pending = run_phase(ctx, snapshot.rewrite_steps, "rewrite", until_exit=True)
@@ -198,6 +267,14 @@ class Gateway:
             ctx.request.query,
             ctx.request.method,
         )
+        if request.holding and any(_reads_body(step, ctx) for step in ctx.steps.access_steps):
+            # A plugin reads the body in access: read it first, then access.
+            request.access_after_body = True
+            request.continue_body()
+            return
+        self._access_phase(request, ctx)
+
+    def _access_phase(self, request: GatewayRequest, ctx: RequestContext) -> None:
         plan = ctx.steps
         if plan.static:
             # Every config is its step's entry's: no lookups to remember.
@@ -209,9 +286,33 @@ class Gateway:
             ctx.configs = {}
             pending = run_steps(plan, lambda s: self._access(ctx, s), lambda: ctx.exit is not None)
         if pending is not None:
-            self._then(pending, request, ctx, self._proxy)
+            self._then(pending, request, ctx, self._after_access)
         else:
-            self._proxy(request, ctx)  # _route's caller handles what it raises
+            self._after_access(request, ctx)  # _route's caller handles what it raises
+
+    def _after_access(self, request: GatewayRequest, ctx: RequestContext) -> None:
+        if request.holding and ctx.exit is None:
+            # The head passed: now the body.
+            request.continue_body()
+            return
+        self._proxy(request, ctx)
+
+    def _body_arrived(self, request: GatewayRequest, ctx: RequestContext) -> None:
+        """
+        The body of a request whose head was taken first is here: run what
+        waited for it (everything, when a global plugin reads the body in
+        rewrite; access, when a plugin reads it there), then send it on.
+        """
+        try:
+            if ctx.route is None and not ctx.logged:
+                self._rewrite_and_route(request, ctx)
+            elif request.access_after_body:
+                request.access_after_body = False
+                self._access_phase(request, ctx)
+            else:
+                self._proxy(request, ctx)
+        except BaseException:
+            self._failed(Failure(), request, ctx)
 
     def _config(self, ctx: RequestContext, step: Step) -> Mapping[str, Any] | None:
         """
@@ -259,9 +360,36 @@ class Gateway:
         if request._disconnected:
             return
         if failure.check(ProxyError):
+            self._log_upstream_error(request, ctx, describe(failure.value.__cause__), failure.value.status)
             self._respond_error(request, ctx, failure.value)
         else:
             self._failed(failure, request, ctx)
+
+    def _log_upstream_error(self, request: GatewayRequest, ctx: RequestContext, reason: str,
+                            status: int | None) -> None:
+        """
+        One error log line for an upstream that failed, as nginx's error log
+        has it: which service address, why, and for which request.
+        """
+        service = ctx.service or {}
+        route = ctx.route or {}
+        _log.error("upstream {upstream} {reason} while proxying {method} {path} for {client}"
+                   " (service {service}, route {route}){answered}",
+                   upstream=f"{service.get('host')}:{service.get('port')}", reason=reason,
+                   method=ctx.request.method, path=ctx.request.path, client=ctx.request.client_ip,
+                   service=service.get("name") or service.get("id"), route=route.get("name") or route.get("id"),
+                   answered=f"; answered {status}" if status is not None else "")
+
+    def upstream_broke(self, request: GatewayRequest, ctx: RequestContext, reason: Failure) -> None:
+        """
+        The service's response stopped before its end (the client got a
+        truncated body and its connection is cut): log it, and write the
+        access log line the request would have had.
+        """
+        self._log_upstream_error(request, ctx, f"closed the response early ({describe(reason.value)})", None)
+        site = getattr(request, "site", None)
+        if site is not None:
+            site.log(request)
 
     def _got_response(self, response: Any, request: GatewayRequest, ctx: RequestContext) -> None:
         ctx.pending = None
@@ -406,6 +534,11 @@ class Gateway:
         if request._disconnected:
             self._log_phase(ctx)
             return
+        if request.body_pending or close_after(headers):
+            # Answered before its body was read (or told to close): the
+            # body is never read, and the connection closes after this.
+            request.channel.close_after_response()
+            headers = {**headers, "Connection": "close"}
         state = ctx.response
         state.status = status
         state.source = source

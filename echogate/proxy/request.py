@@ -6,7 +6,8 @@ a response head given as wire pairs in one piece.
 from __future__ import annotations
 
 import json
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Callable
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -18,6 +19,16 @@ from echogate._version import __version__
 from echogate.pdk.context import RequestContext
 
 SERVER = f"echogate/{__version__}".encode()
+
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def reason_phrase(code: int) -> bytes:
+    """
+    The reason phrase of status C{code} (RFC 9110's, or the IANA
+    registry's as Python knows it), C{Unknown Status} for others.
+    """
+    return _PHRASES.get(code, b"Unknown Status")
 UNEXPECTED = "An unexpected error occurred"
 _log = Logger(namespace="echogate.proxy")
 
@@ -73,6 +84,89 @@ class GatewayRequest(UnparsedRequest):
     _too_large = False
     _received = 0
     _head: list[tuple[bytes, bytes]] | None = None
+    #: Set by the resource that takes the head (L{head_received}): answers
+    #: C{status} at once, before the body is all read, and closes.
+    answer_early: Callable[[int], None] | None = None
+    #: Whether the head was routed and authorised before the body was read.
+    head_first = False
+    #: Whether the body waits for the resource (L{continue_body}).
+    holding = False
+    #: Whether the whole body has arrived.
+    body_complete = False
+    #: Whether the access phase waits for the body (a plugin reads it).
+    access_after_body = False
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        """
+        Twisted's, with the reason phrase of every registered status code
+        (Twisted's table lacks several, such as 422 and 451, and answers
+        them C{Unknown Status}), also for a service's own status.
+        """
+        super().setResponseCode(code, message if message is not None else reason_phrase(code))
+
+    @property
+    def body_pending(self) -> bool:
+        """
+        Whether the body has yet to be read (the head is being routed and
+        authorised): plugins that read the body in access declare
+        C{reads_body}, so that their access runs once it is here.
+        """
+        return self.head_first and not self.body_complete
+
+    def head_received(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        The head of a request with a body is whole (called by the channel
+        before any of the body is read): give it to the site's resource
+        (its C{head} method) to route and authorise, holding the body until
+        it calls L{continue_body}, or answers (L{answer_early}) and the
+        body is never read.
+        """
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path = path.split(b"?", 1)[0]
+        self.site = self.channel.site
+        self.prepath = []
+        self.postpath = []
+        head = getattr(self.site.resource, "head", None)
+        if head is None:
+            self.channel.release_body(self._expects_continue())
+            return
+        self.head_first = self.holding = True
+        self.channel.hold_body()
+        try:
+            head(self)
+        except BaseException:
+            self.processingFailed(Failure())
+
+    def _expects_continue(self) -> bool:
+        expect = self.requestHeaders.getRawHeaders(b"expect")
+        return bool(expect) and expect[0].lower() == b"100-continue" and self.clientproto == b"HTTP/1.1"
+
+    def continue_body(self) -> None:
+        """
+        The head passed: read the body (after C{100 Continue} if the client
+        waits for one); the request is processed once it is whole.
+        """
+        if not self.holding:
+            return
+        self.holding = False
+        if self.body_complete:
+            # It all came with the head.
+            self.channel.release_body(False, read=False)
+            self.process()
+            return
+        self.channel.release_body(self._expects_continue())
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.body_complete = True
+        if self.holding:
+            # The whole body came with the head, which is still being
+            # routed: processed by continue_body.
+            self.content.seek(0, 0)
+            self.args = {}
+            self.method, self.uri, self.clientproto = command, path, version
+            self.path = path.split(b"?", 1)[0]
+            return
+        super().requestReceived(command, path, version)
 
     def respond(self, status: int, head: Headers | list[tuple[bytes, bytes]]) -> None:
         """
@@ -158,6 +252,10 @@ class GatewayRequest(UnparsedRequest):
             self._too_large = True
             self.content.close()
             self.content = _Discard()
+            if self.answer_early is not None and not self.startedWriting and not self.finished:
+                # A chunked body that crossed the limit: answered now, the
+                # rest never read.
+                self.answer_early(413)
             return
         self.content.write(data)
 

@@ -33,7 +33,8 @@ class Snapshot:
 
     @classmethod
     def build(cls, data: ConfigurationData, plugins: Mapping[str, Any],
-              previous: "Snapshot | None" = None, missing_plugins: str = "refuse") -> "Snapshot":
+              previous: "Snapshot | None" = None, missing_plugins: str = "refuse",
+              regex_timeout: float | None = 0.005) -> "Snapshot":
         """
         Compile C{data} with the enabled C{plugins}.
 
@@ -44,6 +45,8 @@ class Snapshot:
             of a plugin not in C{plugins} applies to are answered 500) or
             C{"skip"} (they run without it); see
             L{echogate.proxy.runner.PluginIndex}.
+        @param regex_timeout: the time budget of one regex match in
+            routing, in seconds (C{regex_match_timeout}; C{None}: none).
         """
         from echogate.pdk.credentials import CredentialIndex
         from echogate.routing.router import Router
@@ -54,14 +57,15 @@ class Snapshot:
         return cls(
             version=data.version,
             router=Router.build(data.routes, services,
-                                previous=previous.router if previous is not None else None),
+                                previous=previous.router if previous is not None else None,
+                                regex_timeout=regex_timeout),
             plugins=index,
             rewrite_steps=index.global_steps.rewrite_steps,
             credentials=CredentialIndex.build(data),
         )
 
 
-def build_in_thread(reactor: Any) -> Callable[..., Deferred]:
+def build_in_thread(reactor: Any, regex_timeout: float | None = 0.005) -> Callable[..., Deferred]:
     """
     A C{build} for L{LiveConfiguration} that compiles snapshots in the
     reactor's thread pool. L{Snapshot.build} only reads its arguments and
@@ -74,7 +78,7 @@ def build_in_thread(reactor: Any) -> Callable[..., Deferred]:
     def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot | None = None,
               missing_plugins: str = "refuse") -> Deferred:
         return deferToThreadPool(reactor, reactor.getThreadPool(), Snapshot.build, data, plugins, previous,
-                                 missing_plugins)
+                                 missing_plugins, regex_timeout)
 
     return build
 

@@ -40,6 +40,8 @@ class StreamingGateway(typing.Protocol):
 
     def _report(self, failure: Failure) -> None: ...
 
+    def upstream_broke(self, request: Any, ctx: RequestContext, reason: Failure) -> None: ...
+
 
 class StreamedRequest(typing.Protocol):
     """
@@ -238,6 +240,7 @@ class BodyStreamer(Protocol):
             request.unregisterProducer()
         if not isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
             if not request._disconnected:
+                self._gateway.upstream_broke(request, self._ctx, reason)
                 request.loseConnection()
             self._gateway._log_phase(self._ctx)
             return

@@ -25,5 +25,28 @@ def failure_answer(value: BaseException, timed_out: bool) -> ProxyError:
     connection attempt), else 502.
     """
     if timed_out or isinstance(value, (ierror.TimeoutError, ierror.ConnectingCancelledError, CancelledError)):
-        return ProxyError(504, UPSTREAM_TIMEOUT)
-    return ProxyError(502, BAD_UPSTREAM)
+        answer = ProxyError(504, UPSTREAM_TIMEOUT)
+    else:
+        answer = ProxyError(502, BAD_UPSTREAM)
+    # What went wrong, for the gateway's error log.
+    answer.__cause__ = value
+    return answer
+
+
+def describe(value: BaseException | None, timed_out: bool = False) -> str:
+    """
+    A short reason for a failed upstream exchange, for the error log (as
+    nginx words its own: "connection refused", "timed out", ...).
+    """
+    if timed_out or isinstance(value, (ierror.TimeoutError, CancelledError, ierror.ConnectingCancelledError)):
+        return "timed out"
+    if value is None:
+        return "failed"
+    reasons = getattr(value, "reasons", None)
+    if reasons:
+        # Agent's ResponseFailed / RequestTransmissionFailed wrap Failures.
+        return "; ".join(describe(getattr(r, "value", r)) for r in reasons)
+    text = str(value).strip() or type(value).__name__
+    if isinstance(value, ierror.ConnectionRefusedError):
+        return "connection refused"
+    return text

@@ -69,10 +69,40 @@ class PDKRequestTests(SynchronousTestCase):
         The request body; reading it does not stop it from going upstream.
         """
         seen: list = []
-        harness = harness_of(make_plugin("p", access=capture(seen, lambda ctx: ctx.request.body())))
+        harness = harness_of(make_plugin("p", access=capture(seen, lambda ctx: ctx.request.body()),
+                                         reads_body=True))
         self.successResultOf(harness.request("POST", "/", body=b'{"a": 1}'))
         self.assertEqual(seen, [b'{"a": 1}'])
         self.assertEqual(harness.upstream_requests[0].body, b'{"a": 1}')
+
+    def test_bodyUndeclared(self) -> None:
+        """
+        A plugin that reads the body in access without declaring
+        C{reads_body} fails (500, naming the rule in the log) instead of
+        seeing a body that has not been read yet.
+        """
+        from echogate.errors import BodyNotRead
+
+        harness = harness_of(make_plugin("p", access=lambda self, ctx, config: ctx.request.body()))
+        response = self.successResultOf(harness.request("POST", "/", body=b'{"a": 1}'))
+        self.assertEqual(response.status, 500)
+        self.assertEqual(harness.upstream_requests, [])
+        self.assertEqual(len(self.flushLoggedErrors(BodyNotRead)), 1)
+
+    def test_bodyDeclaredPerConfig(self) -> None:
+        """
+        C{reads_body} may be a method of the config and the request: the
+        body is read first only when it says so.
+        """
+        seen: list = []
+        harness = harness_of(make_plugin("p", access=capture(seen, lambda ctx: ctx.request.body()),
+                                         reads_body=lambda self, config, request:
+                                         request.get_header("x-read") is not None))
+        self.successResultOf(harness.request("POST", "/", body=b"abc", headers={"X-Read": "1"}))
+        self.assertEqual(seen, [b"abc"])
+        response = self.successResultOf(harness.request("POST", "/", body=b"abc"))
+        self.assertEqual(response.status, 500)
+        self.flushLoggedErrors()
 
     def test_schemeAndPort(self) -> None:
         """

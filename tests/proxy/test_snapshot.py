@@ -140,14 +140,19 @@ class ThreadBuildTests(TestCase):
         threads: list[threading.Thread] = []
         original = Snapshot.build.__func__  # type: ignore[attr-defined]
 
+        budgets: list[float | None] = []
+
         def recording(cls: type, data: ConfigurationData, plugins: Mapping[str, Any],
-                      previous: Snapshot | None = None, missing_plugins: str = "refuse") -> Snapshot:
+                      previous: Snapshot | None = None, missing_plugins: str = "refuse",
+                      regex_timeout: float | None = 0.005) -> Snapshot:
             threads.append(threading.current_thread())
-            return original(cls, data, plugins, previous, missing_plugins)
+            budgets.append(regex_timeout)
+            return original(cls, data, plugins, previous, missing_plugins, regex_timeout)
 
         self.patch(Snapshot, "build", classmethod(recording))
-        snapshot = await build_in_thread(reactor)(_data(7, ("/x", "/y")), {})
+        snapshot = await build_in_thread(reactor, regex_timeout=0.25)(_data(7, ("/x", "/y")), {})
         self.assertEqual(len(threads), 1)
+        self.assertEqual(budgets, [0.25])
         self.assertIsNot(threads[0], threading.main_thread())
         self.assertEqual(snapshot.version, 7)
         self.assertEqual(len(snapshot.router), 2)
