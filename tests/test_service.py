@@ -401,3 +401,34 @@ class FatalStartTests(unittest.TestCase):
         self.assertEqual((service.exit_code, reactor.stopped), (1, 1))
         exit_on_failure(service)
         self.assertEqual(exits, [1])
+
+
+class EdgeWiringTests(unittest.TestCase):
+    """
+    The edge settings reach the proxy listener of a real node.
+    """
+
+    async def test_settingsReachTheSite(self) -> None:
+        """
+        Timeouts, head limits and connection caps are the settings'.
+        """
+        gw = await start_gateway(self, settings={
+            "keepalive_timeout": "7", "client_header_timeout": "3", "client_body_timeout": "4",
+            "send_timeout": "5", "max_request_line": "2k", "max_header_line": "3k", "max_headers": "40",
+            "max_connections": "123", "max_connections_per_ip": "9"})
+        site = gw.service.proxy_site
+        self.assertEqual(site.timeOut, 7)
+        limits = site.head_limits
+        self.assertEqual((limits.header_timeout, limits.body_timeout, limits.send_timeout), (3, 4, 5))
+        self.assertEqual((limits.request_line, limits.header_line, limits.headers), (2048, 3072, 40))
+        self.assertEqual((site.max_connections, site.max_connections_per_ip), (123, 9))
+
+    async def test_automaticConnectionCap(self) -> None:
+        """
+        max_connections = auto gives the site the descriptor-derived cap.
+        """
+        from echogate.settings import connection_limit
+
+        gw = await start_gateway(self)
+        self.assertEqual(gw.service.proxy_site.max_connections, connection_limit())
+
