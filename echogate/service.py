@@ -183,7 +183,7 @@ class GatewayService(MultiService):
             server_names=self.settings.admin_server_names,
         )
         if not self.is_worker:
-            from echogate.admin.guard import exposure_warnings
+            from echogate.settings import exposure_warnings
 
             for warning in exposure_warnings(self.settings.admin_listen, self.settings.admin_token):
                 _log.warn("{admin_exposed}", admin_exposed=warning)

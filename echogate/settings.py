@@ -9,7 +9,7 @@ import ipaddress
 import os
 import re
 import socket
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -283,24 +283,22 @@ def _bounded_size(key: str, value: str) -> int:
     return size
 
 
-def _non_negative(key: str, value: str) -> float:
+def _number(key: str, value: str, zero_allowed: bool) -> float:
     try:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{key}: {value!r} is not a number")
-    if number < 0:
-        raise ConfigError(f"{key}: must be 0 or more")
+    if number < 0 or (number == 0 and not zero_allowed):
+        raise ConfigError(f"{key}: must be 0 or more" if zero_allowed else f"{key}: must be greater than 0")
     return number
+
+
+def _non_negative(key: str, value: str) -> float:
+    return _number(key, value, True)
 
 
 def _positive(key: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{key}: {value!r} is not a number")
-    if number <= 0:
-        raise ConfigError(f"{key}: must be greater than 0")
-    return number
+    return _number(key, value, False)
 
 
 #: Descriptors kept back from client connections, for upstream sockets, the
@@ -467,21 +465,7 @@ def parse_tcp(description: str) -> tuple[int, str, int, int]:
     @raise ConfigError: another kind of endpoint (only TCP listeners can
         be shared by workers).
     """
-    parts: list[str] = []
-    current = ""
-    escaped = False
-    for char in description:
-        if escaped:
-            current += char
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
+    parts = endpoint_parts(description)
     kind = parts[0].lower()
     if kind not in ("tcp", "tcp6") or len(parts) < 2:
         raise ConfigError(f"workers: {description!r} is not a tcp: endpoint; --workers shares TCP listeners only")
@@ -504,3 +488,62 @@ def parse_tcp(description: str) -> tuple[int, str, int, int]:
     except ValueError:
         raise ConfigError(f"workers: {description!r} has no port")
     return family, interface, port, backlog
+
+
+def endpoint_parts(description: str) -> list[str]:
+    """
+    An endpoint string's colon-separated parts, with backslash escapes
+    (C{tcp6:8001:interface=\\:\\:1}) undone.
+    """
+    parts: list[str] = []
+    current = ""
+    escaped = False
+    for char in description:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+def _on_loopback(description: str) -> bool:
+    """
+    Whether the server endpoint C{description} listens only on a loopback
+    interface (or on a UNIX socket). TCP and TLS endpoints without an
+    C{interface} listen on every interface; endpoints of other kinds are
+    not judged.
+    """
+    parts = endpoint_parts(description)
+    kind = parts[0].strip().lower()
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return True
+    options = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    interface = options.get("interface", "").strip().strip("[]")
+    if interface.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warnings(listen: Sequence[str], token: str) -> list[str]:
+    """
+    The warnings to log at start-up: one for each C{admin_listen} endpoint
+    that is not on a loopback interface while no C{admin_token} is set.
+    """
+    if token:
+        return []
+    return [
+        f"The Admin API listens on {description!r}, which is not a loopback interface, "
+        "and admin_token is not set: anyone who can reach it can change the configuration. "
+        "Set admin_token, or listen on 127.0.0.1."
+        for description in listen if not _on_loopback(description)
+    ]

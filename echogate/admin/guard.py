@@ -42,8 +42,7 @@ from twisted.web.resource import IResource, Resource
 
 from echogate.admin.responses import json_response
 
-__all__ = ["AdminGuard", "UNAUTHORIZED", "FORBIDDEN_ORIGIN", "MISDIRECTED", "BAD_PATH",
-           "exposure_warnings"]
+__all__ = ["AdminGuard", "UNAUTHORIZED", "FORBIDDEN_ORIGIN", "MISDIRECTED", "BAD_PATH"]
 
 UNAUTHORIZED = {"message": "Unauthorized"}
 FORBIDDEN_ORIGIN = {"message": "Cross-origin requests that change the configuration are refused"}
@@ -193,55 +192,3 @@ class AdminGuard(Resource):
             return False
         port = origin_port if origin_port is not None else _default_port(secure)
         return (origin_host[0], port) == host
-
-
-def _endpoint_parts(description: str) -> list[str]:
-    parts, current, escaped = [], "", False
-    for char in description:
-        if escaped:
-            current, escaped = current + char, False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return parts
-
-
-def _on_loopback(description: str) -> bool:
-    """
-    Whether the server endpoint C{description} listens only on a loopback
-    interface (or on a UNIX socket). TCP and TLS endpoints without an
-    C{interface} listen on every interface; endpoints of other kinds are
-    not judged.
-    """
-    parts = _endpoint_parts(description)
-    kind = parts[0].strip().lower()
-    if kind not in ("tcp", "tcp6", "ssl"):
-        return True
-    options = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
-    interface = options.get("interface", "").strip().strip("[]")
-    if interface.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(interface).is_loopback
-    except ValueError:
-        return False
-
-
-def exposure_warnings(listen: Sequence[str], token: str) -> list[str]:
-    """
-    The warnings to log at start-up: one for each C{admin_listen} endpoint
-    that is not on a loopback interface while no C{admin_token} is set.
-    """
-    if token:
-        return []
-    return [
-        f"The Admin API listens on {description!r}, which is not a loopback interface, "
-        "and admin_token is not set: anyone who can reach it can change the configuration. "
-        "Set admin_token, or listen on 127.0.0.1."
-        for description in listen if not _on_loopback(description)
-    ]

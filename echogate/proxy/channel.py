@@ -49,6 +49,9 @@ class HeadLimits:
 
 DEFAULT_LIMITS = HeadLimits()
 
+#: No head check worked out yet (see GatewayChannel._checked).
+_UNCHECKED = object()
+
 #: A chunk size beyond this (nginx's off_t) is refused: 17 hex digits.
 _MAX_CHUNK = 2**63 - 1
 #: The Host header: a reg-name, IPv4 or bracketed IPv6 literal, and an
@@ -108,12 +111,46 @@ def head_error(request: Any, version: bytes) -> int | None:
     return None
 
 
+def simple_head_error(method: bytes, version: bytes, headers: list[tuple[bytes, bytes]]) -> int | None:
+    """
+    L{head_error} for a head L{simple_head} took, from its header lines
+    (it has no Content-Length or Transfer-Encoding): only Host and TRACE
+    are left to check.
+    """
+    hosts = [value for name, value in headers if name.lower() == b"host"]
+    if not hosts:
+        if version == b"HTTP/1.1":
+            return 400
+    elif len(hosts) > 1:
+        return 400
+    else:
+        host = hosts[0].strip(b" \t")
+        valid = _VALID_HOSTS.get(host)
+        if not (valid if valid is not None else _valid_host(host)):
+            return 400
+    if method == b"TRACE":
+        return 405
+    return None
+
+
+#: Host values seen valid lately: most requests repeat a few.
+_VALID_HOSTS: dict[bytes, bool] = {}
+
+
 def _valid_host(value: bytes) -> bool:
+    known = _VALID_HOSTS.get(value)
+    if known is not None:
+        return known
     match = _HOST.fullmatch(value)
     if match is None or not value or value.startswith(b":"):
-        return False
-    port = match.group(1)
-    return port is None or (port != b"" and int(port) <= 65535)
+        valid = False
+    else:
+        port = match.group(1)
+        valid = port is None or (port != b"" and int(port) <= 65535)
+    if len(_VALID_HOSTS) >= 1024:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS[value] = valid
+    return valid
 
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -197,6 +234,8 @@ class GatewayChannel(http.HTTPChannel):
     _send_call: Any = None
     _held = False
     _refused = False
+    #: L{head_error} of a head taken in one step, worked out from its lines.
+    _checked: Any = _UNCHECKED
     #: Twisted's own bound on the whole head; the site's limits apply per
     #: line and per header count, and this stays a backstop.
     totalHeadersSize = 1024 * 1024
@@ -358,7 +397,11 @@ class GatewayChannel(http.HTTPChannel):
             call.cancel()
         request = self.requests[-1]
         request.method = self._command
-        status = head_error(request, self._version)
+        status = self._checked
+        if status is _UNCHECKED:
+            status = head_error(request, self._version)
+        else:
+            self._checked = _UNCHECKED
         if status is not None:
             self.refuse(status)
             return
@@ -421,24 +464,21 @@ class GatewayChannel(http.HTTPChannel):
         self._cancel_timers()
         self._held = False
 
-    def allContentReceived(self) -> None:
+    def _finishRequestBody(self, data: bytes) -> None:
+        # The body's end (HTTPChannel's decoders call this; bodiless
+        # requests go straight to allContentReceived, untouched, which
+        # keeps them cheap).
         self._body_done()
         request = self.requests[-1] if self.requests else None
         if request is None or request.finished or self._refused:
             # Answered (and closing) before its body was all read.
             return
-        super().allContentReceived()
+        http.HTTPChannel._finishRequestBody(self, data)
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
         if self.line_mode:
-            seen = self._buffer[-1:] + data if self._buffer else data
-            if seen.count(b"\n") != seen.count(b"\r\n"):
-                # A line ended by a bare LF: HTTPChannel would wait for a
-                # CRLF that never comes.
-                self.refuse(400)
-                return
             # Between requests: no request being read or in hand, and no
             # partial line kept. (HTTPChannel leaves line mode from the end
             # of a head until its request is done, and for good after a
@@ -454,10 +494,18 @@ class GatewayChannel(http.HTTPChannel):
                     for name, value in headers:
                         add(name, value.strip(b" \t"))
                     self._command, self._path, self._version = method, target, version
+                    self._checked = simple_head_error(method, version, headers)
                     self.allHeadersReceived()
                     if not self._refused:
                         self.allContentReceived()
                     return
+            seen = self._buffer[-1:] + data if self._buffer else data
+            if seen.count(b"\n") != seen.count(b"\r\n"):
+                # A line ended by a bare LF (never on the one-step path,
+                # which takes CRLF lines only): HTTPChannel would wait for
+                # a CRLF that never comes.
+                self.refuse(400)
+                return
         super().dataReceived(data)
         if self.line_mode and self._head_call is None and not self._refused and (self._buffer or self.requests):
             # Part of a head: the whole of it must come within

@@ -287,8 +287,10 @@ class Gateway:
             pending = run_steps(plan, lambda s: self._access(ctx, s), lambda: ctx.exit is not None)
         if pending is not None:
             self._then(pending, request, ctx, self._after_access)
+        elif request.holding:
+            self._after_access(request, ctx)
         else:
-            self._after_access(request, ctx)  # _route's caller handles what it raises
+            self._proxy(request, ctx)  # _route's caller handles what it raises
 
     def _after_access(self, request: GatewayRequest, ctx: RequestContext) -> None:
         if request.holding and ctx.exit is None:

@@ -102,7 +102,7 @@ class GatewayRequest(UnparsedRequest):
         (Twisted's table lacks several, such as 422 and 451, and answers
         them C{Unknown Status}), also for a service's own status.
         """
-        super().setResponseCode(code, message if message is not None else reason_phrase(code))
+        server.Request.setResponseCode(self, code, message if message is not None else reason_phrase(code))
 
     @property
     def body_pending(self) -> bool:
@@ -157,6 +157,12 @@ class GatewayRequest(UnparsedRequest):
         self.channel.release_body(self._expects_continue())
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self.head_first:
+            if self.channel._refused:
+                # Refused on its head (the channel answered and is closing).
+                return
+            UnparsedRequest.requestReceived(self, command, path, version)
+            return
         self.body_complete = True
         if self.holding:
             # The whole body came with the head, which is still being
@@ -166,7 +172,7 @@ class GatewayRequest(UnparsedRequest):
             self.method, self.uri, self.clientproto = command, path, version
             self.path = path.split(b"?", 1)[0]
             return
-        super().requestReceived(command, path, version)
+        UnparsedRequest.requestReceived(self, command, path, version)
 
     def respond(self, status: int, head: Headers | list[tuple[bytes, bytes]]) -> None:
         """
@@ -180,7 +186,11 @@ class GatewayRequest(UnparsedRequest):
         response: chunked for HTTP/1.1 when it has no Content-Length, no
         body for C{HEAD}, 204 and 304. A L{Headers} is written by Twisted.
         """
-        self.setResponseCode(status)
+        # (setResponseCode's work, inline: this runs for every response)
+        if not isinstance(status, int):
+            raise TypeError(f"HTTP response code must be int, not {type(status).__name__}")
+        self.code = status
+        self.code_message = _PHRASES.get(status, b"Unknown Status")
         if isinstance(head, Headers):
             for name, values in self.responseHeaders.getAllRawHeaders():
                 if not head.hasHeader(name):

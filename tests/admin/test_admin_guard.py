@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
 from echogate.admin import AdminAPI
-from echogate.admin.guard import exposure_warnings
+from echogate.settings import exposure_warnings
 from tests.admin.test_admin import NODE, NOW, PLUGINS, ids
 from tests.storefake import MemoryStore
 
