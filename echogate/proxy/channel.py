@@ -111,20 +111,23 @@ def head_error(request: Any, version: bytes) -> int | None:
     return None
 
 
-def simple_head_error(method: bytes, version: bytes, headers: list[tuple[bytes, bytes]]) -> int | None:
+def simple_head_error(method: bytes, version: bytes, data: bytes) -> int | None:
     """
-    L{head_error} for a head L{simple_head} took, from its header lines
-    (it has no Content-Length or Transfer-Encoding): only Host and TRACE
-    are left to check.
+    L{head_error} for a whole head L{simple_head} took (C{data}, which has
+    no Content-Length or Transfer-Encoding and only CRLF lines of token
+    names): only Host and TRACE are left to check, found by searching the
+    bytes once rather than line by line.
     """
-    hosts = [value for name, value in headers if name.lower() == b"host"]
-    if not hosts:
+    lowered = data.lower()
+    hosts = lowered.count(b"\r\nhost:")
+    if hosts == 0:
         if version == b"HTTP/1.1":
             return 400
-    elif len(hosts) > 1:
+    elif hosts > 1:
         return 400
     else:
-        host = hosts[0].strip(b" \t")
+        start = lowered.index(b"\r\nhost:") + 7
+        host = data[start:data.index(b"\r\n", start)].strip(b" \t")
         valid = _VALID_HOSTS.get(host)
         if not (valid if valid is not None else _valid_host(host)):
             return 400
@@ -405,7 +408,9 @@ class GatewayChannel(http.HTTPChannel):
         if status is not None:
             self.refuse(status)
             return
-        request.parseCookies()
+        # (No parseCookies, which HTTPChannel calls for every request: the
+        # proxy passes Cookie headers on, and plugins read them through the
+        # PDK; Twisted's parsed received_cookies stays empty.)
         self.persistent = self.checkPersistence(request, self._version)
         request.gotLength(self.length)
         if self.length != 0:
@@ -494,7 +499,7 @@ class GatewayChannel(http.HTTPChannel):
                     for name, value in headers:
                         add(name, value.strip(b" \t"))
                     self._command, self._path, self._version = method, target, version
-                    self._checked = simple_head_error(method, version, headers)
+                    self._checked = simple_head_error(method, version, data)
                     self.allHeadersReceived()
                     if not self._refused:
                         self.allContentReceived()
