@@ -48,6 +48,9 @@ DEFAULTS: dict[str, str] = {
     "shutdown_timeout": "10",
     "admin_token": "",
     "admin_server_names": "",
+    "real_ip_header": "X-Real-IP",
+    "real_ip_recursive": "off",
+    "headers_with_underscores": "drop",
 }
 
 HELP: dict[str, str] = {
@@ -84,6 +87,12 @@ HELP: dict[str, str] = {
     "shutdown_timeout": "Seconds in-flight requests may take to finish once the node is told to stop.",
     "admin_token": "A bearer token every Admin API request must carry; empty for none.",
     "admin_server_names": "Host names the Admin API answers to besides its listener's address, comma-separated.",
+    "real_ip_header": "The header a trusted_ips peer names the client in (nginx's real_ip_header): a header name "
+                      "such as X-Real-IP or X-Forwarded-For.",
+    "real_ip_recursive": "'on': with X-Forwarded-For, the client is the last address not in trusted_ips; "
+                         "'off': the last address (nginx's real_ip_recursive).",
+    "headers_with_underscores": "Request headers whose names contain '_': 'drop' them, 'reject' the request (400), "
+                                "or 'allow' them.",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -184,6 +193,9 @@ class Settings:
     shutdown_timeout: float = 10.0
     admin_token: str = attrs.field(default="", repr=False)
     admin_server_names: tuple[str, ...] = ()
+    real_ip_header: str = "x-real-ip"
+    real_ip_recursive: bool = False
+    headers_with_underscores: str = "drop"
 
     def public(self) -> dict[str, Any]:
         """
@@ -221,6 +233,9 @@ class Settings:
             "shutdown_timeout": self.shutdown_timeout,
             "admin_token": "***" if self.admin_token else None,
             "admin_server_names": list(self.admin_server_names),
+            "real_ip_header": self.real_ip_header,
+            "real_ip_recursive": self.real_ip_recursive,
+            "headers_with_underscores": self.headers_with_underscores,
         }
 
 
@@ -338,6 +353,13 @@ def _one_of(key: str, value: str, choices: tuple[str, ...]) -> str:
     return chosen
 
 
+def _header_name(key: str, value: str) -> str:
+    name = value.strip().lower()
+    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9a-z]+", name):
+        raise ConfigError(f"{key}: {value!r} is not a header name")
+    return name
+
+
 def _server_names(value: str) -> tuple[str, ...]:
     names = tuple(name.lower() for name in _split(value))
     for name in names:
@@ -428,6 +450,10 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         shutdown_timeout=_non_negative("shutdown_timeout", raw["shutdown_timeout"]),
         admin_token=raw["admin_token"].strip(),
         admin_server_names=_server_names(raw["admin_server_names"]),
+        real_ip_header=_header_name("real_ip_header", raw["real_ip_header"]),
+        real_ip_recursive=_one_of("real_ip_recursive", raw["real_ip_recursive"], ("on", "off")) == "on",
+        headers_with_underscores=_one_of("headers_with_underscores", raw["headers_with_underscores"],
+                                         ("drop", "reject", "allow")),
     )
 
 

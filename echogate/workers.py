@@ -109,6 +109,9 @@ class WorkerPool:
             "ECHOGATE_REGEX_MATCH_TIMEOUT": repr(s.regex_match_timeout * 1000.0),
             "ECHOGATE_MISSING_PLUGINS": s.missing_plugins,
             "ECHOGATE_SHUTDOWN_TIMEOUT": str(s.shutdown_timeout),
+            "ECHOGATE_REAL_IP_HEADER": s.real_ip_header,
+            "ECHOGATE_REAL_IP_RECURSIVE": "on" if s.real_ip_recursive else "off",
+            "ECHOGATE_HEADERS_WITH_UNDERSCORES": s.headers_with_underscores,
             WORKER_OF: str(os.getpid()),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         })

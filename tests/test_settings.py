@@ -115,7 +115,8 @@ class ResolveTests(SynchronousTestCase):
                 "send_timeout": "9", "keepalive_timeout": "11", "max_connections": "300",
                 "max_connections_per_ip": "12", "max_request_line": "4k", "max_header_line": "2k",
                 "max_headers": "50", "regex_match_timeout": "20", "missing_plugins": "skip",
-                "shutdown_timeout": "0", "admin_token": "s3cret", "admin_server_names": "Admin.Example,gw:8001"
+                "shutdown_timeout": "0", "admin_token": "s3cret", "admin_server_names": "Admin.Example,gw:8001",
+                "real_ip_header": "X-Forwarded-For", "real_ip_recursive": "on", "headers_with_underscores": "reject",
                 }.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
@@ -138,6 +139,8 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual(settings.shutdown_timeout, 0)
         self.assertEqual(settings.admin_token, "s3cret")
         self.assertEqual(settings.admin_server_names, ("admin.example", "gw:8001"))
+        self.assertEqual((settings.real_ip_header, settings.real_ip_recursive, settings.headers_with_underscores),
+                         ("x-forwarded-for", True, "reject"))
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
 
@@ -170,6 +173,10 @@ class ResolveTests(SynchronousTestCase):
             "missing_plugins": ("ignore", "missing_plugins: expected 'refuse' or 'skip', got 'ignore'"),
             "shutdown_timeout": ("-1", "shutdown_timeout: must be 0 or more"),
             "admin_server_names": ("a b", "admin_server_names: 'a b' is not a host name"),
+            "real_ip_header": ("X Real", "real_ip_header: 'X Real' is not a header name"),
+            "real_ip_recursive": ("yes", "real_ip_recursive: expected 'on' or 'off', got 'yes'"),
+            "headers_with_underscores": ("keep", "headers_with_underscores: expected 'drop' or 'reject' or 'allow',"
+                                                 " got 'keep'"),
         }
         for key, (value, message) in cases.items():
             with self.assertRaises(ConfigError) as caught:
