@@ -150,6 +150,9 @@ class GatewayService(MultiService):
             upstream=self.upstream,
             trusted=TrustedNetworks(self.settings.trusted_ips),
             counters=self.counters,
+            real_ip_header=self.settings.real_ip_header,
+            real_ip_recursive=self.settings.real_ip_recursive,
+            underscores=self.settings.headers_with_underscores,
         )
         self.proxy_site = GatewaySite(
             GatewayResource(self.gateway),
@@ -168,6 +171,7 @@ class GatewayService(MultiService):
             header_timeout=self.settings.client_header_timeout,
             body_timeout=self.settings.client_body_timeout,
             send_timeout=self.settings.send_timeout,
+            reject_underscores=self.settings.headers_with_underscores == "reject",
         )
         self.proxy_site.noisy = False
         self.admin = AdminAPI(

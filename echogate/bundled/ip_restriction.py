@@ -71,7 +71,7 @@ class AddressSet:
         addresses = set()
         networks = []
         for entry in entries:
-            network = parse_ip_or_cidr(entry)
+            network = _ipv4_form(parse_ip_or_cidr(entry))
             if network.num_addresses == 1:
                 addresses.add(network.network_address)
             else:
@@ -82,6 +82,21 @@ class AddressSet:
         if address in self.addresses:
             return True
         return any(address.version == n.version and address in n for n in self.networks)
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _ipv4_form(network: Network) -> Network:
+    """
+    An IPv4-mapped IPv6 entry (C{::ffff:10.0.0.1}, C{::ffff:10.0.0.0/104})
+    as the IPv4 one: clients are matched in their IPv4 form, so both
+    spellings in a config match the same clients.
+    """
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96 and network.subnet_of(_MAPPED):
+        first = network.network_address.ipv4_mapped
+        return ipaddress.IPv4Network(f"{first}/{network.prefixlen - 96}")
+    return network
 
 
 @functools.lru_cache(maxsize=512)

@@ -37,6 +37,8 @@ class HeadLimits:
         (later: 408).
     @ivar send_timeout: seconds a client may leave the response unread
         while the gateway has more to send (later: the connection is cut).
+    @ivar reject_underscores: answer 400 to a head with a header name
+        holding C{_} (C{headers_with_underscores = reject}).
     """
 
     request_line: int = 8192
@@ -45,6 +47,7 @@ class HeadLimits:
     header_timeout: float = 60.0
     body_timeout: float = 60.0
     send_timeout: float = 60.0
+    reject_underscores: bool = False
 
 
 DEFAULT_LIMITS = HeadLimits()
@@ -405,6 +408,9 @@ class GatewayChannel(http.HTTPChannel):
             status = head_error(request, self._version)
         else:
             self._checked = _UNCHECKED
+        if status is None and self._limits.reject_underscores and any(
+                b"_" in name for name, _ in request.requestHeaders.getAllRawHeaders()):
+            status = 400
         if status is not None:
             self.refuse(status)
             return

@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
+from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
 from echogate._version import __version__
 from echogate.upstream.hop_by_hop import HOP_BY_HOP, listed_names
 
 VIA = f"1.1 echogate/{__version__}".encode()
+_log = Logger(namespace="echogate.proxy")
 
 _REPLACED_UP = frozenset(
     (b"x-real-ip", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
@@ -64,10 +66,31 @@ def host_header(service: dict) -> bytes:
 
 # Request headers the gateway writes itself, replacing the client's.
 _SET_UP = frozenset((b"host", b"x-real-ip", b"x-forwarded-for", b"via"))
+#: The identity headers the auth plugins set for the service: a client's
+#: own copies never reach it, on any route, whether or not an auth plugin
+#: runs (a service behind echogate may believe these; see
+#: docs/consumers.md).
+IDENTITY_HEADERS = frozenset((
+    b"x-consumer-id", b"x-consumer-custom-id", b"x-consumer-username", b"x-consumer-groups",
+    b"x-credential-identifier", b"x-credential-username", b"x-anonymous-consumer", b"x-anonymous-groups",
+    b"x-authenticated-groups", b"x-authenticated-scope", b"x-authenticated-userid",
+))
 # Proxy: httpoxy (CVE-2016-5385); a CGI-style service would take it for
 # its outbound proxy (HTTP_PROXY). Kong clears it too.
-_DROPPED_UP = HOP_BY_HOP | {b"content-length", b"proxy"} | _SET_UP
+_DROPPED_UP = HOP_BY_HOP | {b"content-length", b"proxy"} | _SET_UP | IDENTITY_HEADERS
 _DROPPED_UP_UNTRUSTED = _DROPPED_UP | _REPLACED_UP
+
+
+_said: list[bool] = []
+
+
+def _said_underscores() -> None:
+    # Once per process: which headers are dropped is the setting's rule,
+    # not news for every request.
+    if not _said:
+        _said.append(True)
+        _log.info("dropping request headers whose names contain '_' before they reach services"
+                  " (headers_with_underscores = drop; 'reject' or 'allow' to change)")
 
 
 def _one_line(value: bytes) -> bytes:
@@ -89,12 +112,17 @@ def upstream_headers(
     listener_port: int,
     path: str,
     stripped: str,
+    underscores: bool = False,
 ) -> list[tuple[bytes, bytes]]:
     """
     The header lines sent upstream, as Kong sends them: the client's
-    end-to-end headers (in order, repeated ones kept), Host per
+    end-to-end headers (in order, repeated ones kept) but for the identity
+    headers the gateway sets itself (L{IDENTITY_HEADERS}), Host per
     C{preserve_host}, X-Real-IP, X-Forwarded-*, Via.
 
+    @param underscores: whether headers whose names contain C{_} pass
+        (C{headers_with_underscores = allow}); else they are dropped, since
+        CGI and WSGI services merge C{X_Consumer_ID} with C{X-Consumer-ID}.
     @return: C{(name, value)} pairs, ready for the wire.
     """
     connection = request_headers.getRawHeaders(b"connection")
@@ -116,6 +144,9 @@ def upstream_headers(
                 forwarded_for = values
             elif lower == b"via":
                 via = values
+            continue
+        if b"_" in lower and not underscores:
+            _said_underscores()
             continue
         if peer_trusted:
             kept.add(lower)  # type: ignore[union-attr]
@@ -147,4 +178,4 @@ def upstream_headers(
     return pairs
 
 
-__all__ = ["VIA", "TrustedNetworks", "host_header", "upstream_headers"]
+__all__ = ["VIA", "IDENTITY_HEADERS", "TrustedNetworks", "host_header", "upstream_headers"]

@@ -10,6 +10,7 @@ once the response is finished or the client went away.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import partial
 from typing import Any, Callable, Mapping
@@ -35,6 +36,29 @@ from echogate.upstream.failures import describe
 from echogate.upstream.hop_by_hop import copy_end_to_end
 
 _log = Logger(namespace="echogate.proxy")
+
+def _ipv4_form(address: str) -> str:
+    """
+    An IPv4-mapped IPv6 address (C{::ffff:10.0.0.1}) in its IPv4 form.
+    """
+    return address[7:] if address.startswith("::ffff:") and "." in address else address
+
+
+def _valid_address(text: str | None) -> str | None:
+    """
+    C{text} as an IP address (IPv4 form for a mapped one), or C{None} when
+    it is not one: a header's garbage never becomes the client address.
+    """
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
 
 def close_after(headers: Mapping[str, str]) -> bool:
     """
@@ -97,7 +121,9 @@ class Gateway:
     """
 
     def __init__(self, *, clock: Any, snapshot: Callable[[], Any], upstream: UpstreamClient,
-                 trusted: TrustedNetworks | None = None, counters: Counters | None = None):
+                 trusted: TrustedNetworks | None = None, counters: Counters | None = None,
+                 real_ip_header: str = "x-real-ip", real_ip_recursive: bool = False,
+                 underscores: str = "drop"):
         self._clock = clock
         self._snapshot = snapshot
         self._upstream = upstream
@@ -105,25 +131,41 @@ class Gateway:
         # else its Deferred one: a Deferred per request costs several calls.
         self._send = getattr(upstream, "send", None) or partial(send_with_request, upstream)
         self._trusted = trusted or TrustedNetworks()
+        self._real_ip_header = real_ip_header.lower().encode("ascii")
+        self._real_ip_recursive = real_ip_recursive
+        self._underscores = underscores
         self.counters = counters or Counters()
 
     # -- request start ---------------------------------------------------
 
     def _client_ip(self, request: GatewayRequest, peer: str) -> tuple[str, bool]:
+        """
+        The client's address and whether the peer is trusted: the peer's
+        own, or, from a C{trusted_ips} peer, the one its C{real_ip_header}
+        names (nginx's realip module: with C{real_ip_recursive}, the last
+        address of the list that is not trusted; without, the last one). An
+        IPv4-mapped IPv6 address is given in its IPv4 form, once, here:
+        every plugin, log and header sees the same spelling.
+        """
+        if peer.startswith("::ffff:") and "." in peer:
+            peer = peer[7:]
         trusted = self._trusted.trusts(peer)
-        if trusted:
-            real = request.requestHeaders.getRawHeaders(b"x-real-ip")
-            if real:
-                return real[0].decode("latin-1").strip(), True
-            xff = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
-            if xff:
-                hops = [h.strip() for h in b",".join(xff).decode("latin-1").split(",") if h.strip()]
-                for hop in reversed(hops):
-                    if not self._trusted.trusts(hop):
-                        return hop, True
-                if hops:
-                    return hops[0], True
-        return peer, trusted
+        if not trusted:
+            return peer, False
+        values = request.requestHeaders.getRawHeaders(self._real_ip_header)
+        if not values:
+            return peer, True
+        hops = [h.strip() for h in b",".join(values).decode("latin-1").split(",") if h.strip()]
+        chosen = None
+        if self._real_ip_recursive:
+            for hop in reversed(hops):
+                chosen = hop
+                if not self._trusted.trusts(_ipv4_form(hop)):
+                    break
+        elif hops:
+            chosen = hops[-1]
+        address = _valid_address(chosen)
+        return (address, True) if address is not None else (peer, True)
 
     def head(self, request: GatewayRequest) -> None:
         """
@@ -262,6 +304,7 @@ class Gateway:
                 listener_port=request.getHost().port,
                 path=ctx.request.path,
                 stripped=match.removed_prefix,
+                underscores=self._underscores == "allow",
             ),
             match.upstream_path,
             ctx.request.query,

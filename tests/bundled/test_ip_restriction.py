@@ -214,15 +214,73 @@ class TrustedEndToEndTests(AuthTestCase):
 
     async def test_forwardedAddress(self) -> None:
         """
-        From a trusted peer, the address in X-Real-IP or X-Forwarded-For is
-        the client's.
+        From a trusted peer, the address in real_ip_header (X-Real-IP by
+        default, as Kong) is the client's; X-Forwarded-For is not read.
         """
         await self.plugin("ip-restriction", {"allow": ["10.0.0.0/8"], "deny": ["10.6.6.6"]})
-        self.assertEqual((await self.call(headers={"X-Forwarded-For": "10.1.1.1"})).code, 200)
         self.assertEqual((await self.call(headers={"X-Real-IP": "10.1.1.1"})).code, 200)
-        self.assertRefused(await self.call(headers={"X-Forwarded-For": "10.6.6.6"}), 403,
+        self.assertRefused(await self.call(headers={"X-Real-IP": "10.6.6.6"}), 403,
                            {"message": "IP address not allowed: 10.6.6.6"})
+        self.assertRefused(await self.call(headers={"X-Forwarded-For": "10.1.1.1"}), 403,
+                           {"message": "IP address not allowed: 127.0.0.1"})
         self.assertRefused(await self.call(), 403, {"message": "IP address not allowed: 127.0.0.1"})
+
+    async def test_garbageIgnored(self) -> None:
+        """
+        A real_ip_header value that is not an address leaves the client at
+        the peer's address.
+        """
+        await self.plugin("ip-restriction", {"allow": ["10.0.0.0/8"]})
+        self.assertRefused(await self.call(headers={"X-Real-IP": "10.1.1.1 or 1=1"}), 403,
+                           {"message": "IP address not allowed: 127.0.0.1"})
+
+
+class ForwardedForEndToEndTests(AuthTestCase):
+    """
+    A trusted load balancer that appends to X-Forwarded-For
+    (real_ip_header = X-Forwarded-For, real_ip_recursive = on): a
+    client-sent X-Real-IP no longer names the client (it opened allow
+    lists: the LB passes it through untouched).
+    """
+
+    settings = {"trusted_ips": "127.0.0.1", "real_ip_header": "X-Forwarded-For", "real_ip_recursive": "on"}
+
+    async def test_realIpHeaderIgnored(self) -> None:
+        """
+        An attacker's own X-Real-IP, next to the X-Forwarded-For the load
+        balancer wrote, does not open the allow list.
+        """
+        await self.plugin("ip-restriction", {"allow": ["10.0.0.0/8"]})
+        self.assertRefused(await self.call(headers={"X-Real-IP": "10.1.1.1", "X-Forwarded-For": "203.0.113.9"}),
+                           403, {"message": "IP address not allowed: 203.0.113.9"})
+
+    async def test_lastUntrusted(self) -> None:
+        """
+        Recursive: trusted hops at the end of the list are skipped; what
+        the client wrote at its start is not believed.
+        """
+        await self.plugin("ip-restriction", {"allow": ["10.0.0.0/8"]})
+        self.assertEqual((await self.call(headers={"X-Forwarded-For": "203.0.113.9, 10.1.1.1, 127.0.0.1"})).code,
+                         200)
+        self.assertRefused(await self.call(headers={"X-Forwarded-For": "10.1.1.1, 203.0.113.9"}), 403,
+                           {"message": "IP address not allowed: 203.0.113.9"})
+
+
+class NotRecursiveEndToEndTests(AuthTestCase):
+    """
+    real_ip_recursive = off: the last address of the list, trusted or not.
+    """
+
+    settings = {"trusted_ips": "127.0.0.1", "real_ip_header": "X-Forwarded-For"}
+
+    async def test_lastAddress(self) -> None:
+        """
+        The last hop is the client even when it is a trusted address.
+        """
+        await self.plugin("ip-restriction", {"allow": ["10.0.0.0/8"]})
+        self.assertRefused(await self.call(headers={"X-Forwarded-For": "10.1.1.1, 127.0.0.1"}), 403,
+                           {"message": "IP address not allowed: 127.0.0.1"})
+        self.assertEqual((await self.call(headers={"X-Forwarded-For": "203.0.113.9, 10.1.1.1"})).code, 200)
 
 
 class OtherTrustedEndToEndTests(AuthTestCase):
