@@ -16,7 +16,9 @@ C{"Invalid algorithm"}, C{"Invalid signature"}, ...) or, for claims, a body
 naming them (C{{"exp": "token expired"}}).
 
 Time (C{exp}, C{nbf}, C{maximum_expiration}) is the request's arrival on
-the gateway's clock (C{ctx.started}).
+the gateway's clock (C{ctx.started}). A checked time claim must be a finite
+number (L{is_time}): C{NaN}, C{Infinity}, strings, booleans, null and
+objects get C{{"exp": "must be a number"}}.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import base64
 import binascii
 import functools
 import json
+import math
 import re
 from typing import Any, Mapping
 
@@ -115,19 +118,31 @@ def _prepared_key(algorithm: str, key: str | bytes) -> Any:
     return _ALGORITHMS[algorithm].prepare_key(key)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_time(value: Any) -> bool:
+    """
+    Whether C{value}, a decoded claim, is a time: a finite number of
+    seconds. Booleans, strings, C{None}, objects, and the C{NaN} and
+    infinities that Python's json module reads (C{NaN}, C{Infinity},
+    C{1e400}) are not: compared with the clock they would never expire.
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def check_claims(claims: Mapping[str, Any], names: Any, now: float) -> dict[str, str]:
     """
     Kong's checks of the registered claims C{names} (C{exp}, C{nbf}) at
     time C{now}: claim name to what is wrong, empty when all is well.
+    A claim that is not a time (L{is_time}) gets C{"must be a number"}, Kong's
+    message, whatever the value.
     """
     errors: dict[str, str] = {}
     for name in names or ():
         value = claims.get(name)
-        if not _is_number(value):
+        if not is_time(value):
             errors[name] = "must be a number"
         elif name == "nbf" and value > now:
             errors[name] = "token not valid yet"
@@ -253,7 +268,9 @@ class JWTAuth(AuthPlugin):
         maximum = config.get("maximum_expiration") or 0
         if maximum > 0:
             expires = token.claims.get("exp")
-            if not _is_number(expires) or expires - now > maximum:
+            # Compared, not subtracted: an integer too large for a float
+            # is merely too far in the future.
+            if not is_time(expires) or expires > now + maximum:
                 return Refused(401, {"exp": "exceeds maximum allowed expiration"}, {"WWW-Authenticate": invalid})
         consumer = self.owner(ctx, secret)
         if consumer is None:
