@@ -23,7 +23,7 @@ import attrs
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from echogate.bundled.log_record import log_record
+from echogate.bundled.log_record import REDACTION_FIELDS, log_record
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Boolean, Record, String
 
@@ -218,6 +218,7 @@ class FileLog(GatewayPlugin):
                        description="The file to append to; created when missing."),
         "reopen": Boolean(required=True, default=False,
                           description="Open and close the file for every batch of lines."),
+        **REDACTION_FIELDS,
     })
 
     def _now(self) -> float:
@@ -227,7 +228,8 @@ class FileLog(GatewayPlugin):
         return clock.seconds()
 
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
-        line = json.dumps(log_record(ctx, self._now()), separators=(",", ":")).encode("utf-8") + b"\n"
+        record = log_record(ctx, self._now(), config["redact_credentials"], config["redact"])
+        line = json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
         self.writer.append(config["path"], line, config["reopen"])
 
     def node_service(self, node: Any) -> Service:

@@ -26,7 +26,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
-from echogate.bundled.log_record import log_record
+from echogate.bundled.log_record import REDACTION_FIELDS, log_record
 from echogate.plugin import GatewayPlugin
 from echogate.schema import ENTITY, Integer, Map, Number, Record, String
 
@@ -306,6 +306,7 @@ class HttpLog(GatewayPlugin):
         "headers": Map(String(check=_header_name), String(len_min=0),
                        description="Headers added to every request (not Host, Content-Length, Content-Type)."),
         "queue": QUEUE_SCHEMA,
+        **REDACTION_FIELDS,
     }, checks=(_no_double_authorization,))
 
     def _reactor(self) -> Any:
@@ -344,7 +345,8 @@ class HttpLog(GatewayPlugin):
         return queue
 
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
-        entry = json.dumps(log_record(ctx, self._reactor().seconds()), separators=(",", ":")).encode("utf-8")
+        record = log_record(ctx, self._reactor().seconds(), config["redact_credentials"], config["redact"])
+        entry = json.dumps(record, separators=(",", ":")).encode("utf-8")
         self.queue_for(config).add(entry)
 
     def _send(self, config: Mapping[str, Any], batch: list[bytes]) -> Deferred:

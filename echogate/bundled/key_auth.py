@@ -10,6 +10,11 @@ Answers, as Kong: 401 C{{"message": "No API key found in request"}}, 401
 C{{"message": "Unauthorized"}} for an unknown key, 401 C{{"message":
 "Duplicate API key found"}} when a key name carries several values; each
 with C{WWW-Authenticate: Key} (C{Key realm="..."} with C{realm}).
+
+With C{hide_credentials}, every copy of every key name is taken out of
+the request sent to the service before the key is checked (L{hide_keys}).
+Whatever the config, the key names are marked for redaction in the log
+records of the request (L{echogate.bundled.log_record.redact_in_logs}).
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ from typing import Any, Mapping
 from urllib.parse import urlencode
 
 from multipart import parse_options_header
+from twisted.internet.defer import Deferred
 
 from echogate.pdk.bodies import parse_body
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused, remove_query_arg
+from echogate.bundled.log_record import redact_in_logs
 from echogate.errors import GatewayError
 from echogate.schema import Array, Boolean, Record, String
 
@@ -68,24 +75,60 @@ def _multipart(pairs: list[tuple[str, str]], content_type: str) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def _without(ctx: Any, name: str) -> None:
+def _without(ctx: Any, names: frozenset[str]) -> None:
     """
-    Send the service the body without parameter C{name} (a multipart body
-    is sent again with its text parts only).
+    Send the service the body without the parameters called any of
+    C{names} (a multipart body is sent again with its text parts only).
+    The body is the one going upstream: the client's, or one an earlier
+    plugin set.
     """
     content_type = ctx.request.get_header("content-type") or ""
-    body = parse_body(content_type, ctx.request.body())
+    upstream = ctx.upstream
+    source = upstream.body if upstream.body is not None else ctx.request.body()
+    try:
+        body = parse_body(content_type, source)
+    except GatewayError:
+        return
     if body.json is not None:
-        data = dict(body.json)
-        data.pop(name, None)
+        if not isinstance(body.json, Mapping) or not names.intersection(body.json):
+            return
+        data = {k: v for k, v in body.json.items() if k not in names}
         encoded = json.dumps(data).encode("utf-8")
     else:
-        pairs = [(k, v) for k, v in body.pairs or () if k != name]
+        pairs = list(body.pairs or ())
+        kept = [(k, v) for k, v in pairs if k not in names]
+        if len(kept) == len(pairs):
+            return
         if content_type.lower().startswith("multipart/"):
-            encoded = _multipart(pairs, content_type)
+            encoded = _multipart(kept, content_type)
         else:
-            encoded = urlencode(pairs).encode("utf-8")
-    ctx.upstream.set_body(encoded)
+            encoded = urlencode(kept).encode("utf-8")
+    upstream.set_body(encoded)
+
+
+def hide_keys(ctx: Any, config: Mapping[str, Any]) -> None:
+    """
+    Take every copy of the key out of the request sent to the service:
+    each of C{key_names} as a header (any case, every line), as a query
+    argument (every occurrence, compared decoded) and, with C{key_in_body},
+    as a body parameter; each only where C{config} says the key is looked
+    for. Done before the key is checked, so that no outcome (a duplicate
+    key, an unknown key with C{anonymous}, a request authenticated by an
+    earlier plugin, a preflight let through) sends a key on.
+    """
+    upstream = ctx.upstream
+    names = config["key_names"]
+    if config["key_in_header"]:
+        for name in names:
+            upstream.remove_header(name)
+    if config["key_in_query"] and upstream.query:
+        query = upstream.query
+        for name in names:
+            query = remove_query_arg(query, name)
+        if query != upstream.query:
+            upstream.set_query(query)
+    if config["key_in_body"]:
+        _without(ctx, frozenset(names))
 
 
 class KeyAuth(AuthPlugin):
@@ -117,6 +160,16 @@ class KeyAuth(AuthPlugin):
         """
         return config["key_in_body"]
 
+    def access(self, ctx: Any, config: Mapping[str, Any]) -> Deferred | None:
+        """
+        Tell the log plugins the key names (they redact them), hide the
+        key from the service with C{hide_credentials}, then authenticate.
+        """
+        redact_in_logs(ctx, config["key_names"])
+        if config["hide_credentials"]:
+            hide_keys(ctx, config)
+        return super().access(ctx, config)
+
     def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Authenticated | Refused:
         realm = config.get("realm")
         challenge = f'Key realm="{realm}"' if realm else "Key"
@@ -140,8 +193,6 @@ class KeyAuth(AuthPlugin):
                 value = value[0] if value else None
             if isinstance(value, str):
                 key = value
-                if config["hide_credentials"]:
-                    self._hide(ctx, config, name, body)
                 break
         if not key:
             return refused(NO_KEY, challenge)
@@ -150,14 +201,3 @@ class KeyAuth(AuthPlugin):
         if consumer is None:
             return refused(UNAUTHORIZED, challenge)
         return Authenticated(consumer, credential, credential["id"])
-
-    @staticmethod
-    def _hide(ctx: Any, config: Mapping[str, Any], name: str, body: dict[str, Any] | None) -> None:
-        upstream = ctx.upstream
-        upstream.remove_header(name)
-        upstream.set_query(remove_query_arg(upstream.query, name))
-        if config["key_in_body"]:
-            if body is None:
-                body = _body_values(ctx)
-            if name in body:
-                _without(ctx, name)

@@ -14,19 +14,59 @@ The document (see C{docs/plugins/file-log.md})::
 
 Sizes are bytes on the wire without chunk framing (request or status line,
 headers, body); latencies are integer milliseconds; C{started_at} is in
-milliseconds since the epoch. C{Authorization} and C{Proxy-Authorization}
-request headers read C{"REDACTED"}.
+milliseconds since the epoch.
+
+Credentials read C{"REDACTED"} (the field stays, its value does not), by
+default: the C{Authorization}, C{Proxy-Authorization} and C{Cookie}
+request headers, the C{Set-Cookie} response header, and every name a
+plugin marked with L{redact_in_logs} for this request (key-auth marks its
+C{key_names}) as a request header or a query argument (in
+C{request.querystring} and in the query of C{request.uri},
+C{request.url} and C{upstream_uri}). A log plugin's C{redact} names are
+redacted the same way, in request and response headers and query
+arguments; C{redact_credentials=False} turns the default list off.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+from urllib.parse import unquote_plus
 
 import attrs
 
-__all__ = ["Latencies", "latencies", "log_record", "REDACTED"]
+from echogate.schema import Array, Boolean, String
+
+__all__ = ["Latencies", "latencies", "log_record", "redact_in_logs", "REDACTED", "REDACTION_FIELDS"]
 
 REDACTED = "REDACTED"
-_SECRET_HEADERS = ("authorization", "proxy-authorization")
+#: Request headers that carry credentials, redacted by default.
+CREDENTIAL_HEADERS = frozenset(("authorization", "proxy-authorization", "cookie"))
+#: Response headers that carry credentials, redacted by default.
+CREDENTIAL_RESPONSE_HEADERS = frozenset(("set-cookie",))
+_MARKED = "echogate.log_record.redact"
+
+#: The config fields of a log plugin that say what its records redact.
+REDACTION_FIELDS = {
+    "redact_credentials": Boolean(required=True, default=True, description=(
+        "Redact credentials: the Authorization, Proxy-Authorization and Cookie request headers, the"
+        " Set-Cookie response header, and the key names of the request's key-auth (as headers and"
+        " query arguments).")),
+    "redact": Array(String(len_min=1), required=True, default=[], description=(
+        "More header and query argument names (any case) whose values are logged as REDACTED.")),
+}
+
+
+def redact_in_logs(ctx: Any, names: Iterable[str]) -> None:
+    """
+    Have the log records of this request (C{ctx}, a C{PluginContext})
+    redact C{names} (any case) as request headers and query arguments
+    unless the log plugin sets C{redact_credentials} to false: what a
+    plugin that reads a secret under a configurable name calls (key-auth
+    with its C{key_names}).
+    """
+    marked = ctx.shared.get(_MARKED)
+    if not isinstance(marked, set):
+        marked = ctx.shared[_MARKED] = set()
+    marked.update(name.lower() for name in names)
 _SOURCES = {"service": "upstream", "exit": "exit", "error": "error"}
 
 
@@ -99,6 +139,14 @@ def _querystring(args: Mapping[str, list[str]]) -> dict[str, Any]:
     return out
 
 
+def _redacted_query_args(args: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    if names:
+        for name in args:
+            if name.lower() in names:
+                args[name] = REDACTED
+    return args
+
+
 def request_body_size(ctx: Any) -> int:
     """
     The request body's size: its Content-Length, or the body's length.
@@ -131,23 +179,59 @@ def response_size(ctx: Any) -> int:
     return _head_size(ctx.response.get_headers(), len("HTTP/1.1 200 OK")) + ctx.bytes_sent
 
 
-def log_record(ctx: Any, now: float) -> dict[str, Any]:
+def _redacted_headers(headers: dict[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:
+    for name in names.intersection(headers):
+        headers[name] = REDACTED
+    return headers
+
+
+def _redacted_query(query: str, names: frozenset[str] | set[str]) -> str:
+    """
+    C{query} with the value of each argument called one of C{names}
+    (compared decoded, any case) replaced by C{REDACTED}; the others kept
+    byte for byte.
+    """
+    if not names or not query:
+        return query
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name = part.split("=", 1)[0]
+        if unquote_plus(name).lower() in names:
+            parts[i] = f"{name}={REDACTED}"
+    return "&".join(parts)
+
+
+def log_record(ctx: Any, now: float, redact_credentials: bool = True, redact: Iterable[str] = ()) -> dict[str, Any]:
     """
     Kong's log document for the request C{ctx} (a C{PluginContext}, in
     the C{log} phase), finished at C{now} (seconds, the gateway's clock).
+
+    @param redact_credentials: redact the credential headers and the names
+        marked with L{redact_in_logs} (see the module's docstring).
+    @param redact: more header and query argument names to redact.
     """
+    extra = {name.lower() for name in redact}
+    request_names = set(extra)
+    response_names = set(extra)
+    if redact_credentials:
+        request_names |= CREDENTIAL_HEADERS
+        response_names |= CREDENTIAL_RESPONSE_HEADERS
+    query_names = set(extra)
+    marked = ctx.shared.get(_MARKED) if redact_credentials else None
+    if isinstance(marked, set):
+        request_names |= marked
+        query_names |= marked
     request = ctx.request
-    headers = _flat(request.get_headers())
-    for name in _SECRET_HEADERS:
-        if name in headers:
-            headers[name] = REDACTED
-    uri = request.raw_path + ("?" + request.query if request.query else "")
+    headers = _redacted_headers(_flat(request.get_headers()), request_names)
+    query = _redacted_query(request.query, query_names)
+    uri = request.raw_path + ("?" + query if query else "")
     host = request.get_header("host") or ""
     url = f"{request.scheme}://{host.split(':')[0] if not host.startswith('[') else host}:{request.port}{uri}"
     upstream = ctx.upstream
     upstream_uri = ""
     if upstream is not None and ctx.upstream_started is not None:
-        upstream_uri = upstream.path + ("?" + upstream.query if upstream.query else "")
+        upstream_query = _redacted_query(upstream.query, query_names)
+        upstream_uri = upstream.path + ("?" + upstream_query if upstream_query else "")
     response = ctx.response
     upstream_status = response.upstream_status
     times = latencies(ctx, now)
@@ -163,7 +247,7 @@ def log_record(ctx: Any, now: float) -> dict[str, Any]:
             "id": ctx.request_id,
             "uri": uri,
             "url": url,
-            "querystring": _querystring(request.query_args),
+            "querystring": _redacted_query_args(_querystring(request.query_args), query_names),
             "method": request.method,
             "headers": headers,
             "size": request_size(ctx),
@@ -172,7 +256,7 @@ def log_record(ctx: Any, now: float) -> dict[str, Any]:
         "upstream_status": str(upstream_status) if upstream_status is not None else "",
         "response": {
             "status": response.status,
-            "headers": _flat(response.get_headers()),
+            "headers": _redacted_headers(_flat(response.get_headers()), response_names),
             "size": response_size(ctx),
         },
         "latencies": {

@@ -42,7 +42,8 @@ class FileLogSchemaTests(SynchronousTestCase):
         """
         reopen defaults to false.
         """
-        self.assertEqual(self.validate({"path": "/tmp/x.log"}), {"path": "/tmp/x.log", "reopen": False})
+        self.assertEqual(self.validate({"path": "/tmp/x.log"}), {"path": "/tmp/x.log", "reopen": False,
+                                                                  "redact_credentials": True, "redact": []})
 
     def test_pathRequired(self) -> None:
         """
@@ -258,7 +259,8 @@ class FileLogGatewayTests(TestCase):
         self.assertEqual(answer.code, 201, answer.body)
         answer = await gw.admin("POST", "/services/svc/plugins", data={"name": "file-log", "config.path": path})
         self.assertEqual(answer.code, 201, answer.body)
-        self.assertEqual(answer.json()["config"], {"path": path, "reopen": False})
+        self.assertEqual(answer.json()["config"], {"path": path, "reopen": False,
+                                                        "redact_credentials": True, "redact": []})
         for n in range(3):
             self.assertEqual((await gw.proxy("GET", f"/logged/{n}")).code, 200)
         self.assertEqual((await gw.proxy("GET", "/elsewhere")).code, 404)

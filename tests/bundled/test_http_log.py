@@ -45,7 +45,7 @@ class HttpLogSchemaTests(SynchronousTestCase):
         config = self.validate()
         self.assertEqual({k: v for k, v in config.items() if k != "queue"}, {
             "http_endpoint": "http://logs.test/in", "method": "POST", "content_type": "application/json",
-            "timeout": 10000, "keepalive": 60000, "headers": None})
+            "timeout": 10000, "keepalive": 60000, "headers": None, "redact_credentials": True, "redact": []})
         self.assertEqual(config["queue"], {
             "max_batch_size": 1, "max_coalescing_delay": 1, "max_entries": 10000, "max_bytes": None,
             "max_retry_time": 60, "initial_retry_delay": 0.01, "max_retry_delay": 60, "concurrency_limit": 1})
