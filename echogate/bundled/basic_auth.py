@@ -4,88 +4,39 @@ basic-auth: authenticate requests by a username and password
 basic-auth does.
 
 Passwords are stored as salted scrypt hashes (L{echogate.entities.credentials}),
-which take about 40 ms to check: L{PasswordCheck} checks them in the
-reactor's thread pool, so the gateway keeps serving meanwhile, and
+which take about 35 ms to check: L{PasswordCheck}
+(L{echogate.bundled.password_checks}) runs a few at a time in the
+reactor's thread pool, served fairly between client addresses, and
 remembers recent successes, so a client sending the same credentials
-again costs an HMAC rather than an scrypt.
+again costs an HMAC rather than an scrypt. An unknown username is checked
+against a dummy hash of the same cost, so that it is answered no sooner
+than a wrong password.
 
 Every failure answers 401 C{{"message": "Unauthorized"}} with
-C{WWW-Authenticate: Basic realm="<realm>"}.
+C{WWW-Authenticate: Basic realm="<realm>"}; a client address with too
+many checks waiting gets 429 at once.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
-import os
 import re
-from collections import OrderedDict
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
-from echogate.entities.credentials import verify_password
+from echogate.bundled.password_checks import PasswordCheck, TooManyChecks
+from echogate.entities.credentials import dummy_hash
 from echogate.schema import Boolean, Record, String
+
+__all__ = ["BasicAuth", "PasswordCheck", "parse_basic", "BUSY"]
 
 _BASIC = re.compile(r"\s*[Bb]asic\s*(.+)")
 _PARTS = re.compile(r"([^:]+):(.*)")
 
-
-def in_thread_pool(function: Callable[..., Any], *args: Any) -> Deferred:
-    """
-    Run C{function(*args)} in the global reactor's thread pool (the
-    default for the running gateway; tests pass a runner of their own).
-    """
-    from twisted.internet import reactor
-    from twisted.internet.threads import deferToThreadPool
-
-    return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
-
-
-class PasswordCheck:
-    """
-    Checks passwords against stored hashes with
-    L{echogate.entities.credentials.verify_password}, run by C{run} (in the thread
-    pool by default), and remembers the last C{size} successes as an HMAC
-    (under a key made at start-up) of the password, by stored hash: a
-    changed password has a new hash, so nothing stale is believed.
-
-    @param run: calls C{function(*args)} and returns its result or a
-        Deferred of it.
-    """
-
-    def __init__(self, run: Callable[..., Any] = in_thread_pool, size: int = 4096):
-        self._run = run
-        self._size = size
-        self._key = os.urandom(32)
-        self._known: OrderedDict[str, bytes] = OrderedDict()
-
-    def _mac(self, stored: str, password: str) -> bytes:
-        return hmac.new(self._key, stored.encode("utf-8") + b"\0" + password.encode("utf-8"),
-                        hashlib.sha256).digest()
-
-    def __call__(self, stored: str, password: str) -> bool | Deferred:
-        """
-        Whether C{password} matches C{stored}: a bool when known already,
-        otherwise a Deferred firing with it.
-        """
-        mac = self._mac(stored, password)
-        known = self._known.get(stored)
-        if known is not None and hmac.compare_digest(known, mac):
-            self._known.move_to_end(stored)
-            return True
-
-        def remember(matches: bool) -> bool:
-            if matches:
-                self._known[stored] = mac
-                self._known.move_to_end(stored)
-                while len(self._known) > self._size:
-                    self._known.popitem(last=False)
-            return matches
-
-        return maybeDeferred(self._run, verify_password, stored, password).addCallback(remember)
+#: The message of the 429 answered to an address with too many checks waiting.
+BUSY = "Too many password checks from this client, try again later"
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
@@ -110,8 +61,10 @@ class BasicAuth(AuthPlugin):
     """
     Kong's basic-auth (priority 1100).
 
-    @param check: checks a password against a stored hash (a
-        L{PasswordCheck} by default).
+    @param check: checks a password against a stored hash, called as
+        C{check(stored, password, client_address, credential_id)}: a bool,
+        a Deferred of one, or L{TooManyChecks} raised (a L{PasswordCheck}
+        by default).
     """
 
     name = "basic-auth"
@@ -125,8 +78,9 @@ class BasicAuth(AuthPlugin):
                         description="The realm of the WWW-Authenticate challenge."),
     })
 
-    def __init__(self, check: Callable[[str, str], Any] | None = None):
+    def __init__(self, check: Callable[[str, str, str, str], Any] | None = None):
         object.__setattr__(self, "_check", check if check is not None else PasswordCheck())
+        object.__setattr__(self, "_dummy", dummy_hash())
 
     def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Authenticated | Refused | Deferred:
         challenge = f'Basic realm="{config["realm"]}"'
@@ -136,26 +90,47 @@ class BasicAuth(AuthPlugin):
             return refused(UNAUTHORIZED, challenge)
         given = None
         credential = None
+        if config["hide_credentials"]:
+            # Both, whichever authenticates: the other may be another consumer's.
+            ctx.upstream.remove_header("proxy-authorization")
+            ctx.upstream.remove_header("authorization")
         for name, header in (("proxy-authorization", proxy_authorization), ("authorization", authorization)):
-            if config["hide_credentials"]:
-                ctx.upstream.remove_header(name)
             given = parse_basic(header) if header is not None else None
             if given is not None:
                 credential = ctx.credentials.find("basic-auth", given[0])
                 if credential is not None:
                     break
-        if credential is None or given is None:
-            return refused(UNAUTHORIZED, challenge)
-        consumer = self.owner(ctx, credential)
-        if consumer is None:
-            return refused(UNAUTHORIZED, challenge)
+        consumer = self.owner(ctx, credential) if credential is not None else None
+        if credential is None or given is None or consumer is None:
+            # An unknown username costs the same hash as a wrong password.
+            attempt = _first_given(proxy_authorization, authorization)
+            if attempt is None:
+                return refused(UNAUTHORIZED, challenge)
+            credential = consumer = None
+            stored, password, credential_id = self._dummy, attempt[1], ""
+        else:
+            stored, password, credential_id = credential["password"], given[1], credential["id"]
 
         def checked(matches: bool) -> Authenticated | Refused:
-            if not matches:
+            if not matches or credential is None or consumer is None:
                 return refused(UNAUTHORIZED, challenge)
             return Authenticated(consumer, credential, credential["username"])
 
-        result = self._check(credential["password"], given[1])
+        try:
+            result = self._check(stored, password, ctx.request.client_ip, credential_id)
+        except TooManyChecks:
+            return Refused(429, {"message": BUSY}, {"Retry-After": "1"})
         if isinstance(result, Deferred):
             return result.addCallback(checked)
         return checked(result)
+
+
+def _first_given(*headers: str | None) -> tuple[str, str] | None:
+    """
+    The first username and password among C{headers}, or C{None}.
+    """
+    for header in headers:
+        given = parse_basic(header) if header is not None else None
+        if given is not None:
+            return given
+    return None

@@ -60,6 +60,7 @@ __all__ = [
     "on_write",
     "hash_password",
     "verify_password",
+    "dummy_hash",
 ]
 
 # The entities' stored names are the PDK's (the index is keyed by them).
@@ -253,6 +254,19 @@ def hash_password(password: str, *, log_n: int = _SCRYPT_LOG_N, salt: bytes | No
     salt = os.urandom(16) if salt is None else salt
     digest = _scrypt(password.encode("utf-8"), salt, log_n, _SCRYPT_R, _SCRYPT_P, 32)
     return f"$scrypt$ln={log_n},r={_SCRYPT_R},p={_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def dummy_hash() -> str:
+    """
+    A stored hash that no password matches, with the cost parameters of
+    the hashes L{hash_password} makes (a random salt and a random 32-byte
+    hash, so none is computed here): checking a password against it with
+    L{verify_password} takes the same work as against a real one. For an
+    unknown username, so that it is answered no sooner than a wrong
+    password.
+    """
+    return (f"$scrypt$ln={_SCRYPT_LOG_N},r={_SCRYPT_R},p={_SCRYPT_P}"
+            f"${_b64(os.urandom(16))}${_b64(os.urandom(32))}")
 
 
 def verify_password(stored: str, password: str) -> bool:

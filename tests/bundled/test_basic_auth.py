@@ -8,6 +8,7 @@ import base64
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -47,7 +48,7 @@ class PasswordCheckTests(SynchronousTestCase):
         """
         The right password matches, a wrong one does not.
         """
-        check = PasswordCheck(run=self.runner)
+        check = PasswordCheck(run=self.runner, clock=Clock())
         self.assertTrue(self.successResultOf(check(self.stored, "right")))
         self.assertFalse(self.successResultOf(check(self.stored, "wrong")))
 
@@ -56,7 +57,7 @@ class PasswordCheckTests(SynchronousTestCase):
         A success is remembered: checking it again does not run the slow
         check, and answers at once.
         """
-        check = PasswordCheck(run=self.runner)
+        check = PasswordCheck(run=self.runner, clock=Clock())
         self.successResultOf(check(self.stored, "right"))
         self.assertIs(check(self.stored, "right"), True)
         self.assertEqual(len(self.calls), 1)
@@ -66,7 +67,7 @@ class PasswordCheckTests(SynchronousTestCase):
         A failure is checked again every time, and does not count as the
         remembered password.
         """
-        check = PasswordCheck(run=self.runner)
+        check = PasswordCheck(run=self.runner, clock=Clock())
         self.successResultOf(check(self.stored, "right"))
         self.assertFalse(self.successResultOf(check(self.stored, "wrong")))
         self.assertFalse(self.successResultOf(check(self.stored, "wrong")))
@@ -76,7 +77,7 @@ class PasswordCheckTests(SynchronousTestCase):
         """
         A changed password (a new stored hash) is checked afresh.
         """
-        check = PasswordCheck(run=self.runner)
+        check = PasswordCheck(run=self.runner, clock=Clock())
         self.successResultOf(check(self.stored, "right"))
         other = hash_password("right", log_n=4)
         self.assertTrue(self.successResultOf(check(other, "right")))
@@ -86,7 +87,7 @@ class PasswordCheckTests(SynchronousTestCase):
         """
         At most C{size} successes are remembered, the oldest forgotten.
         """
-        check = PasswordCheck(run=self.runner, size=2)
+        check = PasswordCheck(run=self.runner, size=2, clock=Clock())
         hashes = [hash_password(str(n), log_n=4) for n in range(3)]
         for n, stored in enumerate(hashes):
             self.successResultOf(check(stored, str(n)))
@@ -98,7 +99,7 @@ class PasswordCheckTests(SynchronousTestCase):
         The check may answer later (from the thread pool).
         """
         pending: list[Deferred] = []
-        check = PasswordCheck(run=lambda f, *a: pending.append(Deferred()) or pending[-1])
+        check = PasswordCheck(run=lambda f, *a: pending.append(Deferred()) or pending[-1], clock=Clock())
         result = check(self.stored, "right")
         self.assertNoResult(result)
         pending[0].callback(True)
@@ -137,7 +138,7 @@ class BasicAuthTests(SynchronousTestCase):
 
     def harness(self, config: dict | None = None, plugins: list | None = None, configs: list | None = None,
                 check: Any = None) -> GatewayHarness:
-        plugin = BasicAuth(check=check or PasswordCheck(run=call_now))
+        plugin = BasicAuth(check=check or PasswordCheck(run=call_now, clock=Clock()))
         return GatewayHarness([plugin, *(plugins or [])], [("basic-auth", config or {}), *(configs or [])],
                               entities=people(USERS))
 
@@ -286,7 +287,7 @@ class BasicAuthTests(SynchronousTestCase):
             pending[-1].addCallback(lambda _: function(*args))
             return pending[-1]
 
-        harness = self.harness(check=PasswordCheck(run=later))
+        harness = self.harness(check=PasswordCheck(run=later, clock=Clock()))
         response = harness.request("GET", "/", headers={"Authorization": basic("alice", "wonderland")})
         self.assertNoResult(response)
         self.assertEqual(harness.upstream_requests, [])
