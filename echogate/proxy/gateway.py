@@ -15,7 +15,7 @@ import json
 from functools import partial
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -58,6 +58,20 @@ def _valid_address(text: str | None) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+def _cancelled(failure: Failure) -> bool:
+    """
+    Whether C{failure} is a cancellation, as such or as what a plugin's
+    phase failed with.
+    """
+    if failure.check(CancelledError):
+        return True
+    if failure.check(PluginFailure):
+        inner = failure.value.error
+        value = inner.value if isinstance(inner, Failure) else inner
+        return isinstance(value, CancelledError)
+    return False
 
 
 def close_after(headers: Mapping[str, str]) -> bool:
@@ -259,14 +273,25 @@ class Gateway:
                 self._failed(Failure(), request, ctx)
             return
 
+        # While a phase waits, a client that goes away cancels it
+        # (_client_gone): a queued password check, a rate-limit round trip.
+        ctx.pending = pending
+
         def next_step(_: Any = None) -> None:
+            ctx.pending = None
             if request._disconnected:
                 self._log_phase(ctx)
                 return
             step(request, ctx)
 
+        def failed(failure: Failure) -> None:
+            ctx.pending = None
+            if request._disconnected and _cancelled(failure):
+                return  # cancelled because the client went away: logged there
+            self._failed(failure, request, ctx)
+
         pending.addCallback(next_step)
-        pending.addErrback(self._failed, request, ctx)
+        pending.addErrback(failed)
 
     # -- routing and access ----------------------------------------------
 
