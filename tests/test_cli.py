@@ -226,9 +226,9 @@ class OperatorErrorTests(CommandTestCase):
         dsn = f"postgresql://postgres:hunter2@127.0.0.1:{server.port}/postgres"
         for action in ("bootstrap", "up", "status"):
             code, _, err = self.run_cli("migrations", action, "--database", dsn)
-            self.assertEqual(code, 1)
+            self.assertEqual(code, 1, f"row action={action!r}")
             self.assertOneLineError(err, "cannot connect to postgresql://postgres:***@127.0.0.1")
-            self.assertNotIn("hunter2", err)
+            self.assertNotIn("hunter2", err, f"row action={action!r}")
 
     def test_missing_database(self) -> None:
         """

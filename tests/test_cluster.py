@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 import psycopg2
 import treq
@@ -20,6 +21,7 @@ from twisted.web.client import HTTPConnectionPool
 from tests.gateway import RunningGateway, start_gateway
 from tests.postgres import PostgresMixin, create_database
 from tests.upstream_server import start_upstream
+from tests.waiting import until
 
 
 async def _served(node: RunningGateway, path: str, attempts: int = 500) -> int:
@@ -242,6 +244,10 @@ class KilledMidWriteTests(unittest.TestCase, PostgresMixin):
         """
         from tests.test_startup import TWISTD, _env, _free_port, _Gateway
 
+        # Large enough that the node cannot answer them all before the
+        # client reads the first answer.
+        BURST = 160
+
         dsn = self.database()
         proxy_port, admin_port = _free_port(), _free_port()
         protocol = _Gateway()
@@ -259,24 +265,68 @@ class KilledMidWriteTests(unittest.TestCase, PostgresMixin):
         self.addCleanup(kill)
         admin = f"http://127.0.0.1:{admin_port}"
         pool = HTTPConnectionPool(reactor, persistent=False)
-        for _ in range(300):
+
+        async def ready() -> bool:
+            if protocol.ended.called:
+                self.fail(f"gateway exited early:\n{protocol.output.decode()}")
             try:
-                if (await treq.get(f"{admin}/", pool=pool, timeout=2)).code == 200:
-                    break
+                response = await treq.get(f"{admin}/", pool=pool, timeout=2)
+                await response.content()
+                return response.code == 200
             except Exception:
-                await deferLater(reactor, 0.1, lambda: None)
+                return False
+
+        await until(ready, timeout=60, interval=0.1, message="the node's Admin API answers")
         routes = []
-        for i in range(40):
-            answer = await treq.post(f"{admin}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]}, pool=pool)
-            routes.append((await answer.json())["id"])
-        burst = [treq.put(f"{admin}/routes/{r}/service", json={"url": f"http://127.0.0.1:{9000 + n}"}, pool=pool)
+        for chunk in range(0, BURST, 20):
+            answers = await gatherResults([
+                treq.post(f"{admin}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]}, pool=pool)
+                for i in range(chunk, min(chunk + 20, BURST))])
+            routes += [(await treq.json_content(answer))["id"] for answer in answers]
+        self.assertEqual(len(set(routes)), BURST)
+        # The burst is parked behind a lock on the services table until the
+        # node's every pool connection waits on it (the requests are all in
+        # flight and the client is idle); then the lock goes and the kill is
+        # triggered by the burst itself, synchronously in the callback of
+        # the first answer: some writes are answered before it, the others
+        # are still queued in the node.
+        holder = psycopg2.connect(dsn)
+        self.addCleanup(holder.close)
+        holder.autocommit = False
+        with holder.cursor() as cursor:
+            cursor.execute("LOCK TABLE services IN EXCLUSIVE MODE")
+        KILL_AT = 1
+        answered: list[int] = []
+
+        def count(response: Any) -> Any:
+            answered.append(response.code)
+            if len(answered) == KILL_AT:
+                os.kill(transport.pid, signal.SIGKILL)
+            return response
+
+        burst = [treq.put(f"{admin}/routes/{r}/service", json={"url": f"http://127.0.0.1:{9000 + n}"},
+                          pool=pool).addCallback(count)
                  for n, r in enumerate(routes)]
-        await deferLater(reactor, 0.05, lambda: None)
-        os.kill(transport.pid, signal.SIGKILL)
+
+        def blocked() -> bool:
+            with holder.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                               " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+                return cursor.fetchone()[0] >= 4  # PostgresStore's default pool_size
+
+        await until(blocked, timeout=30, message="the node's writes wait on the locked services table")
+        self.assertEqual(answered, [])
+        holder.rollback()
         await protocol.ended
         # Every request of the burst ends (most fail: the node is gone)
         # before the test does, connection attempts included.
-        await DeferredList(burst, consumeErrors=True)
+        results = await DeferredList(burst, consumeErrors=True)
+        failed = [result for ok, result in results if not ok]
+        # Mid-burst: writes were answered before the kill, others never were.
+        self.assertGreaterEqual(len(answered), KILL_AT, answered)
+        self.assertEqual(set(answered[:KILL_AT]), {200}, answered)
+        self.assertGreater(len(failed), 0, f"all {len(routes)} writes were answered before the kill")
+        self.assertEqual(len(answered) + len(failed), len(routes))
         connection = psycopg2.connect(dsn)
         with connection, connection.cursor() as cursor:
             cursor.execute("SELECT id FROM services")

@@ -282,6 +282,7 @@ class EnabledPluginsTests(SynchronousTestCase):
             self.assertEqual(
                 self.refused("valid", {"valid": plugin(version=version)}),
                 "plugin 'valid': version must read x.y.z",
+                f"row version={version!r}"
             )
 
     def test_nonIntegerPriority(self) -> None:
@@ -293,6 +294,7 @@ class EnabledPluginsTests(SynchronousTestCase):
             self.assertEqual(
                 self.refused("valid", {"valid": plugin(priority=priority)}),
                 "plugin 'valid': priority must be an integer",
+                f"row priority={priority!r}"
             )
 
     def test_negativePriorityAccepted(self) -> None:
@@ -310,6 +312,7 @@ class EnabledPluginsTests(SynchronousTestCase):
             self.assertEqual(
                 self.refused("valid", {"valid": plugin(config_schema=schema)}),
                 "plugin 'valid': config_schema must be an echogate.schema.Record",
+                f"row schema={schema!r}"
             )
 
     def test_noName(self) -> None:
@@ -328,6 +331,7 @@ class EnabledPluginsTests(SynchronousTestCase):
             self.assertEqual(
                 self.refused(setting, {"valid": Valid()}),
                 "'off' cannot be combined with other plugin names",
+                f"row setting={setting!r}"
             )
 
     def test_off(self) -> None:

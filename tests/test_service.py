@@ -219,7 +219,7 @@ class HeapTests(unittest.TestCase):
         for bad in ("-1", "lots", "1.5m", "2g"):
             with self.assertRaises(ConfigError) as raised:
                 resolve({"malloc_trim_threshold": bad}, {}, None)
-            self.assertIn("malloc_trim_threshold", str(raised.exception))
+            self.assertIn("malloc_trim_threshold", str(raised.exception), f"row bad={bad!r}")
 
     def test_youngThresholdDefault(self) -> None:
         """
@@ -230,7 +230,7 @@ class HeapTests(unittest.TestCase):
         for bad in ("-1", "many", "1.5"):
             with self.assertRaises(ConfigError) as raised:
                 resolve({"gc_young_threshold": bad}, {}, None)
-            self.assertIn("gc_young_threshold", str(raised.exception))
+            self.assertIn("gc_young_threshold", str(raised.exception), f"row bad={bad!r}")
 
 
 class AdminBodiesTests(unittest.TestCase):

@@ -79,7 +79,7 @@ class ResolveTests(SynchronousTestCase):
         }
         for key, value in cases.items():
             error = self.assertRaises(ConfigError, resolve, {key: value}, {}, None)
-            self.assertIn(key, str(error))
+            self.assertIn(key, str(error), f"row key={key!r} value={value!r}")
         error = self.assertRaises(ConfigError, resolve, {"upstream_keepalive_pool_size": "lots"}, {}, None)
         self.assertIn("not a whole number", str(error))
 
@@ -181,7 +181,7 @@ class ResolveTests(SynchronousTestCase):
         for key, (value, message) in cases.items():
             with self.assertRaises(ConfigError) as caught:
                 resolve({key: value}, {}, None)
-            self.assertEqual(str(caught.exception), message)
+            self.assertEqual(str(caught.exception), message, f"row key={key!r} value={value!r} message={message!r}")
 
     def test_automaticConnectionLimit(self) -> None:
         """

@@ -22,6 +22,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from tests.postgres import fresh_database
 from tests.upstream_server import start_upstream
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -313,32 +314,42 @@ class WorkersTests(StartupTestCase):
                 "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1"]
         gateway = await self.start(args, _env(), self.mktemp_dir(), admin_port)
         main = psutil.Process(gateway.transport.pid)
-        for _ in range(300):
+
+        def listening_worker() -> list[psutil.Process]:
             children = main.children()
             if children and any(c.laddr.port == proxy_port for c in children[0].net_connections("tcp")
                                 if c.status == psutil.CONN_LISTEN):
-                break
-            await deferLater(reactor, 0.1, lambda: None)
+                return children
+            return []
+
+        children = await until(listening_worker, timeout=30, interval=0.1,
+                               message="a worker listens on the proxy port")
         self.assertEqual(len(children), 1)
         worker = children[0]
         admin = f"http://127.0.0.1:{admin_port}"
         await treq.post(f"{admin}/services", data={"name": "s", "url": f"http://127.0.0.1:{upstream_port}"},
                         pool=self.pool)
         await treq.post(f"{admin}/services/s/routes", data={"paths[]": "/w"}, pool=self.pool)
-        await deferLater(reactor, 0.5, lambda: None)
 
         def upstream_connections(process: psutil.Process) -> int:
             return sum(1 for c in process.net_connections("tcp")
                        if c.raddr and c.raddr.port == upstream_port)
 
-        codes = []
-        for _ in range(200):
+        async def get() -> int:
             response = await treq.get(f"http://127.0.0.1:{proxy_port}/w", pool=self.pool)
             await response.content()
-            codes.append(response.code)
-            if upstream_connections(worker) and upstream_connections(main):
-                break
-        self.assertEqual(set(codes), {200})
+            return response.code
+
+        async def both_served() -> bool:
+            # A 404 here is the worker (or the main process) not having
+            # heard of the route yet; the wait ends once both served it.
+            await get()
+            return bool(upstream_connections(worker) and upstream_connections(main))
+
+        await until(both_served, timeout=30, interval=0.01, message="both processes proxy /w")
+        # Both processes now know the route: every answer is a 200.
+        codes = [await get() for _ in range(20)]
+        self.assertEqual(codes, [200] * 20)
         self.assertGreater(upstream_connections(worker), 0)
         self.assertGreater(upstream_connections(main), 0)
         gateway.transport.signalProcess("TERM")

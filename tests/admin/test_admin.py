@@ -216,7 +216,8 @@ class UnknownPathTests(AdminTestCase):
         for method, path in (("POST", "/services/x"), ("PUT", "/services"),
                              ("POST", "/"), ("POST", "/plugins/enabled"),
                              ("DELETE", "/services/x/routes")):
-            self.assertEqual(self.error(method, path, 405), {"message": "Method not allowed"})
+            self.assertEqual(self.error(method, path, 405), {"message": "Method not allowed"},
+                             f"row method={method!r} path={path!r}")
 
 
 class RootTests(AdminTestCase):
@@ -326,8 +327,8 @@ class PluginInfoTests(AdminTestCase):
             body = self.ok("GET", path)
             fields = dict(next(iter(f.items())) for f in body["fields"])
             self.assertEqual(fields["config"]["fields"],
-                             PLUGINS["echo"].config_schema.describe()["fields"])
-            self.assertIn("name", fields)
+                             PLUGINS["echo"].config_schema.describe()["fields"], f"row path={path!r}")
+            self.assertIn("name", fields, f"row path={path!r}")
 
     def test_unknown_plugin_schema(self) -> None:
         """

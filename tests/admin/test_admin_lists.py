@@ -35,7 +35,7 @@ class GetTests(AdminTestCase):
         """
         for path in ("/services/nope", "/routes/00000000-0000-4000-8000-000000000009",
                      "/consumers/x", "/plugins/x"):
-            self.assertEqual(self.error("GET", path, 404), NOT_FOUND)
+            self.assertEqual(self.error("GET", path, 404), NOT_FOUND, f"row path={path!r}")
 
     def test_percent_encoded(self) -> None:
         """
@@ -99,7 +99,7 @@ class ListTests(AdminTestCase):
         for size in ("0", "1001", "1.5", "-1"):
             self.assertEqual(self.error("GET", f"/services?size={size}", 400), {
                 "code": 9, "name": "invalid size",
-                "message": "size must be an integer between 1 and 1000"})
+                "message": "size must be an integer between 1 and 1000"}, f"row size={size!r}")
         self.ok("GET", "/services?size=1000")
         self.ok("GET", "/services?size=1")
 

@@ -59,9 +59,12 @@ class NestedTests(AdminTestCase):
                                       ("consumers/u", "consumer", consumer)):
             body = self.ok("POST", f"/{parent}/plugins", 201,
                            form={"name": "echo", "config.limit": "2"})
-            self.assertEqual((body[field], body["config"]["limit"]), ({"id": record["id"]}, 2))
-            self.assertEqual(self.ok("GET", f"/{parent}/plugins")["data"], [body])
-            self.assertEqual(self.ok("GET", f"/{parent}/plugins/{body['id']}"), body)
+            self.assertEqual((body[field], body["config"]["limit"]), ({"id": record["id"]}, 2),
+                             f"row parent={parent!r} field={field!r} record={record!r}")
+            self.assertEqual(self.ok("GET", f"/{parent}/plugins")["data"], [body],
+                             f"row parent={parent!r} field={field!r} record={record!r}")
+            self.assertEqual(self.ok("GET", f"/{parent}/plugins/{body['id']}"), body,
+                             f"row parent={parent!r} field={field!r} record={record!r}")
 
     def test_missing_parent(self) -> None:
         """
@@ -97,7 +100,8 @@ class NestedTests(AdminTestCase):
         for name in ("r", "free", "nope"):
             for method in ("GET", "PATCH", "DELETE"):
                 self.assertEqual(self.error(method, f"/services/s/routes/{name}", 404,
-                                            json_body={"paths": ["/z"]}), NOT_FOUND)
+                                            json_body={"paths": ["/z"]}), NOT_FOUND,
+                                 f"row name={name!r} method={method!r}")
 
     def test_patch_child(self) -> None:
         """
@@ -153,7 +157,8 @@ class RouteServiceTests(AdminTestCase):
         self.route(None, "r", hosts=["h"])
         for method in ("GET", "PATCH", "DELETE"):
             for path in ("/routes/r/service", "/routes/nope/service"):
-                self.assertEqual(self.error(method, path, 404, json_body={"port": 1}), NOT_FOUND)
+                self.assertEqual(self.error(method, path, 404, json_body={"port": 1}), NOT_FOUND,
+                                 f"row method={method!r} path={path!r}")
         self.assertEqual(self.error("PUT", "/routes/nope/service", 404,
                                     json_body={"host": "h"}), NOT_FOUND)
 

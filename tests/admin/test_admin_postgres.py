@@ -182,9 +182,10 @@ class UnstorableTextTests(unittest.TestCase):
              {"config": {"message": "invalid value: NUL character at position 2"}}),
         ]
         for path, raw, expected in cases:
-            self.assertEqual((path, await self.refused("POST", path, raw)), (path, expected))
+            self.assertEqual((path, await self.refused("POST", path, raw)), (path, expected),
+                             f"row path={path!r} raw={raw!r} expected={expected!r}")
         for collection in ("key-auths", "services", "routes", "plugins"):
-            self.assertEqual(await self.count(collection), 0)
+            self.assertEqual(await self.count(collection), 0, f"row collection={collection!r}")
 
     async def test_surrogateHost(self) -> None:
         """

@@ -139,7 +139,8 @@ class KeyAuthCredentialTests(AuthTestCase):
         for method, path in [("GET", "/consumers/nobody/key-auth"), ("POST", "/consumers/nobody/key-auth"),
                              ("GET", "/consumers/nobody/key-auth/k"), ("DELETE", "/consumers/nobody/key-auth/k")]:
             answer = await self.gw.admin(method, path, json={})
-            self.assertEqual((method, path, answer.code, answer.json()), (method, path, 404, NOT_FOUND))
+            self.assertEqual((method, path, answer.code, answer.json()), (method, path, 404, NOT_FOUND),
+                             f"row method={method!r} path={path!r}")
 
     async def test_readNested(self) -> None:
         """
@@ -154,9 +155,10 @@ class KeyAuthCredentialTests(AuthTestCase):
         self.assertEqual(await self.admin_ok("GET", "/consumers/alice/key-auth/a1"), mine)
         self.assertEqual(await self.admin_ok("GET", f"/consumers/alice/key-auth/{mine['id']}"), mine)
         for key in ("b1", theirs["id"], "nope"):
-            self.assertEqual(await self.admin_ok("GET", f"/consumers/alice/key-auth/{key}", 404), NOT_FOUND)
+            self.assertEqual(await self.admin_ok("GET", f"/consumers/alice/key-auth/{key}", 404), NOT_FOUND,
+                             f"row key={key!r}")
             self.assertEqual(await self.admin_ok("PATCH", f"/consumers/alice/key-auth/{key}", 404, json={}),
-                             NOT_FOUND)
+                             NOT_FOUND, f"row key={key!r}")
 
     async def test_readTopLevel(self) -> None:
         """
@@ -263,7 +265,7 @@ class KeyAuthCredentialTests(AuthTestCase):
         await self.admin_ok("POST", "/consumers/alice/acls", 201, json={"group": "g"})
         await self.admin_ok("DELETE", "/consumers/alice", 204)
         for path in ("/key-auths", "/basic-auths", "/jwts", "/acls"):
-            self.assertEqual((await self.admin_ok("GET", path))["data"], [])
+            self.assertEqual((await self.admin_ok("GET", path))["data"], [], f"row path={path!r}")
 
     async def test_schema(self) -> None:
         """
@@ -414,7 +416,8 @@ class ScopeTests(AuthTestCase):
         await self.consumer("alice")
         for name, config in [("key-auth", {}), ("basic-auth", {}), ("jwt", {}), ("acl", {"allow": ["a"]})]:
             answer = await self.gw.admin("POST", "/consumers/alice/plugins", json={"name": name, "config": config})
-            self.assertEqual((name, answer.code, answer.json()["fields"]), (name, 400, {"consumer": "value must be null"}))
+            self.assertEqual((name, answer.code, answer.json()["fields"]), (name, 400, {"consumer": "value must be null"}),
+                             f"row name={name!r} config={config!r}")
 
 
 class ClusterTests(unittest.TestCase, PostgresMixin):
@@ -481,7 +484,7 @@ class CredentialDeleteTests(unittest.TestCase):
         for path in (f"/consumers/alice/{kind}/absent", f"/consumers/alice/{kind}/{key}",
                      f"/consumers/alice/{kind}/{created.json()['id']}"):
             answer = await self.gw.admin("DELETE", path)
-            self.assertEqual((path, answer.code, answer.json()), (path, 404, NOT_FOUND))
+            self.assertEqual((path, answer.code, answer.json()), (path, 404, NOT_FOUND), f"row path={path!r}")
         self.assertEqual(len((await self.gw.admin("GET", f"/{collection}")).json()["data"]), 1)
         self.assertEqual((await self.gw.admin("DELETE", f"/consumers/bob/{kind}/{created.json()['id']}")).code, 204)
 

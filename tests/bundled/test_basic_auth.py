@@ -249,8 +249,9 @@ class BasicAuthTests(SynchronousTestCase):
         harness = self.harness({"anonymous": BOB})
         for headers in ({}, {"Authorization": basic("alice", "nope")}):
             seen = self.seen(self.request(harness, headers))
-            self.assertEqual((seen["x-consumer-username"], seen["x-anonymous-consumer"]), (["bob"], ["true"]))
-            self.assertNotIn("x-credential-identifier", seen)
+            self.assertEqual((seen["x-consumer-username"], seen["x-anonymous-consumer"]), (["bob"], ["true"]),
+                             f"row headers={headers!r}")
+            self.assertNotIn("x-credential-identifier", seen, f"row headers={headers!r}")
         response = self.request(self.harness({"anonymous": "ghost"}))
         self.assertEqual((response.status, response.json()),
                          (500, {"message": "anonymous consumer ghost is configured but doesn't exist"}))

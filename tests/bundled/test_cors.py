@@ -136,7 +136,8 @@ class CorsPreflightTests(SynchronousTestCase):
         for origins, origin, expected in ORIGIN_CASES:
             response = self.successResultOf(preflight(harness(origins=origins), origin))
             self.assertEqual((origins, origin, response.status, response.header("access-control-allow-origin")),
-                             (origins, origin, 200, expected))
+                             (origins, origin, 200, expected),
+                             f"row origins={origins!r} origin={origin!r} expected={expected!r}")
 
     def test_credentialsWithAllOrigins(self) -> None:
         """
@@ -246,7 +247,8 @@ class CorsResponseTests(SynchronousTestCase):
         for origins, origin, expected in ORIGIN_CASES:
             response = self.get(harness(origins=origins), origin)
             self.assertEqual((origins, origin, response.header("access-control-allow-origin")),
-                             (origins, origin, expected))
+                             (origins, origin, expected),
+                             f"row origins={origins!r} origin={origin!r} expected={expected!r}")
 
     def test_varyAdded(self) -> None:
         """
@@ -390,8 +392,8 @@ class CorsSchemaTests(SynchronousTestCase):
         C{headers} and C{exposed_headers} are arrays of strings.
         """
         for field in ("headers", "exposed_headers"):
-            self.assertEqual(self.violation({field: [1]}), {field: {"1": "expected a string"}})
-            self.assertEqual(self.violation({field: "x"}), {field: "expected an array"})
+            self.assertEqual(self.violation({field: [1]}), {field: {"1": "expected a string"}}, f"row field={field!r}")
+            self.assertEqual(self.violation({field: "x"}), {field: "expected an array"}, f"row field={field!r}")
 
     def test_methods(self) -> None:
         """
@@ -411,5 +413,5 @@ class CorsSchemaTests(SynchronousTestCase):
         The four flags are booleans, never null.
         """
         for field in ("credentials", "private_network", "preflight_continue", "allow_origin_absent"):
-            self.assertEqual(self.violation({field: "true"}), {field: "expected a boolean"})
-            self.assertEqual(self.violation({field: None}), {field: "required field missing"})
+            self.assertEqual(self.violation({field: "true"}), {field: "expected a boolean"}, f"row field={field!r}")
+            self.assertEqual(self.violation({field: None}), {field: "required field missing"}, f"row field={field!r}")

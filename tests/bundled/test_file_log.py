@@ -262,7 +262,7 @@ class FileLogGatewayTests(TestCase):
         self.assertEqual(answer.json()["config"], {"path": path, "reopen": False,
                                                         "redact_credentials": True, "redact": []})
         for n in range(3):
-            self.assertEqual((await gw.proxy("GET", f"/logged/{n}")).code, 200)
+            self.assertEqual((await gw.proxy("GET", f"/logged/{n}")).code, 200, f"row n={n!r}")
         self.assertEqual((await gw.proxy("GET", "/elsewhere")).code, 404)
         for _ in range(200):
             if os.path.exists(path) and len(_lines(path)) >= 3:

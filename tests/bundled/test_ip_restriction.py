@@ -41,9 +41,9 @@ class AddressTests(SynchronousTestCase):
         """
         addresses = AddressSet.of(["10.0.0.1", "192.168.0.0/16", "2001:db8::/32", "::1"])
         for inside in ("10.0.0.1", "192.168.7.7", "2001:db8:1::5", "::1"):
-            self.assertIn(ipaddress.ip_address(inside), addresses)
+            self.assertIn(ipaddress.ip_address(inside), addresses, f"row inside={inside!r}")
         for outside in ("10.0.0.2", "192.169.0.1", "2001:db9::1", "::2"):
-            self.assertNotIn(ipaddress.ip_address(outside), addresses)
+            self.assertNotIn(ipaddress.ip_address(outside), addresses, f"row outside={outside!r}")
 
     def test_clientAddress(self) -> None:
         """
@@ -53,7 +53,7 @@ class AddressTests(SynchronousTestCase):
         self.assertEqual(client_address("[::1]"), ipaddress.ip_address("::1"))
         self.assertEqual(client_address("fe80::1%eth0"), ipaddress.ip_address("fe80::1"))
         for junk in ("", None, "nope", "1.2.3.4.5"):
-            self.assertIsNone(client_address(junk))
+            self.assertIsNone(client_address(junk), f"row junk={junk!r}")
 
 
 class IPRestrictionTests(SynchronousTestCase):

@@ -193,7 +193,8 @@ class JWTAuthTests(SynchronousTestCase):
         for key, kind, algorithm in [("bob-rs", "rsa", "RS256"), ("bob-ps", "rsa", "PS256"),
                                      ("bob-es", "ec", "ES256"), ("bob-ed", "ed25519", "EdDSA")]:
             headers = self.seen(self.request(harness, token({"iss": key}, keypair(kind)[0], algorithm)))
-            self.assertEqual(headers["x-credential-identifier"], [key])
+            self.assertEqual(headers["x-credential-identifier"], [key],
+                             f"row key={key!r} kind={kind!r} algorithm={algorithm!r}")
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.assertRefused(self.request(harness, token({"iss": "bob-rs"}, other, "RS256")), "Invalid signature")
 
@@ -206,7 +207,8 @@ class JWTAuthTests(SynchronousTestCase):
         harness = self.harness({"uri_param_names": ["t"], "cookie_names": ["session"], "header_names": ["x-jwt"]})
         for path, headers in [(f"/?t={value}", {}), ("/", {"Cookie": f"a=b; session={value}"}),
                               ("/", {"X-JWT": f"bearer {value}"})]:
-            self.assertEqual(self.seen(self.request(harness, path=path, headers=headers))["x-consumer-id"], [ALICE])
+            self.assertEqual(self.seen(self.request(harness, path=path, headers=headers))["x-consumer-id"], [ALICE],
+                             f"row path={path!r} headers={headers!r}")
         self.assertRefused(self.request(harness, value), "Unauthorized", "Bearer")
         self.assertRefused(self.request(harness, headers={"X-JWT": value}), "Unauthorized", "Bearer")
         self.assertEqual(self.seen(self.request(self.harness(), path=f"/?jwt={value}"))["x-consumer-id"], [ALICE])
@@ -305,7 +307,8 @@ class JWTAuthTests(SynchronousTestCase):
         harness = self.harness({"anonymous": "bob"})
         for value in (None, "abc", token({"iss": "alice-key"}, OTHER)):
             headers = self.seen(self.request(harness, value))
-            self.assertEqual((headers["x-consumer-username"], headers["x-anonymous-consumer"]), (["bob"], ["true"]))
+            self.assertEqual((headers["x-consumer-username"], headers["x-anonymous-consumer"]), (["bob"], ["true"]),
+                             f"row value={value!r}")
         response = self.request(self.harness({"anonymous": "ghost"}))
         self.assertEqual((response.status, response.json()),
                          (500, {"message": "anonymous consumer ghost is configured but doesn't exist"}))

@@ -175,7 +175,7 @@ class KeyAuthTests(SynchronousTestCase):
                                    ("multipart/form-data; boundary=XyZ", multipart)]:
             seen = self.seen(self.request(harness, method="POST", headers={"Content-Type": content_type}, body=body))
             self.assertEqual(seen["headers"]["x-consumer-username"], ["alice"], content_type)
-            self.assertEqual(seen["body"], body.decode())
+            self.assertEqual(seen["body"], body.decode(), f"row content_type={content_type!r} body={body!r}")
 
     def test_bodyNotLooked(self) -> None:
         """
@@ -243,11 +243,12 @@ class KeyAuthTests(SynchronousTestCase):
             harness = self.harness({"anonymous": anonymous})
             for headers in ({}, {"apikey": "nope"}, {"X-Credential-Identifier": "forged"}):
                 seen = self.seen(self.request(harness, headers=headers))["headers"]
-                self.assertEqual((seen["x-consumer-username"], seen["x-anonymous-consumer"]), (["bob"], ["true"]))
-                self.assertNotIn("x-credential-identifier", seen)
+                self.assertEqual((seen["x-consumer-username"], seen["x-anonymous-consumer"]), (["bob"], ["true"]),
+                                 f"row anonymous={anonymous!r} headers={headers!r}")
+                self.assertNotIn("x-credential-identifier", seen, f"row anonymous={anonymous!r} headers={headers!r}")
             seen = self.seen(self.request(harness, headers={"apikey": "secret-1"}))["headers"]
-            self.assertEqual(seen["x-consumer-username"], ["alice"])
-            self.assertNotIn("x-anonymous-consumer", seen)
+            self.assertEqual(seen["x-consumer-username"], ["alice"], f"row anonymous={anonymous!r}")
+            self.assertNotIn("x-anonymous-consumer", seen, f"row anonymous={anonymous!r}")
 
     def test_anonymousMissing(self) -> None:
         """

@@ -76,7 +76,7 @@ class PrometheusSchemaTests(SynchronousTestCase):
         for name in ("per_consumer", "status_code_metrics", "latency_metrics", "bandwidth_metrics",
                      "upstream_health_metrics"):
             error = self.assertRaises(SchemaViolation, Prometheus.config_schema.validate, {name: "true"})
-            self.assertEqual(error.fields, {name: "expected a boolean"})
+            self.assertEqual(error.fields, {name: "expected a boolean"}, f"row name={name!r}")
 
     def test_unknown(self) -> None:
         """

@@ -73,8 +73,9 @@ class RateLimitingSchemaTests(SynchronousTestCase):
         Limits are positive numbers.
         """
         for period in ("second", "minute", "hour", "day", "month", "year"):
-            self.assertEqual(self.refuse(**{period: 0}), {period: "value must be greater than 0"})
-            self.assertEqual(self.refuse(**{period: "5"}), {period: "expected a number"})
+            self.assertEqual(self.refuse(**{period: 0}), {period: "value must be greater than 0"},
+                             f"row period={period!r}")
+            self.assertEqual(self.refuse(**{period: "5"}), {period: "expected a number"}, f"row period={period!r}")
 
     def test_periodsOrdered(self) -> None:
         """
@@ -309,7 +310,8 @@ class LocalRateLimitingTests(SynchronousTestCase):
         """
         harness = self.harness(minute=1, hide_client_headers=True)
         for response in (self.send(harness), self.send(harness)):
-            self.assertEqual([h for h in response.headers if "ratelimit" in h or h == "retry-after"], [])
+            self.assertEqual([h for h in response.headers if "ratelimit" in h or h == "retry-after"], [],
+                             f"row response={response!r}")
         self.assertEqual(response.status, 429)
 
     def test_limitByIpFallback(self) -> None:

@@ -21,6 +21,7 @@ from tests.gateway import RunningGateway, start_gateway
 from tests.postgres import PostgresMixin
 from tests.redisserver import RedisMixin, shared_redis
 from tests.upstream_server import start_upstream
+from tests.waiting import until
 
 _names = iter(range(1, 1_000_000))
 
@@ -101,8 +102,17 @@ class RedisPolicyTests(TestCase, RedisMixin):
         with self.assertRaises(StoreUnavailable):
             await policy.consume(identifier, {"day": 5}, reactor.seconds())
         server.start()
-        await deferLater(reactor, 0.1, lambda: None)
-        self.assertIsNone((await policy.consume(identifier, {"day": 5}, reactor.seconds())).stop)
+
+        async def reconnected() -> Any:
+            # Unavailable while the client backs off (retry_delay); then
+            # it reconnects and the request is counted.
+            try:
+                return await policy.consume(identifier, {"day": 5}, reactor.seconds())
+            except StoreUnavailable:
+                return None
+
+        usage = await until(reconnected, timeout=10, interval=0.02, message="the client reconnects to Redis")
+        self.assertIsNone(usage.stop)
 
     async def test_batchedCounters(self) -> None:
         """

@@ -58,7 +58,8 @@ class RequestTerminationTests(SynchronousTestCase):
         """
         for status, message in DEFAULT_MESSAGES.items():
             response = self.request(harness(status_code=status))
-            self.assertEqual((response.status, response.json()), (status, {"message": message}))
+            self.assertEqual((response.status, response.json()), (status, {"message": message}),
+                             f"row status={status!r} message={message!r}")
 
     def test_noDefaultMessage(self) -> None:
         """
@@ -192,14 +193,14 @@ class RequestTerminationSchemaTests(SynchronousTestCase):
         self.assertEqual(self.violation({"status_code": None}), {"status_code": "required field missing"})
         for bad in (99, 600):
             self.assertEqual(self.violation({"status_code": bad}),
-                             {"status_code": "value should be between 100 and 599"})
+                             {"status_code": "value should be between 100 and 599"}, f"row bad={bad!r}")
 
     def test_strings(self) -> None:
         """
         C{message}, C{content_type} and C{body} are strings.
         """
         for field in ("message", "content_type", "body"):
-            self.assertEqual(self.violation({field: 1}), {field: "expected a string"})
+            self.assertEqual(self.violation({field: 1}), {field: "expected a string"}, f"row field={field!r}")
 
     def test_echo(self) -> None:
         """
@@ -222,7 +223,8 @@ class RequestTerminationSchemaTests(SynchronousTestCase):
         """
         for config in ({"message": "e", "body": "b"}, {"message": "e", "content_type": "text/html", "body": "b"},
                        {"message": "e", "content_type": "text/html"}):
-            self.assertEqual(self.violation(config), {"@entity": ["message cannot be used with content_type or body"]})
+            self.assertEqual(self.violation(config), {"@entity": ["message cannot be used with content_type or body"]},
+                             f"row config={config!r}")
 
     def test_contentTypeWithoutBody(self) -> None:
         """

@@ -240,7 +240,7 @@ class BodyTests(RequestTransformerTestCase):
         for body in (b"not json", b"[1, 2]"):
             seen = self.send(harness(add={"body": ["a:1"]}), "POST", headers={"Content-Type": "application/json"},
                              body=body)
-            self.assertEqual(seen.body, body)
+            self.assertEqual(seen.body, body, f"row body={body!r}")
 
     def test_otherContentTypeUntouched(self) -> None:
         """
@@ -248,7 +248,7 @@ class BodyTests(RequestTransformerTestCase):
         """
         for headers in ({"Content-Type": "text/plain"}, {}):
             seen = self.send(harness(add={"body": ["a:1"]}), "POST", headers=headers, body=b"{}")
-            self.assertEqual(seen.body, b"{}")
+            self.assertEqual(seen.body, b"{}", f"row headers={headers!r}")
 
     def test_upstreamLength(self) -> None:
         """
@@ -314,7 +314,7 @@ class BodyTests(RequestTransformerTestCase):
             # PUT: for POST, Twisted itself refuses a multipart body that does not parse (400).
             seen = self.send(harness(add={"body": ["a:1"]}), "PUT", headers={"Content-Type": content_type},
                              body=b"garbage")
-            self.assertEqual(seen.body, b"garbage")
+            self.assertEqual(seen.body, b"garbage", f"row content_type={content_type!r}")
 
 
 class MethodAndPathTests(RequestTransformerTestCase):
@@ -373,7 +373,7 @@ class MethodAndPathTests(RequestTransformerTestCase):
         gateway = harness(replace={"uri": "$(headers.x_path)"})
         response = self.successResultOf(gateway.request("GET", "/", headers={"X-Path": "relative"}))
         self.assertEqual(response.status, 500)
-        self.flushLoggedErrors()
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
 
 class RequestTransformerSchemaTests(SynchronousTestCase):
@@ -430,7 +430,7 @@ class RequestTransformerSchemaTests(SynchronousTestCase):
         """
         for operation in ("add", "append", "replace", "rename"):
             self.assertEqual(self.violation({operation: {"headers": ["x-a"]}}),
-                             {operation: {"headers": {"1": "invalid value: x-a"}}})
+                             {operation: {"headers": {"1": "invalid value: x-a"}}}, f"row operation={operation!r}")
 
     def test_values(self) -> None:
         """
@@ -439,9 +439,11 @@ class RequestTransformerSchemaTests(SynchronousTestCase):
         for operation in ("add", "append", "replace", "rename"):
             for part in ("body", "querystring"):
                 self.assertEqual(self.violation({operation: {part: ["k"]}}),
-                                 {operation: {part: {"1": "key 'k' has no value"}}})
+                                 {operation: {part: {"1": "key 'k' has no value"}}},
+                                 f"row operation={operation!r} part={part!r}")
                 self.assertEqual(self.violation({operation: {part: ["k:"]}}),
-                                 {operation: {part: {"1": "key 'k' has no value"}}})
+                                 {operation: {part: {"1": "key 'k' has no value"}}},
+                                 f"row operation={operation!r} part={part!r}")
 
     def test_templates(self) -> None:
         """

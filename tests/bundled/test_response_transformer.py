@@ -200,7 +200,8 @@ class JsonBodyTests(SynchronousTestCase):
         C{application/json} with parameters, or among other types, is JSON.
         """
         for content_type in ("application/json; charset=utf-8", "text/plain, application/json"):
-            self.assertEqual(self.body({}, content_type, add={"json": ["a:1"]}).json(), {"a": "1"})
+            self.assertEqual(self.body({}, content_type, add={"json": ["a:1"]}).json(), {"a": "1"},
+                             f"row content_type={content_type!r}")
 
     def test_unicode(self) -> None:
         """
@@ -231,7 +232,7 @@ class JsonBodyTests(SynchronousTestCase):
         """
         events = capture_log(self)
         for raw in (b"not json", b"[1, 2]"):
-            self.assertEqual(self.body(raw, add={"json": ["b:1"]}).body, raw)
+            self.assertEqual(self.body(raw, add={"json": ["b:1"]}).body, raw, f"row raw={raw!r}")
         warnings = [e for e in events if "body transform failed" in (e.get("log_format") or "")]
         self.assertEqual(len(warnings), 2)
 
@@ -365,7 +366,8 @@ class ResponseTransformerSchemaTests(SynchronousTestCase):
         for operation in ("rename", "replace", "add", "append"):
             for part in ("json", "headers"):
                 self.assertEqual(self.violation({operation: {part: ["k"]}}),
-                                 {operation: {part: {"1": "invalid value: k"}}})
+                                 {operation: {part: {"1": "invalid value: k"}}},
+                                 f"row operation={operation!r} part={part!r}")
 
     def test_renameHeaders(self) -> None:
         """

@@ -74,8 +74,9 @@ class SchemaTests(SynchronousTestCase):
         """
         for name, key in [(KEYAUTH, ("key",)), (BASICAUTH, ("username",)), (JWT, ("key",)), (ACLS, ())]:
             kind = ENTITIES[name]
-            self.assertEqual((kind.name, kind.endpoint_keys, kind.foreign), (name, key, ("consumer",)))
-            self.assertTrue(kind.schema.fields["consumer"].required)
+            self.assertEqual((kind.name, kind.endpoint_keys, kind.foreign), (name, key, ("consumer",)),
+                             f"row name={name!r} key={key!r}")
+            self.assertTrue(kind.schema.fields["consumer"].required, f"row name={name!r} key={key!r}")
 
     def test_keyAuth(self) -> None:
         """
@@ -152,7 +153,7 @@ class SchemaTests(SynchronousTestCase):
         for algorithm, kind in [("RS256", "rsa"), ("PS512", "rsa"), ("ES256", "ec"), ("EdDSA", "ed25519")]:
             record = insert(JWT, {"consumer": {"id": ALICE}, "key": "k", "secret": "s",
                                   "algorithm": algorithm, "rsa_public_key": public_pem(kind)})
-            self.assertEqual(record["algorithm"], algorithm)
+            self.assertEqual(record["algorithm"], algorithm, f"row algorithm={algorithm!r} kind={kind!r}")
 
     def test_noConsumerPlugins(self) -> None:
         """

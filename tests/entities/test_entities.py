@@ -360,9 +360,9 @@ class EntitiesTests(SynchronousTestCase):
              "jwt_secrets": ("jwt_secrets", ("key",), ("key",), ("consumer",)),
              "acls": ("acls", (), (), ("consumer",))})
         for t in ENTITIES.values():
-            self.assertIsInstance(t, EntityType)
+            self.assertIsInstance(t, EntityType, f"row t={t!r}")
             for name in t.unique + t.foreign + t.endpoint_keys:
-                self.assertIn(name, t.schema.fields)
+                self.assertIn(name, t.schema.fields, f"row t={t!r} name={name!r}")
 
     def test_readOnly(self) -> None:
         """

@@ -43,7 +43,7 @@ class RouteTests(EntityCase):
         """
         for body in [{"methods": ["GET"]}, {"hosts": ["h"]}, {"headers": {"x": ["1"]}},
                      {"paths": ["/"]}]:
-            self.assertEqual(insert("routes", body)["protocols"], ["http", "https"])
+            self.assertEqual(insert("routes", body)["protocols"], ["http", "https"], f"row body={body!r}")
 
     def test_fieldErrors(self) -> None:
         """

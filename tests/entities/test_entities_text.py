@@ -42,7 +42,8 @@ class IndexedLengthTests(SynchronousTestCase):
             ("acls", {"consumer": consumer, "group": long}, {"group": "length must be at most 512"}),
         ]
         for entity, body, expected in cases:
-            self.assertEqual((entity, self.violation(entity, body)), (entity, expected))
+            self.assertEqual((entity, self.violation(entity, body)), (entity, expected),
+                             f"row entity={entity!r} body={body!r} expected={expected!r}")
 
     def test_longest(self) -> None:
         """
@@ -111,4 +112,4 @@ class AnyFieldTests(SynchronousTestCase):
             fields = self.assertRaises(SchemaViolation, prepare_insert, "plugins",
                                        {"name": "free", "config": {"anything": value}},
                                        plugins=plugins, now=NOW, new_id=ID).fields
-            self.assertEqual(fields, {"config": {"anything": expected}})
+            self.assertEqual(fields, {"config": {"anything": expected}}, f"row value={value!r} expected={expected!r}")

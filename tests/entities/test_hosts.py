@@ -6,6 +6,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.entities.hosts import parse_host
+from tests.tables import raises_for
 
 
 class ParseHostTests(SynchronousTestCase):
@@ -50,5 +51,5 @@ class ParseHostTests(SynchronousTestCase):
             ("[::1]:x", "invalid ipv6 address"),
             ("[::1]:65536", "invalid port number"),
         ]:
-            exc = self.assertRaises(ValueError, parse_host, address)
+            exc = raises_for(self, address, ValueError, parse_host, address)
             self.assertEqual(str(exc), message, address)

@@ -142,7 +142,7 @@ class UpdateTests(SynchronousTestCase):
         ]:
             record = self.update(existing, {"url": url})
             self.assertEqual((record["protocol"], record["host"], record["port"],
-                              record["path"]), fields)
+                              record["path"]), fields, f"row url={url!r} fields={fields!r}")
 
     def test_urlConflict(self) -> None:
         """

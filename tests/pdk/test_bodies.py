@@ -93,7 +93,7 @@ class JSONBodyTests(SynchronousTestCase):
         """
         for data in (b"[1]", b'"x"', b"3", b"null"):
             e = self.assertRaises(InvalidBody, parse_body, "application/json", data)
-            self.assertEqual(e.body(), {"message": JSON_NOT_OBJECT})
+            self.assertEqual(e.body(), {"message": JSON_NOT_OBJECT}, f"row data={data!r}")
 
     def test_no_nan(self) -> None:
         """
@@ -101,7 +101,7 @@ class JSONBodyTests(SynchronousTestCase):
         """
         for data in (b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}'):
             e = self.assertRaises(InvalidBody, parse_body, "application/json", data)
-            self.assertEqual(e.message, CANNOT_PARSE_JSON)
+            self.assertEqual(e.message, CANNOT_PARSE_JSON, f"row data={data!r}")
 
 
 class URLEncodedBodyTests(SynchronousTestCase):
@@ -144,7 +144,7 @@ class URLEncodedBodyTests(SynchronousTestCase):
         for data in (b"name=%ff", b"name=\xff"):
             e = self.assertRaises(InvalidBody, parse_body,
                                   "application/x-www-form-urlencoded", data)
-            self.assertEqual(e.body(), {"message": CANNOT_PARSE_FORM})
+            self.assertEqual(e.body(), {"message": CANNOT_PARSE_FORM}, f"row data={data!r}")
 
 
 class MultipartBodyTests(SynchronousTestCase):

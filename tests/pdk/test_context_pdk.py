@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.errors import BodyNotRead
 from echogate.testing import ROUTE_ID, SERVICE_ID, UpstreamRequestSeen
 from tests.proxy.test_plugin_contract import UNEXPECTED, harness_of, make_plugin, upstream_answer
 
@@ -102,7 +103,7 @@ class PDKRequestTests(SynchronousTestCase):
         self.assertEqual(seen, [b"abc"])
         response = self.successResultOf(harness.request("POST", "/", body=b"abc"))
         self.assertEqual(response.status, 500)
-        self.flushLoggedErrors()
+        self.assertEqual(len(self.flushLoggedErrors(BodyNotRead)), 1)
 
     def test_schemeAndPort(self) -> None:
         """

@@ -95,7 +95,8 @@ class WalkThroughTests(ProxyTestCase):
                                   ("/route", "/service"), ("/keep/y", "/service/keep/y"),
                                   ("/route/a/../b", "/service/b"), ("/route/x/%2e%2e/c", "/service/c"), ("/route/%2e%2e/keep/z", "/service/keep/z")]:
             answer = await self.gw.proxy("GET", request)
-            self.assertEqual((request, answer.code, answer.json().get("path")), (request, 200, expected))
+            self.assertEqual((request, answer.code, answer.json().get("path")), (request, 200, expected),
+                             f"row request={request!r} expected={expected!r}")
 
     async def test_changesApplyToTheNextRequest(self) -> None:
         """
@@ -156,7 +157,7 @@ class UpstreamHeaderTests(ProxyTestCase):
             "Proxy-Authorization": "Basic abc", "X-Public": "yes"})
         headers = answer.json()["headers"]
         for name in ("x-private", "te", "upgrade", "proxy-authorization"):
-            self.assertNotIn(name, headers)
+            self.assertNotIn(name, headers, f"row name={name!r}")
         self.assertEqual(headers["x-public"], ["yes"])
 
     async def test_hopByHopRemovedDownstream(self) -> None:

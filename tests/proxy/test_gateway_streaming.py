@@ -10,9 +10,9 @@ import resource
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.internet.task import deferLater
 
 from tests.proxy.test_gateway import _AGENT, ProxyTestCase
+from tests.waiting import until
 
 
 class _SlowReader(Protocol):
@@ -67,8 +67,7 @@ class StreamingTests(ProxyTestCase):
         await self.route(paths=["/slow"], strip_path=False)
         reader = _SlowReader(b"/slow?delay=30", b"x")
         connector = reactor.connectTCP("127.0.0.1", self.gw.proxy_port, ClientFactory.forProtocol(lambda: reader))
-        while not self.upstream.seen:
-            await deferLater(reactor, 0.02, lambda: None)
+        await until(lambda: self.upstream.seen, interval=0.02, message="the upstream got the request")
         connector.disconnect()
         uri = await self.upstream.went_away
         self.assertEqual(uri, b"/slow?delay=30")

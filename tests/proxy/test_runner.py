@@ -87,7 +87,7 @@ class PrecedenceTests(SynchronousTestCase):
         for start, (label, *_) in enumerate(SCOPES):
             index = self.index(SCOPES[start:])
             entry = index.resolve("p", ROUTE, SERVICE, CONSUMER)
-            self.assertEqual(entry.config["scope"], label)
+            self.assertEqual(entry.config["scope"], label, f"row start={start!r} label={label!r}")
 
     def test_orderWithConsumerReversedInput(self) -> None:
         """
@@ -95,7 +95,8 @@ class PrecedenceTests(SynchronousTestCase):
         """
         for start, (label, *_) in enumerate(SCOPES):
             index = self.index(list(reversed(SCOPES[start:])))
-            self.assertEqual(index.resolve("p", ROUTE, SERVICE, CONSUMER).config["scope"], label)
+            self.assertEqual(index.resolve("p", ROUTE, SERVICE, CONSUMER).config["scope"], label,
+                             f"row start={start!r} label={label!r}")
 
     def test_eachScopeAlone(self) -> None:
         """
@@ -104,7 +105,8 @@ class PrecedenceTests(SynchronousTestCase):
         """
         for scope in SCOPES:
             index = self.index([scope])
-            self.assertEqual(index.resolve("p", ROUTE, SERVICE, CONSUMER).config["scope"], scope[0])
+            self.assertEqual(index.resolve("p", ROUTE, SERVICE, CONSUMER).config["scope"], scope[0],
+                             f"row scope={scope!r}")
 
     def test_withoutConsumer(self) -> None:
         """
@@ -116,7 +118,8 @@ class PrecedenceTests(SynchronousTestCase):
         consumers = [s for s in SCOPES if s[3] is not None]
         for start, (label, *_) in enumerate(without):
             index = self.index(consumers + without[start:])
-            self.assertEqual(index.resolve("p", ROUTE, SERVICE, None).config["scope"], label)
+            self.assertEqual(index.resolve("p", ROUTE, SERVICE, None).config["scope"], label,
+                             f"row start={start!r} label={label!r}")
         self.assertIsNone(self.index(consumers).resolve("p", ROUTE, SERVICE, None))
 
     def test_otherScopesDoNotApply(self) -> None:
@@ -289,7 +292,7 @@ class PlanTests(SynchronousTestCase):
         (step,) = index.plan(ROUTE, SERVICE)
         self.assertIsNotNone(step.access)
         for phase in ("rewrite", "header_filter", "body_filter", "log"):
-            self.assertIsNone(getattr(step, phase))
+            self.assertIsNone(getattr(step, phase), f"row phase={phase!r}")
 
     def test_phasesOf(self) -> None:
         """
@@ -351,4 +354,4 @@ class FreezeTests(SynchronousTestCase):
         Scalars are returned as they are.
         """
         for value in (None, 1, "s", 1.5, True):
-            self.assertIs(freeze(value), value)
+            self.assertIs(freeze(value), value, f"row value={value!r}")

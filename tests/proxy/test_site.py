@@ -43,7 +43,7 @@ class ContentFileTests(SynchronousTestCase):
             spooled = site.getContentFile(length)
             self.addCleanup(spooled.close)
             self.assertNotIsInstance(spooled, io.BytesIO)
-            self.assertTrue(hasattr(spooled, "fileno"))
+            self.assertTrue(hasattr(spooled, "fileno"), f"row length={length!r}")
 
     def test_requestUsesTheSite(self) -> None:
         """
@@ -281,7 +281,8 @@ class RespondTests(SynchronousTestCase):
             request.respond(status, [(b"X-A", b"1")])
             request.write(b"x")
             request.finish()
-            self.assertEqual(self.transport.value(), b"HTTP/1.1 %d %s\r\nX-A: 1\r\n\r\n" % (status, phrase))
+            self.assertEqual(self.transport.value(), b"HTTP/1.1 %d %s\r\nX-A: 1\r\n\r\n" % (status, phrase),
+                             f"row status={status!r} phrase={phrase!r}")
 
     def test_finishWritesHead(self) -> None:
         """
@@ -327,7 +328,7 @@ class RespondTests(SynchronousTestCase):
         written = self.transport.value()
         self.assertTrue(written.startswith(b"HTTP/1.1 201 Created\r\n"), written)
         for line in (b"Content-Length: 2\r\n", b"X-A: 1\r\n", b"Connection: close\r\n"):
-            self.assertIn(line, written)
+            self.assertIn(line, written, f"row line={line!r}")
         self.assertTrue(written.endswith(b"\r\n\r\nok"))
 
     def test_cookiesTheTwistedWay(self) -> None:

@@ -16,7 +16,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -26,6 +26,7 @@ from twisted.web.resource import Resource
 
 from echogate.proxy.limits import AcceptErrorLog, AddressCounts, throttle_accept_errors
 from echogate.proxy.site import Counters, GatewaySite
+from tests import waiting
 
 #: What a slow-loris client sends and then drips forever: a request line
 #: and a header, never the blank line that ends the head.
@@ -94,10 +95,10 @@ class RawClient(Protocol):
 
 async def until(condition: Callable[[], bool]) -> None:
     """
-    Let the reactor run until C{condition()} holds.
+    Let the reactor run until C{condition()} holds (failing, rather than
+    hanging, if it never does).
     """
-    while not condition():
-        await deferLater(reactor, 0.001, lambda: None)
+    await waiting.until(condition, interval=0.001)
 
 
 class ListenerTestCase(TestCase):

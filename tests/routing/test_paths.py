@@ -14,6 +14,7 @@ from echogate.routing.paths import (
     python_regex,
     regex_literal_prefix,
 )
+from tests.tables import raises_for
 
 # (raw request path, normalised path)
 NORMALISED = [
@@ -94,7 +95,7 @@ class NormalizePathTests(SynchronousTestCase):
         """
         for raw, expected in NORMALISED:
             with self.subTest(raw=raw):
-                self.assertEqual(normalize_path(raw), expected)
+                self.assertEqual(normalize_path(raw), expected, f"row raw={raw!r} expected={expected!r}")
 
     def test_idempotent(self) -> None:
         """
@@ -104,7 +105,7 @@ class NormalizePathTests(SynchronousTestCase):
         for raw, _ in NORMALISED:
             once = normalize_path(raw)
             with self.subTest(raw=raw):
-                self.assertEqual(normalize_path(once), once)
+                self.assertEqual(normalize_path(once), once, f"row raw={raw!r}")
 
     def test_result_is_ascii(self) -> None:
         """
@@ -128,7 +129,7 @@ class NormalizePathTests(SynchronousTestCase):
         """
         for raw in UNNORMALISABLE:
             with self.subTest(raw=raw):
-                self.assertRaises(ValueError, normalize_path, raw)
+                raises_for(self, raw, ValueError, normalize_path, raw)
 
     def test_unnormalisable_bytes(self) -> None:
         """
@@ -266,7 +267,7 @@ class NormalizeFastPathTests(SynchronousTestCase):
             try:
                 expected = _remove_dot_segments(_SLASHES.sub("/", _canonical_bytes(raw)))
             except ValueError:
-                self.assertRaises(ValueError, normalize_path, raw)
+                raises_for(self, raw, ValueError, normalize_path, raw)
                 continue
             self.assertEqual(normalize_path(raw), expected, raw)
 
@@ -286,9 +287,11 @@ class JoinUpstreamPathTests(SynchronousTestCase):
             with self.subTest(
                 service=service_path, route=route_path, strip=strip, request=raw
             ):
-                self.assertTrue(path.startswith(stripped))
+                self.assertTrue(path.startswith(stripped),
+                                f"row {(service_path, route_path, strip, raw)!r}")
                 self.assertEqual(
-                    join_upstream_path(service_path, path, stripped, strip), expected
+                    join_upstream_path(service_path, path, stripped, strip), expected,
+                    f"row {(service_path, route_path, strip, raw)!r}"
                 )
 
     def test_regex_match_stripped(self) -> None:
@@ -368,7 +371,7 @@ class RegexPathTests(SynchronousTestCase):
         """
         for pcre, python in TRANSLATED:
             with self.subTest(pcre=pcre):
-                self.assertEqual(python_regex(pcre), python)
+                self.assertEqual(python_regex(pcre), python, f"row pcre={pcre!r} python={python!r}")
 
     def test_compile(self) -> None:
         """
@@ -379,9 +382,9 @@ class RegexPathTests(SynchronousTestCase):
             pattern = compile_regex_path(path)
             found = pattern.match("/users/42/x")
             assert found is not None
-            self.assertEqual(found.group(0), "/users/42")
-            self.assertEqual(found.groupdict(), {"id": "42"})
-            self.assertIsNone(pattern.match("/x/users/42"))
+            self.assertEqual(found.group(0), "/users/42", f"row path={path!r}")
+            self.assertEqual(found.groupdict(), {"id": "42"}, f"row path={path!r}")
+            self.assertIsNone(pattern.match("/x/users/42"), f"row path={path!r}")
 
     def test_compile_error(self) -> None:
         """
@@ -389,8 +392,8 @@ class RegexPathTests(SynchronousTestCase):
         """
         for path in ("~/(", "~/a)", "~*", "~/(?<1>x)"):
             with self.subTest(path=path):
-                error = self.assertRaises(ValueError, compile_regex_path, path)
-                self.assertIn("invalid regex", str(error))
+                error = raises_for(self, path, ValueError, compile_regex_path, path)
+                self.assertIn("invalid regex", str(error), f"row path={path!r}")
 
     def test_literal_prefix(self) -> None:
         """
@@ -398,4 +401,4 @@ class RegexPathTests(SynchronousTestCase):
         """
         for pattern, prefix in LITERAL_PREFIXES:
             with self.subTest(pattern=pattern):
-                self.assertEqual(regex_literal_prefix(pattern), prefix)
+                self.assertEqual(regex_literal_prefix(pattern), prefix, f"row pattern={pattern!r} prefix={prefix!r}")

@@ -24,6 +24,7 @@ from echogate.routing.paths import compile_regex, compile_regex_path
 from echogate.routing.router import Router
 from echogate.testing import GatewayHarness
 from tests.routing.test_router import build, request, route
+from tests.tables import raises_for
 
 #: The issue's regex, and the attacker's path: 40 C{a}s and a C{b}. C{re}
 #: takes about 3 s at 27 C{a}s, doubling with each one more.
@@ -266,10 +267,11 @@ class CompatibilityTests(SynchronousTestCase):
             for path in PATHS:
                 with self.subTest(source=source, path=path):
                     now, then = pattern.match(path, timeout=1.0), before.match(path)
-                    self.assertEqual(now is None, then is None)
+                    self.assertEqual(now is None, then is None, f"row source={source!r} path={path!r}")
                     if now is not None and then is not None:
                         self.assertEqual((now.group(0), now.groups(), now.groupdict()),
-                                         (then.group(0), then.groups(), then.groupdict()))
+                                         (then.group(0), then.groups(), then.groupdict()),
+                                         f"row source={source!r} path={path!r}")
 
     def test_headerIgnoresCase(self) -> None:
         """
@@ -286,9 +288,9 @@ class CompatibilityTests(SynchronousTestCase):
         """
         for source in ("/a(", "/a)", r"/\p{L}", "/a(?i)b", "/(?<=a+)b"):
             with self.subTest(source=source):
-                error = self.assertRaises(ValueError, compile_regex_path, "~" + source)
-                self.assertIsInstance(error.__cause__, re.error)
-                self.assertEqual(str(error), f"invalid regex {source!r}: {error.__cause__}")
+                error = raises_for(self, source, ValueError, compile_regex_path, "~" + source)
+                self.assertIsInstance(error.__cause__, re.error, f"row source={source!r}")
+                self.assertEqual(str(error), f"invalid regex {source!r}: {error.__cause__}", f"row source={source!r}")
 
     def test_posixClass(self) -> None:
         """

@@ -189,7 +189,8 @@ class MatchingTests(SynchronousTestCase):
             router = build([route(**fields)])
             for cached in (False, True):
                 with self.subTest(what=what, cached=cached):
-                    self.assertEqual(request(router, **req) is not None, expected)
+                    self.assertEqual(request(router, **req) is not None, expected,
+                                     f"row what={what!r} req={req!r} cached={cached!r}")
 
     def test_no_routes(self) -> None:
         """
@@ -320,4 +321,4 @@ class SplitHostTests(SynchronousTestCase):
         ]
         for value, expected in table:
             with self.subTest(value=value):
-                self.assertEqual(split_host(value), expected)
+                self.assertEqual(split_host(value), expected, f"row value={value!r} expected={expected!r}")

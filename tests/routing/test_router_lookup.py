@@ -42,8 +42,8 @@ class IndexTests(SynchronousTestCase):
         for req, name in zip(requests, expected):
             match = request(router, **req)
             with self.subTest(request=req):
-                self.assertEqual(match.route["name"] if match else None, name)
-                self.assertLessEqual(counter.take(), most)
+                self.assertEqual(match.route["name"] if match else None, name, f"row req={req!r} name={name!r}")
+                self.assertLessEqual(counter.take(), most, f"row req={req!r} name={name!r}")
 
     def test_distinct_hosts(self) -> None:
         """
@@ -152,11 +152,15 @@ class IndexTests(SynchronousTestCase):
             counter.take()
             matching = {rid for rid, single in alone.items() if request(single, **req)}
             with self.subTest(request=req):
-                self.assertLessEqual(matching, evaluated)
-                self.assertEqual(match is not None, bool(matching))
+                self.assertLessEqual(matching, evaluated,
+                                     f"row host={host!r} path={path!r} method={method!r} hdrs={hdrs!r}")
+                self.assertEqual(match is not None, bool(matching),
+                                 f"row host={host!r} path={path!r} method={method!r} hdrs={hdrs!r}")
                 if match is not None:
-                    self.assertIn(match.route["id"], matching)
-                self.assertEqual(match, request(unindexed, **req))
+                    self.assertIn(match.route["id"], matching,
+                                  f"row host={host!r} path={path!r} method={method!r} hdrs={hdrs!r}")
+                self.assertEqual(match, request(unindexed, **req),
+                                 f"row host={host!r} path={path!r} method={method!r} hdrs={hdrs!r}")
 
     def test_unindexed(self) -> None:
         """
@@ -228,7 +232,8 @@ class CacheTests(SynchronousTestCase):
             for req, expected in cases:
                 match = request(router, **req)
                 with self.subTest(request=req):
-                    self.assertEqual(match.route["name"] if match else None, expected)
+                    self.assertEqual(match.route["name"] if match else None, expected,
+                                     f"row req={req!r} expected={expected!r}")
 
     def test_unconditioned_headers_share_entries(self) -> None:
         """

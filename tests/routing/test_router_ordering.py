@@ -178,6 +178,8 @@ class OrderingTests(SynchronousTestCase):
             for order in (routes, routes[::-1]):
                 match = request(build(order), **req)
                 with self.subTest(what=what, reversed=order is not routes):
-                    self.assertIsNotNone(match)
+                    self.assertIsNotNone(match,
+                                         f"row what={what!r} req={req!r} order={order!r}")
                     assert match is not None
-                    self.assertEqual(match.route["name"], expected)
+                    self.assertEqual(match.route["name"], expected,
+                                     f"row what={what!r} req={req!r} order={order!r}")

@@ -78,7 +78,7 @@ class ReuseTests(SynchronousTestCase):
         for n in range(4):
             match = request(table, path=f"/r{n}")
             assert match is not None
-            self.assertIs(match.route, self.routes[n])
+            self.assertIs(match.route, self.routes[n], f"row n={n!r}")
         match = request(table, path="/new")
         assert match is not None
         self.assertIs(match.route, added)
@@ -203,14 +203,14 @@ class EquivalenceTests(SynchronousTestCase):
             scratch = build(routes, [current_service])
             with self.subTest(step=step, action=action):
                 if action in ("none", "remove"):
-                    self.assertEqual(compiled_incrementally, 0)
+                    self.assertEqual(compiled_incrementally, 0, f"row step={step!r}")
                 elif action in ("add", "change"):
-                    self.assertEqual(compiled_incrementally, 1)
+                    self.assertEqual(compiled_incrementally, 1, f"row step={step!r}")
                 for probe in probes:
                     self.assertEqual(request(incremental, **probe), request(scratch, **probe), probe)
                 # Down to the tie-breaking position of each record.
                 self.assertEqual({i: c.order for i, (c, _) in incremental._compiled.items()},
-                                 {i: c.order for i, (c, _) in scratch._compiled.items()})
+                                 {i: c.order for i, (c, _) in scratch._compiled.items()}, f"row step={step!r}")
             table = incremental
 
 

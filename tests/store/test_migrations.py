@@ -9,7 +9,6 @@ from typing import Any
 import psycopg2
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from echogate.store import migrations
@@ -28,6 +27,7 @@ from echogate.store.migrations import (
     redact,
 )
 from tests.postgres import PostgresMixin, TemporaryServer
+from tests.waiting import until
 
 #: The tables of the migrations after the first one, as each declares them.
 _LATER_TABLES = {t for m in MIGRATIONS[1:] for t in m.tables}
@@ -139,9 +139,9 @@ class MigrateTests(PostgresMixin, TestCase):
             cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         first = ensureDeferred(migrations.up(dsn, reactor))
         second = ensureDeferred(migrations.up(dsn, reactor))
-        while _rows(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                         " AND NOT granted")[0][0] < 2:
-            await deferLater(reactor, 0.02, lambda: None)
+        await until(lambda: _rows(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                       " AND NOT granted")[0][0] >= 2,
+                    interval=0.02, message="both runs wait for the migration lock")
         holder.close()
         results = [await first, await second]
         self.assertEqual(sorted(map(len, results)), [0, len(MIGRATIONS)])

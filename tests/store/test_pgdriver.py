@@ -53,10 +53,13 @@ class ParseDSNTests(SynchronousTestCase):
         A string libpq cannot parse raises L{psycopg2.ProgrammingError}
         with libpq's message, as psycopg2's C{parse_dsn} does.
         """
-        for dsn in ("host=x bogus", "postgresql://h/db?nosuchoption=1", "host='unterminated"):
-            with self.assertRaises(psycopg2.ProgrammingError) as caught:
+        for dsn, message in [
+                ("host=x bogus", 'missing "=" after "bogus" in connection info string'),
+                ("postgresql://h/db?nosuchoption=1", 'invalid URI query parameter: "nosuchoption"'),
+                ("host='unterminated", "unterminated quoted string in connection info string")]:
+            with self.assertRaises(psycopg2.ProgrammingError, msg=dsn) as caught:
                 pgdriver._libpq_parse_dsn(dsn)
-            self.assertTrue(str(caught.exception), dsn)
+            self.assertEqual(str(caught.exception).strip(), message, dsn)
 
     def test_parseDSN(self) -> None:
         """

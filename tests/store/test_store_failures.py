@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from echogate.errors import DatabaseUnavailable
 from echogate.store.postgres import PostgresStore
 from tests.postgres import PostgresMixin
+from tests.waiting import until
 from tests.store.test_postgres import StoreTestCase, _execute, service
 
 
@@ -54,7 +55,9 @@ class RecoveryTests(StoreTestCase):
         self.assertEqual(await store.get("services", record["id"]), record)
         _execute(self.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                            " WHERE datname = current_database() AND application_name = 'echogate'")
-        await deferLater(reactor, 0.2, lambda: None)
+        # This time the reactor sees the loss before the next call.
+        await until(lambda: not any(c.isOpen for c in store._pool._all),
+                    message="the pool noticed its connection was killed")
         self.assertIsNone((await store.insert("services", service()))["name"])
         self.assertEqual(await store.version(), 2)
 
@@ -202,11 +205,15 @@ class ServerFailureTests(PostgresMixin, TestCase):
         Stopping the store while its LISTEN connection is being reopened
         leaves nothing behind.
         """
-        store = await self.started(query_timeout=30, heartbeat=0.05,
+        # The frozen server fails the heartbeat after query_timeout; the
+        # listener then tries (and, the server frozen, keeps trying) to
+        # open a new connection.
+        store = await self.started(query_timeout=0.2, heartbeat=0.05,
                                    reconnect_delays=(0.01, 0.01))
         self.server.pause()
         try:
-            await deferLater(reactor, 0.3, lambda: None)
+            await until(lambda: store._listener._pending is not None, interval=0.005,
+                        message="the LISTEN connection is being reopened")
             await store.stop()
         finally:
             self.server.resume()

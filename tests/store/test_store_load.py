@@ -97,9 +97,9 @@ class LoadTests(StoreTestCase):
         self.assertEqual(sum(fetched for sql, fetched in self.statements if "entity::text FROM" in sql), 0)
         for name in ("services", "routes", "consumers"):
             before, after = getattr(first, name), getattr(second, name)
-            self.assertEqual(len(before), len(after))
+            self.assertEqual(len(before), len(after), f"row name={name!r}")
             for a, b in zip(before, after):
-                self.assertIs(a, b)
+                self.assertIs(a, b, f"row name={name!r} a={a!r} b={b!r}")
 
     async def test_sameContentRewritten(self) -> None:
         """
@@ -154,7 +154,7 @@ class LoadTests(StoreTestCase):
         first, second = await gatherResults([self.store.load(), self.store.load()])
         expected = sorted([changed, r2], key=lambda r: r["id"])
         for data in (first, second, await self.store.load()):
-            self.assertEqual(sorted(data.routes, key=lambda r: r["id"]), expected)
+            self.assertEqual(sorted(data.routes, key=lambda r: r["id"]), expected, f"row data={data!r}")
 
     async def test_smallTableReadWhole(self) -> None:
         """

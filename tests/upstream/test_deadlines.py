@@ -267,7 +267,7 @@ class CancelTests(QueueTestCase):
             pending.append(self.queue.add(60 if i % 2 else 30, self.record("x")))
             pending.pop(7 * i % len(pending)).cancel()
             self.clock.advance(0.001)
-            self.assertLessEqual(self.queue.stored, 2 * self.queue.pending + 2 * 33)
+            self.assertLessEqual(self.queue.stored, 2 * self.queue.pending + 2 * 33, f"row i={i!r}")
         self.assertEqual(self.queue.pending, 100)
 
     def test_cancelledHeadsDropped(self) -> None:
@@ -298,7 +298,7 @@ class ArmingTests(QueueTestCase):
         """
         for seconds in (9, 8, 10, 1, 7, 1, 0.5, 20):
             self.queue.add(seconds, self.record("x"))
-            self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+            self.assertEqual(len(self.clock.getDelayedCalls()), 1, f"row seconds={seconds!r}")
         for _ in range(25):
             self.clock.advance(1)
             self.assertLessEqual(len(self.clock.getDelayedCalls()), 1)

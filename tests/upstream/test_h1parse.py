@@ -314,7 +314,7 @@ class DifferentialTests(SynchronousTestCase):
         events or errors.
         """
         for name, (data, why) in DIFFERENCES.items():
-            self.assertTrue(why)
+            self.assertTrue(why, f"row name={name!r} data={data!r} why={why!r}")
             self.assertIsNotNone(self.compare(name, data), name)
 
     def test_normalised_differences(self) -> None:

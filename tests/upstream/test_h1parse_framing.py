@@ -120,9 +120,9 @@ class FramingTests(_ParserTestCase):
         """
         for name in ("chunked-not-last", "chunked-then-other", "chunked-parameter"):
             events = self.assertParses(VALID[name])
-            self.assertEqual(events[-2][3], False)
-            self.assertEqual(events[-1][0], "body")
-            self.assertEqual(VALID[name].endswith(events[-1][1]), True)
+            self.assertEqual(events[-2][3], False, f"row name={name!r}")
+            self.assertEqual(events[-1][0], "body", f"row name={name!r}")
+            self.assertEqual(VALID[name].endswith(events[-1][1]), True, f"row name={name!r}")
 
     def test_until_close(self) -> None:
         """

@@ -142,7 +142,7 @@ class ParsingTests(SynchronousTestCase):
             collector = self.body_of(response)
             for part in parts[1:]:
                 p.dataReceived(part)
-            self.assertTrue(collector.reason.check(ResponseDone))
+            self.assertTrue(collector.reason.check(ResponseDone), f"row parts={parts!r}")
             gone = weakref.ref(collector)
             gc.disable()
             try:
@@ -244,9 +244,9 @@ class ParsingTests(SynchronousTestCase):
         for code in (b"204 No Content", b"304 Not Modified"):
             h, d, p, t = answered(b"HTTP/1.1 " + code + b"\r\nContent-Length: 10\r\n\r\n")
             r = self.successResultOf(d)
-            self.assertEqual(r.length, 0)
-            self.assertTrue(self.body_of(r).reason.check(ResponseDone))
-            self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1)
+            self.assertEqual(r.length, 0, f"row code={code!r}")
+            self.assertTrue(self.body_of(r).reason.check(ResponseDone), f"row code={code!r}")
+            self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1, f"row code={code!r}")
 
     def test_interimSkipped(self) -> None:
         """

@@ -60,8 +60,8 @@ class SettingTests(SynchronousTestCase):
             settings = resolve({"upstream_client": value, "proxy_listen": "tcp:0"}, {}, None)
             service = GatewayService(MemoryReactorClock(), settings, {})
             service.bind()
-            self.assertIsInstance(service.upstream, kind)
-            self.assertIs(service.gateway._upstream, service.upstream)
+            self.assertIsInstance(service.upstream, kind, f"row value={value!r} kind={kind!r}")
+            self.assertIs(service.gateway._upstream, service.upstream, f"row value={value!r} kind={kind!r}")
 
     def test_keepaliveSettings(self) -> None:
         """
