@@ -34,7 +34,7 @@ from echogate.bundled.ratelimit_policies import (
 )
 from echogate.bundled.ratelimit_redis import RedisClient, RedisCounters, RedisPolicy, RedisSettings
 from echogate.plugin import GatewayPlugin
-from echogate.routing.paths import normalize_path
+from echogate.routing.paths import normal_form_problem
 from echogate.schema import ENTITY, Boolean, Integer, Number, Record, String, at_least_one_of
 
 __all__ = ["RateLimiting", "RateLimitStores"]
@@ -82,21 +82,6 @@ def _sync_rate(config: dict[str, Any]) -> Mapping[str, str] | None:
         return {ENTITY: "sync_rate can only be used with the cluster and redis policies"}
     if rate < 0.02:
         return {ENTITY: "sync_rate must be greater than 0.02, or -1 to disable"}
-    return None
-
-
-def _normal_path(value: str) -> str | None:
-    """
-    A counted path must be in the normal form requests are compared in
-    (L{normalize_path}: merged slashes, no dot segments, unreserved
-    characters decoded), or it would never match.
-    """
-    try:
-        normal = normalize_path(value)
-    except ValueError:
-        return f"invalid value: {value}"
-    if normal != value:
-        return f"non-normalized path, consider use '{normal}' instead"
     return None
 
 
@@ -224,7 +209,7 @@ class RateLimiting(GatewayPlugin):
         "limit_by": String(default="consumer", one_of=("consumer", "credential", "ip", "service", "header", "path"),
                            description="What requests are counted per (the client IP when it is unknown)."),
         "header_name": String(check=_header_name, description="The header counted per, with limit_by header."),
-        "path": String(starts_with="/", check=_normal_path,
+        "path": String(starts_with="/", check=normal_form_problem,
                        description="The path counted, with limit_by path (in normal form: requests are"
                                    " counted by their normalised path)."),
         "policy": String(default="local", one_of=("local", "cluster", "redis"),

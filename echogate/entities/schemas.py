@@ -144,13 +144,7 @@ def _router_path(value: str) -> str | None:
     bad = _percent_encoding(value)
     if bad:
         return bad
-    try:
-        normal = paths.normalize_path(value)
-    except ValueError:
-        return f"invalid value: {value}"
-    if normal != value:
-        return f"non-normalized path, consider use '{normal}' instead"
-    return None
+    return paths.normal_form_problem(value)
 
 
 def _header_name(value: str) -> str | None:

@@ -149,6 +149,21 @@ def normalize_path(raw: str | bytes) -> str:
     return _remove_dot_segments(_SLASHES.sub("/", _canonical_bytes(data)))
 
 
+def normal_form_problem(path: str) -> str | None:
+    """
+    Why C{path}, written in a configuration, is not in the normal form
+    requests are compared in (Kong's message, naming the normal form), or
+    C{None} when it is.
+    """
+    try:
+        normal = normalize_path(path)
+    except ValueError:
+        return f"invalid value: {path}"
+    if normal != path:
+        return f"non-normalized path, consider use '{normal}' instead"
+    return None
+
+
 def _sanitize_postfix(postfix: str) -> str:
     """
     Drop a leading dot segment left over after a prefix was stripped
