@@ -14,7 +14,11 @@ an upstream that is a Python function.
 Each request goes through a real L{echogate.proxy.site.GatewaySite} over an
 in-memory transport, so what the plugin sees is what it would see in the
 running gateway. Configs are validated with the plugin's C{config_schema}
-(defaults filled in), as the Admin API does.
+(defaults filled in), as the Admin API does; so are the route and the
+service (L{echogate.entities.writes.prepare_insert}): a field the Admin API
+would refuse raises L{echogate.errors.SchemaViolation}. An
+L{UpstreamAnswer} with C{chunks} streams its body to the gateway piece by
+piece, with the back-pressure of a real connection.
 """
 from __future__ import annotations
 
@@ -32,13 +36,15 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
-from echogate.errors import BAD_UPSTREAM, ProxyError
+from echogate.entities.writes import prepare_insert
+from echogate.errors import BAD_UPSTREAM, ProxyError, SchemaViolation
 from echogate.proxy.gateway import Gateway, GatewayResource
 from echogate.proxy.request import GatewayRequest
 from echogate.proxy.site import GatewaySite
 from echogate.proxy.snapshot import Snapshot
 from echogate.store.data import ConfigurationData
 from echogate.pdk.messages import headers_of
+from echogate.schema import ENTITY
 from echogate.upstream.hop_by_hop import NOT_END_TO_END, listed_names
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
@@ -65,11 +71,27 @@ class UpstreamRequestSeen:
 class UpstreamAnswer:
     """
     What the fake upstream answers: a status, headers and a body.
+
+    @ivar body: the whole body, handed over at once (with its length, as
+        echogate's client hands over a small response).
+    @ivar chunks: instead of C{body}, a body streamed in pieces: an
+        iterable (a generator works) of C{bytes}, or of Deferreds firing
+        with C{bytes} for a piece that comes later (failing, for an
+        upstream that breaks off). The gateway gets the pieces one by one,
+        and the next piece is taken only while the gateway has not paused
+        the upstream (its C{BodyStreamer} pauses it while an asynchronous
+        C{body_filter} works and when the client does not keep up). The
+        length is unknown unless C{headers} has a Content-Length.
     """
 
     status: int = 200
     headers: Mapping[str, str] = attrs.field(factory=dict)
     body: bytes = b""
+    chunks: Iterable[Any] | None = attrs.field(default=None, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.chunks is not None and self.body:
+            raise ValueError("an UpstreamAnswer has a body or chunks, not both")
 
 
 def echo_upstream(request: UpstreamRequestSeen) -> UpstreamAnswer:
@@ -103,17 +125,100 @@ class HarnessResponse:
         return json.loads(self.body)
 
 
-class _FakeTransport:
-    stopped = False
+class _BodyProducer:
+    """
+    The fake upstream connection as the gateway's body protocol sees it
+    (its C{transport}): delivers the body's pieces one by one, honouring
+    C{pauseProducing}, C{resumeProducing} and C{stopProducing} as a real
+    connection does.
+    """
+
+    def __init__(self, pieces: Iterable[Any], protocol: Any):
+        self._pieces = iter(pieces)
+        self._protocol = protocol
+        self._paused = False
+        self._running = False
+        self._waiting = False
+        self._ended = False
+        self._arrived_piece: bytes | None = None
+        self.stopped = False
+
+    def start(self) -> None:
+        self._protocol.makeConnection(self)
+        self._run()
 
     def pauseProducing(self) -> None:
-        pass
+        self._paused = True
 
     def resumeProducing(self) -> None:
-        pass
+        self._paused = False
+        self._run()
 
     def stopProducing(self) -> None:
+        if self.stopped or self._ended:
+            return
         self.stopped = True
+        if not self._running:
+            self._end(_stopped())
+        # else: the delivery under way returns first, as with a connection,
+        # whose abort is reported after the data being handled.
+
+    def _end(self, reason: Failure) -> None:
+        if not self._ended:
+            self._ended = True
+            self._protocol.connectionLost(reason)
+
+    def _run(self) -> None:
+        if self._running:
+            return  # the loop under way goes on
+        self._running = True
+        try:
+            while not (self._ended or self.stopped):
+                if self._arrived_piece is not None:
+                    if self._paused:
+                        break
+                    piece, self._arrived_piece = self._arrived_piece, None
+                    self._deliver(piece)
+                    continue
+                if self._paused or self._waiting:
+                    break
+                try:
+                    piece = next(self._pieces)
+                except StopIteration:
+                    self._end(Failure(ResponseDone()))
+                    break
+                except Exception:  # the upstream breaks off mid-body
+                    self._end(Failure())
+                    break
+                if isinstance(piece, Deferred):
+                    self._waiting = True
+                    piece.addCallbacks(self._arrived, self._broke)
+                else:
+                    self._deliver(piece)
+        finally:
+            self._running = False
+        if self.stopped:
+            self._end(_stopped())
+
+    def _deliver(self, piece: bytes) -> None:
+        if piece and not (self._ended or self.stopped):
+            self._protocol.dataReceived(bytes(piece))
+
+    def _arrived(self, piece: bytes) -> None:
+        # A piece that comes while the gateway has paused the upstream is
+        # held until it resumes, as a paused connection holds its data.
+        self._waiting = False
+        if not self._ended:
+            self._arrived_piece = piece if piece is not None else b""
+            self._run()
+
+    def _broke(self, failure: Failure) -> None:
+        self._waiting = False
+        self._end(failure)
+
+
+def _stopped() -> Failure:
+    return Failure(ConnectionLost("the gateway stopped the upstream body"))
 
 
 class _FakeResponse:
@@ -121,7 +226,8 @@ class _FakeResponse:
     The fake upstream's answer, handed over as echogate's own client hands
     over a response: the end-to-end header lines as wire pairs (hop-by-hop
     ones and the names Connection lists left out), the length apart, and a
-    body that is all there.
+    body that is all there (C{UpstreamAnswer.body}) or that streams
+    (C{UpstreamAnswer.chunks}).
     """
 
     def __init__(self, answer: UpstreamAnswer):
@@ -134,8 +240,16 @@ class _FakeResponse:
         self.end_to_end = [(n, v) for n, v in self.raw_headers
                            if n.lower() not in NOT_END_TO_END and n.lower() not in listed]
         self.via = any(n.lower() == b"via" for n, _ in self.end_to_end)
-        self.length = len(answer.body)
-        self._body: bytes | None = answer.body
+        self._body: bytes | None
+        self._chunks: Iterable[Any] | None
+        if answer.chunks is None:
+            self.length: int | None = len(answer.body)
+            self._body, self._chunks = answer.body, None
+        else:
+            declared = [v for n, v in self.raw_headers if n.lower() == b"content-length"]
+            self.length = int(declared[0]) if declared else None
+            self._body, self._chunks = None, answer.chunks
+        self.producer: _BodyProducer | None = None
 
     @property
     def headers(self) -> Headers:
@@ -146,15 +260,13 @@ class _FakeResponse:
         return body
 
     def deliverBody(self, protocol: Any) -> None:
-        body, self._body = self._body, None
-        transport = _FakeTransport()
-        protocol.makeConnection(transport)
-        if body and not transport.stopped:
-            protocol.dataReceived(body)
-        if transport.stopped:
-            protocol.connectionLost(Failure(ConnectionLost()))
+        if self._chunks is not None:
+            pieces, self._chunks = self._chunks, ()
         else:
-            protocol.connectionLost(Failure(ResponseDone()))
+            body, self._body = self._body, None
+            pieces = [body] if body else []
+        self.producer = _BodyProducer(pieces, protocol)
+        self.producer.start()
 
 
 class FunctionUpstream:
@@ -188,6 +300,28 @@ class FunctionUpstream:
         return succeed(None)
 
 
+class _ClientTransport(StringTransport):
+    """
+    The client's side of a harness request: tells C{on_cut} when the
+    gateway closes or aborts the connection.
+    """
+
+    on_cut: Callable[[], None] | None = None
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        self._cut()
+
+    def abortConnection(self) -> None:
+        super().abortConnection()
+        self._cut()
+
+    def _cut(self) -> None:
+        on_cut, self.on_cut = self.on_cut, None
+        if on_cut is not None:
+            on_cut()
+
+
 def _plugin_record(plugin: Any, config: Mapping[str, Any], scope: Mapping[str, Any]) -> dict:
     validated = plugin.config_schema.validate(dict(config))
     record = {"id": str(uuid.uuid4()), "name": plugin.name, "config": validated, "enabled": True,
@@ -197,6 +331,20 @@ def _plugin_record(plugin: Any, config: Mapping[str, Any], scope: Mapping[str, A
         if value is not None:
             record[key] = {"id": value}
     return record
+
+
+def _raw_request(method: str, path: str, headers: Mapping[str, str] | None, body: bytes) -> bytes:
+    """
+    The bytes a harness request sends: C{Host: gateway.test} unless
+    C{headers} has a Host, and a Content-Length with a body (or with a
+    method that has one).
+    """
+    hdrs = {"Host": "gateway.test"}
+    hdrs.update(headers or {})
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in hdrs.items()]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def _parse_response(raw: bytes) -> HarnessResponse:
@@ -236,12 +384,17 @@ class GatewayHarness:
         L{echo_upstream}).
     @param route: route fields to use instead of the default route's.
     @param service: service fields to use instead of the default service's.
+        The route and the service are completed and validated as the
+        Admin API completes and validates a POSTed one (its defaults:
+        C{strip_path} is on).
     @param entities: other stored entities by collection, such as
         C{{"consumers": [{"username": "alice"}], "keyauth_credentials":
         [{"consumer": {"id": ...}, "key": "k"}]}}: each is completed and
         validated as the Admin API does (ids, timestamps, defaults,
         generated keys, hashed passwords). L{set_entities} changes them
         between requests.
+    @raise SchemaViolation: if C{route} or C{service} has a field the Admin
+        API would refuse (the message names it).
     """
 
     def __init__(self, plugins: Iterable[Any], configs: Sequence[tuple] = (),
@@ -255,17 +408,10 @@ class GatewayHarness:
         for plugin in self.plugins.values():
             check_plugin(plugin)
         self.clock = clock or Clock()
-        service_record = {"id": SERVICE_ID, "name": "upstream", "protocol": "http", "host": "upstream.test",
-                          "port": 80, "path": None, "retries": 5, "connect_timeout": 60000,
-                          "write_timeout": 60000, "read_timeout": 60000, "enabled": True, "tags": None,
-                          "created_at": 0, "updated_at": 0}
-        service_record.update(service or {})
-        route_record = {"id": ROUTE_ID, "name": "default", "protocols": ["http", "https"], "methods": None,
-                        "hosts": None, "paths": ["/"], "headers": None, "strip_path": False,
-                        "preserve_host": False, "regex_priority": 0, "created_at": 0, "updated_at": 0,
-                        "service": {"id": SERVICE_ID}, "tags": None, "https_redirect_status_code": 426,
-                        "path_handling": "v0", "request_buffering": True, "response_buffering": True}
-        route_record.update(route or {})
+        service_record = self._entity("service", "services", {"id": SERVICE_ID, "name": "upstream",
+                                                              "host": "upstream.test"}, service)
+        route_record = self._entity("route", "routes", {"id": ROUTE_ID, "name": "default", "paths": ["/"],
+                                                        "service": {"id": SERVICE_ID}}, route)
         records = []
         for item in configs:
             name, config = item[0], item[1]
@@ -282,13 +428,34 @@ class GatewayHarness:
         self.gateway = Gateway(clock=self.clock, snapshot=lambda: self.snapshot, upstream=self.upstream)
         self.site = GatewaySite(GatewayResource(self.gateway), reactor=self.clock)
 
+    def _entity(self, what: str, collection: str, default: dict[str, Any],
+                overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """
+        The harness's service or route: C{default} with C{overrides},
+        completed and validated as the Admin API does a POST.
+
+        @raise SchemaViolation: naming the bad fields (the message says
+            whether the harness's route or service has them).
+        """
+        fields = dict(default)
+        if overrides:
+            if not isinstance(overrides, Mapping):
+                raise SchemaViolation({ENTITY: ["expected a record"]}, f"harness {what}: expected a record")
+            if overrides.get("url") is not None:
+                fields.pop("host")  # the url stands for protocol, host, port and path
+            fields.update(overrides)
+        try:
+            return prepare_insert(collection, fields, plugins=self.plugins,
+                                  now=max(1, int(self.clock.seconds())), new_id=str(uuid.uuid4()))
+        except SchemaViolation as e:
+            raise SchemaViolation(e.fields or {}, f"harness {what}: {e}") from None
+
     def stored(self, collection: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         C{record} completed and validated as the Admin API stores a new
         entity of C{collection}.
         """
         from echogate.entities import credentials
-        from echogate.entities.writes import prepare_insert
 
         fields = credentials.fill_generated(collection, dict(record))
         complete = prepare_insert(collection, fields, plugins=self.plugins,
@@ -332,16 +499,10 @@ class GatewayHarness:
 
         self.site.requestFactory = factory
         protocol = self.site.buildProtocol(IPv4Address("TCP", client_ip, 40000))
-        transport = StringTransport(peerAddress=IPv4Address("TCP", client_ip, 40000),
+        transport = _ClientTransport(peerAddress=IPv4Address("TCP", client_ip, 40000),
                                     hostAddress=IPv4Address("TCP", "127.0.0.1", 8000))
         protocol.makeConnection(transport)
-        hdrs = {"Host": "gateway.test"}
-        hdrs.update(headers or {})
-        lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in hdrs.items()]
-        if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body)}")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        protocol.dataReceived(raw)
+        protocol.dataReceived(_raw_request(method, path, headers, body))
         if not captured or (transport.disconnecting and not captured[0].finished):
             # The HTTP parser refused the request itself (e.g. a 400), or the
             # gateway cut the connection (e.g. a body_filter raised).
@@ -349,11 +510,28 @@ class GatewayHarness:
                 return fail(ConnectionLost("the gateway closed the connection without an answer"))
             return succeed(_parse_response(transport.value()))
         request = captured[0]
-        done: Deferred = succeed(None) if request.finished else request.notifyFinish()
-        result = done.addCallback(lambda _: _parse_response(transport.value()))
+        outcome: Deferred = Deferred()
+
+        def finished(_: Any) -> None:
+            if not outcome.called:
+                outcome.callback(_parse_response(transport.value()))
+
+        def cut() -> None:
+            # The gateway closed the connection before the response was
+            # finished (e.g. the upstream broke off mid-body): the client
+            # got a truncated response.
+            if not request.finished and not outcome.called:
+                outcome.errback(ConnectionLost("the gateway closed the connection before the response's end"))
+
+        if request.finished:
+            finished(None)
+        else:
+            transport.on_cut = cut
+            request.notifyFinish().addCallbacks(finished, lambda f: None if outcome.called else outcome.errback(f))
 
         def cleanup(r: Any) -> Any:
-            protocol.connectionLost(Failure(ConnectionError("harness closed")))
+            if not transport.disconnecting or request.finished:
+                protocol.connectionLost(Failure(ConnectionError("harness closed")))
             return r
 
-        return result.addBoth(cleanup)
+        return outcome.addBoth(cleanup)

@@ -11,9 +11,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.internet.error import ConnectionLost
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import ResponseDone
 
 from echogate.bundled.header_echo import HeaderEcho
-from echogate.errors import ProxyError
+from echogate.entities.writes import prepare_insert
+from echogate.errors import ProxyError, SchemaViolation
 from echogate.schema.fields import Integer, String
 from echogate.registry import PluginLoadError
 from echogate.schema import Record
@@ -24,6 +26,7 @@ from echogate.testing import (
     HarnessResponse,
     UpstreamAnswer,
     UpstreamRequestSeen,
+    _FakeResponse,
     echo_upstream,
 )
 from tests.proxy.test_plugin_contract import Explosion, make_plugin, recording_plugin
@@ -323,3 +326,331 @@ class AsyncStyleTests(TestCase):
         gateway = GatewayHarness([HeaderEcho()], configs=[("header-echo", {})])
         response = await gateway.request("GET", "/x", headers={"X-Request-Echo": "hi"})
         self.assertEqual(response.header("X-Response-Echo"), "hi")
+
+
+class EntityValidationTests(SynchronousTestCase):
+    """
+    The harness's route and service are completed and validated as the
+    Admin API completes and validates a POSTed one.
+    """
+
+    def test_routeFieldRefused(self) -> None:
+        """
+        A route field the Admin API would refuse raises L{SchemaViolation}
+        naming it.
+        """
+        error = self.assertRaises(SchemaViolation, GatewayHarness, [], route={"strip_path": "yes"})
+        self.assertEqual(error.fields, {"strip_path": "expected a boolean"})
+        self.assertEqual(str(error), "harness route: schema violation (strip_path: expected a boolean)")
+
+    def test_routeUnknownField(self) -> None:
+        """
+        A misspelt route field is refused, not ignored.
+        """
+        error = self.assertRaises(SchemaViolation, GatewayHarness, [], route={"strip_paths": False})
+        self.assertEqual(error.fields, {"strip_paths": "unknown field"})
+
+    def test_routeBadPath(self) -> None:
+        """
+        A route path the Admin API refuses (not starting with a slash) is
+        refused.
+        """
+        error = self.assertRaises(SchemaViolation, GatewayHarness, [], route={"paths": ["api"]})
+        self.assertIn("paths", error.fields)
+
+    def test_routeWithoutMatcher(self) -> None:
+        """
+        A route left with nothing to match on is refused, as the Admin API
+        refuses it.
+        """
+        error = self.assertRaises(SchemaViolation, GatewayHarness, [], route={"paths": None})
+        self.assertEqual(error.fields, {"@entity": [("must set one of 'methods', 'hosts', 'headers', 'paths'"
+                                                    " when 'protocols' is 'https'")]})
+
+    def test_serviceFieldRefused(self) -> None:
+        """
+        A service field the Admin API would refuse raises
+        L{SchemaViolation} naming it.
+        """
+        error = self.assertRaises(SchemaViolation, GatewayHarness, [], service={"port": 70000})
+        self.assertEqual(list(error.fields), ["port"])
+        self.assertTrue(str(error).startswith("harness service: schema violation (port: "), str(error))
+
+    def test_notARecord(self) -> None:
+        """
+        Route fields that are not a mapping are refused.
+        """
+        error = self.assertRaises(SchemaViolation, GatewayHarness, [], route=[("paths", ["/"])])
+        self.assertEqual(str(error), "harness route: expected a record")
+
+    def test_stripPathByDefault(self) -> None:
+        """
+        The route strips its matched prefix unless told otherwise, as a
+        route made through the Admin API does.
+        """
+        harness = GatewayHarness([], route={"paths": ["/api"]})
+        self.successResultOf(harness.request("GET", "/api/x?y=1"))
+        self.assertEqual(harness.upstream_requests[0].path, "/x?y=1")
+
+    def test_stripPathOff(self) -> None:
+        """
+        C{strip_path: False} keeps the matched prefix.
+        """
+        harness = GatewayHarness([], route={"paths": ["/api"], "strip_path": False})
+        self.successResultOf(harness.request("GET", "/api/x"))
+        self.assertEqual(harness.upstream_requests[0].path, "/api/x")
+
+    def test_adminDefaults(self) -> None:
+        """
+        The stored route and service are what the Admin API would store for
+        the same fields: every default filled in.
+        """
+        harness = GatewayHarness([])
+        (route,), (service,) = harness._data.routes, harness._data.services
+        self.assertEqual(route, prepare_insert("routes", {"id": ROUTE_ID, "name": "default", "paths": ["/"],
+                                                          "service": {"id": SERVICE_ID}},
+                                               plugins={}, now=1, new_id="unused"))
+        self.assertEqual(service, prepare_insert("services", {"id": SERVICE_ID, "name": "upstream",
+                                                              "host": "upstream.test"},
+                                                 plugins={}, now=1, new_id="unused"))
+
+    def test_serviceCompleted(self) -> None:
+        """
+        Service fields are completed as the Admin API completes them: a
+        C{url} stands for protocol, host, port and path, and https defaults
+        to port 443.
+        """
+        harness = GatewayHarness([], service={"url": "https://backend.test/base"})
+        (service,) = harness._data.services
+        self.assertEqual((service["protocol"], service["host"], service["port"], service["path"]),
+                         ("https", "backend.test", 443, "/base"))
+
+
+class StreamedAnswerTests(SynchronousTestCase):
+    """
+    An L{UpstreamAnswer} with C{chunks} streams its body to the gateway
+    piece by piece, with back-pressure.
+    """
+
+    def harness(self, chunks: Any, body_filter: Any = None, headers: Any = None) -> GatewayHarness:
+        plugins, configs = [], []
+        if body_filter is not None:
+            plugins.append(make_plugin("filter", body_filter=body_filter))
+            configs.append(("filter", {}))
+        return GatewayHarness(plugins, configs=configs,
+                              upstream=lambda r: UpstreamAnswer(200, headers or {}, chunks=chunks))
+
+    def test_bothRefused(self) -> None:
+        """
+        An answer has a body or chunks, not both.
+        """
+        self.assertRaises(ValueError, UpstreamAnswer, body=b"a", chunks=[b"b"])
+
+    def test_chunksToClient(self) -> None:
+        """
+        The pieces reach the client, of unknown length, so chunked.
+        """
+        response = self.successResultOf(self.harness([b"ab", b"cd", b"e"]).request("GET", "/"))
+        self.assertEqual((response.status, response.body), (200, b"abcde"))
+        self.assertEqual(response.header("transfer-encoding"), "chunked")
+        self.assertIsNone(response.header("content-length"))
+
+    def test_declaredLength(self) -> None:
+        """
+        A Content-Length among the answer's headers is the body's length,
+        as a real upstream announces it.
+        """
+        response = self.successResultOf(self.harness([b"ab", b"cd"], headers={"Content-Length": "4"})
+                                        .request("GET", "/"))
+        self.assertEqual((response.header("content-length"), response.body), ("4", b"abcd"))
+
+    def test_oneByOne(self) -> None:
+        """
+        The C{body_filter} sees each piece apart, then the end.
+        """
+        seen: list = []
+
+        def body_filter(self_: Any, ctx: Any, config: Any, chunk: bytes) -> None:
+            seen.append((chunk, ctx.response.eof))
+
+        self.successResultOf(self.harness([b"ab", b"cd"], body_filter).request("GET", "/"))
+        self.assertEqual(seen, [(b"ab", False), (b"cd", False), (b"", True)])
+
+    def test_laterPiece(self) -> None:
+        """
+        A Deferred piece comes when it fires; the response waits for it.
+        """
+        later: Deferred = Deferred()
+        pending = self.harness([b"now ", later]).request("GET", "/")
+        self.assertNoResult(pending)
+        later.callback(b"later")
+        self.assertEqual(self.successResultOf(pending).body, b"now later")
+
+    def test_pausedWhileFilterWorks(self) -> None:
+        """
+        While an asynchronous C{body_filter} works, the gateway pauses the
+        upstream: no next piece is taken until the filter's Deferred fires.
+        """
+        pulled: list = []
+        working: list[Deferred] = []
+
+        def pieces() -> Any:
+            for piece in (b"1", b"2", b"3"):
+                pulled.append(piece)
+                yield piece
+
+        def body_filter(self_: Any, ctx: Any, config: Any, chunk: bytes) -> Any:
+            if chunk:
+                working.append(Deferred())
+                return working[-1].addCallback(lambda _: chunk.upper())
+            return None
+
+        pending = self.harness(pieces(), body_filter).request("GET", "/")
+        self.assertEqual(pulled, [b"1"])
+        working[0].callback(None)
+        self.assertEqual(pulled, [b"1", b"2"])
+        working[1].callback(None)
+        working[2].callback(None)
+        self.assertEqual(self.successResultOf(pending).body, b"123")
+
+    def test_arrivedWhilePaused(self) -> None:
+        """
+        A Deferred piece that fires while an asynchronous C{body_filter}
+        works reaches the filter after the piece before it, in order.
+        """
+        later: Deferred = Deferred()
+        working: list[Deferred] = []
+        seen: list = []
+
+        def body_filter(self_: Any, ctx: Any, config: Any, chunk: bytes) -> Any:
+            seen.append(chunk)
+            if chunk == b"first":
+                working.append(Deferred())
+                return working[-1]
+            return None
+
+        pending = self.harness([b"first", later], body_filter).request("GET", "/")
+        later.callback(b"second")
+        self.assertEqual(seen, [b"first"])
+        working[0].callback(b"FIRST")
+        self.assertEqual(seen, [b"first", b"second", b""])
+        self.assertEqual(self.successResultOf(pending).body, b"FIRSTsecond")
+
+    def test_stoppedNotPulled(self) -> None:
+        """
+        Once the gateway stops the upstream (a C{body_filter} raised), no
+        further piece is taken.
+        """
+        pulled: list = []
+
+        def pieces() -> Any:
+            for piece in (b"1", b"2"):
+                pulled.append(piece)
+                yield piece
+
+        def fragile(self_: Any, ctx: Any, config: Any, chunk: bytes) -> None:
+            raise Explosion("no")
+
+        def cleanup() -> None:
+            gc.collect()
+            self.flushLoggedErrors(RuntimeError)
+
+        self.addCleanup(cleanup)
+        self.failureResultOf(self.harness(pieces(), fragile).request("GET", "/"), ConnectionLost)
+        self.assertEqual(len(self.flushLoggedErrors(Explosion)), 1)
+        self.assertEqual(pulled, [b"1"])
+
+    def test_brokenOff(self) -> None:
+        """
+        A piece that fails is an upstream breaking off mid-body: the gateway
+        cuts the client's connection, and the request fails.
+        """
+        later: Deferred = Deferred()
+        pending = self.harness([b"part", later]).request("GET", "/")
+        later.errback(ConnectionLost("upstream went away"))
+        self.failureResultOf(pending, ConnectionLost)
+
+    def test_readTimeout(self) -> None:
+        """
+        A piece that never comes: the gateway's read timeout (the service's
+        C{read_timeout}, on the harness's clock) stops the upstream.
+        """
+        clock = Clock()
+        never: Deferred = Deferred()
+        harness = GatewayHarness([], clock=clock, service={"read_timeout": 1000},
+                                 upstream=lambda r: UpstreamAnswer(chunks=[b"a", never]))
+        pending = harness.request("GET", "/")
+        clock.advance(0.5)
+        self.assertNoResult(pending)
+        clock.advance(0.5)
+        self.failureResultOf(pending, ConnectionLost)
+
+    def test_bodyAnswerUnchanged(self) -> None:
+        """
+        An answer with C{body} still reaches a C{body_filter} in one piece.
+        """
+        seen: list = []
+
+        def body_filter(self_: Any, ctx: Any, config: Any, chunk: bytes) -> None:
+            seen.append(chunk)
+
+        harness = GatewayHarness([make_plugin("filter", body_filter=body_filter)], configs=[("filter", {})],
+                                 upstream=lambda r: UpstreamAnswer(200, {}, b"whole"))
+        response = self.successResultOf(harness.request("GET", "/"))
+        self.assertEqual((seen, response.header("content-length")), ([b"whole", b""], "5"))
+
+
+class _BodyRecorder:
+    """
+    A body protocol recording what the fake upstream connection delivers,
+    optionally calling C{on_data(transport, data)} on each piece.
+    """
+
+    def __init__(self, on_data: Any = None) -> None:
+        self.events: list = []
+        self.transport: Any = None
+        self._on_data = on_data
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+
+    def dataReceived(self, data: bytes) -> None:
+        self.events.append(data)
+        if self._on_data is not None:
+            self._on_data(self.transport, data)
+        self.events.append(("returned", data))
+
+    def connectionLost(self, reason: Any) -> None:
+        self.events.append(type(reason.value))
+
+
+class BodyProducerTests(SynchronousTestCase):
+    """
+    The fake upstream connection behind a streamed answer treats the
+    gateway's producer calls as a real connection does.
+    """
+
+    def deliver(self, chunks: Any, on_data: Any = None) -> _BodyRecorder:
+        recorder = _BodyRecorder(on_data)
+        _FakeResponse(UpstreamAnswer(chunks=chunks)).deliverBody(recorder)
+        return recorder
+
+    def test_heldWhilePaused(self) -> None:
+        """
+        A piece that arrives while paused is delivered only on resume.
+        """
+        later: Deferred = Deferred()
+        recorder = self.deliver([later])
+        recorder.transport.pauseProducing()
+        later.callback(b"late")
+        self.assertEqual(recorder.events, [])
+        recorder.transport.resumeProducing()
+        self.assertEqual(recorder.events, [b"late", ("returned", b"late"), ResponseDone])
+
+    def test_stopReportedAfterDelivery(self) -> None:
+        """
+        Stopped while a piece is being handled, the connection is reported
+        lost once that handling returned, not inside it.
+        """
+        recorder = self.deliver([b"a", b"b"], on_data=lambda transport, data: transport.stopProducing())
+        self.assertEqual(recorder.events, [b"a", ("returned", b"a"), ConnectionLost])
