@@ -383,9 +383,12 @@ class ReadmeWalkThroughTests(StartupTestCase):
         await self.start(["--database", dsn, "--proxy-listen", f"tcp:{proxy_port}:interface=127.0.0.1",
                           "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1"],
                          _env(), self.mktemp_dir(), admin_port)
-        script = (script.replace("localhost:8001", f"127.0.0.1:{admin_port}")
+        # 9999 first: a free admin or proxy port may itself hold "9999"
+        # (39999), which a later replacement would corrupt.
+        script = (script.replace("9999", str(upstream_port))
+                  .replace("localhost:8001", f"127.0.0.1:{admin_port}")
                   .replace("localhost:8000", f"127.0.0.1:{proxy_port}")
-                  .replace("9999", str(upstream_port)).replace("curl ", "curl -f --retry-connrefused --retry 20 "))
+                  .replace("curl ", "curl -f --retry-connrefused --retry 20 "))
         cwd = self.mktemp_dir()
         out, err, code = await getProcessOutputAndValue(
             "/bin/bash", ("-c", f"set -e; trap 'kill %1 2>/dev/null' EXIT\n{script}"), env=_env(), path=cwd)
