@@ -388,10 +388,10 @@ class ReadmeWalkThroughTests(StartupTestCase):
         script = (script.replace("9999", str(upstream_port))
                   .replace("localhost:8001", f"127.0.0.1:{admin_port}")
                   .replace("localhost:8000", f"127.0.0.1:{proxy_port}")
-                  .replace("curl ", "curl -f --retry-connrefused --retry 20 "))
+                  .replace("curl ", "curl -f -S --retry-connrefused --retry 20 "))
         cwd = self.mktemp_dir()
         out, err, code = await getProcessOutputAndValue(
-            "/bin/bash", ("-c", f"set -e; trap 'kill %1 2>/dev/null' EXIT\n{script}"), env=_env(), path=cwd)
+            "/bin/bash", ("-c", f"set -ex; trap 'kill %1 2>/dev/null' EXIT\n{script}"), env=_env(), path=cwd)
         self.assertEqual(code, 0, out + err)
         self.assertEqual(out.count(b"Hello from the upstream"), 2, out)
         self.assertIn(b"X-Response-Echo: Hello, world", out)
