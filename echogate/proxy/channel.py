@@ -239,6 +239,7 @@ class GatewayChannel(http.HTTPChannel):
     _body_call: Any = None
     _send_call: Any = None
     _held = False
+    _held_timeout: float | None = None
     _refused = False
     #: L{head_error} of a head taken in one step, worked out from its lines.
     _checked: Any = _UNCHECKED
@@ -432,6 +433,8 @@ class GatewayChannel(http.HTTPChannel):
         if not self._held:
             self._held = True
             self._body_done()
+            # Nor the idle timer: the client waits on us (for 100 Continue).
+            self._held_timeout = self.setTimeout(None)
             self._networkProducer.pauseProducing()
 
     def release_body(self, expects_continue: bool, read: bool = True) -> None:
@@ -442,13 +445,18 @@ class GatewayChannel(http.HTTPChannel):
         """
         if self._refused:
             return
+        held_timeout, self._held_timeout = self._held_timeout, None
         if not read:
+            # HTTPChannel has taken the request in hand with the idle timer
+            # off (as it was while held): it restores this one after it.
             self._held = False
+            self._savedTimeOut = held_timeout
             return
         if expects_continue:
             self._send100Continue()
         if self._held:
             self._held = False
+            self.setTimeout(held_timeout)
             self._body_read()
             self._networkProducer.resumeProducing()
 
@@ -456,7 +464,9 @@ class GatewayChannel(http.HTTPChannel):
         if self._refused:
             return
         reading_body = not self._handlingRequest
-        if reading_body:
+        if reading_body and not self._held:
+            # (Not while the head is being routed and authorised: then the
+            # gateway, not the client, is the one taking its time.)
             self._body_read()
         super().rawDataReceived(data)
         decoder = self._transferDecoder

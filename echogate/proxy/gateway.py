@@ -161,8 +161,7 @@ class Gateway:
         IPv4-mapped IPv6 address is given in its IPv4 form, once, here:
         every plugin, log and header sees the same spelling.
         """
-        if peer.startswith("::ffff:") and "." in peer:
-            peer = peer[7:]
+        peer = _ipv4_form(peer)
         trusted = self._trusted.trusts(peer)
         if not trusted:
             return peer, False

@@ -54,3 +54,52 @@ class AccessCancelledTests(SynchronousTestCase):
         exchange = RawExchange(harness, "GET", "/")
         exchange.close()
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class ReadsBodyDeclarationTests(SynchronousTestCase):
+    """
+    How the gateway reads a plugin's C{reads_body} (L{_reads_body}).
+    """
+
+    def step(self, plugin: Any, config: Any = None, by_consumer: bool = False) -> Any:
+        from echogate.proxy.runner import PluginEntry, Step
+
+        entry = PluginEntry(plugin=plugin, id="p", config=config or {}, route=None, service=None, consumer=None)
+        return Step(name="p", plugin=plugin, entry=entry, by_consumer=by_consumer, rewrite=None, access=None,
+                    header_filter=None, body_filter=None, log=None)
+
+    def test_undeclaredObjectReads(self) -> None:
+        """
+        A plugin object that is not a GatewayPlugin and says nothing is
+        taken to read the body (as before bodies came after access).
+        """
+        from echogate.proxy.gateway import _reads_body
+
+        self.assertTrue(_reads_body(self.step(object()), None))
+
+    def test_gatewayPluginDoesNot(self) -> None:
+        """
+        A GatewayPlugin's default is not to read it.
+        """
+        from echogate.plugin import GatewayPlugin
+        from echogate.proxy.gateway import _reads_body
+
+        self.assertFalse(_reads_body(self.step(GatewayPlugin()), None))
+
+    def test_methodPerConfig(self) -> None:
+        """
+        A method is asked with the config (and a consumer-scoped step,
+        whose config is not known yet, is taken to read it).
+        """
+        from echogate.proxy.gateway import _reads_body
+
+        class Plugin:
+            def reads_body(self, config: Any, request: Any) -> bool:
+                return config["read"]
+
+        class Context:
+            request = None
+
+        self.assertTrue(_reads_body(self.step(Plugin(), {"read": True}), Context()))
+        self.assertFalse(_reads_body(self.step(Plugin(), {"read": False}), Context()))
+        self.assertTrue(_reads_body(self.step(Plugin(), {"read": False}, by_consumer=True), Context()))

@@ -151,3 +151,84 @@ class HeadErrorTests(SynchronousTestCase):
         for coding in (b"gzip, chunked", b"identity", b"chunked, chunked"):
             self.assertEqual(head_error(self.request(b"POST", [host, (b"Transfer-Encoding", coding)]),
                                         b"HTTP/1.1"), 400, coding)
+
+
+class _Holding(Resource):
+    """
+    A resource that takes heads first and never lets the body be read
+    (access still running).
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads: list[Any] = []
+
+    def head(self, request: Any) -> None:
+        self.heads.append(request)
+
+    def render(self, request: Any) -> Any:
+        raise AssertionError("rendered before its head was let through")
+
+
+class HeldBodyTimeoutTests(SynchronousTestCase):
+    """
+    client_body_timeout does not run while the gateway holds the body (its
+    own access phase is the slow one).
+    """
+
+    def test_notWhileHeld(self) -> None:
+        """
+        Body bytes that came with the head, then a slow access phase: no
+        408 and no idle close however long it takes; the body timer starts
+        once the body is let through.
+        """
+        clock = Clock()
+        resource = _Holding()
+        site = GatewaySite(resource, reactor=clock)
+        site.head_limits = HeadLimits(body_timeout=5)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        channel.callLater = clock.callLater
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"a" * 10)
+        self.assertEqual(len(resource.heads), 1)
+        clock.advance(3600)
+        self.assertEqual(transport.value(), b"")
+        self.assertFalse(transport.disconnecting)
+        resource.heads[0].continue_body()
+        clock.advance(5.1)
+        self.assertIn(b" 408 ", transport.value().split(b"\r\n")[0])
+
+
+class _Answering(_Holding):
+    def render(self, request: Any) -> Any:
+        return b"ok"
+
+
+class HeldIdleTimeoutTests(SynchronousTestCase):
+    """
+    The idle (keep-alive) timer is back once a held request is answered.
+    """
+
+    def test_restoredAfterWholeBody(self) -> None:
+        """
+        A body that came whole with its head, held, then answered: the
+        connection is closed after keepalive_timeout of idleness, as after
+        any request.
+        """
+        clock = Clock()
+        resource = _Answering()
+        site = GatewaySite(resource, reactor=clock, timeout=75)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        channel.callLater = clock.callLater
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab")
+        clock.advance(100)
+        self.assertFalse(transport.disconnecting)
+        resource.heads[0].continue_body()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK\r\n"), transport.value())
+        clock.advance(76)
+        self.assertTrue(transport.disconnecting)
