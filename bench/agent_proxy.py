@@ -63,7 +63,8 @@ class AgentProxy(Resource):
         length = content.tell()
         content.seek(0)
         body = FileBodyProducer(content) if length else None
-        return relay(request, self._agent.request(request.method, self._base + request.uri, headers, body), self._respond)
+        answer = self._agent.request(request.method, self._base + request.uri, headers, body)
+        return relay(request, answer, self._respond)
 
     def _respond(self, response: Any, exchange: BodyToClient) -> None:
         request = exchange.request

@@ -77,8 +77,8 @@ def measure(routes: int, repeats: int) -> dict[str, tuple[list[float], list[floa
             scratch: list[float] = []
             incremental: list[float] = []
             for _ in range(repeats):
-                scratch.append(_time(lambda: Snapshot.build(data, {})))
-                incremental.append(_time(lambda: Snapshot.build(data, {}, previous)))
+                scratch.append(_time(lambda data=data: Snapshot.build(data, {})))
+                incremental.append(_time(lambda data=data: Snapshot.build(data, {}, previous)))
             figures[what] = (scratch, incremental)
         return figures
     finally:

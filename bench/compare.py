@@ -22,9 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import nginx
+from bench import nginx, report
 from bench.gateway import ECHO_HEADER, EchogateNode
-from bench import report
 from bench.loadgen import Load, LoadResult, run_load
 from bench.processes import CoreLayout
 

@@ -306,7 +306,8 @@ PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echog
 
 
 def describe_runtime(runtime: Runtime) -> str:
-    out = subprocess.run([*runtime.launcher, str(runtime.python), "-c", "import sys, twisted; print(sys.version.split()[0], "
-                          "'Twisted', twisted.__version__)"], capture_output=True, text=True)
+    out = subprocess.run([*runtime.launcher, str(runtime.python), "-c",
+                          "import sys, twisted; print(sys.version.split()[0], 'Twisted', twisted.__version__)"],
+                         capture_output=True, text=True)
     return f"{runtime.name} {out.stdout.strip()}"
 

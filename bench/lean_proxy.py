@@ -19,15 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-
 from twisted.web.resource import Resource
 
-from echogate.upstream.lean import LeanUpstreamClient
-from echogate.proxy.site import GatewaySite
-from echogate.settings import Settings
 from echogate.heap import settle_heap, tune
+from echogate.proxy.site import GatewaySite
 from echogate.proxy.streaming import RequestBody
+from echogate.settings import Settings
 from echogate.upstream.hop_by_hop import HOP_BY_HOP
+from echogate.upstream.lean import LeanUpstreamClient
 from listening import serve
 from proxying import BodyToClient, relay
 
@@ -52,7 +51,8 @@ class LeanProxy(Resource):
                  if name.lower() not in _NOT_UP for value in values]
         pairs.append((b"Host", self._host))
         body = RequestBody.of_request(request)
-        return relay(request, self._client.request(self._service, request.method, request.uri, pairs, body), self._respond)
+        answer = self._client.request(self._service, request.method, request.uri, pairs, body)
+        return relay(request, answer, self._respond)
 
     def _respond(self, response: Any, exchange: BodyToClient) -> None:
         request = exchange.request

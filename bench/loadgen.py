@@ -125,7 +125,7 @@ def parse_summary(output: str) -> dict[str, Any] | None:
     The summary C{bench/wrk.lua} prints (C{BENCH-RESULT {json}}), or
     C{None} when the output has none.
     """
-    line = next((l for l in output.splitlines() if l.startswith("BENCH-RESULT ")), None)
+    line = next((ln for ln in output.splitlines() if ln.startswith("BENCH-RESULT ")), None)
     return json.loads(line.split(" ", 1)[1]) if line is not None else None
 
 

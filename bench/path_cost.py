@@ -44,13 +44,13 @@ def measure(plugins: list[str], requests: int, repeats: int) -> list[float]:
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
+    from echogate.proxy.gateway import Gateway, GatewayResource
+    from echogate.proxy.site import GatewaySite
+    from echogate.proxy.snapshot import Snapshot  # noqa: F811
+    from echogate.registry import load_plugins
     from echogate.store.data import ConfigurationData
     from echogate.upstream.connection import HTTP11Connection
     from echogate.upstream.lean import LeanUpstreamClient
-    from echogate.proxy.gateway import Gateway, GatewayResource
-    from echogate.registry import load_plugins
-    from echogate.proxy.site import GatewaySite
-    from echogate.proxy.snapshot import Snapshot  # noqa: F811
 
     available = load_plugins(",".join(plugins) or "bundled")
     service = {"id": "s", "name": "bench", "protocol": "http", "host": "127.0.0.1", "port": 9000, "path": None,
@@ -111,9 +111,10 @@ def _worktree(revision: str, directory: Path) -> Path:
 
 def _run_in(tree: Path, arguments: argparse.Namespace) -> list[float]:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, str(tree / "bench" / "path_cost.py") if (tree / "bench" / "path_cost.py").exists()
-                          else __file__, "--json", "--plugins", arguments.plugins, "--requests",
-                          str(arguments.requests), "--repeats", str(arguments.repeats)],
+    script = tree / "bench" / "path_cost.py"
+    out = subprocess.run([sys.executable, str(script) if script.exists() else __file__, "--json",
+                          "--plugins", arguments.plugins, "--requests", str(arguments.requests),
+                          "--repeats", str(arguments.repeats)],
                          env=env, cwd=str(tree), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

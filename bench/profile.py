@@ -119,7 +119,8 @@ def main() -> None:
         loader.start()
         if sampler:
             subprocess.run([sampler, "record", "-p", str(node.process.pid), "-d",
-                            str(max(1, int(arguments.seconds) - 2)), "-r", "200", *([] if arguments.blocking else ["--nonblocking"]), "-f", "raw", "-o", str(raw)],
+                            str(max(1, int(arguments.seconds) - 2)), "-r", "200",
+                            *([] if arguments.blocking else ["--nonblocking"]), "-f", "raw", "-o", str(raw)],
                            capture_output=True, check=True)
         loader.join()
         node.stop()

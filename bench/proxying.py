@@ -5,9 +5,7 @@ going away, and the answer when the upstream fails.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol

@@ -95,14 +95,14 @@ def _last_error(output: str) -> str:
     """
     The telling line of a failed run: the last exception or error line.
     """
-    lines = [l.strip() for l in output.splitlines() if l.strip() and "WARNING" not in l]
-    found = next((l for l in reversed(lines) if re.match(r"^([\w.]+(Error|Exception)|error:|ERROR:)", l)),
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and "WARNING" not in ln]
+    found = next((ln for ln in reversed(lines) if re.match(r"^([\w.]+(Error|Exception)|error:|ERROR:)", ln)),
                  lines[-1] if lines else "no output")
     return re.sub(r"/\S*/", "", found)[:400]
 
 
 def _plugins(output: str) -> list[str]:
-    line = next((l for l in output.splitlines() if "PLUGINS" in l), "PLUGINS")
+    line = next((ln for ln in output.splitlines() if "PLUGINS" in ln), "PLUGINS")
     return line.split("PLUGINS", 1)[1].split()
 
 

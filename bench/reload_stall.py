@@ -61,7 +61,7 @@ def main() -> None:
         run_load(Load(url, 50, 3), node.process, cores.other)  # warm-up
         for writes in (0, arguments.writes):
             results: list[LoadResult] = []
-            loader = threading.Thread(target=lambda: results.append(
+            loader = threading.Thread(target=lambda results=results: results.append(
                 run_load(Load(url, 50, arguments.seconds), node.process, cores.other)))
             loader.start()
             time.sleep(1)

@@ -32,8 +32,17 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import nginx, propagation, pypy, report
-from bench.contenders import (CONTENDERS, DEFAULT_CONTENDERS, PYPY_CONTENDERS, SCENARIOS, Bench, Contender,
-                              Running, Runtime, describe_runtime)
+from bench.contenders import (
+    CONTENDERS,
+    DEFAULT_CONTENDERS,
+    PYPY_CONTENDERS,
+    SCENARIOS,
+    Bench,
+    Contender,
+    Running,
+    Runtime,
+    describe_runtime,
+)
 from bench.gateway import BACKLOG, ECHO_HEADER
 from bench.loadgen import Load, LoadResult, run_load, wrk_binary
 from bench.processes import BenchError, CoreLayout, stop_all
@@ -140,8 +149,8 @@ def environment(cores: CoreLayout) -> dict[str, Any]:
     """
     model = ""
     try:
-        model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                      if l.startswith("model name")), "")
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
     except OSError:
         pass
     memory = Path("/proc/meminfo").read_text().split()[1] if Path("/proc/meminfo").exists() else "0"
@@ -324,7 +333,8 @@ def render(suite: Suite, env: dict[str, Any], command: str,
         f"- {'; '.join(suite.runtimes)}; {env['nginx']}; {env['wrk']}",
         f"- every server listens with a backlog of {BACKLOG} (nginx's default)",
         f"- {arguments.runs} run(s) of {arguments.duration:g} s per measurement (medians; peak RSS is the "
-        f"lowest of the runs' peaks, see docs/performance.md), after {arguments.warmup:g} s of warm-up for Python servers"
+        f"lowest of the runs' peaks, see docs/performance.md), after {arguments.warmup:g} s of warm-up "
+        "for Python servers"
         + (" (before each one's first measurement only)" if arguments.warm_once else "")
         + (f" ({arguments.pypy_warmup:g} s before PyPy's first run)" if suite.pypy_label else "")
         + "; runs interleaved round-robin across contenders",

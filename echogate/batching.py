@@ -22,8 +22,8 @@ from __future__ import annotations
 import socket
 from typing import Any, Iterable
 
-from zope.interface import directlyProvides, providedBy
 from twisted.internet.interfaces import IReactorTime, ISSLTransport, ITCPTransport
+from zope.interface import directlyProvides, providedBy
 
 
 class WriteBatcher:
@@ -171,7 +171,8 @@ class BatchedTransport:
     @property
     def disconnecting(self) -> bool:
         # LineReceiver reads it after every line.
-        return self._transport.disconnecting
+        disconnecting: bool = self._transport.disconnecting
+        return disconnecting
 
     def getPeer(self) -> Any:
         return self._transport.getPeer()

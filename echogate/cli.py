@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 
 import psycopg2
 
-from echogate.store import migrations
 from echogate._version import __version__
+from echogate.store import migrations
 
 _ENV = "ECHOGATE_DATABASE"
 

@@ -5,8 +5,15 @@ L{echogate.pdk}; this module keeps the names plugin authors have always
 imported from C{echogate.context}.
 """
 from echogate.pdk.context import PluginContext, PluginLogger, RequestContext
-from echogate.pdk.messages import (ClientRequest, Exit, HeaderEditor, HeaderPairs, ResponseState, UpstreamRequest,
-                                   encode_exit_body)
+from echogate.pdk.messages import (
+                                   ClientRequest,
+                                   Exit,
+                                   HeaderEditor,
+                                   HeaderPairs,
+                                   ResponseState,
+                                   UpstreamRequest,
+                                   encode_exit_body,
+)
 
 __all__ = [
     "PluginContext",

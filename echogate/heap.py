@@ -132,7 +132,8 @@ def trim_threshold(size: int, libc: Any = None) -> bool:
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is None:
         return False
-    return mallopt(_M_TRIM_THRESHOLD, min(size, MAX_TRIM_THRESHOLD)) == 1
+    done: int = mallopt(_M_TRIM_THRESHOLD, min(size, MAX_TRIM_THRESHOLD))
+    return done == 1
 
 
 def tune(young: int, trim: int) -> bool:

@@ -3,8 +3,13 @@ The contracts between echogate's parts, and between echogate and its plugins.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 
 class IGatewayPlugin(IPlugin):
@@ -33,6 +38,7 @@ class IGatewayPlugin(IPlugin):
 
     # Optional: C{no_consumer = True} refuses configs scoped to a consumer
     # (as Kong's cors or the auth plugins themselves); not verified.
+    # Optional: C{node_service(node)}, the node hook (L{IPluginNode}).
 
 
 class IPluginPhases(Interface):
@@ -81,6 +87,44 @@ class IPluginPhases(Interface):
         """
 
 
+class IPluginNode(Interface):
+    """
+    What a plugin receives from the node that runs it, through its optional
+    C{node_service(node)} hook: called once for every enabled plugin that
+    defines it, before C{init} and before the node serves any request. The
+    hook returns an C{IService} that runs with the node (and is stopped
+    with it), or C{None}.
+
+    A plugin takes its reactor (timers, the time, connections) and its
+    thread pool from here, never from C{twisted.internet.reactor}, so that
+    its tests (L{echogate.testing.GatewayHarness}) control its time.
+    """
+
+    reactor = Attribute(
+        "The node's reactor. It always provides"
+        " L{twisted.internet.interfaces.IReactorTime} (C{seconds},"
+        " C{callLater}); in a running node also C{IReactorTCP},"
+        " C{IReactorSSL} and C{IReactorPluggableNameResolver} for the"
+        " connections a plugin opens. In"
+        " L{echogate.testing.GatewayHarness} it is the harness's C{Clock}."
+    )
+    node_id = Attribute("This node's id (a UUID string).")
+    dsn = Attribute(
+        "The node's PostgreSQL DSN, or C{None} where there is no database"
+        " (L{echogate.testing.GatewayHarness})."
+    )
+
+    def run_in_thread(f, *args, **kwargs):
+        """
+        Call C{f(*args, **kwargs)} off the reactor thread: in the node's
+        reactor thread pool in a running node; in line (or as the test
+        says) in L{echogate.testing.GatewayHarness}.
+
+        @return: a Deferred firing with C{f}'s result, or failing with
+            what it raised.
+        """
+
+
 class IStore(Interface):
     """
     Where entities live: PostgreSQL (L{echogate.store.postgres.PostgresStore}), or a
@@ -94,73 +138,172 @@ class IStore(Interface):
     configuration version and notifies every node. Failures are
     L{echogate.errors} exceptions: L{UniqueViolation},
     L{ForeignKeyViolation}, L{DatabaseUnavailable}.
+
+    Providers: L{echogate.store.postgres.PostgresStore},
+    L{echogate.testing.MemoryStore} (in memory, for tests), and the node's
+    store as its Admin API sees it before the database is connected.
     """
 
-    def insert(entity, record):
+    def insert(entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         """
         Store a new record (with C{id}, C{created_at}, C{updated_at} set).
-        Fires with the stored record.
+        Fires with the stored record; fails with L{PrimaryKeyViolation}
+        when its id is taken, L{UniqueViolation} or L{ForeignKeyViolation}.
         """
 
-    def update(entity, record):
+    def update(entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         """
         Replace the record with C{record["id"]}. Fires with the stored
-        record, or fails with L{NotFound}.
+        record, or fails with L{NotFound} (or as C{insert} does).
         """
 
-    def upsert(entity, record):
+    def upsert(entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         """
         Insert or replace the record with C{record["id"]}. Fires with the
         stored record.
         """
 
-    def write(operations):
+    def write(operations: list[tuple[str, str, Mapping[str, Any]]]) -> Deferred[list[dict[str, Any]]]:
         """
         Several writes in one transaction, all or nothing:
         C{operations} is a list of C{(operation, entity, record)} with
         C{operation} one of C{"insert"}, C{"update"}, C{"upsert"}. Fires
-        with the stored records in order.
+        with the stored records in order; on the first failure, fails as
+        that write would have and nothing is stored (nor the version
+        bumped).
         """
 
-    def delete(entity, id):
+    def delete(entity: str, id: str) -> Deferred[bool]:
         """
         Delete the record (and, by cascade, what belongs to it). Fires with
-        C{True} if it existed, C{False} otherwise.
+        C{True} if it existed, C{False} otherwise; fails with
+        L{ForeignKeyViolation} for a service that routes still reference.
         """
 
-    def get(entity, key):
+    def get(entity: str, key: str) -> Deferred[dict[str, Any] | None]:
         """
         Fire with the record whose id, or endpoint key (a service's or
         route's C{name}, a consumer's C{username} or C{custom_id}), is
         C{key}, or C{None}.
         """
 
-    def page(entity, size, offset=None, tags=None, tags_any=False, where=None):
+    def page(entity: str, size: int, offset: str | None = None, tags: Iterable[str] | None = None,
+             tags_any: bool = False, where: Mapping[str, Any] | None = None,
+             ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
         """
         Fire with C{(records, next_offset)}: at most C{size} records in a
         stable order after the opaque C{offset}, C{next_offset} C{None} on
         the last page. C{tags}: records carrying all (or, with
         C{tags_any}, any) of these tags. C{where}: foreign-key filters such
-        as C{{"service": id}}.
+        as C{{"service": id}}. Fails with
+        L{echogate.store.offsets.InvalidOffset} for an offset this store
+        did not make, L{ValueError} for a C{size} below 1.
         """
 
-    def load():
+    def load() -> Deferred[Any]:
         """
         Fire with a L{echogate.store.data.ConfigurationData}: every service,
         route, plugin, consumer and credential, and the configuration
         version, read in one transaction.
         """
 
-    def version():
+    def version() -> Deferred[int]:
         """
         Fire with the current configuration version (an integer that every
         write increases).
         """
 
-    def subscribe(callback):
+    def subscribe(callback: Callable[[int | None], object]) -> Callable[[], None]:
         """
         Call C{callback(version)} whenever any node changes the
         configuration (through LISTEN/NOTIFY), and C{callback(None)} after
         the notification connection was lost and regained (so the caller
         reloads everything). Returns a callable that unsubscribes.
+        """
+
+
+class IUpstreamResponse(Interface):
+    """
+    A service's response as an L{IUpstreamClient} delivers it, whichever
+    client made it: the status, the headers (as the service sent them, and
+    the end-to-end ones the gateway passes on), and the body.
+    """
+
+    code = Attribute("The status code (C{int}).")
+    length = Attribute(
+        "The body's length (C{int}) when the service declared it, else"
+        " C{None} (chunked or close-delimited)."
+    )
+    raw_headers = Attribute(
+        "The headers as the service sent them, hop-by-hop ones included"
+        " where the client keeps them: C{(name, value)} byte pairs, or a"
+        " L{twisted.web.http_headers.Headers}. What C{header_filter} plugins"
+        " read as the upstream headers (C{ctx.response.upstream_headers})."
+    )
+    end_to_end = Attribute(
+        "The end-to-end header lines: C{list} of C{(name, value)} byte"
+        " pairs, without hop-by-hop headers, the names Connection lists, and"
+        " Content-Length (the length travels as C{length}). A fresh list"
+        " the caller may change and pass on."
+    )
+    via = Attribute("C{bool}: whether C{end_to_end} has a Via header.")
+
+    def whole_body():
+        """
+        The whole body, when all of it has already arrived (and ended well)
+        and nothing was asked of the body yet: then it is taken (as
+        C{deliverBody} would have delivered it). Otherwise C{None}, and the
+        body is read with C{deliverBody}.
+
+        @rtype: C{bytes} or C{None}
+        """
+
+    def deliverBody(protocol):
+        """
+        Deliver the body to C{protocol} (an
+        L{twisted.internet.interfaces.IProtocol}): C{makeConnection} with
+        a transport that pauses, resumes and stops the upstream,
+        C{dataReceived} per piece, then C{connectionLost} with
+        L{twisted.web.client.ResponseDone} at a complete end, or another
+        failure. Called at most once, and not after C{whole_body} gave the
+        body.
+        """
+
+
+class IUpstreamClient(Interface):
+    """
+    Sends requests to services (echogate's lean HTTP/1.1 client, or the
+    one built on Twisted's L{twisted.web.client.Agent}), with the
+    service's timeouts and retries.
+    """
+
+    def send(service, method, target, headers, body, on_response, on_failure, args=()):
+        """
+        Send one request to C{service} (a service record: C{protocol},
+        C{host}, C{port}, C{connect_timeout}, C{read_timeout},
+        C{write_timeout}, C{retries}), without a Deferred: exactly one of
+        C{on_response(response, *args)}, with an L{IUpstreamResponse} once
+        its head is in, or C{on_failure(failure, *args)}, with a
+        L{twisted.python.failure.Failure} of an
+        L{echogate.errors.ProxyError} (502, or 504 after a timeout), is
+        called, maybe before C{send} returns, unless the request is
+        cancelled first.
+
+        @param method: the method (C{bytes}).
+        @param target: the path and query (C{bytes}).
+        @param headers: the request headers: C{(name, value)} byte pairs or
+            a L{twisted.web.http_headers.Headers}.
+        @param body: C{None}, or the request body
+            (L{echogate.proxy.streaming.RequestBody}: C{producer()} makes a
+            fresh producer for each attempt, C{read()} the bytes).
+        @param args: passed on to whichever callback is called.
+        @return: the request's handle: C{cancel()} aborts it (neither
+            callback is then called); C{called} says whether one was.
+        """
+
+    def close():
+        """
+        Close every idle connection to services.
+
+        @return: a Deferred firing with C{None} once they are closed.
         """

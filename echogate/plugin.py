@@ -21,13 +21,74 @@ from typing import Any
 
 from zope.interface import implementer
 
-from echogate.interfaces import IGatewayPlugin
+from echogate.interfaces import IGatewayPlugin, IPluginNode
 
 
 class ImmutablePluginError(AttributeError):
     """
     Something tried to assign an attribute on a plugin object.
     """
+
+
+class NodeNotBound(RuntimeError):
+    """
+    A plugin needed its node (L{IPluginNode}) before the node's
+    C{node_service} hook gave it one.
+    """
+
+
+class NodeBinding:
+    """
+    Where an immutable plugin object keeps the node it runs in: hold one
+    as an attribute made with the object (an C{attrs.field(factory=NodeBinding)}),
+    fill it from the C{node_service(node)} hook, read C{binding.node} in
+    the phases::
+
+        @attrs.frozen
+        class Stamp(GatewayPlugin):
+            binding: NodeBinding = attrs.field(factory=NodeBinding)
+            ...
+            def node_service(self, node):
+                self.binding.bind(node)
+                return None
+
+            def access(self, ctx, config):
+                ctx.upstream.set_header("X-Seen", str(self.binding.node.reactor.seconds()))
+
+    A plugin object loaded by several nodes in one process (tests) holds
+    the last one.
+    """
+
+    def __init__(self) -> None:
+        self._node: IPluginNode | None = None
+
+    def bind(self, node: IPluginNode) -> None:
+        """
+        Hold C{node}.
+        """
+        self._node = node
+
+    @property
+    def bound(self) -> bool:
+        """
+        Whether a node was given.
+        """
+        return self._node is not None
+
+    @property
+    def node(self) -> IPluginNode:
+        """
+        The node given to L{bind}.
+
+        @raise NodeNotBound: no node was given yet.
+        """
+        if self._node is None:
+            raise NodeNotBound("the plugin has no node yet: it is given one by the node's (or the"
+                               " GatewayHarness's) call of its node_service(node) hook")
+        return self._node
+
+    def __repr__(self) -> str:
+        return f"<NodeBinding {'bound' if self._node is not None else 'unbound'}>"
 
 
 @implementer(IGatewayPlugin)
@@ -49,6 +110,15 @@ class GatewayPlugin:
     (C{request} is C{ctx.request}, its headers known), and the phase runs
     once the body is here. The default is C{False}: reading the body in
     those phases without saying so raises L{echogate.errors.BodyNotRead}.
+
+    C{no_consumer}: C{True} makes the Admin API refuse a config of this
+    plugin scoped to a consumer (the authentication plugins).
+
+    C{node_service(node)}: an optional method the node calls once, before
+    C{init} and before it serves, with its L{echogate.interfaces.IPluginNode}
+    (the reactor, a thread-pool runner, the node id, the database); keep
+    the node in a L{NodeBinding}; return an C{IService} to run with the
+    node, or C{None}.
     """
 
     name: str = ""

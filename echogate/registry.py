@@ -7,6 +7,7 @@ directly.
 """
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any, Iterable, Mapping
 
@@ -19,6 +20,22 @@ from echogate.interfaces import IGatewayPlugin
 
 BUNDLED_MODULE_PREFIX = "echogate.bundled."
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+#: The methods the node calls on a plugin, with the arguments it passes
+#: (positionally): the phases of L{echogate.interfaces.IPluginPhases}, and
+#: the optional C{node_service(node)} hook (L{echogate.interfaces.IPluginNode}).
+CALLED = {
+    "init": ("configs",),
+    "rewrite": ("ctx", "config"),
+    "access": ("ctx", "config"),
+    "header_filter": ("ctx", "config"),
+    "body_filter": ("ctx", "config", "chunk"),
+    "log": ("ctx", "config"),
+    "node_service": ("node",),
+}
+
+#: Public names one edit from a phase's but documented as something else.
+_NOT_MISSPELT = frozenset({"reads_body", "no_consumer"})
 
 
 class PluginLoadError(Exception):
@@ -57,6 +74,7 @@ def check_plugin(plugin: object) -> None:
 
     if not isinstance(plugin.config_schema, Record):  # type: ignore[attr-defined]
         raise PluginLoadError(f"plugin {name!r}: config_schema must be an echogate.schema.Record")
+    check_methods(plugin, name)
     probes = ["_echogate_mutability_probe"] + _slots(plugin)
     if not any(_assignable(plugin, attribute) for attribute in probes):
         return
@@ -65,6 +83,62 @@ def check_plugin(plugin: object) -> None:
         " so subclass echogate.plugin.GatewayPlugin or use a frozen attrs class"
         " and keep request state on ctx.plugin"
     )
+
+
+def check_methods(plugin: object, name: str) -> None:
+    """
+    Raise L{PluginLoadError} when a method the node calls on C{plugin}
+    (a phase, or C{node_service}) cannot take the arguments it is called
+    with (L{CALLED}; C{*args} and C{**kwargs} will do), or when a public
+    method's name is one edit (a letter added, dropped or changed; case
+    aside) from one of theirs, such as C{acess} or C{header_filters}: a
+    misspelt phase would never run.
+    """
+    for method_name, arguments in CALLED.items():
+        method = getattr(plugin, method_name, None)
+        if method is None:
+            continue
+        if not callable(method):
+            raise PluginLoadError(f"plugin {name!r}: {method_name} must be a method, not {type(method).__name__}")
+        try:
+            signature = inspect.signature(method)
+        except (TypeError, ValueError):
+            continue  # a builtin without a signature: nothing to check
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            raise PluginLoadError(
+                f"plugin {name!r}: {method_name}{signature} cannot be called as"
+                f" {method_name}({', '.join(arguments)})"
+            ) from None
+    for attribute in dir(plugin):
+        if attribute.startswith("_") or attribute in CALLED or attribute in _NOT_MISSPELT:
+            continue
+        near = [known for known in CALLED if _one_edit(attribute.lower(), known)]
+        if near and callable(getattr(plugin, attribute, None)):
+            raise PluginLoadError(
+                f"plugin {name!r}: method {attribute!r} looks like a misspelt {near[0]!r},"
+                f" which the gateway would call; rename it (a helper's name starts with _)"
+            )
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """
+    Whether C{a} and C{b} are at most one edit apart (Levenshtein
+    distance: one character added, dropped or replaced).
+    """
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1:] == b[i + 1:]
+    return a[i:] == b[i + 1:]
 
 
 def _failing_dropin(failure: Any) -> str | None:

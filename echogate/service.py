@@ -6,8 +6,8 @@ Start-up order: settings and plugins are checked before the reactor runs
 (a bad value stops start-up with one line); the listeners are bound in
 C{privilegedStartService} but do not accept until the gateway is ready;
 then the database (embedded or DSN) is reached, retrying while it is down,
-the configuration is loaded, plugins' C{init} runs, and the listeners
-start accepting.
+the configuration is loaded, each plugin's C{node_service(node)} hook and
+C{init} run, and the listeners start accepting.
 """
 from __future__ import annotations
 
@@ -16,19 +16,23 @@ import os
 import socket
 import sys
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from echogate._version import __version__
 from echogate.settings import Options, Settings, redact_dsn, with_backlog
 from echogate.heap import settle_heap, tune
+from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
 from echogate.registry import PluginLoadError, load_plugins
 from echogate.proxy.runner import as_deferred
@@ -60,13 +64,15 @@ def node_id(data_dir: str) -> str:
     return value
 
 
+@implementer(IPluginNode)
 @attrs.frozen
 class PluginNode:
     """
-    What a plugin's optional C{node_service(node)} method receives once the
-    node is connected to its database: it returns an C{IService} (or
-    C{None}) that runs with the node and is stopped with it, for
-    background work such as flushing counters or log queues.
+    What a plugin's optional C{node_service(node)} hook receives once the
+    node is connected to its database, before C{init} and before the
+    listeners accept: it returns an C{IService} (or C{None}) that runs with
+    the node and is stopped with it, for background work such as flushing
+    counters or log queues.
 
     @ivar reactor: the node's reactor.
     @ivar dsn: the node's PostgreSQL DSN (the embedded server's when none
@@ -74,9 +80,16 @@ class PluginNode:
     @ivar node_id: this node's id.
     """
 
-    reactor: Any
-    dsn: str
+    reactor: IReactorTime
+    dsn: str | None
     node_id: str
+
+    def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        """
+        Call C{f(*args, **kwargs)} in the reactor's thread pool.
+        """
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(),  # type: ignore[attr-defined]
+                                 f, *args, **kwargs)
 
 
 class GatewayService(MultiService):
@@ -388,15 +401,17 @@ class GatewayService(MultiService):
 
     async def _init_plugins(self) -> None:
         index = self.live.current.plugins
+        node = PluginNode(reactor=self._reactor, dsn=self.store.dsn, node_id=self.node_id)
         for name, plugin in self.plugins.items():
+            # The node first: init and every phase may use its reactor.
+            node_service = getattr(plugin, "node_service", None)
+            if callable(node_service):
+                child = node_service(node)
+                if child is not None:
+                    child.setServiceParent(self)
             init = getattr(plugin, "init", None)
             if callable(init):
                 await maybeDeferred(lambda: as_deferred(init([e.config for e in index.entries(name)])))
-            node_service = getattr(plugin, "node_service", None)
-            if callable(node_service):
-                child = node_service(PluginNode(reactor=self._reactor, dsn=self.store.dsn, node_id=self.node_id))
-                if child is not None:
-                    child.setServiceParent(self)
 
     # -- stopping ---------------------------------------------------------------
 
@@ -445,27 +460,66 @@ class GatewayService(MultiService):
         return d.addCallback(lambda r: ensureDeferred(rest(r)))
 
 
+@implementer(IStore)
 class _LateStore:
     """
     The store as the Admin API sees it: the gateway's store once it is
-    connected (until then every call fails with L{DatabaseUnavailable}).
+    connected (until then every call fails with L{DatabaseUnavailable},
+    and C{subscribe} waits for it).
     """
 
     def __init__(self, service: GatewayService):
         self._service = service
 
-    def __getattr__(self, name: str) -> Any:
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Deferred:
         store = self._service.store
         if store is None:
+            from twisted.internet.defer import fail
+
             from echogate.errors import DatabaseUnavailable
 
-            def unavailable(*a: Any, **kw: Any) -> Deferred:
-                from twisted.internet.defer import fail
+            return fail(DatabaseUnavailable("The database is not connected yet"))
+        return getattr(store, name)(*args, **kwargs)
 
-                return fail(DatabaseUnavailable("The database is not connected yet"))
+    def insert(self, entity: str, record: Mapping[str, Any]) -> Deferred:
+        return self._call("insert", entity, record)
 
-            return unavailable
-        return getattr(store, name)
+    def update(self, entity: str, record: Mapping[str, Any]) -> Deferred:
+        return self._call("update", entity, record)
+
+    def upsert(self, entity: str, record: Mapping[str, Any]) -> Deferred:
+        return self._call("upsert", entity, record)
+
+    def write(self, operations: list[tuple[str, str, Mapping[str, Any]]]) -> Deferred:
+        return self._call("write", operations)
+
+    def delete(self, entity: str, id: str) -> Deferred:
+        return self._call("delete", entity, id)
+
+    def get(self, entity: str, key: str) -> Deferred:
+        return self._call("get", entity, key)
+
+    def page(self, entity: str, size: int, offset: str | None = None, tags: Iterable[str] | None = None,
+             tags_any: bool = False, where: Mapping[str, Any] | None = None) -> Deferred:
+        return self._call("page", entity, size, offset, tags, tags_any, where)
+
+    def load(self) -> Deferred:
+        return self._call("load")
+
+    def version(self) -> Deferred:
+        return self._call("version")
+
+    def subscribe(self, callback: Callable[[int | None], object]) -> Callable[[], None]:
+        """
+        Subscribe to the connected store; before it is connected, nothing
+        is delivered (the caller reloads once it is: no change is missed
+        that a load would not show).
+        """
+        store = self._service.store
+        if store is None:
+            return lambda: None
+        unsubscribe: Callable[[], None] = store.subscribe(callback)
+        return unsubscribe
 
 
 def check_data_dir(path: str) -> None:

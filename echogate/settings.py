@@ -82,7 +82,8 @@ HELP: dict[str, str] = {
     "max_request_line": "Longest request line (bytes, or with k/m); longer gets 414.",
     "max_header_line": "Longest request header line (bytes, or with k/m); longer gets 431.",
     "max_headers": "Most request header lines; more gets 431.",
-    "regex_match_timeout": "Milliseconds (CPU time) one regex match may take; one that runs out counts as no match for its route.",
+    "regex_match_timeout": (
+        "Milliseconds (CPU time) one regex match may take; one that runs out counts as no match for its route."),
     "missing_plugins": "Routes whose stored plugin is not loaded: 'refuse' (500) or 'skip' (run without it).",
     "shutdown_timeout": "Seconds in-flight requests may take to finish once the node is told to stop.",
     "admin_token": "A bearer token every Admin API request must carry; empty for none.",
@@ -122,7 +123,7 @@ def read_config_file(path: str) -> dict[str, str]:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}")
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     values: dict[str, str] = {}
     for number, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
@@ -269,7 +270,7 @@ def _endpoints(key: str, value: str) -> tuple[str, ...]:
         try:
             endpoints.serverFromString(reactor, part)
         except (ValueError, TypeError, KeyError) as e:
-            raise ConfigError(f"{key}: {part!r} is not a Twisted endpoint string ({e})")
+            raise ConfigError(f"{key}: {part!r} is not a Twisted endpoint string ({e})") from None
     return parts
 
 
@@ -277,7 +278,7 @@ def _whole(key: str, value: str, low: int, high: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"{key}: {value!r} is not a whole number")
+        raise ConfigError(f"{key}: {value!r} is not a whole number") from None
     if number < low or (high is not None and number > high):
         raise ConfigError(f"{key}: must be between {low} and {high}" if high is not None
                           else f"{key}: must be {low} or more")
@@ -302,7 +303,7 @@ def _number(key: str, value: str, zero_allowed: bool) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise ConfigError(f"{key}: {value!r} is not a number")
+        raise ConfigError(f"{key}: {value!r} is not a number") from None
     if number < 0 or (number == 0 and not zero_allowed):
         raise ConfigError(f"{key}: must be 0 or more" if zero_allowed else f"{key}: must be greater than 0")
     return number
@@ -398,7 +399,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         try:
             ipaddress.ip_network(item, strict=False)
         except ValueError:
-            raise ConfigError(f"trusted_ips: {item!r} is not an IP address or CIDR")
+            raise ConfigError(f"trusted_ips: {item!r} is not an IP address or CIDR") from None
     access_log = raw["access_log"].strip().lower()
     if access_log not in ("on", "off"):
         raise ConfigError(f"access_log: expected 'on' or 'off', got {raw['access_log']!r}")
@@ -480,10 +481,10 @@ class Options(usage.Options):
         try:
             self.settings = resolve(flags, self.environ, config_file)
         except ConfigError as e:
-            raise SystemExit(f"echogate: {e}")
+            raise SystemExit(f"echogate: {e}") from None
 
 
-def parse_tcp(description: str) -> tuple[int, str, int, int]:
+def parse_tcp(description: str) -> tuple[socket.AddressFamily, str, int, int]:
     """
     C{tcp:PORT[:interface=IP][:backlog=N]} (or C{tcp6:}) to (address
     family, interface, port, backlog).
@@ -512,7 +513,7 @@ def parse_tcp(description: str) -> tuple[int, str, int, int]:
     try:
         port = int(port_text or "")
     except ValueError:
-        raise ConfigError(f"workers: {description!r} has no port")
+        raise ConfigError(f"workers: {description!r} has no port") from None
     return family, interface, port, backlog
 
 

@@ -19,6 +19,11 @@ service (L{echogate.entities.writes.prepare_insert}): a field the Admin API
 would refuse raises L{echogate.errors.SchemaViolation}. An
 L{UpstreamAnswer} with C{chunks} streams its body to the gateway piece by
 piece, with the back-pressure of a real connection.
+
+Each plugin's C{node_service(node)} hook is called with a L{HarnessNode}
+(C{gateway.node}) whose reactor is the harness's C{Clock} and whose
+C{run_in_thread} runs in line (or as C{run_in_thread=} says), so a plugin's
+timers move only when the test advances C{gateway.clock}.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import uuid
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
+from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
@@ -35,20 +41,56 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
 from echogate.entities.writes import prepare_insert
 from echogate.errors import BAD_UPSTREAM, ProxyError, SchemaViolation
+from echogate.interfaces import IPluginNode, IUpstreamClient, IUpstreamResponse
 from echogate.proxy.gateway import Gateway, GatewayResource
 from echogate.proxy.request import GatewayRequest
 from echogate.proxy.site import GatewaySite
 from echogate.proxy.snapshot import Snapshot
 from echogate.store.data import ConfigurationData
+from echogate.store.memory import MemoryStore
 from echogate.pdk.messages import headers_of
 from echogate.schema import ENTITY
 from echogate.upstream.hop_by_hop import NOT_END_TO_END, listed_names
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
 ROUTE_ID = "00000000-0000-4000-8000-000000000002"
+NODE_ID = "00000000-0000-4000-8000-000000000003"
+
+
+def run_inline(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    """
+    Call C{f(*args, **kwargs)} now, on this thread: the harness node's
+    default C{run_in_thread}.
+
+    @return: a Deferred of its result (or of its failure).
+    """
+    return maybeDeferred(f, *args, **kwargs)
+
+
+@implementer(IPluginNode)
+@attrs.frozen
+class HarnessNode:
+    """
+    The node L{GatewayHarness} gives its plugins' C{node_service(node)}
+    hooks: the harness's clock, no database, and work meant for the
+    thread pool run by C{runner} (L{run_inline} unless the test gives
+    its own, e.g. one that holds the calls until the test fires them).
+    """
+
+    reactor: Clock
+    node_id: str = NODE_ID
+    dsn: str | None = None
+    runner: Callable[..., Any] = run_inline
+
+    def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        """
+        C{runner(f, *args, **kwargs)}, as a Deferred.
+        """
+        return maybeDeferred(self.runner, f, *args, **kwargs)
 
 
 @attrs.frozen
@@ -221,6 +263,7 @@ def _stopped() -> Failure:
     return Failure(ConnectionLost("the gateway stopped the upstream body"))
 
 
+@implementer(IUpstreamResponse)
 class _FakeResponse:
     """
     The fake upstream's answer, handed over as echogate's own client hands
@@ -269,6 +312,7 @@ class _FakeResponse:
         self.producer.start()
 
 
+@implementer(IUpstreamClient)
 class FunctionUpstream:
     """
     An upstream that calls C{handler(UpstreamRequestSeen)}; the handler
@@ -295,6 +339,16 @@ class FunctionUpstream:
         d = maybeDeferred(self._handler, seen)
         d.addErrback(lambda f: Failure(ProxyError(502, BAD_UPSTREAM)) if not f.check(ProxyError) else f)
         return d.addCallback(_FakeResponse)
+
+    def send(self, service: dict, method: bytes, target: bytes, headers: Any, body: Any,
+             callback: Callable[..., object], errback: Callable[..., object], args: tuple = ()) -> Deferred:
+        """
+        L{request} with the gateway's callbacks (see
+        L{echogate.upstream.interfaces.IUpstreamClient.send}).
+        """
+        d = self.request(service, method, target, headers, body)
+        d.addCallbacks(callback, errback, args, None, args)
+        return d
 
     def close(self) -> Deferred:
         return succeed(None)
@@ -381,7 +435,10 @@ class GatewayHarness:
         C{"consumer"} ids (L{ROUTE_ID}, L{SERVICE_ID}); no scope means
         global.
     @param upstream: the fake upstream's handler (default
-        L{echo_upstream}).
+        L{echo_upstream}), or any L{IUpstreamClient} (such as
+        L{echogate.upstream.lean.LeanUpstreamClient} for a real service):
+        the gateway sends its requests there instead
+        (L{upstream_requests} is then only a L{FunctionUpstream}'s).
     @param route: route fields to use instead of the default route's.
     @param service: service fields to use instead of the default service's.
         The route and the service are completed and validated as the
@@ -393,14 +450,23 @@ class GatewayHarness:
         validated as the Admin API does (ids, timestamps, defaults,
         generated keys, hashed passwords). L{set_entities} changes them
         between requests.
+    @param clock: the gateway's clock, also the plugins' node's reactor
+        (a new C{Clock} by default).
+    @param run_in_thread: how the plugins' node (L{HarnessNode}) runs
+        work meant for its thread pool: in line by default.
     @raise SchemaViolation: if C{route} or C{service} has a field the Admin
         API would refuse (the message names it).
+
+    @ivar node: the L{HarnessNode} given to every plugin's
+        C{node_service(node)} hook, at construction.
+    @ivar services: the services those hooks returned, started; L{stop}
+        stops them.
     """
 
     def __init__(self, plugins: Iterable[Any], configs: Sequence[tuple] = (),
-                 upstream: Callable[[UpstreamRequestSeen], Any] = echo_upstream,
+                 upstream: Callable[[UpstreamRequestSeen], Any] | IUpstreamClient = echo_upstream,
                  route: Mapping[str, Any] | None = None, service: Mapping[str, Any] | None = None,
-                 clock: Clock | None = None,
+                 clock: Clock | None = None, run_in_thread: Callable[..., Any] | None = None,
                  entities: Mapping[str, Sequence[Mapping[str, Any]]] | None = None):
         from echogate.registry import check_plugin
 
@@ -408,6 +474,15 @@ class GatewayHarness:
         for plugin in self.plugins.values():
             check_plugin(plugin)
         self.clock = clock or Clock()
+        self.node = HarnessNode(self.clock, runner=run_in_thread or run_inline)
+        self.services = MultiService()
+        for plugin in self.plugins.values():
+            node_service = getattr(plugin, "node_service", None)
+            if callable(node_service):
+                child = node_service(self.node)
+                if child is not None:
+                    child.setServiceParent(self.services)
+        self.services.startService()
         service_record = self._entity("service", "services", {"id": SERVICE_ID, "name": "upstream",
                                                               "host": "upstream.test"}, service)
         route_record = self._entity("route", "routes", {"id": ROUTE_ID, "name": "default", "paths": ["/"],
@@ -424,9 +499,15 @@ class GatewayHarness:
         self.snapshot = Snapshot.build(self._data, self.plugins)
         if entities:
             self.set_entities(entities)
-        self.upstream = FunctionUpstream(upstream)
+        self.upstream: Any = upstream if IUpstreamClient.providedBy(upstream) else FunctionUpstream(upstream)
         self.gateway = Gateway(clock=self.clock, snapshot=lambda: self.snapshot, upstream=self.upstream)
         self.site = GatewaySite(GatewayResource(self.gateway), reactor=self.clock)
+
+    def stop(self) -> Deferred:
+        """
+        Stop the plugins' services (L{services}), as a node stops them.
+        """
+        return maybeDeferred(self.services.stopService)
 
     def _entity(self, what: str, collection: str, default: dict[str, Any],
                 overrides: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -16,8 +16,11 @@ import sys
 from typing import Any, Mapping
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IListeningPort, IProcessTransport, IReactorProcess, IReactorSocket
+from twisted.internet.protocol import ProcessProtocol, ServerFactory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from echogate.settings import Settings, parse_tcp
 
@@ -27,7 +30,8 @@ _log = Logger(namespace="echogate.workers")
 WORKER_OF = "ECHOGATE_WORKER_OF"
 
 
-def listen_shared(reactor: Any, description: str, factory: Any, port: int | None = None) -> Any:
+def listen_shared(reactor: IReactorSocket, description: str, factory: ServerFactory,
+                  port: int | None = None) -> IListeningPort:
     """
     Listen on C{description} with C{SO_REUSEPORT} (C{port} overrides its
     port: the workers use the port the main process got).
@@ -46,12 +50,20 @@ def listen_shared(reactor: Any, description: str, factory: Any, port: int | None
 
 
 class _Worker(ProcessProtocol):
+    """
+    One worker process: C{ended} fires when it has ended.
+
+    @ivar process: the process, once L{WorkerPool.start} has spawned it.
+    """
+
     def __init__(self, number: int):
         self.number = number
-        self.ended: Deferred = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self.process: IProcessTransport | None = None
 
-    def processEnded(self, reason: Any) -> None:
-        _log.info("worker {n} (pid {pid}) ended: {why}", n=self.number, pid=self.transport.pid,
+    def processEnded(self, reason: Failure) -> None:
+        pid = self.process.pid if self.process is not None else None
+        _log.info("worker {n} (pid {pid}) ended: {why}", n=self.number, pid=pid,
                   why=reason.getErrorMessage())
         self.ended.callback(None)
 
@@ -62,7 +74,7 @@ class WorkerPool:
     stopped with it.
     """
 
-    def __init__(self, reactor: Any, settings: Settings, dsn: str, ports: list[int],
+    def __init__(self, reactor: IReactorProcess, settings: Settings, dsn: str, ports: list[int],
                  environ: Mapping[str, str] = os.environ):
         self._reactor = reactor
         self._settings = settings
@@ -123,22 +135,25 @@ class WorkerPool:
                 "-n", "--pidfile=", "echogate"]
         for number in range(1, self._settings.workers):
             worker = _Worker(number)
-            self._reactor.spawnProcess(worker, sys.executable, argv, env=env,
-                                       childFDs={0: "w", 1: 1, 2: 2})
-            _log.info("started worker {n} (pid {pid})", n=number, pid=worker.transport.pid)
+            worker.process = self._reactor.spawnProcess(worker, sys.executable, argv, env=env,
+                                                        childFDs={0: "w", 1: 1, 2: 2})
+            _log.info("started worker {n} (pid {pid})", n=number, pid=worker.process.pid)
             self._workers.append(worker)
 
-    def stop(self) -> Deferred:
+    def stop(self) -> Deferred[Any]:
         waits = []
         for worker in self._workers:
             if not worker.ended.called:
                 try:
-                    worker.transport.signalProcess("TERM")
+                    if worker.process is not None:
+                        worker.process.signalProcess("TERM")
+                except ProcessExitedAlready:
+                    pass  # it ended between the check and the signal: ended fires
                 except Exception:
-                    pass
+                    _log.failure("could not stop worker {n}", n=worker.number)
                 waits.append(worker.ended)
         return DeferredList(waits)
 
     @property
     def pids(self) -> list[int]:
-        return [w.transport.pid for w in self._workers if not w.ended.called]
+        return [w.process.pid for w in self._workers if w.process is not None and not w.ended.called]

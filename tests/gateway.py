@@ -13,9 +13,9 @@ import treq
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
-from echogate.settings import resolve
 from echogate.registry import load_plugins
 from echogate.service import GatewayService
+from echogate.settings import resolve
 from tests.postgres import fresh_database
 
 

@@ -16,10 +16,10 @@ fail, saying how to install it.
 from __future__ import annotations
 
 import atexit
-import sys
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path

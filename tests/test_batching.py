@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from zope.interface import implementer
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import ISSLTransport, ITCPTransport
@@ -16,6 +15,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from echogate.batching import BatchedTransport, WriteBatcher
 from echogate.proxy.channel import GatewayChannel
@@ -374,8 +374,8 @@ class LeanClientTests(TestCase):
         from twisted.web.resource import Resource
         from twisted.web.server import Site
 
-        from echogate.upstream.lean import LeanUpstreamClient
         from echogate.upstream.connection import HTTP11Connection
+        from echogate.upstream.lean import LeanUpstreamClient
 
         class Answer(Resource):
             isLeaf = True

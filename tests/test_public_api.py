@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Module to the names a plugin author may import from it.
 PUBLIC = {
-    "echogate.interfaces": ["IGatewayPlugin", "IPluginPhases", "IStore"],
-    "echogate.plugin": ["GatewayPlugin", "ImmutablePluginError"],
+    "echogate.interfaces": ["IGatewayPlugin", "IPluginPhases", "IPluginNode", "IStore", "IUpstreamClient",
+                            "IUpstreamResponse"],
+    "echogate.plugin": ["GatewayPlugin", "ImmutablePluginError", "NodeBinding", "NodeNotBound"],
     "echogate.schema": ["String", "Integer", "Number", "Boolean", "Array", "Set", "Map", "Record", "Foreign",
                         "at_least_one_of", "only_one_of", "ENTITY", "Field", "Invalid", "NO_DEFAULT"],
     "echogate.context": ["PluginContext", "PluginLogger", "RequestContext", "ClientRequest", "Exit",
@@ -31,7 +32,8 @@ PUBLIC = {
     "echogate.errors": ["GatewayError", "SchemaViolation", "ProxyError", "NotFound", "DatabaseUnavailable",
                         "BodyNotRead"],
     "echogate.testing": ["GatewayHarness", "HarnessResponse", "UpstreamAnswer", "UpstreamRequestSeen",
-                         "FunctionUpstream", "echo_upstream", "ROUTE_ID", "SERVICE_ID"],
+                         "FunctionUpstream", "echo_upstream", "ROUTE_ID", "SERVICE_ID", "HarnessNode", "NODE_ID",
+                         "run_inline", "MemoryStore"],
 }
 
 

@@ -14,7 +14,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from echogate.schema.fields import String
 from echogate.interfaces import IGatewayPlugin
 from echogate.plugin import GatewayPlugin
 from echogate.registry import (
@@ -27,6 +26,7 @@ from echogate.registry import (
     parse_setting,
 )
 from echogate.schema import Record
+from echogate.schema.fields import String
 
 NOT_FOUND = "no module in twisted/plugins/ on sys.path provides it"
 
@@ -396,3 +396,155 @@ class ParseSettingTests(SynchronousTestCase):
         An empty setting names nothing.
         """
         self.assertEqual(parse_setting(""), [])
+
+
+def _method(signature: str) -> Any:
+    """
+    A function with the given parameters after C{self}, doing nothing.
+    """
+    namespace: dict[str, Any] = {}
+    exec(f"def method(self, {signature}): pass", namespace)
+    return namespace["method"]
+
+
+class PhaseSignatureTests(SynchronousTestCase):
+    """
+    Start-up refuses a plugin whose phase (or C{node_service}) cannot take
+    the arguments the gateway passes it, in one line naming the plugin,
+    the method and the call it must accept.
+    """
+
+    def refused(self, **attributes: Any) -> str:
+        error = self.assertRaises(PluginLoadError, check_plugin, plugin(**attributes))
+        message = str(error)
+        self.assertNotIn("\n", message)
+        return message
+
+    def test_documentedSignaturesAccepted(self) -> None:
+        """
+        Each phase with its documented parameters, and C{node_service(node)},
+        is accepted.
+        """
+        check_plugin(plugin(init=_method("configs"), rewrite=_method("ctx, config"),
+                            access=_method("ctx, config"), header_filter=_method("ctx, config"),
+                            body_filter=_method("ctx, config, chunk"), log=_method("ctx, config"),
+                            node_service=_method("node")))
+
+    def test_flexibleSignaturesAccepted(self) -> None:
+        """
+        C{*args}, C{**kwargs}, extra parameters with defaults, other
+        parameter names and C{async def} are accepted.
+        """
+        async def log(self: Any, ctx: Any, config: Any) -> None:
+            pass
+
+        check_plugin(plugin(access=_method("*args, **kwargs"), body_filter=_method("c, conf, piece, extra=None"),
+                            header_filter=_method("ctx, *rest"), log=log))
+
+    def test_phaseSetToNoneAccepted(self) -> None:
+        """
+        A phase set to C{None} (turning an inherited one off) is accepted.
+        """
+        check_plugin(plugin(access=None))
+
+    def test_tooFewParameters(self) -> None:
+        """
+        A phase missing a parameter: the message shows its signature and the
+        call it must take.
+        """
+        self.assertEqual(self.refused(body_filter=_method("ctx, config")),
+                         "plugin 'valid': body_filter(ctx, config) cannot be called as"
+                         " body_filter(ctx, config, chunk)")
+        self.assertEqual(self.refused(init=_method("")), "plugin 'valid': init() cannot be called as init(configs)")
+
+    def test_tooManyParameters(self) -> None:
+        """
+        A phase requiring more parameters than the gateway passes.
+        """
+        self.assertEqual(self.refused(access=_method("ctx, config, chunk")),
+                         "plugin 'valid': access(ctx, config, chunk) cannot be called as access(ctx, config)")
+
+    def test_requiredKeywordOnly(self) -> None:
+        """
+        A required keyword-only parameter cannot be given by a positional
+        call.
+        """
+        self.assertEqual(self.refused(log=_method("ctx, config, *, now")),
+                         "plugin 'valid': log(ctx, config, *, now) cannot be called as log(ctx, config)")
+
+    def test_nodeService(self) -> None:
+        """
+        C{node_service} must take the node.
+        """
+        self.assertEqual(self.refused(node_service=_method("")),
+                         "plugin 'valid': node_service() cannot be called as node_service(node)")
+
+    def test_notCallable(self) -> None:
+        """
+        A phase that is not a method.
+        """
+        self.assertEqual(self.refused(access="yes"), "plugin 'valid': access must be a method, not str")
+
+    def test_staticMethod(self) -> None:
+        """
+        A static method is checked without C{self}.
+        """
+        check_plugin(plugin(log=staticmethod(lambda ctx, config: None)))
+        self.assertEqual(self.refused(log=staticmethod(lambda ctx: None)),
+                         "plugin 'valid': log(ctx) cannot be called as log(ctx, config)")
+
+
+class MisspeltPhaseTests(SynchronousTestCase):
+    """
+    Start-up refuses a plugin with a public method one edit from a phase's
+    (or C{node_service}'s) name, which the gateway would never call.
+    """
+
+    def refused(self, **attributes: Any) -> str:
+        error = self.assertRaises(PluginLoadError, check_plugin, plugin(**attributes))
+        message = str(error)
+        self.assertNotIn("\n", message)
+        return message
+
+    def test_misspelt(self) -> None:
+        """
+        A letter dropped, added or changed, or a different case: the
+        message names the plugin, the method and the phase it looks like.
+        """
+        for method, phase in (("acess", "access"), ("header_filters", "header_filter"),
+                              ("bodyfilter", "body_filter"), ("rewrote", "rewrite"), ("logs", "log"),
+                              ("Access", "access"), ("inits", "init"), ("node_services", "node_service")):
+            self.assertEqual(
+                self.refused(**{method: _method("ctx, config")}),
+                f"plugin 'valid': method {method!r} looks like a misspelt {phase!r}, which the gateway"
+                " would call; rename it (a helper's name starts with _)",
+                f"row {method}")
+
+    def test_inherited(self) -> None:
+        """
+        A misspelt method inherited from a base class counts too.
+        """
+        class Base(Valid):
+            def acces(self, ctx: Any, config: Any) -> None:
+                pass
+
+        class Derived(Base):
+            name = "derived"
+
+        error = self.assertRaises(PluginLoadError, check_plugin, Derived())
+        self.assertIn("method 'acces' looks like a misspelt 'access'", str(error))
+
+    def test_notOneEditAway(self) -> None:
+        """
+        Names two edits away, private helpers, and documented optional
+        names are accepted.
+        """
+        check_plugin(plugin(acces_check=_method("ctx"), _acess=_method("ctx, config"), blogs=_method(""),
+                            reads_body=_method("config, request"), no_consumer=True, authorize=_method("ctx")))
+
+    def test_attributesNotMethods(self) -> None:
+        """
+        A non-callable attribute one edit from a phase is not a method the
+        gateway would call: accepted.
+        """
+        check_plugin(plugin(logs=["a"], acess=3))

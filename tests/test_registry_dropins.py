@@ -9,11 +9,11 @@ import importlib
 import sys
 import textwrap
 
-import twisted.plugins
 from twisted.plugin import pluginPackagePaths
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+import twisted.plugins
 from echogate.registry import (
     PluginLoadError,
     discover,

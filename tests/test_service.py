@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import gc
 import json
-import attrs
 from typing import Any
 from unittest import skipIf
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
 from echogate.bundled.header_echo import HeaderEcho
-from echogate.settings import ConfigError, resolve
-from echogate.schema.fields import Integer
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
+from echogate.schema.fields import Integer
 from echogate.service import GatewayService, node_id
+from echogate.settings import ConfigError, resolve
 from tests.gateway import start_gateway
 from tests.postgres import PostgresMixin, fresh_database
 from tests.upstream_server import start_upstream
@@ -366,6 +366,7 @@ class FatalStartTests(unittest.TestCase):
         A usable data directory is made if need be, and left empty.
         """
         import os
+
         from echogate.service import check_data_dir
 
         path = os.path.join(self.mktemp(), "data")
@@ -378,7 +379,9 @@ class FatalStartTests(unittest.TestCase):
         which L{exit_on_failure} ends the process with.
         """
         import os
+
         from twisted.python.failure import Failure
+
         from echogate.service import exit_on_failure
         from echogate.store.embedded import EmbeddedStartFailed
 

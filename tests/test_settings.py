@@ -8,8 +8,18 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.settings import (DEFAULT_BACKLOG, DEFAULTS, ConfigError, Options, connection_limit, parse_size, read_config_file,
-                             redact_dsn, resolve, with_backlog)
+from echogate.settings import (
+    DEFAULT_BACKLOG,
+    DEFAULTS,
+    ConfigError,
+    Options,
+    connection_limit,
+    parse_size,
+    read_config_file,
+    redact_dsn,
+    resolve,
+    with_backlog,
+)
 
 
 class ResolveTests(SynchronousTestCase):

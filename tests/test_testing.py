@@ -8,17 +8,17 @@ import gc
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.task import Clock
 from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ResponseDone
 
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.entities.writes import prepare_insert
 from echogate.errors import ProxyError, SchemaViolation
-from echogate.schema.fields import Integer, String
 from echogate.registry import PluginLoadError
 from echogate.schema import Record
+from echogate.schema.fields import Integer, String
 from echogate.testing import (
     ROUTE_ID,
     SERVICE_ID,
@@ -212,8 +212,9 @@ class GatewayHarnessTests(SynchronousTestCase):
         """
         events: list = []
         plugins = [recording_plugin("on-route", events), recording_plugin("elsewhere", events)]
-        harness = GatewayHarness(plugins, configs=[("on-route", {}, {"route": ROUTE_ID}),
-                                                   ("elsewhere", {}, {"service": "00000000-0000-4000-8000-00000000dead"})])
+        harness = GatewayHarness(plugins, configs=[
+            ("on-route", {}, {"route": ROUTE_ID}),
+            ("elsewhere", {}, {"service": "00000000-0000-4000-8000-00000000dead"})])
         self.successResultOf(harness.request("GET", "/"))
         self.assertEqual({name for name, *_ in events}, {"on-route"})
         self.assertNotEqual(ROUTE_ID, SERVICE_ID)

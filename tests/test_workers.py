@@ -4,11 +4,13 @@ What the main process hands its workers.
 from __future__ import annotations
 
 import attrs
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.settings import DEFAULTS, resolve
-from echogate.workers import WORKER_OF, WorkerPool
+from echogate.workers import WORKER_OF, WorkerPool, _Worker
 
 
 class WorkerEnvironmentTests(SynchronousTestCase):
@@ -34,3 +36,51 @@ class WorkerEnvironmentTests(SynchronousTestCase):
                          attrs.evolve(settings, admin_token="", admin_server_names=()))
         self.assertEqual(reparsed.upstream_client, "agent")
         self.assertEqual(reparsed.trusted_ips, ("10.0.0.0/8",))
+
+
+class _Unsignalable:
+    """
+    A worker process that cannot be signalled: C{signalProcess} raises
+    C{error}.
+    """
+
+    pid = 4321
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def signalProcess(self, signal: str) -> None:
+        raise self.error
+
+
+class WorkerStopTests(SynchronousTestCase):
+    def pool(self, error: Exception) -> WorkerPool:
+        """
+        A pool of one worker whose process raises C{error} when signalled.
+        """
+        settings = resolve({"workers": "2"}, {}, None)
+        pool = WorkerPool(Clock(), settings, "postgresql://db/x", [4242], environ={})
+        worker = _Worker(1)
+        worker.process = _Unsignalable(error)  # type: ignore[assignment]
+        pool._workers.append(worker)
+        return pool
+
+    def test_unexpectedSignalErrorLogged(self) -> None:
+        """
+        A worker that cannot be signalled to stop is logged, not ignored.
+        """
+        with capturedLogs() as events:
+            self.pool(OSError("no such process")).stop()
+        failures = [e for e in events if "log_failure" in e]
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(failures[0]["log_namespace"], "echogate.workers")
+        self.assertTrue(failures[0]["log_failure"].check(OSError))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_alreadyExitedQuiet(self) -> None:
+        """
+        A worker that exited just before the signal is not an error.
+        """
+        with capturedLogs() as events:
+            self.pool(ProcessExitedAlready()).stop()
+        self.assertEqual([e for e in events if "log_failure" in e], [])

@@ -265,7 +265,7 @@ def listMutants(source: str) -> List[Mutant]:
     boolReturns = _boolFunctionReturns(tree)
     docstrings = _docstringIds(tree)
     mutants = []
-    for index, (node, parent) in enumerate(_walkWithParents(tree)):
+    for index, (node, _parent) in enumerate(_walkWithParents(tree)):
         for variant, (description, _) in enumerate(
             _mutationsFor(node, boolReturns, docstrings)
         ):

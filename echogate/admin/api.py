@@ -1,6 +1,8 @@
 """
 The Admin API: a Klein application serving Kong-shaped JSON for services,
-routes, consumers and plugins, plus the node's information and status.
+routes, consumers, plugins and upstreams, plus the node's information and
+status. Consumers' credentials are served by L{echogate.admin.credentials},
+upstreams' targets and health by L{echogate.admin.upstreams}.
 
 Every write validates first (L{echogate.entities.writes}), stores in one call of
 the L{IStore} (one transaction), and then awaits C{on_change} so that the
@@ -21,10 +23,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from echogate.entities import schemas as entities
 from echogate.admin import forms
-from echogate.entities import writes
 from echogate.admin.guard import AdminGuard
+from echogate.admin.health import HealthchecksOff, HealthView
 from echogate.admin.paging import PageRequest, query_arguments
 from echogate.admin.responses import (
     METHOD_NOT_ALLOWED,
@@ -33,15 +34,17 @@ from echogate.admin.responses import (
     json_response,
     no_content,
 )
-from echogate.pdk.bodies import MAX_BODY_SIZE, Body, read_body
+from echogate.entities import schemas as entities
+from echogate.entities import writes
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin, IStore
+from echogate.pdk.bodies import MAX_BODY_SIZE, Body, read_body
 from echogate.schema.fields import text_problem
 
 TAGLINE = "Welcome to echogate"
 
 #: The collections, in the order Kong documents them.
-COLLECTIONS = ("services", "routes", "consumers", "plugins")
+COLLECTIONS = ("services", "routes", "consumers", "plugins", "upstreams")
 
 #: (parent collection, child collection) -> the child's foreign key field.
 NESTED: Mapping[tuple[str, str], str] = {
@@ -55,10 +58,13 @@ NESTED: Mapping[tuple[str, str], str] = {
 FOREIGN_KEYS: Mapping[str, Mapping[str, str]] = {
     "routes": {"service": "services"},
     "plugins": {"service": "services", "route": "routes", "consumer": "consumers"},
+    "targets": {"upstream": "upstreams"},
 }
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _ANY_COLLECTION = "any(" + ", ".join(COLLECTIONS) + ")"
+
+_log = Logger(namespace="echogate.admin")
 
 
 def is_uuid(key: str) -> bool:
@@ -135,10 +141,12 @@ class AdminAPI:
         see L{echogate.admin.guard}).
     @param server_names: the host names the API answers to besides
         address literals and C{localhost}.
+    @param health: the data plane's view of its balancers' health, for
+        C{GET /upstreams/{u}/health} (by default, every target's health
+        is C{HEALTHCHECKS_OFF}: see L{echogate.admin.health}).
     """
 
     app = Klein()
-    _log = Logger()
 
     def __init__(
         self,
@@ -155,6 +163,7 @@ class AdminAPI:
         status_timeout: float = 5.0,
         token: str = "",
         server_names: Sequence[str] = (),
+        health: HealthView | None = None,
     ):
         self._store = _Lookups(store)
         self._plugins = plugins
@@ -168,6 +177,7 @@ class AdminAPI:
         self._status_timeout = status_timeout
         self._token = token
         self._server_names = tuple(server_names)
+        self._health: HealthView = health if health is not None else HealthchecksOff()
 
     def resource(self) -> IResource:
         """
@@ -194,7 +204,7 @@ class AdminAPI:
         try:
             await maybeDeferred(self._on_change)
         except Exception:
-            self._log.failure("on_change failed after a successful write")
+            _log.failure("on_change failed after a successful write")
 
     async def _find(self, entity: str, key: str) -> dict[str, Any]:
         record = await self._store.get(entity, key)
@@ -352,7 +362,7 @@ class AdminAPI:
             version = await maybeDeferred(self._store.version).addTimeout(
                 self._status_timeout, self._clock)
         except Exception as e:
-            self._log.warn("The database did not answer GET /status: {error!r}", error=e)
+            _log.warn("The database did not answer GET /status: {error!r}", error=e)
             reachable, version = False, None
         else:
             reachable = True
@@ -546,3 +556,8 @@ def _endpoint_keys(entity: str) -> tuple[str, ...]:
 from echogate.admin import credentials as _credentials  # noqa: E402
 
 _credentials.register(AdminAPI.app)
+
+# Upstreams' targets and health: /upstreams/{u}/targets and the like.
+from echogate.admin import upstreams as _upstreams  # noqa: E402
+
+_upstreams.register(AdminAPI.app)

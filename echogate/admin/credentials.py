@@ -26,9 +26,8 @@ from typing import Any, Mapping
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from echogate.entities import credentials
-from echogate.entities import writes
 from echogate.admin.responses import NOT_FOUND, json_response, no_content
+from echogate.entities import credentials, writes
 from echogate.schema.fields import is_uuid
 
 _BY_NESTED = {c.nested: c for c in credentials.COLLECTIONS}
@@ -46,7 +45,8 @@ async def _acl_by_group(admin: Any, consumer_id: str, group: str) -> dict[str, A
                                                   where={"consumer": consumer_id})
         for record in records:
             if record.get("group") == group:
-                return record
+                found: dict[str, Any] = record
+                return found
         if offset is None:
             return None
 
@@ -61,7 +61,8 @@ async def _lookup(admin: Any, collection: credentials.Collection, key: str,
         if consumer_id is None:
             return None
         return await _acl_by_group(admin, consumer_id, key)
-    return await admin._store.get(collection.entity, key)
+    record: dict[str, Any] | None = await admin._store.get(collection.entity, key)
+    return record
 
 
 def _owner_id(record: Mapping[str, Any]) -> str | None:
@@ -168,8 +169,9 @@ def register(app: Klein) -> None:
     async def list_nested(admin: Any, request: IRequest, key: str, kind: str) -> bytes:
         owner = await admin._find("consumers", key)
         entity = _BY_NESTED[kind].entity
-        return await admin._list(request, entity, f"/consumers/{owner['id']}/{kind}",
-                                 where={"consumer": owner["id"]})
+        body: bytes = await admin._list(request, entity, f"/consumers/{owner['id']}/{kind}",
+                                        where={"consumer": owner["id"]})
+        return body
 
     @app.route(_NESTED, methods=["POST"], endpoint="credentials_create_nested")
     async def create_nested(admin: Any, request: IRequest, key: str, kind: str) -> bytes:
@@ -213,7 +215,8 @@ def register(app: Klein) -> None:
 
     @app.route(_TOP, methods=["GET"], endpoint="credentials_list")
     async def list_all(admin: Any, request: IRequest, collection: str) -> bytes:
-        return await admin._list(request, _BY_TOP[collection].entity, f"/{collection}")
+        body: bytes = await admin._list(request, _BY_TOP[collection].entity, f"/{collection}")
+        return body
 
     @app.route(_TOP, methods=["POST"], endpoint="credentials_create")
     async def create(admin: Any, request: IRequest, collection: str) -> bytes:

@@ -30,9 +30,9 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from echogate.schema import Record
 from echogate.schema.containers import Array, Map
 from echogate.schema.fields import Boolean, Field, Foreign, Integer, Number
-from echogate.schema import Record
 
 __all__ = ["decode_form", "parse_name"]
 

@@ -126,7 +126,8 @@ class AdminGuard(Resource):
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return json_response(request, BAD_PATH, 400)
-        return self._wrapped.render(request)
+        answer: bytes | int = self._wrapped.render(request)
+        return answer
 
     def _host(self, request: IRequest) -> tuple[str, int] | None:
         """

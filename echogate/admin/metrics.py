@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -59,7 +60,7 @@ class NodeCollector:
 
 
 async def metrics_response(request: IRequest, *, plugins: Mapping[str, Any], store: Any,
-                           status: Callable[[], Mapping[str, Any]] | None, node: Any, clock: Any,
+                           status: Callable[[], Mapping[str, Any]] | None, node: Any, clock: IReactorTime,
                            timeout: float) -> bytes:
     """
     Answer C{GET /metrics}.
@@ -75,7 +76,7 @@ async def metrics_response(request: IRequest, *, plugins: Mapping[str, Any], sto
         reachable = False
     server = dict(status()) if status is not None else {}
     node_registry = CollectorRegistry(auto_describe=False)
-    node_registry.register(NodeCollector(node.node_id, node.version, server, reachable))  # type: ignore[arg-type]
+    node_registry.register(NodeCollector(node.node_id, node.version, server, reachable))
     body = generate_latest(node_registry) + generate_latest(plugin.metrics.registry)
     request.setResponseCode(200)
     request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))

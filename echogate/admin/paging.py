@@ -68,7 +68,7 @@ def _size(text: str | None) -> int:
     try:
         number = float(text)
     except ValueError:
-        raise InvalidSize("size must be a number")
+        raise InvalidSize("size must be a number") from None
     if not number.is_integer() or not 1 <= number <= MAX_SIZE:
         raise InvalidSize(f"size must be an integer between 1 and {MAX_SIZE}")
     return int(number)

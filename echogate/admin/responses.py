@@ -25,7 +25,7 @@ NOT_FOUND = {"message": "Not found"}
 METHOD_NOT_ALLOWED = {"message": "Method not allowed"}
 UNEXPECTED = {"message": "An unexpected error occurred"}
 
-_log = Logger()
+_log = Logger(namespace="echogate.admin")
 
 
 def encode(body: Any) -> bytes:

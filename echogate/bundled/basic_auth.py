@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
 from echogate.bundled.password_checks import PasswordCheck, TooManyChecks
 from echogate.entities.credentials import dummy_hash
+from echogate.interfaces import IPluginNode
 from echogate.schema import Boolean, Record, String
 
 __all__ = ["BasicAuth", "PasswordCheck", "parse_basic", "BUSY"]
@@ -64,7 +65,9 @@ class BasicAuth(AuthPlugin):
     @param check: checks a password against a stored hash, called as
         C{check(stored, password, client_address, credential_id)}: a bool,
         a Deferred of one, or L{TooManyChecks} raised (a L{PasswordCheck}
-        by default).
+        by default, running its hashes in the node's thread pool). A
+        C{check} with a C{bind(node)} method is given the node by
+        L{node_service}.
     """
 
     name = "basic-auth"
@@ -81,6 +84,15 @@ class BasicAuth(AuthPlugin):
     def __init__(self, check: Callable[[str, str, str, str], Any] | None = None):
         object.__setattr__(self, "_check", check if check is not None else PasswordCheck())
         object.__setattr__(self, "_dummy", dummy_hash())
+
+    def node_service(self, node: IPluginNode) -> None:
+        """
+        Give C{node} to the check (its thread pool runs the hashes, its
+        reactor ages the remembered successes).
+        """
+        bind = getattr(self._check, "bind", None)
+        if callable(bind):
+            bind(node)
 
     def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Authenticated | Refused | Deferred:
         challenge = f'Basic realm="{config["realm"]}"'

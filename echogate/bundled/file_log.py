@@ -24,7 +24,8 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from echogate.bundled.log_record import REDACTION_FIELDS, log_record
-from echogate.plugin import GatewayPlugin
+from echogate.interfaces import IPluginNode
+from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.schema import Boolean, Record, String
 
 __all__ = ["FileLog", "LineFileWriter"]
@@ -201,14 +202,16 @@ class FileLog(GatewayPlugin):
     Append Kong's log document for every request to C{config.path}, one
     JSON line each.
 
-    @ivar clock: the gateway's clock (C{IReactorTime}); C{None}: the
-        global reactor, looked up when first needed.
+    @ivar clock: the clock that stamps entries (C{IReactorTime});
+        C{None}: the node's reactor (from C{node_service}).
     @ivar writer: the L{LineFileWriter} (one per plugin object, shared by
         every config).
+    @ivar binding: the node, once C{node_service} gave it.
     """
 
     clock: Any = None
     writer: LineFileWriter = attrs.field(factory=LineFileWriter)
+    binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
     name = "file-log"
     version = "1.0.0"
@@ -222,18 +225,18 @@ class FileLog(GatewayPlugin):
     })
 
     def _now(self) -> float:
-        clock = self.clock
-        if clock is None:
-            from twisted.internet import reactor as clock
-        return clock.seconds()
+        clock = self.clock if self.clock is not None else self.binding.node.reactor
+        return clock.seconds()  # type: ignore[no-any-return]
 
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
         record = log_record(ctx, self._now(), config["redact_credentials"], config["redact"])
         line = json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
         self.writer.append(config["path"], line, config["reopen"])
 
-    def node_service(self, node: Any) -> Service:
+    def node_service(self, node: IPluginNode) -> Service:
         """
-        A service that stops the writer thread when the node stops.
+        Keep C{node} (its reactor stamps entries); a service that stops
+        the writer thread when the node stops.
         """
+        self.binding.bind(node)
         return _WriterService(self.writer)

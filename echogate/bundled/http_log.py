@@ -27,7 +27,8 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
 from echogate.bundled.log_record import REDACTION_FIELDS, log_record
-from echogate.plugin import GatewayPlugin
+from echogate.interfaces import IPluginNode
+from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.schema import ENTITY, Integer, Map, Number, Record, String
 
 __all__ = ["HttpLog", "BatchQueue", "QueueSettings", "HttpLogQueues"]
@@ -277,16 +278,18 @@ class HttpLog(GatewayPlugin):
     """
     Send Kong's log document for every request to C{config.http_endpoint}.
 
-    @ivar reactor: the reactor (timers, connections) and the gateway's
-        clock; C{None}: the global reactor, looked up when first needed.
+    @ivar reactor: the reactor (timers, connections) and the clock;
+        C{None}: the node's reactor (from C{node_service}).
     @ivar client: a treq-like client (C{request(method, url, data=...,
         headers=...)}); C{None}: treq over a persistent pool on C{reactor}.
     @ivar queues: the plugin's queues (one L{HttpLogQueues} per object).
+    @ivar binding: the node, once C{node_service} gave it.
     """
 
     reactor: Any = None
     client: Any = None
     queues: HttpLogQueues = attrs.field(factory=HttpLogQueues)
+    binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
     name = "http-log"
     version = "1.0.0"
@@ -312,9 +315,7 @@ class HttpLog(GatewayPlugin):
     def _reactor(self) -> Any:
         if self.reactor is not None:
             return self.reactor
-        from twisted.internet import reactor
-
-        return reactor
+        return self.binding.node.reactor
 
     def _client(self, config: Mapping[str, Any]) -> Any:
         if self.client is not None:
@@ -396,9 +397,11 @@ class HttpLog(GatewayPlugin):
 
         return DeferredList(drains).addCallback(close)
 
-    def node_service(self, node: Any) -> Service:
+    def node_service(self, node: IPluginNode) -> Service:
         """
-        A service that sends what is queued and closes the connections when
-        the node stops.
+        Keep C{node} (its reactor runs the queues' timers and the
+        connections); a service that sends what is queued and closes the
+        connections when the node stops.
         """
+        self.binding.bind(node)
         return _DrainService(self)

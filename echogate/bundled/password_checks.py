@@ -8,7 +8,9 @@ one client starve the others: what basic-auth runs its checks through.
   - L{SuccessCache} remembers recent successful checks for a short time,
     as an HMAC under a key made when the process starts.
   - L{PasswordCheck} puts the two together in front of
-    L{echogate.entities.credentials.verify_password}.
+    L{echogate.entities.credentials.verify_password}; the node it is bound
+    to (L{PasswordCheck.bind}) runs the hashes in its thread pool and tells
+    the time.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from echogate.entities.credentials import verify_password
+from echogate.interfaces import IPluginNode
+from echogate.plugin import NodeBinding, NodeNotBound
 
 #: Hashes run at once by default: one per core, at most 4, well below the
 #: reactor's thread pool (10 threads, also used for DNS lookups).
@@ -42,17 +46,6 @@ DEFAULT_TTL = 60.0
 
 #: How many successful checks are remembered.
 DEFAULT_SIZE = 4096
-
-
-def in_thread_pool(function: Callable[..., Any], *args: Any) -> Deferred:
-    """
-    Run C{function(*args)} in the global reactor's thread pool (the
-    default for the running gateway; tests pass a runner of their own).
-    """
-    from twisted.internet import reactor
-    from twisted.internet.threads import deferToThreadPool
-
-    return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
 
 
 def address_group(address: str) -> str:
@@ -126,10 +119,10 @@ class FairHashQueue:
     running one keeps its slot until it ends.
 
     @param run: calls C{function(*args)} and returns its result or a
-        Deferred of it (L{in_thread_pool} in the gateway).
+        Deferred of it (the node's C{run_in_thread} in the gateway).
     """
 
-    def __init__(self, run: Callable[..., Any] = in_thread_pool, concurrency: int = DEFAULT_CONCURRENCY,
+    def __init__(self, run: Callable[..., Any], concurrency: int = DEFAULT_CONCURRENCY,
                  per_address: int = DEFAULT_PER_ADDRESS, total: int = DEFAULT_TOTAL) -> None:
         if concurrency < 1 or per_address < 0 or total < 0:
             raise ValueError("concurrency must be at least 1, the queue bounds at least 0")
@@ -225,23 +218,27 @@ class SuccessCache:
     forgotten first. A changed password has a new stored hash, so it
     misses at once; nothing here can give back a password.
 
-    @param clock: tells the time (the global reactor when C{None}).
+    @param clock: tells the time; C{None}: the reactor of the node in
+        C{binding}.
+    @param binding: the node whose reactor tells the time when there is
+        no C{clock}.
     """
 
     def __init__(self, clock: IReactorTime | None = None, ttl: float = DEFAULT_TTL,
-                 size: int = DEFAULT_SIZE) -> None:
+                 size: int = DEFAULT_SIZE, binding: NodeBinding | None = None) -> None:
         self._clock = clock
+        self._binding = binding
         self._ttl = ttl
         self._size = size
         self._key = os.urandom(32)
         self._known: OrderedDict[bytes, float] = OrderedDict()
 
     def _now(self) -> float:
-        if self._clock is None:
-            from twisted.internet import reactor
-
-            self._clock = reactor  # type: ignore[assignment]
-        return self._clock.seconds()  # type: ignore[union-attr]
+        if self._clock is not None:
+            return self._clock.seconds()
+        if self._binding is None:
+            raise NodeNotBound("a SuccessCache without a clock needs a node")
+        return self._binding.node.reactor.seconds()  # type: ignore[no-any-return]
 
     def key(self, credential_id: str, stored: str, password: str) -> bytes:
         """
@@ -279,19 +276,33 @@ class PasswordCheck:
     L{echogate.entities.credentials.verify_password}) through a
     L{FairHashQueue}, remembering successes in a L{SuccessCache}.
 
-    @param run: how the queue runs C{verify} (in the thread pool by
-        default).
-    @param clock: the cache's clock (the global reactor by default).
+    @param run: how the queue runs C{verify}; C{None}: the bound node's
+        C{run_in_thread} (its thread pool).
+    @param clock: the cache's clock; C{None}: the bound node's reactor.
     """
 
-    def __init__(self, run: Callable[..., Any] = in_thread_pool, *,
+    def __init__(self, run: Callable[..., Any] | None = None, *,
                  verify: Callable[[str, str], bool] = verify_password,
                  concurrency: int = DEFAULT_CONCURRENCY, per_address: int = DEFAULT_PER_ADDRESS,
                  total: int = DEFAULT_TOTAL, ttl: float = DEFAULT_TTL, size: int = DEFAULT_SIZE,
                  clock: IReactorTime | None = None) -> None:
         self._verify = verify
-        self.queue = FairHashQueue(run, concurrency, per_address, total)
-        self.cache = SuccessCache(clock, ttl, size)
+        self._given_run = run
+        self.binding = NodeBinding()
+        self.queue = FairHashQueue(self._run, concurrency, per_address, total)
+        self.cache = SuccessCache(clock, ttl, size, self.binding)
+
+    def bind(self, node: IPluginNode) -> None:
+        """
+        Run the hashes in C{node}'s thread pool and tell the time by its
+        reactor (where C{run} and C{clock} were not given).
+        """
+        self.binding.bind(node)
+
+    def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+        if self._given_run is not None:
+            return self._given_run(function, *args)
+        return self.binding.node.run_in_thread(function, *args)
 
     def __call__(self, stored: str, password: str, address: str = "", credential_id: str = "") -> bool | Deferred:
         """

@@ -26,7 +26,8 @@ import attrs
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from echogate.bundled.log_record import latencies, request_size, response_size
-from echogate.plugin import GatewayPlugin
+from echogate.interfaces import IPluginNode
+from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.schema import Boolean, Record
 
 __all__ = ["Prometheus", "GatewayMetrics", "KONG_LATENCY_BUCKETS", "UPSTREAM_LATENCY_BUCKETS"]
@@ -74,13 +75,15 @@ class Prometheus(GatewayPlugin):
     """
     Count requests, latencies and bytes for C{GET /metrics}.
 
-    @ivar clock: the gateway's clock; C{None}: the global reactor, looked
-        up when first needed.
+    @ivar clock: the clock latencies are read from (C{IReactorTime});
+        C{None}: the node's reactor (from C{node_service}).
     @ivar metrics: the L{GatewayMetrics} (one per plugin object).
+    @ivar binding: the node, once C{node_service} gave it.
     """
 
     clock: Any = None
     metrics: GatewayMetrics = attrs.field(factory=GatewayMetrics)
+    binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
     name = "prometheus"
     version = "1.0.0"
@@ -96,10 +99,14 @@ class Prometheus(GatewayPlugin):
     })
 
     def _now(self) -> float:
-        clock = self.clock
-        if clock is None:
-            from twisted.internet import reactor as clock
-        return clock.seconds()
+        clock = self.clock if self.clock is not None else self.binding.node.reactor
+        return clock.seconds()  # type: ignore[no-any-return]
+
+    def node_service(self, node: IPluginNode) -> None:
+        """
+        Keep C{node}: its reactor is the clock.
+        """
+        self.binding.bind(node)
 
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
         metrics = self.metrics

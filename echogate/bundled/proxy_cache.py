@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 import attrs
 
-from echogate.plugin import GatewayPlugin
+from echogate.interfaces import IPluginNode
+from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.schema import Array, Boolean, Integer, Record, String
 
 __all__ = ["ProxyCache", "MemoryCache", "CachedResponse", "cache_key"]
@@ -253,12 +254,14 @@ class ProxyCache(GatewayPlugin):
     Cache responses in memory and answer repeated requests from the cache.
 
     @ivar clock: the clock that ages entries (C{IReactorTime}); C{None}:
-        the global reactor, looked up when first needed.
+        the node's reactor (from C{node_service}).
     @ivar dictionaries: the caches (one L{CacheDictionaries} per object).
+    @ivar binding: the node, once C{node_service} gave it.
     """
 
     clock: Any = None
     dictionaries: CacheDictionaries = attrs.field(factory=CacheDictionaries)
+    binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
     name = "proxy-cache"
     version = "1.0.0"
@@ -297,10 +300,14 @@ class ProxyCache(GatewayPlugin):
     })
 
     def _now(self) -> float:
-        clock = self.clock
-        if clock is None:
-            from twisted.internet import reactor as clock
-        return clock.seconds()
+        clock = self.clock if self.clock is not None else self.binding.node.reactor
+        return clock.seconds()  # type: ignore[no-any-return]
+
+    def node_service(self, node: IPluginNode) -> None:
+        """
+        Keep C{node}: its reactor ages the entries.
+        """
+        self.binding.bind(node)
 
     def _cache(self, config: Mapping[str, Any]) -> MemoryCache:
         memory = config["memory"]

@@ -33,7 +33,8 @@ from echogate.bundled.ratelimit_policies import (
     window,
 )
 from echogate.bundled.ratelimit_redis import RedisClient, RedisCounters, RedisPolicy, RedisSettings
-from echogate.plugin import GatewayPlugin
+from echogate.interfaces import IPluginNode
+from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.routing.paths import normal_form_problem
 from echogate.schema import ENTITY, Boolean, Integer, Number, Record, String, at_least_one_of
 
@@ -104,9 +105,9 @@ class RateLimitStores:
         self.dsn: str | None = None
         self.reactor: Any = None
 
-    def attach(self, reactor: Any, dsn: str) -> None:
+    def attach(self, reactor: Any, dsn: str | None) -> None:
         """
-        Use the node's database for the cluster policy.
+        Use the node's database for the cluster policy (none: C{None}).
         """
         self.reactor = reactor
         self.dsn = dsn
@@ -154,7 +155,7 @@ class RateLimitStores:
 
 
 class _CountersService(Service):
-    def __init__(self, stores: RateLimitStores, reactor: Any, dsn: str):
+    def __init__(self, stores: RateLimitStores, reactor: Any, dsn: str | None):
         self._stores = stores
         self._reactor = reactor
         self._dsn = dsn
@@ -192,13 +193,15 @@ class RateLimiting(GatewayPlugin):
     headers.
 
     @ivar reactor: the clock that windows are read from and the reactor
-        that Redis and database connections run on; C{None}: the global
-        reactor, looked up when first needed.
+        that Redis and database connections run on; C{None}: the node's
+        reactor (from C{node_service}).
     @ivar stores: the counters (one L{RateLimitStores} per object).
+    @ivar binding: the node, once C{node_service} gave it.
     """
 
     reactor: Any = None
     stores: RateLimitStores = attrs.field(factory=RateLimitStores)
+    binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
     name = "rate-limiting"
     version = "1.0.0"
@@ -236,9 +239,7 @@ class RateLimiting(GatewayPlugin):
     def _reactor(self) -> Any:
         if self.reactor is not None:
             return self.reactor
-        from twisted.internet import reactor
-
-        return reactor
+        return self.binding.node.reactor
 
     def _policy(self, config: Mapping[str, Any]) -> Any:
         policy = config["policy"]
@@ -303,11 +304,13 @@ class RateLimiting(GatewayPlugin):
         for name, value in (ctx.plugin.get("headers") or {}).items():
             ctx.response.set_header(name, value)
 
-    def node_service(self, node: Any) -> Service:
+    def node_service(self, node: IPluginNode) -> Service:
         """
-        A service giving the node's database to the cluster policy, and
+        Keep C{node} (its reactor is the clock and runs the connections); a
+        service giving the node's database to the cluster policy, and
         syncing and closing every counter store when the node stops.
         """
+        self.binding.bind(node)
         return _CountersService(self.stores, node.reactor, node.dsn)
 
 

@@ -26,13 +26,13 @@ from typing import Any, Mapping
 
 import attrs
 
-from echogate.entities import credentials
-from echogate.routing import paths
-from echogate.schema.containers import Array, Map, Set
-from echogate.schema.fields import NO_DEFAULT, Boolean, Foreign, Integer, String, is_uuid
+from echogate.entities import credentials, upstreams
 from echogate.entities.hosts import parse_host
 from echogate.entities.limits import INDEXED_MAX
+from echogate.routing import paths
 from echogate.schema import ENTITY, Record, at_least_one_of
+from echogate.schema.containers import Array, Map, Set
+from echogate.schema.fields import NO_DEFAULT, Boolean, Foreign, Integer, String, is_uuid
 
 __all__ = [
     "EntityType",
@@ -271,6 +271,10 @@ ENTITIES: Mapping[str, EntityType] = types.MappingProxyType({
                             ("username", "custom_id")),
     "plugins": EntityType("plugins", PLUGINS, (), ("instance_name",),
                           ("service", "route", "consumer")),
+    # Load balancing: see echogate.entities.upstreams. A target's endpoint key
+    # (its target) is unique only within its upstream: the Admin API looks it up there.
+    "upstreams": EntityType("upstreams", upstreams.upstream_schema(_COMMON, _TAGS), ("name",), ("name",)),
+    "targets": EntityType("targets", upstreams.target_schema(_COMMON, _TAGS), (), (), ("upstream",)),
     # Consumers' credentials (key-auth, basic-auth, jwt, acls): see echogate.entities.credentials.
     **{name: EntityType(name, *spec) for name, spec in credentials.entity_specs(_COMMON, _TAGS).items()},
 })

@@ -11,6 +11,10 @@ Where echogate differs from Kong:
   - C{url} together with C{protocol}, C{host}, C{port} or C{path} is an
     error, as is a C{url} with credentials, a query or a fragment.
   - C{id} and C{created_at} cannot be changed by PUT or PATCH.
+
+Upstreams and targets take Kong's on-write steps from
+L{echogate.entities.upstreams}: the C{algorithm}/C{hash_on} shorthands,
+and a target stored normalised with its default port (L{format_target}).
 """
 from __future__ import annotations
 
@@ -18,10 +22,11 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from echogate.entities.schemas import ENTITIES, PLUGINS, EntityType, plugin_schema
+from echogate.entities.upstreams import TARGET_INVALID, format_target, normalize_ip, upstream_shorthands
 from echogate.errors import SchemaViolation
+from echogate.schema import ENTITY, Record
 from echogate.schema.containers import ElementErrors
 from echogate.schema.fields import REQUIRED, Field, String, text_problem
-from echogate.schema import ENTITY, Record
 
 __all__ = [
     "form_schema",
@@ -174,7 +179,26 @@ def _validate(schema: Record, record: dict[str, Any], errors: dict[str, Any]) ->
         raise SchemaViolation(unstorable)
     if "id" in result:
         result["id"] = result["id"].lower()
+    if isinstance(result.get("target"), str) and schema is ENTITIES["targets"].schema:
+        result["target"] = format_target(result["target"])
     return result
+
+
+def _on_write(entity: str, body: dict[str, Any], errors: dict[str, Any], *,
+              creating: bool) -> dict[str, Any]:
+    """
+    Kong's steps before validating an upstream (its shorthands) or a new
+    target (an invalid target is reported with the targets DAO's message,
+    which does not repeat the value).
+    """
+    if entity == "upstreams":
+        return upstream_shorthands(body)
+    if entity == "targets" and creating and isinstance(body.get("target"), str):
+        try:
+            normalize_ip(body["target"])
+        except ValueError:
+            errors["target"] = TARGET_INVALID
+    return body
 
 
 def _unstorable(value: Any) -> Any:
@@ -253,6 +277,7 @@ def prepare_replace(
         body = _expand_url(body, errors)
         if "port" not in body and body.get("protocol") == "https":
             body["port"] = 443
+    body = _on_write(entity, body, errors, creating=existing is None)
     if existing is None:
         if body.get("id") is None:
             body["id"] = new_id
@@ -288,6 +313,7 @@ def prepare_update(
     patch = _as_body(patch)
     if entity == "services":
         patch = _expand_url(patch, errors)
+    patch = _on_write(entity, patch, errors, creating=False)
     _immutable(patch, existing, errors)
     name = patch["name"] if "name" in patch else existing.get("name")
     schema = _schema(entity, name, plugins, errors)

@@ -90,7 +90,7 @@ def _json(data: bytes) -> Body:
     try:
         value = json.loads(data, parse_constant=refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidBody(CANNOT_PARSE_JSON)
+        raise InvalidBody(CANNOT_PARSE_JSON) from None
     if not isinstance(value, dict):
         raise InvalidBody(JSON_NOT_OBJECT)
     return Body(json=value)
@@ -102,7 +102,7 @@ def _urlencoded(data: bytes) -> Body:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
                           errors="strict")
     except (UnicodeDecodeError, ValueError):
-        raise InvalidBody(CANNOT_PARSE_FORM)
+        raise InvalidBody(CANNOT_PARSE_FORM) from None
     return Body(pairs=tuple(pairs))
 
 
@@ -127,7 +127,7 @@ def _multipart(data: bytes, options: dict[str, str]) -> Body:
                     charset = event.charset or "utf-8"
                     chunks = []
     except (MultipartError, UnicodeDecodeError, LookupError):
-        raise InvalidBody(CANNOT_PARSE_MULTIPART)
+        raise InvalidBody(CANNOT_PARSE_MULTIPART) from None
     return Body(pairs=tuple(pairs))
 
 

@@ -1,8 +1,8 @@
 """
 Per-request state, and the plugin development kit (PDK) that phases use.
 
-One L{RequestContext} is created for each proxied request and reached from
-the request (C{request.ctx}); it lives and dies with the request. Each
+One L{RequestContext} is created for each proxied request (by its
+L{echogate.proxy.exchange.Exchange}); it lives and dies with the request. Each
 plugin phase receives a L{PluginContext}: a thin view of the request
 context bound to that plugin, with the plugin's own state (C{ctx.plugin})
 next to the state shared by all plugins (C{ctx.shared}).
@@ -36,10 +36,9 @@ class RequestContext:
 
     __slots__ = ("_request", "request", "started", "shared", "_plugin_state", "_views", "_request_id",
                  "route", "service", "match", "consumer", "credential", "upstream", "response", "exit",
-                 "upstream_started", "upstream_responded", "peer_trusted", "snapshot", "steps", "configs",
-                 "pending", "on_client_gone", "logged")
+                 "upstream_started", "upstream_responded", "credentials")
 
-    def __init__(self, request: Any, client: ClientRequest, started: float):
+    def __init__(self, request: Any, client: ClientRequest, started: float, credentials: Any = None):
         self._request = request
         self.request = client
         self.started = started
@@ -57,14 +56,9 @@ class RequestContext:
         self.exit: Exit | None = None
         self.upstream_started: float | None = None
         self.upstream_responded: float | None = None
-        # Bookkeeping for the gateway (not part of the PDK).
-        self.peer_trusted = False
-        self.snapshot: Any = None
-        self.steps: Any = None  # the plugin plan, set by the gateway as it starts the request
-        self.configs: dict[str, Any] | None = None
-        self.pending: Any = None
-        self.on_client_gone: Any = None
-        self.logged = False
+        #: The consumers' credentials of the request's configuration
+        #: snapshot (an L{echogate.pdk.credentials.CredentialIndex}).
+        self.credentials = EMPTY if credentials is None else credentials
 
     @property
     def request_id(self) -> str:
@@ -78,16 +72,8 @@ class RequestContext:
     def release(self) -> None:
         """
         Called once the request is over (after C{log}): break the reference
-        cycles between the request, this context, the plugin views and the
-        body streamer, so that reference counting frees them at once instead
-        of the cyclic garbage collector, which would otherwise run often
-        and walk the whole configuration each time.
+        cycles between this context and the plugin views.
         """
-        request = self._request
-        if getattr(request, "ctx", None) is self:
-            request.ctx = None
-        self.on_client_gone = None
-        self.pending = None
         self._views = {}
 
     def view(self, plugin_name: str) -> "PluginContext":
@@ -254,8 +240,7 @@ class PluginContext:
         C{ctx.credentials.find("key-auth", key)},
         C{ctx.credentials.groups(consumer_id)}. Dict lookups, never a scan.
         """
-        index = getattr(self._ctx.snapshot, "credentials", None)
-        return EMPTY if index is None else index
+        return self._ctx.credentials
 
     @property
     def consumers(self) -> Any:

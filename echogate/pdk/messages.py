@@ -230,7 +230,8 @@ class ClientRequest:
         """
         The port of the listener the request came in on.
         """
-        return self._request.getHost().port
+        port: int = self._request.getHost().port
+        return port
 
     @property
     def query_args(self) -> dict[str, list[str]]:
@@ -272,7 +273,8 @@ class ClientRequest:
             return 0
         position = content.tell()
         try:
-            return content.seek(0, 2)
+            size: int = content.seek(0, 2)
+            return size
         finally:
             content.seek(position)
 
@@ -293,7 +295,7 @@ class ClientRequest:
         if content is None:
             return b""
         content.seek(0)
-        data = content.read()
+        data: bytes = content.read()
         content.seek(0)
         return data
 

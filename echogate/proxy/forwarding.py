@@ -54,7 +54,7 @@ def host_header(service: dict) -> bytes:
     The Host header for C{service}: its host, plus C{:port} when the port
     is not the scheme's default.
     """
-    host = service["host"]
+    host: str = service["host"]
     port = service.get("port")
     scheme = service.get("protocol") or "http"
     if ":" in host and not host.startswith("["):

@@ -1,12 +1,13 @@
 """
-A request on the proxy listener (L{GatewayRequest}): it carries the
-request context (C{request.ctx}), enforces the body size limit, and writes
+A request on the proxy listener (L{GatewayRequest}): it carries its
+exchange (C{request.exchange}), enforces the body size limit, and writes
 a response head given as wire pairs in one piece.
 """
 from __future__ import annotations
 
 import json
 from http import HTTPStatus
+import typing
 from typing import Any, Callable
 
 from twisted.logger import Logger
@@ -16,7 +17,19 @@ from twisted.web.http import NO_BODY_CODES, toChunk
 from twisted.web.http_headers import Headers
 
 from echogate._version import __version__
-from echogate.pdk.context import RequestContext
+
+
+class RequestEvents(typing.Protocol):
+    """
+    What the request tells its exchange
+    (L{echogate.proxy.exchange.Exchange} provides it).
+    """
+
+    def body_arrived(self) -> None:
+        """The body of a request whose head was taken first is whole."""
+
+    def client_gone(self) -> None:
+        """The client's connection was lost."""
 
 SERVER = f"echogate/{__version__}".encode()
 
@@ -74,13 +87,14 @@ class UnparsedRequest(server.Request):
 
 class GatewayRequest(UnparsedRequest):
     """
-    A request on the proxy listener: carries the L{RequestContext}
-    (C{request.ctx}) and enforces the body size limit
-    (C{site.max_body_size}, 0 for none) without holding an oversized body.
+    A request on the proxy listener: carries its
+    L{echogate.proxy.exchange.Exchange} (C{request.exchange}) and enforces
+    the body size limit (C{site.max_body_size}, 0 for none) without holding
+    an oversized body.
     """
 
     defaultContentType = None
-    ctx: RequestContext | None = None
+    exchange: RequestEvents | None = None
     _too_large = False
     _received = 0
     _head: list[tuple[bytes, bytes]] | None = None
@@ -103,6 +117,20 @@ class GatewayRequest(UnparsedRequest):
         them C{Unknown Status}), also for a service's own status.
         """
         server.Request.setResponseCode(self, code, message if message is not None else reason_phrase(code))
+
+    @property
+    def client_gone(self) -> bool:
+        """
+        Whether the client's connection was lost.
+        """
+        return self._disconnected
+
+    @property
+    def too_large(self) -> bool:
+        """
+        Whether the body is over the size limit (it is not kept).
+        """
+        return self._too_large
 
     @property
     def body_pending(self) -> bool:
@@ -294,6 +322,6 @@ class GatewayRequest(UnparsedRequest):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
-        ctx = self.ctx
-        if ctx is not None and ctx.on_client_gone is not None:
-            ctx.on_client_gone()
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.client_gone()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import io
 import tempfile
-from typing import Any
+from typing import Any, Sequence, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 from twisted.web import server
 from twisted.web.resource import Resource
 
@@ -46,7 +46,9 @@ class GatewaySite(server.Site):
     requestFactory = GatewayRequest
     # HTTP/1.1 only: Twisted's default wraps each channel in a protocol that
     # could switch to HTTP/2, one more call per read for nothing here.
-    protocol = GatewayChannel
+    # (HTTPFactory declares a callable making that wrapper, the type of
+    # every protocol it can make; a GatewayChannel is an HTTPChannel.)
+    protocol = GatewayChannel  # type: ignore[assignment]
 
     def __init__(self, resource: Resource, *, max_body_size: int = 0, access_log: bool = False,
                  write_batcher: WriteBatcher | None = None, max_connections: int = 0,
@@ -149,7 +151,7 @@ class GatewaySite(server.Site):
 
     def _abort(self) -> None:
         for channel in list(self._channels):
-            channel.transport.abortConnection()
+            cast(ITCPTransport, channel.transport).abortConnection()
 
     def _drained(self) -> None:
         drains, self._drains = self._drains, []
@@ -204,7 +206,7 @@ class Counters:
         self.total_requests = 0
         self.active_requests = 0
 
-    def as_dict(self, sites: list[GatewaySite] = ()) -> dict[str, int]:
+    def as_dict(self, sites: Sequence[GatewaySite] = ()) -> dict[str, int]:
         """
         The counters, with the connection counters of C{sites}: open
         (C{connections_active}, as Kong's), accepted, handled (accepted and

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -44,13 +45,13 @@ class Snapshot:
         @param missing_plugins: C{"refuse"} (requests that a stored config
             of a plugin not in C{plugins} applies to are answered 500) or
             C{"skip"} (they run without it); see
-            L{echogate.proxy.runner.PluginIndex}.
+            L{echogate.proxy.plan.PluginIndex}.
         @param regex_timeout: the time budget of one regex match in
             routing, in seconds (C{regex_match_timeout}; C{None}: none).
         """
         from echogate.pdk.credentials import CredentialIndex
         from echogate.routing.router import Router
-        from echogate.proxy.runner import PluginIndex
+        from echogate.proxy.plan import PluginIndex
 
         services = {s["id"]: s for s in data.services}
         index = PluginIndex(data.plugins, plugins, missing_plugins)
@@ -65,7 +66,7 @@ class Snapshot:
         )
 
 
-def build_in_thread(reactor: Any, regex_timeout: float | None = 0.005) -> Callable[..., Deferred]:
+def build_in_thread(reactor: IReactorThreads, regex_timeout: float | None = 0.005) -> Callable[..., Deferred]:
     """
     A C{build} for L{LiveConfiguration} that compiles snapshots in the
     reactor's thread pool. L{Snapshot.build} only reads its arguments and
@@ -108,7 +109,7 @@ class LiveConfiguration:
 
     _log = Logger(namespace="echogate.configuration")
 
-    def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: Any,
+    def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: IReactorTime,
                  check_interval: float = 5.0,
                  build: Callable[..., Any] | None = None,
                  settle: Callable[[], object] | None = None, settle_delay: float = 1.0,

@@ -11,36 +11,38 @@ import typing
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from echogate.pdk.context import RequestContext
-from echogate.proxy.runner import Step
 
-
-
-class StreamingGateway(typing.Protocol):
+class StreamOwner(typing.Protocol):
     """
-    What L{BodyStreamer} needs from the gateway whose response it streams
-    (L{echogate.proxy.gateway.Gateway} provides it): the clock for the read
-    timeout, the body_filter phase, the end of the request, and the log
-    phase and error report when it ends early.
+    What L{BodyStreamer} needs from the exchange whose response it streams
+    (L{echogate.proxy.exchange.Exchange} provides it): the clock for the
+    read timeout, the body_filter phase, and the events of the body's end.
     """
 
-    _clock: Any
+    @property
+    def clock(self) -> IReactorTime: ...
 
-    def filter_body(self, ctx: RequestContext, steps: Any, data: bytes) -> Any: ...
+    def chunk(self, data: bytes) -> "bytes | Deferred[bytes]":
+        """C{data} through the body filters."""
 
-    def finish(self, request: Any, ctx: RequestContext) -> None: ...
+    def last_chunk(self) -> "bytes | Deferred[bytes]":
+        """The body is over: what the body filters held back."""
 
-    def _log_phase(self, ctx: RequestContext) -> None: ...
+    def body_done(self) -> None:
+        """The body was written whole: finish the response."""
 
-    def _report(self, failure: Failure) -> None: ...
+    def broke(self, reason: Failure) -> None:
+        """The service's body stopped before its end."""
 
-    def upstream_broke(self, request: Any, ctx: RequestContext, reason: Failure) -> None: ...
+    def cut(self, failure: Failure) -> None:
+        """A body filter failed mid-body: the client's connection was cut."""
 
 
 class StreamedRequest(typing.Protocol):
@@ -49,8 +51,10 @@ class StreamedRequest(typing.Protocol):
     (L{echogate.proxy.request.GatewayRequest} provides it).
     """
 
-    _disconnected: bool
     producer: Any
+
+    @property
+    def client_gone(self) -> bool: ...
 
     def write(self, data: bytes) -> None: ...
 
@@ -145,23 +149,22 @@ class BodyStreamer(Protocol):
     Streams the upstream body to the client with back-pressure: the client
     connection pauses and resumes the upstream connection (it is
     registered as the request's producer), and C{body_filter} runs on
-    every chunk.
+    every chunk (when C{filters}) through the owner.
     """
 
-    def __init__(self, gateway: StreamingGateway, request: StreamedRequest, ctx: RequestContext,
-                 filters: list[Step], read_timeout: float, length: int | None = None):
-        self._gateway = gateway
+    def __init__(self, owner: StreamOwner, request: StreamedRequest, filters: Any, read_timeout: float,
+                 length: int | None = None):
+        self._owner = owner
         self._request = request
-        self._ctx = ctx
-        self._filters = filters
-        self._queue: list[bytes] | None = None
+        self._filters = bool(filters)
+        self._queue: list[Any] | None = None
         self._read_timeout = read_timeout
         self._length = length
         self._timer: Any = None
         self._done = False
 
     def connectionMade(self) -> None:
-        if self._request._disconnected:
+        if self._request.client_gone:
             self.transport.stopProducing()
             return
         if self._length is None or self._length > SMALL_BODY:
@@ -176,16 +179,18 @@ class BodyStreamer(Protocol):
         (C{read_timeout} between chunks) unless it all came at once.
         """
         if not self._done:
-            self._timer = self._gateway._clock.callLater(self._read_timeout, self._timed_out)
+            self._timer = self._owner.clock.callLater(self._read_timeout, self._timed_out)
 
     def _timed_out(self) -> None:
         self._timer = None
         self.transport.stopProducing()
 
-    def client_gone(self) -> None:
+    def stop(self) -> None:
+        """
+        The client went away: stop the service's body.
+        """
         if not self._done:
             self.transport.stopProducing()
-        self._gateway._log_phase(self._ctx)
 
     def dataReceived(self, data: bytes) -> None:
         if data is _END:
@@ -204,7 +209,7 @@ class BodyStreamer(Protocol):
             self._request.write(data)
             return
         try:
-            out = self._gateway.filter_body(self._ctx, self._filters, data)
+            out = self._owner.chunk(data)
         except BaseException:
             self._abort(Failure())
             return
@@ -216,7 +221,7 @@ class BodyStreamer(Protocol):
             self._request.write(out)
 
     def _written_async(self, out: bytes) -> None:
-        if out and not self._request._disconnected:
+        if out and not self._request.client_gone:
             self._request.write(out)
         queue, self._queue = self._queue, None
         if not self._done:
@@ -227,22 +232,19 @@ class BodyStreamer(Protocol):
             self.dataReceived(chunk)
 
     def _abort(self, failure: Failure) -> None:
-        self._gateway._report(failure)
         self.transport.stopProducing()
         self._request.loseConnection()
+        self._owner.cut(failure)
 
     def connectionLost(self, reason: Failure) -> None:
         self._done = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         request = self._request
-        if request.producer is not None and not request._disconnected:
+        if request.producer is not None and not request.client_gone:
             request.unregisterProducer()
         if not isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
-            if not request._disconnected:
-                self._gateway.upstream_broke(request, self._ctx, reason)
-                request.loseConnection()
-            self._gateway._log_phase(self._ctx)
+            self._owner.broke(reason)
             return
         if self._queue is not None:
             self._queue.append(_END)  # finished once the queue drains
@@ -250,20 +252,18 @@ class BodyStreamer(Protocol):
         self._finish()
 
     def _finish(self) -> None:
-        ctx = self._ctx
         request = self._request
-        if self._filters and not request._disconnected:
-            ctx.response.eof = True
+        owner = self._owner
+        if self._filters and not request.client_gone:
             try:
-                tail = self._gateway.filter_body(ctx, self._filters, b"")
+                tail = owner.last_chunk()
             except BaseException:
                 self._abort(Failure())
-                self._gateway._log_phase(ctx)
                 return
             if isinstance(tail, Deferred):
-                tail.addCallback(lambda t: (t and request.write(t), self._gateway.finish(request, ctx)))
+                tail.addCallback(lambda t: (t and request.write(t), owner.body_done()))
                 tail.addErrback(self._abort)
                 return
             if tail:
                 request.write(tail)
-        self._gateway.finish(request, ctx)
+        owner.body_done()

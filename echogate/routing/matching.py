@@ -233,9 +233,9 @@ class CompiledRoute:
                 return None
             best = None
             for host in self.hosts:
-                rank = host.rank(name, port)
-                if rank is not None and (best is None or rank < best):
-                    best, matched_host = rank, host.value
+                candidate = host.rank(name, port)
+                if candidate is not None and (best is None or candidate < best):
+                    best, matched_host = candidate, host.value
             if best is None:
                 return None
             host_rank = best
@@ -321,6 +321,7 @@ def compile_route(route: dict[str, Any], service: dict[str, Any] | None,
     kinds = bin(bits).count("1")
 
     created_at = route.get("created_at")
+    created: tuple[int, float]
     if isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
         created = (1, 0)
     else:

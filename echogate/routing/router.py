@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from echogate.routing.matching import PLAIN, PREFIX, SUFFIX, CompiledRoute, Headers, Match, compile_route, split_host
 
-_log = Logger()
+_log = Logger(namespace="echogate.routing")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MISSING = object()
@@ -193,8 +193,7 @@ class Router:
                     _log.info("Route {route_id} left out: its service is disabled",
                               route_id=route_id)
                     continue
-            keyed = isinstance(route_id, str)
-            known = reusable.get(route_id) if keyed else None
+            known = reusable.get(route_id) if isinstance(route_id, str) else None
             if known is not None and known[0].route is route and known[0].service is service:
                 compiled, kept = known
                 if compiled.order[-1] != seq:
@@ -211,7 +210,7 @@ class Router:
                     _log.failure("Route {route_id} left out: it cannot be compiled",
                                  route_id=route_id)
                     continue
-            if keyed:
+            if isinstance(route_id, str):
                 compiled_by_id[route_id] = (compiled, keys)
             size += 1
             if compiled.headers:

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-class ElementErrors(dict):  # type: ignore[type-arg]
+class ElementErrors(dict[str, Any]):
     """
     The errors of an L{Array}'s or L{Set}'s elements: a dict keyed by the
     1-based index (as a string) of each bad element, so that it compares
@@ -139,7 +139,7 @@ class Map(Field):
             try:
                 out[key] = self.values.coerce(v)
             except Invalid as e:
-                raise Invalid(e.error if isinstance(e.error, str) else {str(k): e.error})
+                raise Invalid(e.error if isinstance(e.error, str) else {str(k): e.error}) from None
         return out
 
     def _constrain(self, value: dict[Any, Any]) -> None:

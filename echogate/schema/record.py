@@ -52,7 +52,7 @@ Rules worth knowing:
 from __future__ import annotations
 
 import types
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -73,6 +73,10 @@ def _read_only(fields: Mapping[str, Field]) -> Mapping[str, Field]:
 Check = Callable[[dict[str, Any]], "Mapping[str, str] | str | None"]
 
 
+def _checks(rules: Iterable[Check]) -> tuple[Check, ...]:
+    return tuple(rules)
+
+
 @attrs.frozen
 class Record(Field):
     """
@@ -86,7 +90,7 @@ class Record(Field):
     """
 
     fields: Mapping[str, Field] = attrs.field(converter=_read_only)
-    checks: tuple[Check, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
+    checks: tuple[Check, ...] = attrs.field(default=(), kw_only=True, converter=_checks)
 
     type_name = "record"
 
@@ -106,7 +110,7 @@ class Record(Field):
             fields = e.error if isinstance(e.error, dict) else {ENTITY: [e.error]}
             raise SchemaViolation(fields) from None
 
-    def _typed(self, value: Any, partial: bool) -> Any:
+    def _typed(self, value: Any, partial: bool) -> dict[str, Any]:
         if not isinstance(value, Mapping):
             raise Invalid("expected a record")
         errors: dict[str, Any] = {}

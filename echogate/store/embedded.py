@@ -27,16 +27,18 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from echogate.store import migrations
 
-_log = Logger()
+_log = Logger(namespace="echogate.store")
 
 
 class EmbeddedStartFailed(Exception):
@@ -119,7 +121,7 @@ class EmbeddedPostgres(Service):
 
     name = "embedded-postgres"
 
-    def __init__(self, data_dir: str, reactor: Any = None):
+    def __init__(self, data_dir: str, reactor: IReactorThreads | None = None):
         self.data_dir = os.path.abspath(data_dir)
         self.dsn: str | None = None
         self._reactor = reactor
@@ -127,10 +129,11 @@ class EmbeddedPostgres(Service):
         self._starting: Deferred[str] | None = None
         self._waiting: list[Deferred[str]] = []
 
-    def _threads(self) -> tuple[Any, Any]:
+    def _threads(self) -> tuple[IReactorThreads, ThreadPool]:
         reactor = self._reactor
         if reactor is None:
-            from twisted.internet import reactor  # type: ignore[no-redef]
+            from twisted.internet import reactor as installed
+            reactor = cast(IReactorThreads, installed)
         return reactor, reactor.getThreadPool()
 
     def _start_blocking(self) -> tuple[Any, str]:
@@ -168,9 +171,10 @@ class EmbeddedPostgres(Service):
         """
         if self._starting is None:
             async def starting() -> str:
-                self._server, self.dsn = await deferToThreadPool(
-                    *self._threads(), self._start_blocking)
-                return self.dsn
+                reactor, pool = self._threads()
+                self._server, dsn = await deferToThreadPool(reactor, pool, self._start_blocking)
+                self.dsn = dsn
+                return dsn
 
             self._starting = ensureDeferred(starting())
             self._starting.addBoth(self._started)

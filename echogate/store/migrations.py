@@ -142,6 +142,29 @@ CREATE TABLE ratelimiting_counters (
 CREATE INDEX ratelimiting_counters_expires_at_idx ON ratelimiting_counters (expires_at);
 """
 
+# Load balancing (echogate.entities.upstreams): upstreams, their targets
+# (unique within the upstream), and the health a target (or one of its
+# addresses) was set to through the Admin API, which every node reads with
+# the configuration.
+_UPSTREAMS = (
+    _entity_table("upstreams", """
+    name text NOT NULL CONSTRAINT upstreams_name_key UNIQUE,""")
+    + _entity_table("targets", """
+    upstream_id uuid NOT NULL CONSTRAINT targets_upstream_id_fkey
+        REFERENCES upstreams (id) ON DELETE CASCADE,
+    target text NOT NULL,""")
+    + "CREATE UNIQUE INDEX targets_upstream_target_key ON targets (upstream_id, target);\n"
+    + _entity_table("target_health_overrides", """
+    upstream_id uuid NOT NULL CONSTRAINT target_health_overrides_upstream_id_fkey
+        REFERENCES upstreams (id) ON DELETE CASCADE,
+    target_id uuid NOT NULL CONSTRAINT target_health_overrides_target_id_fkey
+        REFERENCES targets (id) ON DELETE CASCADE,
+    address text,""")
+    + "CREATE UNIQUE INDEX target_health_overrides_target_address_key"
+      " ON target_health_overrides (target_id, address) NULLS NOT DISTINCT;\n"
+    + "CREATE INDEX target_health_overrides_upstream_id_idx ON target_health_overrides (upstream_id);\n"
+)
+
 #: Every migration, in order.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "services, routes, consumers, plugins, config_version", _INITIAL,
@@ -150,6 +173,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               ("keyauth_credentials", "basicauth_credentials", "jwt_secrets", "acls")),
     Migration(3, "rate-limiting counters shared by the cluster policy", _RATELIMITING,
               ("ratelimiting_counters",)),
+    Migration(4, "load balancing: upstreams, targets, target health overrides", _UPSTREAMS,
+              ("target_health_overrides", "targets", "upstreams")),
 )
 
 _MINIMUM_SERVER = 150000  # NULLS NOT DISTINCT

@@ -27,7 +27,7 @@ from echogate.errors import DatabaseUnavailable
 from echogate.store.migrations import redact
 from echogate.store.pgdriver import as_conninfo, is_connection_error, parse_dsn
 
-_log = Logger()
+_log = Logger(namespace="echogate.store")
 _T = TypeVar("_T")
 
 
@@ -36,7 +36,7 @@ def unavailable(failure: Failure) -> Failure:
     Turn a lost connection or an unreachable server into
     L{DatabaseUnavailable}; let everything else through.
     """
-    if is_connection_error(failure.value) or failure.check(
+    if (failure.value is not None and is_connection_error(failure.value)) or failure.check(
             netError.ConnectionDone, netError.ConnectionLost, txpostgres.RollbackFailed):
         reason = str(failure.value).strip().splitlines()
         _log.warn("database call failed: {reason}", reason=reason[0] if reason else failure.value)
@@ -46,6 +46,13 @@ def unavailable(failure: Failure) -> Failure:
     return failure
 
 
+async def _awaited(awaitable: Awaitable[_T]) -> _T:
+    """
+    C{awaitable}'s result, from a coroutine (what C{ensureDeferred} runs).
+    """
+    return await awaitable
+
+
 class Cursor(txpostgres.Cursor):
     """
     A txpostgres cursor that counts the statements run on its connection.
@@ -53,7 +60,8 @@ class Cursor(txpostgres.Cursor):
 
     def execute(self, query: str, params: Any = None) -> Deferred[Cursor]:
         self._connection.executed += 1
-        return txpostgres.Cursor.execute(self, query, params)
+        executed: Deferred[Cursor] = txpostgres.Cursor.execute(self, query, params)
+        return executed
 
 
 class Connection(txpostgres.Connection):
@@ -73,7 +81,7 @@ class Connection(txpostgres.Connection):
     def isOpen(self) -> bool:
         return self._connection is not None and not self._connection.closed
 
-    def doRead(self) -> Exception | None:  # type: ignore[override]
+    def doRead(self) -> Exception | None:
         try:
             txpostgres.Connection.doRead(self)
         except psycopg2.Error as e:
@@ -137,7 +145,7 @@ class Deadlines:
 
         d.addBoth(relay)
 
-        def timedOut(result: Failure, timeout: float) -> Failure:
+        def timedOut(result: object, timeout: float) -> Failure:
             return Failure(DatabaseUnavailable(
                 f"The database did not answer within {self.timeout:g} seconds"))
 
@@ -169,11 +177,14 @@ class BoundedPool(txpostgres.ConnectionPool):
     """
     txpostgres's pool, with connections opened on first use, reopened
     (after a capped back-off) when they broke, and every checkout bounded.
+
+    @param reactor: the clock of the back-off; the connections also watch
+        their sockets with it (an L{twisted.internet.interfaces.IReactorFDSet} too).
     """
 
     connectionFactory = Connection
 
-    def __init__(self, reactor: Any, dsn: str, size: int, bounded: Deadlines,
+    def __init__(self, reactor: IReactorTime, dsn: str, size: int, bounded: Deadlines,
                  delays: tuple[float, float]):
         self.reactor = reactor
         super().__init__(None, connection_string(dsn, bounded.timeout), min=size)
@@ -247,7 +258,7 @@ class BoundedPool(txpostgres.ConnectionPool):
                 await self._open(connection, deadline, force)
             before = connection.executed
             try:
-                return await self._bounded(ensureDeferred(work(connection)), deadline,
+                return await self._bounded(ensureDeferred(_awaited(work(connection))), deadline,
                                            connection.close)
             except psycopg2.Error as e:
                 if (not is_connection_error(e) or not retry or connection.executed != before + 1
@@ -285,7 +296,8 @@ async def query(connection: Connection, sql: str, params: Any = None) -> list[tu
     Run one statement (in its own transaction) and fetch its rows.
     """
     cursor = await connection.cursor().execute(sql, params)
-    return cursor.fetchall()
+    rows: list[tuple[Any, ...]] = cursor.fetchall()
+    return rows
 
 
 class Listener:
@@ -295,9 +307,13 @@ class Listener:
     heartbeat), after which C{deliver(None)} says "reload everything";
     each notification calls C{deliver(int(payload))} (C{None} when the
     payload is not an integer).
+
+    @param reactor: the clock of the back-off and the heartbeat; the
+        connection also watches its socket with it (an L{twisted.internet.interfaces.IReactorFDSet}
+        too).
     """
 
-    def __init__(self, reactor: Any, dsn: str, channel: str, bounded: Deadlines,
+    def __init__(self, reactor: IReactorTime, dsn: str, channel: str, bounded: Deadlines,
                  delays: tuple[float, float], heartbeat: float,
                  deliver: Callable[[int | None], None]):
         self._reactor = reactor

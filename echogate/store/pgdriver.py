@@ -110,5 +110,6 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
     """
     parse = getattr(psycopg2.extensions, "parse_dsn", None)
     if parse is not None:
-        return parse(dsn)
+        parsed: dict[str, Any] = parse(dsn)
+        return parsed
     return _libpq_parse_dsn(dsn)

@@ -76,6 +76,13 @@ _TABLES = {
                                    {"consumer": "consumers"}, keys=("username",)),
     "jwt_secrets": Table("jwt_secrets", ("key",), {"consumer": "consumers"}, keys=("key",)),
     "acls": Table("acls", (), {"consumer": "consumers"}),
+    # Load balancing (echogate.entities.upstreams): targets and health
+    # overrides are deleted with their upstream; a target's "target" is
+    # unique within its upstream and looked up there by the Admin API.
+    "upstreams": Table("upstreams", ("name",), keys=("name",)),
+    "targets": Table("targets", ("target",), {"upstream": "upstreams"}),
+    "target_health_overrides": Table("target_health_overrides", ("address",),
+                                     {"upstream": "upstreams", "target": "targets"}),
 }
 
 _UNIQUE = {
@@ -88,6 +95,9 @@ _UNIQUE = {
     "basicauth_credentials_username_key": ("username",),
     "jwt_secrets_key_key": ("key",),
     "acls_consumer_group_key": ("consumer", "group"),
+    "upstreams_name_key": ("name",),
+    "targets_upstream_target_key": ("upstream", "target"),
+    "target_health_overrides_target_address_key": ("target", "address"),
 }
 
 _FOREIGN = {
@@ -124,9 +134,9 @@ def table_of(entity: str) -> Table:
         raise ValueError(f"unknown entity {entity!r}; expected one of {sorted(_TABLES)}") from None
 
 
-def _fk(value: object) -> dict[str, str] | None:
+def _fk(value: object) -> dict[str, str | None] | None:
     if isinstance(value, Mapping):
-        return {"id": value.get("id")}  # type: ignore[dict-item]
+        return {"id": value.get("id")}
     return None if value is None else {"id": str(value)}
 
 

@@ -6,19 +6,22 @@ is the default; it hands https requests to this one.)
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import wrapClientTLS
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory
+from twisted.internet.interfaces import IProtocol
+from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
+from echogate.interfaces import IUpstreamClient, IUpstreamResponse
 from echogate.pdk.messages import headers_of
 from echogate.upstream.endpoints import client_endpoint
 from echogate.upstream.failures import failure_answer, is_connect_failure
+from echogate.upstream.hop_by_hop import NOT_END_TO_END, copy_end_to_end
 
 
 @implementer(IAgentEndpointFactory)
@@ -40,6 +43,57 @@ def send_with_request(client: Any, service: dict, method: bytes, target: bytes, 
     result = client.request(service, method, target, headers, body)
     result.addCallbacks(callback, errback, args, None, args)
     return result
+
+
+@implementer(IUpstreamResponse)
+class AgentResponse:
+    """
+    An L{IUpstreamResponse} over the L{twisted.web.iweb.IResponse} that
+    L{Agent} delivers: its end-to-end headers computed once, when it
+    arrives. Agent never has the whole body at hand with the head, so
+    L{whole_body} is always C{None}.
+
+    @ivar response: the Agent's response.
+    """
+
+    __slots__ = ("response", "code", "length", "raw_headers", "end_to_end", "via")
+
+    def __init__(self, response: IResponse):
+        self.response = response
+        self.code: int = response.code
+        length = response.length
+        self.length: int | None = length if isinstance(length, int) else None
+        #: Agent's L{Headers}: it has already set the connection's own
+        #: headers (Connection, Keep-Alive, Transfer-Encoding,
+        #: Content-Length, ...) apart; the other hop-by-hop ones are here.
+        self.raw_headers: Headers = response.headers
+        self.end_to_end: list[tuple[bytes, bytes]] = [
+            (name, value)
+            for name, values in copy_end_to_end(response.headers, NOT_END_TO_END).getAllRawHeaders()
+            for value in values]
+        self.via: bool = any(name.lower() == b"via" for name, _ in self.end_to_end)
+
+    def whole_body(self) -> None:
+        """
+        Always C{None}: the body is read with L{deliverBody}.
+        """
+        return None
+
+    def deliverBody(self, protocol: IProtocol) -> None:
+        """
+        Deliver the body to C{protocol}, as the Agent's response does.
+        """
+        self.response.deliverBody(protocol)
+
+
+def _adapted(response: IResponse, callback: Callable[..., object], *args: Any) -> None:
+    callback(AgentResponse(response), *args)
+
+
+def _failed(failure: Failure, errback: Callable[..., object], *args: Any) -> None:
+    if failure.check(CancelledError):
+        return  # the caller cancelled: neither callback is called
+    errback(failure, *args)
 
 
 class _Exchange:
@@ -102,6 +156,7 @@ class _Exchange:
         result.errback(failure_answer(value, self._timed_out))
 
 
+@implementer(IUpstreamClient)
 class UpstreamClient:
     """
     Sends requests to services through one persistent
@@ -169,6 +224,22 @@ class UpstreamClient:
         return _Exchange(self._reactor, agent, method, origin + target, headers, body,
                          service.get("retries", 5), deadline).result
 
+    def send(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
+             body: Any, callback: Callable[..., object], errback: Callable[..., object],
+             args: tuple = ()) -> Deferred:
+        """
+        L{IUpstreamClient.send}: L{request}, with the response delivered as
+        an L{AgentResponse} to C{callback(response, *args)}, or the
+        L{ProxyError} failure to C{errback(failure, *args)}.
+
+        @return: the request's handle (a Deferred: C{cancel()} aborts the
+            request, and neither callback is then called; C{called} says
+            whether one was).
+        """
+        result = self.request(service, method, target, headers, body)
+        result.addCallbacks(_adapted, _failed, (callback, *args), None, (errback, *args))
+        return result
+
     def close(self) -> Deferred:
         """
         Close every idle pooled connection.
@@ -176,4 +247,4 @@ class UpstreamClient:
         return self.pool.closeCachedConnections()
 
 
-__all__ = ["UpstreamClient", "send_with_request", "ResponseFailed"]
+__all__ = ["UpstreamClient", "AgentResponse", "send_with_request", "ResponseFailed"]

@@ -16,11 +16,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from zope.interface import implementer
+
 from echogate.batching import WriteBatcher
+from echogate.interfaces import IUpstreamClient
 from echogate.upstream.deadlines import Deadline, DeadlineQueue
 from echogate.upstream.response import UpstreamResponse
 from echogate.upstream.connection import HTTP11Connection, OneConnection
-from echogate.upstream.agent import UpstreamClient, send_with_request
+from echogate.upstream.agent import UpstreamClient
 from echogate.upstream.endpoints import client_endpoint
 from echogate.upstream.failures import failure_answer, is_connect_failure
 
@@ -157,6 +160,7 @@ class _Exchange:
             _log.failure("delivering an upstream failure")
 
 
+@implementer(IUpstreamClient)
 class LeanUpstreamClient:
     """
     Sends requests to services over its own persistent HTTP/1.1
@@ -197,10 +201,12 @@ class LeanUpstreamClient:
     def send(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
              body: Any, callback: Any, errback: Any, args: tuple = ()) -> Any:
         """
-        L{request} without a Deferred, for the gateway's data path: call
-        C{callback(response, *args)} with the response, or C{errback(failure,
-        *args)} with a L{ProxyError} failure (either may be called before
-        this returns).
+        L{IUpstreamClient.send}: L{request} without a Deferred, for the
+        gateway's data path: call C{callback(response, *args)} with the
+        response (an L{IUpstreamResponse}: an L{UpstreamResponse}, or for an
+        https service an L{echogate.upstream.agent.AgentResponse}), or
+        C{errback(failure, *args)} with a L{ProxyError} failure (either may
+        be called before this returns).
 
         @return: the request's handle: C{cancel()} aborts it (neither
             callback is then called), C{called} says whether one was.
@@ -209,7 +215,7 @@ class LeanUpstreamClient:
         if scheme == "https":
             if self._tls is None:
                 self._tls = UpstreamClient(self._reactor, max_per_host=self._max_idle, idle_timeout=self._idle_timeout)
-            return send_with_request(self._tls, service, method, target, headers, body, callback, errback, args)
+            return self._tls.send(service, method, target, headers, body, callback, errback, args)
         host = service["host"]
         port = service.get("port") or 80
         connect_timeout = service.get("connect_timeout", 60000) / 1000.0

@@ -13,7 +13,9 @@ from typing import Any
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
+from echogate.interfaces import IUpstreamResponse
 
 
 class ResponseConnection(typing.Protocol):
@@ -56,9 +58,10 @@ class _Delivered:
 _DELIVERED = _Delivered()
 
 
+@implementer(IUpstreamResponse)
 class UpstreamResponse:
     """
-    An L{twisted.web.iweb.IResponse}-like upstream response; it is also the
+    An L{IUpstreamResponse} (and L{twisted.web.iweb.IResponse}-like) upstream response; it is also the
     transport of the body's protocol (pause, resume and stop reach the
     upstream connection while the body is being read).
     """

@@ -25,9 +25,9 @@ from zope.interface import implementer
 from echogate.admin import AdminAPI, NodeInfo
 from echogate.admin.responses import error_response
 from echogate.errors import DatabaseUnavailable
-from echogate.schema.fields import Integer, String
 from echogate.interfaces import IGatewayPlugin
 from echogate.schema import Record
+from echogate.schema.fields import Integer, String
 from tests.storefake import MemoryStore
 
 NOW = 1700000000
@@ -201,7 +201,7 @@ class UnknownPathTests(AdminTestCase):
         """
         An unknown path is 404 C{{"message": "Not found"}}.
         """
-        for path in ("/nope", "/services/x/y", "/routes/x/routes", "/upstreams",
+        for path in ("/nope", "/services/x/y", "/routes/x/routes", "/certificates",
                      "/services/x/routes/y/z", "/consumers/x/routes"):
             self.assertEqual(self.error("GET", path, 404), NOT_FOUND, path)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.admin.test_admin import NOT_FOUND, AdminTestCase
 
+
 class GetTests(AdminTestCase):
     """
     Tests for C{GET /{entity}/{id or endpoint key}}.

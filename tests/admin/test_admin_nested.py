@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from tests.admin.test_admin import NOT_FOUND, AdminTestCase
 
+
 class NestedTests(AdminTestCase):
     """
     Tests for nested endpoints such as C{/services/{s}/routes}.

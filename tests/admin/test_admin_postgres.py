@@ -172,7 +172,8 @@ class UnstorableTextTests(unittest.TestCase):
         """
         await self.gw.admin("POST", "/consumers", json={"username": "alice"})
         cases = [
-            ("/consumers/alice/key-auth", b'{"key": "k\\u0000"}', {"key": "invalid value: NUL character at position 2"}),
+            ("/consumers/alice/key-auth", b'{"key": "k\\u0000"}',
+             {"key": "invalid value: NUL character at position 2"}),
             ("/services", b'{"name": "s\\u0000", "host": "example.com"}',
              {"name": "invalid value: NUL character at position 2"}),
             ("/routes", b'{"paths": ["/a\\u0000"]}', {"paths": ["invalid value: NUL character at position 3"]}),

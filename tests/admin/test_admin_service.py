@@ -14,7 +14,7 @@ from twisted.web.server import Site
 
 from echogate.service import GatewayService
 from echogate.settings import resolve
-from tests.admin.test_admin_guard import RawAnswer, send_raw
+from tests.admin.test_admin_guard import send_raw
 
 
 class AdminSetupTests(SynchronousTestCase):

@@ -8,9 +8,10 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 
 from echogate.errors import ForeignKeyViolation
-from tests.storefake import MemoryStore
 from tests.admin.test_admin import NOT_FOUND, NOW, AdminTestCase
 from tests.pdk.test_bodies import MULTIPART, multipart
+from tests.storefake import MemoryStore
+
 
 class CreateTests(AdminTestCase):
     """

@@ -104,7 +104,8 @@ class KeyAuthCredentialTests(AuthTestCase):
         """
         record = await self.admin_ok("POST", "/consumers/alice/key-auth", 201, data={"key": "secret-1"})
         self.assertEqual(set(record), {"id", "created_at", "updated_at", "consumer", "key", "tags"})
-        self.assertEqual((record["consumer"], record["key"], record["tags"]), ({"id": self.alice["id"]}, "secret-1", None))
+        self.assertEqual((record["consumer"], record["key"], record["tags"]),
+                         ({"id": self.alice["id"]}, "secret-1", None))
         self.assertRegex(record["id"], UUID)
 
     async def test_generatedKey(self) -> None:
@@ -130,7 +131,8 @@ class KeyAuthCredentialTests(AuthTestCase):
         A bad field is a 400 schema violation.
         """
         answer = await self.gw.admin("POST", "/consumers/alice/key-auth", json={"key": 5, "x": 1})
-        self.assertEqual((answer.code, answer.json()["fields"]), (400, {"key": "expected a string", "x": "unknown field"}))
+        self.assertEqual((answer.code, answer.json()["fields"]),
+                         (400, {"key": "expected a string", "x": "unknown field"}))
 
     async def test_unknownConsumer(self) -> None:
         """
@@ -416,7 +418,8 @@ class ScopeTests(AuthTestCase):
         await self.consumer("alice")
         for name, config in [("key-auth", {}), ("basic-auth", {}), ("jwt", {}), ("acl", {"allow": ["a"]})]:
             answer = await self.gw.admin("POST", "/consumers/alice/plugins", json={"name": name, "config": config})
-            self.assertEqual((name, answer.code, answer.json()["fields"]), (name, 400, {"consumer": "value must be null"}),
+            self.assertEqual((name, answer.code, answer.json()["fields"]),
+                             (name, 400, {"consumer": "value must be null"}),
                              f"row name={name!r} config={config!r}")
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.schema.containers import Array, Map, Set
-from echogate.errors import SchemaViolation
-from echogate.schema.fields import Boolean, Foreign, Integer, Number, String
 from echogate.admin.forms import decode_form, parse_name
+from echogate.errors import SchemaViolation
 from echogate.schema import Record
+from echogate.schema.containers import Array, Map, Set
+from echogate.schema.fields import Boolean, Foreign, Integer, Number, String
 
 UUID = "0f6b0e5c-3d2c-4c1a-9a55-2f7b9f0d8c11"
 

@@ -17,8 +17,8 @@ from echogate.interfaces import IGatewayPlugin
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
 from echogate.testing import GatewayHarness, HarnessResponse
-from tests.entities.test_credentials import ALICE, BOB
 from tests.admin.test_credentials_api import AuthTestCase
+from tests.entities.test_credentials import ALICE, BOB
 
 CAROL = "00000000-0000-4000-8000-00000000000c"
 FORBIDDEN = {"message": "You cannot consume this service"}

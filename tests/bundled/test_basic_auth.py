@@ -17,8 +17,8 @@ from echogate.entities.credentials import hash_password, verify_password
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.testing import GatewayHarness, HarnessResponse
-from tests.entities.test_credentials import ALICE, BOB, PreAuth, Stamp, people
 from tests.admin.test_credentials_api import AuthTestCase, basic
+from tests.entities.test_credentials import ALICE, BOB, PreAuth, Stamp, people
 
 UNAUTHORIZED = {"message": "Unauthorized"}
 CHALLENGE = 'Basic realm="service"'

@@ -18,8 +18,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.bundled.basic_auth import BUSY, BasicAuth
-from echogate.bundled.password_checks import (
-    FairHashQueue, PasswordCheck, SuccessCache, TooManyChecks, address_group)
+from echogate.bundled.password_checks import FairHashQueue, PasswordCheck, SuccessCache, TooManyChecks, address_group
 from echogate.entities.credentials import dummy_hash, hash_password, verify_password
 from echogate.registry import load_plugins
 from echogate.testing import GatewayHarness, HarnessResponse

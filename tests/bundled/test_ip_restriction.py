@@ -15,8 +15,8 @@ from echogate.bundled.key_auth import KeyAuth
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.testing import GatewayHarness, HarnessResponse
-from tests.entities.test_credentials import ALICE, BOB, people
 from tests.admin.test_credentials_api import AuthTestCase
+from tests.entities.test_credentials import ALICE, BOB, people
 
 
 class AddressTests(SynchronousTestCase):

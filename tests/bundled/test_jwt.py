@@ -22,8 +22,8 @@ from echogate.interfaces import IGatewayPlugin
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
 from echogate.testing import GatewayHarness, HarnessResponse
-from tests.entities.test_credentials import ALICE, BOB, PreAuth, Stamp, people
 from tests.admin.test_credentials_api import AuthTestCase
+from tests.entities.test_credentials import ALICE, BOB, PreAuth, Stamp, people
 
 NOW = 1_700_000_000
 SECRET = "alice's secret, " * 5  # long enough for HS512 (PyJWT warns below 64 bytes)
@@ -286,7 +286,8 @@ class JWTAuthTests(SynchronousTestCase):
         for claims, errors in [({"exp": NOW, "nbf": NOW}, {"exp": "token expired"}),
                                ({"exp": NOW + 1, "nbf": NOW + 1}, {"nbf": "token not valid yet"}),
                                ({}, {"exp": "must be a number", "nbf": "must be a number"}),
-                               ({"exp": "tomorrow", "nbf": True}, {"exp": "must be a number", "nbf": "must be a number"})]:
+                               ({"exp": "tomorrow", "nbf": True},
+                                {"exp": "must be a number", "nbf": "must be a number"})]:
             self.assertRefused(self.request(harness, token({"iss": "alice-key", **claims})), errors)
         self.seen(self.request(self.harness(), token({"iss": "alice-key", "exp": 1})))
 

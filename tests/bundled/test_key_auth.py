@@ -14,8 +14,8 @@ from echogate.bundled.key_auth import KeyAuth
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.testing import GatewayHarness, HarnessResponse
-from tests.entities.test_credentials import ALICE, BOB, PreAuth, Stamp, people
 from tests.admin.test_credentials_api import AuthTestCase
+from tests.entities.test_credentials import ALICE, BOB, PreAuth, Stamp, people
 
 KEYS = {"keyauth_credentials": [{"id": "00000000-0000-4000-8000-0000000000a1", "consumer": {"id": ALICE},
                                  "key": "secret-1"},

@@ -16,12 +16,12 @@ from echogate.bundled.prometheus import Prometheus
 from echogate.errors import DatabaseUnavailable, SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
 from echogate.proxy.snapshot import Snapshot
+from echogate.schema import Record
 from echogate.store.data import ConfigurationData
 from echogate.testing import GatewayHarness, UpstreamAnswer
-from tests.gateway import start_gateway
 from tests.admin.test_admin import AdminTestCase
+from tests.gateway import start_gateway
 from tests.upstream_server import start_upstream
 
 

@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from echogate.bundled.rate_limiting import RateLimiting
 from echogate.bundled.ratelimit_policies import (
     BatchedPolicy,
     ICounterStore,
@@ -25,7 +26,6 @@ from echogate.bundled.ratelimit_policies import (
     StoreUnavailable,
     window,
 )
-from echogate.bundled.rate_limiting import RateLimiting
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.plugin import GatewayPlugin
@@ -411,7 +411,7 @@ class _SharedCounters:
     def _apply(self, increments: list) -> Deferred:
         if self.down:
             return fail(StoreUnavailable("the database is unavailable"))
-        for key, amount, expires in increments:
+        for key, amount, _expires in increments:
             self.values[key] = self.values.get(key, 0) + amount
         return succeed({key: self.values[key] for key, _, _ in increments})
 

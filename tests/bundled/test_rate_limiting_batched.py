@@ -12,13 +12,13 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.bundled.rate_limiting import RateLimiting, RateLimitStores
 from echogate.bundled.ratelimit_policies import (
     BatchedPolicy,
     StoreUnavailable,
     batch_size,
     window,
 )
-from echogate.bundled.rate_limiting import RateLimiting, RateLimitStores
 from echogate.testing import GatewayHarness
 from tests.bundled.test_rate_limiting import T0, _SharedCounters
 

@@ -13,9 +13,9 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from echogate.bundled.rate_limiting import RateLimiting
 from echogate.bundled.ratelimit_policies import PostgresCounters, StoreUnavailable, batch_size, window
 from echogate.bundled.ratelimit_redis import RedisClient, RedisCounters, RedisPolicy, RedisSettings
-from echogate.bundled.rate_limiting import RateLimiting
 from echogate.testing import GatewayHarness
 from tests.gateway import RunningGateway, start_gateway
 from tests.postgres import PostgresMixin

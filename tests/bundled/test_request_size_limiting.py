@@ -178,7 +178,8 @@ class RequestSizeLimitingSchemaTests(SynchronousTestCase):
         """
         C{allowed_payload_size} is an integer.
         """
-        self.assertEqual(self.violation({"allowed_payload_size": "10"}), {"allowed_payload_size": "expected an integer"})
+        self.assertEqual(self.violation({"allowed_payload_size": "10"}),
+                         {"allowed_payload_size": "expected an integer"})
         self.assertEqual(self.violation({"allowed_payload_size": 1.5}), {"allowed_payload_size": "expected an integer"})
 
     def test_sizeUnit(self) -> None:

@@ -13,10 +13,10 @@ from zope.interface.verify import verifyObject
 
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.bundled.request_termination import DEFAULT_MESSAGES, RequestTermination
+from echogate.entities.writes import prepare_insert
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.testing import ROUTE_ID, SERVICE_ID, GatewayHarness
-from echogate.entities.writes import prepare_insert
 
 NAME = "request-termination"
 

@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from echogate.bundled.request_transformer import RequestTransformer
 from echogate.bundled.templates import TemplateEnvironment, TemplateError, compile_template
 from echogate.testing import GatewayHarness
-from tests.proxy.test_plugin_contract import make_plugin
 from tests.bundled.test_request_transformer import NAME, RequestTransformerTestCase, harness
+from tests.proxy.test_plugin_contract import make_plugin
 
 
 class TemplateTests(RequestTransformerTestCase):

@@ -20,6 +20,7 @@ from echogate.bundled.transforms import is_json_type
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.testing import GatewayHarness, UpstreamAnswer
+from tests import requestonly
 from tests.proxy.test_plugin_contract import RawExchange, capture_log, with_upstream
 
 NAME = "response-transformer"
@@ -76,8 +77,11 @@ class HeldUpstream:
     def __init__(self, headers: dict[str, str]):
         self.response = HeldResponse(headers)
 
-    def request(self, service: dict, method: bytes, target: bytes, headers: Headers, body_factory: Any = None) -> Deferred:
+    def request(self, service: dict, method: bytes, target: bytes, headers: Headers,
+                body_factory: Any = None) -> Deferred:
         return succeed(self.response)
+
+    send = requestonly.send
 
     def close(self) -> Deferred:
         return succeed(None)

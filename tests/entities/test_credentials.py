@@ -26,11 +26,11 @@ from echogate.entities.credentials import (
     verify_password,
 )
 from echogate.entities.schemas import ENTITIES, plugin_schema
+from echogate.entities.writes import prepare_insert, prepare_update
 from echogate.errors import SchemaViolation
-from echogate.schema.fields import String
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
-from echogate.entities.writes import prepare_insert, prepare_update
+from echogate.schema.fields import String
 
 ALICE = "00000000-0000-4000-8000-00000000000a"
 BOB = "00000000-0000-4000-8000-00000000000b"

@@ -14,12 +14,12 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.schema.containers import Set
 from echogate.entities.schemas import ENTITIES, EntityType
-from echogate.errors import SchemaViolation
-from echogate.schema.fields import Integer, String
-from echogate.schema import Record
 from echogate.entities.writes import prepare_insert
+from echogate.errors import SchemaViolation
+from echogate.schema import Record
+from echogate.schema.containers import Set
+from echogate.schema.fields import Integer, String
 
 ID = "0f6b0e5c-3d2c-4c1a-9a55-2f7b9f0d8c11"
 OTHER_ID = "6d3a3f2e-7c1b-4e5a-8f9d-0a1b2c3d4e5f"
@@ -358,7 +358,9 @@ class EntitiesTests(SynchronousTestCase):
              "keyauth_credentials": ("keyauth_credentials", ("key",), ("key",), ("consumer",)),
              "basicauth_credentials": ("basicauth_credentials", ("username",), ("username",), ("consumer",)),
              "jwt_secrets": ("jwt_secrets", ("key",), ("key",), ("consumer",)),
-             "acls": ("acls", (), (), ("consumer",))})
+             "acls": ("acls", (), (), ("consumer",)),
+             "upstreams": ("upstreams", ("name",), ("name",), ()),
+             "targets": ("targets", (), (), ("upstream",))})
         for t in ENTITIES.values():
             self.assertIsInstance(t, EntityType, f"row t={t!r}")
             for name in t.unique + t.foreign + t.endpoint_keys:

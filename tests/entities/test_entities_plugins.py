@@ -6,10 +6,10 @@ L{echogate.entities.schemas.plugin_schema} (see L{tests.entities.test_entities})
 from __future__ import annotations
 
 from echogate.entities.schemas import ENTITIES, plugin_schema
-from echogate.errors import SchemaViolation
-from echogate.schema.fields import Integer
-from echogate.schema import Record
 from echogate.entities.writes import prepare_insert
+from echogate.errors import SchemaViolation
+from echogate.schema import Record
+from echogate.schema.fields import Integer
 from tests.entities.test_entities import ECHO, ID, NOW, OTHER_ID, SERVICE_ID, EntityCase, FakePlugin, insert
 
 

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from echogate.entities.limits import INDEXED_MAX
 from echogate.errors import SchemaViolation
 from echogate.schema import Field, Record
-from tests.entities.test_entities import ID, FakePlugin, insert, prepare_insert, NOW
+from tests.entities.test_entities import ID, NOW, FakePlugin, insert, prepare_insert
 
 
 class IndexedLengthTests(SynchronousTestCase):

@@ -9,10 +9,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.entities.schemas import ENTITIES
-from echogate.errors import SchemaViolation
 from echogate.admin.forms import decode_form
+from echogate.entities.schemas import ENTITIES
 from echogate.entities.writes import form_schema, prepare_replace, prepare_update
+from echogate.errors import SchemaViolation
 from tests.entities.test_entities import ID, NOW, OTHER_ID, PLUGINS, SERVICE_ID, insert
 
 

@@ -8,6 +8,7 @@ from io import BytesIO
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
+from echogate.errors import InvalidBody, UnsupportedMediaType
 from echogate.pdk.bodies import (
     CANNOT_PARSE_FORM,
     CANNOT_PARSE_JSON,
@@ -19,7 +20,6 @@ from echogate.pdk.bodies import (
     read_body,
     read_limited,
 )
-from echogate.errors import InvalidBody, UnsupportedMediaType
 
 BOUNDARY = "----echogate-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"

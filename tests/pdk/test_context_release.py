@@ -73,12 +73,12 @@ class ReleaseTests(SynchronousTestCase):
         from twisted.internet.testing import StringTransport
 
         from echogate.bundled.header_echo import HeaderEcho
-        from echogate.upstream.connection import HTTP11Connection
-        from echogate.upstream.lean import LeanUpstreamClient
         from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.proxy.site import GatewaySite
         from echogate.proxy.snapshot import Snapshot
         from echogate.store.data import ConfigurationData
+        from echogate.upstream.connection import HTTP11Connection
+        from echogate.upstream.lean import LeanUpstreamClient
 
         service = {"id": "s", "name": "s", "protocol": "http", "host": "127.0.0.1", "port": 9000, "path": None,
                    "retries": 5, "connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000,

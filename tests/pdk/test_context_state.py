@@ -10,8 +10,8 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.schema.fields import String
 from echogate.schema import Record
+from echogate.schema.fields import String
 from echogate.testing import ROUTE_ID, GatewayHarness, UpstreamAnswer, UpstreamRequestSeen
 from tests.proxy.test_plugin_contract import harness_of, make_plugin
 

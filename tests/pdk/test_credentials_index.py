@@ -14,15 +14,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.entities.credentials import verify_password
-from echogate.pdk.credentials import ACLS, BASICAUTH, EMPTY, JWT, KEYAUTH, ConsumerIndex, CredentialIndex
 from echogate.errors import SchemaViolation
+from echogate.pdk.credentials import ACLS, BASICAUTH, EMPTY, JWT, KEYAUTH, ConsumerIndex, CredentialIndex
 from echogate.plugin import GatewayPlugin
-from echogate.schema import Record
 from echogate.proxy.snapshot import LiveConfiguration, Snapshot
+from echogate.schema import Record
 from echogate.store.data import ConfigurationData
 from echogate.testing import GatewayHarness
 from tests.entities.test_credentials import ALICE, BOB, NEW_ID
-
 
 CONSUMERS = [
     {"id": ALICE, "username": "alice", "custom_id": "a-1"},

@@ -15,8 +15,8 @@ import treq
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.trial import unittest
 from twisted.python.filepath import FilePath
+from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -93,7 +93,8 @@ class WalkThroughTests(ProxyTestCase):
         await self.route(paths=["/keep"], strip_path=False)
         for request, expected in [("/route/x", "/service/x"), ("/routereq", "/service/req"),
                                   ("/route", "/service"), ("/keep/y", "/service/keep/y"),
-                                  ("/route/a/../b", "/service/b"), ("/route/x/%2e%2e/c", "/service/c"), ("/route/%2e%2e/keep/z", "/service/keep/z")]:
+                                  ("/route/a/../b", "/service/b"), ("/route/x/%2e%2e/c", "/service/c"),
+                                  ("/route/%2e%2e/keep/z", "/service/keep/z")]:
             answer = await self.gw.proxy("GET", request)
             self.assertEqual((request, answer.code, answer.json().get("path")), (request, 200, expected),
                              f"row request={request!r} expected={expected!r}")

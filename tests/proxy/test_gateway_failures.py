@@ -109,7 +109,8 @@ class FailureTests(ProxyTestCase):
         """
         await self.service()
         await self.route(paths=["/"])
-        small = await start_gateway(self, database=None, settings={**self.gateway_settings, "client_max_body_size": "1k"})
+        small = await start_gateway(self, database=None,
+                                    settings={**self.gateway_settings, "client_max_body_size": "1k"})
         await small.admin("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{self.upstream_port}"})
         await small.admin("POST", "/services/s/routes", json={"paths": ["/"]})
         answer = await small.proxy("POST", "/x", data=b"y" * 5000)

@@ -2,7 +2,7 @@
 Fail closed on missing plugins: a stored config of a plugin this node has
 not loaded (a drop-in missing from the path, a typo in C{--plugins}) refuses
 the requests it applies to (C{missing_plugins = refuse}, the default), in
-the plans of L{echogate.proxy.runner.PluginIndex}, on the data path, and in
+the plans of L{echogate.proxy.plan.PluginIndex}, on the data path, and in
 what L{echogate.proxy.snapshot.LiveConfiguration} logs about it.
 """
 from __future__ import annotations
@@ -14,18 +14,27 @@ import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher, LogLevel
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.bundled.key_auth import KeyAuth
-from echogate.proxy.runner import MissingPlugin, PluginIndex, not_loaded_message
+from echogate.proxy.plan import MissingPlugin, PluginIndex, not_loaded_message
 from echogate.proxy.snapshot import LiveConfiguration, Snapshot
 from echogate.store.data import ConfigurationData
 from echogate.testing import ROUTE_ID, SERVICE_ID, GatewayHarness
 from tests.entities.test_credentials import ALICE, BOB, people
-from tests.proxy.test_runner import (CONSUMER, OTHER_CONSUMER, OTHER_ROUTE, OTHER_SERVICE, ROUTE, SERVICE,
-                                     make_plugin, noop, record)
+from tests.proxy.test_runner import (
+    CONSUMER,
+    OTHER_CONSUMER,
+    OTHER_ROUTE,
+    OTHER_SERVICE,
+    ROUTE,
+    SERVICE,
+    make_plugin,
+    noop,
+    record,
+)
 
 KEYS = {"keyauth_credentials": [{"consumer": {"id": ALICE}, "key": "alice-key"},
                                 {"consumer": {"id": BOB}, "key": "bob-key"}]}

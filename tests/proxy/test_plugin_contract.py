@@ -26,6 +26,7 @@ from echogate.proxy.gateway import Gateway, GatewayResource
 from echogate.proxy.site import GatewaySite
 from echogate.schema import Record
 from echogate.testing import GatewayHarness, UpstreamAnswer, UpstreamRequestSeen
+from tests import requestonly
 
 
 class Explosion(Exception):
@@ -131,6 +132,8 @@ class ChunkedUpstream:
                 body_factory: Any = None) -> Deferred:
         self.seen.append(target)
         return succeed(_ChunkedResponse(self._status, self._headers, self._chunks))
+
+    send = requestonly.send
 
     def close(self) -> Deferred:
         return succeed(None)

@@ -1,5 +1,5 @@
 """
-Tests for L{echogate.proxy.runner}'s L{PluginIndex}: which plugin config applies
+Tests for L{echogate.proxy.plan}'s L{PluginIndex}: which plugin config applies
 to a request (scope precedence, priority order), the plans it compiles,
 and the frozen configs it holds. How phases are run is in
 L{tests.proxy.test_runner_steps} and L{tests.proxy.test_runner_phases}; the latter
@@ -14,7 +14,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.plugin import GatewayPlugin
-from echogate.proxy.runner import PluginIndex, freeze, phases_of
+from echogate.proxy.plan import PluginIndex, freeze, phases_of
 from echogate.schema import Record
 
 ROUTE = "00000000-0000-4000-8000-0000000000a1"

@@ -9,7 +9,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.proxy.runner import PluginIndex, run_phase
+from echogate.proxy.plan import PluginIndex
+from echogate.proxy.runner import run_phase
 from tests.proxy.test_runner import ROUTE, SERVICE, make_plugin, record
 from tests.proxy.test_runner_phases import _Context
 

@@ -10,7 +10,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.proxy.runner import PluginFailure, PluginIndex, call_phase, run_phase
+from echogate.proxy.plan import PluginIndex
+from echogate.proxy.runner import PluginFailure, call_phase, run_phase
 from tests.proxy.test_runner import ROUTE, SERVICE, make_plugin, record
 
 

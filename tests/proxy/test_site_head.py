@@ -164,7 +164,7 @@ class HeadFastPathTests(SynchronousTestCase):
         for head in self.SIMPLE:
             recorder = _Recorder()
             channel, _ = self.connect(GatewayChannel, recorder)
-            channel.lineReceived = lambda line: self.fail(f"read line by line: {head!r}")
+            channel.lineReceived = lambda line, head=head: self.fail(f"read line by line: {head!r}")
             channel.dataReceived(head)
             self.assertEqual(len(recorder.seen), 1, head)
             seen, _ = self.both(head)

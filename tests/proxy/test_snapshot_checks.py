@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.errors import DatabaseUnavailable
 from echogate.proxy.snapshot import LiveConfiguration
-from echogate.settings import resolve
 from echogate.service import GatewayService
+from echogate.settings import resolve
 from echogate.store import postgres
 from echogate.store.data import ConfigurationData
 from echogate.store.migrations import SchemaOutdated
@@ -99,7 +99,8 @@ class _DownThenUp:
     """
 
     instances: list["_DownThenUp"] = []
-    schema_error: Exception | None = SchemaOutdated("database migrations are pending: 001_x; run echogate migrations up")
+    schema_error: Exception | None = SchemaOutdated(
+        "database migrations are pending: 001_x; run echogate migrations up")
 
     def __init__(self, reactor: Any, dsn: str, query_timeout: float = 0) -> None:
         self.instances.append(self)

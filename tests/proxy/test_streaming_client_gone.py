@@ -1,6 +1,6 @@
 """
 A client that goes away while the upstream's body is streaming stops the
-upstream (L{echogate.proxy.streaming.BodyStreamer.client_gone}): end to end
+upstream (L{echogate.proxy.streaming.BodyStreamer.stop}): end to end
 with a gateway node, the real upstream and a raw client that aborts, and
 on its own with L{StringTransport}.
 """
@@ -95,21 +95,13 @@ class ClientGoneEndToEndTests(unittest.TestCase):
         self.assertEqual(uri, b"/stall")
 
 
-#: The request context (only passed through to the log phase here).
-_CTX: Any = object()
-
-
-class _Gateway:
+class _Owner:
     """
-    The gateway side of a L{BodyStreamer}: records the log phase.
+    The exchange side of a L{BodyStreamer}: a clock.
     """
 
     def __init__(self) -> None:
-        self._clock = Clock()
-        self.logged: list[Any] = []
-
-    def _log_phase(self, ctx: Any) -> None:
-        self.logged.append(ctx)
+        self.clock = Clock()
 
 
 class _Request:
@@ -118,7 +110,7 @@ class _Request:
     """
 
     def __init__(self) -> None:
-        self._disconnected = False
+        self.client_gone = False
         self.producer: Any = None
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
@@ -127,38 +119,31 @@ class _Request:
 
 class ClientGoneUnitTests(SynchronousTestCase):
     """
-    L{BodyStreamer.client_gone} with the upstream connection a
+    L{BodyStreamer.stop} with the upstream connection a
     L{StringTransport}.
     """
 
-    def streamer(self, length: int | None) -> tuple[BodyStreamer, StringTransport, _Gateway]:
-        gateway = _Gateway()
-        streamer = BodyStreamer(gateway, _Request(), _CTX, [], 60.0, length)  # type: ignore[arg-type]
+    def streamer(self, length: int | None) -> tuple[BodyStreamer, StringTransport]:
+        streamer = BodyStreamer(_Owner(), _Request(), (), 60.0, length)  # type: ignore[arg-type]
         transport = StringTransport()
         streamer.makeConnection(transport)
-        return streamer, transport, gateway
+        return streamer, transport
 
     def test_stopsUpstream(self) -> None:
         """The client gone mid-body: the upstream transport is stopped."""
-        streamer, transport, _ = self.streamer(None)
-        streamer.client_gone()
+        streamer, transport = self.streamer(None)
+        streamer.stop()
         self.assertEqual(transport.producerState, "stopped")
 
     def test_stopsSmallUpstream(self) -> None:
         """A small known-length body (no producer registered) is stopped too."""
-        streamer, transport, _ = self.streamer(10)
-        streamer.client_gone()
+        streamer, transport = self.streamer(10)
+        streamer.stop()
         self.assertEqual(transport.producerState, "stopped")
-
-    def test_logs(self) -> None:
-        """The client gone: the log phase runs."""
-        streamer, _, gateway = self.streamer(None)
-        streamer.client_gone()
-        self.assertEqual(len(gateway.logged), 1)
 
     def test_notAfterEnd(self) -> None:
         """The body already over: the upstream transport is left alone."""
-        streamer, transport, _ = self.streamer(None)
+        streamer, transport = self.streamer(None)
         streamer._done = True
-        streamer.client_gone()
+        streamer.stop()
         self.assertEqual(transport.producerState, "producing")

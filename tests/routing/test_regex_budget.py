@@ -43,7 +43,7 @@ def _timeouts(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     The events that report a regex match that ran out of time.
     """
     return [e for e in events
-            if e.get("log_namespace") == "echogate.routing.router" and "path_length" in e]
+            if e.get("log_namespace") == "echogate.routing" and "path_length" in e]
 
 
 class BudgetTests(SynchronousTestCase):

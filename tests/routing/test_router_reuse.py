@@ -13,12 +13,12 @@ import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.proxy.snapshot import LiveConfiguration, Snapshot
 from echogate.routing import router as router_module
 from echogate.routing.matching import compile_route
-from echogate.proxy.snapshot import LiveConfiguration, Snapshot
 from echogate.store.data import ConfigurationData
-from tests.routing.test_router import SERVICE_ID, build, request, route, service
 from tests.proxy.test_snapshot import _Store
+from tests.routing.test_router import SERVICE_ID, build, request, route, service
 
 
 class _Counting:

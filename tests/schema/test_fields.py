@@ -8,9 +8,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.schema import Record
 from echogate.schema.containers import Array, ElementErrors, Map, Set
 from echogate.schema.fields import Boolean, Field, Foreign, Integer, Invalid, Number, String, text_problem
-from echogate.schema import Record
 from tests.schema.test_schema import fields_of
 
 UUID = "0f6b0e5c-3d2c-4c1a-9a55-2f7b9f0d8c11"

@@ -11,10 +11,10 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.schema.containers import Array, Map, Set
 from echogate.errors import SchemaViolation
-from echogate.schema.fields import NO_DEFAULT, Boolean, Foreign, Integer, Number, String
 from echogate.schema import Record, at_least_one_of, only_one_of
+from echogate.schema.containers import Array, Map, Set
+from echogate.schema.fields import NO_DEFAULT, Boolean, Foreign, Integer, Number, String
 
 
 def fields_of(test: SynchronousTestCase, schema: Record, value: Any, **kw: Any) -> dict[str, Any]:

@@ -123,8 +123,8 @@ class InterfaceTests(StoreTestCase):
         """
         An entity name that is not a table is a C{ValueError}.
         """
-        await self.failure(self.store.get("upstreams", "x"), ValueError)
-        await self.failure(self.store.insert("upstreams", service()), ValueError)
+        await self.failure(self.store.get("no_such_entity", "x"), ValueError)
+        await self.failure(self.store.insert("no_such_entity", service()), ValueError)
 
 
 class WriteTests(StoreTestCase):

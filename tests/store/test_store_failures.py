@@ -18,8 +18,8 @@ from twisted.trial.unittest import TestCase
 from echogate.errors import DatabaseUnavailable
 from echogate.store.postgres import PostgresStore
 from tests.postgres import PostgresMixin
-from tests.waiting import until
 from tests.store.test_postgres import StoreTestCase, _execute, service
+from tests.waiting import until
 
 
 class RecoveryTests(StoreTestCase):

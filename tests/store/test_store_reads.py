@@ -9,8 +9,8 @@ import base64
 import uuid
 from typing import Any
 
-from echogate.store.offsets import InvalidOffset
 from echogate.store.data import ConfigurationData
+from echogate.store.offsets import InvalidOffset
 from tests.store.test_postgres import StoreTestCase, consumer, plugin, route, service
 
 

@@ -22,8 +22,8 @@ from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from echogate.upstream.lean import LeanUpstreamClient
 from echogate.proxy.streaming import RequestBody
+from echogate.upstream.lean import LeanUpstreamClient
 
 SERVICE = {"host": "127.0.0.1", "port": 8080, "protocol": "http", "connect_timeout": 1000,
            "read_timeout": 2000, "write_timeout": 3000, "retries": 2}
@@ -121,8 +121,8 @@ class _PureParser:
     """
 
     def setUp(self) -> None:
-        from echogate.upstream import h1parse
         from echogate.upstream import connection as http11
+        from echogate.upstream import h1parse
 
         self.patch(http11, "PARSER", h1parse.ResponseParser)
         super().setUp()  # type: ignore[misc]

@@ -11,8 +11,8 @@ from twisted.internet import error as ierror
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.errors import ProxyError
-from echogate.upstream.lean import _Exchange
 from echogate.proxy.streaming import RequestBody
+from echogate.upstream.lean import _Exchange
 from tests.upstream.test_lean import OK, SERVICE, Harness, lose
 
 

@@ -10,8 +10,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.settings import ConfigError, resolve
-from echogate.upstream.lean import LeanUpstreamClient
 from echogate.upstream.agent import UpstreamClient
+from echogate.upstream.lean import LeanUpstreamClient
 from tests.upstream.test_lean import OK, Harness
 
 
@@ -61,7 +61,7 @@ class SettingTests(SynchronousTestCase):
             service = GatewayService(MemoryReactorClock(), settings, {})
             service.bind()
             self.assertIsInstance(service.upstream, kind, f"row value={value!r} kind={kind!r}")
-            self.assertIs(service.gateway._upstream, service.upstream, f"row value={value!r} kind={kind!r}")
+            self.assertIs(service.gateway.upstream, service.upstream, f"row value={value!r} kind={kind!r}")
 
     def test_keepaliveSettings(self) -> None:
         """

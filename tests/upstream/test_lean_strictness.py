@@ -30,7 +30,8 @@ class StrictnessTests(SynchronousTestCase):
         """
         Content-Length together with Transfer-Encoding: 502.
         """
-        self.assertBadGateway(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        self.assertBadGateway(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"3\r\nabc\r\n0\r\n\r\n")
 
     def test_conflictingContentLengths(self) -> None:
         """

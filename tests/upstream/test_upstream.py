@@ -14,9 +14,9 @@ from twisted.web.client import ResponseNeverReceived
 from twisted.web.http_headers import Headers
 
 from echogate.errors import ProxyError
-from echogate.proxy.streaming import RequestBody
 from echogate.pdk.messages import headers_of
 from echogate.proxy.forwarding import VIA, TrustedNetworks, host_header, upstream_headers
+from echogate.proxy.streaming import RequestBody
 from echogate.upstream.agent import _Exchange
 from echogate.upstream.hop_by_hop import copy_end_to_end
 

@@ -115,7 +115,7 @@ class StampTests(SynchronousTestCase):
         results = [harness.request("GET", f"/{i}") for i in range(200)]
         order = list(range(200))
         random.Random(7).shuffle(order)
-        for step, index in enumerate(order):
+        for _step, index in enumerate(order):
             harness.clock.advance(0.001)
             pending[index].callback(UpstreamAnswer(200, {}, b"%d" % index))
         for index, result in enumerate(results):

@@ -1,0 +1,137 @@
+"""
+What the Admin API's health endpoints need from the data plane
+(L{HealthView}), the answer when there is none (L{HealthchecksOff}), and
+the record that C{PUT /upstreams/{u}/targets/{t}/healthy} stores
+(L{health_override}).
+
+Kong keeps a target's health in each node's memory and broadcasts a
+manual change to every node. echogate stores the change instead, as a row
+of C{target_health_overrides}: the write bumps the configuration version
+and notifies every node (C{LISTEN/NOTIFY}), whose next configuration
+carries it to the balancer. The row is deleted with its target or
+upstream.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Mapping, Protocol, Sequence
+
+__all__ = [
+    "HEALTHY",
+    "UNHEALTHY",
+    "HEALTHCHECKS_OFF",
+    "DNS_ERROR",
+    "HealthView",
+    "HealthchecksOff",
+    "health_override",
+    "with_health",
+    "OVERRIDES",
+]
+
+#: The health of a target or address, as Kong reports it.
+HEALTHY = "HEALTHY"
+UNHEALTHY = "UNHEALTHY"
+HEALTHCHECKS_OFF = "HEALTHCHECKS_OFF"
+#: A target the balancer does not know (Kong: its name did not resolve).
+DNS_ERROR = "DNS_ERROR"
+
+#: The stored entity holding manual health changes.
+OVERRIDES = "target_health_overrides"
+
+_OVERRIDE_NAMESPACE = uuid.UUID("6a3c4b52-5f0e-4d1b-9a59-0e1f6b3c8d27")
+
+
+class HealthView(Protocol):
+    """
+    The data plane's view of its balancers' health, asked by
+    C{GET /upstreams/{u}/health}. Either method may return its answer or
+    a Deferred firing with it; neither may fail for an upstream it does
+    not know (it answers C{None}, or leaves targets out).
+    """
+
+    def targets_health(self, upstream: Mapping[str, Any],
+                       targets: Sequence[Mapping[str, Any]]) -> Any:
+        """
+        The health of C{targets} (target records of C{upstream}, one page
+        of them).
+
+        @return: (or a Deferred firing with) a mapping from target id to
+            C{{"health": ..., "addresses": [{"ip": ..., "port": ...,
+            "weight": ..., "health": ...}], ...}}: C{health} one of
+            L{HEALTHY}, L{UNHEALTHY} (of the target: healthy when any
+            address is), L{HEALTHCHECKS_OFF}; every other key is shown to
+            the user as the target's C{data} (Kong also gives C{host},
+            C{port}, C{dns}, C{nodeWeight} and C{weight}). A target left
+            out is reported as L{DNS_ERROR}; C{None} for an upstream with
+            no balancer on this node reports every target so.
+        """
+
+    def balancer_health(self, upstream: Mapping[str, Any]) -> Any:
+        """
+        The health of C{upstream}'s balancer, for
+        C{GET /upstreams/{u}/health?balancer_health=1}.
+
+        @return: (or a Deferred firing with) C{{"health": ...,
+            "balancer_health": ..., "id": upstream id, "details": ...}}
+            as Kong's, or C{None} when this node has no balancer for it.
+        """
+
+
+class HealthchecksOff:
+    """
+    The L{HealthView} of a node without balancers: every target's health
+    is L{HEALTHCHECKS_OFF}, with no addresses, and the balancer healthy
+    with health checks off.
+    """
+
+    def targets_health(self, upstream: Mapping[str, Any],
+                       targets: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """
+        See L{HealthView.targets_health}.
+        """
+        return {t["id"]: {"health": HEALTHCHECKS_OFF, "addresses": []} for t in targets}
+
+    def balancer_health(self, upstream: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        See L{HealthView.balancer_health}.
+        """
+        return {"health": HEALTHCHECKS_OFF, "balancer_health": HEALTHY,
+                "id": upstream["id"], "details": None}
+
+
+def with_health(target: Mapping[str, Any], found: Mapping[str, Any] | None) -> dict[str, Any]:
+    """
+    C{target} as C{GET /upstreams/{u}/health} lists it: with C{health}
+    and C{data} from what the L{HealthView} C{found} for all targets.
+    """
+    entry = (found or {}).get(target["id"])
+    if not isinstance(entry, Mapping):
+        return {**target, "health": DNS_ERROR, "data": None}
+    data = {key: value for key, value in entry.items() if key != "health"}
+    return {**target, "health": entry.get("health", HEALTHCHECKS_OFF), "data": data}
+
+
+def health_override(upstream_id: str, target_id: str, address: str | None,
+                    healthy: bool, now: int) -> dict[str, Any]:
+    """
+    The stored record of a manual health change: one per target and
+    address (its id is derived from both, so that a later change replaces
+    it).
+
+    @param address: the normalised C{ip:port} of one of the target's
+        addresses, or C{None} for all of them.
+    @param now: the time, integer seconds (C{created_at} and
+        C{updated_at}: when the health was last set).
+    """
+    key = f"{target_id}|{address or ''}"
+    return {
+        "id": str(uuid.uuid5(_OVERRIDE_NAMESPACE, key)),
+        "created_at": now,
+        "updated_at": now,
+        "upstream": {"id": upstream_id},
+        "target": {"id": target_id},
+        "address": address,
+        "health": HEALTHY if healthy else UNHEALTHY,
+        "tags": None,
+    }
+

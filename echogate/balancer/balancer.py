@@ -1,0 +1,427 @@
+"""
+One upstream's balancer (L{Balancer}) and the node's registry of them
+(L{Balancers}).
+"""
+from __future__ import annotations
+
+from typing import Any, Collection, Iterable, Mapping, Sequence
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from echogate.balancer.algorithms import Entry, Load, make_algorithm, observe
+from echogate.balancer.dns import TargetResolver, is_ip
+from echogate.balancer.health import (
+    DNS_ERROR, HEALTHCHECKS_OFF, HEALTHY, TCP_FAILURE, TIMEOUT, UNHEALTHY, ActiveChecker,
+    AddressKey, HealthConfig, Probe, UpstreamHealth,
+)
+
+#: Kong's port for a target given without one.
+DEFAULT_PORT = 8000
+DEFAULT_WEIGHT = 100
+DEFAULT_SLOTS = 10000
+
+
+def split_target(target: str) -> tuple[str, int]:
+    """
+    The host and port of a target's C{"host:port"} (C{"[v6]:port"} for
+    IPv6; a missing port is 8000).
+    """
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+    if target.count(":") > 1:
+        return target, DEFAULT_PORT
+    host, colon, port = target.partition(":")
+    return host, int(port) if colon else DEFAULT_PORT
+
+
+@attrs.frozen
+class Peer:
+    """
+    Where one request goes.
+
+    @ivar address: the IP address to connect to.
+    @ivar port: the port to connect to.
+    @ivar target_id: the id of the target the address belongs to.
+    @ivar hostname: the target's host name (for the C{Host} header).
+    @ivar upstream_id: the id of the upstream.
+    """
+
+    address: str
+    port: int
+    target_id: str
+    hostname: str
+    upstream_id: str
+    _entry: Entry = attrs.field(eq=False, repr=False, alias="entry")
+
+
+@attrs.frozen
+class Outcome:
+    """
+    How a request to a L{Peer} went: a response C{status}, or a
+    C{failure} (L{TCP_FAILURE} or L{TIMEOUT}); C{latency} in seconds.
+    """
+
+    status: int | None = None
+    failure: str | None = None
+    latency: float | None = None
+
+
+@attrs.frozen
+class _Target:
+    record: Mapping[str, Any]
+    host: str
+    port: int
+    weight: float
+    entries: tuple[Entry, ...]
+    resolved: bool
+
+
+@attrs.define
+class UpstreamState:
+    """
+    What this node knows of one upstream beyond its configuration: health
+    and load by address. L{Balancers} keeps it across snapshots by the
+    upstream's id.
+    """
+
+    health: UpstreamHealth = attrs.field(factory=UpstreamHealth)
+    loads: dict[AddressKey, Load] = attrs.field(factory=dict)
+
+    def load(self, address: str, port: int) -> Load:
+        """
+        The load of C{address:port}.
+        """
+        key = (address, port)
+        found = self.loads.get(key)
+        if found is None:
+            found = self.loads[key] = Load()
+        return found
+
+
+class Balancer:
+    """
+    One upstream's balancer, built from its record and its targets'; what a
+    request goes to (L{pick}) and how it went (L{report}).
+    """
+
+    def __init__(self, upstream: Mapping[str, Any], targets: Sequence[Mapping[str, Any]], *,
+                 clock: IReactorTime, state: UpstreamState | None = None,
+                 resolver: TargetResolver | None = None) -> None:
+        self.upstream = upstream
+        self.upstream_id = str(upstream.get("id"))
+        self.state = state if state is not None else UpstreamState()
+        self.state.health.config = self.config = HealthConfig.from_record(
+            upstream.get("healthchecks"))
+        self._clock = clock
+        self.targets = [self._target(record, resolver) for record in targets]
+        self.entries = [entry for target in self.targets for entry in target.entries]
+        self._by_address: dict[AddressKey, list[Entry]] = {}
+        for entry in self.entries:
+            self._by_address.setdefault((entry.address, entry.port), []).append(entry)
+        self._hostnames = {str(target.record.get("id")): target.host for target in self.targets}
+        self.algorithm = make_algorithm(
+            str(upstream.get("algorithm") or "round-robin"), self.entries,
+            slots=int(upstream.get("slots") or DEFAULT_SLOTS), clock=clock)
+        self._version = -1
+        self._healthy = True
+        self._weights = (0.0, 0.0)
+        self._checker: ActiveChecker | None = None
+
+    def _target(self, record: Mapping[str, Any], resolver: TargetResolver | None) -> _Target:
+        host, port = split_target(str(record.get("target")))
+        weight = float(record.get("weight", DEFAULT_WEIGHT) or 0)
+        target_id = str(record.get("id"))
+        if is_ip(host) or resolver is None:
+            entry = Entry(host, port, weight, target_id, self.state.load(host, port))
+            return _Target(record, host, port, weight, (entry,), True)
+        resolution = resolver.current(host)
+        if resolution is None or not resolution.addresses:
+            return _Target(record, host, port, weight, (), False)
+        entries = []
+        for found in resolution.addresses:
+            at = found.port or port
+            entries.append(Entry(found.address, at, weight * found.share, target_id,
+                                 self.state.load(found.address, at)))
+        return _Target(record, host, port, weight, tuple(entries), True)
+
+    @property
+    def names(self) -> set[str]:
+        """
+        The host names (not IP literals) of the targets.
+        """
+        return {target.host for target in self.targets if not is_ip(target.host)}
+
+    def _sync(self) -> None:
+        health = self.state.health
+        if health.version == self._version:
+            return
+        self._version = health.version
+        total = available = 0.0
+        for entry in self.entries:
+            up = health.healthy(entry.address, entry.port)
+            self.algorithm.set_available(entry, up)
+            total += entry.weight
+            available += entry.weight if up else 0.0
+        self._healthy = total > 0 and available * 100 >= self.config.threshold * total
+        self._weights = (total, available)
+
+    @property
+    def healthy(self) -> bool:
+        """
+        Whether the healthy addresses carry at least C{threshold} percent
+        of the weight (Kong's rule); an unhealthy balancer picks nothing.
+        """
+        self._sync()
+        return self._healthy
+
+    def pick(self, hash_key: str | None = None, exclude: Collection[Peer] = ()) -> Peer | None:
+        """
+        The peer for the next request, or C{None} when there is none (no
+        healthy address, or the balancer is below its threshold). Every
+        peer picked must be L{report}ed once.
+
+        @param hash_key: the request's hash key (consistent hashing).
+        @param exclude: peers already tried for this request.
+        """
+        self._sync()
+        if not self._healthy:
+            return None
+        skip: list[Entry] = []
+        for peer in exclude:
+            skip.extend(self._by_address.get((peer.address, peer.port), ()))
+        entry = self.algorithm.pick(hash_key, skip)
+        if entry is None:
+            return None
+        self.algorithm.acquire(entry)
+        return Peer(entry.address, entry.port, entry.target_id,
+                    self._hostnames.get(entry.target_id, entry.address), self.upstream_id,
+                    entry=entry)
+
+    def report(self, peer: Peer, outcome: Outcome) -> None:
+        """
+        How a request to C{peer} went: counted for the passive health
+        checks, the latency average and the requests in flight.
+        """
+        health = self.state.health
+        if outcome.failure in (TCP_FAILURE, TIMEOUT):
+            health.report_failure(peer.address, peer.port, outcome.failure)
+        elif outcome.status is not None:
+            health.report_status(peer.address, peer.port, outcome.status)
+        load = peer._entry.load
+        if outcome.latency is not None:
+            observe(load, outcome.latency, self._clock.seconds())
+        entry = next((found for found in self._by_address.get((peer.address, peer.port), ())
+                      if found.target_id == peer.target_id), None)
+        if entry is not None and entry.load is load:
+            self.algorithm.release(entry, None)
+        else:
+            load.in_flight = max(0, load.in_flight - 1)
+
+    def set_healthy(self, address: str, port: int | None, healthy: bool) -> int:
+        """
+        The Admin API's override for an address (C{port} C{None}: every
+        address with that IP) or a target's host name (all its addresses);
+        how many addresses it changed.
+        """
+        changed = 0
+        for target in self.targets:
+            for entry in target.entries:
+                if (address in (entry.address, target.host)
+                        and port in (None, entry.port, target.port)):
+                    self.state.health.set_healthy(entry.address, entry.port, healthy)
+                    changed += 1
+        return changed
+
+    def start_checks(self, probe: Probe) -> None:
+        """
+        Start the active health checks the configuration turns on.
+        """
+        if self._checker is None:
+            self._checker = ActiveChecker(
+                self.state.health, probe, self._clock,
+                lambda: list(self._by_address))
+            self._checker.start()
+
+    def stop_checks(self) -> None:
+        """
+        Stop the active health checks.
+        """
+        if self._checker is not None:
+            self._checker.stop()
+            self._checker = None
+
+    def _address_health(self, entry: Entry) -> str:
+        up = self.state.health.healthy(entry.address, entry.port)
+        if not up:
+            return UNHEALTHY
+        return HEALTHY if self.config.enabled else HEALTHCHECKS_OFF
+
+    def health_report(self) -> list[dict[str, Any]]:
+        """
+        Each target's record with its C{health} and its addresses', in the
+        shape of Kong's C{GET /upstreams/{upstream}/health}.
+        """
+        report = []
+        for target in self.targets:
+            addresses = [{"ip": entry.address, "port": entry.port,
+                          "health": self._address_health(entry),
+                          "weight": _number(entry.weight)} for entry in target.entries]
+            states = {address["health"] for address in addresses}
+            if not target.resolved:
+                health = DNS_ERROR
+            elif HEALTHY in states or (HEALTHCHECKS_OFF in states):
+                health = HEALTHY if self.config.enabled else HEALTHCHECKS_OFF
+            else:
+                health = UNHEALTHY
+            item = dict(target.record)
+            item["health"] = health
+            item["data"] = {"addresses": addresses}
+            report.append(item)
+        return report
+
+    def balancer_health(self) -> dict[str, Any]:
+        """
+        The whole upstream's health, as Kong's
+        C{GET /upstreams/{upstream}/health?balancer_health=1} gives it.
+        """
+        healthy = self.healthy
+        total, available = self._weights
+        if self.config.enabled:
+            verdict = HEALTHY if healthy else UNHEALTHY
+        else:
+            verdict = HEALTHCHECKS_OFF
+        return {"balancer_health": verdict, "id": self.upstream_id,
+                "details": {"healthy": healthy, "threshold": _number(self.config.threshold),
+                            "weight": {"total": _number(total),
+                                       "available": _number(available),
+                                       "unavailable": _number(total - available)}}}
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else round(value, 3)
+
+
+class Balancers:
+    """
+    The node's balancers by upstream name and id, rebuilt from each
+    configuration snapshot (L{update}) with health, latency and in-flight
+    counts kept by upstream id and address.
+
+    @param clock: the clock of health checks, latency and DNS.
+    @param resolver: resolves target host names (C{None}: host names are
+        used as they are).
+    @param probe: the active health check's probe (C{None}: no active
+        checks).
+    """
+
+    def __init__(self, clock: IReactorTime, resolver: TargetResolver | None = None,
+                 probe: Probe | None = None) -> None:
+        self._clock = clock
+        self._resolver = resolver
+        self._probe = probe
+        self._states: dict[str, UpstreamState] = {}
+        self._balancers: dict[str, Balancer] = {}
+        self._by_id: dict[str, Balancer] = {}
+        self._records: tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]] = ([], [])
+        self._running = False
+        self._updating = False
+        self._stale = False
+        if resolver is not None:
+            resolver.watch(self._name_changed)
+
+    def update(self, upstreams: Iterable[Mapping[str, Any]],
+               targets: Iterable[Mapping[str, Any]]) -> None:
+        """
+        Build the balancers of a configuration snapshot (upstream and
+        target records), keeping each upstream's state; call it on the
+        reactor thread.
+        """
+        upstreams, targets = list(upstreams), list(targets)
+        self._records = (upstreams, targets)
+        self._updating = True
+        try:
+            self._build(upstreams, targets)
+        finally:
+            self._updating = False
+        if self._stale:
+            self._stale = False
+            self.update(*self._records)
+
+    def _build(self, upstreams: list[Mapping[str, Any]], targets: list[Mapping[str, Any]]) -> None:
+        by_upstream: dict[str, list[Mapping[str, Any]]] = {}
+        for target in targets:
+            by_upstream.setdefault(str((target.get("upstream") or {}).get("id")), []).append(target)
+        old = self._by_id
+        balancers: dict[str, Balancer] = {}
+        by_id: dict[str, Balancer] = {}
+        for upstream in upstreams:
+            upstream_id = str(upstream.get("id"))
+            state = self._states.setdefault(upstream_id, UpstreamState())
+            balancer = Balancer(upstream, by_upstream.get(upstream_id, []), clock=self._clock,
+                                state=state, resolver=self._resolver)
+            keep = {(entry.address, entry.port) for entry in balancer.entries}
+            state.health.forget(keep)
+            state.loads = {key: load for key, load in state.loads.items()
+                           if key in keep or load.in_flight}
+            by_id[upstream_id] = balancer
+            balancers[str(upstream.get("name"))] = balancer
+        for upstream_id in [key for key in self._states if key not in by_id]:
+            del self._states[upstream_id]
+        self._balancers, self._by_id = balancers, by_id
+        for balancer in old.values():
+            balancer.stop_checks()
+        if self._running:
+            self._start_checks()
+        if self._resolver is not None:
+            self._resolver.forget(sorted(set().union(*(b.names for b in by_id.values()))))
+
+    def _name_changed(self, name: str) -> None:
+        if self._updating:
+            self._stale = True
+        elif any(name in balancer.names for balancer in self._by_id.values()):
+            self.update(*self._records)
+
+    def get(self, name: str) -> Balancer | None:
+        """
+        The balancer of the upstream called C{name} (or with that id), or
+        C{None}: then the service's host is not an upstream.
+        """
+        return self._balancers.get(name) or self._by_id.get(name)
+
+    def report(self, peer: Peer, outcome: Outcome) -> None:
+        """
+        How a request to C{peer} went, to the current balancer of its
+        upstream (even when the configuration changed since the pick).
+        """
+        balancer = self._by_id.get(peer.upstream_id)
+        if balancer is not None:
+            balancer.report(peer, outcome)
+        else:
+            load = peer._entry.load
+            load.in_flight = max(0, load.in_flight - 1)
+
+    def _start_checks(self) -> None:
+        if self._probe is not None:
+            for balancer in self._by_id.values():
+                balancer.start_checks(self._probe)
+
+    def start(self) -> None:
+        """
+        Start the DNS refresh and the active health checks.
+        """
+        self._running = True
+        if self._resolver is not None:
+            self._resolver.start()
+        self._start_checks()
+
+    def stop(self) -> None:
+        """
+        Stop the DNS refresh and the active health checks.
+        """
+        self._running = False
+        if self._resolver is not None:
+            self._resolver.stop()
+        for balancer in self._by_id.values():
+            balancer.stop_checks()

@@ -1,0 +1,211 @@
+"""
+One suite of L{IStore}'s behaviour (L{StoreContractMixin}), run against
+L{echogate.testing.MemoryStore} and against
+L{echogate.store.postgres.PostgresStore} on the test PostgreSQL server (see
+L{tests.postgres}), so that the double behaves as the real store; and
+C{verifyObject} for every L{IStore} provider.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from echogate.errors import ForeignKeyViolation, NotFound, PrimaryKeyViolation, UniqueViolation
+from echogate.interfaces import IStore
+from echogate.store.data import ConfigurationData
+from echogate.store.offsets import InvalidOffset
+from echogate.testing import MemoryStore
+from tests.store.test_postgres import StoreTestCase, consumer, plugin, route, service
+
+
+class StoreContractMixin:
+    """
+    L{IStore}'s behaviour; C{self.store} is the store under test.
+    """
+
+    store: Any
+
+    async def failure(self, d: Deferred[Any], kind: type[Exception]) -> Any:
+        try:
+            await d
+        except kind as e:
+            return e
+        self.fail(f"{kind.__name__} not raised")  # type: ignore[attr-defined]
+
+    def test_provides(self) -> None:
+        """
+        The store provides L{IStore}.
+        """
+        self.assertTrue(verifyObject(IStore, self.store))  # type: ignore[attr-defined]
+
+    async def test_insert_get(self) -> None:
+        """
+        An inserted record is found by id and by endpoint key; a missing one is C{None}.
+        """
+        s = await self.store.insert("services", service("s1"))
+        self.assertEqual(await self.store.get("services", s["id"]), s)
+        self.assertEqual(await self.store.get("services", "s1"), s)
+        self.assertIsNone(await self.store.get("services", str(uuid.uuid4())))
+        self.assertIsNone(await self.store.get("services", "nobody"))
+
+    async def test_insert_conflicts(self) -> None:
+        """
+        A taken id is a L{PrimaryKeyViolation}, a taken name a
+        L{UniqueViolation} naming it, a dangling reference a
+        L{ForeignKeyViolation}.
+        """
+        s = await self.store.insert("services", service("s1"))
+        await self.failure(self.store.insert("services", dict(service("s2"), id=s["id"])), PrimaryKeyViolation)
+        e = await self.failure(self.store.insert("services", service("s1")), UniqueViolation)
+        self.assertEqual(e.fields, {"name": "s1"})
+        await self.failure(self.store.insert("routes", route(str(uuid.uuid4()))), ForeignKeyViolation)
+
+    async def test_update(self) -> None:
+        """
+        C{update} replaces a record; a missing one is L{NotFound}.
+        """
+        s = await self.store.insert("services", service("s1"))
+        changed = await self.store.update("services", dict(s, host="other.example"))
+        self.assertEqual(changed["host"], "other.example")
+        self.assertEqual((await self.store.get("services", s["id"]))["host"], "other.example")
+        await self.failure(self.store.update("services", service("s2")), NotFound)
+
+    async def test_upsert(self) -> None:
+        """
+        C{upsert} inserts, then replaces.
+        """
+        record = service("s1")
+        await self.store.upsert("services", record)
+        await self.store.upsert("services", dict(record, host="other.example"))
+        self.assertEqual((await self.store.get("services", record["id"]))["host"], "other.example")
+
+    async def test_delete(self) -> None:
+        """
+        C{delete} says whether the record existed, cascades to plugins,
+        and refuses a service that routes reference.
+        """
+        s = await self.store.insert("services", service("s1"))
+        r = await self.store.insert("routes", route(s["id"], "r1"))
+        p = await self.store.insert("plugins", plugin(route=r["id"]))
+        await self.failure(self.store.delete("services", s["id"]), ForeignKeyViolation)
+        self.assertTrue(await self.store.delete("routes", r["id"]))
+        self.assertIsNone(await self.store.get("plugins", p["id"]))
+        self.assertFalse(await self.store.delete("routes", r["id"]))
+
+    async def test_consumer_cascade(self) -> None:
+        """
+        Deleting a consumer deletes its credentials.
+        """
+        c = await self.store.insert("consumers", consumer("alice"))
+        key = await self.store.insert("keyauth_credentials", {
+            "id": str(uuid.uuid4()), "created_at": 1, "updated_at": 1, "tags": None,
+            "consumer": {"id": c["id"]}, "key": "k1"})
+        self.assertEqual(await self.store.get("keyauth_credentials", "k1"), key)
+        self.assertTrue(await self.store.delete("consumers", c["id"]))
+        self.assertIsNone(await self.store.get("keyauth_credentials", key["id"]))
+
+    async def test_page(self) -> None:
+        """
+        Pages follow each other by opaque offsets, in id order.
+        """
+        ids = sorted([(await self.store.insert("services", service(f"s{i}")))["id"] for i in range(5)])
+        first, offset = await self.store.page("services", 2)
+        second, offset2 = await self.store.page("services", 2, offset)
+        third, end = await self.store.page("services", 2, offset2)
+        self.assertEqual([r["id"] for r in first + second + third], ids)
+        self.assertIsNone(end)
+        await self.failure(self.store.page("services", 2, "not-an-offset"), InvalidOffset)
+
+    async def test_page_tags_where(self) -> None:
+        """
+        C{tags} keeps records carrying all of them (any, with
+        C{tags_any}); C{where} filters by foreign key.
+        """
+        a = await self.store.insert("services", service("a", tags=["x", "y"]))
+        b = await self.store.insert("services", service("b", tags=["x"]))
+        both, _ = await self.store.page("services", 10, tags=["x", "y"])
+        anyof, _ = await self.store.page("services", 10, tags=["y", "z"], tags_any=True)
+        self.assertEqual([r["id"] for r in both], [a["id"]])
+        self.assertEqual([r["id"] for r in anyof], [a["id"]])
+        r = await self.store.insert("routes", route(b["id"]))
+        await self.store.insert("routes", route(a["id"]))
+        found, _ = await self.store.page("routes", 10, where={"service": b["id"]})
+        self.assertEqual([x["id"] for x in found], [r["id"]])
+
+    async def test_write_rolls_back(self) -> None:
+        """
+        C{write} is all or nothing: a failing operation leaves nothing
+        stored and the version unchanged.
+        """
+        before = await self.store.version()
+        good = service("good")
+        await self.failure(self.store.write([("insert", "services", good),
+                                             ("update", "services", service("missing"))]), NotFound)
+        self.assertIsNone(await self.store.get("services", good["id"]))
+        self.assertEqual(await self.store.version(), before)
+        stored = await self.store.write([("insert", "services", good), ("upsert", "routes", route(good["id"]))])
+        self.assertEqual(len(stored), 2)
+        self.assertGreater(await self.store.version(), before)
+
+    async def test_version_load(self) -> None:
+        """
+        Every write increases the version; C{load} reads every entity and
+        the version.
+        """
+        v0 = await self.store.version()
+        s = await self.store.insert("services", service("s1"))
+        c = await self.store.insert("consumers", consumer("alice"))
+        v1 = await self.store.version()
+        self.assertGreater(v1, v0)
+        data = await self.store.load()
+        self.assertIsInstance(data, ConfigurationData)
+        self.assertEqual(data.version, v1)
+        self.assertEqual(data.services, (s,))
+        self.assertEqual(data.consumers, (c,))
+
+
+class MemoryStoreContractTests(StoreContractMixin, TestCase):
+    """
+    L{MemoryStore} keeps L{IStore}'s contract.
+    """
+
+    def setUp(self) -> None:
+        self.store = MemoryStore()
+
+    async def test_subscribe(self) -> None:
+        """
+        Subscribers hear each new version until they unsubscribe.
+        """
+        heard: list[int | None] = []
+        unsubscribe = self.store.subscribe(heard.append)
+        await self.store.insert("services", service("s1"))
+        unsubscribe()
+        await self.store.insert("services", service("s2"))
+        self.assertEqual(heard, [1])
+
+
+class PostgresStoreContractTests(StoreContractMixin, StoreTestCase):
+    """
+    L{echogate.store.postgres.PostgresStore} keeps L{IStore}'s contract.
+    """
+
+
+class LateStoreTests(SynchronousTestCase):
+    """
+    The node's store as the Admin API sees it provides L{IStore}.
+    """
+
+    def test_provides(self) -> None:
+        """
+        L{echogate.service._LateStore} provides L{IStore}.
+        """
+        from echogate.service import _LateStore
+
+        class Node:
+            store = None
+
+        self.assertTrue(verifyObject(IStore, _LateStore(Node())))  # type: ignore[arg-type]
