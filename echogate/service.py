@@ -135,7 +135,7 @@ class GatewayService(MultiService):
         from echogate.admin import AdminAPI, NodeInfo
         from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.batching import WriteBatcher
-        from echogate.proxy.channel import HeadLimits
+        from echogate.proxy.heads import HeadLimits
         from echogate.proxy.request import UnparsedRequest
         from echogate.proxy.site import Counters, GatewaySite
         from echogate.settings import connection_limit

@@ -51,6 +51,9 @@ DEFAULTS: dict[str, str] = {
     "real_ip_header": "X-Real-IP",
     "real_ip_recursive": "off",
     "headers_with_underscores": "drop",
+    "dns_resolver": "",
+    "dns_hostsfile": "/etc/hosts",
+    "dns_error_ttl": "1",
 }
 
 HELP: dict[str, str] = {
@@ -94,6 +97,10 @@ HELP: dict[str, str] = {
                          "'off': the last address (nginx's real_ip_recursive).",
     "headers_with_underscores": "Request headers whose names contain '_': 'drop' them, 'reject' the request (400), "
                                 "or 'allow' them.",
+    "dns_resolver": "Name servers for upstream targets' host names, comma-separated ip[:port] (port 53 when "
+                    "absent; [ipv6]:port); empty uses those of /etc/resolv.conf.",
+    "dns_hostsfile": "The hosts file read before the name servers for targets' host names; empty for none.",
+    "dns_error_ttl": "Seconds before a target host name that did not resolve is looked up again.",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
@@ -197,6 +204,9 @@ class Settings:
     real_ip_header: str = "x-real-ip"
     real_ip_recursive: bool = False
     headers_with_underscores: str = "drop"
+    dns_resolver: tuple[str, ...] = ()
+    dns_hostsfile: str = "/etc/hosts"
+    dns_error_ttl: float = 1.0
 
     def public(self) -> dict[str, Any]:
         """
@@ -237,6 +247,9 @@ class Settings:
             "real_ip_header": self.real_ip_header,
             "real_ip_recursive": self.real_ip_recursive,
             "headers_with_underscores": self.headers_with_underscores,
+            "dns_resolver": list(self.dns_resolver),
+            "dns_hostsfile": self.dns_hostsfile,
+            "dns_error_ttl": self.dns_error_ttl,
         }
 
 
@@ -369,6 +382,32 @@ def _server_names(value: str) -> tuple[str, ...]:
     return names
 
 
+def _name_servers(value: str) -> tuple[str, ...]:
+    """
+    C{dns_resolver}'s comma-separated C{ip[:port]} entries, each given back
+    as C{ip:port} (C{[ipv6]:port}), port 53 when absent.
+    """
+    servers = []
+    for entry in _split(value):
+        host, port = entry, "53"
+        if entry.startswith("["):
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                host = ""
+            port = rest[1:] if rest else port
+        elif entry.count(":") == 1:
+            host, _, port = entry.partition(":")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"dns_resolver: {entry!r} is not an ip[:port] ([ipv6]:port)") from None
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"dns_resolver: {entry!r} has a bad port")
+        text = f"[{address}]" if address.version == 6 else str(address)
+        servers.append(f"{text}:{int(port)}")
+    return tuple(servers)
+
+
 def automatic_upstream_client() -> str:
     """
     The upstream client C{upstream_client = auto} means: C{lean}, on every
@@ -455,6 +494,9 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         real_ip_recursive=_one_of("real_ip_recursive", raw["real_ip_recursive"], ("on", "off")) == "on",
         headers_with_underscores=_one_of("headers_with_underscores", raw["headers_with_underscores"],
                                          ("drop", "reject", "allow")),
+        dns_resolver=_name_servers(raw["dns_resolver"]),
+        dns_hostsfile=raw["dns_hostsfile"].strip(),
+        dns_error_ttl=_positive("dns_error_ttl", raw["dns_error_ttl"]),
     )
 
 

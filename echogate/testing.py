@@ -35,9 +35,9 @@ import attrs
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
@@ -46,14 +46,14 @@ from zope.interface import implementer
 from echogate.entities.writes import prepare_insert
 from echogate.errors import BAD_UPSTREAM, ProxyError, SchemaViolation
 from echogate.interfaces import IPluginNode, IUpstreamClient, IUpstreamResponse
+from echogate.pdk.messages import headers_of
 from echogate.proxy.gateway import Gateway, GatewayResource
 from echogate.proxy.request import GatewayRequest
 from echogate.proxy.site import GatewaySite
 from echogate.proxy.snapshot import Snapshot
+from echogate.schema import ENTITY
 from echogate.store.data import ConfigurationData
 from echogate.store.memory import MemoryStore
-from echogate.pdk.messages import headers_of
-from echogate.schema import ENTITY
 from echogate.upstream.hop_by_hop import NOT_END_TO_END, listed_names
 
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"

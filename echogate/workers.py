@@ -124,6 +124,9 @@ class WorkerPool:
             "ECHOGATE_REAL_IP_HEADER": s.real_ip_header,
             "ECHOGATE_REAL_IP_RECURSIVE": "on" if s.real_ip_recursive else "off",
             "ECHOGATE_HEADERS_WITH_UNDERSCORES": s.headers_with_underscores,
+            "ECHOGATE_DNS_RESOLVER": ",".join(s.dns_resolver),
+            "ECHOGATE_DNS_HOSTSFILE": s.dns_hostsfile,
+            "ECHOGATE_DNS_ERROR_TTL": str(s.dns_error_ttl),
             WORKER_OF: str(os.getpid()),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         })

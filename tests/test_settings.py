@@ -127,6 +127,7 @@ class ResolveTests(SynchronousTestCase):
                 "max_headers": "50", "regex_match_timeout": "20", "missing_plugins": "skip",
                 "shutdown_timeout": "0", "admin_token": "s3cret", "admin_server_names": "Admin.Example,gw:8001",
                 "real_ip_header": "X-Forwarded-For", "real_ip_recursive": "on", "headers_with_underscores": "reject",
+                "dns_resolver": "127.0.0.1:5300", "dns_hostsfile": "/h", "dns_error_ttl": "4",
                 }.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
@@ -151,6 +152,8 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual(settings.admin_server_names, ("admin.example", "gw:8001"))
         self.assertEqual((settings.real_ip_header, settings.real_ip_recursive, settings.headers_with_underscores),
                          ("x-forwarded-for", True, "reject"))
+        self.assertEqual((settings.dns_resolver, settings.dns_hostsfile, settings.dns_error_ttl),
+                         (("127.0.0.1:5300",), "/h", 4.0))
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
 
@@ -280,3 +283,61 @@ class BacklogTests(SynchronousTestCase):
 
         self.assertEqual(parse_tcp("tcp:8000")[3], 511)
         self.assertEqual(parse_tcp("tcp:8000:backlog=9")[3], 9)
+
+
+class DNSSettingsTests(SynchronousTestCase):
+    """
+    Kong's C{dns_resolver}, C{dns_hostsfile} and C{dns_error_ttl}.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        By default: the name servers of /etc/resolv.conf, /etc/hosts, and
+        names that did not resolve asked again after a second.
+        """
+        settings = resolve({}, {}, None)
+        self.assertEqual(settings.dns_resolver, ())
+        self.assertEqual(settings.dns_hostsfile, "/etc/hosts")
+        self.assertEqual(settings.dns_error_ttl, 1.0)
+
+    def test_nameServers(self) -> None:
+        """
+        C{dns_resolver} is a comma list of C{ip[:port]}, given back with
+        the port (53 when absent) and IPv6 in brackets.
+        """
+        settings = resolve({"dns_resolver": "127.0.0.1, 10.0.0.2:5353,[::1]:54, ::2"}, {}, None)
+        self.assertEqual(settings.dns_resolver,
+                         ("127.0.0.1:53", "10.0.0.2:5353", "[::1]:54", "[::2]:53"))
+
+    def test_fromEnvironmentAndFile(self) -> None:
+        """
+        The DNS settings come from C{ECHOGATE_DNS_*} and the config file
+        like every other.
+        """
+        path = Path(self.mktemp())
+        path.write_text("dns_hostsfile = /tmp/hosts\ndns_error_ttl = 2.5\n")
+        settings = resolve({}, {"ECHOGATE_DNS_RESOLVER": "192.0.2.1"}, str(path))
+        self.assertEqual(settings.dns_resolver, ("192.0.2.1:53",))
+        self.assertEqual(settings.dns_hostsfile, "/tmp/hosts")
+        self.assertEqual(settings.dns_error_ttl, 2.5)
+        self.assertEqual(resolve({"dns_hostsfile": ""}, {}, None).dns_hostsfile, "")
+
+    def test_badValues(self) -> None:
+        """
+        A name server that is not an IP address, a bad port, and a TTL
+        that is not positive are refused, naming the setting.
+        """
+        for key, value in [("dns_resolver", "dns.example"), ("dns_resolver", "127.0.0.1:0"),
+                           ("dns_resolver", "127.0.0.1:x"), ("dns_resolver", "[::1"),
+                           ("dns_resolver", "[::1]x"), ("dns_resolver", "10.0.0.1:99999"),
+                           ("dns_error_ttl", "0"), ("dns_error_ttl", "soon")]:
+            error = self.assertRaises(ConfigError, resolve, {key: value}, {}, None)
+            self.assertIn(key, str(error), f"row key={key!r} value={value!r}")
+
+    def test_public(self) -> None:
+        """
+        C{GET /} shows the DNS settings.
+        """
+        public = resolve({"dns_resolver": "127.0.0.1"}, {}, None).public()
+        self.assertEqual(public["dns_resolver"], ["127.0.0.1:53"])
+        self.assertEqual(public["dns_hostsfile"], "/etc/hosts")

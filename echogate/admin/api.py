@@ -189,7 +189,7 @@ class AdminAPI:
 
     # -- plumbing -------------------------------------------------------
 
-    @app.handle_errors
+    @app.handle_errors(Exception)  # the bare form's overload in Klein's types is wrong
     def _errors(self, request: IRequest, failure: Failure) -> bytes:
         if failure.check(NotFoundError):
             return json_response(request, NOT_FOUND, 404)
@@ -207,7 +207,7 @@ class AdminAPI:
             _log.failure("on_change failed after a successful write")
 
     async def _find(self, entity: str, key: str) -> dict[str, Any]:
-        record = await self._store.get(entity, key)
+        record: dict[str, Any] | None = await self._store.get(entity, key)
         if record is None:
             raise NotFoundError(key)
         return record

@@ -81,6 +81,9 @@ class BasicAuth(AuthPlugin):
                         description="The realm of the WWW-Authenticate challenge."),
     })
 
+    _check: Callable[[str, str, str, str], Any]
+    _dummy: str
+
     def __init__(self, check: Callable[[str, str, str, str], Any] | None = None):
         object.__setattr__(self, "_check", check if check is not None else PasswordCheck())
         object.__setattr__(self, "_dummy", dummy_hash())
@@ -106,7 +109,7 @@ class BasicAuth(AuthPlugin):
             # Both, whichever authenticates: the other may be another consumer's.
             ctx.upstream.remove_header("proxy-authorization")
             ctx.upstream.remove_header("authorization")
-        for name, header in (("proxy-authorization", proxy_authorization), ("authorization", authorization)):
+        for header in (proxy_authorization, authorization):
             given = parse_basic(header) if header is not None else None
             if given is not None:
                 credential = ctx.credentials.find("basic-auth", given[0])

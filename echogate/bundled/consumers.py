@@ -166,4 +166,5 @@ class AuthPlugin(GatewayPlugin):
         The consumer C{credential} belongs to, from the snapshot.
         """
         reference = credential.get("consumer") or {}
-        return ctx.consumers.by_id(reference.get("id"))
+        consumer: Mapping[str, Any] | None = ctx.consumers.by_id(reference.get("id"))
+        return consumer

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import attrs
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from echogate.bundled.log_record import REDACTION_FIELDS, log_record
@@ -209,7 +210,7 @@ class FileLog(GatewayPlugin):
     @ivar binding: the node, once C{node_service} gave it.
     """
 
-    clock: Any = None
+    clock: IReactorTime | None = None
     writer: LineFileWriter = attrs.field(factory=LineFileWriter)
     binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
@@ -225,8 +226,8 @@ class FileLog(GatewayPlugin):
     })
 
     def _now(self) -> float:
-        clock = self.clock if self.clock is not None else self.binding.node.reactor
-        return clock.seconds()  # type: ignore[no-any-return]
+        clock: IReactorTime = self.clock if self.clock is not None else self.binding.node.reactor
+        return clock.seconds()
 
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
         record = log_record(ctx, self._now(), config["redact_credentials"], config["redact"])

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from echogate.bundled.log_record import REDACTION_FIELDS, log_record
@@ -44,7 +45,7 @@ def _endpoint(value: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "missing host in url" if parts.scheme in ("http", "https") else "unsupported scheme"
     try:
-        parts.port
+        _ = parts.port  # parsed on access: raises for a bad port
     except ValueError:
         return "invalid port number"
     return None
@@ -111,7 +112,7 @@ class BatchQueue:
     @param name: what log lines call this queue (the endpoint).
     """
 
-    def __init__(self, clock: Any, settings: QueueSettings, send: Callable[[list[bytes]], Deferred],
+    def __init__(self, clock: IReactorTime, settings: QueueSettings, send: Callable[[list[bytes]], Deferred],
                  name: str):
         self._clock = clock
         self._settings = settings
@@ -119,7 +120,7 @@ class BatchQueue:
         self.name = name
         self._entries: deque[bytes] = deque()
         self._bytes = 0
-        self._timer: Any = None
+        self._timer: IDelayedCall | None = None
         self._in_flight: list[Deferred] = []
         self._retries: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.dropped = 0
@@ -174,7 +175,7 @@ class BatchQueue:
             timer.cancel()
 
     def _start_batch(self) -> None:
-        batch = []
+        batch: list[bytes] = []
         while self._entries and len(batch) < self._settings.max_batch_size:
             entry = self._entries.popleft()
             self._bytes -= len(entry)
@@ -286,7 +287,7 @@ class HttpLog(GatewayPlugin):
     @ivar binding: the node, once C{node_service} gave it.
     """
 
-    reactor: Any = None
+    reactor: IReactorTime | None = None
     client: Any = None
     queues: HttpLogQueues = attrs.field(factory=HttpLogQueues)
     binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
@@ -312,10 +313,11 @@ class HttpLog(GatewayPlugin):
         **REDACTION_FIELDS,
     }, checks=(_no_double_authorization,))
 
-    def _reactor(self) -> Any:
+    def _reactor(self) -> IReactorTime:
         if self.reactor is not None:
             return self.reactor
-        return self.binding.node.reactor
+        reactor: IReactorTime = self.binding.node.reactor
+        return reactor
 
     def _client(self, config: Mapping[str, Any]) -> Any:
         if self.client is not None:
@@ -364,12 +366,12 @@ class HttpLog(GatewayPlugin):
             headers.setdefault(name, value)
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         url = urlunsplit(parts._replace(netloc=netloc, path=parts.path or "/"))
-        d = self._client(config).request(config["method"], url, data=payload,
+        d: Deferred[Any] = self._client(config).request(config["method"], url, data=payload,
                                          headers={k: [v] for k, v in headers.items()})
         d.addTimeout(config["timeout"] / 1000.0, self._reactor())
 
         def check(response: Any) -> Deferred:
-            body = response.content()
+            body: Deferred[bytes] = response.content()
 
             def judge(content: bytes) -> None:
                 if response.code >= 300:

@@ -28,7 +28,7 @@ import functools
 import json
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeGuard
 
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
@@ -118,7 +118,7 @@ def _prepared_key(algorithm: str, key: str | bytes) -> Any:
     return _ALGORITHMS[algorithm].prepare_key(key)
 
 
-def is_time(value: Any) -> bool:
+def is_time(value: Any) -> TypeGuard[float]:
     """
     Whether C{value}, a decoded claim, is a time: a finite number of
     seconds. Booleans, strings, C{None}, objects, and the C{NaN} and
@@ -250,7 +250,7 @@ class JWTAuth(AuthPlugin):
         material: str | bytes | None
         if algorithm.startswith("HS"):
             material = secret.get("secret")
-            if material is not None and config["secret_is_base64"]:
+            if isinstance(material, str) and config["secret_is_base64"]:
                 try:
                     material = b64decode(material)
                 except BadToken:

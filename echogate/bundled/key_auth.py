@@ -25,10 +25,17 @@ from urllib.parse import urlencode
 from multipart import parse_options_header
 from twisted.internet.defer import Deferred
 
-from echogate.pdk.bodies import parse_body
-from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused, remove_query_arg
+from echogate.bundled.consumers import (
+    UNAUTHORIZED,
+    Authenticated,
+    AuthPlugin,
+    Refused,
+    refused,
+    remove_query_arg,
+)
 from echogate.bundled.log_record import redact_in_logs
 from echogate.errors import GatewayError
+from echogate.pdk.bodies import parse_body
 from echogate.schema import Array, Boolean, Record, String
 
 NO_KEY = "No API key found in request"
@@ -158,7 +165,7 @@ class KeyAuth(AuthPlugin):
         """
         The body is read in access only to look for the key there.
         """
-        return config["key_in_body"]
+        return bool(config["key_in_body"])
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> Deferred | None:
         """

@@ -176,7 +176,8 @@ def response_size(ctx: Any) -> int:
     """
     The response's size on the wire (status line, headers, body).
     """
-    return _head_size(ctx.response.get_headers(), len("HTTP/1.1 200 OK")) + ctx.bytes_sent
+    sent: int = ctx.bytes_sent
+    return _head_size(ctx.response.get_headers(), len("HTTP/1.1 200 OK")) + sent
 
 
 def _redacted_headers(headers: dict[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:

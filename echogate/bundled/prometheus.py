@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from echogate.bundled.log_record import latencies, request_size, response_size
@@ -81,7 +82,7 @@ class Prometheus(GatewayPlugin):
     @ivar binding: the node, once C{node_service} gave it.
     """
 
-    clock: Any = None
+    clock: IReactorTime | None = None
     metrics: GatewayMetrics = attrs.field(factory=GatewayMetrics)
     binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
@@ -99,8 +100,8 @@ class Prometheus(GatewayPlugin):
     })
 
     def _now(self) -> float:
-        clock = self.clock if self.clock is not None else self.binding.node.reactor
-        return clock.seconds()  # type: ignore[no-any-return]
+        clock: IReactorTime = self.clock if self.clock is not None else self.binding.node.reactor
+        return clock.seconds()
 
     def node_service(self, node: IPluginNode) -> None:
         """

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from typing import Any, Mapping
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 
 from echogate.interfaces import IPluginNode
 from echogate.plugin import GatewayPlugin, NodeBinding
@@ -259,7 +260,7 @@ class ProxyCache(GatewayPlugin):
     @ivar binding: the node, once C{node_service} gave it.
     """
 
-    clock: Any = None
+    clock: IReactorTime | None = None
     dictionaries: CacheDictionaries = attrs.field(factory=CacheDictionaries)
     binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
@@ -300,8 +301,8 @@ class ProxyCache(GatewayPlugin):
     })
 
     def _now(self) -> float:
-        clock = self.clock if self.clock is not None else self.binding.node.reactor
-        return clock.seconds()  # type: ignore[no-any-return]
+        clock: IReactorTime = self.clock if self.clock is not None else self.binding.node.reactor
+        return clock.seconds()
 
     def node_service(self, node: IPluginNode) -> None:
         """
@@ -347,7 +348,7 @@ class ProxyCache(GatewayPlugin):
     @staticmethod
     def _stale(entry: CachedResponse, age: float, cc: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
         if not config["cache_control"]:
-            return age > config["cache_ttl"]
+            return bool(age > config["cache_ttl"])
         max_age = cc.get("max-age")
         if isinstance(max_age, int) and age > max_age:
             return True
@@ -393,12 +394,13 @@ class ProxyCache(GatewayPlugin):
         if response.get_header("set-cookie") is not None:
             return None
         if not config["cache_control"]:
-            return config["cache_ttl"]
+            ttl: float = config["cache_ttl"]
+            return ttl
         cc = _directives(response.get_header("cache-control"))
         if cc.get("private") or cc.get("no-store") or cc.get("no-cache"):
             return None
-        ttl = _resource_ttl(cc)
-        return ttl if ttl > 0 else None
+        fresh = _resource_ttl(cc)
+        return fresh if fresh > 0 else None
 
     def body_filter(self, ctx: Any, config: Mapping[str, Any], chunk: bytes) -> None:
         state = ctx.plugin

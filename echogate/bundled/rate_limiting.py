@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from echogate.bundled.ratelimit_policies import (
@@ -103,16 +104,16 @@ class RateLimitStores:
         self.cluster_batched: dict[float, BatchedPolicy] = {}
         self.redis: dict[tuple[RedisSettings, float], Any] = {}
         self.dsn: str | None = None
-        self.reactor: Any = None
+        self.reactor: IReactorTime | None = None
 
-    def attach(self, reactor: Any, dsn: str | None) -> None:
+    def attach(self, reactor: IReactorTime, dsn: str | None) -> None:
         """
         Use the node's database for the cluster policy (none: C{None}).
         """
         self.reactor = reactor
         self.dsn = dsn
 
-    def cluster_policy(self, reactor: Any, sync_rate: float) -> BatchedPolicy:
+    def cluster_policy(self, reactor: IReactorTime, sync_rate: float) -> BatchedPolicy:
         """
         The cluster policy syncing every C{sync_rate} seconds.
 
@@ -128,7 +129,7 @@ class RateLimitStores:
                 reactor, PostgresCounters(reactor, self.dsn), interval=interval, name="cluster counters")
         return policy
 
-    def redis_policy(self, reactor: Any, settings: RedisSettings, sync_rate: float) -> Any:
+    def redis_policy(self, reactor: IReactorTime, settings: RedisSettings, sync_rate: float) -> Any:
         """
         The redis policy for this Redis: exact (sync_rate -1) or batched.
         """
@@ -155,7 +156,7 @@ class RateLimitStores:
 
 
 class _CountersService(Service):
-    def __init__(self, stores: RateLimitStores, reactor: Any, dsn: str | None):
+    def __init__(self, stores: RateLimitStores, reactor: IReactorTime, dsn: str | None):
         self._stores = stores
         self._reactor = reactor
         self._dsn = dsn
@@ -183,7 +184,8 @@ def _identifier(ctx: Any, config: Mapping[str, Any]) -> str:
     elif limit_by == "path":
         if ctx.request.path == config["path"]:
             identifier = ctx.request.path
-    return identifier or ctx.request.client_ip
+    client_ip: str = ctx.request.client_ip
+    return identifier or client_ip
 
 
 @attrs.frozen
@@ -199,7 +201,7 @@ class RateLimiting(GatewayPlugin):
     @ivar binding: the node, once C{node_service} gave it.
     """
 
-    reactor: Any = None
+    reactor: IReactorTime | None = None
     stores: RateLimitStores = attrs.field(factory=RateLimitStores)
     binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
@@ -236,10 +238,11 @@ class RateLimiting(GatewayPlugin):
                                         " redis (-1: every request, exact)."),
     }, checks=(at_least_one_of(*PERIODS), _periods_ordered, _required_with, _sync_rate))
 
-    def _reactor(self) -> Any:
+    def _reactor(self) -> IReactorTime:
         if self.reactor is not None:
             return self.reactor
-        return self.binding.node.reactor
+        reactor: IReactorTime = self.binding.node.reactor
+        return reactor
 
     def _policy(self, config: Mapping[str, Any]) -> Any:
         policy = config["policy"]

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
@@ -90,7 +91,7 @@ class IRateLimitPolicy(Interface):
     Counts requests per identifier and period.
     """
 
-    def consume(identifier: str, limits: Mapping[str, float], now: float) -> Any:
+    def consume(identifier: str, limits: Mapping[str, float], now: float) -> Any:  # noqa: N805 (an Interface)
         """
         Count one request unless a limit is reached; return (or fire with)
         a L{Usage}. Raise (or fail with) L{StoreUnavailable}.
@@ -102,7 +103,7 @@ class ICounterStore(Interface):
     Counters shared by every node (PostgreSQL, Redis).
     """
 
-    def add(increments: Sequence[tuple[CounterKey, int, int]]) -> Deferred:
+    def add(increments: Sequence[tuple[CounterKey, int, int]]) -> Deferred:  # noqa: N805 (an Interface)
         """
         Add each C{(key, amount, expires_at)} and fire with C{{key: total}}
         (the counter's value after the addition, every node's counts
@@ -174,7 +175,7 @@ class BatchedPolicy:
         is down.
     """
 
-    def __init__(self, clock: Any, store: Any, interval: float = 0.1, retry_interval: float = 1.0,
+    def __init__(self, clock: IReactorTime, store: ICounterStore, interval: float = 0.1, retry_interval: float = 1.0,
                  name: str = "counters"):
         self._clock = clock
         self._store = store
@@ -183,7 +184,7 @@ class BatchedPolicy:
         self._name = name
         self._counters: dict[CounterKey, _Counter] = {}
         self._flushing: Deferred | None = None
-        self._timer: Any = None
+        self._timer: IDelayedCall | None = None
         self._down: str | None = None
         self._retry_at = 0.0
         self._stopped = False
@@ -241,10 +242,22 @@ class BatchedPolicy:
                 self._synced()
                 return succeed(None)
             self._flushing = syncing
-            syncing.addBoth(lambda r: (self._synced(), r)[1])
-        waiter: Deferred = Deferred()
-        self._flushing.addBoth(lambda r: (waiter.callback(None), r)[1])
+            syncing.addBoth(self._passing_synced)
+        waiter: Deferred[None] = Deferred()
+
+        def wake(result: object) -> object:
+            waiter.callback(None)
+            return result
+
+        self._flushing.addBoth(wake)
         return waiter
+
+    def _passing_synced(self, result: object) -> object:
+        """
+        L{_synced}, then C{result} passed on (the sync's outcome).
+        """
+        self._synced()
+        return result
 
     def _synced(self) -> None:
         self._flushing = None
@@ -307,7 +320,7 @@ class PostgresCounters:
     deleted about once a minute.
     """
 
-    def __init__(self, reactor: Any, dsn: str, timeout: float = 2.0):
+    def __init__(self, reactor: IReactorTime, dsn: str, timeout: float = 2.0):
         from echogate.store.pgclient import BoundedPool, Deadlines
 
         self._reactor = reactor
@@ -353,7 +366,7 @@ class PostgresCounters:
         except DatabaseUnavailable as e:
             raise StoreUnavailable(e.message) from None
         except Exception as e:
-            raise StoreUnavailable(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            raise StoreUnavailable(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
 
     def close(self) -> Deferred:
         self._pool.close()

@@ -12,11 +12,12 @@ per request.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -95,7 +96,7 @@ class RedisClient:
     connection.
     """
 
-    def __init__(self, reactor: Any, settings: RedisSettings, retry_delay: float = 0.5):
+    def __init__(self, reactor: IReactorTime, settings: RedisSettings, retry_delay: float = 0.5):
         self._reactor = reactor
         self._settings = settings
         self._retry_delay = retry_delay
@@ -162,7 +163,7 @@ class RedisClient:
         self._connecting = None
         waiters, self._waiters = self._waiters, []
         if isinstance(result, Failure):
-            self._failed(result.value)
+            self._failed(cast(BaseException, result.value))  # a Failure always holds one
             for waiter in waiters:
                 waiter.errback(result)
             return
@@ -170,7 +171,7 @@ class RedisClient:
         for waiter in waiters:
             waiter.callback(result)
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: BaseException) -> None:
         if self._reactor.seconds() >= self._retry_at:
             _log.error("rate-limiting: Redis at {where} failed: {why}", where=self._where(), why=_why(error))
         self._retry_at = self._reactor.seconds() + self._retry_delay

@@ -107,7 +107,7 @@ class RequestTermination(GatewayPlugin):
         """
         Only an echo shows the body.
         """
-        return config["echo"]
+        return bool(config["echo"])
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
         trigger = config["trigger"]

@@ -129,7 +129,8 @@ def _parse_term(tokens: list[tuple[str, str]], index: int) -> tuple[Term, int]:
     rest = tokens[index + 1:index + 4]
     if len(rest) >= 2 and rest[0] == ("punct", ".") and rest[1][0] == "name":
         return Lookup(text, rest[1][1]), index + 3
-    if len(rest) == 3 and rest[0] == ("punct", "[") and rest[2] == ("punct", "]") and rest[1][0] in ("string", "number"):
+    if len(rest) == 3 and rest[0] == ("punct", "[") and rest[2] == ("punct", "]") \
+            and rest[1][0] in ("string", "number"):
         key: str | int = _unquote(rest[1][1]) if rest[1][0] == "string" else int(rest[1][1])
         return Lookup(text, key), index + 4
     raise TemplateError(f"{text} must be followed by .name or [\"name\"]")

@@ -22,8 +22,11 @@ from echogate.store.data import ConfigurationData
 class Snapshot:
     """
     One compiled configuration: the router, the plugin index, and the
-    consumers and credentials (an L{echogate.pdk.credentials.CredentialIndex}).
-    Never changed; a configuration change builds a new one.
+    consumers and credentials (an L{echogate.pdk.credentials.CredentialIndex}),
+    and the records of load balancing as stored (C{upstreams}, C{targets},
+    C{target_health_overrides}), which the node's
+    L{echogate.balancer.Balancers} is updated from when the snapshot is
+    swapped in. Never changed; a configuration change builds a new one.
     """
 
     version: int
@@ -31,6 +34,9 @@ class Snapshot:
     plugins: Any
     rewrite_steps: tuple[Any, ...]
     credentials: Any = None
+    upstreams: tuple[dict[str, Any], ...] = ()
+    targets: tuple[dict[str, Any], ...] = ()
+    target_health_overrides: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def build(cls, data: ConfigurationData, plugins: Mapping[str, Any],
@@ -63,6 +69,9 @@ class Snapshot:
             plugins=index,
             rewrite_steps=index.global_steps.rewrite_steps,
             credentials=CredentialIndex.build(data),
+            upstreams=data.upstreams,
+            targets=data.targets,
+            target_health_overrides=data.target_health_overrides,
         )
 
 
@@ -104,6 +113,9 @@ class LiveConfiguration:
     logged at once and then every C{missing_interval} seconds; with
     C{"skip"}, a warning after each load.
 
+    L{on_switch} callbacks are called, on the reactor thread, with each
+    new snapshot once it is current.
+
     @ivar missing_plugins: C{"refuse"} or C{"skip"} (see L{Snapshot.build}).
     """
 
@@ -139,6 +151,15 @@ class LiveConfiguration:
         self._riders: list[tuple[int, Deferred]] = []
         self._unsubscribe: Any = None
         self._checker: LoopingCall | None = None
+        self._switched: list[Callable[[Snapshot], object]] = []
+
+    def on_switch(self, callback: Callable[[Snapshot], object]) -> None:
+        """
+        Call C{callback(snapshot)} each time a new snapshot becomes
+        L{current} (not for the empty one made at construction). What it
+        raises is logged, and the snapshot stays current.
+        """
+        self._switched.append(callback)
 
     def reload(self) -> Deferred:
         """
@@ -199,6 +220,11 @@ class LiveConfiguration:
 
         def built(snapshot: Snapshot, data: ConfigurationData) -> None:
             self.current = snapshot
+            for callback in list(self._switched):
+                try:
+                    callback(snapshot)
+                except Exception:
+                    self._log.failure("a configuration switch callback failed")
             self._settle_later()
             self._watch_missing(snapshot)
 

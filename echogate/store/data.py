@@ -23,6 +23,11 @@ class ConfigurationData:
     @ivar consumers: consumer records.
     @ivar keyauth_credentials: key-auth credentials (and so on for the
         other credential entities of L{echogate.entities.credentials}).
+    @ivar upstreams: upstream records (L{echogate.entities.upstreams}).
+    @ivar targets: target records (each names its C{upstream}).
+    @ivar target_health_overrides: the health set through the Admin API
+        (L{echogate.admin.health.health_override}), one per target and
+        address.
     """
 
     version: int
@@ -34,3 +39,6 @@ class ConfigurationData:
     basicauth_credentials: tuple[dict[str, Any], ...] = ()
     jwt_secrets: tuple[dict[str, Any], ...] = ()
     acls: tuple[dict[str, Any], ...] = ()
+    upstreams: tuple[dict[str, Any], ...] = ()
+    targets: tuple[dict[str, Any], ...] = ()
+    target_health_overrides: tuple[dict[str, Any], ...] = ()

@@ -42,6 +42,9 @@ UNIQUE: Mapping[str, tuple[str, ...]] = {
     "basicauth_credentials": ("username",),
     "jwt_secrets": ("key",),
     "acls": (),
+    "upstreams": ("name",),
+    "targets": (),
+    "target_health_overrides": (),
 }
 
 #: entity -> the fields C{get} accepts besides the id.
@@ -54,6 +57,9 @@ ENDPOINT_KEYS: Mapping[str, tuple[str, ...]] = {
     "basicauth_credentials": ("username",),
     "jwt_secrets": ("key",),
     "acls": (),
+    "upstreams": ("name",),
+    "targets": (),
+    "target_health_overrides": (),
 }
 
 #: entity -> foreign key field -> (referenced entity, on delete).
@@ -70,6 +76,12 @@ FOREIGN: Mapping[str, Mapping[str, tuple[str, str]]] = {
     "basicauth_credentials": {"consumer": ("consumers", "cascade")},
     "jwt_secrets": {"consumer": ("consumers", "cascade")},
     "acls": {"consumer": ("consumers", "cascade")},
+    "upstreams": {},
+    "targets": {"upstream": ("upstreams", "cascade")},
+    "target_health_overrides": {
+        "upstream": ("upstreams", "cascade"),
+        "target": ("targets", "cascade"),
+    },
 }
 
 #: entity -> the fields that are unique together (a plugin's name within
@@ -77,6 +89,8 @@ FOREIGN: Mapping[str, Mapping[str, tuple[str, str]]] = {
 UNIQUE_TOGETHER: Mapping[str, tuple[str, ...]] = {
     "plugins": ("name", "service", "route", "consumer"),
     "acls": ("consumer", "group"),
+    "targets": ("upstream", "target"),
+    "target_health_overrides": ("target", "address"),
 }
 
 #: The tables L{MemoryStore.load} reads (L{ConfigurationData}'s fields).

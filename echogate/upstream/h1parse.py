@@ -10,7 +10,9 @@ C{bytes.split}, the complete header lines at hand are checked for control
 characters in one C{bytes.translate}, header names already seen need no
 check, and bodies are handed on as slices. Only an unfinished line is kept
 between two calls of L{ResponseParser.feed_data}; a line is reported when
-it is complete (C{on_status} once, with the whole reason phrase).
+it is complete (C{on_status} once, with the whole reason phrase). The
+rules of each line, and what the framing headers mean, are in
+L{echogate.upstream.h1syntax}.
 
 Where it knowingly differs from llhttp (strict mode):
 
@@ -45,20 +47,17 @@ from __future__ import annotations
 
 from typing import Any
 
-#: The longest status, header, trailer or chunk-size line, its CRLF
-#: included; an unfinished line is an error as soon as it is longer.
-MAX_LINE = 80 * 1024
-
-#: The largest Content-Length accepted.
-MAX_CONTENT_LENGTH = 2 ** 63
-
-
-class HTTPParseError(Exception):
-    """
-    The response is not well-formed HTTP/1.1 (or is one llhttp's strict
-    mode rejects); the parser that raised it is unusable.
-    """
-
+from echogate.upstream.h1syntax import (
+    HEX,
+    MAX_CONTENT_LENGTH,
+    MAX_LINE,
+    NAMES,
+    TEXT,
+    Framing,
+    HTTPParseError,
+    check_line,
+    check_name,
+)
 
 # Parser states.
 _START = 0  # before a response: CR and LF are skipped, as llhttp does
@@ -72,58 +71,6 @@ _CHUNK_LF = 7
 _TRAILERS = 8
 _UNTIL_CLOSE = 9
 _DEAD = 10
-
-# What is allowed in a reason phrase, a header value and a chunk extension:
-# HTAB, SP, visible ASCII and obs-text (0x80-0xFF); not the other control
-# characters. Checks delete these with bytes.translate and look at what is
-# left: quicker than a compiled pattern, on PyPy (twice) and on CPython.
-_TEXT = bytes([9]) + bytes(range(32, 127)) + bytes(range(128, 256))
-_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_HEX = b"0123456789ABCDEFabcdef"
-
-# Header names: not one of the following, or one that frames the body or
-# says whether the connection stays.
-_PLAIN = 0
-_CONTENT_LENGTH = 1
-_TRANSFER_ENCODING = 2
-_CONNECTION = 3
-_KINDS = {b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
-          b"connection": _CONNECTION}
-
-#: Header names already checked (they are tokens), as sent, and their kind:
-#: the same few names come in every response. Shared by all parsers; it
-#: stops growing at L{_NAMES_MAX} names.
-_NAMES: dict[bytes, int] = {}
-_NAMES_MAX = 2048
-
-
-def _check_line(line: bytes) -> None:
-    """
-    Check one header or trailer line, without its CRLF, for control
-    characters and length.
-
-    @raise HTTPParseError: It is bad.
-    """
-    if line.translate(None, _TEXT):
-        raise HTTPParseError("control character in a header line: %r" % (line[:100],))
-    if len(line) + 2 > MAX_LINE:
-        raise HTTPParseError("line too long")
-
-
-def _check_name(name: bytes) -> int:
-    """
-    Check a header name not seen before, and remember it.
-
-    @param name: The name, as sent.
-    @return: Its kind (C{_PLAIN}, C{_CONTENT_LENGTH}, ...).
-    @raise HTTPParseError: It is not a token.
-    """
-    if not name or name.translate(None, _TOKEN):
-        raise HTTPParseError("invalid header name: %r" % (name[:100],))
-    kind = _KINDS.get(name.lower(), _PLAIN)
-    if len(_NAMES) < _NAMES_MAX:
-        _NAMES[name] = kind
-    return kind
 
 
 class ResponseParser:
@@ -140,7 +87,7 @@ class ResponseParser:
 
     __slots__ = ("_on_message_begin", "_on_status", "_on_header", "_on_headers_complete", "_on_body",
                  "_on_message_complete", "_state", "_parts", "_parts_length", "_remaining", "_code", "_minor",
-                 "_keep_alive", "_content_length", "_transfer_encoding", "_chunked", "_close", "_keep_alive_token")
+                 "_keep_alive", "_framing")
 
     def __init__(self, protocol: Any):
         """
@@ -158,10 +105,11 @@ class ResponseParser:
         self._parts_length = 0
         # Body (or chunk) bytes still to come.
         self._remaining = 0
-        # The current response (the framing ones are reset when it begins).
+        # The current response (its framing is made anew when it begins).
         self._code = 0
         self._minor = 1
         self._keep_alive = False
+        self._framing = Framing()
 
     def get_status_code(self) -> int:
         """
@@ -224,8 +172,7 @@ class ResponseParser:
                         self._state = _START
                         return
                     byte = data[pos]
-                self._content_length = -1
-                self._transfer_encoding = self._chunked = self._close = self._keep_alive_token = False
+                self._framing = Framing()
                 self._keep_alive = False
                 state = _STATUS
                 if self._on_message_begin is not None:
@@ -250,7 +197,7 @@ class ResponseParser:
                 state = _HEADERS
                 if eol > pos + 12:  # a reason, maybe empty
                     reason = data[pos + 13:eol]
-                    if reason.translate(None, _TEXT):
+                    if reason.translate(None, TEXT):
                         raise HTTPParseError("invalid reason phrase: %r" % (reason[:100],))
                     if self._on_status is not None:
                         self._on_status(reason)
@@ -276,25 +223,25 @@ class ResponseParser:
                         if stop == 1:
                             break
                     block = data[pos:stop]
-                    bad = len(block) > MAX_LINE or len(block.translate(None, _TEXT)) != 2 * block.count(b"\r\n")
+                    bad = len(block) > MAX_LINE or len(block.translate(None, TEXT)) != 2 * block.count(b"\r\n")
                     lines = block.split(b"\r\n")
                     lines.pop()  # after the last CRLF
                     pos = stop
-                    names = _NAMES
+                    names = NAMES
                     if state == _HEADERS:
                         on_header = self._on_header
                         for line in lines:
                             if bad:
-                                _check_line(line)
+                                check_line(line)
                             name, colon, value = line.partition(b":")
                             if not colon:
                                 raise HTTPParseError("header line without a colon: %r" % (line[:100],))
                             kind = names.get(name)
                             if kind is None:
-                                kind = _check_name(name)
+                                kind = check_name(name)
                             value = value.strip(b" \t")
                             if kind:
-                                self._framing(kind, value)
+                                self._framing.take(kind, value)
                             if on_header is not None:
                                 on_header(name, value)
                     else:
@@ -302,12 +249,12 @@ class ResponseParser:
                         # use for them.
                         for line in lines:
                             if bad:
-                                _check_line(line)
+                                check_line(line)
                             name, colon, value = line.partition(b":")
                             if not colon:
                                 raise HTTPParseError("trailer line without a colon: %r" % (line[:100],))
                             if name not in names:
-                                _check_name(name)
+                                check_name(name)
                 if last < 0:
                     break
                 pos = stop + 2
@@ -343,8 +290,8 @@ class ResponseParser:
                 semi = data.find(b";", pos, eol)
                 stop = semi if semi >= 0 else eol
                 digits = data[pos:stop]
-                if (not 0 < stop - pos <= 16 or digits.translate(None, _HEX) or eol + 2 - pos > MAX_LINE
-                        or (semi >= 0 and data[semi + 1:eol].translate(None, _TEXT))):
+                if (not 0 < stop - pos <= 16 or digits.translate(None, HEX) or eol + 2 - pos > MAX_LINE
+                        or (semi >= 0 and data[semi + 1:eol].translate(None, TEXT))):
                     raise HTTPParseError("invalid chunk size line: %r" % (data[pos:min(eol, pos + 100)],))
                 self._remaining = int(digits, 16)
                 state = _CHUNK_DATA if self._remaining else _TRAILERS
@@ -378,53 +325,6 @@ class ResponseParser:
             self._parts_length = end - pos
         self._state = state
 
-    def _framing(self, kind: int, value: bytes) -> None:
-        """
-        Take in a header that frames the body or says whether the
-        connection stays.
-
-        @param kind: C{_CONTENT_LENGTH}, C{_TRANSFER_ENCODING} or
-            C{_CONNECTION}.
-        @param value: Its value, without surrounding whitespace.
-        @raise HTTPParseError: It is invalid, or conflicts with another.
-        """
-        if kind == _CONTENT_LENGTH:
-            if self._transfer_encoding:
-                raise HTTPParseError("Content-Length with Transfer-Encoding")
-            if self._content_length >= 0:
-                # Any second Content-Length is rejected, even one with the
-                # same value (llhttp's strict mode does the same).
-                raise HTTPParseError("duplicate Content-Length")
-            if not value.isdigit():  # ASCII digits only; not empty
-                raise HTTPParseError("invalid Content-Length: %r" % (value[:100],))
-            if len(value) > 19 and len(value.lstrip(b"0")) > 19:
-                raise HTTPParseError("Content-Length too large")
-            length = int(value)
-            if length > MAX_CONTENT_LENGTH:
-                raise HTTPParseError("Content-Length too large")
-            self._content_length = length
-        elif kind == _TRANSFER_ENCODING:
-            if self._content_length >= 0:
-                raise HTTPParseError("Transfer-Encoding with Content-Length")
-            if not value:
-                raise HTTPParseError("empty Transfer-Encoding")
-            self._transfer_encoding = True
-            # Several headers make one list: the last coding counts.
-            self._chunked = value == b"chunked" or value.rpartition(b",")[2].strip(b" \t").lower() == b"chunked"
-        else:  # _CONNECTION
-            lower = value.lower()
-            if lower == b"close":
-                self._close = True
-            elif lower == b"keep-alive":
-                self._keep_alive_token = True
-            else:
-                for token in lower.split(b","):
-                    token = token.strip(b" \t")
-                    if token == b"close":
-                        self._close = True
-                    elif token == b"keep-alive":
-                        self._keep_alive_token = True
-
     def _head_done(self) -> int:
         """
         The empty line after the headers: work out the body's framing and
@@ -434,18 +334,19 @@ class ResponseParser:
         @return: The next state.
         """
         code = self._code
+        framing = self._framing
         if code < 200 or code == 204 or code == 304:
             state = _START  # no body (after a 1xx, the next head)
-        elif self._transfer_encoding:
-            state = _CHUNK_SIZE if self._chunked else _UNTIL_CLOSE
-        elif self._content_length > 0:
+        elif framing.transfer_encoding:
+            state = _CHUNK_SIZE if framing.chunked else _UNTIL_CLOSE
+        elif framing.content_length > 0:
             state = _LENGTH
-            self._remaining = self._content_length
-        elif self._content_length == 0:
+            self._remaining = framing.content_length
+        elif framing.content_length == 0:
             state = _START
         else:
             state = _UNTIL_CLOSE
-        self._keep_alive = state != _UNTIL_CLOSE and (not self._close if self._minor else self._keep_alive_token)
+        self._keep_alive = state != _UNTIL_CLOSE and (not framing.close if self._minor else framing.keep_alive)
         if self._on_headers_complete is not None:
             self._on_headers_complete()
         if state == _START and self._on_message_complete is not None:

@@ -28,6 +28,10 @@ HOP_BY_HOP = frozenset(
 #: hop-by-hop ones, and Content-Length (the body's length travels apart).
 NOT_END_TO_END = HOP_BY_HOP | {b"content-length"}
 
+# Connection header values that name no end-to-end header.
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
+
+
 def listed_names(values: Iterable[bytes]) -> set[bytes]:
     """
     The header names a Connection header's values list (lower case).
@@ -64,4 +68,42 @@ def copy_end_to_end(source: Headers, skip: frozenset[bytes] | set[bytes] = HOP_B
     return out
 
 
-__all__ = ["HOP_BY_HOP", "NOT_END_TO_END", "listed_names", "connection_tokens", "copy_end_to_end"]
+def split_response_head(raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int | None, bool, bool]:
+    """
+    Split a parsed response head's header lines into those that go on to
+    the client and what the others say of the body.
+
+    @param raw: The header lines, as received (a parser has checked the
+        framing ones: one valid Content-Length, not with
+        Transfer-Encoding).
+    @return: The end-to-end lines (without L{NOT_END_TO_END} names or the
+        names a Connection header lists), in order; the Content-Length (or
+        C{None}); whether there was a Transfer-Encoding; whether an
+        end-to-end Via line is among them.
+    """
+    pairs: list[tuple[bytes, bytes]] = []
+    add = pairs.append
+    length: int | None = None
+    chunked = via = False
+    listed: set[bytes] = set()
+    for pair in raw:
+        lower = pair[0].lower()
+        if lower in NOT_END_TO_END:  # framing or hop-by-hop: not passed on
+            if lower == b"content-length":
+                length = int(pair[1])
+            elif lower == b"transfer-encoding":
+                chunked = True
+            elif lower == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
+                listed = listed_names(value for n, value in raw if n.lower() == b"connection")
+            continue
+        if lower == b"via":
+            via = True
+        add(pair)
+    if listed:
+        pairs = [pair for pair in pairs if pair[0].lower() not in listed]
+        via = via and b"via" not in listed
+    return pairs, length, chunked, via
+
+
+__all__ = ["HOP_BY_HOP", "NOT_END_TO_END", "listed_names", "connection_tokens", "copy_end_to_end",
+           "split_response_head"]

@@ -176,7 +176,8 @@ class TargetEndpointTests(UpstreamsTestCase):
         POST normalises the target, adds port 8000, and links the upstream from the path.
         """
         created = await self.ok("POST", "/upstreams/svc.test/targets", 201,
-                                data={"target": "::1", "weight": "5", "upstream": "00000000-0000-4000-8000-000000000001"})
+                                data={"target": "::1", "weight": "5",
+                                      "upstream": "00000000-0000-4000-8000-000000000001"})
         self.assertEqual((created["target"], created["weight"], created["upstream"]),
                          ("[0000:0000:0000:0000:0000:0000:0000:0001]:8000", 5, {"id": self.up["id"]}))
 
@@ -237,7 +238,8 @@ class TargetEndpointTests(UpstreamsTestCase):
         put = await self.ok("PUT", f"/upstreams/svc.test/targets/{created['id']}", json={"target": "b.test"})
         self.assertEqual((put["target"], put["weight"]), ("b.test:8000", 0))
         answer = await self.gw.admin("PATCH", f"/upstreams/svc.test/targets/{created['id']}", json={"target": "a b"})
-        self.assertEqual(answer.json()["fields"], {"target": "Invalid target ('a b'); not a valid hostname or ip address"})
+        self.assertEqual(answer.json()["fields"],
+                         {"target": "Invalid target ('a b'); not a valid hostname or ip address"})
 
     async def test_delete(self) -> None:
         """

@@ -114,7 +114,8 @@ class UpstreamValidationTests(SynchronousTestCase):
         self.assertEqual(self.fields({"healthchecks": {"active": {"concurrency": 0}}}),
                          {"healthchecks": {"active": {"concurrency": "value should be between 1 and 2147483648"}}})
         self.assertEqual(self.fields({"healthchecks": {"passive": {"unhealthy": {"timeouts": 256}}}}),
-                         {"healthchecks": {"passive": {"unhealthy": {"timeouts": "value should be between 0 and 255"}}}})
+                         {"healthchecks": {"passive": {"unhealthy": {
+                             "timeouts": "value should be between 0 and 255"}}}})
         self.assertEqual(self.fields({"healthchecks": {"threshold": 101}}),
                          {"healthchecks": {"threshold": "value should be between 0 and 100"}})
         self.assertEqual(self.fields({"healthchecks": {"active": {"type": "udp"}}}),
@@ -126,7 +127,8 @@ class UpstreamValidationTests(SynchronousTestCase):
         """
         self.assertEqual(self.fields({"hash_on_header": "a b"}), {
             "hash_on_header": "bad header name 'a b', allowed characters are A-Z, a-z, 0-9, '_', and '-'"})
-        self.assertIn("contains one or more invalid characters", self.fields({"hash_on_cookie": "a=b"})["hash_on_cookie"])
+        self.assertIn("contains one or more invalid characters",
+                      self.fields({"hash_on_cookie": "a=b"})["hash_on_cookie"])
         self.assertEqual(self.fields({"hash_on_cookie_path": "x"}), {"hash_on_cookie_path": "should start with: /"})
         self.assertEqual(self.fields({"healthchecks": {"active": {"https_sni": "1.2.3.4"}}}),
                          {"healthchecks": {"active": {"https_sni": "must not be an IP"}}})

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from echogate.proxy.channel import HeadLimits, head_error
+from echogate.proxy.heads import HeadLimits, head_error
 from echogate.proxy.site import GatewaySite
 
 

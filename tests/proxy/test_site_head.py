@@ -13,7 +13,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from echogate.proxy.channel import GatewayChannel, simple_head
+from echogate.proxy.channel import GatewayChannel
+from echogate.proxy.heads import simple_head
 from echogate.proxy.site import GatewaySite
 from tests.proxy.test_site import _Pending
 

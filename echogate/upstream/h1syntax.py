@@ -1,0 +1,186 @@
+"""
+The syntax of an HTTP/1.1 response head as L{echogate.upstream.h1parse}
+checks it: the limits on lines and on Content-Length, the characters of
+text, tokens and chunk sizes, header names (checked once, then known), and
+what the values of the headers that frame a body or keep a connection
+mean. The parser's state machine is in L{echogate.upstream.h1parse}; this
+module has no state but the shared cache of header names.
+"""
+from __future__ import annotations
+
+#: The longest status, header, trailer or chunk-size line, its CRLF
+#: included; an unfinished line is an error as soon as it is longer.
+MAX_LINE = 80 * 1024
+
+#: The largest Content-Length accepted.
+MAX_CONTENT_LENGTH = 2 ** 63
+
+
+class HTTPParseError(Exception):
+    """
+    The response is not well-formed HTTP/1.1 (or is one llhttp's strict
+    mode rejects); the parser that raised it is unusable.
+    """
+
+
+#: What is allowed in a reason phrase, a header value and a chunk
+#: extension: HTAB, SP, visible ASCII and obs-text (0x80-0xFF); not the
+#: other control characters. Checks delete these with C{bytes.translate}
+#: and look at what is left: quicker than a compiled pattern, on PyPy
+#: (twice) and on CPython.
+TEXT = bytes([9]) + bytes(range(32, 127)) + bytes(range(128, 256))
+#: The characters of a token (a header name).
+TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: The digits of a chunk size.
+HEX = b"0123456789ABCDEFabcdef"
+
+#: The kind of a header name: not one of the following, or one that frames
+#: the body or says whether the connection stays.
+PLAIN = 0
+CONTENT_LENGTH = 1
+TRANSFER_ENCODING = 2
+CONNECTION = 3
+_KINDS = {b"content-length": CONTENT_LENGTH, b"transfer-encoding": TRANSFER_ENCODING,
+          b"connection": CONNECTION}
+
+#: Header names already checked (they are tokens), as sent, and their kind:
+#: the same few names come in every response. Shared by all parsers; it
+#: stops growing at L{NAMES_MAX} names.
+NAMES: dict[bytes, int] = {}
+NAMES_MAX = 2048
+
+
+def check_line(line: bytes) -> None:
+    """
+    Check one header or trailer line, without its CRLF, for control
+    characters and length.
+
+    @raise HTTPParseError: It is bad.
+    """
+    if line.translate(None, TEXT):
+        raise HTTPParseError("control character in a header line: %r" % (line[:100],))
+    if len(line) + 2 > MAX_LINE:
+        raise HTTPParseError("line too long")
+
+
+def check_name(name: bytes) -> int:
+    """
+    Check a header name not seen before, and remember it in L{NAMES}.
+
+    @param name: The name, as sent.
+    @return: Its kind (L{PLAIN}, L{CONTENT_LENGTH}, ...).
+    @raise HTTPParseError: It is not a token.
+    """
+    if not name or name.translate(None, TOKEN):
+        raise HTTPParseError("invalid header name: %r" % (name[:100],))
+    kind = _KINDS.get(name.lower(), PLAIN)
+    if len(NAMES) < NAMES_MAX:
+        NAMES[name] = kind
+    return kind
+
+
+def content_length(value: bytes) -> int:
+    """
+    The length a Content-Length value gives.
+
+    @param value: The value, without surrounding whitespace.
+    @raise HTTPParseError: It is not ASCII digits, or it is above
+        L{MAX_CONTENT_LENGTH}.
+    """
+    if not value.isdigit():  # ASCII digits only; not empty
+        raise HTTPParseError("invalid Content-Length: %r" % (value[:100],))
+    if len(value) > 19 and len(value.lstrip(b"0")) > 19:
+        raise HTTPParseError("Content-Length too large")
+    length = int(value)
+    if length > MAX_CONTENT_LENGTH:
+        raise HTTPParseError("Content-Length too large")
+    return length
+
+
+def ends_chunked(value: bytes) -> bool:
+    """
+    Whether a Transfer-Encoding value's last coding is C{chunked} (several
+    headers make one list: the last coding counts).
+
+    @param value: The value, not empty, without surrounding whitespace.
+    """
+    return value == b"chunked" or value.rpartition(b",")[2].strip(b" \t").lower() == b"chunked"
+
+
+def connection_options(value: bytes) -> tuple[bool, bool]:
+    """
+    What a Connection header value says of the connection.
+
+    @param value: The value, without surrounding whitespace.
+    @return: Whether it has the C{close} token, and whether it has the
+        C{keep-alive} token.
+    """
+    lower = value.lower()
+    if lower == b"close":
+        return True, False
+    if lower == b"keep-alive":
+        return False, True
+    close = keep_alive = False
+    for token in lower.split(b","):
+        token = token.strip(b" \t")
+        if token == b"close":
+            close = True
+        elif token == b"keep-alive":
+            keep_alive = True
+    return close, keep_alive
+
+
+class Framing:
+    """
+    What the headers of one response head said of its framing and of its
+    connection, taken in header by header (L{take}).
+
+    @ivar content_length: The Content-Length, or C{-1} without one.
+    @ivar transfer_encoding: Whether there was a Transfer-Encoding header.
+    @ivar chunked: Whether its last coding is C{chunked}.
+    @ivar close: Whether a Connection header has the C{close} token.
+    @ivar keep_alive: Whether a Connection header has the C{keep-alive}
+        token.
+    """
+
+    __slots__ = ("content_length", "transfer_encoding", "chunked", "close", "keep_alive")
+
+    def __init__(self) -> None:
+        self.content_length = -1
+        self.transfer_encoding = self.chunked = self.close = self.keep_alive = False
+
+    def take(self, kind: int, value: bytes) -> None:
+        """
+        Take in a header that frames the body or says whether the
+        connection stays.
+
+        @param kind: L{CONTENT_LENGTH}, L{TRANSFER_ENCODING} or
+            L{CONNECTION}.
+        @param value: Its value, without surrounding whitespace.
+        @raise HTTPParseError: It is invalid, or conflicts with another.
+        """
+        if kind == CONTENT_LENGTH:
+            if self.transfer_encoding:
+                raise HTTPParseError("Content-Length with Transfer-Encoding")
+            if self.content_length >= 0:
+                # Any second Content-Length is rejected, even one with the
+                # same value (llhttp's strict mode does the same).
+                raise HTTPParseError("duplicate Content-Length")
+            self.content_length = content_length(value)
+        elif kind == TRANSFER_ENCODING:
+            if self.content_length >= 0:
+                raise HTTPParseError("Transfer-Encoding with Content-Length")
+            if not value:
+                raise HTTPParseError("empty Transfer-Encoding")
+            self.transfer_encoding = True
+            self.chunked = ends_chunked(value)
+        else:  # CONNECTION
+            close, keep_alive = connection_options(value)
+            if close:
+                self.close = True
+            if keep_alive:
+                self.keep_alive = True
+
+
+__all__ = ["HTTPParseError", "MAX_LINE", "MAX_CONTENT_LENGTH", "Framing", "check_line", "check_name",
+           "content_length", "ends_chunked", "connection_options"]
