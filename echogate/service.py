@@ -78,11 +78,14 @@ class PluginNode:
     @ivar dsn: the node's PostgreSQL DSN (the embedded server's when none
         was configured).
     @ivar node_id: this node's id.
+    @ivar balancers: the node's L{echogate.balancer.Balancers} (the health
+        of upstreams' targets, read by the prometheus plugin), or C{None}.
     """
 
     reactor: IReactorTime
     dsn: str | None
     node_id: str
+    balancers: Any = None
 
     def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
@@ -128,11 +131,49 @@ class GatewayService(MultiService):
         worker_of = os.environ.get("ECHOGATE_WORKER_OF")
         self.is_worker = worker_of is not None
         self._parent = int(worker_of) if worker_of else None
+        self._make_balancers()
+
+    # -- load balancing -------------------------------------------------------
+
+    def _make_balancers(self) -> None:
+        """
+        The node's load balancers (L{balancers}), with their DNS resolver
+        (C{dns_resolver}, C{dns_hostsfile}, C{dns_error_ttl}), their
+        active health checks' probe, and the Admin API's health overrides
+        (L{echogate.balancer.overrides.HealthOverrides}); they follow the
+        live configuration once it starts (L{_configuration_switched}).
+        """
+        from echogate.balancer import Balancers, TargetResolver, make_resolver
+        from echogate.balancer.overrides import HealthOverrides
+        from echogate.balancer.probe import Prober
+
+        settings = self.settings
+        self.prober = Prober(self._reactor)
+        self.resolver = TargetResolver(
+            make_resolver(settings.dns_resolver, settings.dns_hostsfile or None, self._reactor),
+            self._reactor, error_ttl=settings.dns_error_ttl)
+        #: The node's L{echogate.balancer.Balancers}: one balancer per
+        #: upstream of the current configuration.
+        self.balancers = Balancers(self._reactor, self.resolver, self.prober)
+        self.health_overrides = HealthOverrides(self.balancers)
+        # After the balancers' own watcher rebuilt them: overrides of
+        # addresses that were not resolved yet.
+        self.resolver.watch(lambda name: self.health_overrides.retry())
+
+    def _configuration_switched(self, snapshot: Any) -> None:
+        """
+        A new configuration snapshot is current: rebuild the balancers
+        from its upstreams and targets, then apply its new health
+        overrides.
+        """
+        self.balancers.update(snapshot.upstreams, snapshot.targets)
+        self.health_overrides.update(snapshot.target_health_overrides)
 
     # -- listeners ------------------------------------------------------------
 
     def _factories(self) -> tuple[Any, Any]:
         from echogate.admin import AdminAPI, NodeInfo
+        from echogate.admin.health import BalancerHealth
         from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.batching import WriteBatcher
         from echogate.proxy.heads import HeadLimits
@@ -198,6 +239,7 @@ class GatewayService(MultiService):
             ready=self._readiness,
             token=self.settings.admin_token,
             server_names=self.settings.admin_server_names,
+            health=BalancerHealth(self.balancers),
         )
         if not self.is_worker:
             from echogate.settings import exposure_warnings
@@ -352,7 +394,9 @@ class GatewayService(MultiService):
                                                             regex_timeout=self.settings.regex_match_timeout),
                                       settle=self._settle_heap if self._settle is not None else None,
                                       missing_plugins=self.settings.missing_plugins)
+        self.live.on_switch(self._configuration_switched)
         await self.live.start()
+        self.balancers.start()
         await self._init_plugins()
         for _, _, port in self._ports:
             if hasattr(port, "startReading"):
@@ -401,7 +445,8 @@ class GatewayService(MultiService):
 
     async def _init_plugins(self) -> None:
         index = self.live.current.plugins
-        node = PluginNode(reactor=self._reactor, dsn=self.store.dsn, node_id=self.node_id)
+        node = PluginNode(reactor=self._reactor, dsn=self.store.dsn, node_id=self.node_id,
+                          balancers=self.balancers)
         for name, plugin in self.plugins.items():
             # The node first: init and every phase may use its reactor.
             node_service = getattr(plugin, "node_service", None)
@@ -443,6 +488,7 @@ class GatewayService(MultiService):
         def after_drain(_: Any) -> Deferred:
             if self.live is not None:
                 self.live.stop()
+            self.balancers.stop()
             return DeferredList([maybeDeferred(super(GatewayService, self).stopService), self._close_ports()])
 
         d = drained.addCallback(after_drain)
@@ -452,6 +498,7 @@ class GatewayService(MultiService):
                 await self.workers.stop()
             if self.upstream is not None:
                 await self.upstream.close()
+            await self.prober.close()
             if self.store is not None:
                 await maybeDeferred(self.store.stop)
             if self.embedded is not None:

@@ -24,6 +24,14 @@ Each plugin's C{node_service(node)} hook is called with a L{HarnessNode}
 (C{gateway.node}) whose reactor is the harness's C{Clock} and whose
 C{run_in_thread} runs in line (or as C{run_in_thread=} says), so a plugin's
 timers move only when the test advances C{gateway.clock}.
+
+With C{store=} (any L{echogate.interfaces.IStore}, such as
+L{MemoryStore}) the harness keeps its configuration there: it writes its
+service, route, entities and plugin configs into the store, serves what
+C{store.load()} returns, and loads again whenever the store's
+C{subscribe} callback fires, as a node does.
+
+@since: 0.1.0
 """
 from __future__ import annotations
 
@@ -36,8 +44,10 @@ from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
@@ -45,7 +55,7 @@ from zope.interface import implementer
 
 from echogate.entities.writes import prepare_insert
 from echogate.errors import BAD_UPSTREAM, ProxyError, SchemaViolation
-from echogate.interfaces import IPluginNode, IUpstreamClient, IUpstreamResponse
+from echogate.interfaces import IPluginNode, IStore, IUpstreamClient, IUpstreamResponse
 from echogate.pdk.messages import headers_of
 from echogate.proxy.gateway import Gateway, GatewayResource
 from echogate.proxy.request import GatewayRequest
@@ -56,9 +66,20 @@ from echogate.store.data import ConfigurationData
 from echogate.store.memory import MemoryStore
 from echogate.upstream.hop_by_hop import NOT_END_TO_END, listed_names
 
+#: The harness's service's id.
+#:
+#: @since: 0.1.0
 SERVICE_ID = "00000000-0000-4000-8000-000000000001"
+#: The harness's route's id.
+#:
+#: @since: 0.1.0
 ROUTE_ID = "00000000-0000-4000-8000-000000000002"
+#: The harness node's id (L{HarnessNode.node_id}).
+#:
+#: @since: 0.1.0
 NODE_ID = "00000000-0000-4000-8000-000000000003"
+
+_log = Logger(namespace="echogate.testing")
 
 
 def run_inline(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
@@ -67,6 +88,8 @@ def run_inline(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
     default C{run_in_thread}.
 
     @return: a Deferred of its result (or of its failure).
+
+    @since: 0.1.0
     """
     return maybeDeferred(f, *args, **kwargs)
 
@@ -79,9 +102,11 @@ class HarnessNode:
     hooks: the harness's clock, no database, and work meant for the
     thread pool run by C{runner} (L{run_inline} unless the test gives
     its own, e.g. one that holds the calls until the test fires them).
+
+    @since: 0.1.0
     """
 
-    reactor: Clock
+    reactor: IReactorTime
     node_id: str = NODE_ID
     dsn: str | None = None
     runner: Callable[..., Any] = run_inline
@@ -97,6 +122,8 @@ class HarnessNode:
 class UpstreamRequestSeen:
     """
     A request as the fake upstream received it.
+
+    @since: 0.1.0
     """
 
     method: str
@@ -124,6 +151,8 @@ class UpstreamAnswer:
         the upstream (its C{BodyStreamer} pauses it while an asynchronous
         C{body_filter} works and when the client does not keep up). The
         length is unknown unless C{headers} has a Content-Length.
+
+    @since: 0.1.0
     """
 
     status: int = 200
@@ -139,6 +168,8 @@ class UpstreamAnswer:
 def echo_upstream(request: UpstreamRequestSeen) -> UpstreamAnswer:
     """
     The default fake upstream: answers 200 with the request it saw as JSON.
+
+    @since: 0.1.0
     """
     body = json.dumps({"method": request.method, "path": request.path,
                        "headers": {k: v for k, v in request.headers.items()},
@@ -150,6 +181,8 @@ def echo_upstream(request: UpstreamRequestSeen) -> UpstreamAnswer:
 class HarnessResponse:
     """
     A response the gateway sent to the client.
+
+    @since: 0.1.0
     """
 
     status: int
@@ -318,6 +351,8 @@ class FunctionUpstream:
     An upstream that calls C{handler(UpstreamRequestSeen)}; the handler
     returns an L{UpstreamAnswer} (or a Deferred of one), or raises to make
     the gateway answer 502.
+
+    @since: 0.1.0
     """
 
     def __init__(self, handler: Callable[[UpstreamRequestSeen], Any]):
@@ -347,7 +382,7 @@ class FunctionUpstream:
         L{echogate.upstream.interfaces.IUpstreamClient.send}).
         """
         d = self.request(service, method, target, headers, body)
-        d.addCallbacks(callback, errback, args, None, args)
+        d.addCallbacks(callback, errback, callbackArgs=args, errbackArgs=args)
         return d
 
     def close(self) -> Deferred:
@@ -454,6 +489,15 @@ class GatewayHarness:
         (a new C{Clock} by default).
     @param run_in_thread: how the plugins' node (L{HarnessNode}) runs
         work meant for its thread pool: in line by default.
+    @param store: where the configuration lives, any L{IStore} (such as
+        L{MemoryStore}); C{None} (the default): nowhere, the harness
+        serves its records as it made them. With a store, the harness
+        writes its service, route, C{entities} and plugin configs into it
+        (one C{write} of upserts), serves a snapshot of what
+        C{store.load()} returns, and loads again each time the store's
+        C{subscribe} callback fires (a change written by the test, or by
+        L{set_entities}). Until the first load answers it serves its own
+        records. A failed load is logged (trial then fails the test).
     @raise SchemaViolation: if C{route} or C{service} has a field the Admin
         API would refuse (the message names it).
 
@@ -461,13 +505,19 @@ class GatewayHarness:
         C{node_service(node)} hook, at construction.
     @ivar services: the services those hooks returned, started; L{stop}
         stops them.
+    @ivar loading: with a store, a Deferred of the latest load (firing
+        with C{None} once its snapshot is served); without one, a fired
+        Deferred.
+
+    @since: 0.1.0
     """
 
     def __init__(self, plugins: Iterable[Any], configs: Sequence[tuple] = (),
                  upstream: Callable[[UpstreamRequestSeen], Any] | IUpstreamClient = echo_upstream,
                  route: Mapping[str, Any] | None = None, service: Mapping[str, Any] | None = None,
                  clock: Clock | None = None, run_in_thread: Callable[..., Any] | None = None,
-                 entities: Mapping[str, Sequence[Mapping[str, Any]]] | None = None):
+                 entities: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                 store: IStore | None = None):
         from echogate.registry import check_plugin
 
         self.plugins = {p.name: p for p in plugins}
@@ -497,16 +547,64 @@ class GatewayHarness:
         self._data = ConfigurationData(version=1, services=(service_record,), routes=(route_record,),
                                        plugins=tuple(records))
         self.snapshot = Snapshot.build(self._data, self.plugins)
-        if entities:
-            self.set_entities(entities)
-        self.upstream: Any = upstream if IUpstreamClient.providedBy(upstream) else FunctionUpstream(upstream)
+        self._store = store
+        self._served_version = -1
+        self._stored_ids: dict[str, list[str]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self.loading: Deferred[None] = succeed(None)
+        if store is None:
+            if entities:
+                self.set_entities(entities)
+        else:
+            stored = self._complete(entities or {})
+            self._stored_ids = {name: [r["id"] for r in rs] for name, rs in stored.items()}
+            operations: list[tuple[str, str, Mapping[str, Any]]] = [
+                ("upsert", "services", service_record), ("upsert", "routes", route_record)]
+            operations += [("upsert", name, r) for name, rs in stored.items() for r in rs]
+            operations += [("upsert", "plugins", r) for r in records]
+            self._unsubscribe = store.subscribe(self._store_changed)
+            self.loading = store.write(operations).addCallback(lambda _: self._load())
+            self.loading.addErrback(self._load_failed)
+        if IUpstreamClient.providedBy(upstream):
+            self.upstream: IUpstreamClient = upstream
+        else:
+            self.upstream = FunctionUpstream(upstream)
         self.gateway = Gateway(clock=self.clock, snapshot=lambda: self.snapshot, upstream=self.upstream)
         self.site = GatewaySite(GatewayResource(self.gateway), reactor=self.clock)
 
+    def _load(self) -> Deferred[None]:
+        """
+        Read the store's configuration and serve it (unless a newer one is
+        served already: loads may answer out of order).
+        """
+        assert self._store is not None
+        return self._store.load().addCallback(self._serve)
+
+    def _serve(self, data: ConfigurationData) -> None:
+        if data.version < self._served_version:
+            return
+        self._served_version = data.version
+        self._data = data
+        self.snapshot = Snapshot.build(data, self.plugins, previous=self.snapshot)
+
+    def _store_changed(self, version: int | None) -> None:
+        """
+        The store's C{subscribe} callback: load again.
+        """
+        self.loading = self._load()
+        self.loading.addErrback(self._load_failed)
+
+    def _load_failed(self, failure: Failure) -> None:
+        _log.failure("the harness could not load its store's configuration", failure)
+
     def stop(self) -> Deferred:
         """
-        Stop the plugins' services (L{services}), as a node stops them.
+        Stop the plugins' services (L{services}), as a node stops them, and
+        stop following the store.
         """
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
         return maybeDeferred(self.services.stopService)
 
     def _entity(self, what: str, collection: str, default: dict[str, Any],
@@ -543,24 +641,47 @@ class GatewayHarness:
                                   now=max(1, int(self.clock.seconds())), new_id=str(uuid.uuid4()))
         return credentials.on_write(collection, complete, fields)
 
+    def _complete(self, entities: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        return {name: [self.stored(name, r) for r in records] for name, records in entities.items()}
+
     def set_entities(self, entities: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, list[dict]]:
         """
         Store these entities (by collection, replacing that collection's
-        earlier ones) and serve them from the next request on.
+        earlier ones) and serve them from the next request on. With a
+        store, the earlier ones the harness wrote are deleted there and
+        the new ones written (one C{write}); they are served once the
+        store's notification has been loaded (at once with a
+        L{MemoryStore}).
 
         @return: the stored records, by collection.
         """
-        stored = {name: [self.stored(name, r) for r in records] for name, records in entities.items()}
-        self._data = attrs.evolve(self._data, version=self._data.version + 1,
-                                  **{name: tuple(records) for name, records in stored.items()})
-        self.snapshot = Snapshot.build(self._data, self.plugins)
+        stored = self._complete(entities)
+        if self._store is None:
+            self._data = attrs.evolve(self._data, version=self._data.version + 1,
+                                      **{name: tuple(records) for name, records in stored.items()})
+            self.snapshot = Snapshot.build(self._data, self.plugins)
+            return stored
+        for name, records in stored.items():
+            kept = [r["id"] for r in records]
+            for old in self._stored_ids.get(name, []):
+                if old not in kept:
+                    self._store.delete(name, old).addErrback(self._load_failed)
+            self._stored_ids[name] = kept
+        writes: list[tuple[str, str, Mapping[str, Any]]] = [
+            ("upsert", name, r) for name, rs in stored.items() for r in rs]
+        self._store.write(writes).addErrback(self._load_failed)
         return stored
 
     @property
     def upstream_requests(self) -> list[UpstreamRequestSeen]:
         """
         Every request the fake upstream received, oldest first.
+
+        @raise AttributeError: the harness was given an L{IUpstreamClient}
+            rather than a handler.
         """
+        if not isinstance(self.upstream, FunctionUpstream):
+            raise AttributeError("upstream_requests: the harness's upstream is not a FunctionUpstream")
         return self.upstream.seen
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
@@ -573,12 +694,12 @@ class GatewayHarness:
         """
         captured: list[GatewayRequest] = []
 
-        def factory(*a: Any, **kw: Any) -> GatewayRequest:
-            request = GatewayRequest(*a, **kw)
-            captured.append(request)
-            return request
+        class CapturedRequest(GatewayRequest):
+            def __init__(self, *a: Any, **kw: Any) -> None:
+                super().__init__(*a, **kw)
+                captured.append(self)
 
-        self.site.requestFactory = factory
+        self.site.requestFactory = CapturedRequest
         protocol = self.site.buildProtocol(IPv4Address("TCP", client_ip, 40000))
         transport = _ClientTransport(peerAddress=IPv4Address("TCP", client_ip, 40000),
                                     hostAddress=IPv4Address("TCP", "127.0.0.1", 8000))
@@ -616,3 +737,7 @@ class GatewayHarness:
             return r
 
         return outcome.addBoth(cleanup)
+
+
+__all__ = ["GatewayHarness", "HarnessResponse", "UpstreamAnswer", "UpstreamRequestSeen", "FunctionUpstream",
+           "echo_upstream", "ROUTE_ID", "SERVICE_ID", "HarnessNode", "NODE_ID", "run_inline", "MemoryStore"]

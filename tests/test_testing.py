@@ -5,25 +5,30 @@ test with.
 from __future__ import annotations
 
 import gc
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ResponseDone
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from echogate.bundled.header_echo import HeaderEcho
 from echogate.entities.writes import prepare_insert
 from echogate.errors import ProxyError, SchemaViolation
+from echogate.interfaces import IStore
 from echogate.registry import PluginLoadError
 from echogate.schema import Record
 from echogate.schema.fields import Integer, String
+from echogate.store.data import ConfigurationData
 from echogate.testing import (
     ROUTE_ID,
     SERVICE_ID,
     GatewayHarness,
     HarnessResponse,
+    MemoryStore,
     UpstreamAnswer,
     UpstreamRequestSeen,
     _FakeResponse,
@@ -655,3 +660,185 @@ class BodyProducerTests(SynchronousTestCase):
         """
         recorder = self.deliver([b"a", b"b"], on_data=lambda transport, data: transport.stopProducing())
         self.assertEqual(recorder.events, [b"a", ("returned", b"a"), ConnectionLost])
+
+
+@implementer(IStore)
+class _HeldStore:
+    """
+    An L{IStore} double that answers nothing until the test says so: it
+    records the writes, and each C{load()} is a Deferred the test fires
+    with the L{ConfigurationData} it wants.
+    """
+
+    def __init__(self) -> None:
+        self.writes: list[list[tuple[str, str, Any]]] = []
+        self.loads: list[Deferred[ConfigurationData]] = []
+        self.subscribers: list[Callable[[int | None], object]] = []
+
+    def write(self, operations: list[tuple[str, str, Mapping[str, Any]]]) -> Deferred[list[dict[str, Any]]]:
+        self.writes.append(list(operations))
+        return succeed([dict(record) for _, _, record in operations])
+
+    def load(self) -> Deferred[ConfigurationData]:
+        d: Deferred[ConfigurationData] = Deferred()
+        self.loads.append(d)
+        return d
+
+    def subscribe(self, callback: Callable[[int | None], object]) -> Callable[[], None]:
+        self.subscribers.append(callback)
+        return lambda: self.subscribers.remove(callback)
+
+    def notify(self, version: int | None) -> None:
+        for callback in list(self.subscribers):
+            callback(version)
+
+    def insert(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+        raise NotImplementedError()
+
+    update = upsert = insert
+
+    def delete(self, entity: str, id: str) -> Deferred[bool]:
+        raise NotImplementedError()
+
+    def get(self, entity: str, key: str) -> Deferred[dict[str, Any] | None]:
+        raise NotImplementedError()
+
+    def page(self, entity: str, size: int, offset: str | None = None, tags: Iterable[str] | None = None,
+             tags_any: bool = False, where: Mapping[str, Any] | None = None,
+             ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+        raise NotImplementedError()
+
+    def version(self) -> Deferred[int]:
+        raise NotImplementedError()
+
+
+def _echoed(harness: GatewayHarness) -> str | None:
+    """
+    What the harness answers in X-Response-Echo to a request with
+    C{X-Request-Echo: hi} (C{None} when the header-echo plugin did not run).
+    """
+    response: HarnessResponse = TestCase().successResultOf(
+        harness.request("GET", "/", headers={"X-Request-Echo": "hi"}))
+    return response.header("X-Response-Echo")
+
+
+class HarnessStoreTests(SynchronousTestCase):
+    """
+    L{GatewayHarness} with C{store=} keeps its configuration in that store
+    and serves what the store loads.
+    """
+
+    def test_doubleProvidesIStore(self) -> None:
+        """
+        The store double of these tests provides L{IStore}.
+        """
+        verifyObject(IStore, _HeldStore())
+
+    def test_recordsWritten(self) -> None:
+        """
+        The harness writes its service, route, entities and plugin
+        configs into a L{MemoryStore}, which validates them.
+        """
+        store = MemoryStore()
+        GatewayHarness([HeaderEcho()], configs=[("header-echo", {})], store=store,
+                       entities={"consumers": [{"username": "alice"}]})
+        self.assertEqual(list(store.tables["services"]), [SERVICE_ID])
+        self.assertEqual(list(store.tables["routes"]), [ROUTE_ID])
+        self.assertEqual([p["name"] for p in store.tables["plugins"].values()], ["header-echo"])
+        self.assertEqual([c["username"] for c in store.tables["consumers"].values()], ["alice"])
+
+    def test_servesLoaded(self) -> None:
+        """
+        Requests see what C{store.load()} returned: a plugin config
+        written into the store by the test applies from the next request.
+        """
+        store = MemoryStore()
+        harness = GatewayHarness([HeaderEcho()], store=store)
+        self.assertIsNone(_echoed(harness))
+        record = harness.stored("plugins", {"name": "header-echo", "config": {}})
+        self.successResultOf(store.insert("plugins", record))
+        self.assertEqual(_echoed(harness), "hi")
+        self.assertEqual(harness.snapshot, harness.snapshot)
+        self.successResultOf(store.delete("plugins", record["id"]))
+        self.assertIsNone(_echoed(harness))
+
+    def test_setEntitiesWritesToStore(self) -> None:
+        """
+        L{GatewayHarness.set_entities} replaces the collection's earlier
+        records in the store.
+        """
+        store = MemoryStore()
+        harness = GatewayHarness([], store=store, entities={"consumers": [{"username": "alice"}]})
+        harness.set_entities({"consumers": [{"username": "bob"}]})
+        self.assertEqual([c["username"] for c in store.tables["consumers"].values()], ["bob"])
+        consumers = harness.snapshot.credentials.consumers
+        self.assertEqual((consumers.get("alice"), consumers.get("bob")["username"]), (None, "bob"))
+
+    def test_waitsForLoad(self) -> None:
+        """
+        Until the store's first load answers, the harness serves its own
+        records; then it serves the loaded ones.
+        """
+        store = _HeldStore()
+        harness = GatewayHarness([HeaderEcho()], store=store)
+        self.assertEqual([[(op, entity) for op, entity, _ in ops] for ops in store.writes],
+                         [[("upsert", "services"), ("upsert", "routes")]])
+        self.assertNoResult(harness.loading)
+        self.assertIsNone(_echoed(harness))
+        [load] = store.loads
+        load.callback(self.data(harness, version=3, echo=True))
+        self.successResultOf(harness.loading)
+        self.assertEqual(_echoed(harness), "hi")
+
+    def test_reloadsOnNotification(self) -> None:
+        """
+        Each call of the store's C{subscribe} callback loads again; a load
+        that answers after a newer one is not served.
+        """
+        store = _HeldStore()
+        harness = GatewayHarness([HeaderEcho()], store=store)
+        store.loads[0].callback(self.data(harness, version=1, echo=False))
+        store.notify(2)
+        store.notify(None)
+        self.assertEqual(len(store.loads), 3)
+        store.loads[2].callback(self.data(harness, version=3, echo=True))
+        self.assertEqual(_echoed(harness), "hi")
+        store.loads[1].callback(self.data(harness, version=2, echo=False))
+        self.assertEqual(_echoed(harness), "hi")
+
+    def test_stopUnsubscribes(self) -> None:
+        """
+        L{GatewayHarness.stop} stops following the store.
+        """
+        store = _HeldStore()
+        harness = GatewayHarness([], store=store)
+        self.successResultOf(harness.stop())
+        self.assertEqual(store.subscribers, [])
+
+    def test_failedLoadLogged(self) -> None:
+        """
+        A load that fails is logged (so trial fails the test that made it).
+        """
+        store = _HeldStore()
+        harness = GatewayHarness([], store=store)
+        store.loads[0].errback(RuntimeError("database gone"))
+        self.successResultOf(harness.loading)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def data(self, harness: GatewayHarness, version: int, echo: bool) -> ConfigurationData:
+        """
+        The harness's service and route as a store would load them, with
+        a global header-echo config if C{echo}.
+        """
+        service, route = (ops[2] for ops in store_writes(harness))
+        plugins = (harness.stored("plugins", {"name": "header-echo", "config": {}}),) if echo else ()
+        return ConfigurationData(version=version, services=(service,), routes=(route,), plugins=plugins)
+
+
+def store_writes(harness: GatewayHarness) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """
+    The operations of the harness's first write to its L{_HeldStore}.
+    """
+    store = harness._store
+    assert isinstance(store, _HeldStore)
+    return store.writes[0]

@@ -13,8 +13,11 @@ upstream.
 """
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from typing import Any, Mapping, Protocol, Sequence
+
+from echogate.balancer import Balancers, split_target
 
 __all__ = [
     "HEALTHY",
@@ -23,6 +26,7 @@ __all__ = [
     "DNS_ERROR",
     "HealthView",
     "HealthchecksOff",
+    "BalancerHealth",
     "health_override",
     "with_health",
     "OVERRIDES",
@@ -97,6 +101,77 @@ class HealthchecksOff:
         """
         return {"health": HEALTHCHECKS_OFF, "balancer_health": HEALTHY,
                 "id": upstream["id"], "details": None}
+
+
+def _dns(host: str, addresses: Sequence[Mapping[str, Any]], port: int) -> str:
+    """
+    Kong's C{dns} of a target: the kind of record its addresses came from.
+    """
+    try:
+        return "AAAA" if ipaddress.ip_address(host).version == 6 else "A"
+    except ValueError:
+        pass
+    if any(address["port"] != port for address in addresses):
+        return "SRV"
+    if addresses and all(":" in str(address["ip"]) for address in addresses):
+        return "AAAA"
+    return "A"
+
+
+def _total(addresses: Sequence[Mapping[str, Any]], healthy: bool | None = None) -> float:
+    return sum(address["weight"] for address in addresses
+               if healthy is None or (address["health"] != UNHEALTHY) == healthy)
+
+
+class BalancerHealth:
+    """
+    The L{HealthView} of a node's L{Balancers}: what this node's balancer
+    of an upstream knows of its targets' addresses (resolved, weighted,
+    healthy or not), in Kong's shapes.
+    """
+
+    def __init__(self, balancers: Balancers) -> None:
+        self._balancers = balancers
+
+    def targets_health(self, upstream: Mapping[str, Any],
+                       targets: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+        """
+        See L{HealthView.targets_health}: each target's C{health},
+        C{addresses}, C{host}, C{port}, C{dns}, C{nodeWeight} and
+        C{weight} (C{total}, C{available}, C{unavailable}); a target
+        whose name has not resolved is left out (L{DNS_ERROR}).
+        """
+        balancer = self._balancers.get(str(upstream["id"]))
+        if balancer is None:
+            return None
+        found: dict[str, Any] = {}
+        for item in balancer.health_report():
+            if item["health"] == DNS_ERROR:
+                continue
+            addresses = item["data"]["addresses"]
+            host, port = split_target(str(item.get("target")))
+            total, available = _total(addresses), _total(addresses, True)
+            found[str(item["id"])] = {
+                "health": item["health"], "addresses": addresses, "host": host, "port": port,
+                "dns": _dns(host, addresses, port), "nodeWeight": item.get("weight"),
+                "weight": {"total": total, "available": available,
+                           "unavailable": total - available}}
+        return found
+
+    def balancer_health(self, upstream: Mapping[str, Any]) -> dict[str, Any] | None:
+        """
+        See L{HealthView.balancer_health}: C{health} is
+        L{HEALTHCHECKS_OFF} while no check is on, C{balancer_health}
+        whether the healthy addresses carry the upstream's C{threshold}
+        percent of the weight.
+        """
+        balancer = self._balancers.get(str(upstream["id"]))
+        if balancer is None:
+            return None
+        report = balancer.balancer_health()
+        verdict = HEALTHY if balancer.healthy else UNHEALTHY
+        return {"health": report["balancer_health"], "balancer_health": verdict,
+                "id": upstream["id"], "details": report["details"]}
 
 
 def with_health(target: Mapping[str, Any], found: Mapping[str, Any] | None) -> dict[str, Any]:

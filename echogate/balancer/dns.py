@@ -75,7 +75,7 @@ def make_resolver(servers: Sequence[str] = (), hosts_file: str | None = None,
     """
     A C{twisted.names} resolver from settings: the hosts file first (like
     Kong's C{dns_hostsfile}), then the C{host:port} name servers (Kong's
-    C{dns_resolver}; none means those of C{/etc/resolv.conf}).
+    C{dns_resolver}; none means those of C{/etc/resolv.conf}, read once).
     """
     chain: list[Any] = []
     if hosts_file:
@@ -89,8 +89,12 @@ def make_resolver(servers: Sequence[str] = (), hosts_file: str | None = None,
     if addresses:
         chain.append(client.Resolver(servers=addresses, reactor=reactor, timeout=tuple(timeout)))
     else:
-        chain.append(client.Resolver(resolv="/etc/resolv.conf", reactor=reactor,
-                                     timeout=tuple(timeout)))
+        system = client.Resolver(resolv="/etc/resolv.conf", reactor=reactor, timeout=tuple(timeout))
+        # Read once, at start-up (as Kong does): no timer left to re-read it.
+        rereading = getattr(system, "_parseCall", None)
+        if rereading is not None and rereading.active():
+            rereading.cancel()
+        chain.append(system)
     return resolve.ResolverChain(chain)
 
 

@@ -266,7 +266,7 @@ def log_record(ctx: Any, now: float, redact_credentials: bool = True, redact: It
             "request": times.total,
             "receive": times.receive,
         },
-        "tries": None,
+        "tries": _tries(getattr(ctx, "balancer", None)),
         "authenticated_entity": entity,
         "route": _plain(ctx.route),
         "service": _plain(ctx.service),
@@ -275,6 +275,15 @@ def log_record(ctx: Any, now: float, redact_credentials: bool = True, redact: It
         "started_at": int(ctx.started * 1000),
         "source": _SOURCES.get(response.source or "", "error"),
     }
+
+
+def _tries(balancer: Any) -> list[dict[str, Any]] | None:
+    """
+    Kong's C{tries}: each try of a load-balanced request, or C{None}.
+    """
+    if balancer is None:
+        return None
+    return [dict(attempt) for attempt in balancer.tries]
 
 
 def _plain(value: Any) -> Any:

@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import attrs
-from twisted.internet.interfaces import IReactorTime
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from twisted.internet.interfaces import IReactorTime
 
 from echogate.bundled.log_record import latencies, request_size, response_size
 from echogate.interfaces import IPluginNode

@@ -6,7 +6,7 @@ with its own timeouts and reconnection back-off).
 L{RedisPolicy} (C{sync_rate} -1, the default) checks and counts each
 request in one Lua script, atomically: across any number of nodes, no
 more than the limit is let through in a window. L{RedisCounters} is the
-L{ICounterStore} that L{BatchedPolicy} syncs to when a C{sync_rate} is
+L{ICounterStore} that L{echogate.bundled.ratelimit_policies.BatchedPolicy} syncs to when a C{sync_rate} is
 set, trading that exactness for one Redis call per sync instead of one
 per request.
 """
@@ -253,7 +253,7 @@ class RedisPolicy:
 @implementer(ICounterStore)
 class RedisCounters:
     """
-    Counters in Redis for L{BatchedPolicy} (a C{sync_rate} is set).
+    Counters in Redis for L{echogate.bundled.ratelimit_policies.BatchedPolicy} (a C{sync_rate} is set).
     """
 
     def __init__(self, client: RedisClient):

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 # importable from here too, where the PDK has always had them.
 from echogate.pdk.messages import (ClientRequest, Exit, HeaderEditor, HeaderPairs, ResponseState, UpstreamRequest,
                                    encode_exit_body)
+from echogate.pdk.balancer import BalancerState
 from echogate.pdk.credentials import EMPTY
 
 
@@ -36,7 +37,7 @@ class RequestContext:
 
     __slots__ = ("_request", "request", "started", "shared", "_plugin_state", "_views", "_request_id",
                  "route", "service", "match", "consumer", "credential", "upstream", "response", "exit",
-                 "upstream_started", "upstream_responded", "credentials")
+                 "upstream_started", "upstream_responded", "credentials", "balancer")
 
     def __init__(self, request: Any, client: ClientRequest, started: float, credentials: Any = None):
         self._request = request
@@ -59,6 +60,10 @@ class RequestContext:
         #: The consumers' credentials of the request's configuration
         #: snapshot (an L{echogate.pdk.credentials.CredentialIndex}).
         self.credentials = EMPTY if credentials is None else credentials
+        #: The load balancing of the request (a
+        #: L{echogate.pdk.balancer.BalancerState}), when its service's host
+        #: names an upstream.
+        self.balancer: BalancerState | None = None
 
     @property
     def request_id(self) -> str:
@@ -198,6 +203,15 @@ class PluginContext:
     @property
     def credential(self) -> dict | None:
         return self._ctx.credential
+
+    @property
+    def balancer(self) -> BalancerState | None:
+        """
+        When the service's host names an upstream: the peer the request
+        went to (C{address}, C{port}, C{hostname}, C{target_id}), the try
+        number (C{attempt}) and every try so far (C{tries}); else C{None}.
+        """
+        return self._ctx.balancer
 
     @property
     def request_id(self) -> str:

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.pdk.context import RequestContext, UpstreamRequest
 from echogate.proxy.answers import upstream_head
+from echogate.proxy.balancing import Balanced
 from echogate.proxy.forwarding import upstream_headers
 from echogate.proxy.headers import RequestHeaders
 from echogate.proxy.plan import Step
@@ -282,8 +283,19 @@ class Exchange(Responding):
             target += b"?" + upstream.query.encode("latin-1")
         ctx.upstream_started = self._gateway.clock.seconds()
         body = RequestBody(data=upstream.body) if upstream.body is not None else RequestBody.of_request(self.request)
-        sent = self._gateway.upstream.send(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(),
-                                           body, self.response_received, self._upstream_failed)
+        client: Any = self._gateway.upstream
+        balancers = self._gateway.balancers
+        if balancers is not None:
+            balancer = balancers.get(ctx.service["host"])
+            if balancer is not None:
+                # The service's host names an upstream: its balancer picks
+                # the peer of each try.
+                client = Balanced(balancers, balancer, client, ctx, self._gateway.clock)
+                host_header = balancer.upstream.get("host_header")
+                if host_header and not ctx.route.get("preserve_host"):
+                    upstream.set_header("Host", host_header)
+        sent = client.send(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(),
+                           body, self.response_received, self._upstream_failed)
         if not sent.called:
             self.pending = sent
 

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from echogate.balancer import Balancers
 from echogate.pdk.context import ClientRequest, RequestContext
 from echogate.proxy.exchange import Exchange
 from echogate.proxy.forwarding import TrustedNetworks
@@ -91,12 +92,14 @@ class Gateway:
 
     @param snapshot: returns the current
         L{echogate.proxy.snapshot.Snapshot} (called once per request).
+    @param balancers: the node's load balancers, when it balances
+        (services whose host names an upstream).
     """
 
     def __init__(self, *, clock: IReactorTime, snapshot: Callable[[], Any], upstream: IUpstreamClient,
                  trusted: TrustedNetworks | None = None, counters: Counters | None = None,
                  real_ip_header: str = "x-real-ip", real_ip_recursive: bool = False,
-                 underscores: str = "drop"):
+                 underscores: str = "drop", balancers: Balancers | None = None):
         self.clock = clock
         self._snapshot = snapshot
         self.upstream = upstream
@@ -106,6 +109,8 @@ class Gateway:
         #: Whether header names with underscores go to the service.
         self.underscores_allowed = underscores == "allow"
         self.counters = counters or Counters()
+        #: The node's load balancers (services whose host names an upstream).
+        self.balancers = balancers
 
     def _client_ip(self, request: GatewayRequest, peer: str) -> tuple[str, bool]:
         """

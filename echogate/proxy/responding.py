@@ -23,6 +23,7 @@ from echogate.proxy.streaming import BodyStreamer
 from echogate.upstream.failures import describe
 
 if TYPE_CHECKING:
+    from echogate.balancer import Balancers
     from echogate.proxy.site import Counters
     from echogate.upstream.interfaces import IUpstreamClient
 
@@ -49,6 +50,7 @@ class Shared(typing.Protocol):
 
     clock: IReactorTime
     upstream: "IUpstreamClient"
+    balancers: "Balancers | None"
     counters: "Counters"
     underscores_allowed: bool
 

@@ -1,41 +1,45 @@
 """
 The wire side of echogate's HTTP/1.1 client: one persistent connection to
 a service (L{HTTP11Connection}) writing a request head (and a body in
-memory) in one write and parsing the response strictly, with C{httptools}
-(llhttp) on CPython and L{echogate.upstream.h1parse} elsewhere. The response it
-hands over, whose body arrives with back-pressure, is in
-L{echogate.upstream.response}; the pool, retries and deadlines are in
-L{echogate.upstream.lean}.
+memory) in one write (L{echogate.upstream.h1request}) and parsing the
+response strictly, with C{httptools} (llhttp) on CPython and
+L{echogate.upstream.h1parse} elsewhere. The response it hands over, whose
+body arrives with back-pressure, is in L{echogate.upstream.response}; the
+pool, retries and deadlines are in L{echogate.upstream.lean}.
 """
 from __future__ import annotations
 
-import typing
-from typing import Any
-
 import platform
-from typing import Callable
+import typing
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
+from echogate.upstream.h1request import RequestBody, WireTransport, send_request
+from echogate.upstream.hop_by_hop import split_response_head
 from echogate.upstream.response import DONE, UpstreamResponse
-from echogate.upstream.hop_by_hop import NOT_END_TO_END, listed_names
-
-if platform.python_implementation() == "CPython":
-    from httptools import HttpResponseParser as ResponseParser
-else:
-    # httptools goes through cpyext there, which the JIT cannot see into;
-    # echogate's own parser is pure Python and as strict.
-    from echogate.upstream.h1parse import ResponseParser  # type: ignore[assignment]
 
 #: The response parser class: C{httptools}' (llhttp) on CPython,
 #: L{echogate.upstream.h1parse.ResponseParser} elsewhere (PyPy).
-PARSER: Callable[[Any], Any] = ResponseParser
+PARSER: Callable[[Any], Any]
+if platform.python_implementation() == "CPython":
+    import httptools
 
+    PARSER = httptools.HttpResponseParser
+else:
+    # httptools goes through cpyext there, which the JIT cannot see into;
+    # echogate's own parser is pure Python and as strict.
+    from echogate.upstream import h1parse
+
+    PARSER = h1parse.ResponseParser
+
+_log = Logger(namespace="echogate.upstream")
 
 
 class ConnectionOwner(typing.Protocol):
@@ -48,9 +52,9 @@ class ConnectionOwner(typing.Protocol):
 
     write_batcher: Any
 
-    def _release(self, conn: "HTTP11Connection") -> None: ...
+    def _release(self, conn: HTTP11Connection) -> None: ...
 
-    def _forget(self, conn: "HTTP11Connection") -> None: ...
+    def _forget(self, conn: HTTP11Connection) -> None: ...
 
 
 class ConnectionExchange(typing.Protocol):
@@ -62,20 +66,17 @@ class ConnectionExchange(typing.Protocol):
 
     method: bytes
     target: bytes
-    headers: Any
-    body: Any
+    headers: Headers | list[tuple[bytes, bytes]]
+    body: RequestBody | None
 
     def got_head(self, response: UpstreamResponse) -> None: ...
 
     def lost(self, reason: Failure, stale: bool) -> None: ...
 
+
 #: Response head limits (status line and headers): bytes, header lines.
 MAX_HEAD_BYTES = 65536
 MAX_HEADERS = 100
-
-# Connection header values that name no end-to-end header.
-_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
-_NEEDS_LENGTH = frozenset((b"POST", b"PUT", b"PATCH"))
 
 
 class _HeadTooLarge(Exception):
@@ -84,59 +85,16 @@ class _HeadTooLarge(Exception):
     """
 
 
-class _BodyWriter:
-    """
-    The consumer a request body producer writes to: a list while the
-    producer writes synchronously (sent with the head in one write), then
-    the connection (chunk-framed when the length is unknown).
-    """
-
-    __slots__ = ("_transport", "_chunked", "buffer")
-
-    def __init__(self, transport: Any, chunked: bool, head: bytes):
-        self._transport = transport
-        self._chunked = chunked
-        self.buffer: list[bytes] | None = [head]
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        if self._chunked:
-            data = b"%x\r\n%s\r\n" % (len(data), data)
-        if self.buffer is not None:
-            self.buffer.append(data)
-        else:
-            self._transport.write(data)
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        pass
-
-    def unregisterProducer(self) -> None:
-        pass
-
-
-def _request_head(method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
-                  framing: bytes) -> bytes:
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    if isinstance(headers, Headers):
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                parts += (name, b": ", value, b"\r\n")
-    else:
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
-    parts.append(framing)
-    parts.append(b"\r\n")
-    return b"".join(parts)
-
-
 class HTTP11Connection(Protocol):
     """
     One persistent upstream connection: writes one request at a time and
     parses its response with L{PARSER}.
     """
 
-    def __init__(self, client: ConnectionOwner, key: tuple):
+    #: The transport, as it writes: L{transport}, typed.
+    _wire: WireTransport
+
+    def __init__(self, client: ConnectionOwner, key: tuple[Any, ...]):
         self._client = client
         self._key = key
         self._exchange: ConnectionExchange | None = None
@@ -148,12 +106,13 @@ class HTTP11Connection(Protocol):
         self._aborted = False
         #: When the pool took it back, or C{None} while it is not there.
         self.idle_since: float | None = None
-        self._waiters: list[Deferred] = []
+        self._waiters: list[Deferred[None]] = []
         # A response head parsed but not yet handed to its exchange.
         self._handover: tuple[ConnectionExchange, UpstreamResponse] | None = None
 
     def makeConnection(self, transport: Any) -> None:
-        super().makeConnection(self._client.write_batcher.wrap(transport))
+        self._wire = self._client.write_batcher.wrap(transport)
+        super().makeConnection(self._wire)
 
     # -- one request ----------------------------------------------------------
 
@@ -174,34 +133,13 @@ class HTTP11Connection(Protocol):
         self._keep_alive = False
         self._is_head = exchange.method == b"HEAD"
         self._parser = PARSER(self)
-        body = exchange.body
-        if body is None:
-            framing = b"Content-Length: 0\r\n" if exchange.method in _NEEDS_LENGTH else b""
-            self.transport.write(_request_head(exchange.method, exchange.target, exchange.headers, framing))
-            return
-        producer = body.producer()
-        length = producer.length
-        chunked = length is UNKNOWN_LENGTH
-        framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % length
-        writer = _BodyWriter(self.transport, chunked, _request_head(exchange.method, exchange.target,
-                                                                    exchange.headers, framing))
-        self._producer = producer
-        done = producer.startProducing(writer)
-        if done.called:  # written synchronously: one write for head and body
-            self._producer = None
-            outcome: list = []
-            done.addBoth(outcome.append)
-            if isinstance(outcome[0], Failure):
-                self._lose_before_head(outcome[0])
-                return
-            if chunked:
-                writer.buffer.append(b"0\r\n\r\n")
-            self.transport.write(b"".join(writer.buffer))
-            return
-        self.transport.writeSequence(writer.buffer)
-        writer.buffer = None
-        self.transport.registerProducer(producer, True)
-        done.addBoth(self._body_written, producer, chunked)
+        sent = send_request(self._wire, exchange.method, exchange.target, exchange.headers, exchange.body)
+        if isinstance(sent, Failure):
+            self._lose_before_head(sent)
+        elif sent is not None:
+            producer, done, chunked = sent
+            self._producer = producer
+            done.addBoth(self._body_written, producer, chunked)
 
     def _body_written(self, outcome: Any, producer: Any, chunked: bool) -> None:
         if self._producer is not producer:
@@ -209,21 +147,23 @@ class HTTP11Connection(Protocol):
         self._producer = None
         if self._lost:
             return
-        self.transport.unregisterProducer()
+        self._wire.unregisterProducer()
         if isinstance(outcome, Failure):
             self.abort()
         elif chunked:
-            self.transport.write(b"0\r\n\r\n")
+            self._wire.write(b"0\r\n\r\n")
 
     def _stop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             if not self._lost:
-                self.transport.unregisterProducer()
+                self._wire.unregisterProducer()
             try:
                 producer.stopProducing()
             except Exception:
-                pass
+                # The request is over either way; the body's producer
+                # failing to stop is its own bug, reported here.
+                _log.failure("stopping a request body's producer")
 
     def abort(self) -> None:
         """
@@ -231,7 +171,7 @@ class HTTP11Connection(Protocol):
         """
         self._aborted = True
         if not self._lost:
-            self.transport.abortConnection()
+            self._wire.abortConnection()
 
     def abandon(self) -> None:
         """
@@ -266,38 +206,21 @@ class HTTP11Connection(Protocol):
             self._raw_headers = []
             self._phrase = b""
             return
-        pairs: list[tuple[bytes, bytes]] = []
-        add = pairs.append
-        length: Any = UNKNOWN_LENGTH
-        chunked = via = False
-        listed: Any = ()
         raw = self._raw_headers
-        for pair in raw:
-            lower = pair[0].lower()
-            if lower in NOT_END_TO_END:  # framing or hop-by-hop: not passed on
-                if lower == b"content-length":
-                    length = int(pair[1])  # llhttp checked it (and that it does not conflict)
-                elif lower == b"transfer-encoding":
-                    chunked = True
-                elif lower == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
-                    listed = listed_names(value for n, value in raw if n.lower() == b"connection")
-                continue
-            if lower == b"via":
-                via = True
-            add(pair)
-        if listed:
-            pairs = [pair for pair in pairs if pair[0].lower() not in listed]
-            via = via and b"via" not in listed
+        pairs, content_length, chunked, via = split_response_head(raw)
+        # llhttp checked Content-Length (and that it does not conflict).
+        length: int | str = UNKNOWN_LENGTH if content_length is None else content_length
         if self._is_head or code == 204 or code == 304:
             length = 0
         elif chunked:
             length = UNKNOWN_LENGTH
-        elif length is UNKNOWN_LENGTH:
+        elif content_length is None:
             self._until_close = True
         self._keep_alive = parser.should_keep_alive()
         self._raw_headers = []
         self._response = response = UpstreamResponse(self, code, self._phrase.strip(),
-                                              0 if parser.get_http_version() == "1.0" else 1, pairs, length, raw, via)
+                                                     0 if parser.get_http_version() == "1.0" else 1, pairs, length,
+                                                     raw, via)
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             # Handed over once this read is parsed (see dataReceived): a
@@ -322,7 +245,8 @@ class HTTP11Connection(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._lost:
             return
-        if self._parser is None or self._complete:
+        complete = self._complete  # (a local: the parser's callbacks change the attribute)
+        if self._parser is None or complete:
             self.abort()  # nothing was asked: an idle connection talking
             return
         self._received = True
@@ -380,24 +304,25 @@ class HTTP11Connection(Protocol):
     def _done_message(self) -> None:
         response, self._response = self._response, None
         self._parser = None
-        reusable = self._keep_alive and not self._dirty and self._producer is None and not self._aborted and not self._lost
+        reusable = (self._keep_alive and not self._dirty and self._producer is None and not self._aborted
+                    and not self._lost)
         self._stop_producer()
         if self._paused:
             self._paused = False
-            self.transport.resumeProducing()
+            self._wire.resumeProducing()
         if response is not None:
             if response._held:
                 response._held = False
-                self.transport.resumeProducing()
+                self._wire.resumeProducing()
             response._conn = None
         if reusable:
             self._client._release(self)
         else:
-            self.transport.loseConnection()
+            self._wire.loseConnection()
         if response is not None:
             response._finished(DONE)
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
         self._client._forget(self)
         self._stop_producer()
@@ -418,23 +343,24 @@ class HTTP11Connection(Protocol):
 
     # -- idle -------------------------------------------------------------------
 
-    def close_idle(self) -> Deferred:
+    def close(self) -> None:
+        """
+        Close the connection once what it wrote is sent.
+        """
+        self._wire.loseConnection()
+
+    def close_idle(self) -> Deferred[None]:
+        """
+        Close the connection (an idle one).
+
+        @return: A Deferred that fires once it is closed.
+        """
         if self._lost:
             return succeed(None)
-        d = Deferred()
+        d: Deferred[None] = Deferred()
         self._waiters.append(d)
-        self.transport.loseConnection()
+        self._wire.loseConnection()
         return d
 
 
-class OneConnection(Factory):
-    noisy = False  # no "Starting factory" log line per connection
-
-    def __init__(self, conn: HTTP11Connection):
-        self._conn = conn
-
-    def buildProtocol(self, addr: Any) -> HTTP11Connection:
-        return self._conn
-
-
-__all__ = ["HTTP11Connection", "OneConnection", "MAX_HEAD_BYTES", "MAX_HEADERS"]
+__all__ = ["HTTP11Connection", "ConnectionOwner", "ConnectionExchange", "MAX_HEAD_BYTES", "MAX_HEADERS"]

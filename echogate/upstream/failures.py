@@ -10,7 +10,7 @@ from twisted.internet.defer import CancelledError
 from echogate.errors import BAD_UPSTREAM, UPSTREAM_TIMEOUT, ProxyError
 
 
-def is_connect_failure(failure_value: BaseException) -> bool:
+def is_connect_failure(failure_value: BaseException | None) -> bool:
     """
     Whether an attempt failed before a connection existed (so it may be
     retried on another).
@@ -18,7 +18,7 @@ def is_connect_failure(failure_value: BaseException) -> bool:
     return isinstance(failure_value, (ierror.ConnectError, ierror.TimeoutError, ierror.ConnectingCancelledError))
 
 
-def failure_answer(value: BaseException, timed_out: bool) -> ProxyError:
+def failure_answer(value: BaseException | None, timed_out: bool) -> ProxyError:
     """
     What the client gets when a request to a service failed for good: 504
     when it ran out of time (the deadline, a connect timeout, a cancelled

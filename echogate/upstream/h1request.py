@@ -1,16 +1,53 @@
 """
-The request side of echogate's HTTP/1.1 client on the wire: the request
-head (L{request_head}), with the framing of its body, and the consumer a
-body producer writes to (L{BodyWriter}), which lets a body written at once
-go out with the head in one write. L{echogate.upstream.connection} sends
-them.
+The request side of echogate's HTTP/1.1 client on the wire
+(L{send_request}): the request head (L{request_head}) with the framing of
+its body, and the consumer a body producer writes to (L{BodyWriter}),
+which lets a body written at once go out with the head in one write.
+L{echogate.upstream.connection} sends requests with it.
 """
 from __future__ import annotations
 
-from typing import Callable
+import typing
+from typing import Callable, Iterable
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IProducer, IPushProducer
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+
+class WireTransport(typing.Protocol):
+    """
+    What a connection uses of its transport (a TCP transport, maybe
+    wrapped by L{echogate.batching.WriteBatcher}): writing, the request
+    body's producer, reading resumed, and closing.
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+    def writeSequence(self, data: Iterable[bytes]) -> None: ...
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+
+class RequestBody(typing.Protocol):
+    """
+    A request body that can be sent again: a fresh producer per attempt
+    (L{echogate.proxy.streaming.RequestBody} provides it).
+    """
+
+    def producer(self) -> IBodyProducer: ...
+
 
 #: Methods whose request without a body still says C{Content-Length: 0}
 #: (a service may refuse them without a length).
@@ -44,6 +81,7 @@ def request_head(method: bytes, target: bytes, headers: Headers | list[tuple[byt
     return b"".join(parts)
 
 
+@implementer(IConsumer)
 class BodyWriter:
     """
     The consumer a request body producer writes to: a list while the
@@ -81,7 +119,7 @@ class BodyWriter:
         else:
             self._write(data)
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         """
         Nothing: the connection registers the producer with its transport.
         """
@@ -92,4 +130,43 @@ class BodyWriter:
         """
 
 
-__all__ = ["NEEDS_LENGTH", "request_head", "BodyWriter"]
+def send_request(wire: WireTransport, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
+                 body: RequestBody | None) -> tuple[IBodyProducer, Deferred[None], bool] | Failure | None:
+    """
+    Write a request on C{wire}: its head, and in the same write a body
+    that its producer writes at once.
+
+    @return: C{None} once the whole request is written; the producer's
+        failure when it failed at once (nothing was written); else the body
+        still being written: its producer (registered with C{wire} as a
+        streaming producer), the Deferred that fires when it is done, and
+        whether the body is chunked (its last chunk is for the caller to
+        write then).
+    """
+    if body is None:
+        framing = b"Content-Length: 0\r\n" if method in NEEDS_LENGTH else b""
+        wire.write(request_head(method, target, headers, framing))
+        return None
+    producer = body.producer()
+    length = producer.length
+    chunked = length is UNKNOWN_LENGTH
+    framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % length
+    writer = BodyWriter(wire.write, chunked, request_head(method, target, headers, framing))
+    done: Deferred[None] = producer.startProducing(writer)
+    buffer = writer.buffer or []
+    if done.called:  # written synchronously: one write for head and body
+        outcome: list[object] = []
+        done.addBoth(outcome.append)
+        if isinstance(outcome[0], Failure):
+            return outcome[0]
+        if chunked:
+            buffer.append(b"0\r\n\r\n")
+        wire.write(b"".join(buffer))
+        return None
+    wire.writeSequence(buffer)
+    writer.buffer = None
+    wire.registerProducer(producer, True)
+    return producer, done, chunked
+
+
+__all__ = ["NEEDS_LENGTH", "WireTransport", "RequestBody", "request_head", "BodyWriter", "send_request"]

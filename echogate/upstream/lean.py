@@ -12,25 +12,42 @@ from typing import Any
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
-
 from zope.interface import implementer
 
 from echogate.batching import WriteBatcher
 from echogate.interfaces import IUpstreamClient
-from echogate.upstream.deadlines import Deadline, DeadlineQueue
-from echogate.upstream.response import UpstreamResponse
-from echogate.upstream.connection import HTTP11Connection, OneConnection
 from echogate.upstream.agent import UpstreamClient
+from echogate.upstream.connection import HTTP11Connection
+from echogate.upstream.deadlines import Deadline, DeadlineQueue
 from echogate.upstream.endpoints import client_endpoint
 from echogate.upstream.failures import failure_answer, is_connect_failure
+from echogate.upstream.h1request import RequestBody
+from echogate.upstream.response import UpstreamResponse
 
 #: Methods whose request may be sent again after a kept-alive connection
 #: turned out to be closed before answering.
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"))
 _log = Logger(namespace="echogate.upstream")
+
+
+class OneConnection(Factory):
+    """
+    Builds one given connection (for an endpoint's C{connect}).
+    """
+
+    noisy = False  # no "Starting factory" log line per connection
+
+    def __init__(self, conn: HTTP11Connection):
+        self._conn = conn
+
+    def buildProtocol(self, addr: Any) -> HTTP11Connection:
+        return self._conn
+
 
 class _Exchange:
     """
@@ -38,7 +55,7 @@ class _Exchange:
     failures retried up to C{retries}, each attempt bounded by C{deadline}
     seconds up to the response head, a stale kept-alive connection retried
     once for an idempotent method. Exactly one of C{callback(response,
-    *args)} or C{errback(failure, *args)} (a L{ProxyError}: 502, or 504 on
+    *args)} or C{errback(failure, *args)} (a L{echogate.errors.ProxyError}: 502, or 504 on
     timeouts) is called, unless it is cancelled first; C{called} says
     whether it was.
     """
@@ -47,9 +64,9 @@ class _Exchange:
                  "_deadline", "_callback", "_errback", "_args", "called", "_attempts", "_timer", "_timed_out",
                  "_connecting", "_conn", "_stale_retried", "_cancelled")
 
-    def __init__(self, client: "LeanUpstreamClient", key: tuple, endpoint: Any, method: bytes,
-                 target: bytes, headers: Headers, body: Any, retries: int, deadline: float,
-                 callback: Any, errback: Any, args: tuple):
+    def __init__(self, client: LeanUpstreamClient, key: tuple[Any, ...], endpoint: Any, method: bytes,
+                 target: bytes, headers: Headers | list[tuple[bytes, bytes]], body: RequestBody | None,
+                 retries: int, deadline: float, callback: Any, errback: Any, args: tuple[Any, ...]):
         self._client = client
         self._key = key
         self._endpoint = endpoint
@@ -62,7 +79,7 @@ class _Exchange:
         self._attempts = 0
         self._timer: Deadline | None = None
         self._timed_out = False
-        self._connecting: Deferred | None = None
+        self._connecting: Deferred[HTTP11Connection] | None = None
         self._conn: HTTP11Connection | None = None
         self._stale_retried = False
         self._cancelled = False
@@ -144,7 +161,7 @@ class _Exchange:
             return
         self._failed(failure.value if isinstance(failure, Failure) else failure, retry=False)
 
-    def _failed(self, value: BaseException, retry: bool = True) -> None:
+    def _failed(self, value: BaseException | None, retry: bool = True) -> None:
         self._stop_timer()
         if self.called or self._cancelled:
             return
@@ -175,37 +192,39 @@ class LeanUpstreamClient:
         self._reactor = reactor
         self._max_idle = max_idle_per_host
         self._idle_timeout = idle_timeout
-        self._idle: dict[tuple, list[HTTP11Connection]] = {}
-        self._sweep_call: Any = None
+        self._idle: dict[tuple[Any, ...], list[HTTP11Connection]] = {}
+        self._sweep_call: IDelayedCall | None = None
         self._deadlines = DeadlineQueue(reactor)
-        self._endpoints: dict[tuple, Any] = {}
+        self._endpoints: dict[tuple[Any, ...], Any] = {}
         self._tls: UpstreamClient | None = None
         #: Batches the connections' writes (L{echogate.batching}); a node
         #: shares one with its listener site: one flush per iteration.
         self.write_batcher = write_batcher or WriteBatcher(reactor)
 
-    def request(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
-                body: Any = None) -> Deferred:
+    def request(self, service: dict[str, Any], method: bytes, target: bytes,
+                headers: Headers | list[tuple[bytes, bytes]], body: RequestBody | None = None) -> Deferred[Any]:
         """
         Send one request to C{service}, as L{UpstreamClient.request}
         (C{headers}: a L{Headers} or C{(name, value)} pairs).
 
         @return: a Deferred firing with the response, or failing with
-            L{ProxyError} (502 or 504); cancelling it aborts the request.
+            L{echogate.errors.ProxyError} (502 or 504); cancelling it aborts
+            the request.
         """
         # (cancel only comes once this returned, so sent is set by then)
-        result: Deferred = Deferred(lambda _: sent.cancel())
+        result: Deferred[Any] = Deferred(lambda _: sent.cancel())
         sent = self.send(service, method, target, headers, body, result.callback, result.errback)
         return result
 
-    def send(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
-             body: Any, callback: Any, errback: Any, args: tuple = ()) -> Any:
+    def send(self, service: dict[str, Any], method: bytes, target: bytes,
+             headers: Headers | list[tuple[bytes, bytes]], body: RequestBody | None, callback: Any, errback: Any,
+             args: tuple[Any, ...] = ()) -> Any:
         """
         L{IUpstreamClient.send}: L{request} without a Deferred, for the
         gateway's data path: call C{callback(response, *args)} with the
-        response (an L{IUpstreamResponse}: an L{UpstreamResponse}, or for an
+        response (an L{echogate.interfaces.IUpstreamResponse}: an L{UpstreamResponse}, or for an
         https service an L{echogate.upstream.agent.AgentResponse}), or
-        C{errback(failure, *args)} with a L{ProxyError} failure (either may
+        C{errback(failure, *args)} with a L{echogate.errors.ProxyError} failure (either may
         be called before this returns).
 
         @return: the request's handle: C{cancel()} aborts it (neither
@@ -229,7 +248,7 @@ class LeanUpstreamClient:
         return _Exchange(self, key, endpoint, method, target, headers, body,
                          service.get("retries", 5), deadline, callback, errback, args)
 
-    def _take(self, key: tuple) -> HTTP11Connection | None:
+    def _take(self, key: tuple[Any, ...]) -> HTTP11Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -243,7 +262,7 @@ class LeanUpstreamClient:
         if idle is None:
             idle = self._idle[conn._key] = []
         if len(idle) >= self._max_idle:
-            conn.transport.loseConnection()
+            conn.close()
             return
         # Idle connections are timed by one sweep, not a timer each: a
         # timer set and cancelled per request costs more than the sweep.
@@ -264,15 +283,17 @@ class LeanUpstreamClient:
             # The list is in release order: the expired ones are in front.
             expired = 0
             for conn in idle:
-                if now - conn.idle_since < self._idle_timeout:
+                since = conn.idle_since
+                if since is not None and now - since < self._idle_timeout:
                     break
                 expired += 1
             for conn in idle[:expired]:
                 conn.idle_since = None
-                conn.transport.loseConnection()
+                conn.close()
             del idle[:expired]
-            if idle and (oldest is None or idle[0].idle_since < oldest):
-                oldest = idle[0].idle_since
+            first = idle[0].idle_since if idle else None
+            if first is not None and (oldest is None or first < oldest):
+                oldest = first
         if oldest is not None:
             self._sweep_call = self._reactor.callLater(max(0.0, oldest + self._idle_timeout - now), self._sweep)
 
@@ -293,7 +314,7 @@ class LeanUpstreamClient:
         """
         return len(self._idle.get((host, port), ()))
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         """
         Close every idle connection; fires when they are all closed.
         Requests still waiting for their response head are no longer
@@ -303,7 +324,7 @@ class LeanUpstreamClient:
             self._sweep_call.cancel()
             self._sweep_call = None
         self._deadlines.stop()
-        waiting = []
+        waiting: list[Deferred[None]] = []
         for idle in list(self._idle.values()):
             for conn in list(idle):
                 waiting.append(conn.close_idle())

@@ -272,26 +272,3 @@ class SendTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertFalse(t.disconnected)
         self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1)
-
-    def test_withRequestOnly(self) -> None:
-        """
-        L{send_with_request} gives a client that has only C{request} the
-        same interface; its Deferred is the handle.
-        """
-        from echogate.upstream.agent import send_with_request
-
-        class OnlyRequest:
-            def __init__(self) -> None:
-                self.pending: Deferred = Deferred()
-
-            def request(self, *a: Any) -> Deferred:
-                return self.pending
-
-        client = OnlyRequest()
-        calls: list = []
-        handle = send_with_request(client, SERVICE, b"GET", b"/", [], None,
-                                   lambda r, *a: calls.append((r, a)), lambda f, *a: calls.append((f, a)), ("x",))
-        self.assertIs(handle, client.pending)
-        self.assertFalse(handle.called)
-        client.pending.callback("response")
-        self.assertEqual(calls, [("response", ("x",))])

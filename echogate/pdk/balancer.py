@@ -1,0 +1,90 @@
+"""
+What plugins see of load balancing (C{ctx.balancer}): the peer the
+request went to, and every try, as Kong's C{balancer_data} and the log
+record's C{tries} have them.
+"""
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+
+class PickedPeer(typing.Protocol):
+    """
+    A peer the balancer picked (L{echogate.balancer.Peer} is one).
+    """
+
+    address: str
+    port: int
+    target_id: str
+    hostname: str
+
+
+class BalancerState:
+    """
+    The load balancing of one request to an upstream's targets.
+
+    @ivar tries: each try, in order, as Kong's log record has them:
+        C{ip}, C{port}, C{target_id}, C{balancer_start} (ms since the
+        epoch), C{balancer_latency} (ms until the service's head, or
+        until the try failed) and C{code} (the service's status, C{None}
+        when the try failed).
+    """
+
+    __slots__ = ("tries", "_peer")
+
+    def __init__(self) -> None:
+        self.tries: list[dict[str, Any]] = []
+        self._peer: PickedPeer | None = None
+
+    def tried(self, peer: PickedPeer, started: float) -> None:
+        """
+        A try begins: to C{peer}, at C{started} (seconds).
+        """
+        self._peer = peer
+        self.tries.append({"ip": peer.address, "port": peer.port, "target_id": peer.target_id,
+                           "balancer_start": int(started * 1000), "balancer_latency": None, "code": None})
+
+    def answered(self, code: int | None, latency: float) -> None:
+        """
+        The try under way ended: the service answered C{code}, or failed
+        (C{None}), after C{latency} seconds.
+        """
+        if self.tries:
+            self.tries[-1]["balancer_latency"] = int(latency * 1000)
+            self.tries[-1]["code"] = code
+
+    @property
+    def attempt(self) -> int:
+        """
+        The number of the try under way (or last made): 1 for the first.
+        """
+        return len(self.tries)
+
+    @property
+    def address(self) -> str | None:
+        """
+        The address of the peer of the last try.
+        """
+        return self._peer.address if self._peer is not None else None
+
+    @property
+    def port(self) -> int | None:
+        """
+        The port of the peer of the last try.
+        """
+        return self._peer.port if self._peer is not None else None
+
+    @property
+    def hostname(self) -> str | None:
+        """
+        The target's host name (or address) of the last try.
+        """
+        return self._peer.hostname if self._peer is not None else None
+
+    @property
+    def target_id(self) -> str | None:
+        """
+        The id of the target of the last try.
+        """
+        return self._peer.target_id if self._peer is not None else None

@@ -1,0 +1,155 @@
+"""
+One request to a load-balanced service: L{Balanced} stands in for the
+upstream client (it has the same C{send}) when the service's host names an
+upstream. Each attempt goes to a peer the upstream's balancer picks,
+leaving out those already tried; an attempt that failed before anything
+was sent (the connection could not be made) is retried on the next peer,
+up to the service's C{retries}; every outcome is reported to the balancer
+(passive health checks, latency, requests in flight), and each try is kept
+for the plugins (C{ctx.balancer}) and the log record (C{tries}).
+"""
+from __future__ import annotations
+
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from echogate.balancer import TCP_FAILURE, TIMEOUT, Balancer, Balancers, Outcome, Peer, RequestView, hash_key
+from echogate.errors import ProxyError
+from echogate.pdk.balancer import BalancerState
+from echogate.pdk.context import RequestContext
+from echogate.upstream.failures import is_connect_failure
+
+if TYPE_CHECKING:
+    from echogate.upstream.interfaces import IUpstreamClient, IUpstreamResponse
+
+#: Kong's answer when no target of the upstream can take the request.
+NO_PEER = "failure to get a peer from the ring-balancer"
+
+
+def _cookie(ctx: RequestContext, name: str) -> str | None:
+    header = ctx.request.get_header("cookie")
+    if not header:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
+
+
+def request_view(ctx: RequestContext) -> RequestView:
+    """
+    What a hash key may be made of, for the request of C{ctx}.
+    """
+    match = ctx.match
+    captures: dict[Any, str | None] = {}
+    if match is not None:
+        captures.update(enumerate(match.captures, 1))
+        captures.update(match.named_captures)
+    consumer = ctx.consumer or {}
+    credential = ctx.credential or {}
+    return RequestView(
+        consumer_id=consumer.get("id"), credential_id=credential.get("id"), client_ip=ctx.request.client_ip,
+        path=ctx.request.path, header=lambda name: ctx.request.get_header(name),
+        cookie=lambda name: _cookie(ctx, name),
+        query_arg=lambda name: ctx.request.query_args.get(name), uri_captures=captures)
+
+
+class Balanced:
+    """
+    The upstream client for one request to a load-balanced service, and
+    the handle of that request (C{called}, C{cancel()}).
+    """
+
+    def __init__(self, balancers: Balancers, balancer: Balancer, client: "IUpstreamClient",
+                 ctx: RequestContext, clock: IReactorTime):
+        self._balancers = balancers
+        self._balancer = balancer
+        self._client = client
+        self._ctx = ctx
+        self._clock = clock
+        self._key: str | None = None
+        upstream = balancer.upstream
+        if (upstream.get("hash_on") or "none") != "none":
+            key = hash_key(upstream, request_view(ctx))
+            self._key = key.value
+            if key.cookie is not None:
+                cookie = key.cookie
+                ctx.response.add_header("Set-Cookie", f"{cookie.name}={cookie.value}; Path={cookie.path}")
+        self._peer: Peer | None = None
+        self._started = 0.0
+        self._handle: Any = None
+        self._tried: list[Peer] = []
+        self.state = ctx.balancer = BalancerState()
+        self.called = False
+
+    def send(self, service: dict, method: bytes, target: bytes, headers: Any, body: Any,
+             callback: Callable[..., object], errback: Callable[..., object], args: tuple = ()) -> "Balanced":
+        """
+        Send the request to a peer (see
+        L{echogate.upstream.interfaces.IUpstreamClient.send}): C{service}'s
+        C{retries} are spent here, one per peer, not by the client.
+        """
+        self._request = (service, method, target, headers, body)
+        self._callback, self._errback, self._args = callback, errback, args
+        self._retries = int(service.get("retries", 5) or 0)
+        self._attempt()
+        return self
+
+    def _attempt(self) -> None:
+        peer = self._balancer.pick(self._key, self._tried)
+        if peer is None:
+            self._give_up(Failure(ProxyError(503, NO_PEER)))
+            return
+        self._peer = peer
+        self._tried.append(peer)
+        self._started = self._clock.seconds()
+        self.state.tried(peer, self._started)
+        service, method, target, headers, body = self._request
+        attempt = {**service, "host": peer.address, "port": peer.port, "retries": 0}
+        handle = self._client.send(attempt, method, target, headers, body, self._responded, self._failed)
+        if self._peer is peer:
+            self._handle = handle
+
+    def _report(self, outcome: Outcome) -> None:
+        peer, self._peer = self._peer, None
+        if peer is not None:
+            self._balancers.report(peer, outcome)
+
+    def _responded(self, response: "IUpstreamResponse") -> None:
+        latency = self._clock.seconds() - self._started
+        self.state.answered(response.code, latency)
+        self._report(Outcome(status=response.code, latency=latency))
+        self.called = True
+        self._callback(response, *self._args)
+
+    def _failed(self, failure: Failure) -> None:
+        cause = failure.value.__cause__ if failure.check(ProxyError) else failure.value
+        connect = cause is not None and is_connect_failure(cause)
+        timed_out = failure.check(ProxyError) is not None and failure.value.status == 504
+        self.state.answered(None, self._clock.seconds() - self._started)
+        self._report(Outcome(failure=TIMEOUT if timed_out else TCP_FAILURE))
+        if connect and len(self._tried) <= self._retries:
+            # Nothing was sent: the next peer gets it.
+            self._attempt()
+            return
+        self._give_up(failure)
+
+    def _give_up(self, failure: Failure) -> None:
+        self.called = True
+        self._errback(failure, *self._args)
+
+    def cancel(self) -> None:
+        """
+        The client went away: stop the attempt under way (neither
+        callback is called), and free its peer.
+        """
+        handle, self._handle = self._handle, None
+        if handle is not None and not handle.called:
+            handle.cancel()
+        self._report(Outcome())
