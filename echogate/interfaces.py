@@ -3,13 +3,14 @@ The contracts between echogate's parts, and between echogate and its plugins.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IProtocol
 
 
 class IGatewayPlugin(IPlugin):
@@ -26,6 +27,8 @@ class IGatewayPlugin(IPlugin):
 
     Phases are optional methods, documented on L{IPluginPhases}; a plugin
     implements any subset of them.
+
+    @since: 0.1.0
     """
 
     name = Attribute("The plugin's unique name, e.g. C{'header-echo'}.")
@@ -49,38 +52,40 @@ class IPluginPhases(Interface):
     C{async def}. C{ctx} is the plugin's view of the request context
     (L{echogate.pdk.context.PluginContext}); C{config} is the validated config
     (a read-only mapping) that applies to this request.
+
+    @since: 0.1.0
     """
 
-    def init(configs):
+    def init(configs: Sequence[Mapping[str, Any]]) -> object:
         """
         Called once at start-up with every stored config of this plugin.
         """
 
-    def rewrite(ctx, config):
+    def rewrite(ctx: Any, config: Mapping[str, Any]) -> object:
         """
         Before routing; runs only for global plugin configs.
         """
 
-    def access(ctx, config):
+    def access(ctx: Any, config: Mapping[str, Any]) -> object:
         """
         After routing, before the upstream request. May answer the request
         with C{ctx.exit(status, body, headers)}.
         """
 
-    def header_filter(ctx, config):
+    def header_filter(ctx: Any, config: Mapping[str, Any]) -> object:
         """
         With the upstream's (or the short-circuit's) status and headers,
         before they are sent to the client.
         """
 
-    def body_filter(ctx, config, chunk):
+    def body_filter(ctx: Any, config: Mapping[str, Any], chunk: bytes) -> object:
         """
         For each chunk of the response body (C{bytes}); returns the bytes
         to send instead (C{b""} to drop the chunk). Called once more with
         C{chunk=b""} and C{ctx.response.eof} true at the end.
         """
 
-    def log(ctx, config):
+    def log(ctx: Any, config: Mapping[str, Any]) -> object:
         """
         After the response is finished or the client went away; always
         runs, also for short-circuited and failed requests.
@@ -98,6 +103,8 @@ class IPluginNode(Interface):
     A plugin takes its reactor (timers, the time, connections) and its
     thread pool from here, never from C{twisted.internet.reactor}, so that
     its tests (L{echogate.testing.GatewayHarness}) control its time.
+
+    @since: 0.1.0
     """
 
     reactor = Attribute(
@@ -114,7 +121,7 @@ class IPluginNode(Interface):
         " (L{echogate.testing.GatewayHarness})."
     )
 
-    def run_in_thread(f, *args, **kwargs):
+    def run_in_thread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """
         Call C{f(*args, **kwargs)} off the reactor thread: in the node's
         reactor thread pool in a running node; in line (or as the test
@@ -136,25 +143,32 @@ class IStore(Interface):
     C{"routes"}, C{"consumers"}, C{"plugins"}. Every method returns a
     Deferred; every write is one transaction that also bumps the
     configuration version and notifies every node. Failures are
-    L{echogate.errors} exceptions: L{UniqueViolation},
-    L{ForeignKeyViolation}, L{DatabaseUnavailable}.
+    L{echogate.errors} exceptions:
+    L{echogate.errors.UniqueViolation},
+    L{echogate.errors.ForeignKeyViolation},
+    L{echogate.errors.DatabaseUnavailable}.
 
     Providers: L{echogate.store.postgres.PostgresStore},
     L{echogate.testing.MemoryStore} (in memory, for tests), and the node's
     store as its Admin API sees it before the database is connected.
+
+    @since: 0.1.0
     """
 
     def insert(entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         """
         Store a new record (with C{id}, C{created_at}, C{updated_at} set).
-        Fires with the stored record; fails with L{PrimaryKeyViolation}
-        when its id is taken, L{UniqueViolation} or L{ForeignKeyViolation}.
+        Fires with the stored record; fails with
+        L{echogate.errors.PrimaryKeyViolation} when its id is taken,
+        L{echogate.errors.UniqueViolation} or
+        L{echogate.errors.ForeignKeyViolation}.
         """
 
     def update(entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         """
         Replace the record with C{record["id"]}. Fires with the stored
-        record, or fails with L{NotFound} (or as C{insert} does).
+        record, or fails with L{echogate.errors.NotFound} (or as C{insert}
+        does).
         """
 
     def upsert(entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
@@ -177,7 +191,8 @@ class IStore(Interface):
         """
         Delete the record (and, by cascade, what belongs to it). Fires with
         C{True} if it existed, C{False} otherwise; fails with
-        L{ForeignKeyViolation} for a service that routes still reference.
+        L{echogate.errors.ForeignKeyViolation} for a service that routes
+        still reference.
         """
 
     def get(entity: str, key: str) -> Deferred[dict[str, Any] | None]:
@@ -227,6 +242,8 @@ class IUpstreamResponse(Interface):
     A service's response as an L{IUpstreamClient} delivers it, whichever
     client made it: the status, the headers (as the service sent them, and
     the end-to-end ones the gateway passes on), and the body.
+
+    @since: 0.1.0
     """
 
     code = Attribute("The status code (C{int}).")
@@ -248,7 +265,7 @@ class IUpstreamResponse(Interface):
     )
     via = Attribute("C{bool}: whether C{end_to_end} has a Via header.")
 
-    def whole_body():
+    def whole_body() -> bytes | None:
         """
         The whole body, when all of it has already arrived (and ended well)
         and nothing was asked of the body yet: then it is taken (as
@@ -258,7 +275,7 @@ class IUpstreamResponse(Interface):
         @rtype: C{bytes} or C{None}
         """
 
-    def deliverBody(protocol):
+    def deliverBody(protocol: IProtocol) -> None:
         """
         Deliver the body to C{protocol} (an
         L{twisted.internet.interfaces.IProtocol}): C{makeConnection} with
@@ -275,9 +292,13 @@ class IUpstreamClient(Interface):
     Sends requests to services (echogate's lean HTTP/1.1 client, or the
     one built on Twisted's L{twisted.web.client.Agent}), with the
     service's timeouts and retries.
+
+    @since: 0.1.0
     """
 
-    def send(service, method, target, headers, body, on_response, on_failure, args=()):
+    def send(service: dict[str, Any], method: bytes, target: bytes, headers: Any, body: Any,
+             on_response: Callable[..., object], on_failure: Callable[..., object],
+             args: tuple[Any, ...] = ()) -> Any:
         """
         Send one request to C{service} (a service record: C{protocol},
         C{host}, C{port}, C{connect_timeout}, C{read_timeout},
@@ -301,7 +322,7 @@ class IUpstreamClient(Interface):
             callback is then called); C{called} says whether one was.
         """
 
-    def close():
+    def close() -> Deferred[None]:
         """
         Close every idle connection to services.
 

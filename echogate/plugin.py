@@ -27,6 +27,8 @@ from echogate.interfaces import IGatewayPlugin, IPluginNode
 class ImmutablePluginError(AttributeError):
     """
     Something tried to assign an attribute on a plugin object.
+
+    @since: 0.1.0
     """
 
 
@@ -34,6 +36,8 @@ class NodeNotBound(RuntimeError):
     """
     A plugin needed its node (L{IPluginNode}) before the node's
     C{node_service} hook gave it one.
+
+    @since: 0.1.0
     """
 
 
@@ -57,6 +61,8 @@ class NodeBinding:
 
     A plugin object loaded by several nodes in one process (tests) holds
     the last one.
+
+    @since: 0.1.0
     """
 
     def __init__(self) -> None:
@@ -119,6 +125,8 @@ class GatewayPlugin:
     (the reactor, a thread-pool runner, the node id, the database); keep
     the node in a L{NodeBinding}; return an C{IService} to run with the
     node, or C{None}.
+
+    @since: 0.1.0
     """
 
     name: str = ""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 import re
+from types import ModuleType
 from typing import Any, Iterable, Mapping
 
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.plugin import getPlugins
+from zope.interface import provider
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
@@ -62,7 +64,7 @@ def check_plugin(plugin: object) -> None:
         verifyObject(IGatewayPlugin, plugin)
     except Invalid as e:
         detail = " ".join(str(e).split())
-        raise PluginLoadError(f"plugin {label!r} does not provide IGatewayPlugin: {detail}")
+        raise PluginLoadError(f"plugin {label!r} does not provide IGatewayPlugin: {detail}") from None
     name = plugin.name  # type: ignore[attr-defined]
     if not isinstance(name, str) or not name:
         raise PluginLoadError(f"plugin {plugin!r} has no name")
@@ -148,7 +150,7 @@ def _failing_dropin(failure: Any) -> str | None:
     directory.
     """
     for frame in reversed(getattr(failure, "frames", None) or []):
-        filename = frame[1].replace("\\", "/")
+        filename: str = frame[1].replace("\\", "/")
         if "/twisted/plugins/" in filename and filename.endswith(".py"):
             return "twisted.plugins." + filename.rsplit("/", 1)[1][:-3]
     return None
@@ -182,7 +184,7 @@ def _assignable(plugin: object, attribute: str) -> bool:
     return True
 
 
-def discover(package: object = None) -> tuple[dict[str, object], list[str]]:
+def discover(package: ModuleType | None = None) -> tuple[dict[str, object], list[str]]:
     """
     Find every L{IGatewayPlugin} in C{package} (C{twisted.plugins} by
     default).
@@ -192,7 +194,8 @@ def discover(package: object = None) -> tuple[dict[str, object], list[str]]:
     """
     failures: list[str] = []
 
-    def observe(event: dict) -> None:
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
         failure = event.get("log_failure") or event.get("failure")
         if failure is not None:
             module = _failing_dropin(failure)
@@ -268,7 +271,7 @@ def enabled_plugins(
     return dict(sorted(chosen.items()))
 
 
-def load_plugins(setting: str | Iterable[str], package: object = None) -> dict[str, object]:
+def load_plugins(setting: str | Iterable[str], package: ModuleType | None = None) -> dict[str, object]:
     """
     Discover and enable plugins in one step: what start-up calls.
     """

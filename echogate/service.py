@@ -207,6 +207,7 @@ class GatewayService(MultiService):
             real_ip_header=self.settings.real_ip_header,
             real_ip_recursive=self.settings.real_ip_recursive,
             underscores=self.settings.headers_with_underscores,
+            balancers=self.balancers,
         )
         self.proxy_site = GatewaySite(
             GatewayResource(self.gateway),

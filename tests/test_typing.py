@@ -25,22 +25,7 @@ CONFIG = ROOT / "mypy.ini"
 #: sections), frozen: an exemption not listed here fails
 #: L{ExemptionTests}. Remove a line when its module passes; never add one.
 EXEMPT = frozenset({
-    "echogate.interfaces",
-    "echogate.pdk.context",
-    "echogate.plugin",
-    "echogate.proxy.answers",
-    "echogate.proxy.channel",
-    "echogate.proxy.exchange",
-    "echogate.proxy.gateway",
-    "echogate.proxy.plan",
-    "echogate.proxy.request",
-    "echogate.proxy.runner",
-    "echogate.proxy.streaming",
-    "echogate.registry",
     "echogate.service",
-    "echogate.store.migrations",
-    "echogate.store.postgres",
-    "echogate.upstream.*",
 })
 
 #: The flags the C{[mypy]} section must keep on (Klein's).

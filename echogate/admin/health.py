@@ -118,9 +118,10 @@ def _dns(host: str, addresses: Sequence[Mapping[str, Any]], port: int) -> str:
     return "A"
 
 
-def _total(addresses: Sequence[Mapping[str, Any]], healthy: bool | None = None) -> float:
-    return sum(address["weight"] for address in addresses
-               if healthy is None or (address["health"] != UNHEALTHY) == healthy)
+def _total(addresses: Sequence[Mapping[str, Any]], healthy: bool | None = None) -> int | float:
+    total = float(sum(address["weight"] for address in addresses
+                      if healthy is None or (address["health"] != UNHEALTHY) == healthy))
+    return int(total) if total.is_integer() else round(total, 3)
 
 
 class BalancerHealth:

@@ -390,6 +390,12 @@ class Balancers:
         """
         return self._balancers.get(name) or self._by_id.get(name)
 
+    def items(self) -> list[tuple[str, Balancer]]:
+        """
+        Every upstream's name and balancer, by name.
+        """
+        return sorted(self._balancers.items(), key=lambda item: item[0])
+
     def report(self, peer: Peer, outcome: Outcome) -> None:
         """
         How a request to C{peer} went, to the current balancer of its

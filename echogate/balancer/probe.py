@@ -15,12 +15,12 @@ C{https_verify_certificate = false}).
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from twisted.internet import defer, ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IOpenSSLContextFactory
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -37,11 +37,12 @@ class _Unverified:
     TLS for health checks: encrypted, certificates not checked.
     """
 
-    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLContextFactory:
+    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
         """
-        Options that accept any certificate.
+        Options that accept any certificate (a context factory, which
+        TLS connections take in place of a connection creator).
         """
-        return ssl.CertificateOptions(verify=False)
+        return cast(IOpenSSLClientConnectionCreator, ssl.CertificateOptions(verify=False))
 
 
 class _Connected(Protocol):
@@ -101,6 +102,7 @@ class Prober:
         self._pool = pool
         self._http: dict[float, Agent] = {}
         self._https: dict[float, Agent] = {}
+        self._pending: set[Deferred[int]] = set()
 
     def _agent(self, timeout: float, https: bool) -> Agent:
         agents = self._https if https else self._http
@@ -125,7 +127,14 @@ class Prober:
             probing = self._connect(address, port, timeout)
         else:
             probing = self._get(address, port, http_path, headers, timeout, https)
-        return probing.addTimeout(timeout, self._reactor)
+        probing.addTimeout(timeout, self._reactor)
+        self._pending.add(probing)
+
+        def done(result: Any) -> Any:
+            self._pending.discard(probing)
+            return result
+
+        return probing.addBoth(done)
 
     def _connect(self, address: str, port: int, timeout: float) -> Deferred[int]:
         kind = TCP6ClientEndpoint if ipaddress.ip_address(address).version == 6 else TCP4ClientEndpoint
@@ -146,7 +155,9 @@ class Prober:
 
     def close(self) -> Deferred[None]:
         """
-        Close the connections of probes under way.
+        Cancel the probes under way and close their connections.
         """
+        for probing in list(self._pending):
+            probing.cancel()
         closing: Deferred[None] = defer.maybeDeferred(self._pool.closeCachedConnections)
         return closing

@@ -17,13 +17,23 @@ every configuration reload. Its C{log} phase records, as the config asks
     direction, consumer}} (C{ingress}: requests, C{egress}: responses).
 
 C{per_consumer} fills the C{consumer} label with the consumer's username.
+
+C{upstream_health_metrics} exports, at each scrape, Kong's
+C{echogate_upstream_target_health{upstream, target, address, state,
+subsystem}}: for every address of every target of the node's balancers,
+one sample per state (C{healthchecks_off}, C{healthy}, C{unhealthy},
+C{dns_error}), 1 for the address's state and 0 for the others (a target
+whose name did not resolve has one address, C{""}, in C{dns_error}). It is
+on once a config of the plugin that asks for it was seen (at start-up, or
+by a request's log phase).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from twisted.internet.interfaces import IReactorTime
 
 from echogate.bundled.log_record import latencies, request_size, response_size
@@ -38,16 +48,58 @@ KONG_LATENCY_BUCKETS = (1, 2, 5, 7, 10, 15, 20, 30, 50, 75, 100, 200, 500, 750, 
 UPSTREAM_LATENCY_BUCKETS = (25, 50, 80, 100, 250, 400, 700, 1000, 2000, 5000, 10000, 30000, 60000)
 
 
+#: The states of C{echogate_upstream_target_health}, as Kong names them.
+TARGET_STATES = ("healthchecks_off", "healthy", "unhealthy", "dns_error")
+
+
+class _TargetHealth:
+    """
+    A collector of C{echogate_upstream_target_health}, read from the
+    node's balancers at each scrape.
+    """
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        balancers = self._metrics.balancers()
+        if not self._metrics.upstream_health or balancers is None:
+            return
+        family = GaugeMetricFamily(
+            "echogate_upstream_target_health",
+            "Health of the targets of upstreams: states healthchecks_off, healthy, unhealthy,"
+            " dns_error; 1 for the address's state",
+            labels=["upstream", "target", "address", "state", "subsystem"])
+        for upstream, balancer in balancers.items():
+            for target in balancer.health_report():
+                addresses = target["data"]["addresses"]
+                found = [(f"{a['ip']}:{a['port']}", str(a["health"]).lower()) for a in addresses]
+                for address, state in found or [("", "dns_error")]:
+                    for each in TARGET_STATES:
+                        family.add_metric([upstream, str(target["target"]), address, each, "http"],
+                                          1 if each == state else 0)
+        yield family
+
+
 class GatewayMetrics:
     """
     The per-request metrics of one prometheus plugin object, in a registry
     of their own.
 
     @ivar registry: the C{prometheus_client.CollectorRegistry} to expose.
+    @ivar upstream_health: whether C{echogate_upstream_target_health} is
+        exported (a config asked for C{upstream_health_metrics}).
+    @ivar balancers: gives the node's balancers (C{None}: none).
     """
 
     def __init__(self) -> None:
+        self.upstream_health = False
+        self.balancers: Callable[[], Any] = lambda: None
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_TargetHealth(self))
         self.requests = Counter(
             "echogate_http_requests", "HTTP status codes per consumer, service and route",
             ["service", "route", "code", "source", "consumer"], registry=self.registry)
@@ -95,8 +147,8 @@ class Prometheus(GatewayPlugin):
         "latency_metrics": Boolean(default=False, description="Record the latency histograms."),
         "bandwidth_metrics": Boolean(default=False, description="Count request and response bytes."),
         "upstream_health_metrics": Boolean(default=False,
-                                           description="Accepted for Kong compatibility; no upstream"
-                                                       " health checks exist yet."),
+                                           description="Export the health of upstreams' targets"
+                                                       " (echogate_upstream_target_health)."),
     })
 
     def _now(self) -> float:
@@ -105,12 +157,23 @@ class Prometheus(GatewayPlugin):
 
     def node_service(self, node: IPluginNode) -> None:
         """
-        Keep C{node}: its reactor is the clock.
+        Keep C{node}: its reactor is the clock, its C{balancers} (when it
+        has them) give the targets' health.
         """
         self.binding.bind(node)
+        self.metrics.balancers = lambda: getattr(node, "balancers", None)
+
+    def init(self, configs: Sequence[Mapping[str, Any]]) -> None:
+        """
+        Export the targets' health when a config asks for it.
+        """
+        if any(config.get("upstream_health_metrics") for config in configs):
+            self.metrics.upstream_health = True
 
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
         metrics = self.metrics
+        if config["upstream_health_metrics"]:
+            metrics.upstream_health = True
         service, route = _label(ctx.service), _label(ctx.route)
         consumer = ""
         if config["per_consumer"] and ctx.consumer:

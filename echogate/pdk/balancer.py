@@ -14,10 +14,21 @@ class PickedPeer(typing.Protocol):
     A peer the balancer picked (L{echogate.balancer.Peer} is one).
     """
 
-    address: str
-    port: int
-    target_id: str
-    hostname: str
+    @property
+    def address(self) -> str:
+        """The IP address connected to."""
+
+    @property
+    def port(self) -> int:
+        """The port connected to."""
+
+    @property
+    def target_id(self) -> str:
+        """The id of the target the address belongs to."""
+
+    @property
+    def hostname(self) -> str:
+        """The target's host name (or address)."""
 
 
 class BalancerState:

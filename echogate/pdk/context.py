@@ -14,12 +14,20 @@ from typing import Any, Mapping
 
 from twisted.logger import Logger
 
-# The request and response objects live in echogate.pdk.messages; they are
-# importable from here too, where the PDK has always had them.
-from echogate.pdk.messages import (ClientRequest, Exit, HeaderEditor, HeaderPairs, ResponseState, UpstreamRequest,
-                                   encode_exit_body)
 from echogate.pdk.balancer import BalancerState
 from echogate.pdk.credentials import EMPTY
+
+# The request and response objects live in echogate.pdk.messages; they are
+# importable from here too, where the PDK has always had them.
+from echogate.pdk.messages import (
+    ClientRequest,
+    Exit,
+    HeaderEditor,
+    HeaderPairs,
+    ResponseState,
+    UpstreamRequest,
+    encode_exit_body,
+)
 
 
 class RequestContext:
@@ -32,8 +40,6 @@ class RequestContext:
     @ivar consumer: the authenticated consumer record, or C{None}.
     @ivar credential: the credential that authenticated it, or C{None}.
     """
-
-    _logger = Logger(namespace="echogate.request")
 
     __slots__ = ("_request", "request", "started", "shared", "_plugin_state", "_views", "_request_id",
                  "route", "service", "match", "consumer", "credential", "upstream", "response", "exit",

@@ -154,9 +154,10 @@ class HeaderEditor:
                 break
         return pairs
 
-    def set_header(self, name: str, value: str | Iterable[str]) -> None:
+    def set_header(self, name: str, value: str | bytes | Iterable[str | bytes]) -> None:
         """
-        Replace header C{name} with C{value} (a string, or several values).
+        Replace header C{name} with C{value} (a string or bytes, or several
+        values).
         """
         values = [value] if isinstance(value, (str, bytes)) else list(value)
         if self._headers is None:

@@ -129,9 +129,14 @@ class Balanced:
         self._callback(response, *self._args)
 
     def _failed(self, failure: Failure) -> None:
-        cause = failure.value.__cause__ if failure.check(ProxyError) else failure.value
+        error = failure.value
+        if isinstance(error, ProxyError):
+            cause = error.__cause__
+            timed_out = error.status == 504
+        else:
+            cause = error
+            timed_out = False
         connect = cause is not None and is_connect_failure(cause)
-        timed_out = failure.check(ProxyError) is not None and failure.value.status == 504
         self.state.answered(None, self._clock.seconds() - self._started)
         self._report(Outcome(failure=TIMEOUT if timed_out else TCP_FAILURE))
         if connect and len(self._tried) <= self._retries:

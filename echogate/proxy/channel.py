@@ -5,14 +5,18 @@ body (L{simple_head}), batched writes and one idle timer per connection.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 
 from echogate._version import __version__
 from echogate.proxy.heads import DEFAULT_LIMITS, HeadLimits, error_response, head_error, simple_head, simple_head_error
+
+if TYPE_CHECKING:
+    from echogate.proxy.site import GatewaySite
 
 _log = Logger(namespace="echogate.proxy")
 _SERVER = f"echogate/{__version__}".encode()
@@ -32,14 +36,14 @@ class GatewayChannel(http.HTTPChannel):
     two addresses (each C{Request} asks for both; the local one is a
     C{getsockname} system call) and whether it is TLS (an interface
     adaptation). Its writes are batched (L{echogate.batching}) when the
-    site has a L{WriteBatcher}. Its idle timeout is one timer for the
-    connection's life (see L{setTimeout}).
+    site has a L{echogate.batching.WriteBatcher}. Its idle timeout is one
+    timer for the connection's life (see L{setTimeout}).
 
     A request head that arrives whole in one read, between requests, and
     has no body is taken in one step (L{simple_head}) instead of line by
-    line; the request it makes is the one C{HTTPChannel} would make (same
-    L{Request}, same headers, same checks of persistence and length), and
-    anything else goes through C{HTTPChannel} unchanged.
+    line; the request it makes is the one C{HTTPChannel} would make (of
+    the site's C{requestFactory}, same headers, same checks of persistence
+    and length), and anything else goes through C{HTTPChannel} unchanged.
 
     At the edge (see docs/security.md) it answers, then closes, what
     C{HTTPChannel} would take or drop without a word: a request line or
@@ -49,10 +53,18 @@ class GatewayChannel(http.HTTPChannel):
     chunk size beyond 63 bits (400); a head that takes longer than
     C{header_timeout} to arrive and a body that stalls for
     C{body_timeout} get 408. A request with a body is routed and
-    authorised when its head arrives (L{GatewayRequest.head_received}),
+    authorised when its head arrives
+    (L{echogate.proxy.request.GatewayRequest.head_received}),
     before the body is read; C{100 Continue} is sent only then.
     """
 
+    #: The site that made it (set by C{Site.buildProtocol}).
+    site: GatewaySite
+    #: The client's connection: TCP, or TLS over it, maybe batched.
+    transport: ITCPTransport
+    #: The idle timeout in seconds (C{TimeoutMixin} declares an C{int},
+    #: but any number of seconds works, as for C{callLater}).
+    timeOut: float | None  # type: ignore[assignment]
     _host: Any = None
     _idle_call: Any = None
     _peer: Any = None
@@ -157,7 +169,8 @@ class GatewayChannel(http.HTTPChannel):
         if self._receivedHeaderCount >= self.maxHeaders:
             self.refuse(431)
             return False
-        return super().headerReceived(line)
+        kept: bool = super().headerReceived(line)
+        return kept
 
     # -- timers --------------------------------------------------------------
 
@@ -193,7 +206,7 @@ class GatewayChannel(http.HTTPChannel):
         self._body_call = None
         request = self.requests[-1] if self.requests else None
         answer = getattr(request, "answer_early", None)
-        if answer is not None and not request.startedWriting:
+        if answer is not None and request is not None and not request.startedWriting:
             answer(408)
         else:
             self.refuse(408)

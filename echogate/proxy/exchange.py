@@ -7,7 +7,7 @@ gateway's own answers) is L{echogate.proxy.responding.Responding}.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
@@ -53,8 +53,9 @@ def _cancelled(failure: Failure) -> bool:
     """
     if failure.check(CancelledError):
         return True
-    if failure.check(PluginFailure):
-        inner = failure.value.error
+    error = failure.value
+    if isinstance(error, PluginFailure):
+        inner = error.error
         value = inner.value if isinstance(inner, Failure) else inner
         return isinstance(value, CancelledError)
     return False
@@ -277,7 +278,9 @@ class Exchange(Responding):
 
     def _send(self) -> None:
         ctx = self.ctx
-        upstream = ctx.upstream
+        # (routed made both, before the state became UPSTREAM)
+        upstream: UpstreamRequest = ctx.upstream  # type: ignore[assignment]
+        service: dict[str, Any] = ctx.service  # type: ignore[assignment]
         target = upstream.path.encode("latin-1")
         if upstream.query:
             target += b"?" + upstream.query.encode("latin-1")
@@ -286,15 +289,15 @@ class Exchange(Responding):
         client: Any = self._gateway.upstream
         balancers = self._gateway.balancers
         if balancers is not None:
-            balancer = balancers.get(ctx.service["host"])
+            balancer = balancers.get(service["host"])
             if balancer is not None:
                 # The service's host names an upstream: its balancer picks
                 # the peer of each try.
                 client = Balanced(balancers, balancer, client, ctx, self._gateway.clock)
                 host_header = balancer.upstream.get("host_header")
-                if host_header and not ctx.route.get("preserve_host"):
+                if host_header and not cast("dict[str, Any]", ctx.route).get("preserve_host"):
                     upstream.set_header("Host", host_header)
-        sent = client.send(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(),
+        sent = client.send(service, upstream.method.encode("ascii"), target, upstream.as_is(),
                            body, self.response_received, self._upstream_failed)
         if not sent.called:
             self.pending = sent
@@ -303,8 +306,9 @@ class Exchange(Responding):
         self.pending = None
         if self.request.client_gone:
             return
-        if failure.check(ProxyError):
-            self._gateway.log_upstream_error(self.ctx, describe(failure.value.__cause__), failure.value.status)
+        error = failure.value
+        if isinstance(error, ProxyError):
+            self._gateway.log_upstream_error(self.ctx, describe(error.__cause__), error.status)
         self.failed(failure)
 
     def response_received(self, response: "IUpstreamResponse") -> None:
@@ -342,7 +346,8 @@ class Exchange(Responding):
             self.state = STREAMING
             length = response.length if isinstance(response.length, int) else None
             streamer = self._streamer = BodyStreamer(self, self.request, filters,
-                                                     ctx.service.get("read_timeout", 60000) / 1000.0, length)
+                                                     ctx.service.get(  # type: ignore[union-attr]  # (routed)
+                                                         "read_timeout", 60000) / 1000.0, length)
             response.deliverBody(streamer)
             streamer.started()
 

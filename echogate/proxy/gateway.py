@@ -207,8 +207,8 @@ class Gateway:
         """
         Log C{failure}, naming the plugin and phase when a plugin raised it.
         """
-        if failure.check(PluginFailure):
-            error = failure.value
+        error = failure.value
+        if isinstance(error, PluginFailure):
             inner = error.error if isinstance(error.error, Failure) else Failure(
                 error.error, type(error.error), error.error.__traceback__)
             _log.failure("plugin {plugin} failed in its {phase} phase", failure=inner,

@@ -99,17 +99,22 @@ class Step:
 
     @ivar entry: the config that applies without a consumer, or C{None}.
     @ivar by_consumer: whether a consumer-scoped config may apply instead.
+    @ivar config: C{entry}'s config (C{None} without an entry): the config
+        of every step of a C{static} L{Plan}, looked up once.
     """
 
     name: str
     plugin: Any
     entry: PluginEntry | None
     by_consumer: bool
-    rewrite: Callable | None
-    access: Callable | None
-    header_filter: Callable | None
-    body_filter: Callable | None
-    log: Callable | None
+    rewrite: Callable[..., Any] | None
+    access: Callable[..., Any] | None
+    header_filter: Callable[..., Any] | None
+    body_filter: Callable[..., Any] | None
+    log: Callable[..., Any] | None
+    config: Mapping[str, Any] | None = attrs.field(
+        init=False, eq=False, repr=False,
+        default=attrs.Factory(lambda self: self.entry.config if self.entry is not None else None, takes_self=True))
 
 
 class Plan(tuple):
@@ -151,11 +156,15 @@ def phases_of(plugin: Any) -> dict[str, Callable | None]:
             for phase in PHASES}
 
 
-def _precedence(route: str | None, service: str | None, consumer: str | None):
+#: A config's scope: its (route, service, consumer) ids, C{None} for any.
+_Scope = tuple[str | None, str | None, str | None]
+
+
+def _precedence(route: str | None, service: str | None, consumer: str | None) -> list[_Scope]:
     """
     Scope keys from the most specific to the global one (Kong's order).
     """
-    keys = []
+    keys: list[_Scope] = []
     if consumer is not None:
         keys += [(route, service, consumer), (route, None, consumer), (None, service, consumer)]
     keys.append((route, service, None))
@@ -182,7 +191,7 @@ class PluginIndex:
             raise ValueError(f"missing must be {REFUSE!r} or {SKIP!r}, not {missing!r}")
         self._plugins = dict(plugins)
         self._phases = {name: phases_of(p) for name, p in self._plugins.items()}
-        self._by_name: dict[str, dict[tuple, PluginEntry]] = {}
+        self._by_name: dict[str, dict[_Scope, PluginEntry]] = {}
         self._consumer_scoped: set[str] = set()
         self.skipped: list[str] = []
         self.refusing = missing == REFUSE
@@ -265,7 +274,8 @@ class PluginIndex:
         # plugin runs, when it applies whoever the consumer is; after every
         # other plugin (those that may authenticate the consumer) when only
         # a consumer-scoped config may apply.
-        first, last = [], []
+        first: list[Step] = []
+        last: list[Step] = []
         for name in self._refusals:
             step = self._step(name, route, service, global_only)
             if step is not None:

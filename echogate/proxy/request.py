@@ -6,9 +6,9 @@ a response head given as wire pairs in one piece.
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 import typing
-from typing import Any, Callable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -17,6 +17,9 @@ from twisted.web.http import NO_BODY_CODES, toChunk
 from twisted.web.http_headers import Headers
 
 from echogate._version import __version__
+
+if TYPE_CHECKING:
+    from echogate.proxy.channel import GatewayChannel
 
 
 class RequestEvents(typing.Protocol):
@@ -31,6 +34,9 @@ class RequestEvents(typing.Protocol):
     def client_gone(self) -> None:
         """The client's connection was lost."""
 
+    def answer_early(self, status: int) -> None:
+        """Answer C{status} before the body is all read, and close."""
+
 SERVER = f"echogate/{__version__}".encode()
 
 _PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
@@ -44,6 +50,23 @@ def reason_phrase(code: int) -> bytes:
     return _PHRASES.get(code, b"Unknown Status")
 UNEXPECTED = "An unexpected error occurred"
 _log = Logger(namespace="echogate.proxy")
+
+
+class BodyFile(typing.Protocol):
+    """
+    Where a request's body is kept (C{request.content}): a file in memory
+    or on disk, or L{_Discard} for a body over the size limit.
+    """
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> object: ...
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class _Discard:
@@ -76,6 +99,8 @@ class UnparsedRequest(server.Request):
     C{args} stays empty.
     """
 
+    content: BodyFile
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self.content.seek(0, 0)
         self.args = {}
@@ -94,6 +119,8 @@ class GatewayRequest(UnparsedRequest):
     """
 
     defaultContentType = None
+    #: The proxy's connection (L{echogate.proxy.channel.GatewayChannel}).
+    channel: GatewayChannel
     exchange: RequestEvents | None = None
     _too_large = False
     _received = 0
@@ -167,7 +194,9 @@ class GatewayRequest(UnparsedRequest):
 
     def _expects_continue(self) -> bool:
         expect = self.requestHeaders.getRawHeaders(b"expect")
-        return bool(expect) and expect[0].lower() == b"100-continue" and self.clientproto == b"HTTP/1.1"
+        if not expect:
+            return False
+        return expect[0].lower() == b"100-continue" and self.clientproto == b"HTTP/1.1"
 
     def continue_body(self) -> None:
         """
@@ -202,7 +231,7 @@ class GatewayRequest(UnparsedRequest):
             return
         UnparsedRequest.requestReceived(self, command, path, version)
 
-    def respond(self, status: int, head: Headers | list[tuple[bytes, bytes]]) -> None:
+    def respond(self, status: int | None, head: Headers | list[tuple[bytes, bytes]]) -> None:
         """
         Answer with C{status} and the headers C{head}, keeping what Twisted
         set before the response (C{Connection: close} when the client asked
@@ -213,6 +242,9 @@ class GatewayRequest(UnparsedRequest):
         piece, without a L{Headers} object, framed as Twisted frames a
         response: chunked for HTTP/1.1 when it has no Content-Length, no
         body for C{HEAD}, 204 and 304. A L{Headers} is written by Twisted.
+
+        @raise TypeError: when C{status} is not an C{int} (C{None}: no
+            status was set).
         """
         # (setResponseCode's work, inline: this runs for every response)
         if not isinstance(status, int):
@@ -261,7 +293,7 @@ class GatewayRequest(UnparsedRequest):
         channel = self.channel
         if bodiless:
             channel.write(head_bytes)
-            self.write = lambda data: None  # as Twisted does
+            self.write = lambda data: None  # type: ignore[method-assign]  # as Twisted does
             return
         self.sentLength += len(data)
         if self.chunked and data:

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from echogate.errors import ProxyError
-from echogate.pdk.context import RequestContext
+from echogate.pdk.context import Exit, RequestContext
 from echogate.proxy.answers import error_answer, local_head
 from echogate.proxy.plan import Plan, Step
 from echogate.proxy.request import UNEXPECTED, GatewayRequest
@@ -71,6 +71,14 @@ class Responding:
     __slots__ = ("_gateway", "request", "ctx", "state", "plan", "snapshot", "_configs", "pending",
                  "peer_trusted", "_streamer", "_logged")
 
+    if TYPE_CHECKING:
+        # Exchange's: what makes it its request's RequestEvents.
+        def body_arrived(self) -> None: ...
+
+        def client_gone(self) -> None: ...
+
+        def answer_early(self, status: int) -> None: ...
+
     def __init__(self, gateway: Shared, request: GatewayRequest, ctx: RequestContext, snapshot: Any,
                  peer_trusted: bool):
         self._gateway = gateway
@@ -124,14 +132,18 @@ class Responding:
         ctx = self.ctx
         static = self.plan.static
         for index, step in enumerate(steps):
-            config = step.entry.config if static else self.config(step)
+            config = step.config if static else self.config(step)
             if config is None:
                 continue
-            result = call_phase(step.name, "body_filter", step.body_filter, ctx.view(step.name), config, data)
+            # (every step of body_filter_steps has a body_filter)
+            result = call_phase(step.name, "body_filter", step.body_filter,  # type: ignore[arg-type]
+                                ctx.view(step.name), config, data)
             # (bytes and None first: isinstance with the generic Deferred is slow)
             if result is not None and type(result) is not bytes and isinstance(result, Deferred):
-                rest = steps[index + 1:]
-                return result.addCallback(lambda out, d=data, r=rest: self.chunk(d if out is None else out, r))
+                def go_on(out: bytes | None, d: bytes = data,
+                          r: tuple[Step, ...] = steps[index + 1:]) -> bytes | Deferred[Any]:
+                    return self.chunk(d if out is None else out, r)
+                return result.addCallback(go_on)
             if result is not None:
                 data = result
         return data
@@ -205,7 +217,8 @@ class Responding:
             if not failure.check(ProxyError):
                 self.report(failure)
             return
-        error = failure.value if failure.check(ProxyError) else None
+        value = failure.value
+        error = value if isinstance(value, ProxyError) else None
         if error is None:
             self.report(failure)
         if request.client_gone:
@@ -222,13 +235,14 @@ class Responding:
             error = ProxyError(500, UNEXPECTED)
             # A filter that failed is not run again on the error, nor on a
             # failing error answer.
-            filters = not (failure.check(PluginFailure) and failure.value.phase in ("header_filter", "body_filter")
+            filters = not (isinstance(value, PluginFailure) and value.phase in ("header_filter", "body_filter")
                            ) and self.ctx.response.source != "error"
         status, body, headers = error_answer(error, close)
         self._answer(status, body, headers, "error", filters)
 
     def _answer_exit(self) -> None:
-        exit = self.ctx.exit
+        # (called once a plugin made one)
+        exit = typing.cast(Exit, self.ctx.exit)
         self._answer(exit.status, exit.body, exit.headers, "exit")
 
     def _answer(self, status: int, body: bytes, headers: Any, source: str, filters: bool = True) -> None:

@@ -8,6 +8,7 @@ Which steps apply to a request is L{echogate.proxy.plan}'s business.
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred
@@ -56,7 +57,9 @@ def run_steps(items: Sequence[Any], call: Callable[[Any], Any],
         if result is not None:
             result = as_deferred(result)
             if isinstance(result, Deferred):
-                return result.addCallback(lambda _, i=index: None if stop is not None and stop() else run_steps(items, call, stop, i))
+                def rest(_: object, i: int = index) -> Deferred[Any] | None:
+                    return None if stop is not None and stop() else run_steps(items, call, stop, i)
+                return result.addCallback(rest)
         if stop is not None and stop():
             return None
     return None
@@ -82,7 +85,7 @@ def run_phase(ctx: Any, steps: Sequence[Step], phase: str, config_of: Callable[[
         step = steps[index]
         index += 1
         if config_of is None:
-            config = step.entry.config
+            config: Any = step.config
         else:
             config = config_of(step)
             if config is None:
@@ -98,9 +101,10 @@ def run_phase(ctx: Any, steps: Sequence[Step], phase: str, config_of: Callable[[
         # (None first: Deferred is generic, so isinstance goes through
         # ABCMeta's Python-level check, about a microsecond.)
         if result is not None and isinstance(result, Deferred):
-            return _tag(result, step.name, phase).addCallback(
-                lambda _, i=index: None if until_exit and ctx.exit is not None
-                else run_phase(ctx, steps, phase, config_of, until_exit, i))
+            def rest(_: object, i: int = index) -> Deferred[Any] | None:
+                return None if until_exit and ctx.exit is not None else run_phase(
+                    ctx, steps, phase, config_of, until_exit, i)
+            return _tag(result, step.name, phase).addCallback(rest)
         if until_exit and ctx.exit is not None:
             return None
     return None
@@ -114,7 +118,8 @@ def _tag(result: Deferred, step_name: str, phase: str) -> Deferred:
     def tag(failure: Failure) -> Failure:
         if failure.check(PluginFailure):
             return failure
-        raise PluginFailure(step_name, phase, failure.value) from failure.value
+        error = typing.cast(BaseException, failure.value)  # (an errback's failure has one)
+        raise PluginFailure(step_name, phase, error) from error
     return result.addErrback(tag)
 
 

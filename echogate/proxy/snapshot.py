@@ -17,6 +17,8 @@ from twisted.python.failure import Failure
 
 from echogate.store.data import ConfigurationData
 
+_log = Logger(namespace="echogate.configuration")
+
 
 @attrs.frozen
 class Snapshot:
@@ -56,8 +58,8 @@ class Snapshot:
             routing, in seconds (C{regex_match_timeout}; C{None}: none).
         """
         from echogate.pdk.credentials import CredentialIndex
-        from echogate.routing.router import Router
         from echogate.proxy.plan import PluginIndex
+        from echogate.routing.router import Router
 
         services = {s["id"]: s for s in data.services}
         index = PluginIndex(data.plugins, plugins, missing_plugins)
@@ -118,8 +120,6 @@ class LiveConfiguration:
 
     @ivar missing_plugins: C{"refuse"} or C{"skip"} (see L{Snapshot.build}).
     """
-
-    _log = Logger(namespace="echogate.configuration")
 
     def __init__(self, *, store: Any, plugins: Mapping[str, Any], clock: IReactorTime,
                  check_interval: float = 5.0,
@@ -224,7 +224,7 @@ class LiveConfiguration:
                 try:
                     callback(snapshot)
                 except Exception:
-                    self._log.failure("a configuration switch callback failed")
+                    _log.failure("a configuration switch callback failed")
             self._settle_later()
             self._watch_missing(snapshot)
 
@@ -267,9 +267,9 @@ class LiveConfiguration:
         index = snapshot.plugins
         if not index.refusing:
             if index.missing:
-                self._log.warn("plugins configured but not loaded on this node: {names};"
-                               " requests run without them (missing_plugins = skip)",
-                               names=", ".join(index.missing))
+                _log.warn("plugins configured but not loaded on this node: {names};"
+                          " requests run without them (missing_plugins = skip)",
+                          names=", ".join(index.missing))
             return
         missing = list(index.missing)
         if missing == self._missing_said:
@@ -284,7 +284,7 @@ class LiveConfiguration:
     def _say_missing(self) -> None:
         names = self.current.plugins.missing
         if names:
-            self._log.error(
+            _log.error(
                 "plugins configured but not loaded on this node: {names}; requests their configs apply to"
                 " are refused with 500 until they are loaded (--plugins, PYTHONPATH) or their configs removed",
                 names=", ".join(names), missing_plugins=list(names))
@@ -321,8 +321,8 @@ class LiveConfiguration:
             self._reach(version).addErrback(self._reload_failed)
 
     def _reload_failed(self, failure: Failure) -> None:
-        self._log.warn("could not reload the configuration ({why}); still serving version {version}",
-                       why=failure.getErrorMessage(), version=self.current.version)
+        _log.warn("could not reload the configuration ({why}); still serving version {version}",
+                  why=failure.getErrorMessage(), version=self.current.version)
 
     def _check(self) -> Deferred:
         d = maybeDeferred(self._store.version)
@@ -332,8 +332,13 @@ class LiveConfiguration:
                 self._notified(None)
 
         d.addCallback(compare)
-        d.addErrback(lambda f: None)
+        d.addErrback(self._check_failed)
         return d
+
+    def _check_failed(self, failure: Failure) -> None:
+        # The next check (or a change notification) tries again.
+        _log.warn("could not check the configuration version ({why}); still serving version {version}",
+                  why=failure.getErrorMessage(), version=self.current.version)
 
     def start(self) -> Deferred:
         """

@@ -11,8 +11,8 @@ import typing
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
 from twisted.web.iweb import IBodyProducer
@@ -112,7 +112,8 @@ class RequestBody:
         if self._data is not None:
             return self._data
         self._file.seek(0)
-        return self._file.read()
+        data: bytes = self._file.read()
+        return data
 
     @classmethod
     def of_request(cls, request: Any) -> "RequestBody | None":
@@ -140,6 +141,10 @@ class Drain(Protocol):
     Reads and drops an upstream body we no longer want.
     """
 
+    #: What L{echogate.interfaces.IUpstreamResponse.deliverBody} connects it
+    #: to: the upstream's body, paused, resumed and stopped through it.
+    transport: IPushProducer  # type: ignore[assignment]  # (a producer, not a whole ITransport)
+
     def connectionMade(self) -> None:
         self.transport.stopProducing()
 
@@ -151,6 +156,9 @@ class BodyStreamer(Protocol):
     registered as the request's producer), and C{body_filter} runs on
     every chunk (when C{filters}) through the owner.
     """
+
+    #: As L{Drain}'s: the upstream's body, paused, resumed and stopped.
+    transport: IPushProducer  # type: ignore[assignment]  # (a producer, not a whole ITransport)
 
     def __init__(self, owner: StreamOwner, request: StreamedRequest, filters: Any, read_timeout: float,
                  length: int | None = None):
@@ -236,7 +244,7 @@ class BodyStreamer(Protocol):
         self._request.loseConnection()
         self._owner.cut(failure)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._done = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -261,7 +269,11 @@ class BodyStreamer(Protocol):
                 self._abort(Failure())
                 return
             if isinstance(tail, Deferred):
-                tail.addCallback(lambda t: (t and request.write(t), owner.body_done()))
+                def written(t: bytes) -> None:
+                    if t:
+                        request.write(t)
+                    owner.body_done()
+                tail.addCallback(written)
                 tail.addErrback(self._abort)
                 return
             if tail:

@@ -18,8 +18,8 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 import attrs
-from twisted.python.failure import Failure
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echogate.errors import (

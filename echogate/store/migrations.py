@@ -17,13 +17,15 @@ from __future__ import annotations
 import datetime
 import re
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, Union, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 import psycopg2
 import psycopg2.extensions
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from echogate.store.pgdriver import conninfo, parse_dsn
 
@@ -281,8 +283,8 @@ def _applied(connection: psycopg2.extensions.connection) -> list[Applied] | None
     """
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        (exists,) = cursor.fetchone()
-        if not exists:
+        row = cursor.fetchone()
+        if row is None or not row[0]:
             connection.rollback()
             return None
         cursor.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
@@ -378,31 +380,40 @@ def check_applied(versions: Iterable[int] | None, dsn: str) -> None:
         raise SchemaOutdated(f"database migrations are pending: {names}; {fix}")
 
 
-def _pool(reactor):  # type: ignore[no-untyped-def]
+def _pool(reactor: IReactorThreads | None) -> tuple[IReactorThreads, ThreadPool]:
+    """
+    C{reactor} (the global one for C{None}: the console script's) and its
+    thread pool.
+    """
     if reactor is None:
-        from twisted.internet import reactor  # type: ignore[no-redef]
+        from twisted.internet import reactor as installed
+
+        reactor = cast(IReactorThreads, installed)
     return reactor, reactor.getThreadPool()
 
 
-async def up(target: Target, reactor=None) -> list[Migration]:  # type: ignore[no-untyped-def]
+async def up(target: Target, reactor: IReactorThreads | None = None) -> list[Migration]:
     """
     L{migrate} in the reactor's thread pool.
 
     @param reactor: the reactor whose thread pool to use (the global one
         by default).
     """
-    return await deferToThreadPool(*_pool(reactor), migrate, target)
+    threads, pool = _pool(reactor)
+    return await deferToThreadPool(threads, pool, migrate, target)
 
 
-async def status(target: Target, reactor=None) -> tuple[list[Applied], list[Migration]]:  # type: ignore[no-untyped-def]
+async def status(target: Target, reactor: IReactorThreads | None = None) -> tuple[list[Applied], list[Migration]]:
     """
     L{read_status} in the reactor's thread pool.
     """
-    return await deferToThreadPool(*_pool(reactor), read_status, target)
+    threads, pool = _pool(reactor)
+    return await deferToThreadPool(threads, pool, read_status, target)
 
 
-async def reset(target: Target, reactor=None) -> list[str]:  # type: ignore[no-untyped-def]
+async def reset(target: Target, reactor: IReactorThreads | None = None) -> list[str]:
     """
     L{drop} in the reactor's thread pool.
     """
-    return await deferToThreadPool(*_pool(reactor), drop, target)
+    threads, pool = _pool(reactor)
+    return await deferToThreadPool(threads, pool, drop, target)

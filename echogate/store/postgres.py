@@ -17,30 +17,30 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, TypeVar
 
 import attrs
 import psycopg2
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IReactorCore, IReactorFDSet, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from txpostgres import txpostgres
 from zope.interface import implementer
 
 from echogate.errors import NotFound
 from echogate.interfaces import IStore
+from echogate.store.data import ConfigurationData
 from echogate.store.migrations import SchemaOutdated, check_applied, read_status
 from echogate.store.offsets import decode_offset, encode_offset
 from echogate.store.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
 from echogate.store.pgtables import CANONICAL_UUID, Table, parses_as_uuid, table_of, translate
-from echogate.store.data import ConfigurationData
 
 __all__ = ["PostgresStore", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
 
 #: The LISTEN/NOTIFY channel; the payload is the new configuration version.
 CHANNEL = "echogate_config"
 
-_log = Logger()
+_log = Logger(namespace="echogate.store")
 _T = TypeVar("_T")
 
 
@@ -60,7 +60,7 @@ async def _bump(cursor: txpostgres.Cursor) -> int:
     return int(cursor.fetchone()[0])
 
 
-def _deferred(method: Callable[..., Awaitable[_T]]) -> Callable[..., Deferred[_T]]:
+def _deferred(method: Callable[..., Coroutine[Any, Any, _T]]) -> Callable[..., Deferred[_T]]:
     """
     Make an C{async} method return a Deferred, so that bad arguments
     fail the Deferred too.
@@ -77,11 +77,12 @@ class PostgresStore:
     """
     L{IStore} on PostgreSQL (see the module docstring).
 
-    @param reactor: the reactor (time, file descriptors) everything runs on.
+    @param reactor: the reactor everything runs on (its time; txpostgres
+        also uses its file descriptors).
     @param dsn: a libpq connection string or URI.
     @param pool_size: how many connections serve queries at once.
     @param query_timeout: seconds after which any call fails with
-        L{DatabaseUnavailable}.
+        L{echogate.errors.DatabaseUnavailable}.
     @param reconnect_delays: the first and the longest pause between
         attempts to reach a server that is down.
     @param heartbeat: seconds between checks that the LISTEN connection
@@ -92,7 +93,7 @@ class PostgresStore:
     #: before its changed rows are read whole (see L{load}).
     list_first_from = 200
 
-    def __init__(self, reactor: IReactorTime | IReactorFDSet | IReactorCore, dsn: str, *,
+    def __init__(self, reactor: IReactorTime, dsn: str, *,
                  pool_size: int = 4, query_timeout: float = 5.0,
                  reconnect_delays: tuple[float, float] = (0.1, 10.0),
                  heartbeat: float = 30.0):
@@ -107,7 +108,9 @@ class PostgresStore:
         self._pool = BoundedPool(reactor, dsn, pool_size, self._bounded, reconnect_delays)
         self._listener = Listener(reactor, dsn, CHANNEL, self._bounded, reconnect_delays,
                                   heartbeat, self._deliver)
-        self._subscribers: list[Callable[[int | None], object]] = []
+        # One list per subscription, so that a callback subscribed twice
+        # is unsubscribed once per subscription.
+        self._subscribers: list[list[Callable[[int | None], object]]] = []
 
     @_deferred
     async def start(self) -> None:
@@ -134,16 +137,16 @@ class PostgresStore:
         See L{IStore.subscribe}.
         """
         entry = [callback]
-        self._subscribers.append(entry)  # type: ignore[arg-type]
+        self._subscribers.append(entry)
 
         def unsubscribe() -> None:
-            if entry in self._subscribers:  # type: ignore[comparison-overlap]
-                self._subscribers.remove(entry)  # type: ignore[arg-type]
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
 
         return unsubscribe
 
     def _deliver(self, version: int | None) -> None:
-        for (callback,) in list(self._subscribers):  # type: ignore[misc]
+        for (callback,) in list(self._subscribers):
             try:
                 callback(version)
             except Exception:
@@ -164,7 +167,8 @@ class PostgresStore:
         if parses_as_uuid(key) and CANONICAL_UUID.match(key):
             # Only the dashed form is an id: a 32-hex-digit key (as Kong
             # generates for key-auth) is a key, though uuid.UUID reads it.
-            sql, params = f"SELECT entity FROM {table.name} WHERE id = %s", (key,)
+            sql = f"SELECT entity FROM {table.name} WHERE id = %s"
+            params: tuple[str, ...] = (key,)
         elif table.keys and isinstance(key, str):
             matches = " OR ".join(f"{k} = %s" for k in table.keys)
             sql = (f"SELECT entity FROM {table.name} WHERE {matches}"
@@ -356,7 +360,8 @@ class PostgresStore:
                     f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
                     {"id": record["id"]})
             await _bump(cursor)
-            return row[0]
+            stored: dict[str, Any] = row[0]
+            return stored
 
         return await self._write(table, record, body)
 

@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import wrapClientTLS
+from twisted.internet.interfaces import IDelayedCall, IProtocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 from twisted.web.http_headers import Headers
-from twisted.internet.interfaces import IProtocol
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
@@ -21,6 +21,7 @@ from echogate.interfaces import IUpstreamClient, IUpstreamResponse
 from echogate.pdk.messages import headers_of
 from echogate.upstream.endpoints import client_endpoint
 from echogate.upstream.failures import failure_answer, is_connect_failure
+from echogate.upstream.h1request import RequestBody
 from echogate.upstream.hop_by_hop import NOT_END_TO_END, copy_end_to_end
 
 
@@ -31,18 +32,6 @@ class _FixedEndpoint:
 
     def endpointForURI(self, uri: Any) -> Any:
         return self._endpoint
-
-
-def send_with_request(client: Any, service: dict, method: bytes, target: bytes, headers: Any, body: Any,
-                      callback: Any, errback: Any, args: tuple = ()) -> Deferred:
-    """
-    C{send} (see L{echogate.upstream.lean.LeanUpstreamClient.send}) for a
-    client that has only C{request}: its Deferred is the handle (it has
-    C{cancel()} and C{called}).
-    """
-    result = client.request(service, method, target, headers, body)
-    result.addCallbacks(callback, errback, args, None, args)
-    return result
 
 
 @implementer(IUpstreamResponse)
@@ -100,7 +89,8 @@ class _Exchange:
     """
     One request to a service: its attempts (connection failures retried up
     to C{retries}), each bounded by C{deadline} seconds up to the response
-    head. C{result} fires with the response or fails with L{ProxyError};
+    head. C{result} fires with the response or fails with
+    L{echogate.errors.ProxyError};
     cancelling it aborts the attempt in flight.
     """
 
@@ -108,7 +98,7 @@ class _Exchange:
                  "result", "_current", "_timed_out", "_attempts")
 
     def __init__(self, reactor: Any, agent: Agent, method: bytes, uri: bytes, headers: Headers,
-                 body: Any, retries: int, deadline: float):
+                 body: RequestBody | None, retries: int, deadline: float):
         self._reactor = reactor
         self._agent = agent
         self._method = method
@@ -117,13 +107,13 @@ class _Exchange:
         self._body = body
         self._retries = retries
         self._deadline = deadline
-        self._current: Deferred | None = None
+        self._current: Deferred[IResponse] | None = None
         self._timed_out = False
         self._attempts = 0
-        self.result: Deferred = Deferred(self._cancel)
+        self.result: Deferred[IResponse] = Deferred(self._cancel)
         self._send()
 
-    def _cancel(self, _: Deferred) -> None:
+    def _cancel(self, _: Deferred[IResponse]) -> None:
         if self._current is not None:
             self._current.cancel()
 
@@ -133,11 +123,11 @@ class _Exchange:
         timer = self._reactor.callLater(self._deadline, self._timeout, d)
         d.addBoth(self._done, timer)
 
-    def _timeout(self, d: Deferred) -> None:
+    def _timeout(self, d: Deferred[IResponse]) -> None:
         self._timed_out = True
         d.cancel()
 
-    def _done(self, outcome: Any, timer: Any) -> None:
+    def _done(self, outcome: IResponse | Failure, timer: IDelayedCall) -> None:
         if timer.active():
             timer.cancel()
         result = self.result
@@ -171,10 +161,11 @@ class UpstreamClient:
         if pool is None:
             pool = HTTPConnectionPool(reactor, persistent=max_per_host > 0)
             pool.maxPersistentPerHost = max(max_per_host, 1)
-            pool.cachedConnectionTimeout = idle_timeout
+            # (Twisted's default, 240, makes mypy take the seconds for an int)
+            pool.cachedConnectionTimeout = idle_timeout  # type: ignore[assignment]
             pool.retryAutomatically = True
         self.pool = pool
-        self._agents: dict[tuple, tuple[Agent, bytes]] = {}
+        self._agents: dict[tuple[Any, ...], tuple[Agent, bytes]] = {}
 
     def _agent(self, scheme: str, host: str, port: int, connect_timeout: float) -> tuple[Agent, bytes]:
         """
@@ -196,12 +187,12 @@ class UpstreamClient:
 
     def request(
         self,
-        service: dict,
+        service: dict[str, Any],
         method: bytes,
         target: bytes,
         headers: Headers | list[tuple[bytes, bytes]],
-        body: Any = None,
-    ) -> Deferred:
+        body: RequestBody | None = None,
+    ) -> Deferred[IResponse]:
         """
         Send one request to C{service}, retrying connection failures up to
         the service's C{retries}. C{target} is the path and query;
@@ -211,8 +202,8 @@ class UpstreamClient:
         bounded by the service's write and read timeouts.
 
         @return: a Deferred firing with the L{twisted.web.iweb.IResponse},
-            or failing with L{ProxyError} (502 or 504); cancelling it
-            aborts the upstream request.
+            or failing with L{echogate.errors.ProxyError} (502 or 504);
+            cancelling it aborts the upstream request.
         """
         if not isinstance(headers, Headers):
             headers = headers_of(headers)
@@ -224,27 +215,29 @@ class UpstreamClient:
         return _Exchange(self._reactor, agent, method, origin + target, headers, body,
                          service.get("retries", 5), deadline).result
 
-    def send(self, service: dict, method: bytes, target: bytes, headers: Headers | list[tuple[bytes, bytes]],
-             body: Any, callback: Callable[..., object], errback: Callable[..., object],
-             args: tuple = ()) -> Deferred:
+    def send(self, service: dict[str, Any], method: bytes, target: bytes,
+             headers: Headers | list[tuple[bytes, bytes]], body: RequestBody | None,
+             callback: Callable[..., object], errback: Callable[..., object],
+             args: tuple[Any, ...] = ()) -> Deferred[None]:
         """
         L{IUpstreamClient.send}: L{request}, with the response delivered as
         an L{AgentResponse} to C{callback(response, *args)}, or the
-        L{ProxyError} failure to C{errback(failure, *args)}.
+        L{echogate.errors.ProxyError} failure to C{errback(failure,
+        *args)}.
 
         @return: the request's handle (a Deferred: C{cancel()} aborts the
             request, and neither callback is then called; C{called} says
             whether one was).
         """
-        result = self.request(service, method, target, headers, body)
-        result.addCallbacks(_adapted, _failed, (callback, *args), None, (errback, *args))
-        return result
+        return self.request(service, method, target, headers, body).addCallbacks(
+            _adapted, _failed, callbackArgs=(callback, *args), errbackArgs=(errback, *args))
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         """
         Close every idle pooled connection.
         """
-        return self.pool.closeCachedConnections()
+        closed: Deferred[None] = self.pool.closeCachedConnections()
+        return closed
 
 
-__all__ = ["UpstreamClient", "AgentResponse", "send_with_request", "ResponseFailed"]
+__all__ = ["UpstreamClient", "AgentResponse", "ResponseFailed"]

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-_log = Logger()
+_log = Logger(namespace="echogate.upstream")
 
 #: How many cancelled deadlines a FIFO may hold before it is compacted
 #: (when they are also more than half of it): compacting a short FIFO

@@ -132,7 +132,7 @@ class UpstreamResponse:
         """
         Give the body to C{protocol}: what already arrived at once, the rest
         as it comes, then C{connectionLost} with L{ResponseDone},
-        L{PotentialDataLoss} (close-delimited) or another failure.
+        L{twisted.web.client.PotentialDataLoss} (close-delimited) or another failure.
         """
         if self._protocol is not None:
             raise RuntimeError("deliverBody called twice")

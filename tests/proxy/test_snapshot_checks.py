@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.errors import DatabaseUnavailable
@@ -20,6 +21,7 @@ from echogate.settings import resolve
 from echogate.store import postgres
 from echogate.store.data import ConfigurationData
 from echogate.store.migrations import SchemaOutdated
+from tests.proxy.test_plugin_contract import capture_log
 
 INTERVAL = 5.0
 
@@ -71,6 +73,19 @@ class PeriodicCheckTests(SynchronousTestCase):
         self.assertEqual(self.store.checks, 1)
         self.clock.advance(INTERVAL)
         self.assertEqual(self.store.checks, 2)
+
+    def test_failedCheckLogged(self) -> None:
+        """
+        A failed check is logged, as a warning in the configuration's
+        namespace naming why, with the version still served.
+        """
+        events = capture_log(self)
+        self.store.failures = 1
+        self.clock.advance(INTERVAL)
+        (event,) = [e for e in events if e.get("log_namespace") == "echogate.configuration"]
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertEqual(formatEvent(event), "could not check the configuration version"
+                                             " (the database is unreachable); still serving version 1")
 
     def test_laterVersionLoadedAfterError(self) -> None:
         """After a failed check, a version stored later is loaded by a later check."""

@@ -204,6 +204,34 @@ class RequestWritingTests(SynchronousTestCase):
         _, t = h.connect()
         self.assertTrue(t.value().endswith(b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"))
 
+    def test_producerStopFailsLogged(self) -> None:
+        """
+        A body's producer that raises when the answer stops it (the answer
+        came before the body was written) is logged; the response is still
+        delivered.
+        """
+
+        class Unstoppable:
+            length = UNKNOWN_LENGTH
+
+            def startProducing(self, consumer: Any) -> Deferred:
+                return Deferred()
+
+            def stopProducing(self) -> None:
+                raise RuntimeError("cannot stop")
+
+        class Body:
+            def producer(self) -> Any:
+                return Unstoppable()
+
+        h = Harness()
+        d = h.request(b"POST", body=Body())
+        p, t = h.connect()
+        p.dataReceived(OK)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.successResultOf(d).code, 200)
+        self.assertTrue(t.disconnecting)
+
 
 class SendTests(SynchronousTestCase):
     """

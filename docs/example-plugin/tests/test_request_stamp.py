@@ -15,19 +15,18 @@ from twisted.plugins.request_stamp import RequestStamp
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.errors import SchemaViolation
+from echogate.plugin import NodeNotBound
 from echogate.registry import check_plugin, discover, is_bundled
 from echogate.testing import GatewayHarness, UpstreamAnswer, UpstreamRequestSeen
 
 
 def gateway(config: dict | None = None, upstream=None) -> GatewayHarness:
     """
-    A gateway with request-stamp configured globally; the plugin and the
-    gateway share one fake clock.
+    A gateway with request-stamp configured globally; the plugin takes the
+    harness's node, whose reactor is the gateway's fake clock.
     """
-    clock = Clock()
     extra = {"upstream": upstream} if upstream is not None else {}
-    return GatewayHarness([RequestStamp(clock=clock)], configs=[("request-stamp", config or {})],
-                          clock=clock, **extra)
+    return GatewayHarness([RequestStamp()], configs=[("request-stamp", config or {})], clock=Clock(), **extra)
 
 
 def held_upstream(pending: list[Deferred]):
@@ -58,6 +57,19 @@ class DiscoveryTests(SynchronousTestCase):
         plugin = available["request-stamp"]
         self.assertFalse(is_bundled(plugin))
         check_plugin(plugin)
+
+    def test_nodeReactor(self) -> None:
+        """
+        The plugin measures with its node's reactor, given through
+        C{node_service}; before a node is given it has no clock (and never
+        falls back to the global reactor).
+        """
+        plugin = RequestStamp()
+        self.assertRaises(NodeNotBound, plugin._now)
+        clock = Clock()
+        clock.advance(42)
+        GatewayHarness([plugin], clock=clock)
+        self.assertEqual(plugin._now(), 42)
 
     def test_immutable(self) -> None:
         """

@@ -8,7 +8,9 @@ lack a header (optionally after a delay, to slow down scanners).
 What it shows:
 
   - a plugin object that never changes (a frozen attrs class based on
-    L{GatewayPlugin}); its only field is an injected clock, for tests;
+    L{GatewayPlugin}); its only field is a L{NodeBinding}, which the node
+    fills through C{node_service}: the node's reactor is the plugin's
+    clock (in tests, the harness's C{Clock}), never the global reactor;
   - a config schema with defaults, a null default, bounds;
   - per-request state on C{ctx.plugin}, never on C{self};
   - C{access}, C{header_filter} and C{log}; C{access} stays synchronous on
@@ -24,9 +26,11 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from echogate.plugin import GatewayPlugin
+from echogate.interfaces import IPluginNode
+from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.schema import Boolean, Integer, Number, Record, String
 
 
@@ -35,11 +39,11 @@ class RequestStamp(GatewayPlugin):
     """
     Stamp responses with C{id=<request id>; ms=<milliseconds spent>}.
 
-    @ivar clock: an C{IReactorTime} to measure and wait with; C{None} means
-        the global reactor, looked up when first needed.
+    @ivar binding: the node, once C{node_service} gave it; its reactor
+        measures and waits.
     """
 
-    clock: Any = None
+    binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
 
     name = "request-stamp"
     version = "1.0.0"
@@ -59,12 +63,16 @@ class RequestStamp(GatewayPlugin):
     def _now(self) -> float:
         return self._clock().seconds()
 
-    def _clock(self) -> Any:
-        if self.clock is not None:
-            return self.clock
-        from twisted.internet import reactor
-
+    def _clock(self) -> IReactorTime:
+        reactor: IReactorTime = self.binding.node.reactor
         return reactor
+
+    def node_service(self, node: IPluginNode) -> None:
+        """
+        Keep C{node}: its reactor is the clock. No service to run.
+        """
+        self.binding.bind(node)
+        return None
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> Any:
         ctx.plugin["started"] = self._now()
