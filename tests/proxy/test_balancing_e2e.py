@@ -147,6 +147,41 @@ class BalancingTests(unittest.TestCase):
             where.setdefault(user, set()).add(next(i for i in range(3) if after[i] != before[i]))
         self.assertTrue(all(len(places) == 1 for places in where.values()), where)
 
+    async def test_leastConnections(self) -> None:
+        """
+        least-connections with a slow request in flight on one target:
+        the next requests all go to the other, until it is answered.
+        """
+        backends = [_Backend(self) for _ in range(2)]
+        await self.upstream(backends, algorithm="least-connections")
+        slow = Deferred.fromCoroutine(self.gw.proxy("GET", "/slow?delay=2"))
+        busy = await until(lambda: next((b for b in backends if b.count), None), message="the slow request arrived")
+        other = backends[1 - backends.index(busy)]
+        codes = await self.get_many(6)
+        self.assertEqual(codes, [200] * 6)
+        self.assertEqual((busy.count, other.count), (1, 6))
+        self.assertEqual((await slow).code, 200)
+
+    async def test_hashCookie(self) -> None:
+        """
+        hash_on cookie: a client without the cookie is given one, and with
+        it every request reaches the same target.
+        """
+        backends = [_Backend(self) for _ in range(3)]
+        await self.upstream(backends, hash_on="cookie", hash_on_cookie="sticky", hash_on_cookie_path="/app")
+        first = await self.gw.proxy("GET", "/x")
+        cookie = first.header("set-cookie")
+        self.assertIsNotNone(cookie)
+        name_value, _, path = cookie.partition("; ")
+        self.assertEqual((name_value.split("=")[0], path), ("sticky", "Path=/app"))
+        for backend in backends:
+            backend.resource.seen.clear()
+        for _ in range(6):
+            answer = await self.gw.proxy("GET", "/x", headers={"Cookie": name_value})
+            self.assertEqual(answer.code, 200)
+            self.assertIsNone(answer.header("set-cookie"))
+        self.assertEqual(sorted(b.count for b in backends), [0, 0, 6])
+
     async def test_noTarget(self) -> None:
         """An upstream whose every target is down and tried: Kong's 503."""
         backends = [_Backend(self)]
