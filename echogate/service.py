@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echogate._version import __version__
-from echogate.settings import Options, Settings, redact_dsn, with_backlog
+from echogate.settings import Options, Settings, redact_dsn, split_listener, with_backlog
 from echogate.heap import settle_heap, tune
 from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
@@ -128,6 +128,9 @@ class GatewayService(MultiService):
         self._stopping = False
         self._bound = False
         self.workers: Any = None
+        #: The proxy's L{echogate.proxy.tls.SNICertificates} once an ssl
+        #: listener is bound.
+        self.tls: Any = None
         worker_of = os.environ.get("ECHOGATE_WORKER_OF")
         self.is_worker = worker_of is not None
         self._parent = int(worker_of) if worker_of else None
@@ -293,14 +296,16 @@ class GatewayService(MultiService):
         listeners = [("proxy", self.settings.proxy_listen, proxy_site)]
         if not self.is_worker:
             listeners.append(("admin", self.settings.admin_listen, admin_site))
-        for kind, descriptions, factory in listeners:
+        for kind, descriptions, site in listeners:
             for description in descriptions:
+                endpoint, tls = split_listener(description) if kind == "proxy" else (description, False)
+                factory = self._tls_factory(site) if tls else site
                 if shared and kind == "proxy":
                     from echogate.workers import listen_shared
 
-                    d = maybeDeferred(listen_shared, self._reactor, description, factory)
+                    d = maybeDeferred(listen_shared, self._reactor, endpoint, factory)
                 else:
-                    d = endpoints.serverFromString(self._reactor, with_backlog(description)).listen(factory)
+                    d = endpoints.serverFromString(self._reactor, with_backlog(endpoint)).listen(factory)
                 d.addCallback(throttle_accept_errors, self._reactor)
                 outcome: list[Any] = []
                 d.addBoth(outcome.append)
@@ -315,6 +320,44 @@ class GatewayService(MultiService):
                 if hasattr(port, "stopReading"):
                     port.stopReading()
                 self._ports.append((kind, description, port))
+
+    def _tls_factory(self, site: Any) -> Any:
+        """
+        The factory of an C{ssl} proxy listener: TLS over C{site}'s
+        connections, the certificate chosen by SNI from the current
+        snapshot (L{echogate.proxy.tls.SNICertificates}, one for all such
+        listeners: L{tls}), the default one being C{ssl_cert} or the
+        node's self-signed one in C{data_dir}.
+
+        @raise SystemExit: the default certificate cannot be read or made.
+        """
+        from echogate.proxy.tls import SNICertificates, TLSListenerFactory, TLSPolicy, default_certificate
+
+        if self.tls is None:
+            settings = self.settings
+            try:
+                if settings.ssl_cert:
+                    with open(settings.ssl_cert, "rb") as cert, open(settings.ssl_cert_key, "rb") as key:
+                        default = cert.read(), key.read()
+                else:
+                    default = default_certificate(settings.data_dir)
+                policy = TLSPolicy(protocols=settings.ssl_protocols, ciphers=settings.cipher_list,
+                                   session_tickets=settings.ssl_session_tickets,
+                                   session_timeout=settings.ssl_session_timeout)
+                self.tls = SNICertificates(lambda: self.live.current if self.live is not None else None,
+                                           default, policy)
+            except (OSError, ValueError) as e:
+                self._close_ports()
+                raise SystemExit(f"echogate: the default TLS certificate cannot be had: {e}") from None
+        return TLSListenerFactory(self.tls, False, site)
+
+    def listening(self, kind: str) -> list[tuple[str, Any]]:
+        """
+        The C{kind} (C{"proxy"} or C{"admin"}) listeners: each one's
+        resolved description (a proxy one ending in C{" ssl"} is HTTPS) and
+        bound address.
+        """
+        return [(description, port.getHost()) for k, description, port in self._ports if k == kind]
 
     def _close_ports(self) -> Deferred:
         ports, self._ports = self._ports, []

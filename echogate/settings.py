@@ -18,7 +18,7 @@ from twisted.python import usage
 from echogate.heap import MAX_TRIM_THRESHOLD
 
 DEFAULTS: dict[str, str] = {
-    "proxy_listen": "tcp:8000",
+    "proxy_listen": "0.0.0.0:8000, 0.0.0.0:8443 ssl",
     "admin_listen": "tcp:8001:interface=127.0.0.1",
     "database": "",
     "data_dir": "./echogate-data",
@@ -32,6 +32,7 @@ DEFAULTS: dict[str, str] = {
     "upstream_client": "auto",
     "upstream_keepalive_pool_size": "1000",
     "upstream_keepalive_idle_timeout": "60",
+    "upstream_tls_verify": "on",
     "gc_young_threshold": "50000",
     "malloc_trim_threshold": "16m",
     "client_header_timeout": "60",
@@ -54,10 +55,18 @@ DEFAULTS: dict[str, str] = {
     "dns_resolver": "",
     "dns_hostsfile": "/etc/hosts",
     "dns_error_ttl": "1",
+    "ssl_cert": "",
+    "ssl_cert_key": "",
+    "ssl_protocols": "TLSv1.2 TLSv1.3",
+    "ssl_cipher_suite": "intermediate",
+    "ssl_ciphers": "",
+    "ssl_session_tickets": "on",
+    "ssl_session_timeout": "1d",
 }
 
 HELP: dict[str, str] = {
-    "proxy_listen": "Twisted endpoint(s) for the proxy, comma-separated.",
+    "proxy_listen": "The proxy's listeners, comma-separated: ADDRESS:PORT (Kong's 0.0.0.0:8000) or a Twisted "
+                    "endpoint, each followed by flags: 'ssl' (HTTPS, certificate chosen by SNI), 'backlog=N'.",
     "admin_listen": "Twisted endpoint(s) for the Admin API, comma-separated.",
     "database": "PostgreSQL DSN; empty runs the embedded server in --data-dir.",
     "data_dir": "Directory for the embedded PostgreSQL server and the node id.",
@@ -72,6 +81,8 @@ HELP: dict[str, str] = {
                        "or 'auto' (lean).",
     "upstream_keepalive_pool_size": "Idle keep-alive connections kept per service address; 0 for none.",
     "upstream_keepalive_idle_timeout": "Seconds an idle upstream connection is kept.",
+    "upstream_tls_verify": "'on': verify https services' certificates (and host names) unless a service's "
+                           "tls_verify is false; 'off': only those whose tls_verify is true.",
     "gc_young_threshold": "Objects made (net) between the cyclic collector's young passes once the node "
                           "has settled; 0 keeps Python's (700).",
     "malloc_trim_threshold": "Freed memory (bytes, or with k/m/g) the C heap may keep instead of giving it back "
@@ -101,7 +112,30 @@ HELP: dict[str, str] = {
                     "absent; [ipv6]:port); empty uses those of /etc/resolv.conf.",
     "dns_hostsfile": "The hosts file read before the name servers for targets' host names; empty for none.",
     "dns_error_ttl": "Seconds before a target host name that did not resolve is looked up again.",
+    "ssl_cert": "PEM certificate (chain) of the proxy's default certificate; unset: a self-signed one for "
+                "localhost, made once in data_dir.",
+    "ssl_cert_key": "PEM private key of ssl_cert.",
+    "ssl_protocols": "TLS versions the ssl listeners accept, space-separated: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3.",
+    "ssl_cipher_suite": "TLS 1.2 (and older) ciphers: 'intermediate' (Mozilla's), 'modern' (TLS 1.3 only), "
+                        "or 'custom' (ssl_ciphers).",
+    "ssl_ciphers": "An OpenSSL cipher list, used when ssl_cipher_suite is 'custom'.",
+    "ssl_session_tickets": "'on': TLS session tickets for resumption; 'off': none.",
+    "ssl_session_timeout": "How long a TLS session may be resumed: seconds, or with s, m, h, d.",
 }
+
+#: The TLS 1.2 ciphers of each C{ssl_cipher_suite} (TLS 1.3's suites are
+#: OpenSSL's own, all of them strong). C{intermediate} is Mozilla's
+#: "intermediate" list, Kong's default; C{modern} has none (TLS 1.3 only).
+CIPHER_SUITES: dict[str, str] = {
+    "intermediate": ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"),
+    "modern": "",
+}
+
+#: The values of C{ssl_protocols}, oldest first.
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.I)
 
@@ -169,6 +203,11 @@ def redact_dsn(dsn: str) -> str:
 class Settings:
     """
     The resolved settings of one gateway node.
+
+    @ivar proxy_listen: the proxy's listeners, each a Twisted endpoint
+        string, followed by C{" ssl"} for an HTTPS listener whose
+        certificate is chosen by SNI (L{split_listener} takes one apart):
+        Kong's C{0.0.0.0:8443 ssl} resolves to C{tcp:8443:interface=0.0.0.0 ssl}.
     """
 
     proxy_listen: tuple[str, ...]
@@ -185,6 +224,7 @@ class Settings:
     upstream_client: str = "lean"
     upstream_keepalive_pool_size: int = 1000
     upstream_keepalive_idle_timeout: float = 60.0
+    upstream_tls_verify: bool = True
     gc_young_threshold: int = 50000
     malloc_trim_threshold: int = 16 * 1024 * 1024
     client_header_timeout: float = 60.0
@@ -207,6 +247,23 @@ class Settings:
     dns_resolver: tuple[str, ...] = ()
     dns_hostsfile: str = "/etc/hosts"
     dns_error_ttl: float = 1.0
+    ssl_cert: str = ""
+    ssl_cert_key: str = ""
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_cipher_suite: str = "intermediate"
+    ssl_ciphers: str = ""
+    ssl_session_tickets: bool = True
+    ssl_session_timeout: int = 86400
+
+    @property
+    def cipher_list(self) -> str:
+        """
+        The OpenSSL cipher list of the ssl listeners (TLS 1.2 and older):
+        C{ssl_ciphers} with C{ssl_cipher_suite = custom}, else the suite's.
+        """
+        if self.ssl_cipher_suite == "custom":
+            return self.ssl_ciphers
+        return CIPHER_SUITES[self.ssl_cipher_suite]
 
     def public(self) -> dict[str, Any]:
         """
@@ -228,6 +285,7 @@ class Settings:
             "upstream_client": self.upstream_client,
             "upstream_keepalive_pool_size": self.upstream_keepalive_pool_size,
             "upstream_keepalive_idle_timeout": self.upstream_keepalive_idle_timeout,
+            "upstream_tls_verify": self.upstream_tls_verify,
             "gc_young_threshold": self.gc_young_threshold,
             "malloc_trim_threshold": self.malloc_trim_threshold,
             "client_header_timeout": self.client_header_timeout,
@@ -250,6 +308,13 @@ class Settings:
             "dns_resolver": list(self.dns_resolver),
             "dns_hostsfile": self.dns_hostsfile,
             "dns_error_ttl": self.dns_error_ttl,
+            "ssl_cert": self.ssl_cert or None,
+            "ssl_cert_key": self.ssl_cert_key or None,
+            "ssl_protocols": list(self.ssl_protocols),
+            "ssl_cipher_suite": self.ssl_cipher_suite,
+            "ssl_ciphers": self.cipher_list,
+            "ssl_session_tickets": self.ssl_session_tickets,
+            "ssl_session_timeout": self.ssl_session_timeout,
         }
 
 
@@ -285,6 +350,171 @@ def _endpoints(key: str, value: str) -> tuple[str, ...]:
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(f"{key}: {part!r} is not a Twisted endpoint string ({e})") from None
     return parts
+
+
+#: A Kong-style listener address: C{0.0.0.0:8000}, C{[::]:8443}, C{*:8000}.
+_ADDRESS = re.compile(r"^(?:(\[[0-9a-fA-F:.]+\])|([0-9.]+)|(\*)):(\d{1,5})$")
+
+#: The flag that makes a proxy listener an HTTPS one (see L{split_listener}).
+SSL_FLAG = " ssl"
+
+
+def split_listener(entry: str) -> tuple[str, bool]:
+    """
+    A resolved C{proxy_listen} entry (see L{Settings.proxy_listen}) to its
+    Twisted endpoint string and whether it is an HTTPS listener whose
+    certificate is chosen by SNI (the C{ssl} flag).
+    """
+    if entry.endswith(SSL_FLAG):
+        return entry[:-len(SSL_FLAG)], True
+    return entry, False
+
+
+def _listener(entry: str) -> str:
+    """
+    One C{proxy_listen} entry, as written, to its resolved form: a Twisted
+    endpoint string, followed by C{" ssl"} for an HTTPS listener.
+
+    An entry is an address (Kong's C{0.0.0.0:8000}, C{[::]:8000},
+    C{*:8000}) or a Twisted endpoint string, followed by flags separated
+    by spaces: C{ssl}, C{backlog=N}.
+    """
+    from twisted.internet import endpoints, reactor
+
+    words = entry.split()
+    where, flags = words[0], words[1:]
+    tls = False
+    backlog = None
+    for flag in flags:
+        if flag.lower() == "ssl":
+            tls = True
+        elif flag.lower().startswith("backlog="):
+            backlog = _whole("proxy_listen", flag.partition("=")[2], 1)
+        else:
+            raise ConfigError(f"proxy_listen: {entry!r} has an unknown flag {flag!r} (flags: ssl, backlog=N)")
+    address = _ADDRESS.match(where)
+    if address is not None:
+        ipv6, ipv4, anywhere, port = address.groups()
+        if int(port) > 65535:
+            raise ConfigError(f"proxy_listen: {entry!r} has a bad port")
+        try:
+            host = ipaddress.ip_address(ipv6[1:-1] if ipv6 else ipv4) if not anywhere else None
+        except ValueError:
+            raise ConfigError(f"proxy_listen: {entry!r} is not an IP address and port") from None
+        if host is None:
+            endpoint = f"tcp:{port}"
+        elif host.version == 6:
+            endpoint = f"tcp6:{port}:interface={str(host).replace(':', chr(92) + ':')}"
+        else:
+            endpoint = f"tcp:{port}:interface={host}"
+    else:
+        endpoint = where
+        try:
+            endpoints.serverFromString(reactor, endpoint)
+        except (ValueError, TypeError, KeyError, OSError) as e:
+            raise ConfigError(f"proxy_listen: {where!r} is not an address (0.0.0.0:8000) "
+                              f"nor a Twisted endpoint string ({e})") from None
+        kind = endpoint_parts(endpoint)[0].strip().lower()
+        if tls and kind not in ("tcp", "tcp6", "unix"):
+            raise ConfigError(f"proxy_listen: the ssl flag needs a tcp, tcp6 or unix endpoint, not {where!r}")
+    if backlog is not None:
+        if ":backlog=" in endpoint:
+            raise ConfigError(f"proxy_listen: {entry!r} gives its backlog twice")
+        endpoint = f"{endpoint}:backlog={backlog}"
+    return endpoint + (SSL_FLAG if tls else "")
+
+
+def _proxy_listen(value: str) -> tuple[str, ...]:
+    entries = tuple(_listener(entry) for entry in _split(value))
+    if not entries:
+        raise ConfigError("proxy_listen: at least one listener is needed")
+    return entries
+
+
+def _duration(key: str, value: str) -> int:
+    """
+    C{"1d"}, C{"10m"}, C{"3600"} to whole seconds (at least 1).
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value, re.I)
+    seconds = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2).lower()] if m else 0
+    if not seconds:
+        raise ConfigError(f"{key}: {value!r} is not a duration of at least 1 second (e.g. 300, 10m, 1d)")
+    return seconds
+
+
+def _readable(key: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {e.strerror or e}") from None
+
+
+def _certificate_files(cert_path: str, key_path: str) -> None:
+    """
+    Check that C{ssl_cert} and C{ssl_cert_key} are given together, are
+    readable PEM, and that the key is the certificate's.
+    """
+    if bool(cert_path) != bool(key_path):
+        raise ConfigError("ssl_cert and ssl_cert_key: set both, or neither")
+    if not cert_path:
+        return
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from OpenSSL import SSL
+
+    try:
+        certificate = x509.load_pem_x509_certificates(_readable("ssl_cert", cert_path))[0]
+    except ValueError:
+        raise ConfigError(f"ssl_cert: {cert_path} holds no PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(_readable("ssl_cert_key", key_path), None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"ssl_cert_key: {key_path} holds no unencrypted PEM private key") from None
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    try:
+        context.use_certificate(certificate)
+        context.use_privatekey(key)  # type: ignore[arg-type]
+        context.check_privatekey()
+    except SSL.Error:
+        raise ConfigError(f"ssl_cert_key: {key_path} is not the key of the certificate in {cert_path}") from None
+
+
+def _tls_settings(raw: Mapping[str, str]) -> dict[str, Any]:
+    """
+    The C{ssl_*} settings of C{raw}, checked.
+    """
+    from OpenSSL import SSL
+
+    protocols = tuple(raw["ssl_protocols"].replace(",", " ").split())
+    by_lower = {version.lower(): version for version in TLS_VERSIONS}
+    unknown = [p for p in protocols if p.lower() not in by_lower]
+    if not protocols or unknown:
+        raise ConfigError(f"ssl_protocols: expected some of {' '.join(TLS_VERSIONS)}, got {raw['ssl_protocols']!r}")
+    protocols = tuple(v for v in TLS_VERSIONS if v.lower() in {p.lower() for p in protocols})
+    suite = _one_of("ssl_cipher_suite", raw["ssl_cipher_suite"], ("intermediate", "modern", "custom"))
+    ciphers = raw["ssl_ciphers"].strip()
+    if suite == "custom":
+        if not ciphers:
+            raise ConfigError("ssl_cipher_suite: 'custom' needs ssl_ciphers (an OpenSSL cipher list)")
+        try:
+            SSL.Context(SSL.TLS_SERVER_METHOD).set_cipher_list(ciphers.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError):
+            raise ConfigError(f"ssl_ciphers: {ciphers!r} is not an OpenSSL cipher list that names a cipher") from None
+    elif ciphers:
+        raise ConfigError("ssl_ciphers: only used with ssl_cipher_suite = custom")
+    if suite == "modern" and "TLSv1.3" not in protocols:
+        raise ConfigError("ssl_cipher_suite: 'modern' is TLS 1.3 only, and ssl_protocols leaves TLSv1.3 out")
+    _certificate_files(raw["ssl_cert"].strip(), raw["ssl_cert_key"].strip())
+    return {
+        "ssl_cert": raw["ssl_cert"].strip(),
+        "ssl_cert_key": raw["ssl_cert_key"].strip(),
+        "ssl_protocols": protocols,
+        "ssl_cipher_suite": suite,
+        "ssl_ciphers": ciphers,
+        "ssl_session_tickets": _one_of("ssl_session_tickets", raw["ssl_session_tickets"], ("on", "off")) == "on",
+        "ssl_session_timeout": _duration("ssl_session_timeout", raw["ssl_session_timeout"]),
+    }
 
 
 def _whole(key: str, value: str, low: int, high: int | None = None) -> int:
@@ -446,10 +676,11 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     if database and not (database.startswith(("postgresql://", "postgres://")) or "=" in database):
         raise ConfigError(f"database: {redact_dsn(database)!r} is not a PostgreSQL DSN (postgresql://user@host/db)")
     workers = _whole("workers", raw["workers"], 1, 64)
-    proxy_listen = _endpoints("proxy_listen", raw["proxy_listen"])
+    proxy_listen = _proxy_listen(raw["proxy_listen"])
     if workers > 1:
-        for description in proxy_listen:
-            parse_tcp(description)
+        for entry in proxy_listen:
+            parse_tcp(split_listener(entry)[0])
+    tls = _tls_settings(raw)
     upstream_client = raw["upstream_client"].strip().lower()
     if upstream_client == "auto":
         upstream_client = automatic_upstream_client()
@@ -474,6 +705,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         upstream_keepalive_pool_size=_whole("upstream_keepalive_pool_size", raw["upstream_keepalive_pool_size"], 0),
         upstream_keepalive_idle_timeout=_positive("upstream_keepalive_idle_timeout",
                                                   raw["upstream_keepalive_idle_timeout"]),
+        upstream_tls_verify=_one_of("upstream_tls_verify", raw["upstream_tls_verify"], ("on", "off")) == "on",
         gc_young_threshold=_whole("gc_young_threshold", raw["gc_young_threshold"], 0),
         malloc_trim_threshold=_trim(raw["malloc_trim_threshold"]),
         client_header_timeout=_positive("client_header_timeout", raw["client_header_timeout"]),
@@ -497,6 +729,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         dns_resolver=_name_servers(raw["dns_resolver"]),
         dns_hostsfile=raw["dns_hostsfile"].strip(),
         dns_error_ttl=_positive("dns_error_ttl", raw["dns_error_ttl"]),
+        **tls,
     )
 
 
@@ -537,7 +770,8 @@ def parse_tcp(description: str) -> tuple[socket.AddressFamily, str, int, int]:
     parts = endpoint_parts(description)
     kind = parts[0].lower()
     if kind not in ("tcp", "tcp6") or len(parts) < 2:
-        raise ConfigError(f"workers: {description!r} is not a tcp: endpoint; --workers shares TCP listeners only")
+        raise ConfigError(f"workers: {description!r} is not a tcp: endpoint; --workers shares TCP listeners only "
+                          "(HTTPS: 'ADDRESS:PORT ssl')")
     family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
     interface = "::" if family == socket.AF_INET6 else ""
     backlog = DEFAULT_BACKLOG

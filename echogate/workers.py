@@ -22,7 +22,7 @@ from twisted.internet.protocol import ProcessProtocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from echogate.settings import Settings, parse_tcp
+from echogate.settings import SSL_FLAG, Settings, parse_tcp, split_listener
 
 _log = Logger(namespace="echogate.workers")
 
@@ -34,7 +34,9 @@ def listen_shared(reactor: IReactorSocket, description: str, factory: ServerFact
                   port: int | None = None) -> IListeningPort:
     """
     Listen on C{description} with C{SO_REUSEPORT} (C{port} overrides its
-    port: the workers use the port the main process got).
+    port: the workers use the port the main process got). For an HTTPS
+    listener C{factory} is its TLS factory: each process makes its own
+    TLS contexts over its own socket.
     """
     family, interface, wanted, backlog = parse_tcp(description)
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -87,12 +89,13 @@ class WorkerPool:
         env = {k: v for k, v in self._environ.items() if not k.startswith("ECHOGATE_")}
         s = self._settings
         proxy = []
-        for description, port in zip(s.proxy_listen, self._ports):
+        for entry, port in zip(s.proxy_listen, self._ports):
+            description, tls = split_listener(entry)
             family, interface, _, backlog = parse_tcp(description)
             kind = "tcp6" if family == socket.AF_INET6 else "tcp"
             escaped = interface.replace(":", "\\:")
-            proxy.append(f"{kind}:{port}:interface={escaped}:backlog={backlog}" if interface
-                         else f"{kind}:{port}:backlog={backlog}")
+            proxy.append((f"{kind}:{port}:interface={escaped}:backlog={backlog}" if interface
+                          else f"{kind}:{port}:backlog={backlog}") + (SSL_FLAG if tls else ""))
         env.update({
             "ECHOGATE_PROXY_LISTEN": ",".join(proxy),
             "ECHOGATE_DATABASE": self._dsn,
@@ -127,6 +130,13 @@ class WorkerPool:
             "ECHOGATE_DNS_RESOLVER": ",".join(s.dns_resolver),
             "ECHOGATE_DNS_HOSTSFILE": s.dns_hostsfile,
             "ECHOGATE_DNS_ERROR_TTL": str(s.dns_error_ttl),
+            "ECHOGATE_SSL_CERT": s.ssl_cert,
+            "ECHOGATE_SSL_CERT_KEY": s.ssl_cert_key,
+            "ECHOGATE_SSL_PROTOCOLS": " ".join(s.ssl_protocols),
+            "ECHOGATE_SSL_CIPHER_SUITE": s.ssl_cipher_suite,
+            "ECHOGATE_SSL_CIPHERS": s.ssl_ciphers,
+            "ECHOGATE_SSL_SESSION_TICKETS": "on" if s.ssl_session_tickets else "off",
+            "ECHOGATE_SSL_SESSION_TIMEOUT": str(s.ssl_session_timeout),
             WORKER_OF: str(os.getpid()),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         })

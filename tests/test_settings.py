@@ -33,7 +33,7 @@ class ResolveTests(SynchronousTestCase):
         With nothing given, the documented defaults.
         """
         settings = resolve({}, {}, None)
-        self.assertEqual(settings.proxy_listen, ("tcp:8000",))
+        self.assertEqual(settings.proxy_listen, ("tcp:8000:interface=0.0.0.0", "tcp:8443:interface=0.0.0.0 ssl"))
         self.assertEqual(settings.admin_listen, ("tcp:8001:interface=127.0.0.1",))
         self.assertEqual(settings.database, "")
         self.assertEqual(settings.data_dir, "./echogate-data")
@@ -128,6 +128,8 @@ class ResolveTests(SynchronousTestCase):
                 "shutdown_timeout": "0", "admin_token": "s3cret", "admin_server_names": "Admin.Example,gw:8001",
                 "real_ip_header": "X-Forwarded-For", "real_ip_recursive": "on", "headers_with_underscores": "reject",
                 "dns_resolver": "127.0.0.1:5300", "dns_hostsfile": "/h", "dns_error_ttl": "4",
+                "ssl_cert": "", "ssl_cert_key": "", "ssl_protocols": "TLSv1.3", "ssl_cipher_suite": "modern",
+                "ssl_ciphers": "", "ssl_session_tickets": "off", "ssl_session_timeout": "5m",
                 }.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
@@ -154,6 +156,8 @@ class ResolveTests(SynchronousTestCase):
                          ("x-forwarded-for", True, "reject"))
         self.assertEqual((settings.dns_resolver, settings.dns_hostsfile, settings.dns_error_ttl),
                          (("127.0.0.1:5300",), "/h", 4.0))
+        self.assertEqual((settings.ssl_protocols, settings.ssl_cipher_suite, settings.ssl_session_tickets,
+                          settings.ssl_session_timeout), (("TLSv1.3",), "modern", False, 300))
         self.assertEqual(set(DEFAULTS) - {"proxy_listen", "admin_listen"},
                          {k[len("ECHOGATE_"):].lower() for k in env})
 
@@ -341,3 +345,136 @@ class DNSSettingsTests(SynchronousTestCase):
         public = resolve({"dns_resolver": "127.0.0.1"}, {}, None).public()
         self.assertEqual(public["dns_resolver"], ["127.0.0.1:53"])
         self.assertEqual(public["dns_hostsfile"], "/etc/hosts")
+
+
+class ProxyListenTests(SynchronousTestCase):
+    """
+    C{proxy_listen}: Kong's C{ADDRESS:PORT [flags]} entries beside Twisted
+    endpoint strings.
+    """
+
+    def listen(self, value: str, **more: str) -> tuple[str, ...]:
+        return resolve({"proxy_listen": value, **more}, {}, None).proxy_listen
+
+    def pem(self) -> str:
+        """
+        A file holding a key and its certificate, for Twisted's ssl: endpoints.
+        """
+        from echogate.proxy.tls import self_signed
+
+        cert_pem, key_pem = self_signed("a.test")
+        path = Path(self.mktemp())
+        path.write_bytes(key_pem + cert_pem)
+        return str(path)
+
+    def test_kongAddresses(self) -> None:
+        """
+        Kong's IPv4, IPv6 and C{*} addresses become tcp endpoints; C{ssl}
+        marks an HTTPS listener and C{backlog=N} goes into the endpoint.
+        """
+        self.assertEqual(self.listen("0.0.0.0:8000, 127.0.0.1:8443 ssl, [::1]:9000 backlog=7 ssl, *:80"),
+                         ("tcp:8000:interface=0.0.0.0", "tcp:8443:interface=127.0.0.1 ssl",
+                          "tcp6:9000:interface=\\:\\:1:backlog=7 ssl", "tcp:80"))
+
+    def test_twistedEndpointsKeepWorking(self) -> None:
+        """
+        Twisted endpoint strings are kept as written, and take the flags too.
+        """
+        pem = self.pem()
+        self.assertEqual(self.listen(f"tcp:8000, ssl:8443:privateKey={pem}, tcp:8444:interface=127.0.0.1 ssl"),
+                         ("tcp:8000", f"ssl:8443:privateKey={pem}", "tcp:8444:interface=127.0.0.1 ssl"))
+
+    def test_splitListener(self) -> None:
+        """
+        L{split_listener} gives back the endpoint string and the ssl flag.
+        """
+        from echogate.settings import split_listener
+
+        self.assertEqual(split_listener("tcp:8443:interface=0.0.0.0 ssl"), ("tcp:8443:interface=0.0.0.0", True))
+        self.assertEqual(split_listener("tcp:8000"), ("tcp:8000", False))
+
+    def test_badEntries(self) -> None:
+        """
+        An unknown flag, a bad address or port, ssl on an ssl: endpoint and
+        a backlog given twice are refused, naming proxy_listen.
+        """
+        for value in ["0.0.0.0:8000 http2", "300.1.1.1:8000", "0.0.0.0:70000", f"ssl:8443:privateKey={self.pem()} ssl",
+                      "tcp:8000:backlog=5 backlog=6", "nonsense:thing", "0.0.0.0:80 backlog=x", ","]:
+            error = self.assertRaises(ConfigError, self.listen, value)
+            self.assertIn("proxy_listen", str(error), value)
+
+    def test_workersTakeSslListeners(self) -> None:
+        """
+        --workers shares HTTPS listeners too; Twisted's own ssl: endpoints
+        still cannot be shared.
+        """
+        self.assertEqual(self.listen("127.0.0.1:0 ssl", workers="2"), ("tcp:0:interface=127.0.0.1 ssl",))
+        error = self.assertRaises(ConfigError, self.listen, f"ssl:8443:privateKey={self.pem()}", workers="2")
+        self.assertIn("workers", str(error))
+
+
+class TLSSettingsTests(SynchronousTestCase):
+    """
+    The C{ssl_*} settings.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        TLS 1.2 and 1.3, Mozilla's intermediate ciphers, tickets on, a day
+        of resumption, no configured default certificate.
+        """
+        settings = resolve({}, {}, None)
+        self.assertEqual((settings.ssl_protocols, settings.ssl_cipher_suite, settings.ssl_session_tickets,
+                          settings.ssl_session_timeout, settings.ssl_cert, settings.ssl_cert_key),
+                         (("TLSv1.2", "TLSv1.3"), "intermediate", True, 86400, "", ""))
+        self.assertIn("ECDHE-RSA-AES128-GCM-SHA256", settings.cipher_list)
+
+    def test_customCiphers(self) -> None:
+        """
+        C{ssl_cipher_suite = custom} uses C{ssl_ciphers}; protocols are
+        case-insensitive and kept oldest first.
+        """
+        settings = resolve({"ssl_cipher_suite": "custom", "ssl_ciphers": "ECDHE-RSA-AES256-GCM-SHA384",
+                            "ssl_protocols": "tlsv1.3 TLSv1.1"}, {}, None)
+        self.assertEqual(settings.cipher_list, "ECDHE-RSA-AES256-GCM-SHA384")
+        self.assertEqual(settings.ssl_protocols, ("TLSv1.1", "TLSv1.3"))
+
+    def test_badValues(self) -> None:
+        """
+        Each bad C{ssl_*} value is refused, naming the setting.
+        """
+        for flags, key in [({"ssl_protocols": "SSLv3"}, "ssl_protocols"), ({"ssl_protocols": ""}, "ssl_protocols"),
+                           ({"ssl_cipher_suite": "old"}, "ssl_cipher_suite"),
+                           ({"ssl_cipher_suite": "custom"}, "ssl_cipher_suite"),
+                           ({"ssl_cipher_suite": "custom", "ssl_ciphers": "NOPE-NOTHING"}, "ssl_ciphers"),
+                           ({"ssl_ciphers": "HIGH"}, "ssl_ciphers"),
+                           ({"ssl_cipher_suite": "modern", "ssl_protocols": "TLSv1.2"}, "ssl_cipher_suite"),
+                           ({"ssl_session_tickets": "maybe"}, "ssl_session_tickets"),
+                           ({"ssl_session_timeout": "0"}, "ssl_session_timeout"),
+                           ({"ssl_session_timeout": "1w"}, "ssl_session_timeout"),
+                           ({"ssl_cert": "/nonexistent.pem"}, "ssl_cert"),
+                           ({"ssl_cert": "/nonexistent.pem", "ssl_cert_key": "/nonexistent.key"}, "ssl_cert")]:
+            error = self.assertRaises(ConfigError, resolve, flags, {}, None)
+            self.assertIn(key, str(error), flags)
+
+    def test_certificateFiles(self) -> None:
+        """
+        C{ssl_cert} and C{ssl_cert_key} must hold a certificate and its own
+        key.
+        """
+        from echogate.proxy.tls import self_signed
+
+        cert_pem, key_pem = self_signed("a.test")
+        other_key = self_signed("b.test")[1]
+        paths = {}
+        for name, data in [("cert", cert_pem), ("key", key_pem), ("other", other_key), ("junk", b"junk")]:
+            path = Path(self.mktemp())
+            path.write_bytes(data)
+            paths[name] = str(path)
+        settings = resolve({"ssl_cert": paths["cert"], "ssl_cert_key": paths["key"]}, {}, None)
+        self.assertEqual((settings.ssl_cert, settings.ssl_cert_key), (paths["cert"], paths["key"]))
+        for cert, key, named in [("cert", "other", "ssl_cert_key"), ("junk", "key", "ssl_cert"),
+                                 ("cert", "junk", "ssl_cert_key")]:
+            error = self.assertRaises(ConfigError, resolve, {"ssl_cert": paths[cert], "ssl_cert_key": paths[key]},
+                                      {}, None)
+            self.assertIn(named, str(error))

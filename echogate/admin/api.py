@@ -2,7 +2,8 @@
 The Admin API: a Klein application serving Kong-shaped JSON for services,
 routes, consumers, plugins and upstreams, plus the node's information and
 status. Consumers' credentials are served by L{echogate.admin.credentials},
-upstreams' targets and health by L{echogate.admin.upstreams}.
+upstreams' targets and health by L{echogate.admin.upstreams}, certificates
+and CA certificates by L{echogate.admin.certificates} (C{/snis} here).
 
 Every write validates first (L{echogate.entities.writes}), stores in one call of
 the L{IStore} (one transaction), and then awaits C{on_change} so that the
@@ -44,7 +45,7 @@ from echogate.schema.fields import text_problem
 TAGLINE = "Welcome to echogate"
 
 #: The collections, in the order Kong documents them.
-COLLECTIONS = ("services", "routes", "consumers", "plugins", "upstreams")
+COLLECTIONS = ("services", "routes", "consumers", "plugins", "upstreams", "snis")
 
 #: (parent collection, child collection) -> the child's foreign key field.
 NESTED: Mapping[tuple[str, str], str] = {
@@ -561,3 +562,8 @@ _credentials.register(AdminAPI.app)
 from echogate.admin import upstreams as _upstreams  # noqa: E402
 
 _upstreams.register(AdminAPI.app)
+
+# Certificates (by id or SNI name), their snis, CA certificates.
+from echogate.admin import certificates as _certificates  # noqa: E402
+
+_certificates.register(AdminAPI.app)

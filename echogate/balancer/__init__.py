@@ -8,12 +8,14 @@ L{Balancers.report} (or L{Balancer.report}) tells how it went.
 
 Design, in brief:
 
-  - C{algorithms}: smooth weighted round-robin (earliest deadline first),
-    consistent hashing (weighted rendezvous scores over a ring of
-    C{slots}, owners found on first use and kept), least-connections and
-    latency (decayed EWMA) over a lazily updated heap: O(log n) a pick, no
-    scan of all entries but when the owner of a hashed slot is excluded.
-    C{hashkey} gives a request's hash key by C{hash_on}/C{hash_fallback}.
+  - C{algorithms}: smooth weighted round-robin (earliest deadline first)
+    and consistent hashing (weighted rendezvous scores over a ring of
+    C{slots}, owners found on first use and kept) in C{roundrobin};
+    least-connections and latency (decayed EWMA) in C{leastload}, over a
+    lazily updated heap (C{entries}, with the L{Entry} and its L{Load}):
+    O(log n) a pick, no scan of all entries but when the owner of a hashed
+    slot is excluded. C{hashkey} gives a request's hash key by
+    C{hash_on}/C{hash_fallback}.
   - C{health}: Kong's health counters and thresholds per address
     (passive reports and active probes), the Admin API's overrides; a
     version number tells a balancer when to look again.
@@ -21,18 +23,27 @@ Design, in brief:
     C{twisted.names}, cached for their TTL; a pick never waits on DNS.
   - C{balancer}: the L{Balancer} of one upstream, rebuilt from every
     configuration snapshot; health, latency and in-flight counts live in an
-    L{UpstreamState} that L{Balancers} keeps by upstream id and address.
+    L{UpstreamState} that L{Balancers} (C{balancers}) keeps by upstream id
+    and address.
 
 Nothing here blocks or locks: it all runs on the reactor thread, with the
 clock injected.
 """
-from echogate.balancer.algorithms import Entry, Load
-from echogate.balancer.balancer import Balancer, Balancers, Outcome, Peer, UpstreamState, split_target
+from echogate.balancer.balancer import Balancer, Outcome, Peer, UpstreamState, split_target
+from echogate.balancer.balancers import Balancers
 from echogate.balancer.dns import Resolution, Resolved, TargetResolver, make_resolver
+from echogate.balancer.entries import Entry, Load
 from echogate.balancer.hashkey import HashCookie, HashKey, RequestView, hash_key
 from echogate.balancer.health import (
-    DNS_ERROR, HEALTHCHECKS_OFF, HEALTHY, TCP_FAILURE, TIMEOUT, UNHEALTHY, ActiveChecker,
-    HealthConfig, UpstreamHealth,
+    DNS_ERROR,
+    HEALTHCHECKS_OFF,
+    HEALTHY,
+    TCP_FAILURE,
+    TIMEOUT,
+    UNHEALTHY,
+    ActiveChecker,
+    HealthConfig,
+    UpstreamHealth,
 )
 
 __all__ = [

@@ -16,7 +16,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterable, Mapping
 
-from echogate.balancer.balancer import Balancer, Balancers, split_target
+from echogate.balancer.balancer import Balancer, split_target
+from echogate.balancer.balancers import Balancers
 from echogate.balancer.health import HEALTHY
 
 __all__ = ["HealthOverrides"]

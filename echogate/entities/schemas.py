@@ -8,9 +8,10 @@ Records are Kong-shaped JSON-ready dicts: every field present (C{None}
 when unset), foreign keys as C{{"id": uuid}}, timestamps in integer
 seconds. Where echogate differs from Kong:
 
-  - services and routes speak only C{http} and C{https}; the TLS and
-    stream fields (C{client_certificate}, C{tls_verify}, C{snis},
-    C{sources}, ...) do not exist.
+  - services and routes speak only C{http} and C{https}; the stream
+    fields (C{sources}, C{destinations}) do not exist. The TLS fields
+    (a service's C{client_certificate}, C{tls_verify}, C{tls_verify_depth},
+    C{ca_certificates}; a route's C{snis}) are Kong's.
   - C{retries}, the timeouts, C{regex_priority} and C{path_handling}
     cannot be null; C{path_handling} is only C{"v0"}.
   - route paths are checked against the proxy's path normalisation
@@ -26,7 +27,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from echogate.entities import credentials, upstreams
+from echogate.entities import certificates, credentials, upstreams
 from echogate.entities.hosts import parse_host
 from echogate.entities.limits import INDEXED_MAX
 from echogate.routing import paths
@@ -156,13 +157,45 @@ def _header_name(value: str) -> str | None:
 
 
 def _route_has_matcher(route: dict[str, Any]) -> Mapping[str, str] | None:
-    if any(route.get(f) for f in ("methods", "hosts", "headers", "paths")):
+    matchers = ["methods", "hosts", "headers", "paths"]
+    which = "http"
+    if "https" in (route.get("protocols") or ()):
+        which = "https"
+        matchers.append("snis")
+    if any(route.get(f) for f in matchers):
         return None
-    which = "https" if "https" in (route.get("protocols") or ()) else "http"
     return {
-        ENTITY: f"must set one of 'methods', 'hosts', 'headers', 'paths'"
-        f" when 'protocols' is '{which}'"
+        ENTITY: "must set one of " + ", ".join(f"'{f}'" for f in matchers)
+        + f" when 'protocols' is '{which}'"
     }
+
+
+#: The route protocols that allow C{snis} (Kong's list; echogate speaks https of them).
+_SNI_PROTOCOLS = ("grpcs", "https", "tls", "tls_passthrough")
+
+
+def _route_snis_need_tls(route: dict[str, Any]) -> Mapping[str, Any] | None:
+    """
+    Kong's conditional check: C{snis} only when some protocol is TLS.
+    """
+    if not route.get("snis") or any(p in _SNI_PROTOCOLS for p in route.get("protocols") or ()):
+        return None
+    return {"snis": "length must be 0",
+            ENTITY: "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"}
+
+
+#: The service fields that only an https service may set (Kong's conditional checks).
+_SERVICE_TLS_FIELDS = ("client_certificate", "tls_verify", "tls_verify_depth", "ca_certificates")
+
+
+def _service_tls_needs_https(service: dict[str, Any]) -> Mapping[str, Any] | None:
+    if service.get("protocol") == "https":
+        return None
+    errors: dict[str, Any] = {f: "value must be null" for f in _SERVICE_TLS_FIELDS
+                              if service.get(f) is not None}
+    if errors:
+        errors[ENTITY] = "failed conditional validation given value of field 'protocol'"
+    return errors or None
 
 
 # ---------------------------------------------------------------------------
@@ -193,8 +226,18 @@ SERVICES = Record({
     "write_timeout": attrs.evolve(_TIMEOUT, description="Write timeout (ms)."),
     "read_timeout": attrs.evolve(_TIMEOUT, description="Read timeout (ms)."),
     "tags": _TAGS,
+    "client_certificate": Foreign("certificates", description=(
+        "Certificate to be used as client certificate while TLS handshaking to the upstream server.")),
+    "tls_verify": Boolean(description=(
+        "Whether to enable verification of upstream server TLS certificate"
+        " (null: the node's setting).")),
+    "tls_verify_depth": Integer(between=(0, 64), description=(
+        "Maximum depth of chain while verifying Upstream server's TLS certificate.")),
+    "ca_certificates": Array(String(check=_uuid), description=(
+        "Array of CA Certificate object UUIDs that are used to build the trust store while"
+        " verifying upstream server's TLS certificate.")),
     "enabled": Boolean(required=True, default=True, description="Whether the service is active."),
-})
+}, checks=(_service_tls_needs_https,))
 
 ROUTES = Record({
     **_COMMON,
@@ -216,9 +259,11 @@ ROUTES = Record({
                    description="Path prefixes (or ~regexes) this route matches."),
     "headers": Map(String(check=_header_name), Array(String(), len_min=1),
                    description="Header names to the values this route matches."),
+    "snis": Set(String(check=certificates.wildcard_host_problem),
+                description="SNIs this route matches (https only)."),
     "regex_priority": Integer(required=True, default=0),
     "path_handling": String(required=True, one_of=("v0",), default="v0"),
-}, checks=(_route_has_matcher,))
+}, checks=(_route_snis_need_tls, _route_has_matcher))
 
 CONSUMERS = Record({
     **_COMMON,
@@ -265,7 +310,7 @@ class EntityType:
 
 
 ENTITIES: Mapping[str, EntityType] = types.MappingProxyType({
-    "services": EntityType("services", SERVICES, ("name",), ("name",)),
+    "services": EntityType("services", SERVICES, ("name",), ("name",), ("client_certificate",)),
     "routes": EntityType("routes", ROUTES, ("name",), ("name",), ("service",)),
     "consumers": EntityType("consumers", CONSUMERS, ("username", "custom_id"),
                             ("username", "custom_id")),
@@ -275,6 +320,14 @@ ENTITIES: Mapping[str, EntityType] = types.MappingProxyType({
     # (its target) is unique only within its upstream: the Admin API looks it up there.
     "upstreams": EntityType("upstreams", upstreams.upstream_schema(_COMMON, _TAGS), ("name",), ("name",)),
     "targets": EntityType("targets", upstreams.target_schema(_COMMON, _TAGS), (), (), ("upstream",)),
+    # TLS: see echogate.entities.certificates. A certificate's "snis" is a
+    # shorthand of writes; the Admin API also finds certificates by SNI name.
+    "certificates": EntityType("certificates", certificates.certificate_schema(_COMMON, _TAGS)),
+    "snis": EntityType("snis", certificates.sni_schema(_COMMON, _TAGS), ("name",), ("name",),
+                       ("certificate",)),
+    "ca_certificates": EntityType("ca_certificates",
+                                  certificates.ca_certificate_schema(_COMMON, _TAGS),
+                                  (), ("cert_digest",)),
     # Consumers' credentials (key-auth, basic-auth, jwt, acls): see echogate.entities.credentials.
     **{name: EntityType(name, *spec) for name, spec in credentials.entity_specs(_COMMON, _TAGS).items()},
 })

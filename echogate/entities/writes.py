@@ -15,12 +15,17 @@ Where echogate differs from Kong:
 Upstreams and targets take Kong's on-write steps from
 L{echogate.entities.upstreams}: the C{algorithm}/C{hash_on} shorthands,
 and a target stored normalised with its default port (L{format_target}).
+A CA certificate's C{cert_digest} is computed from its C{cert} on every
+write (L{echogate.entities.certificates.ca_digest}); a certificate's
+C{snis} shorthand is validated here and left in the record for the Admin
+API to turn into SNI rows.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from echogate.entities.certificates import ca_digest
 from echogate.entities.schemas import ENTITIES, PLUGINS, EntityType, plugin_schema
 from echogate.entities.upstreams import TARGET_INVALID, format_target, normalize_ip, upstream_shorthands
 from echogate.errors import SchemaViolation
@@ -181,6 +186,8 @@ def _validate(schema: Record, record: dict[str, Any], errors: dict[str, Any]) ->
         result["id"] = result["id"].lower()
     if isinstance(result.get("target"), str) and schema is ENTITIES["targets"].schema:
         result["target"] = format_target(result["target"])
+    if isinstance(result.get("cert"), str) and schema is ENTITIES["ca_certificates"].schema:
+        result["cert_digest"] = ca_digest(result["cert"])
     return result
 
 

@@ -5,18 +5,16 @@ body (L{simple_head}), batched writes and one idle timer per connection.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http
+from twisted.web import http, server
 
 from echogate._version import __version__
 from echogate.proxy.heads import DEFAULT_LIMITS, HeadLimits, error_response, head_error, simple_head, simple_head_error
-
-if TYPE_CHECKING:
-    from echogate.proxy.site import GatewaySite
 
 _log = Logger(namespace="echogate.proxy")
 _SERVER = f"echogate/{__version__}".encode()
@@ -58,8 +56,9 @@ class GatewayChannel(http.HTTPChannel):
     before the body is read; C{100 Continue} is sent only then.
     """
 
-    #: The site that made it (set by C{Site.buildProtocol}).
-    site: GatewaySite
+    #: The site that made it (set by C{Site.buildProtocol}): an
+    #: L{echogate.proxy.site.GatewaySite}.
+    site: server.Site
     #: The client's connection: TCP, or TLS over it, maybe batched.
     transport: ITCPTransport
     #: The idle timeout in seconds (C{TimeoutMixin} declares an C{int},
@@ -397,7 +396,7 @@ class GatewayChannel(http.HTTPChannel):
         if self.timeOut is not None:
             self.timeoutConnection()
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self._cancel_timers()
         call, self._idle_call = self._idle_call, None

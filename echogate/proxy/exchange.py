@@ -7,7 +7,7 @@ gateway's own answers) is L{echogate.proxy.responding.Responding}.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
@@ -278,9 +278,9 @@ class Exchange(Responding):
 
     def _send(self) -> None:
         ctx = self.ctx
-        # (routed made both, before the state became UPSTREAM)
+        # (routed made it, and found the route's service, before the state
+        # became UPSTREAM: ctx.route and ctx.service are set too)
         upstream: UpstreamRequest = ctx.upstream  # type: ignore[assignment]
-        service: dict[str, Any] = ctx.service  # type: ignore[assignment]
         target = upstream.path.encode("latin-1")
         if upstream.query:
             target += b"?" + upstream.query.encode("latin-1")
@@ -289,15 +289,15 @@ class Exchange(Responding):
         client: Any = self._gateway.upstream
         balancers = self._gateway.balancers
         if balancers is not None:
-            balancer = balancers.get(service["host"])
+            balancer = balancers.get(ctx.service["host"])  # type: ignore[index]
             if balancer is not None:
                 # The service's host names an upstream: its balancer picks
                 # the peer of each try.
                 client = Balanced(balancers, balancer, client, ctx, self._gateway.clock)
                 host_header = balancer.upstream.get("host_header")
-                if host_header and not cast("dict[str, Any]", ctx.route).get("preserve_host"):
+                if host_header and not ctx.route.get("preserve_host"):  # type: ignore[union-attr]
                     upstream.set_header("Host", host_header)
-        sent = client.send(service, upstream.method.encode("ascii"), target, upstream.as_is(),
+        sent = client.send(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(),
                            body, self.response_received, self._upstream_failed)
         if not sent.called:
             self.pending = sent

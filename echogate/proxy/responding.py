@@ -241,8 +241,7 @@ class Responding:
         self._answer(status, body, headers, "error", filters)
 
     def _answer_exit(self) -> None:
-        # (called once a plugin made one)
-        exit = typing.cast(Exit, self.ctx.exit)
+        exit: Exit = self.ctx.exit  # type: ignore[assignment]  # (called once a plugin made one)
         self._answer(exit.status, exit.body, exit.headers, "exit")
 
     def _answer(self, status: int, body: bytes, headers: Any, source: str, filters: bool = True) -> None:

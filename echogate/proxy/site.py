@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import io
 import tempfile
-from typing import Any, Sequence, cast
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import server
 from twisted.web.resource import Resource
 
@@ -151,7 +151,7 @@ class GatewaySite(server.Site):
 
     def _abort(self) -> None:
         for channel in list(self._channels):
-            cast(ITCPTransport, channel.transport).abortConnection()
+            channel.transport.abortConnection()
 
     def _drained(self) -> None:
         drains, self._drains = self._drains, []

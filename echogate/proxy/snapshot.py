@@ -39,6 +39,10 @@ class Snapshot:
     upstreams: tuple[dict[str, Any], ...] = ()
     targets: tuple[dict[str, Any], ...] = ()
     target_health_overrides: tuple[dict[str, Any], ...] = ()
+    #: The TLS records as stored: certificates, their SNI names, CA certificates.
+    certificates: tuple[dict[str, Any], ...] = ()
+    snis: tuple[dict[str, Any], ...] = ()
+    ca_certificates: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def build(cls, data: ConfigurationData, plugins: Mapping[str, Any],
@@ -74,6 +78,9 @@ class Snapshot:
             upstreams=data.upstreams,
             targets=data.targets,
             target_health_overrides=data.target_health_overrides,
+            certificates=data.certificates,
+            snis=data.snis,
+            ca_certificates=data.ca_certificates,
         )
 
 

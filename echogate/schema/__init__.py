@@ -8,6 +8,8 @@ cross-field checks in L{echogate.schema.record}; this package names them
 all in one place, as C{echogate.schema} always has::
 
     from echogate.schema import Record, String, Integer, Set
+
+@since: 0.1.0
 """
 from echogate.schema.containers import Array, Map, Set
 from echogate.schema.fields import NO_DEFAULT, Boolean, Field, Foreign, Integer, Invalid, Number, String

@@ -69,6 +69,8 @@ class Array(Field):
     @ivar elements: the field every element must satisfy.
     @ivar len_min: the minimum number of elements.
     @ivar len_max: the maximum number of elements.
+
+    @since: 0.1.0
     """
 
     elements: Field
@@ -97,6 +99,8 @@ class Array(Field):
 class Set(Array):
     """
     Like L{Array}, with duplicates removed (the first of each is kept).
+
+    @since: 0.1.0
     """
 
     type_name = "set"
@@ -119,6 +123,8 @@ class Map(Field):
     @ivar values: the field every value must satisfy.
     @ivar len_min: the minimum number of entries.
     @ivar len_max: the maximum number of entries.
+
+    @since: 0.1.0
     """
 
     keys: Field

@@ -60,6 +60,8 @@ class _NoDefault:
 
 
 #: The C{default} of a field that has none.
+#:
+#: @since: 0.1.0
 NO_DEFAULT: Any = _NoDefault()
 
 
@@ -68,6 +70,8 @@ class Invalid(Exception):
     A value failed validation.
 
     @ivar error: the message, or a dict of messages for a nested value.
+
+    @since: 0.1.0
     """
 
     def __init__(self, error: str | dict[str, Any]):
@@ -125,6 +129,8 @@ class Field:
         L{echogate.schema.Record.describe}.
     @ivar check: a callable C{value -> message or None} run after the
         built-in checks, for rules they cannot express.
+
+    @since: 0.1.0
     """
 
     required: bool = attrs.field(default=False, kw_only=True)
@@ -224,6 +230,8 @@ class String(Field):
         (anchor it with C{^...$} to match the whole value).
     @ivar len_min: the minimum length (default 1).
     @ivar len_max: the maximum length.
+
+    @since: 0.1.0
     """
 
     one_of: tuple[str, ...] | None = attrs.field(
@@ -301,6 +309,8 @@ class Integer(_NumberField):
     """
     An integer (not a boolean); an integral float such as C{80.0} is
     accepted and returned as C{80}.
+
+    @since: 0.1.0
     """
 
     type_name = "integer"
@@ -319,6 +329,8 @@ class Integer(_NumberField):
 class Number(_NumberField):
     """
     A finite number, integer or not (not a boolean).
+
+    @since: 0.1.0
     """
 
     type_name = "number"
@@ -335,6 +347,8 @@ class Number(_NumberField):
 class Boolean(Field):
     """
     C{True} or C{False}.
+
+    @since: 0.1.0
     """
 
     type_name = "boolean"
@@ -352,6 +366,8 @@ class Foreign(Field):
     are ignored (so a whole entity may be given); the id is lower-cased.
 
     @ivar entity: the referenced collection, e.g. C{"services"}.
+
+    @since: 0.1.0
     """
 
     entity: str

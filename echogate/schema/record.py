@@ -60,6 +60,8 @@ from echogate.errors import SchemaViolation
 from echogate.schema.fields import NO_DEFAULT, UNKNOWN, Field, Invalid
 
 #: The key under which entity-level (not field) errors are listed.
+#:
+#: @since: 0.1.0
 ENTITY = "@entity"
 
 
@@ -70,6 +72,11 @@ def _read_only(fields: Mapping[str, Field]) -> Mapping[str, Field]:
     return types.MappingProxyType(dict(fields))
 
 
+#: A record check (what L{Record}'s C{checks} holds): called with the
+#: record, it returns C{{field: message}}, a message, or C{None} when the
+#: record is fine.
+#:
+#: @since: 0.1.0
 Check = Callable[[dict[str, Any]], "Mapping[str, str] | str | None"]
 
 
@@ -87,6 +94,8 @@ class Record(Field):
         is a callable C{record -> {field: message}} (or a message, or
         C{None} when the record is fine). Messages for C{"@entity"} (or
         plain messages) are listed under C{"@entity"}.
+
+    @since: 0.1.0
     """
 
     fields: Mapping[str, Field] = attrs.field(converter=_read_only)
@@ -208,6 +217,8 @@ def at_least_one_of(*names: str) -> Check:
     """
     A L{Record} check: at least one of the named fields is non-empty
     (Kong's C{at_least_one_of}).
+
+    @since: 0.1.0
     """
 
     def check(record: dict[str, Any]) -> Mapping[str, str] | None:
@@ -222,6 +233,8 @@ def only_one_of(*names: str) -> Check:
     """
     A L{Record} check: exactly one of the named fields is non-empty
     (Kong's C{only_one_of}).
+
+    @since: 0.1.0
     """
 
     def check(record: dict[str, Any]) -> Mapping[str, str] | None:

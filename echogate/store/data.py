@@ -28,6 +28,10 @@ class ConfigurationData:
     @ivar target_health_overrides: the health set through the Admin API
         (L{echogate.admin.health.health_override}), one per target and
         address.
+    @ivar certificates: certificate records (L{echogate.entities.certificates};
+        without the C{snis} shorthand).
+    @ivar snis: SNI records (each names its C{certificate}).
+    @ivar ca_certificates: CA certificate records.
     """
 
     version: int
@@ -42,3 +46,6 @@ class ConfigurationData:
     upstreams: tuple[dict[str, Any], ...] = ()
     targets: tuple[dict[str, Any], ...] = ()
     target_health_overrides: tuple[dict[str, Any], ...] = ()
+    certificates: tuple[dict[str, Any], ...] = ()
+    snis: tuple[dict[str, Any], ...] = ()
+    ca_certificates: tuple[dict[str, Any], ...] = ()

@@ -45,6 +45,9 @@ UNIQUE: Mapping[str, tuple[str, ...]] = {
     "upstreams": ("name",),
     "targets": (),
     "target_health_overrides": (),
+    "certificates": (),
+    "snis": ("name",),
+    "ca_certificates": ("cert_digest",),
 }
 
 #: entity -> the fields C{get} accepts besides the id.
@@ -60,11 +63,14 @@ ENDPOINT_KEYS: Mapping[str, tuple[str, ...]] = {
     "upstreams": ("name",),
     "targets": (),
     "target_health_overrides": (),
+    "certificates": (),
+    "snis": ("name",),
+    "ca_certificates": (),
 }
 
 #: entity -> foreign key field -> (referenced entity, on delete).
 FOREIGN: Mapping[str, Mapping[str, tuple[str, str]]] = {
-    "services": {},
+    "services": {"client_certificate": ("certificates", "restrict")},
     "routes": {"service": ("services", "restrict")},
     "consumers": {},
     "plugins": {
@@ -82,6 +88,9 @@ FOREIGN: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "upstream": ("upstreams", "cascade"),
         "target": ("targets", "cascade"),
     },
+    "certificates": {},
+    "snis": {"certificate": ("certificates", "cascade")},
+    "ca_certificates": {},
 }
 
 #: entity -> the fields that are unique together (a plugin's name within

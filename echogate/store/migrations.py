@@ -167,6 +167,25 @@ _UPSTREAMS = (
     + "CREATE INDEX target_health_overrides_upstream_id_idx ON target_health_overrides (upstream_id);\n"
 )
 
+# TLS (echogate.entities.certificates): certificates, their SNI names (deleted
+# with the certificate), CA certificates (unique by digest), and a service's
+# client certificate (a certificate in use by a service cannot be deleted).
+_CERTIFICATES = (
+    _entity_table("certificates")
+    + _entity_table("snis", """
+    name text NOT NULL CONSTRAINT snis_name_key UNIQUE,
+    certificate_id uuid NOT NULL CONSTRAINT snis_certificate_id_fkey
+        REFERENCES certificates (id) ON DELETE CASCADE,""")
+    + "CREATE INDEX snis_certificate_id_idx ON snis (certificate_id);\n"
+    + _entity_table("ca_certificates", """
+    cert_digest text NOT NULL CONSTRAINT ca_certificates_cert_digest_key UNIQUE,""")
+    + """
+ALTER TABLE services ADD COLUMN client_certificate_id uuid
+    CONSTRAINT services_client_certificate_id_fkey REFERENCES certificates (id) ON DELETE RESTRICT;
+CREATE INDEX services_client_certificate_id_idx ON services (client_certificate_id);
+"""
+)
+
 #: Every migration, in order.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "services, routes, consumers, plugins, config_version", _INITIAL,
@@ -177,6 +196,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               ("ratelimiting_counters",)),
     Migration(4, "load balancing: upstreams, targets, target health overrides", _UPSTREAMS,
               ("target_health_overrides", "targets", "upstreams")),
+    Migration(5, "TLS: certificates, snis, ca_certificates, services' client certificate",
+              _CERTIFICATES, ("snis", "ca_certificates", "certificates")),
 )
 
 _MINIMUM_SERVER = 150000  # NULLS NOT DISTINCT

@@ -63,7 +63,7 @@ class Table:
 
 
 _TABLES = {
-    "services": Table("services", ("name",), keys=("name",)),
+    "services": Table("services", ("name",), {"client_certificate": "certificates"}, keys=("name",)),
     "routes": Table("routes", ("name",), {"service": "services"}, keys=("name",)),
     "consumers": Table("consumers", ("username", "custom_id"),
                        keys=("username", "custom_id")),
@@ -83,6 +83,11 @@ _TABLES = {
     "targets": Table("targets", ("target",), {"upstream": "upstreams"}),
     "target_health_overrides": Table("target_health_overrides", ("address",),
                                      {"upstream": "upstreams", "target": "targets"}),
+    # TLS (echogate.entities.certificates): snis are deleted with their
+    # certificate; a certificate a service uses cannot be deleted.
+    "certificates": Table("certificates"),
+    "snis": Table("snis", ("name",), {"certificate": "certificates"}, keys=("name",)),
+    "ca_certificates": Table("ca_certificates", ("cert_digest",)),
 }
 
 _UNIQUE = {
@@ -98,6 +103,8 @@ _UNIQUE = {
     "upstreams_name_key": ("name",),
     "targets_upstream_target_key": ("upstream", "target"),
     "target_health_overrides_target_address_key": ("target", "address"),
+    "snis_name_key": ("name",),
+    "ca_certificates_cert_digest_key": ("cert_digest",),
 }
 
 _FOREIGN = {

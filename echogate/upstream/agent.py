@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import wrapClientTLS
-from twisted.internet.interfaces import IDelayedCall, IProtocol
+from twisted.internet.interfaces import IDelayedCall, IProtocol, IStreamClientEndpoint
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 from twisted.web.http_headers import Headers
@@ -23,6 +23,12 @@ from echogate.upstream.endpoints import client_endpoint
 from echogate.upstream.failures import failure_answer, is_connect_failure
 from echogate.upstream.h1request import RequestBody
 from echogate.upstream.hop_by_hop import NOT_END_TO_END, copy_end_to_end
+from echogate.upstream.tls import PolicyConnector, TLSConnectors, TLSSetupError, host_of
+
+
+#: How many agents (addresses and TLS connectors) a client keeps before it
+#: starts over.
+_MAX_AGENTS = 4096
 
 
 @implementer(IAgentEndpointFactory)
@@ -32,6 +38,35 @@ class _FixedEndpoint:
 
     def endpointForURI(self, uri: Any) -> Any:
         return self._endpoint
+
+
+class _PoolShare:
+    """
+    The shared L{HTTPConnectionPool} as the agents of one TLS connector see
+    it: Agent keys its connections by (scheme, host, port) only, so each
+    key is extended by the connector's (policy, server name), and two
+    services to one address with different TLS policies never share a
+    connection.
+    """
+
+    __slots__ = ("_pool", "_extra")
+
+    def __init__(self, pool: HTTPConnectionPool, extra: Any):
+        self._pool = pool
+        self._extra = extra
+
+    @property
+    def persistent(self) -> bool:
+        """
+        Whether the shared pool keeps connections.
+        """
+        return bool(self._pool.persistent)
+
+    def getConnection(self, key: Any, endpoint: IStreamClientEndpoint) -> Deferred[Any]:
+        """
+        The shared pool's connection for C{key} and this connector.
+        """
+        return self._pool.getConnection((key, self._extra), endpoint)
 
 
 @implementer(IUpstreamResponse)
@@ -151,13 +186,19 @@ class UpstreamClient:
     """
     Sends requests to services through one persistent
     L{HTTPConnectionPool}, with one cached endpoint (and L{Agent}) per
-    (scheme, host, port, connect timeout), so no request builds an
-    endpoint or encodes a hostname.
+    (scheme, host, port, connect timeout, TLS connector), so no request
+    builds an endpoint, an OpenSSL context or encodes a hostname.
+
+    https services are verified as their L{echogate.upstream.tls.TLSPolicy}
+    says (the record's C{"tls_policy"}, see L{echogate.upstream.tls}); a
+    policy that leaves it open verifies when C{tls_verify} is true (the
+    C{upstream_tls_verify} setting).
     """
 
     def __init__(self, reactor: Any, pool: HTTPConnectionPool | None = None,
-                 max_per_host: int = 1000, idle_timeout: float = 60.0):
+                 max_per_host: int = 1000, idle_timeout: float = 60.0, tls_verify: bool = True):
         self._reactor = reactor
+        self.tls = TLSConnectors(default_verify=tls_verify)
         if pool is None:
             pool = HTTPConnectionPool(reactor, persistent=max_per_host > 0)
             pool.maxPersistentPerHost = max(max_per_host, 1)
@@ -167,20 +208,24 @@ class UpstreamClient:
         self.pool = pool
         self._agents: dict[tuple[Any, ...], tuple[Agent, bytes]] = {}
 
-    def _agent(self, scheme: str, host: str, port: int, connect_timeout: float) -> tuple[Agent, bytes]:
+    def _agent(self, scheme: str, host: str, port: int, connect_timeout: float,
+               tls: tuple[Any, PolicyConnector] | None = None) -> tuple[Agent, bytes]:
         """
-        The agent for this upstream address, and its origin
+        The agent for this upstream address (and, for https, TLS connector:
+        its pool key and connector), and its origin
         (C{b"http://host:port"}), both made once.
         """
-        key = (scheme, host, port, connect_timeout)
+        key = (scheme, host, port, connect_timeout, tls[0] if tls is not None else None)
         cached = self._agents.get(key)
         if cached is None:
+            if len(self._agents) >= _MAX_AGENTS:
+                self._agents.clear()  # (TLS policies come and go with the configuration)
             endpoint = client_endpoint(self._reactor, host, port, connect_timeout)
-            if scheme == "https":
-                from twisted.internet.ssl import CertificateOptions
-
-                endpoint = wrapClientTLS(CertificateOptions(verify=False), endpoint)
-            agent = Agent.usingEndpointFactory(self._reactor, _FixedEndpoint(endpoint), pool=self.pool)
+            pool: Any = self.pool
+            if tls is not None:
+                endpoint = wrapClientTLS(tls[1], endpoint)
+                pool = _PoolShare(self.pool, tls[0])
+            agent = Agent.usingEndpointFactory(self._reactor, _FixedEndpoint(endpoint), pool=pool)
             hostport = host if ":" not in host else f"[{host}]"
             cached = self._agents[key] = (agent, f"{scheme}://{hostport}:{port}".encode())
         return cached
@@ -201,15 +246,29 @@ class UpstreamClient:
         producer for each attempt. The whole exchange up to the response headers is
         bounded by the service's write and read timeouts.
 
+        An https service's certificate is checked as its TLS policy says
+        (see L{echogate.upstream.tls}), for the policy's server name, else
+        the Host header's host, else the service's host; a certificate that
+        does not verify fails the request (502, its cause a
+        L{echogate.upstream.tls.TLSVerificationError}).
+
         @return: a Deferred firing with the L{twisted.web.iweb.IResponse},
             or failing with L{echogate.errors.ProxyError} (502 or 504);
             cancelling it aborts the upstream request.
         """
+        scheme = service.get("protocol") or "http"
+        tls = None
+        if scheme == "https":
+            try:
+                policy = self.tls.policy_of(service)
+                tls = self.tls.connector(policy, policy.server_name or host_of(headers) or service["host"])
+            except TLSSetupError as e:
+                return fail(failure_answer(e, False))
         if not isinstance(headers, Headers):
             headers = headers_of(headers)
-        scheme = service.get("protocol") or "http"
         port = service.get("port") or (443 if scheme == "https" else 80)
-        agent, origin = self._agent(scheme, service["host"], port, service.get("connect_timeout", 60000) / 1000.0)
+        agent, origin = self._agent(scheme, service["host"], port, service.get("connect_timeout", 60000) / 1000.0,
+                                    tls)
         deadline = (service.get("read_timeout", 60000)
                     + (service.get("write_timeout", 60000) if body is not None else 0)) / 1000.0
         return _Exchange(self._reactor, agent, method, origin + target, headers, body,

@@ -8,6 +8,7 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError
 
 from echogate.errors import BAD_UPSTREAM, UPSTREAM_TIMEOUT, ProxyError
+from echogate.upstream.tls import describe_tls
 
 
 def is_connect_failure(failure_value: BaseException | None) -> bool:
@@ -42,6 +43,9 @@ def describe(value: BaseException | None, timed_out: bool = False) -> str:
         return "timed out"
     if value is None:
         return "failed"
+    tls = describe_tls(value)
+    if tls is not None:
+        return tls
     reasons = getattr(value, "reasons", None)
     if reasons:
         # Agent's ResponseFailed / RequestTransmissionFailed wrap Failures.

@@ -183,13 +183,16 @@ class LeanUpstreamClient:
     Sends requests to services over its own persistent HTTP/1.1
     connections (at most C{max_idle_per_host} idle ones per (host, port),
     each closed after C{idle_timeout} seconds unused). https services go
-    through an L{UpstreamClient}. The requests' deadlines share one
+    through an L{UpstreamClient} (made with C{tls_verify}: whether a
+    service whose TLS policy leaves it open is verified, the
+    C{upstream_tls_verify} setting). The requests' deadlines share one
     L{DeadlineQueue}.
     """
 
     def __init__(self, reactor: Any, *, max_idle_per_host: int = 1000, idle_timeout: float = 60.0,
-                 write_batcher: WriteBatcher | None = None):
+                 write_batcher: WriteBatcher | None = None, tls_verify: bool = True):
         self._reactor = reactor
+        self._tls_verify = tls_verify
         self._max_idle = max_idle_per_host
         self._idle_timeout = idle_timeout
         self._idle: dict[tuple[Any, ...], list[HTTP11Connection]] = {}
@@ -233,7 +236,8 @@ class LeanUpstreamClient:
         scheme = service.get("protocol") or "http"
         if scheme == "https":
             if self._tls is None:
-                self._tls = UpstreamClient(self._reactor, max_per_host=self._max_idle, idle_timeout=self._idle_timeout)
+                self._tls = UpstreamClient(self._reactor, max_per_host=self._max_idle, idle_timeout=self._idle_timeout,
+                                           tls_verify=self._tls_verify)
             return self._tls.send(service, method, target, headers, body, callback, errback, args)
         host = service["host"]
         port = service.get("port") or 80

@@ -201,7 +201,7 @@ class UnknownPathTests(AdminTestCase):
         """
         An unknown path is 404 C{{"message": "Not found"}}.
         """
-        for path in ("/nope", "/services/x/y", "/routes/x/routes", "/certificates",
+        for path in ("/nope", "/services/x/y", "/routes/x/routes", "/vaults",
                      "/services/x/routes/y/z", "/consumers/x/routes"):
             self.assertEqual(self.error("GET", path, 404), NOT_FOUND, path)
 

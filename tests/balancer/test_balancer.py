@@ -1,5 +1,5 @@
 """
-Tests for L{echogate.balancer.balancer}: L{Balancer} and L{Balancers}.
+Tests for L{echogate.balancer.balancer.Balancer} and L{echogate.balancer.balancers.Balancers}.
 """
 from __future__ import annotations
 

@@ -98,7 +98,8 @@ class ServiceTests(EntityCase):
             "id": ID, "created_at": NOW, "updated_at": NOW, "name": None, "retries": 5,
             "protocol": "http", "host": "example.com", "port": 80, "path": None,
             "connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000,
-            "tags": None, "enabled": True,
+            "tags": None, "client_certificate": None, "tls_verify": None,
+            "tls_verify_depth": None, "ca_certificates": None, "enabled": True,
         })
 
     def test_httpsPort(self) -> None:
@@ -351,7 +352,7 @@ class EntitiesTests(SynchronousTestCase):
         """
         self.assertEqual(
             {name: (t.name, t.endpoint_keys, t.unique, t.foreign) for name, t in ENTITIES.items()},
-            {"services": ("services", ("name",), ("name",), ()),
+            {"services": ("services", ("name",), ("name",), ("client_certificate",)),
              "routes": ("routes", ("name",), ("name",), ("service",)),
              "consumers": ("consumers", ("username", "custom_id"), ("username", "custom_id"), ()),
              "plugins": ("plugins", (), ("instance_name",), ("service", "route", "consumer")),
@@ -360,7 +361,10 @@ class EntitiesTests(SynchronousTestCase):
              "jwt_secrets": ("jwt_secrets", ("key",), ("key",), ("consumer",)),
              "acls": ("acls", (), (), ("consumer",)),
              "upstreams": ("upstreams", ("name",), ("name",), ()),
-             "targets": ("targets", (), (), ("upstream",))})
+             "targets": ("targets", (), (), ("upstream",)),
+             "certificates": ("certificates", (), (), ()),
+             "snis": ("snis", ("name",), ("name",), ("certificate",)),
+             "ca_certificates": ("ca_certificates", (), ("cert_digest",), ())})
         for t in ENTITIES.values():
             self.assertIsInstance(t, EntityType, f"row t={t!r}")
             for name in t.unique + t.foreign + t.endpoint_keys:

@@ -24,7 +24,7 @@ class RouteTests(EntityCase):
             "protocols": ["http", "https"], "https_redirect_status_code": 426,
             "strip_path": True, "preserve_host": False, "request_buffering": True,
             "response_buffering": True, "tags": None, "service": None, "methods": None,
-            "hosts": None, "paths": ["/"], "headers": None, "regex_priority": 0,
+            "hosts": None, "paths": ["/"], "headers": None, "snis": None, "regex_priority": 0,
             "path_handling": "v0",
         })
 
@@ -33,7 +33,7 @@ class RouteTests(EntityCase):
         An http route needs at least one of methods, hosts, headers, paths.
         """
         self.assertEqual(self.violation({}), {"@entity": [
-            "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'https'"]})
+            "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'"]})
         self.assertEqual(self.violation({"protocols": ["http"], "paths": []}), {"@entity": [
             "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'"]})
 
