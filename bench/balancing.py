@@ -112,7 +112,8 @@ def say(text: str) -> None:
 
 def start_targets(directory: Path, count: int, name: str, cpus: str | None) -> list[tuple[Process, int]]:
     """
-    Start C{count} nginx processes (one each, C{master_process off}), each
+    Start C{count} nginx processes (one each, C{master_process off}: the
+    failover run kills one), each
     answering every GET with the suite's 100 bytes and C{X-Bench-Target:
     N}.
 
@@ -136,6 +137,33 @@ def start_targets(directory: Path, count: int, name: str, cpus: str | None) -> l
         process.wait_for_port(port)
         started.append((process, port))
     return started
+
+
+def start_shared_targets(directory: Path, count: int, name: str,
+                         cpus: str | None) -> list[tuple[Process, int]]:
+    """
+    Start one nginx process listening on C{count} ports (a server block
+    each, answering as L{start_targets}' do): the issue's "the same
+    nginx", so that the plain service and the balanced ones are served by
+    the same process and the comparison measures the gateway, not how many
+    nginx processes share the load generator's core.
+
+    @return: the process and each port (the same process C{count} times).
+    """
+    binary = nginx.nginx_binary()
+    if binary is None:
+        raise BenchError("nginx is not installed (apt-get install -y nginx)")
+    small = nginx.SMALL_BODY.decode().replace("\n", "\\n")
+    ports = [free_port() for _ in range(count)]
+    body = "".join(_TARGET.format(port=port, index=index, small=small) for index, port in enumerate(ports))
+    conf = directory / f"{name}.conf"
+    conf.write_text(nginx._COMMON.format(dir=directory, name=name, body=body))
+    process = Process(name, [binary, "-p", str(directory), "-c", str(conf), "-e", str(directory / f"{name}-error.log")],
+                      directory / f"{name}.log", cpus=cpus, stop_signal=signal.SIGQUIT)
+    process.start()
+    for port in ports:
+        process.wait_for_port(port)
+    return [(process, port) for port in ports]
 
 
 def admin_json(node: EchogateNode, method: str, path: str, body: dict[str, Any]) -> Any:
@@ -455,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory.chmod(0o755)
     server = TemporaryServer()
     try:
-        targets = start_targets(directory, 4, "target", cores.other)
+        targets = start_shared_targets(directory, 4, "target", cores.other)
         ports = [port for _, port in targets]
         say(f"4 upstream nginx processes on 127.0.0.1:{', '.join(map(str, ports))}")
         server.start()

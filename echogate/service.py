@@ -196,10 +196,12 @@ class GatewayService(MultiService):
             self.upstream = LeanUpstreamClient(self._reactor,
                                                max_idle_per_host=self.settings.upstream_keepalive_pool_size,
                                                idle_timeout=self.settings.upstream_keepalive_idle_timeout,
-                                               write_batcher=batcher)
+                                               write_batcher=batcher,
+                                               tls_verify=self.settings.upstream_tls_verify)
         else:
             self.upstream = UpstreamClient(self._reactor, max_per_host=self.settings.upstream_keepalive_pool_size,
-                                           idle_timeout=self.settings.upstream_keepalive_idle_timeout)
+                                           idle_timeout=self.settings.upstream_keepalive_idle_timeout,
+                                           tls_verify=self.settings.upstream_tls_verify)
         self.counters = Counters()
         self.gateway = Gateway(
             clock=self._reactor,

@@ -120,7 +120,7 @@ class ResolveTests(SynchronousTestCase):
                 "client_max_body_size": "1k", "config_check_interval": "2", "db_query_timeout": "3",
                 "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2",
                 "upstream_client": "agent", "upstream_keepalive_pool_size": "7",
-                "upstream_keepalive_idle_timeout": "2.5", "gc_young_threshold": "900",
+                "upstream_keepalive_idle_timeout": "2.5", "upstream_tls_verify": "off", "gc_young_threshold": "900",
                 "malloc_trim_threshold": "2m", "client_header_timeout": "7", "client_body_timeout": "8",
                 "send_timeout": "9", "keepalive_timeout": "11", "max_connections": "300",
                 "max_connections_per_ip": "12", "max_request_line": "4k", "max_header_line": "2k",
@@ -140,6 +140,7 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual(settings.workers, 2)
         self.assertEqual(settings.upstream_client, "agent")
         self.assertEqual((settings.upstream_keepalive_pool_size, settings.upstream_keepalive_idle_timeout), (7, 2.5))
+        self.assertFalse(settings.upstream_tls_verify)
         self.assertEqual(settings.gc_young_threshold, 900)
         self.assertEqual(settings.malloc_trim_threshold, 2 * 1024**2)
         self.assertEqual((settings.client_header_timeout, settings.client_body_timeout, settings.send_timeout,

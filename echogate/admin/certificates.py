@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from echogate.admin.paging import PageRequest, query_arguments
@@ -47,6 +48,8 @@ CA_CERTIFICATES = "ca_certificates"
 
 #: Kong's answer for a certificate addressed by an SNI name that does not exist.
 SNI_NOT_FOUND = {"message": "SNI not found"}
+
+_log = Logger(namespace="echogate.admin")
 
 _ONE = "/certificates/<key>"
 _SNIS = _ONE + "/snis"
@@ -161,7 +164,9 @@ async def _store_certificate(admin: Any, request: IRequest, operation: str,
         try:
             await admin._store.delete(SNIS, row["id"])
         except Exception:
-            pass  # As Kong: the certificate is written; a leftover name is not worth a 4xx.
+            # As Kong: the certificate is written; a leftover name is not worth a 4xx.
+            _log.failure("Could not delete SNI {name} no longer named by certificate {id}",
+                         name=row["name"], id=record["id"])
     await admin._changed()
     return json_response(request, await _with_snis(admin, stored), code)
 

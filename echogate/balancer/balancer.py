@@ -49,10 +49,10 @@ def split_target(target: str) -> tuple[str, int]:
     return host, int(port) if colon else DEFAULT_PORT
 
 
-@attrs.frozen
 class Peer:
     """
-    Where one request goes.
+    Where one request goes (made for every try: a plain class with slots,
+    which attrs' frozen classes are not as cheap to make as).
 
     @ivar address: the IP address to connect to.
     @ivar port: the port to connect to.
@@ -61,12 +61,29 @@ class Peer:
     @ivar upstream_id: the id of the upstream.
     """
 
-    address: str
-    port: int
-    target_id: str
-    hostname: str
-    upstream_id: str
-    _entry: Entry = attrs.field(eq=False, repr=False, alias="entry")
+    __slots__ = ("address", "port", "target_id", "hostname", "upstream_id", "_entry")
+
+    def __init__(self, address: str, port: int, target_id: str, hostname: str, upstream_id: str,
+                 entry: Entry) -> None:
+        self.address = address
+        self.port = port
+        self.target_id = target_id
+        self.hostname = hostname
+        self.upstream_id = upstream_id
+        self._entry = entry
+
+    def _key(self) -> tuple[str, int, str, str, str]:
+        return (self.address, self.port, self.target_id, self.hostname, self.upstream_id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Peer) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Peer(address={self.address!r}, port={self.port!r}, target_id={self.target_id!r}, "
+                f"hostname={self.hostname!r}, upstream_id={self.upstream_id!r})")
 
 
 @attrs.frozen
@@ -137,6 +154,14 @@ class Balancer:
         self.algorithm = make_algorithm(
             str(upstream.get("algorithm") or "round-robin"), self.entries,
             slots=int(upstream.get("slots") or DEFAULT_SLOTS), clock=clock)
+        #: Whether passive checks count anything (a threshold is set):
+        #: else reports skip the health counters.
+        passive = self.config.passive
+        self._passive = bool(passive.tcp_failures or passive.timeouts or passive.http_failures
+                             or passive.successes)
+        #: Whether the algorithm reads latencies (only C{latency} does).
+        self._latency = str(upstream.get("algorithm") or "") == "latency"
+        self._entry_ids = {id(entry) for entry in self.entries}
         self._version = -1
         self._healthy = True
         self._weights = (0.0, 0.0)
@@ -217,19 +242,21 @@ class Balancer:
         How a request to C{peer} went: counted for the passive health
         checks, the latency average and the requests in flight.
         """
-        health = self.state.health
-        if outcome.failure in (TCP_FAILURE, TIMEOUT):
-            health.report_failure(peer.address, peer.port, outcome.failure)
-        elif outcome.status is not None:
-            health.report_status(peer.address, peer.port, outcome.status)
-        load = peer._entry.load
-        if outcome.latency is not None:
+        if self._passive:
+            health = self.state.health
+            if outcome.failure in (TCP_FAILURE, TIMEOUT):
+                health.report_failure(peer.address, peer.port, outcome.failure)
+            elif outcome.status is not None:
+                health.report_status(peer.address, peer.port, outcome.status)
+        entry = peer._entry
+        load = entry.load
+        if outcome.latency is not None and self._latency:
             observe(load, outcome.latency, self._clock.seconds())
-        entry = next((found for found in self._by_address.get((peer.address, peer.port), ())
-                      if found.target_id == peer.target_id), None)
-        if entry is not None and entry.load is load:
+        if id(entry) in self._entry_ids:
             self.algorithm.release(entry, None)
         else:
+            # Picked from the balancer this one replaced: its load is
+            # shared, its place in the algorithm is not.
             load.in_flight = max(0, load.in_flight - 1)
 
     def set_healthy(self, address: str, port: int | None, healthy: bool) -> int:

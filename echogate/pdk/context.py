@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from echogate.pdk.balancer import BalancerState
 from echogate.pdk.credentials import EMPTY
+from echogate.pdk.tunnel import TunnelState
 
 # The request and response objects live in echogate.pdk.messages; they are
 # importable from here too, where the PDK has always had them.
@@ -43,7 +44,7 @@ class RequestContext:
 
     __slots__ = ("_request", "request", "started", "shared", "_plugin_state", "_views", "_request_id",
                  "route", "service", "match", "consumer", "credential", "upstream", "response", "exit",
-                 "upstream_started", "upstream_responded", "credentials", "balancer")
+                 "upstream_started", "upstream_responded", "credentials", "balancer", "tunnel")
 
     def __init__(self, request: Any, client: ClientRequest, started: float, credentials: Any = None):
         self._request = request
@@ -70,6 +71,9 @@ class RequestContext:
         #: L{echogate.pdk.balancer.BalancerState}), when its service's host
         #: names an upstream.
         self.balancer: BalancerState | None = None
+        #: A WebSocket connection passed on after its handshake (an
+        #: L{echogate.pdk.tunnel.TunnelState}), else C{None}.
+        self.tunnel: TunnelState | None = None
 
     @property
     def request_id(self) -> str:
@@ -218,6 +222,15 @@ class PluginContext:
         number (C{attempt}) and every try so far (C{tries}); else C{None}.
         """
         return self._ctx.balancer
+
+    @property
+    def tunnel(self) -> TunnelState | None:
+        """
+        For a WebSocket handshake the service accepted (101): the
+        connection passed on (bytes each way, when it opened and closed,
+        who closed it; complete in C{log}); else C{None}.
+        """
+        return self._ctx.tunnel
 
     @property
     def request_id(self) -> str:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlencode
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
 from echogate.errors import BodyNotRead
+from echogate.pdk.tls import TLSInfo, tls_of
 
 
 def _b(value: str | bytes) -> bytes:
@@ -202,7 +203,7 @@ class ClientRequest:
         address when the peer is trusted).
     """
 
-    __slots__ = ("_request", "method", "path", "raw_path", "query", "scheme", "client_ip", "_args")
+    __slots__ = ("_request", "method", "path", "raw_path", "query", "scheme", "client_ip", "_args", "_tls")
 
     def __init__(self, request: Any, path: str, raw_path: str, query: str, client_ip: str):
         self._request = request
@@ -213,6 +214,18 @@ class ClientRequest:
         self.scheme = "https" if request.isSecure() else "http"
         self.client_ip = client_ip
         self._args: dict[str, list[str]] | None = None
+        self._tls: TLSInfo | None | bool = False
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """
+        The TLS facts of the client's connection (C{sni}, C{version},
+        C{cipher}, C{client_certificate}), or C{None} over plain HTTP.
+        """
+        tls = self._tls
+        if tls is False:
+            tls = self._tls = tls_of(self._request)
+        return tls if isinstance(tls, TLSInfo) else None
 
     @property
     def host(self) -> str | None:
@@ -279,6 +292,31 @@ class ClientRequest:
         finally:
             content.seek(position)
 
+    @property
+    def body_streamed(self) -> bool:
+        """
+        Whether the body is still unread and goes to the service as it
+        arrives (the route's C{request_buffering} is false): a plugin that
+        would read it in access can cap it with L{limit_body} instead.
+        """
+        request = self._request
+        return bool(getattr(request, "streams_body", False) and getattr(request, "holding", False))
+
+    def limit_body(self, size: int) -> bool:
+        """
+        Cap the body at C{size} bytes as it arrives (before its end, or
+        before it was read at all): past it the request is answered 413
+        and its connection closed; once the response began (a streamed
+        body), both the client's and the service's connections are cut.
+
+        @return: whether what arrived so far is within C{size} (if not,
+            answer 413 now).
+        """
+        limit = getattr(self._request, "limit_body", None)
+        if limit is None:
+            return self.body_size <= size
+        return bool(limit(size))
+
     def _check_body(self) -> None:
         if getattr(self._request, "body_pending", False):
             raise BodyNotRead("the request body is read only after access unless the plugin declares"
@@ -312,9 +350,11 @@ class UpstreamRequest(HeaderEditor):
     @ivar method: the method sent upstream (the client's unless changed).
     @ivar body: the body sent upstream instead of the client's, or C{None}
         for the client's own.
+    @ivar buffering: whether the response is read whole before
+        C{header_filter} (L{enable_buffering}).
     """
 
-    __slots__ = ("path", "query", "method", "body")
+    __slots__ = ("path", "query", "method", "body", "buffering")
 
     def __init__(self, headers: Headers | HeaderPairs, path: str, query: str, method: str = "GET"):
         if isinstance(headers, Headers):
@@ -325,6 +365,19 @@ class UpstreamRequest(HeaderEditor):
         self.query = query
         self.method = method
         self.body: bytes | None = None
+        self.buffering = False
+
+    def enable_buffering(self) -> None:
+        """
+        Read the service's response body whole before C{header_filter}
+        (Kong's C{kong.service.request.enable_buffering}): it is then
+        C{ctx.response.raw_body} in C{header_filter} and after, and the
+        response is written whole, with a Content-Length. Called in
+        C{access}. A route whose C{response_buffering} is false ignores
+        it (with a debug log line); a body larger than the node's
+        C{max_buffered_response} is answered 502.
+        """
+        self.buffering = True
 
     def set_method(self, method: str) -> None:
         """
@@ -368,9 +421,12 @@ class ResponseState(HeaderEditor):
         (the gateway answered with an error).
     @ivar eof: in C{body_filter}, true on the last call.
     @ivar upstream_status: the upstream's own status, or C{None}.
+    @ivar raw_body: the service's whole body, when a plugin enabled
+        buffering (C{ctx.upstream.enable_buffering()}), from
+        C{header_filter} on; else C{None}.
     """
 
-    __slots__ = ("status", "source", "eof", "upstream_status", "_upstream")
+    __slots__ = ("status", "source", "eof", "upstream_status", "_upstream", "raw_body")
 
     def __init__(self) -> None:
         self._headers = None
@@ -380,6 +436,14 @@ class ResponseState(HeaderEditor):
         self.eof = False
         self.upstream_status: int | None = None
         self._upstream: Headers | HeaderPairs | None = None
+        self.raw_body: bytes | None = None
+
+    def get_raw_body(self) -> bytes | None:
+        """
+        The service's whole body (Kong's
+        C{kong.service.response.get_raw_body}): C{raw_body}.
+        """
+        return self.raw_body
 
     @property
     def upstream_headers(self) -> Headers | None:

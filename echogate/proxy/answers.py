@@ -6,7 +6,7 @@ answers, errors and plugins' exits (L{local_head}, L{error_answer}).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from twisted.web.http import datetimeToString
 
@@ -78,3 +78,31 @@ def error_answer(error: ProxyError, close: bool = False) -> tuple[int, bytes, di
     if close:
         headers["Connection"] = "close"
     return error.status, json.dumps(error.body()).encode(), headers
+
+
+#: Kong's answer to a plain-HTTP request on an https-only route.
+HTTPS_REQUIRED = json.dumps({"message": "Please use HTTPS protocol"}).encode()
+
+
+def https_required(route: Mapping[str, Any], scheme: str, host: str | None,
+                   uri: bytes) -> tuple[int, bytes, dict[str, str]] | None:
+    """
+    The answer to a request that came over plain HTTP (C{scheme}, with a
+    trusted peer's C{X-Forwarded-Proto} taken into account) on a route
+    whose C{protocols} allow only https, as Kong's: its
+    C{https_redirect_status_code}, 426 (the default) with Kong's JSON body
+    and C{Upgrade: TLS/1.2, HTTP/1.1}, or a redirect (301, 302, 307, 308)
+    to the same URI over https on C{host} (without its port, as Kong's
+    C{Location}). C{None} when the request may go on.
+    """
+    if scheme == "https":
+        return None
+    protocols = route.get("protocols") or ()
+    if "https" not in protocols or "http" in protocols:
+        return None
+    code = route.get("https_redirect_status_code") or 426
+    if code == 426:
+        return 426, HTTPS_REQUIRED, {"Content-Type": _JSON, "Connection": "Upgrade",
+                                     "Upgrade": "TLS/1.2, HTTP/1.1"}
+    name = (host or "").rsplit(":", 1)[0] if host and not host.endswith("]") else (host or "")
+    return int(code), b"", {"Location": "https://" + name + uri.decode("latin-1")}

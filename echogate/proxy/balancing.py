@@ -125,8 +125,8 @@ class Balanced:
         latency = self._clock.seconds() - self._started
         self.state.answered(response.code, latency)
         self._report(Outcome(status=response.code, latency=latency))
-        self.called = True
-        self._callback(response, *self._args)
+        callback, _, args = self._over()
+        callback(response, *args)
 
     def _failed(self, failure: Failure) -> None:
         error = failure.value
@@ -146,8 +146,21 @@ class Balanced:
         self._give_up(failure)
 
     def _give_up(self, failure: Failure) -> None:
+        _, errback, args = self._over()
+        errback(failure, *args)
+
+    def _over(self) -> tuple[Callable[..., object], Callable[..., object], tuple[Any, ...]]:
+        """
+        The request is answered: let go of what points back at this
+        object or at the exchange (the client's handle holds this object's
+        methods), so that reference counting frees them without the
+        cyclic collector; return the callbacks.
+        """
         self.called = True
-        self._errback(failure, *self._args)
+        over = (self._callback, self._errback, self._args)
+        del self._callback, self._errback, self._args, self._request
+        self._handle = None
+        return over
 
     def cancel(self) -> None:
         """

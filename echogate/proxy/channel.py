@@ -5,9 +5,10 @@ body (L{simple_head}), batched writes and one idle timer per connection.
 """
 from __future__ import annotations
 
+import typing
 from typing import Any
 
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -18,6 +19,19 @@ from echogate.proxy.heads import DEFAULT_LIMITS, HeadLimits, error_response, hea
 
 _log = Logger(namespace="echogate.proxy")
 _SERVER = f"echogate/{__version__}".encode()
+
+
+class TunnelReceiver(typing.Protocol):
+    """
+    What takes a connection's bytes after a 101
+    (L{echogate.proxy.tunnel.Tunnel} provides it).
+    """
+
+    def client_data(self, data: bytes) -> None:
+        """Bytes from the client."""
+
+    def client_lost(self, reason: Failure) -> None:
+        """The client's connection closed."""
 
 
 #: No head check worked out yet (see GatewayChannel._checked).
@@ -74,7 +88,11 @@ class GatewayChannel(http.HTTPChannel):
     _send_call: Any = None
     _held = False
     _held_timeout: float | None = None
+    #: Whether a streamed body's reading is paused (L{pause_body}).
+    _upload_paused = False
     _refused = False
+    #: What the connection's bytes go to after a 101 (L{switch_to_tunnel}).
+    _tunnel: TunnelReceiver | None = None
     #: L{head_error} of a head taken in one step, worked out from its lines.
     _checked: Any = _UNCHECKED
     #: Twisted's own bound on the whole head; the site's limits apply per
@@ -222,7 +240,7 @@ class GatewayChannel(http.HTTPChannel):
         if call is not None and call.active():
             call.cancel()
         super().resumeProducing()
-        if self._held:
+        if self._held or self._upload_paused:
             self._networkProducer.pauseProducing()
 
     def _send_expired(self) -> None:
@@ -294,6 +312,31 @@ class GatewayChannel(http.HTTPChannel):
             self.setTimeout(held_timeout)
             self._body_read()
             self._networkProducer.resumeProducing()
+
+    def pause_body(self) -> None:
+        """
+        Stop reading a streamed request body until L{resume_body}: the
+        service takes no more for now. The body timer stops meanwhile (the
+        service, not the client, is the slow one), and the idle timer
+        waits (see L{_idle_expired}).
+        """
+        if not self._upload_paused and not self._refused:
+            self._upload_paused = True
+            self._body_done()
+            self._networkProducer.pauseProducing()
+
+    def resume_body(self) -> None:
+        """
+        Read a streamed request body again (after L{pause_body}).
+        """
+        if not self._upload_paused:
+            return
+        self._upload_paused = False
+        if self._refused:
+            return
+        if not self._handlingRequest:
+            self._body_read()
+        self._networkProducer.resumeProducing()
 
     def rawDataReceived(self, data: bytes) -> None:
         if self._refused:
@@ -393,10 +436,44 @@ class GatewayChannel(http.HTTPChannel):
 
     def _idle_expired(self) -> None:
         self._idle_call = None
+        if self._upload_paused and self.timeOut is not None:
+            # Not idle: a streamed body waits for the service.
+            self._idle_call = self.callLater(self.timeOut, self._idle_expired)
+            return
         if self.timeOut is not None:
             self.timeoutConnection()
 
+    # -- after a 101: the connection is a tunnel (echogate/proxy/tunnel.py) ---
+
+    def switch_to_tunnel(self, receiver: TunnelReceiver, other_side: IPushProducer) -> bytes:
+        """
+        Stop reading HTTP: the request in hand is over for the channel,
+        every byte read from now on goes to C{receiver.client_data} and the
+        close to C{receiver.client_lost}; C{other_side} is paused while the
+        client does not read what is written to it (and the client is
+        closed after C{send_timeout} of that, as for any response).
+
+        @return: the bytes the client sent after the request's head,
+            already read (and held while the request was handled).
+        """
+        self._tunnel = receiver
+        self._cancel_timers()
+        self.persistent = False
+        self.requests = []
+        data = self._buffer + b"".join(self._dataBuffer)
+        self._buffer = b""
+        self._dataBuffer = []
+        self.dataReceived = receiver.client_data  # type: ignore[method-assign]
+        self.registerProducer(other_side, True)
+        # (HTTPChannel stops reading while a request is handled and more
+        # than a little was read after it)
+        self._networkProducer.resumeProducing()
+        return data
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        tunnel, self._tunnel = self._tunnel, None
+        if tunnel is not None:
+            tunnel.client_lost(reason)
         super().connectionLost(reason)
         self._cancel_timers()
         call, self._idle_call = self._idle_call, None

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.pdk.context import RequestContext, UpstreamRequest
-from echogate.proxy.answers import upstream_head
+from echogate.proxy.answers import https_required, upstream_head
 from echogate.proxy.balancing import Balanced
 from echogate.proxy.forwarding import upstream_headers
 from echogate.proxy.headers import RequestHeaders
@@ -34,6 +34,7 @@ from echogate.proxy.responding import (
 )
 from echogate.proxy.runner import PluginFailure, call_phase, run_phase, run_steps
 from echogate.proxy.streaming import BodyStreamer, Drain, RequestBody
+from echogate.proxy import collecting, uploads
 from echogate.upstream.failures import describe
 
 if TYPE_CHECKING:
@@ -157,6 +158,11 @@ class Exchange(Responding):
             self.request.channel.refuse(status)
             return
         message = "Request size limit exceeded" if status == 413 else "Request timeout" if status == 408 else None
+        pending = self.pending
+        if self.state == UPSTREAM and pending is not None:
+            # A streamed body stopped mid-way: the upstream request is cut.
+            self.pending = None
+            pending.cancel()
         self.failed(Failure(ProxyError(status, message or "Bad request")), close=True)
 
     def _rewrite(self) -> None:
@@ -210,9 +216,11 @@ class Exchange(Responding):
         self.state = ROUTING
         request = self.request
         host = request.requestHeaders.getRawHeaders(b"host")
-        match = self.snapshot.router.match(ctx.request.method, host[0].decode("latin-1") if host else None,
-                                           ctx.request.path, RequestHeaders(request.requestHeaders),
-                                           scheme=ctx.request.scheme)
+        host_name = host[0].decode("latin-1") if host else None
+        router = self.snapshot.router
+        tls = ctx.request.tls if router.uses_snis else None
+        match = router.match(ctx.request.method, host_name, ctx.request.path, RequestHeaders(request.requestHeaders),
+                             scheme=ctx.request.scheme, sni=tls.sni if tls is not None else None)
         if match is None:
             self.failed(Failure(ProxyError(404, NO_ROUTE)))
             return
@@ -223,6 +231,10 @@ class Exchange(Responding):
         if service is None:
             self.failed(Failure(ProxyError(503, NO_SERVICE)))
             return
+        upgrade = https_required(route, self._forwarded_proto(), host_name, request.uri)
+        if upgrade is not None:
+            self._answer(*upgrade, source="exit")
+            return
         ctx.upstream = UpstreamRequest(
             upstream_headers(request.requestHeaders, service=service,
                              preserve_host=route.get("preserve_host", False), client_ip=ctx.request.client_ip,
@@ -231,11 +243,26 @@ class Exchange(Responding):
                              stripped=match.removed_prefix, underscores=self._gateway.underscores_allowed),
             match.upstream_path, ctx.request.query, ctx.request.method)
         self.state = ACCESS
+        request.streams_body = request.holding and uploads.streams(route)
         if request.holding and any(_reads_body(step, ctx) for step in self.plan.access_steps):
-            # A plugin reads the body in access: read it first, then access.
+            # A plugin reads the body in access: read it first, then access
+            # (and the request is buffered, even on a streaming route).
+            request.streams_body = False
             request.continue_body()
             return
         self._access()
+
+    def _forwarded_proto(self) -> str:
+        """
+        The request's scheme: C{https} over TLS, or when a trusted peer
+        says so in C{X-Forwarded-Proto}.
+        """
+        scheme = self.ctx.request.scheme
+        if scheme != "https" and self.peer_trusted:
+            values = self.request.requestHeaders.getRawHeaders(b"x-forwarded-proto")
+            if values and values[0].strip().lower() == b"https":
+                return "https"
+        return scheme
 
     def _access(self) -> None:
         plan = self.plan
@@ -269,9 +296,11 @@ class Exchange(Responding):
             self._answer_exit()
             return
         self.state = UPSTREAM
-        if self.request.holding:
-            self.request.continue_body()
+        request = self.request
+        if request.holding and not (request.streams_body and self.ctx.upstream.body is None):  # type: ignore[union-attr]
+            request.continue_body()
             return
+        # (a streamed body is read once the upstream connection is made)
         self._send()
 
     # -- the upstream ----------------------------------------------------------
@@ -285,7 +314,9 @@ class Exchange(Responding):
         if upstream.query:
             target += b"?" + upstream.query.encode("latin-1")
         ctx.upstream_started = self._gateway.clock.seconds()
-        body = RequestBody(data=upstream.body) if upstream.body is not None else RequestBody.of_request(self.request)
+        body: Any = (RequestBody(data=upstream.body) if upstream.body is not None
+                     else uploads.StreamedBody(self.request) if self.request.holding
+                     else RequestBody.of_request(self.request))
         client: Any = self._gateway.upstream
         balancers = self._gateway.balancers
         if balancers is not None:
@@ -297,7 +328,12 @@ class Exchange(Responding):
                 host_header = balancer.upstream.get("host_header")
                 if host_header and not ctx.route.get("preserve_host"):  # type: ignore[union-attr]
                     upstream.set_header("Host", host_header)
-        sent = client.send(ctx.service, upstream.method.encode("ascii"), target, upstream.as_is(),
+        service: Any = ctx.service
+        if service["protocol"] == "https" and self.snapshot.tls_policies is not None:
+            # With how the service's certificate is verified (and the
+            # client certificate it is shown), resolved once per snapshot.
+            service = self.snapshot.tls_policies.with_policy(service)
+        sent = client.send(service, upstream.method.encode("ascii"), target, upstream.as_is(),
                            body, self.response_received, self._upstream_failed)
         if not sent.called:
             self.pending = sent
@@ -326,6 +362,11 @@ class Exchange(Responding):
             return
         self.state = HEAD
         upstream_head(ctx, response, self.request.method)
+        uploads.response_started(self.request)
+        if collecting.wanted(self, response):
+            # A plugin asked for the whole body before header_filter.
+            collecting.collect(self, response)
+            return
         try:
             pending = self._header_filter()
         except BaseException:

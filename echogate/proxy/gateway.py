@@ -23,6 +23,7 @@ from twisted.web.resource import Resource
 
 from echogate.balancer import Balancers
 from echogate.pdk.context import ClientRequest, RequestContext
+from echogate.proxy.collecting import DEFAULT_MAX
 from echogate.proxy.exchange import Exchange
 from echogate.proxy.forwarding import TrustedNetworks
 from echogate.proxy.request import GatewayRequest
@@ -99,7 +100,8 @@ class Gateway:
     def __init__(self, *, clock: IReactorTime, snapshot: Callable[[], Any], upstream: IUpstreamClient,
                  trusted: TrustedNetworks | None = None, counters: Counters | None = None,
                  real_ip_header: str = "x-real-ip", real_ip_recursive: bool = False,
-                 underscores: str = "drop", balancers: Balancers | None = None):
+                 underscores: str = "drop", balancers: Balancers | None = None,
+                 max_buffered_response: int = DEFAULT_MAX):
         self.clock = clock
         self._snapshot = snapshot
         self.upstream = upstream
@@ -111,6 +113,9 @@ class Gateway:
         self.counters = counters or Counters()
         #: The node's load balancers (services whose host names an upstream).
         self.balancers = balancers
+        #: The cap on a response body read whole (a plugin enabled
+        #: buffering): past it, 502.
+        self.max_buffered_response = max_buffered_response
 
     def _client_ip(self, request: GatewayRequest, peer: str) -> tuple[str, bool]:
         """

@@ -5,6 +5,7 @@ a response head given as wire pairs in one piece.
 """
 from __future__ import annotations
 
+import io
 import json
 import typing
 from http import HTTPStatus
@@ -67,6 +68,27 @@ class BodyFile(typing.Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+class _Early(io.BytesIO):
+    """
+    Where the part of a body that came with its head is kept while the
+    head is routed and authorised: the body's own file (or the upstream,
+    for a streamed body) is chosen once the head passed.
+    """
+
+
+class BodySink(typing.Protocol):
+    """
+    Who reads a streamed body (L{GatewayRequest.stream_body}):
+    L{echogate.proxy.uploads.StreamedBody} provides it.
+    """
+
+    def write(self, data: bytes) -> None:
+        """Bytes of the body arrived."""
+
+    def finished(self) -> None:
+        """The body ended."""
 
 
 class _Discard:
@@ -136,6 +158,16 @@ class GatewayRequest(UnparsedRequest):
     body_complete = False
     #: Whether the access phase waits for the body (a plugin reads it).
     access_after_body = False
+    #: Whether the body is to be streamed to the service as it arrives
+    #: (the route's C{request_buffering} is false; set by the exchange).
+    streams_body = False
+    #: The reader of a streamed body (L{stream_body}).
+    _upload: BodySink | None = None
+    #: This request's own cap on its body (L{limit_body}); 0: none.
+    _own_limit = 0
+    #: The length the head declared, for the body file made once the
+    #: head passed (L{_open_content}).
+    _declared: int | None = None
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """
@@ -183,6 +215,7 @@ class GatewayRequest(UnparsedRequest):
         self.postpath = []
         head = getattr(self.site.resource, "head", None)
         if head is None:
+            self._open_content()
             self.channel.release_body(self._expects_continue())
             return
         self.head_first = self.holding = True
@@ -206,12 +239,57 @@ class GatewayRequest(UnparsedRequest):
         if not self.holding:
             return
         self.holding = False
+        self._open_content()
         if self.body_complete:
             # It all came with the head.
+            self.content.seek(0, 0)
             self.channel.release_body(False, read=False)
             self.process()
             return
         self.channel.release_body(self._expects_continue())
+
+    def stream_body(self, sink: BodySink) -> None:
+        """
+        The head passed, and the body goes to the service as it arrives:
+        give it to C{sink} (what came with the head first), never to a
+        file; the request is not processed again at its end (the exchange
+        is already on its way), C{sink.finished()} is called instead.
+        """
+        if not self.holding:
+            return
+        self.holding = False
+        self._upload = sink
+        early = self.content.getvalue() if isinstance(self.content, _Early) else b""
+        self.content = _Discard()
+        if early:
+            sink.write(early)
+        if self.body_complete:
+            self.channel.release_body(False, read=False)
+            sink.finished()
+            return
+        self.channel.release_body(self._expects_continue())
+
+    def limit_body(self, size: int) -> bool:
+        """
+        Cap this request's body at C{size} bytes as it arrives (as
+        C{client_max_body_size} does): past it, 413 and the connection
+        closed (cut, with the upstream's, once the response started).
+
+        @return: whether what was received so far is within C{size}.
+        """
+        if not self._own_limit or size < self._own_limit:
+            self._own_limit = size
+        return self._received <= size
+
+    def _open_content(self) -> None:
+        """
+        Make the body's own file (in memory, or spooled to disk when
+        large), with what came with the head in it.
+        """
+        early = self.content
+        if isinstance(early, _Early):
+            server.Request.gotLength(self, self._declared)  # which uses GatewaySite.getContentFile
+            self.content.write(early.getvalue())
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if not self.head_first:
@@ -221,6 +299,12 @@ class GatewayRequest(UnparsedRequest):
             UnparsedRequest.requestReceived(self, command, path, version)
             return
         self.body_complete = True
+        upload = self._upload
+        if upload is not None:
+            # A streamed body's end: the exchange is on its way already.
+            self.args = {}
+            upload.finished()
+            return
         if self.holding:
             # The whole body came with the head, which is still being
             # routed: processed by continue_body.
@@ -303,13 +387,21 @@ class GatewayRequest(UnparsedRequest):
 
     def _limit(self) -> int:
         site = getattr(self.channel, "site", None)
-        return getattr(site, "max_body_size", 0) or 0
+        limit: int = getattr(site, "max_body_size", 0) or 0
+        own = self._own_limit
+        return own if own and (not limit or own < limit) else limit
 
     def gotLength(self, length: int | None) -> None:
         limit = self._limit()
         if limit and length is not None and length > limit:
             self._too_large = True
             self.content = _Discard()
+            return
+        if length != 0:
+            # A body follows: where it goes (a file, or the service as it
+            # arrives) is decided once its head passed.
+            self._declared = length
+            self.content = _Early()
             return
         super().gotLength(length)  # which uses GatewaySite.getContentFile
 
@@ -326,6 +418,14 @@ class GatewayRequest(UnparsedRequest):
                 # A chunked body that crossed the limit: answered now, the
                 # rest never read.
                 self.answer_early(413)
+            elif self._upload is not None:
+                # A streamed body past the limit once the response began:
+                # the connection is cut (and the upstream's with it).
+                self.loseConnection()
+            return
+        upload = self._upload
+        if upload is not None:
+            upload.write(data)
             return
         self.content.write(data)
 

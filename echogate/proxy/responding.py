@@ -20,10 +20,12 @@ from echogate.proxy.plan import Plan, Step
 from echogate.proxy.request import UNEXPECTED, GatewayRequest
 from echogate.proxy.runner import PluginFailure, call_phase, run_phase
 from echogate.proxy.streaming import BodyStreamer
+from echogate.proxy.uploads import response_over
 from echogate.upstream.failures import describe
 
 if TYPE_CHECKING:
     from echogate.balancer import Balancers
+    from echogate.proxy.collecting import ResponseCollector
     from echogate.proxy.site import Counters
     from echogate.upstream.interfaces import IUpstreamClient
 
@@ -53,6 +55,8 @@ class Shared(typing.Protocol):
     balancers: "Balancers | None"
     counters: "Counters"
     underscores_allowed: bool
+    #: The cap on a response body read whole (C{max_buffered_response}).
+    max_buffered_response: int
 
     def report(self, failure: Failure) -> None:
         """Log C{failure}, naming the plugin that raised it."""
@@ -90,7 +94,9 @@ class Responding:
         self.plan: Plan = snapshot.plugins.global_steps
         self._configs: dict[str, Any] | None = None
         self.pending: Deferred | None = None
-        self._streamer: BodyStreamer | None = None
+        #: What reads the service's body: a streamer, or a collector when
+        #: a plugin enabled buffering (L{echogate.proxy.collecting}).
+        self._streamer: BodyStreamer | ResponseCollector | None = None
         self._logged = False
 
     @property
@@ -162,6 +168,7 @@ class Responding:
         """
         request = self.request
         if not request.client_gone and not request.finished:
+            response_over(request)  # (a streamed body not all read: close)
             request.finish()
         self.state = FINISHED
         self._log()

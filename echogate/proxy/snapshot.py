@@ -43,6 +43,9 @@ class Snapshot:
     certificates: tuple[dict[str, Any], ...] = ()
     snis: tuple[dict[str, Any], ...] = ()
     ca_certificates: tuple[dict[str, Any], ...] = ()
+    #: How each https service's certificate is verified (an
+    #: L{echogate.upstream.tls.TLSPolicies} over the records above).
+    tls_policies: Any = None
 
     @classmethod
     def build(cls, data: ConfigurationData, plugins: Mapping[str, Any],
@@ -64,6 +67,7 @@ class Snapshot:
         from echogate.pdk.credentials import CredentialIndex
         from echogate.proxy.plan import PluginIndex
         from echogate.routing.router import Router
+        from echogate.upstream.tls import TLSPolicies
 
         services = {s["id"]: s for s in data.services}
         index = PluginIndex(data.plugins, plugins, missing_plugins)
@@ -81,6 +85,7 @@ class Snapshot:
             certificates=data.certificates,
             snis=data.snis,
             ca_certificates=data.ca_certificates,
+            tls_policies=TLSPolicies(data.ca_certificates, data.certificates),
         )
 
 

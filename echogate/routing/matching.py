@@ -19,13 +19,15 @@ import regex as _regex
 
 from echogate.routing.paths import compile_regex, compile_regex_path, join_upstream_path, regex_literal_prefix
 
-__all__ = ["Headers", "Match", "split_host", "PLAIN", "SUFFIX", "PREFIX", "CompiledRoute", "compile_route"]
+__all__ = ["Headers", "Match", "split_host", "sni_matches", "PLAIN", "SUFFIX", "PREFIX", "CompiledRoute",
+           "compile_route"]
 
 _NO_CAPTURES: Mapping[str, str | None] = MappingProxyType({})
 
 # The kinds of fields a route can set, as bits: when two routes set as many
 # kinds, the one whose kinds weigh more comes first (as in Kong).
-_HOSTS, _HEADERS, _PATHS, _METHODS = 8, 4, 2, 1
+# (SNIs weigh least, as in Kong's router.)
+_HOSTS, _HEADERS, _PATHS, _METHODS, _SNIS = 16, 8, 4, 2, 1
 
 # How a route host matched: lower ranks come first.
 _EXACT_WITH_PORT, _EXACT, _WILDCARD_WITH_PORT, _WILDCARD = range(4)
@@ -209,9 +211,11 @@ class CompiledRoute:
     strip: bool
     regex_priority: int
     order: tuple[Any, ...]
+    #: The route's C{snis}, lower case: a name, C{*.suffix} or C{prefix.*}.
+    snis: tuple[str, ...] = ()
 
     def evaluate(self, method: str, name: str | None, port: int | None, path: str,
-                 headers: Headers, timeout: float | None = None
+                 headers: Headers, timeout: float | None = None, sni: str | None = None
                  ) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
         """
         If this route matches the request (host C{name} and C{port} split
@@ -220,10 +224,15 @@ class CompiledRoute:
 
         @param timeout: the seconds each regex match (a regex path, a
             C{~*} header value) may take; C{None} for no limit.
+        @param sni: the server name the client sent in its TLS handshake
+            (lower case), or C{None}: a route with C{snis} matches only
+            one of them.
         @raise TimeoutError: if a regex match runs out of C{timeout}; the
             caller counts the route as not matching.
         """
         if self.methods is not None and method not in self.methods:
+            return None
+        if self.snis and not sni_matches(self.snis, sni):
             return None
 
         host_rank = 0
@@ -274,7 +283,7 @@ class CompiledRoute:
         """
         return CompiledRoute(self.route, self.service, self.methods, self.hosts, self.headers,
                              self.has_paths, self.prefixes, self.regexes, self.kinds, self.strip,
-                             self.regex_priority, self.order[:-1] + (seq,))
+                             self.regex_priority, self.order[:-1] + (seq,), self.snis)
 
     def to_match(self, path: str, stripped: str, matched_host: str | None,
                  matched_path: str | None, found: _regex.Match[str] | None) -> Match:
@@ -293,6 +302,24 @@ class CompiledRoute:
             captures=found.groups() if found is not None else (),
             named_captures=MappingProxyType(named) if named else _NO_CAPTURES,
         )
+
+
+def sni_matches(snis: tuple[str, ...], sni: str | None) -> bool:
+    """
+    Whether the server name C{sni} (lower case, or C{None} for a request
+    without one) is one of C{snis}: a name, C{*.suffix} (any one or more
+    labels before the suffix) or C{prefix.*}.
+    """
+    if sni is None:
+        return False
+    for name in snis:
+        if name == sni:
+            return True
+        if name.startswith("*.") and sni.endswith(name[1:]) and len(sni) > len(name) - 1:
+            return True
+        if name.endswith(".*") and sni.startswith(name[:-1]) and len(sni) > len(name) - 1:
+            return True
+    return False
 
 
 def compile_route(route: dict[str, Any], service: dict[str, Any] | None,
@@ -314,10 +341,11 @@ def compile_route(route: dict[str, Any], service: dict[str, Any] | None,
     prefixes = tuple(sorted((p for p in paths if not p.startswith("~")), key=len, reverse=True))
     regexes = tuple((p, compile_regex_path(p)) for p in paths if p.startswith("~"))
 
+    snis = tuple(name.lower() for name in route.get("snis") or ())
     bits = ((_HOSTS if hosts else 0) | (_HEADERS if headers else 0)
-            | (_PATHS if paths else 0) | (_METHODS if methods else 0))
+            | (_PATHS if paths else 0) | (_METHODS if methods else 0) | (_SNIS if snis else 0))
     if not bits:
-        raise ValueError("it sets none of methods, hosts, headers, paths")
+        raise ValueError("it sets none of methods, hosts, headers, paths, snis")
     kinds = bin(bits).count("1")
 
     created_at = route.get("created_at")
@@ -340,6 +368,7 @@ def compile_route(route: dict[str, Any], service: dict[str, Any] | None,
         strip=_strips(route),
         regex_priority=int(route.get("regex_priority") or 0),
         order=created + (str(route.get("id") or ""), seq),
+        snis=snis,
     )
     keys = list(prefixes) + [regex_literal_prefix(regex.pattern) for _, regex in regexes]
     return compiled, keys or [""]

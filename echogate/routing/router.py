@@ -129,6 +129,9 @@ class Router:
     _regex_timeout: float | None
     _slow_regexes: SlowRegexLog
     _cache: OrderedDict[tuple[Any, ...], Match | None] = attrs.field(factory=OrderedDict)
+    #: Whether some route has C{snis}: only then does a look-up take the
+    #: request's server name into account (and into its cache key).
+    uses_snis: bool = False
 
     @classmethod
     def build(
@@ -178,6 +181,7 @@ class Router:
         by_prefix: dict[str, dict[str, list[CompiledRoute]]] = {}
         hostless: dict[str, list[CompiledRoute]] = {}
         header_names: set[str] = set()
+        uses_snis = False
         by_kind = {PLAIN: by_host, SUFFIX: by_suffix, PREFIX: by_prefix}
         size = 0
         for seq, route in enumerate(routes):
@@ -213,6 +217,7 @@ class Router:
             if isinstance(route_id, str):
                 compiled_by_id[route_id] = (compiled, keys)
             size += 1
+            uses_snis = uses_snis or bool(compiled.snis)
             if compiled.headers:
                 header_names.update(header.name for header in compiled.headers)
             tables: list[dict[str, list[CompiledRoute]]] = []
@@ -232,6 +237,7 @@ class Router:
             tuple(sorted(header_names)), size, cache_size, on_candidate, compiled_by_id,
             regex_timeout,
             SlowRegexLog(regex_timeout, clock.seconds) if clock is not None else SlowRegexLog(regex_timeout),
+            uses_snis=uses_snis,
         )
 
     def __len__(self) -> int:
@@ -241,7 +247,7 @@ class Router:
         return self._size
 
     def match(self, method: str, host: str | None, path: str, headers: Headers,
-              *, scheme: str = "http") -> Match | None:
+              *, scheme: str = "http", sni: str | None = None) -> Match | None:
         """
         The best route for a request, or C{None} when no route matches
         (the proxy answers 404).
@@ -254,10 +260,14 @@ class Router:
         @param headers: lower-case header names to their values.
         @param scheme: C{"http"} or C{"https"}: gives the port of a C{Host}
             without one, for route hosts that name a port.
+        @param sni: the server name of the client's TLS handshake (lower
+            case), for routes with C{snis}; see L{uses_snis}.
         """
+        if not self.uses_snis:
+            sni = None
         key = None
         if self._cache_size > 0:
-            key = (method, host, path, scheme, tuple(
+            key = (method, host, path, scheme, sni, tuple(
                 tuple(sorted(v.lower() for v in headers.get(name, ())))
                 for name in self._header_names
             ) if self._header_names else ())
@@ -266,7 +276,7 @@ class Router:
                 self._cache.move_to_end(key)
                 return cached  # type: ignore[return-value]
 
-        found, timed_out = self._lookup(method, host, path, headers, scheme)
+        found, timed_out = self._lookup(method, host, path, headers, scheme, sni)
 
         # A look-up in which a regex ran out of time is not remembered: its
         # answer depends on how busy the node was.
@@ -301,7 +311,7 @@ class Router:
         yield self._hostless
 
     def _lookup(self, method: str, host: str | None, path: str, headers: Headers,
-                scheme: str) -> tuple[Match | None, bool]:
+                scheme: str, sni: str | None = None) -> tuple[Match | None, bool]:
         """
         The best route for a request, and whether a regex match ran out of
         time on the way (that route counted as not matching).
@@ -323,7 +333,7 @@ class Router:
                 if self._on_candidate is not None:
                     self._on_candidate(candidate.route)
                 try:
-                    result = candidate.evaluate(method, name, port, path, headers, self._regex_timeout)
+                    result = candidate.evaluate(method, name, port, path, headers, self._regex_timeout, sni)
                 except TimeoutError:
                     timed_out = True
                     self._slow_regexes.timed_out(candidate.route, len(path))

@@ -25,7 +25,6 @@ from echogate.upstream.h1request import RequestBody
 from echogate.upstream.hop_by_hop import NOT_END_TO_END, copy_end_to_end
 from echogate.upstream.tls import PolicyConnector, TLSConnectors, TLSSetupError, host_of
 
-
 #: How many agents (addresses and TLS connectors) a client keeps before it
 #: starts over.
 _MAX_AGENTS = 4096
@@ -261,7 +260,7 @@ class UpstreamClient:
         if scheme == "https":
             try:
                 policy = self.tls.policy_of(service)
-                tls = self.tls.connector(policy, policy.server_name or host_of(headers) or service["host"])
+                tls = self.tls.connector(policy, policy.server_name or host_of(headers) or service["host"].strip("[]"))
             except TLSSetupError as e:
                 return fail(failure_answer(e, False))
         if not isinstance(headers, Headers):

@@ -7,19 +7,25 @@ The contract with the data path: the service record handed to an upstream
 client's C{send} may carry a L{TLSPolicy} under the key L{TLS_POLICY}
 (C{"tls_policy"}), made from the service's C{tls_verify},
 C{tls_verify_depth}, C{ca_certificates} and C{client_certificate} by
-L{tls_policy}, with the PEMs of the certificates those ids name. Without
-it, the client reads C{tls_verify} and C{tls_verify_depth} from the record
-itself and refuses (502) a service that names C{ca_certificates} or a
-C{client_certificate} it cannot resolve.
+L{tls_policy}, with the PEMs of the certificates those ids name
+(L{TLSPolicies}: one per configuration, C{with_policy(service)} gives the
+record to send). Without it, the client reads C{tls_verify} and
+C{tls_verify_depth} from the record itself and refuses (502) a service
+that names C{ca_certificates} or a C{client_certificate} it cannot
+resolve. The server name, sent as SNI and verified, is the policy's, else
+the host of the request's Host header (Kong's C{upstream_host}: the
+service's host, an upstream's C{host_header}, or the client's with
+C{preserve_host}), else the service's host.
 
-One L{PolicyConnector} (and one OpenSSL context) is made per distinct
-(policy, server name) and kept; the pooled connections of different ones
-are never shared.
+One OpenSSL context is made per distinct policy (server name aside), and
+one cheap L{PolicyConnector} on it per (policy, server name); both are
+kept, and the pooled connections of different connectors are never
+shared.
 """
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 from cryptography import x509
@@ -177,6 +183,48 @@ def tls_policy(service: Mapping[str, Any], ca_certificates: Mapping[str, Mapping
                      verify_depth=service.get("tls_verify_depth"), client_certificate=client)
 
 
+class TLSPolicies:
+    """
+    The L{TLSPolicy} of each service of one configuration: made with the
+    configuration's C{ca_certificates} and C{certificates} records (a
+    snapshot's), each service's policy resolved once (by service id) and
+    kept for the configuration's life.
+    """
+
+    def __init__(self, ca_certificates: Iterable[Mapping[str, Any]], certificates: Iterable[Mapping[str, Any]]):
+        self._cas = {record["id"]: record for record in ca_certificates}
+        self._certificates = {record["id"]: record for record in certificates}
+        self._made: dict[Any, TLSPolicy | None] = {}
+
+    def of(self, service: Mapping[str, Any]) -> TLSPolicy | None:
+        """
+        C{service}'s policy (server name left to the request's Host
+        header), or C{None} when it names a certificate the configuration
+        does not have (the client then refuses it: 502).
+        """
+        key = service.get("id")
+        if key is not None and key in self._made:
+            return self._made[key]
+        try:
+            policy: TLSPolicy | None = tls_policy(service, self._cas, self._certificates)
+        except UnknownCertificate:
+            policy = None
+        if key is not None:
+            self._made[key] = policy
+        return policy
+
+    def with_policy(self, service: dict[str, Any]) -> dict[str, Any]:
+        """
+        C{service} as the upstream client's C{send} takes it: for an https
+        service, a copy with its policy under L{TLS_POLICY}; any other is
+        returned as it is.
+        """
+        if service.get("protocol") != "https":
+            return service
+        policy = self.of(service)
+        return {**service, TLS_POLICY: policy} if policy is not None else service
+
+
 def host_of(headers: Headers | list[tuple[bytes, bytes]]) -> str | None:
     """
     The host of a request's Host header (without its port, IPv6 brackets
@@ -249,53 +297,78 @@ def _certificates(pem: bytes, what: str) -> list[x509.Certificate]:
     return found
 
 
+def _server_name_bytes(name: str) -> bytes:
+    """
+    C{name} as SNI sends it (IDNA for a non-ASCII name).
+
+    @raise TLSSetupError: it is no host name.
+    """
+    try:
+        return name.encode("ascii") if name.isascii() else name.encode("idna")
+    except UnicodeError:
+        raise TLSSetupError(f"server name {name!r} is not a host name") from None
+
+
+def policy_context(policy: TLSPolicy, default_verify: bool) -> tuple[bool, CertificateOptions]:
+    """
+    Whether C{policy} verifies, and the L{CertificateOptions} holding its
+    OpenSSL context (trust, depth, client certificate, and Twisted's
+    protocol and cipher defaults), made now; its server name plays no
+    part.
+
+    @raise TLSSetupError: a PEM does not load, or a key is not its
+        certificate's.
+    """
+    verify = default_verify if policy.verify is None else policy.verify
+    options: dict[str, Any] = {}
+    client = policy.client_certificate
+    if client is not None:
+        chain = _certificates(client.cert, "client certificate")
+        if not chain:
+            raise TLSSetupError("client certificate: no certificate in its PEM")
+        try:
+            key = load_pem_private_key(client.key, None)
+        except (ValueError, TypeError) as e:
+            raise TLSSetupError(f"client certificate key: {e}") from None
+        options.update(certificate=X509.from_cryptography(chain[0]),
+                       privateKey=PKey.from_cryptography_key(key),  # type: ignore[arg-type]
+                       extraCertChain=[X509.from_cryptography(c) for c in chain[1:]])
+    if verify:
+        if policy.ca_certificates is None:
+            options["trustRoot"] = platformTrust()
+        else:
+            cas = [Certificate(X509.from_cryptography(c))
+                   for pem in policy.ca_certificates for c in _certificates(pem, "CA certificate")]
+            options["trustRoot"] = trustRootFromCertificates(cas)
+        options["verifyDepth"] = DEFAULT_VERIFY_DEPTH if policy.verify_depth is None else policy.verify_depth
+    made = CertificateOptions(**options)
+    try:
+        # The context, made now, once (and checked: a key that is not the
+        # certificate's fails here, not per connection).
+        made.getContext()
+    except SSL.Error as e:
+        raise TLSSetupError(f"client certificate: {_ssl_reason(e)}") from None
+    return verify, made
+
+
 @implementer(IOpenSSLClientConnectionCreator)
 class PolicyConnector:
     """
-    Makes the OpenSSL connections of one L{TLSPolicy} to one server name:
-    the context (trust, depth, client certificate, Twisted's protocol and
-    cipher defaults) is made once, here; each connection gets the server
-    name as SNI and, when verifying, a verify callback that checks the
-    chain and the name.
+    Makes the OpenSSL connections of one L{TLSPolicy} to one server name,
+    on the policy's shared context (L{policy_context}): each connection
+    gets the server name as SNI and, when verifying, a verify callback
+    that checks the chain and the name.
 
     @ivar verify: whether certificates are verified.
     @ivar server_name: the name sent and verified.
     """
 
-    def __init__(self, policy: TLSPolicy, server_name: str, default_verify: bool):
-        self.verify = default_verify if policy.verify is None else policy.verify
+    def __init__(self, verify: bool, options: CertificateOptions, server_name: str):
+        self.verify = verify
         self.server_name = server_name
+        self._options = options
         self._is_ip = _is_ip(server_name)
-        options: dict[str, Any] = {}
-        client = policy.client_certificate
-        if client is not None:
-            chain = _certificates(client.cert, "client certificate")
-            if not chain:
-                raise TLSSetupError("client certificate: no certificate in its PEM")
-            try:
-                key = load_pem_private_key(client.key, None)
-            except (ValueError, TypeError) as e:
-                raise TLSSetupError(f"client certificate key: {e}") from None
-            options.update(certificate=X509.from_cryptography(chain[0]),
-                           privateKey=PKey.from_cryptography_key(key),  # type: ignore[arg-type]
-                           extraCertChain=[X509.from_cryptography(c) for c in chain[1:]])
-        if self.verify:
-            if policy.ca_certificates is None:
-                options["trustRoot"] = platformTrust()
-            else:
-                cas = [Certificate(X509.from_cryptography(c))
-                       for pem in policy.ca_certificates for c in _certificates(pem, "CA certificate")]
-                options["trustRoot"] = trustRootFromCertificates(cas)
-            options["verifyDepth"] = (DEFAULT_VERIFY_DEPTH if policy.verify_depth is None
-                                      else policy.verify_depth)
-        self._options = CertificateOptions(**options)
-        try:
-            # The context, made now, once (and checked: a key that is not
-            # the certificate's fails here, not per connection).
-            self._options.getContext()
-        except SSL.Error as e:
-            raise TLSSetupError(f"client certificate: {_ssl_reason(e)}") from None
-        self._sni = server_name.encode("idna") if not self._is_ip and server_name else None
+        self._sni = _server_name_bytes(server_name) if not self._is_ip and server_name else None
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         """
@@ -337,16 +410,17 @@ def describe_tls(value: BaseException) -> str | None:
     return None
 
 
-#: How many (policy, server name) connectors a client keeps before it
-#: starts over (policies change with the configuration).
+#: How many contexts, and (policy, server name) connectors, a client keeps
+#: before it starts over (policies change with the configuration).
 MAX_CONNECTORS = 4096
 
 
 class TLSConnectors:
     """
-    One client's L{PolicyConnector}s, one per (policy, server name), made
-    on first use and kept (a policy that cannot be used is kept as its
-    reason, so it is not tried again per request).
+    One client's TLS: one OpenSSL context per distinct policy (its server
+    name aside), made on first use and kept, and one cheap
+    L{PolicyConnector} on it per server name (a policy that cannot be used
+    is kept as its reason, so it is not tried again per request).
 
     @ivar default_verify: whether a policy whose C{verify} is C{None}
         verifies (the C{upstream_tls_verify} setting).
@@ -354,6 +428,7 @@ class TLSConnectors:
 
     def __init__(self, default_verify: bool = True):
         self.default_verify = default_verify
+        self._contexts: dict[tuple[Any, ...], tuple[bool, CertificateOptions] | str] = {}
         self._made: dict[tuple[TLSPolicy, str], PolicyConnector | str] = {}
         self._unresolved: dict[tuple[Any, Any], TLSPolicy] = {}
 
@@ -376,6 +451,21 @@ class TLSConnectors:
             made = self._unresolved[key] = TLSPolicy(verify=key[0], verify_depth=key[1])
         return made
 
+    def _context(self, policy: TLSPolicy) -> tuple[bool, CertificateOptions]:
+        key = (policy.verify, policy.ca_certificates, policy.verify_depth, policy.client_certificate)
+        made = self._contexts.get(key)
+        if made is None:
+            if len(self._contexts) >= MAX_CONNECTORS:
+                self._contexts.clear()
+            try:
+                made = policy_context(policy, self.default_verify)
+            except TLSSetupError as e:
+                made = str(e)
+            self._contexts[key] = made
+        if isinstance(made, str):
+            raise TLSSetupError(made)
+        return made
+
     def connector(self, policy: TLSPolicy, server_name: str) -> tuple[tuple[TLSPolicy, str], PolicyConnector]:
         """
         The connector of C{policy} to C{server_name}, and the key its
@@ -389,7 +479,7 @@ class TLSConnectors:
             if len(self._made) >= MAX_CONNECTORS:
                 self._made.clear()
             try:
-                made = PolicyConnector(policy, server_name, self.default_verify)
+                made = PolicyConnector(*self._context(policy), server_name)
             except TLSSetupError as e:
                 made = str(e)
             self._made[key] = made
@@ -398,6 +488,6 @@ class TLSConnectors:
         return key, made
 
 
-__all__ = ["TLS_POLICY", "TLSPolicy", "ClientCertificate", "tls_policy", "host_of", "PolicyConnector",
-           "TLSConnectors", "TLSSetupError", "TLSVerificationError", "UnknownCertificate", "describe_tls",
-           "DEFAULT_VERIFY_DEPTH"]
+__all__ = ["TLS_POLICY", "TLSPolicy", "TLSPolicies", "ClientCertificate", "tls_policy", "host_of",
+           "PolicyConnector", "policy_context", "TLSConnectors", "TLSSetupError", "TLSVerificationError",
+           "UnknownCertificate", "describe_tls", "DEFAULT_VERIFY_DEPTH"]

@@ -5,6 +5,8 @@ upstream client double that answers as told.
 """
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 from twisted.internet import error as ierror
@@ -20,9 +22,11 @@ from echogate.proxy.balancing import NO_PEER, Balanced
 
 
 class _Handle:
-    def __init__(self) -> None:
+    def __init__(self, callbacks: tuple[Any, ...] = ()) -> None:
         self.called = False
         self.cancelled = False
+        # (as the lean client's handle does: it keeps the callbacks)
+        self.callbacks = callbacks
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -39,7 +43,7 @@ class _Client:
 
     def send(self, service: dict, method: bytes, target: bytes, headers: Any, body: Any,
              callback: Any, errback: Any, args: tuple = ()) -> _Handle:
-        handle = _Handle()
+        handle = _Handle((callback, errback))
         self.attempts.append((service, callback, errback, handle))
         return handle
 
@@ -216,6 +220,34 @@ class BalancedTests(SynchronousTestCase):
         self.assertEqual(sum(e.load.in_flight for e in entries), 1)
         self.client.respond()
         self.assertEqual(sum(e.load.in_flight for e in entries), 0)
+
+
+class GarbageTests(SynchronousTestCase):
+    def test_freedWithoutCollector(self) -> None:
+        """
+        Once answered, a Balanced is freed by reference counting alone:
+        no cycle through the client's handle (which keeps its callbacks)
+        is left for the cyclic collector, which would otherwise run every
+        few hundred requests.
+        """
+        clock = Clock()
+        balancers = Balancers(clock)
+        balancers.update([UPSTREAM], _targets(1001))
+        client = _Client()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        for answer in ("respond", "fail"):
+            balanced = Balanced(balancers, balancers.get("backend"), client, _ctx(), clock)
+            handle = balanced.send({"host": "backend", "retries": 0}, b"GET", b"/", [], None,
+                                   lambda r: None, lambda f: None)
+            if answer == "respond":
+                client.respond()
+            else:
+                client.fail(ierror.ConnectionLost())
+            gone = weakref.ref(balanced)
+            del balanced, handle
+            client.attempts.clear()
+            self.assertIsNone(gone(), answer)
 
 
 class HashingTests(SynchronousTestCase):

@@ -7,15 +7,24 @@ C{upstream_tls_verify} setting.
 from __future__ import annotations
 
 from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 from zope.interface.verify import verifyObject
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
 from echogate.settings import ConfigError, resolve
 from echogate.upstream.failures import describe
-from echogate.upstream.tls import (TLS_POLICY, ClientCertificate, PolicyConnector, TLSConnectors, TLSPolicy,
-                                   TLSSetupError, UnknownCertificate, host_of, tls_policy)
+from echogate.upstream.tls import (
+    TLS_POLICY,
+    ClientCertificate,
+    TLSConnectors,
+    TLSPolicies,
+    TLSPolicy,
+    TLSSetupError,
+    UnknownCertificate,
+    host_of,
+    tls_policy,
+)
 from tests.certs import make_ca, make_leaf
 
 CA = make_ca()
@@ -74,6 +83,47 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual(TLSPolicy(verify=False).named("x.test"), TLSPolicy(verify=False, server_name="x.test"))
 
 
+class PoliciesTests(SynchronousTestCase):
+    """
+    L{TLSPolicies} resolves the services of one configuration.
+    """
+
+    def setUp(self) -> None:
+        self.policies = TLSPolicies(CAS.values(), CERTS.values())
+
+    def test_with_policy(self) -> None:
+        """
+        An https service is given (in a copy) its resolved policy.
+        """
+        service = {"id": "s1", "protocol": "https", "ca_certificates": ["ca1"]}
+        sent = self.policies.with_policy(service)
+        self.assertEqual(sent[TLS_POLICY], TLSPolicy(ca_certificates=(CA.cert_pem.encode(),)))
+        self.assertNotIn(TLS_POLICY, service)
+
+    def test_once_per_service(self) -> None:
+        """
+        A service's policy is resolved once (the same object again).
+        """
+        service = {"id": "s1", "protocol": "https", "ca_certificates": ["ca1"]}
+        self.assertIs(self.policies.of(service), self.policies.of(dict(service)))
+
+    def test_http_untouched(self) -> None:
+        """
+        An http service is passed on as it is.
+        """
+        service = {"id": "s1", "protocol": "http"}
+        self.assertIs(self.policies.with_policy(service), service)
+
+    def test_unknown_left_unresolved(self) -> None:
+        """
+        A service naming an unknown certificate gets no policy (the
+        client refuses it).
+        """
+        service = {"id": "s1", "protocol": "https", "client_certificate": {"id": "nope"}}
+        self.assertIs(self.policies.with_policy(service), service)
+        self.assertRaises(TLSSetupError, TLSConnectors().policy_of, service)
+
+
 class HostOfTests(SynchronousTestCase):
     """
     L{host_of} reads the host of a Host header.
@@ -128,6 +178,23 @@ class ConnectorsTests(SynchronousTestCase):
         self.assertIs(first, again)
         self.assertIsNot(first, other)
         self.assertEqual(key, (TLSPolicy(ca_certificates=(CA.cert_pem.encode(),)), "a.test"))
+
+    def test_one_context_per_policy(self) -> None:
+        """
+        Connectors to different server names share their policy's
+        OpenSSL context.
+        """
+        connectors = TLSConnectors()
+        a = connectors.connector(TLSPolicy(ca_certificates=(CA.cert_pem.encode(),)), "a.test")[1]
+        b = connectors.connector(TLSPolicy(ca_certificates=(CA.cert_pem.encode(),)), "b.test")[1]
+        self.assertIs(a._options.getContext(), b._options.getContext())
+
+    def test_bad_server_name(self) -> None:
+        """
+        A server name that is no host name (a client's Host header with
+        C{preserve_host}) is a L{TLSSetupError}, not a crash.
+        """
+        self.assertRaises(TLSSetupError, TLSConnectors().connector, TLSPolicy(), "b\u00e4d..name")
 
     def test_default_verify(self) -> None:
         """
@@ -184,7 +251,8 @@ class DescribeTests(SynchronousTestCase):
         """
         A policy that cannot be used says why.
         """
-        self.assertEqual(describe(TLSSetupError("client certificate: bad")), "TLS setup failed: client certificate: bad")
+        self.assertEqual(describe(TLSSetupError("client certificate: bad")),
+                         "TLS setup failed: client certificate: bad")
 
 
 class SettingTests(SynchronousTestCase):
@@ -210,7 +278,8 @@ class SettingTests(SynchronousTestCase):
         """
         C{ECHOGATE_UPSTREAM_TLS_VERIFY} sets it.
         """
-        self.assertFalse(resolve({}, environ={"ECHOGATE_UPSTREAM_TLS_VERIFY": "off"}, config_file=None).upstream_tls_verify)
+        settings = resolve({}, environ={"ECHOGATE_UPSTREAM_TLS_VERIFY": "off"}, config_file=None)
+        self.assertFalse(settings.upstream_tls_verify)
 
     def test_invalid(self) -> None:
         """
