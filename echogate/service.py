@@ -212,6 +212,7 @@ class GatewayService(MultiService):
             real_ip_header=self.settings.real_ip_header,
             real_ip_recursive=self.settings.real_ip_recursive,
             underscores=self.settings.headers_with_underscores,
+            max_buffered_response=self.settings.max_buffered_response,
             balancers=self.balancers,
         )
         self.proxy_site = GatewaySite(

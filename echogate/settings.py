@@ -25,6 +25,7 @@ DEFAULTS: dict[str, str] = {
     "plugins": "bundled",
     "trusted_ips": "",
     "client_max_body_size": "0",
+    "max_buffered_response": "10m",
     "access_log": "off",
     "config_check_interval": "5",
     "db_query_timeout": "2",
@@ -73,6 +74,7 @@ HELP: dict[str, str] = {
     "plugins": "Enabled plugins: 'bundled', plugin names, or 'off', comma-separated.",
     "trusted_ips": "Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-* headers are believed.",
     "client_max_body_size": "Largest request body (bytes, or with k/m/g); 0 for no limit.",
+    "max_buffered_response": "Largest response body read whole for a plugin that enabled buffering (k/m/g).",
     "access_log": "'on' to log every proxied request (costs throughput), 'off'.",
     "config_check_interval": "Seconds between cheap configuration version checks.",
     "db_query_timeout": "Seconds before a database query is given up (admin writes answer 503).",
@@ -254,6 +256,7 @@ class Settings:
     ssl_ciphers: str = ""
     ssl_session_tickets: bool = True
     ssl_session_timeout: int = 86400
+    max_buffered_response: int = 10 * 1024 * 1024
 
     @property
     def cipher_list(self) -> str:
@@ -278,6 +281,7 @@ class Settings:
             "plugins": list(self.plugins),
             "trusted_ips": list(self.trusted_ips),
             "client_max_body_size": self.client_max_body_size,
+            "max_buffered_response": self.max_buffered_response,
             "access_log": self.access_log,
             "config_check_interval": self.config_check_interval,
             "db_query_timeout": self.db_query_timeout,
@@ -697,6 +701,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         plugins=plugins,
         trusted_ips=trusted,
         client_max_body_size=parse_size(raw["client_max_body_size"]),
+        max_buffered_response=parse_size(raw["max_buffered_response"], "max_buffered_response"),
         access_log=access_log == "on",
         config_check_interval=_positive("config_check_interval", raw["config_check_interval"]),
         db_query_timeout=_positive("db_query_timeout", raw["db_query_timeout"]),

@@ -7,10 +7,11 @@ C{size_unit}s: 413 C{{"message": "Request size limit exceeded"}} (417 when
 the client sent C{Expect: 100-continue}). With C{require_content_length},
 a request that is neither sized nor chunked gets 411.
 
-Unlike nginx, echogate has received the whole body before any plugin
-runs (spooled to disk above 100 KB, and capped for every route by the
-C{client_max_body_size} setting), so this plugin decides whether the body
-is forwarded, not whether it is received. See docs/plugins/.
+A chunked body is read before access runs (and then judged whole),
+except on a route that streams bodies (C{request_buffering: false}): there
+the limit is checked as the bytes flow (L{ClientRequest.limit_body}): 413
+and the connection closed past it, the upstream's too once it was
+reached. See docs/plugins/.
 """
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ class RequestSizeLimiting(GatewayPlugin):
     def reads_body(self, config: Mapping[str, Any], request: Any) -> bool:
         """
         A body of declared length is judged by its head (and refused before
-        it is read); a chunked one must be counted.
+        it is read); a chunked one must be counted: read first, unless the
+        route streams it (then counted as it flows).
         """
-        return _content_length(request.get_header("content-length")) is None
+        return _content_length(request.get_header("content-length")) is None and not request.body_streamed
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
         request = ctx.request
@@ -65,7 +67,13 @@ class RequestSizeLimiting(GatewayPlugin):
             if config["require_content_length"] and not chunked:
                 ctx.exit(411, {"message": LENGTH_REQUIRED})
                 return
-            length = ctx.request.body_size
+            limit = config["allowed_payload_size"]
+            if request.body_streamed:
+                # Counted as it flows to the service.
+                if limit is not None and not request.limit_body(limit * UNITS[config["size_unit"]]):
+                    ctx.exit(413, {"message": TOO_LARGE})
+                return
+            length = request.body_size
         limit = config["allowed_payload_size"]
         if limit is None:
             return

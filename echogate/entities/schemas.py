@@ -338,9 +338,11 @@ def plugin_schema(plugin: Any) -> Record:
     The full plugin record schema for C{plugin}, whose C{config} is the
     plugin's C{config_schema} (required: C{null} is refused, absence
     gives the defaults). A plugin whose C{no_consumer} attribute is true
-    cannot be scoped to a consumer.
+    cannot be scoped to a consumer. A plugin without a C{config_schema}
+    takes no settings: its C{config} is an empty record.
     """
-    config = attrs.evolve(plugin.config_schema, required=True, default=NO_DEFAULT)
+    declared = getattr(plugin, "config_schema", None)
+    config = attrs.evolve(declared if declared is not None else Record({}), required=True, default=NO_DEFAULT)
     schema = PLUGINS.with_field("config", config)
     if getattr(plugin, "no_consumer", False):
         # Kong's typedefs.no_consumer: the auth plugins cannot be scoped to a consumer.

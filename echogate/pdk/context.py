@@ -16,7 +16,6 @@ from twisted.logger import Logger
 
 from echogate.pdk.balancer import BalancerState
 from echogate.pdk.credentials import EMPTY
-from echogate.pdk.tunnel import TunnelState
 
 # The request and response objects live in echogate.pdk.messages; they are
 # importable from here too, where the PDK has always had them.
@@ -29,6 +28,7 @@ from echogate.pdk.messages import (
     UpstreamRequest,
     encode_exit_body,
 )
+from echogate.pdk.tunnel import TunnelState
 
 
 class RequestContext:

@@ -33,6 +33,9 @@ class TunnelReceiver(typing.Protocol):
     def client_lost(self, reason: Failure) -> None:
         """The client's connection closed."""
 
+    def close(self) -> None:
+        """Close both sides."""
+
 
 #: No head check worked out yet (see GatewayChannel._checked).
 _UNCHECKED = object()
@@ -469,6 +472,15 @@ class GatewayChannel(http.HTTPChannel):
         # than a little was read after it)
         self._networkProducer.resumeProducing()
         return data
+
+    def close_tunnel(self) -> None:
+        """
+        Close the tunnel this connection became, if it did, and its other
+        side (the node stops).
+        """
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         tunnel, self._tunnel = self._tunnel, None

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.pdk.context import RequestContext, UpstreamRequest
+from echogate.proxy import collecting, uploads
 from echogate.proxy.answers import https_required, upstream_head
 from echogate.proxy.balancing import Balanced
 from echogate.proxy.forwarding import upstream_headers
@@ -34,7 +35,7 @@ from echogate.proxy.responding import (
 )
 from echogate.proxy.runner import PluginFailure, call_phase, run_phase, run_steps
 from echogate.proxy.streaming import BodyStreamer, Drain, RequestBody
-from echogate.proxy import collecting, uploads
+from echogate.proxy.tunnel import start_tunnel, wants_tunnel
 from echogate.upstream.failures import describe
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ class Exchange(Responding):
         L{BodyStreamer}.
       - C{ANSWERING}: a response the gateway or a plugin made (an exit, an
         error) goes through C{header_filter} and C{body_filter}.
+      - C{TUNNEL} (L{echogate.proxy.tunnel}): a WebSocket handshake was
+        answered 101; bytes pass both ways until either side closes.
       - C{FINISHED}: the response was written whole; C{log} ran.
       - C{ABORTED}: the client went away, or the connection was cut after
         the head was sent; C{log} ran.
@@ -299,6 +302,10 @@ class Exchange(Responding):
         request = self.request
         if request.holding and not (request.streams_body and self.ctx.upstream.body is None):  # type: ignore[union-attr]
             request.continue_body()
+            return
+        if wants_tunnel(self):
+            # A WebSocket handshake: passed on by a tunnel (proxy/tunnel.py).
+            start_tunnel(self)
             return
         # (a streamed body is read once the upstream connection is made)
         self._send()

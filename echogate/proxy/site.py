@@ -151,6 +151,8 @@ class GatewaySite(server.Site):
 
     def _abort(self) -> None:
         for channel in list(self._channels):
+            # (a WebSocket tunnel's service side too: proxy/tunnel.py)
+            channel.close_tunnel()
             channel.transport.abortConnection()
 
     def _drained(self) -> None:

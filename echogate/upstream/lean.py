@@ -154,7 +154,9 @@ class _Exchange:
         The connection closed (or sent garbage) before the response head.
         """
         self._conn = None
-        if stale and not self._stale_retried and self.method in IDEMPOTENT and not self.called:
+        # (never when bytes of a streamed body were sent: it is not replayed)
+        if stale and not self._stale_retried and self.method in IDEMPOTENT and not self.called \
+                and not getattr(self.body, "sent", 0):
             self._stale_retried = True
             self._stop_timer()
             self._send(reuse=False)

@@ -45,7 +45,7 @@ def is_websocket_upgrade(headers: Headers) -> bool:
     if not upgrade or b"websocket" not in listed_names(upgrade):
         return False
     connection = headers.getRawHeaders(b"connection")
-    return bool(connection) and b"upgrade" in listed_names(connection)
+    return connection is not None and b"upgrade" in listed_names(connection)
 
 
 class UpgradeEvents(typing.Protocol):
@@ -124,6 +124,9 @@ class UpgradeConnection(Protocol):
     the answer (parsed by L{ResponseParser}); after a 101 every byte goes
     to C{events.tunnel_data}, and is written with L{write}.
     """
+
+    #: The service's connection: TCP, or TLS over it.
+    transport: Any
 
     def __init__(self, head: bytes, events: UpgradeEvents):
         self._head: bytes | None = head

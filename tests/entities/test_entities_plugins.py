@@ -116,6 +116,19 @@ class PluginTests(EntityCase):
         self.assertTrue(schema.fields["config"].required)
         self.assertEqual(list(schema.fields), list(ENTITIES["plugins"].schema.fields))
 
+    def test_noConfigSchema(self) -> None:
+        """
+        A plugin without a C{config_schema} (L{echogate.plugin.GatewayPlugin}'s
+        default) takes no settings: its config is C{{}}, and a setting is
+        refused as an unknown field (not a 500).
+        """
+        plugin = FakePlugin("bare", None)  # type: ignore[arg-type]
+        record = prepare_insert("plugins", {"name": "bare"}, plugins={"bare": plugin}, now=NOW, new_id=ID)
+        self.assertEqual(record["config"], {})
+        with self.assertRaises(SchemaViolation):
+            prepare_insert("plugins", {"name": "bare", "config": {"x": 1}}, plugins={"bare": plugin}, now=NOW,
+                           new_id=ID)
+
     def test_nullableConfigSchema(self) -> None:
         """
         A plugin config schema with C{default=None} still gets its
