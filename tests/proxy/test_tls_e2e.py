@@ -109,7 +109,7 @@ class UpstreamTLSTests(unittest.TestCase):
         self.assertEqual(answer.code, 502, answer)
         self.assertEqual(answer.json(), {"message": "An invalid response was received from the upstream server"})
         lines = self.logged("certificate verify failed: unable to get local issuer certificate")
-        self.assertEqual(len(lines), 1, lines)
+        self.assertEqual(len(lines), 1, [formatEvent(e) for e in self.events])
         self.assertIn(f"upstream 127.0.0.1:{server.port} ", lines[0])
         self.assertIn("(service untrusted, route ", lines[0])
         self.assertTrue(lines[0].endswith("; answered 502"), lines[0])
