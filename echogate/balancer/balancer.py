@@ -86,16 +86,30 @@ class Peer:
                 f"hostname={self.hostname!r}, upstream_id={self.upstream_id!r})")
 
 
-@attrs.frozen
 class Outcome:
     """
     How a request to a L{Peer} went: a response C{status}, or a
     C{failure} (L{TCP_FAILURE} or L{TIMEOUT}); C{latency} in seconds.
+    (One per try: a plain class with slots.)
     """
 
-    status: int | None = None
-    failure: str | None = None
-    latency: float | None = None
+    __slots__ = ("status", "failure", "latency")
+
+    def __init__(self, status: int | None = None, failure: str | None = None,
+                 latency: float | None = None) -> None:
+        self.status = status
+        self.failure = failure
+        self.latency = latency
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Outcome)
+                and (self.status, self.failure, self.latency) == (other.status, other.failure, other.latency))
+
+    def __hash__(self) -> int:
+        return hash((self.status, self.failure, self.latency))
+
+    def __repr__(self) -> str:
+        return f"Outcome(status={self.status!r}, failure={self.failure!r}, latency={self.latency!r})"
 
 
 @attrs.frozen
@@ -227,8 +241,9 @@ class Balancer:
         if not self._healthy:
             return None
         skip: list[Entry] = []
-        for peer in exclude:
-            skip.extend(self._by_address.get((peer.address, peer.port), ()))
+        if exclude:
+            for peer in exclude:
+                skip.extend(self._by_address.get((peer.address, peer.port), ()))
         entry = self.algorithm.pick(hash_key, skip)
         if entry is None:
             return None

@@ -42,35 +42,46 @@ class BalancerState:
         when the try failed).
     """
 
-    __slots__ = ("tries", "_peer")
+    __slots__ = ("_tries", "_peer")
 
     def __init__(self) -> None:
-        self.tries: list[dict[str, Any]] = []
+        # (ip, port, target_id, started, latency, code) per try: the dicts
+        # of tries are made only when asked for, in the log phase.
+        self._tries: list[list[Any]] = []
         self._peer: PickedPeer | None = None
+
+    @property
+    def tries(self) -> list[dict[str, Any]]:
+        """
+        Each try, in order (see the class docstring).
+        """
+        return [{"ip": ip, "port": port, "target_id": target_id, "balancer_start": int(started * 1000),
+                 "balancer_latency": None if latency is None else int(latency * 1000), "code": code}
+                for ip, port, target_id, started, latency, code in self._tries]
 
     def tried(self, peer: PickedPeer, started: float) -> None:
         """
         A try begins: to C{peer}, at C{started} (seconds).
         """
         self._peer = peer
-        self.tries.append({"ip": peer.address, "port": peer.port, "target_id": peer.target_id,
-                           "balancer_start": int(started * 1000), "balancer_latency": None, "code": None})
+        self._tries.append([peer.address, peer.port, peer.target_id, started, None, None])
 
     def answered(self, code: int | None, latency: float) -> None:
         """
         The try under way ended: the service answered C{code}, or failed
         (C{None}), after C{latency} seconds.
         """
-        if self.tries:
-            self.tries[-1]["balancer_latency"] = int(latency * 1000)
-            self.tries[-1]["code"] = code
+        if self._tries:
+            last = self._tries[-1]
+            last[4] = latency
+            last[5] = code
 
     @property
     def attempt(self) -> int:
         """
         The number of the try under way (or last made): 1 for the first.
         """
-        return len(self.tries)
+        return len(self._tries)
 
     @property
     def address(self) -> str | None:

@@ -66,6 +66,10 @@ class Balanced:
     the handle of that request (C{called}, C{cancel()}).
     """
 
+    __slots__ = ("_balancers", "_balancer", "_client", "_ctx", "_clock", "_key", "_peer", "_started", "_handle",
+                 "_tried", "state", "called", "_request", "_callback", "_errback", "_args", "_retries",
+                 "__weakref__")
+
     def __init__(self, balancers: Balancers, balancer: Balancer, client: "IUpstreamClient",
                  ctx: RequestContext, clock: IReactorTime):
         self._balancers = balancers
