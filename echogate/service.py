@@ -16,26 +16,29 @@ import os
 import socket
 import sys
 import uuid
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echogate._version import __version__
-from echogate.settings import Options, Settings, redact_dsn, split_listener, with_backlog
 from echogate.heap import settle_heap, tune
 from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
-from echogate.registry import PluginLoadError, load_plugins
 from echogate.proxy.runner import as_deferred
+from echogate.registry import PluginLoadError, load_plugins
+from echogate.settings import Options, Settings, redact_dsn, split_listener, with_backlog
+
+if TYPE_CHECKING:
+    from echogate.proxy.site import GatewaySite
 
 __all__ = ["Options", "makeService", "GatewayService"]
 
@@ -91,8 +94,17 @@ class PluginNode:
         """
         Call C{f(*args, **kwargs)} in the reactor's thread pool.
         """
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(),  # type: ignore[attr-defined]
-                                 f, *args, **kwargs)
+        # (a running node's reactor has threads too: IReactorTime is what
+        # every node, the harness's included, is typed with)
+        reactor: Any = self.reactor
+        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args, **kwargs)
+
+
+def _init_call(init: Callable[[list[Any]], Any], configs: list[Any]) -> Any:
+    """
+    A plugin's C{init} with its configs, a coroutine made a Deferred.
+    """
+    return as_deferred(init(configs))
 
 
 class GatewayService(MultiService):
@@ -175,17 +187,18 @@ class GatewayService(MultiService):
     # -- listeners ------------------------------------------------------------
 
     def _factories(self) -> tuple[Any, Any]:
+        from twisted.web.server import Site
+
         from echogate.admin import AdminAPI, NodeInfo
         from echogate.admin.health import BalancerHealth
-        from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.batching import WriteBatcher
+        from echogate.proxy.forwarding import TrustedNetworks
+        from echogate.proxy.gateway import Gateway, GatewayResource
         from echogate.proxy.heads import HeadLimits
         from echogate.proxy.request import UnparsedRequest
         from echogate.proxy.site import Counters, GatewaySite
         from echogate.settings import connection_limit
-        from echogate.proxy.forwarding import TrustedNetworks
         from echogate.upstream.agent import UpstreamClient
-        from twisted.web.server import Site
 
         # The listener's connections and the lean client's send their writes
         # in one flush per reactor iteration.
@@ -484,7 +497,8 @@ class GatewayService(MultiService):
         the collector's young threshold (C{gc_young_threshold}) and the C
         heap's trim threshold (C{malloc_trim_threshold}).
         """
-        self._settle()
+        if self._settle is not None:
+            self._settle()
         size = self.settings.malloc_trim_threshold
         if not tune(self.settings.gc_young_threshold, size) and size and not self._trim_unsupported_said:
             self._trim_unsupported_said = True
@@ -503,7 +517,8 @@ class GatewayService(MultiService):
                     child.setServiceParent(self)
             init = getattr(plugin, "init", None)
             if callable(init):
-                await maybeDeferred(lambda: as_deferred(init([e.config for e in index.entries(name)])))
+                configs = [e.config for e in index.entries(name)]
+                await maybeDeferred(_init_call, init, configs)
 
     # -- stopping ---------------------------------------------------------------
 
@@ -523,7 +538,7 @@ class GatewayService(MultiService):
         stopped = DeferredList([maybeDeferred(port.stopListening) for _, _, port in proxy_ports])
 
         def drain(_: Any) -> Deferred:
-            site = getattr(self, "proxy_site", None)
+            site: GatewaySite | None = getattr(self, "proxy_site", None)
             if site is None or not self.ready.called:
                 return succeed(None)
             _log.info("stopping: draining requests in flight (up to {timeout} s)",
@@ -573,7 +588,8 @@ class _LateStore:
             from echogate.errors import DatabaseUnavailable
 
             return fail(DatabaseUnavailable("The database is not connected yet"))
-        return getattr(store, name)(*args, **kwargs)
+        answer: Deferred = getattr(store, name)(*args, **kwargs)
+        return answer
 
     def insert(self, entity: str, record: Mapping[str, Any]) -> Deferred:
         return self._call("insert", entity, record)
@@ -629,11 +645,11 @@ def check_data_dir(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
     except FileExistsError:
-        raise SystemExit(f"echogate: data_dir {path} is a file, not a directory")
+        raise SystemExit(f"echogate: data_dir {path} is a file, not a directory") from None
     except NotADirectoryError:
-        raise SystemExit(f"echogate: data_dir {path} cannot be made: a parent of it is a file")
+        raise SystemExit(f"echogate: data_dir {path} cannot be made: a parent of it is a file") from None
     except OSError as e:
-        raise SystemExit(f"echogate: data_dir {path} cannot be made: {e.strerror or e}")
+        raise SystemExit(f"echogate: data_dir {path} cannot be made: {e.strerror or e}") from None
     probe = os.path.join(path, f".echogate-write-check-{os.getpid()}")
     try:
         try:
@@ -645,7 +661,7 @@ def check_data_dir(path: str) -> None:
             if os.path.lexists(probe):
                 os.remove(probe)
     except OSError as e:
-        raise SystemExit(f"echogate: data_dir {path} is not writable: {e.strerror or e}")
+        raise SystemExit(f"echogate: data_dir {path} is not writable: {e.strerror or e}") from None
 
 
 def exit_on_failure(service: GatewayService) -> None:
@@ -680,14 +696,14 @@ def makeService(options: Options) -> GatewayService:
     try:
         plugins = load_plugins(settings.plugins)
     except PluginLoadError as e:
-        raise SystemExit(f"echogate: {e}")
+        raise SystemExit(f"echogate: {e}") from None
     if settings.database:
         from echogate.store.postgres import SchemaOutdated, check_schema_blocking
 
         try:
             check_schema_blocking(settings.database)
         except SchemaOutdated as e:
-            raise SystemExit(f"echogate: {e}")
+            raise SystemExit(f"echogate: {e}") from None
         except Exception as e:  # unreachable now: start anyway and retry
             print(f"echogate: database not reachable yet ({e}); will retry", file=sys.stderr)
     else:

@@ -70,6 +70,25 @@ class Resolution:
     error: str | None = None
 
 
+class _ReadOnce(client.Resolver):
+    """
+    The system's name servers, read from C{resolv.conf} once, at start-up
+    (as Kong does): Twisted's resolver would set a timer to read it again
+    every minute.
+    """
+
+    def maybeParseConfig(self) -> None:
+        if self.resolv is None:
+            return
+        try:
+            conf = self._openFile(self.resolv)
+        except OSError:
+            self.parseConfig(())  # a missing resolv.conf is an empty one
+            return
+        with conf:
+            self.parseConfig(conf)
+
+
 def make_resolver(servers: Sequence[str] = (), hosts_file: str | None = None,
                   reactor: Any = None, timeout: Sequence[int] = (1, 3)) -> ResolverBase:
     """
@@ -89,12 +108,7 @@ def make_resolver(servers: Sequence[str] = (), hosts_file: str | None = None,
     if addresses:
         chain.append(client.Resolver(servers=addresses, reactor=reactor, timeout=tuple(timeout)))
     else:
-        system = client.Resolver(resolv="/etc/resolv.conf", reactor=reactor, timeout=tuple(timeout))
-        # Read once, at start-up (as Kong does): no timer left to re-read it.
-        rereading = getattr(system, "_parseCall", None)
-        if rereading is not None and rereading.active():
-            rereading.cancel()
-        chain.append(system)
+        chain.append(_ReadOnce(resolv="/etc/resolv.conf", reactor=reactor, timeout=tuple(timeout)))
     return resolve.ResolverChain(chain)
 
 

@@ -17,6 +17,7 @@ from twisted.web.resource import Resource
 
 from echogate.batching import WriteBatcher
 from echogate.proxy.channel import GatewayChannel
+from echogate.proxy.heads import DEFAULT_LIMITS, HeadLimits
 from echogate.proxy.limits import AddressCounts, RefusalLog
 from echogate.proxy.request import GatewayRequest
 
@@ -44,6 +45,9 @@ class GatewaySite(server.Site):
     """
 
     requestFactory = GatewayRequest
+    #: What a client may send and how slowly (the edge settings; the
+    #: channels read it when they start).
+    head_limits: HeadLimits = DEFAULT_LIMITS
     # HTTP/1.1 only: Twisted's default wraps each channel in a protocol that
     # could switch to HTTP/2, one more call per read for nothing here.
     # (HTTPFactory declares a callable making that wrapper, the type of

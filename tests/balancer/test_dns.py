@@ -214,3 +214,20 @@ class RealServerTests(TestCase):
         names = make_resolver([self.server], hosts_file=path, reactor=reactor)
         found = yield TargetResolver(names, self.clock).lookup("pinned.test")
         self.assertEqual(found.addresses[0].address, "10.9.9.9")
+
+
+class SystemResolverTests(SynchronousTestCase):
+    """
+    L{echogate.balancer.dns.make_resolver} without name servers reads the
+    system's C{resolv.conf} once.
+    """
+
+    def test_noRereadTimer(self) -> None:
+        """No timer is left to read resolv.conf again (a node's reactor stays clean)."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from echogate.balancer.dns import make_resolver
+
+        reactor = MemoryReactorClock()
+        make_resolver((), None, reactor)
+        self.assertEqual(reactor.getDelayedCalls(), [])

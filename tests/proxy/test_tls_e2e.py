@@ -146,7 +146,7 @@ class UpstreamTLSTests(unittest.TestCase):
         server = self.upstream(pair=ELSEWHERE)
         answer = await self.proxied(server, "misnamed", ca_certificates=[await self.ca()])
         self.assertEqual(answer.code, 502, answer)
-        lines = self.logged("hostname mismatch")
+        lines = self.logged("hostname mismatch (server name 127.0.0.1)")
         self.assertEqual(len(lines), 1, [formatEvent(e) for e in self.events])
 
     async def test_clientCertificate(self) -> None:
