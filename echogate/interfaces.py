@@ -215,6 +215,19 @@ class IStore(Interface):
         did not make, L{ValueError} for a C{size} below 1.
         """
 
+    def tagged(tag: str | None, size: int, offset: str | None = None,
+               ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+        """
+        Fire with C{(rows, next_offset)}: at most C{size} tags of records
+        of every entity, each row C{{"entity_name": ..., "entity_id": ...,
+        "tag": ...}} (one per tag of a record; with C{tag}, only the rows
+        of that tag), ordered by the record's id, its entity, then the
+        tag's position in its C{tags}; after the opaque C{offset},
+        C{next_offset} C{None} on the last page. Fails with
+        L{echogate.store.offsets.InvalidOffset} for an offset this method
+        did not make, L{ValueError} for a C{size} below 1.
+        """
+
     def load() -> Deferred[Any]:
         """
         Fire with a L{echogate.store.data.ConfigurationData}: every service,

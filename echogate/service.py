@@ -573,7 +573,7 @@ class GatewayService(MultiService):
 class _LateStore:
     """
     The store as the Admin API sees it: the gateway's store once it is
-    connected (until then every call fails with L{DatabaseUnavailable},
+    connected (until then every call fails with L{echogate.errors.DatabaseUnavailable},
     and C{subscribe} waits for it).
     """
 

@@ -36,9 +36,7 @@ _IVAR = re.compile(r"@[ic]var\s+(\w+)")
 #: when this test came in: C{(module, reference)}. Fix the docstring and
 #: delete the entry; L{DocstringReferenceTests.test_allowlistOnlyShrinks}
 #: fails on an entry that resolves, so this list only shrinks.
-ALLOWED_UNRESOLVED: frozenset[tuple[str, str]] = frozenset({
-    ("echogate.service", "DatabaseUnavailable"),
-})
+ALLOWED_UNRESOLVED: frozenset[tuple[str, str]] = frozenset()
 
 
 class _Anything:

@@ -28,7 +28,7 @@ from twisted.names import client, dns, error, hosts, resolve
 from twisted.names.common import ResolverBase
 from twisted.python.failure import Failure
 
-_log = Logger()
+_log = Logger(namespace="echogate.balancer")
 
 
 def is_ip(host: str) -> bool:

@@ -25,7 +25,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-_log = Logger()
+_log = Logger(namespace="echogate.balancer")
 
 HEALTHY = "HEALTHY"
 UNHEALTHY = "UNHEALTHY"

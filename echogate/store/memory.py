@@ -31,6 +31,7 @@ from echogate.errors import (
 from echogate.interfaces import IStore
 from echogate.store.data import ConfigurationData
 from echogate.store.offsets import decode_offset, encode_offset
+from echogate.store.tagged import Position, decode_tag_offset, encode_tag_offset, tag_row
 
 #: entity -> fields that are unique on their own.
 UNIQUE: Mapping[str, tuple[str, ...]] = {
@@ -309,6 +310,30 @@ class MemoryStore:
             return copy.deepcopy(chunk), next_offset
 
         return self._answer(page)
+
+    def tagged(self, tag: str | None, size: int, offset: str | None = None,
+               ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+        """
+        See L{IStore.tagged}: every table's records, in the order
+        L{echogate.store.tagged} describes.
+        """
+        def tagged() -> tuple[list[dict[str, Any]], str | None]:
+            if not isinstance(size, int) or size < 1:
+                raise ValueError(f"size must be a positive integer, not {size!r}")
+            after = decode_tag_offset(offset) if offset is not None else None
+            rows: list[tuple[Position, str]] = sorted(
+                ((record["id"], name, ordinality), value)
+                for name in _LOADED
+                for record in self.tables[name].values()
+                for ordinality, value in enumerate(record.get("tags") or (), 1)
+                if tag is None or value == tag)
+            if after is not None:
+                rows = [row for row in rows if row[0] > after]
+            chunk = rows[:size]
+            next_offset = encode_tag_offset(chunk[-1][0]) if len(rows) > size else None
+            return [tag_row(id, name, value) for (id, name, _), value in chunk], next_offset
+
+        return self._answer(tagged)
 
     def load(self) -> Deferred[ConfigurationData]:
         def load() -> ConfigurationData:
