@@ -613,6 +613,9 @@ class _LateStore:
              tags_any: bool = False, where: Mapping[str, Any] | None = None) -> Deferred:
         return self._call("page", entity, size, offset, tags, tags_any, where)
 
+    def tagged(self, tag: str | None, size: int, offset: str | None = None) -> Deferred:
+        return self._call("tagged", tag, size, offset)
+
     def load(self) -> Deferred:
         return self._call("load")
 

@@ -370,7 +370,7 @@ class EntityValidationTests(SynchronousTestCase):
         refuses it.
         """
         error = self.assertRaises(SchemaViolation, GatewayHarness, [], route={"paths": None})
-        self.assertEqual(error.fields, {"@entity": [("must set one of 'methods', 'hosts', 'headers', 'paths'"
+        self.assertEqual(error.fields, {"@entity": [("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis'"
                                                     " when 'protocols' is 'https'")]})
 
     def test_serviceFieldRefused(self) -> None:
@@ -706,6 +706,10 @@ class _HeldStore:
     def page(self, entity: str, size: int, offset: str | None = None, tags: Iterable[str] | None = None,
              tags_any: bool = False, where: Mapping[str, Any] | None = None,
              ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+        raise NotImplementedError()
+
+    def tagged(self, tag: str | None, size: int, offset: str | None = None,
+               ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
         raise NotImplementedError()
 
     def version(self) -> Deferred[int]:

@@ -567,3 +567,18 @@ _upstreams.register(AdminAPI.app)
 from echogate.admin import certificates as _certificates  # noqa: E402
 
 _certificates.register(AdminAPI.app)
+
+# Tags across entities: /tags and /tags/{tag}.
+from echogate.admin import tags as _tags  # noqa: E402
+
+_tags.register(AdminAPI.app)
+
+# Validating without writing: /schemas/{entity}/validate, /schemas/plugins/validate.
+from echogate.admin import validation as _validation  # noqa: E402
+
+_validation.register(AdminAPI.app)
+
+# The API's own paths, from the routing map: /endpoints (registered last).
+from echogate.admin import endpoints as _endpoints  # noqa: E402
+
+_endpoints.register(AdminAPI.app)

@@ -92,6 +92,26 @@ def response_over(request: UploadRequest) -> None:
         request.channel.close_after_response()
 
 
+class _Gone:
+    """
+    The connection of a request that is over: nothing to pause.
+    """
+
+    persistent = False
+
+    def pause_body(self) -> None:
+        pass
+
+    def resume_body(self) -> None:
+        pass
+
+    def close_after_response(self) -> None:
+        pass
+
+
+_GONE = _Gone()
+
+
 @implementer(IBodyProducer)
 class _UploadProducer:
     """
@@ -197,7 +217,7 @@ class StreamedBody:
             self._end()
         elif self._paused:
             self._paused = False
-            self._request.channel.resume_body()
+            self._channel().resume_body()
 
     def pause(self, producer: _UploadProducer) -> None:
         """
@@ -205,7 +225,7 @@ class StreamedBody:
         """
         if producer is self._producer and not self._paused:
             self._paused = True
-            self._request.channel.pause_body()
+            self._channel().pause_body()
 
     def resume(self, producer: _UploadProducer) -> None:
         """
@@ -213,7 +233,7 @@ class StreamedBody:
         """
         if producer is self._producer and self._paused:
             self._paused = False
-            self._request.channel.resume_body()
+            self._channel().resume_body()
 
     def detach(self, producer: _UploadProducer) -> None:
         """
@@ -226,7 +246,15 @@ class StreamedBody:
         producer.consumer = None
         if not self._complete and not self._paused:
             self._paused = True
-            self._request.channel.pause_body()
+            self._channel().pause_body()
+
+    def _channel(self) -> UploadChannel:
+        """
+        The client's connection, or one that does nothing once the
+        request let go of it (it is over).
+        """
+        channel: UploadChannel | None = self._request.channel
+        return channel if channel is not None else _GONE
 
     # -- the request's side (a sink) ----------------------------------------
 

@@ -34,6 +34,7 @@ from echogate.store.migrations import SchemaOutdated, check_applied, read_status
 from echogate.store.offsets import decode_offset, encode_offset
 from echogate.store.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
 from echogate.store.pgtables import CANONICAL_UUID, Table, parses_as_uuid, table_of, translate
+from echogate.store.tagged import decode_tag_offset, encode_tag_offset, tag_row
 
 __all__ = ["PostgresStore", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
 
@@ -228,6 +229,60 @@ class PostgresStore:
                 return [entity for _, entity in rows], None
             rows = rows[:size]
             return [entity for _, entity in rows], encode_offset(str(rows[-1][0]))
+
+        return await self._run(work)
+
+    @_deferred
+    async def tagged(self, tag: str | None, size: int, offset: str | None = None,
+                     ) -> tuple[list[dict[str, Any]], str | None]:
+        """
+        See L{IStore.tagged}: one C{UNION ALL} over every entity table
+        (L{ConfigurationData}'s), each branch unnesting its C{tags} (with
+        C{tag}, only the rows carrying it, by the tags' GIN index) after
+        the offset's position, in order and limited, so that each table
+        is read only as far as the page needs.
+
+        @raise InvalidOffset: C{offset} was not made by this method.
+        @raise ValueError: C{size} below 1.
+        """
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer, not {size!r}")
+        after = decode_tag_offset(offset) if offset is not None else None
+        branches: list[str] = []
+        params: list[Any] = []
+        for name in _LOADED:
+            conditions = ["tags IS NOT NULL"]
+            if tag is not None:
+                conditions.append("tags @> ARRAY[%s]::text[] AND t.tag = %s")
+                params += [tag, tag]
+            if after is not None:
+                # (id, name, position) > after, with this branch's name known here.
+                last_id, last_name, last_position = after
+                if name > last_name:
+                    conditions.append("id >= %s::uuid")
+                    params.append(last_id)
+                elif name < last_name:
+                    conditions.append("id > %s::uuid")
+                    params.append(last_id)
+                else:
+                    conditions.append("id >= %s::uuid AND (id, t.position) > (%s::uuid, %s)")
+                    params += [last_id, last_id, last_position]
+            branches.append(
+                f"(SELECT id, text '{name}' COLLATE \"C\" AS entity_name, t.tag, t.position"
+                f" FROM {name}, unnest(tags) WITH ORDINALITY AS t (tag, position)"
+                f" WHERE {' AND '.join(conditions)} ORDER BY id, t.position LIMIT %s)")
+            params.append(size + 1)
+        sql = (" UNION ALL ".join(branches)
+               + " ORDER BY id, entity_name, position LIMIT %s")
+        params.append(size + 1)
+
+        async def work(connection: Connection) -> tuple[list[dict[str, Any]], str | None]:
+            rows = await query(connection, sql, params)
+            found = [tag_row(str(id), name, value) for id, name, value, _ in rows[:size]]
+            if len(rows) <= size:
+                return found, None
+            id, name, _, position = rows[size - 1]
+            return found, encode_tag_offset((str(id), name, int(position)))
 
         return await self._run(work)
 

@@ -120,13 +120,17 @@ class Upstream(Protocol):
             lower = head.lower()
             if b"transfer-encoding: chunked" in lower:
                 self._decoder = _ChunkedTransferDecoder(self._part, self._end)
-            else:
+            length = -1
+            if self._decoder is None:
                 length = 0
                 for line in lower.split(b"\r\n")[1:]:
                     if line.startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
                 self._decoder = _IdentityTransferDecoder(length, self._part, self._end)
             if not self.server.on_head(self):
+                return
+            if self._decoder.__class__ is _IdentityTransferDecoder and length == 0:
+                self._end(b"")
                 return
             data = rest
         if data:

@@ -147,6 +147,7 @@ class WebSocketTests(unittest.TestCase):
         self.assertIn(b"X-Why: policy", client._buffer)
         self.assertTrue(client._buffer.endswith(b"\r\n\r\ndenied"), client._buffer)
         self.assertEqual(self.recorder.seen[-1], (403, None))
+        self.assertEqual(self.server.handshakes[0][1].get(b"upgrade"), b"websocket")
 
     async def test_backPressure(self) -> None:
         """

@@ -136,6 +136,64 @@ class StoreContractMixin:
         found, _ = await self.store.page("routes", 10, where={"service": b["id"]})
         self.assertEqual([x["id"] for x in found], [r["id"]])
 
+    async def tagged_records(self) -> list[dict[str, Any]]:
+        """
+        Tagged records of three entities, a service and a route sharing an
+        id; every row of C{tagged(None, ...)}, in order.
+        """
+        first, second = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"
+        s = await self.store.insert("services", dict(service("s", tags=["b", "a"]), id=first))
+        await self.store.insert("routes", dict(route(s["id"], tags=["a"]), id=first))
+        await self.store.insert("consumers", dict(consumer("c"), id=second, tags=["a"]))
+        await self.store.insert("consumers", consumer("untagged"))
+        return [
+            {"entity_name": "routes", "entity_id": first, "tag": "a"},
+            {"entity_name": "services", "entity_id": first, "tag": "b"},
+            {"entity_name": "services", "entity_id": first, "tag": "a"},
+            {"entity_name": "consumers", "entity_id": second, "tag": "a"},
+        ]
+
+    async def every_page(self, tag: str | None, size: int) -> list[list[dict[str, Any]]]:
+        pages = []
+        rows, offset = await self.store.tagged(tag, size)
+        pages.append(rows)
+        while offset is not None:
+            rows, offset = await self.store.tagged(tag, size, offset)
+            pages.append(rows)
+        return pages
+
+    async def test_tagged(self) -> None:
+        """
+        C{tagged} lists one row per tag of every entity's records, by id,
+        then entity, then the tag's position; with a tag, only its rows.
+        """
+        rows = await self.tagged_records()
+        self.assertEqual(await self.store.tagged(None, 10), (rows, None))
+        self.assertEqual(await self.store.tagged("a", 10), ([r for r in rows if r["tag"] == "a"], None))
+        self.assertEqual(await self.store.tagged("absent", 10), ([], None))
+
+    async def test_tagged_pages(self) -> None:
+        """
+        C{tagged} pages follow each other by opaque offsets, also between
+        two tags of one record and two records sharing an id.
+        """
+        rows = await self.tagged_records()
+        self.assertEqual(await self.every_page(None, 1), [[row] for row in rows])
+        self.assertEqual(await self.every_page(None, 2), [rows[:2], rows[2:]])
+        self.assertEqual(await self.every_page(None, 3), [rows[:3], rows[3:]])
+        self.assertEqual(await self.every_page("a", 2), [[rows[0], rows[2]], [rows[3]]])
+
+    async def test_tagged_bad_arguments(self) -> None:
+        """
+        An offset C{tagged} did not make (an entity list's among them) is
+        L{InvalidOffset}; a size below 1 a L{ValueError}.
+        """
+        await self.tagged_records()
+        _, list_offset = await self.store.page("consumers", 1)
+        for offset in ["not-an-offset", list_offset, "WzEsMiwzXQ"]:
+            await self.failure(self.store.tagged(None, 1, offset), InvalidOffset)
+        await self.failure(self.store.tagged(None, 0), ValueError)
+
     async def test_write_rolls_back(self) -> None:
         """
         C{write} is all or nothing: a failing operation leaves nothing
