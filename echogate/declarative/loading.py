@@ -25,6 +25,7 @@ from echogate.declarative.layout import (
     META_KEYS,
     NESTED,
     REFERENCE_KEYS,
+    UNIQUE_TOGETHER,
     derived_id,
     migrate_path,
     natural_key,
@@ -34,7 +35,6 @@ from echogate.entities import credentials, writes
 from echogate.entities.schemas import ENTITIES
 from echogate.errors import SchemaViolation
 from echogate.schema.fields import Foreign, is_uuid
-from echogate.store.memory import UNIQUE_TOGETHER
 
 __all__ = ["load", "load_file", "load_data", "parse"]
 
@@ -103,7 +103,7 @@ def _walk(entity: str, values: Any, path: Path, parent: _Item | None, parent_fie
         if parent is None:
             problems.at(path, "expected an array")
         else:
-            problems.entity_fields(parent.path, {path[-1]: "expected an array"})
+            problems.entity_fields(parent.path, {str(path[-1]): "expected an array"})
         return
     children = NESTED.get(entity, {})
     for index, value in enumerate(values):
@@ -115,8 +115,9 @@ def _walk(entity: str, values: Any, path: Path, parent: _Item | None, parent_fie
             continue
         own = {k: v for k, v in value.items() if k not in children and k not in IGNORED_KEYS}
         given = dict(own)
-        if parent is not None and parent_field not in given and is_uuid(parent.body.get("id")):
-            given[parent_field or ""] = {"id": parent.body["id"]}
+        parent_id = parent.body.get("id") if parent is not None else None
+        if parent is not None and parent_field not in given and isinstance(parent_id, str) and is_uuid(parent_id):
+            given[parent_field or ""] = {"id": parent_id}
         problems.entity(where, entity, given)
         item = _Item(entity, where, own, parent, parent_field)
         items.append(item)
@@ -130,8 +131,10 @@ def _migrate(data: dict[str, Any]) -> None:
     Format 1.1 and 2.1: mark regex paths of routes, top-level and nested
     in services, with C{~}.
     """
-    routes = [r for r in (data.get("routes") if isinstance(data.get("routes"), list) else [])]
-    for service in data.get("services") if isinstance(data.get("services"), list) else []:
+    top = data.get("routes")
+    routes: list[Any] = list(top) if isinstance(top, list) else []
+    services = data.get("services")
+    for service in services if isinstance(services, list) else []:
         if isinstance(service, dict) and isinstance(service.get("routes"), list):
             routes.extend(service["routes"])
     for route in routes:
@@ -315,14 +318,14 @@ def load_data(data: Mapping[str, Any], plugins: Mapping[str, Any], *, now: int |
     problems = Problems()
     if not isinstance(data, Mapping):
         raise _parse_error("expected an object")
-    data = copy.deepcopy(dict(data))
-    version, transform = _check_meta(data, problems)
+    work: dict[str, Any] = copy.deepcopy(dict(data))
+    version, transform = _check_meta(work, problems)
     if version in ("1.1", "2.1"):
-        _migrate(data)
+        _migrate(work)
     items: list[_Item] = []
     for entity in ENTITY_ORDER:
-        if data.get(entity) is not None:
-            _walk(entity, data[entity], (entity,), None, None, items, problems)
+        if work.get(entity) is not None:
+            _walk(entity, work[entity], (entity,), None, None, items, problems)
     loader = _Loader(plugins, int(time.time()) if now is None else now, transform, problems)
     records: dict[str, list[dict[str, Any]]] = {e: [] for e in ENTITY_ORDER}
     for entity in ENTITY_ORDER:

@@ -37,7 +37,9 @@ async def _stop(server: TLSUpstream) -> None:
     it, and wait until they are gone. (L{TLSUpstream.stop} reads
     C{transport} from the site's protocols, which twisted.web wraps.)
     """
-    await server.listening.stopListening()
+    stopped = server.listening.stopListening()
+    if stopped is not None:
+        await stopped
     for protocol, lost in server.site.channels:
         transport = getattr(protocol, "_channel", protocol).transport
         if not lost.called and transport is not None:
@@ -195,7 +197,7 @@ class ListenerCertificateTests(unittest.TestCase):
         self.assertEqual(created.code, 201, created)
 
         async def serves(expected: Any) -> bool:
-            return (await handshake(port, "e2e.example.com")).certificate == expected
+            return bool((await handshake(port, "e2e.example.com")).certificate == expected)
 
         await until(lambda: serves(SERVED.cert), timeout=20, message="the posted certificate is served")
         self.assertNotEqual((await handshake(port, "other.example.com")).certificate, SERVED.cert)

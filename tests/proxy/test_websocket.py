@@ -128,7 +128,7 @@ class WebSocketTests(unittest.TestCase):
         await self.admin("POST", "/consumers", {"username": "alice"})
         await self.admin("POST", "/consumers/alice/key-auth", {"key": "sesame"})
         refused = self.client()
-        await refused.closed
+        await until(lambda: refused.status, message="the answer")
         self.assertEqual(refused.status, 401)
         self.assertEqual(self.server.handshakes, [])
         allowed = self.client(headers=b"apikey: sesame\r\n")
@@ -142,7 +142,7 @@ class WebSocketTests(unittest.TestCase):
         is answered as any response: status, headers, body.
         """
         client = self.client(b"/deny")
-        await client.closed
+        await until(lambda: client._buffer.endswith(b"denied"), message="the whole answer")
         self.assertEqual(client.status, 403)
         self.assertIn(b"X-Why: policy", client._buffer)
         self.assertTrue(client._buffer.endswith(b"\r\n\r\ndenied"), client._buffer)

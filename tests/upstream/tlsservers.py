@@ -128,7 +128,8 @@ class TLSUpstream:
         await self.listening.stopListening()
         for channel, lost in self.site.channels:
             if not lost.called:
-                channel.transport.abortConnection()
+                # (Site's protocol wraps the HTTPChannel, which has the transport)
+                getattr(channel, "_channel", channel).transport.abortConnection()
         await DeferredList([lost for _, lost in self.site.channels])
 
 
