@@ -131,6 +131,7 @@ class WorkerPool:
             "ECHOGATE_DNS_HOSTSFILE": s.dns_hostsfile,
             "ECHOGATE_DNS_ERROR_TTL": str(s.dns_error_ttl),
             "ECHOGATE_UPSTREAM_TLS_VERIFY": "on" if s.upstream_tls_verify else "off",
+            "ECHOGATE_MAX_BUFFERED_RESPONSE": str(s.max_buffered_response),
             "ECHOGATE_SSL_CERT": s.ssl_cert,
             "ECHOGATE_SSL_CERT_KEY": s.ssl_cert_key,
             "ECHOGATE_SSL_PROTOCOLS": " ".join(s.ssl_protocols),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import typing
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -170,7 +170,7 @@ class Tunnel:
         connecting = open_upgrade(self._clock, self._service, pairs, lambda: UpgradeConnection(head, self),
                                   connectors_of(gateway.upstream))
         handshake: Deferred[None] = Deferred(lambda _: self._abandon(connecting))
-        handshake.addErrback(lambda _: None)  # (cancelled: the client went away)
+        handshake.addErrback(lambda failure: failure.trap(CancelledError))  # (cancelled: the client went away)
         exchange.pending = handshake
         connecting.addCallbacks(self._connected, self._failed)
 
