@@ -61,6 +61,20 @@ class IPluginPhases(Interface):
         Called once at start-up with every stored config of this plugin.
         """
 
+    def configure(configs: Sequence[Mapping[str, Any]]) -> object:
+        """
+        Called with every enabled config of this plugin (a list of
+        read-only mappings, maybe empty): once at start-up, after C{init},
+        and again after each configuration change that changed this
+        plugin's configs (one added, edited, enabled, disabled or
+        removed), so that the plugin can rebuild state derived from them
+        (Kong 3's C{configure}). Calls are never concurrent: a call
+        returning a Deferred finishes before the next one starts. A
+        failure is logged; requests go on.
+
+        @since: 0.1.0
+        """
+
     def rewrite(ctx: Any, config: Mapping[str, Any]) -> object:
         """
         Before routing; runs only for global plugin configs.
@@ -120,6 +134,28 @@ class IPluginNode(Interface):
         "The node's PostgreSQL DSN, or C{None} where there is no database"
         " (L{echogate.testing.GatewayHarness})."
     )
+
+    http = Attribute(
+        "An L{echogate.pdk.http.HTTPClient} for calling other services:"
+        " C{request(method, url, headers, body, timeout)}, C{get}, C{post},"
+        " each a Deferred of an L{echogate.pdk.http.HTTPResponse}. In a"
+        " running node it sends through the node's upstream client (its"
+        " connection pool, TLS settings and clock); in"
+        " L{echogate.testing.GatewayHarness}, to the harness's C{outbound}"
+        " handler. C{None} for a node that has no upstream client."
+    )
+
+    def cache(name: str, ttl: float | None = 60.0, neg_ttl: float | None = None,
+              max_size: int = 1000) -> Any:
+        """
+        This node's L{echogate.pdk.cache.Cache} called C{name}, made on
+        first use with these settings (asking again with other settings
+        raises L{echogate.pdk.cache.CacheConflict}). Its values expire on
+        the node's clock; its C{invalidate(key)} reaches every node of the
+        cluster (through the database), the harness's only itself.
+
+        @since: 0.1.0
+        """
 
     def run_in_thread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """

@@ -28,6 +28,7 @@ _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 #: the optional C{node_service(node)} hook (L{echogate.interfaces.IPluginNode}).
 CALLED = {
     "init": ("configs",),
+    "configure": ("configs",),
     "rewrite": ("ctx", "config"),
     "access": ("ctx", "config"),
     "header_filter": ("ctx", "config"),

@@ -130,12 +130,14 @@ class ResolveTests(SynchronousTestCase):
                 "dns_resolver": "127.0.0.1:5300", "dns_hostsfile": "/h", "dns_error_ttl": "4",
                 "ssl_cert": "", "ssl_cert_key": "", "ssl_protocols": "TLSv1.3", "ssl_cipher_suite": "modern",
                 "ssl_ciphers": "", "ssl_session_tickets": "off", "ssl_session_timeout": "5m",
+                "max_buffered_response": "2m",
                 }.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")
         self.assertEqual(settings.trusted_ips, ("10.0.0.0/8",))
         self.assertTrue(settings.access_log)
         self.assertEqual(settings.client_max_body_size, 1024)
+        self.assertEqual(settings.max_buffered_response, 2 * 1024**2)
         self.assertEqual(settings.plugins, ("off",))
         self.assertEqual(settings.workers, 2)
         self.assertEqual(settings.upstream_client, "agent")

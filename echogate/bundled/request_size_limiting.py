@@ -9,7 +9,8 @@ a request that is neither sized nor chunked gets 411.
 
 A chunked body is read before access runs (and then judged whole),
 except on a route that streams bodies (C{request_buffering: false}): there
-the limit is checked as the bytes flow (L{ClientRequest.limit_body}): 413
+the limit is checked as the bytes flow
+(L{echogate.pdk.messages.ClientRequest.limit_body}): 413
 and the connection closed past it, the upstream's too once it was
 reached. See docs/plugins/.
 """

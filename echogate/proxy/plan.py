@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
-PHASES = ("init", "rewrite", "access", "header_filter", "body_filter", "log")
+PHASES = ("init", "configure", "rewrite", "access", "header_filter", "body_filter", "log")
 
 
 REFUSE = "refuse"

@@ -31,6 +31,7 @@ from echogate.errors import NotFound
 from echogate.interfaces import IStore
 from echogate.store.data import ConfigurationData
 from echogate.store.migrations import SchemaOutdated, check_applied, read_status
+from echogate.store.notices import NOTICES, NoticeListener
 from echogate.store.offsets import decode_offset, encode_offset
 from echogate.store.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
 from echogate.store.pgtables import CANONICAL_UUID, Table, parses_as_uuid, table_of, translate
@@ -112,6 +113,12 @@ class PostgresStore:
         # One list per subscription, so that a callback subscribed twice
         # is unsubscribed once per subscription.
         self._subscribers: list[list[Callable[[int | None], object]]] = []
+        # Node-to-node notices (echogate.store.notices): LISTENed to on a
+        # connection of their own, from the first subscription on.
+        self._notices = NoticeListener(reactor, dsn, self._bounded, reconnect_delays, heartbeat,
+                                       self._deliver_notice)
+        self._notice_subscribers: list[list[Callable[[str | None], object]]] = []
+        self._notices_started = False
 
     @_deferred
     async def start(self) -> None:
@@ -122,6 +129,9 @@ class PostgresStore:
         """
         self._pool.closed = False
         await self._listener.start()
+        if self._notice_subscribers and not self._notices_started:
+            self._notices_started = True
+            self._notices.begin()
 
     @_deferred
     async def stop(self) -> None:
@@ -129,6 +139,8 @@ class PostgresStore:
         Close every connection and stop reconnecting.
         """
         self._listener.stop()
+        self._notices.stop()
+        self._notices_started = False
         self._pool.close()
 
     # -- notifications
@@ -152,6 +164,44 @@ class PostgresStore:
                 callback(version)
             except Exception:
                 _log.failure("configuration change subscriber failed")
+
+    def subscribe_notices(self, callback: Callable[[str | None], object]) -> Callable[[], None]:
+        """
+        Call C{callback(text)} with each notice any node sends with
+        L{notify_nodes} (this node's own included), and C{callback(None)}
+        once the notices' connection was lost and regained. The first
+        subscription opens that connection. Returns a callable that
+        unsubscribes.
+        """
+        entry = [callback]
+        self._notice_subscribers.append(entry)
+        if not self._notices_started:
+            self._notices_started = True
+            self._notices.begin()
+
+        def unsubscribe() -> None:
+            if entry in self._notice_subscribers:
+                self._notice_subscribers.remove(entry)
+
+        return unsubscribe
+
+    def _deliver_notice(self, text: str | None) -> None:
+        for (callback,) in list(self._notice_subscribers):
+            try:
+                callback(text)
+            except Exception:
+                _log.failure("a notice subscriber failed")
+
+    @_deferred
+    async def notify_nodes(self, text: str) -> None:
+        """
+        Send C{text} (under 8000 bytes) to every node's L{subscribe_notices}
+        callbacks, through C{NOTIFY echogate_notices}.
+        """
+        async def work(connection: Connection) -> None:
+            await query(connection, "SELECT pg_notify(%s, %s)", (NOTICES, text))
+
+        await self._run(work)
 
     # -- reads
 

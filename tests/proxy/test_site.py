@@ -47,14 +47,19 @@ class ContentFileTests(SynchronousTestCase):
 
     def test_requestUsesTheSite(self) -> None:
         """
-        A request's body file comes from its site's hook.
+        A request's body file comes from its site's hook, once its head
+        passed (not when its length is known: a streamed body has none).
         """
         site = GatewaySite(Resource())
         marker = io.BytesIO()
-        site.getContentFile = lambda length: marker  # type: ignore[method-assign]
+        asked: list[int | None] = []
+        site.getContentFile = lambda length: asked.append(length) or marker  # type: ignore[method-assign]
         request = self.request(site)
         request.gotLength(10)
+        self.assertEqual(asked, [])
+        request._open_content()
         self.assertIs(request.content, marker)
+        self.assertEqual(asked, [10])
 
     def test_tooLargeDiscarded(self) -> None:
         """
