@@ -217,10 +217,12 @@ class IStore(Interface):
         """
         Several writes in one transaction, all or nothing:
         C{operations} is a list of C{(operation, entity, record)} with
-        C{operation} one of C{"insert"}, C{"update"}, C{"upsert"}. Fires
-        with the stored records in order; on the first failure, fails as
-        that write would have and nothing is stored (nor the version
-        bumped).
+        C{operation} one of C{"insert"}, C{"update"}, C{"upsert"}, or
+        C{"delete"} (of C{record["id"]}, cascading as L{delete} does; its
+        place in the result is the record deleted, and a missing record
+        fails with L{echogate.errors.NotFound}). Fires with the stored
+        records in order; on the first failure, fails as that write would
+        have and nothing is stored (nor the version bumped).
         """
 
     def delete(entity: str, id: str) -> Deferred[bool]:

@@ -22,6 +22,9 @@ from typing import Any
 from zope.interface import implementer
 
 from echogate.interfaces import IGatewayPlugin, IPluginNode
+from echogate.pdk.entities import PluginEntity
+
+__all__ = ["GatewayPlugin", "ImmutablePluginError", "NodeBinding", "NodeNotBound", "PluginEntity"]
 
 
 class ImmutablePluginError(AttributeError):
@@ -126,6 +129,12 @@ class GatewayPlugin:
     the node in a L{NodeBinding}; return an C{IService} to run with the
     node, or C{None}.
 
+    C{entities}: the entities the plugin owns (Kong's custom DAOs), a
+    tuple of L{PluginEntity} (since 0.2.0): the gateway stores them, serves
+    them in the Admin API and in the declarative format, and gives their
+    records to the phases (C{ctx.credentials.entities(name)}); see
+    C{docs/plugins.md}, "A plugin with its own entity".
+
     @since: 0.1.0
     """
 
@@ -134,6 +143,7 @@ class GatewayPlugin:
     priority: int = 0
     config_schema: Any = None
     reads_body: Any = False
+    entities: tuple[PluginEntity, ...] = ()
 
     def __setattr__(self, attribute: str, value: Any) -> None:
         raise ImmutablePluginError(

@@ -67,6 +67,15 @@ def node_id(data_dir: str) -> str:
     return value
 
 
+def _local_caches(node: Any) -> Any:
+    """
+    Caches of a node made without any: invalidations stay on it.
+    """
+    from echogate.pdk.cache import Caches
+
+    return Caches(node.reactor, node.node_id)
+
+
 @implementer(IPluginNode)
 @attrs.frozen
 class PluginNode:
@@ -89,6 +98,17 @@ class PluginNode:
     dsn: str | None
     node_id: str
     balancers: Any = None
+    #: The node's L{echogate.pdk.http.HTTPClient} (over its upstream client).
+    http: Any = None
+    #: The node's L{echogate.pdk.cache.Caches} (L{cache}).
+    caches: Any = attrs.field(default=attrs.Factory(_local_caches, takes_self=True))
+
+    def cache(self, name: str, ttl: float | None = 60.0, neg_ttl: float | None = None,
+              max_size: int = 1000) -> Any:
+        """
+        The node's cache called C{name} (see L{IPluginNode.cache}).
+        """
+        return self.caches.cache(name, ttl=ttl, neg_ttl=neg_ttl, max_size=max_size)
 
     def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
@@ -140,13 +160,104 @@ class GatewayService(MultiService):
         self._stopping = False
         self._bound = False
         self.workers: Any = None
+        #: A DB-less node's configuration (L{echogate.declarative.dbless.DBlessConfiguration}),
+        #: or C{None} with a database.
+        self.dbless: Any = None
+        self._shared_config: str | None = None
+        if settings.dbless:
+            self._make_dbless()
         #: The proxy's L{echogate.proxy.tls.SNICertificates} once an ssl
         #: listener is bound.
         self.tls: Any = None
         worker_of = os.environ.get("ECHOGATE_WORKER_OF")
         self.is_worker = worker_of is not None
         self._parent = int(worker_of) if worker_of else None
+        #: The plugins' C{configure} phase (L{echogate.proxy.configure.ConfigurePhase}),
+        #: once they are initialised.
+        self.configure_phase: Any = None
         self._make_balancers()
+
+    # -- DB-less mode -----------------------------------------------------------
+
+    def _make_dbless(self) -> None:
+        """
+        C{database = off}: the store is a L{echogate.store.declared.DeclaredStore}
+        whose records are the declarative configuration's (L{dbless}): no
+        PostgreSQL at all.
+        """
+        from echogate.declarative.dbless import DBlessConfiguration
+        from echogate.store.declared import DeclaredStore
+
+        self.store = DeclaredStore()
+        self.dbless = DBlessConfiguration(self.store, self.plugins, self.settings.declarative_config or None)
+        self.store.subscribe(self._forward_to_workers)
+
+    def load_declarative(self) -> None:
+        """
+        Apply the C{declarative_config} file, if one is set and nothing is
+        applied yet (L{makeService} calls it before the reactor runs, so
+        that a bad file stops start-up).
+
+        @raise OSError: the file cannot be read.
+        @raise echogate.declarative.DeclarativeError: it is invalid.
+        """
+        if self.dbless is not None and self.dbless.path is not None and self.dbless.current is None:
+            self.dbless.apply(self.dbless.read_file())
+
+    def reload_declarative(self) -> bool:
+        """
+        Read the C{declarative_config} file again (SIGHUP) and apply it. A
+        file that cannot be read or is invalid changes nothing: the node
+        keeps serving its configuration, and each error is logged on a line
+        of its own.
+
+        @return: whether the file was applied.
+        """
+        from echogate.declarative import DeclarativeError
+        from echogate.declarative.dbless import error_lines
+
+        if self.dbless is None or self.dbless.path is None:
+            _log.warn("reload: no declarative_config file to read (database = off and declarative_config set)")
+            return False
+        try:
+            declarative = self.dbless.read_file()
+        except OSError as e:
+            _log.error("reload: cannot read {path} ({why}); the configuration is unchanged",
+                       path=self.dbless.path, why=e.strerror or str(e))
+            return False
+        except DeclarativeError as e:
+            lines = error_lines(e)
+            _log.error("reload: {path} is invalid ({count} errors); the configuration is unchanged",
+                       path=self.dbless.path, count=len(lines))
+            for line in lines:
+                _log.error("reload: {path}: {error}", path=self.dbless.path, error=line)
+            return False
+        if declarative.config_hash == self.dbless.config_hash:
+            _log.info("reload: {path} is unchanged", path=self.dbless.path)
+            return True
+        version = self.dbless.apply(declarative)
+        _log.info("reload: {path} applied (configuration version {version})", path=self.dbless.path,
+                  version=version)
+        return True
+
+    def _forward_to_workers(self, version: int | None) -> None:
+        """
+        A DB-less main process's configuration changed: write it where its
+        workers read theirs (L{_shared_config}) and tell them to read it
+        again (SIGHUP).
+        """
+        if self.workers is None or self._shared_config is None:
+            return
+        self._write_shared_config()
+        self.workers.signal("HUP")
+
+    def _write_shared_config(self) -> None:
+        path = self._shared_config
+        assert path is not None
+        temporary = f"{path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(self.dbless.export("json"))
+        os.replace(temporary, path)
 
     # -- load balancing -------------------------------------------------------
 
@@ -183,6 +294,8 @@ class GatewayService(MultiService):
         """
         self.balancers.update(snapshot.upstreams, snapshot.targets)
         self.health_overrides.update(snapshot.target_health_overrides)
+        if self.configure_phase is not None:
+            self.configure_phase.switched(snapshot.plugins)
 
     # -- listeners ------------------------------------------------------------
 
@@ -260,6 +373,7 @@ class GatewayService(MultiService):
             token=self.settings.admin_token,
             server_names=self.settings.admin_server_names,
             health=BalancerHealth(self.balancers),
+            dbless=self.dbless,
         )
         if not self.is_worker:
             from echogate.settings import exposure_warnings
@@ -289,6 +403,8 @@ class GatewayService(MultiService):
         """
         if self._stopping:
             return "draining"
+        if self.dbless is not None and self.dbless.current is None:
+            return "no configuration available (empty configuration present)"
         if self.live is None or not self.ready.called:
             return "no configuration loaded yet"
         return None
@@ -403,11 +519,12 @@ class GatewayService(MultiService):
         """
         if self._stopping:
             return
+        from echogate.declarative import DeclarativeError
         from echogate.store.embedded import EmbeddedStartFailed
         from echogate.store.postgres import SchemaOutdated
 
         self.exit_code = 1
-        if failure.check(EmbeddedStartFailed, SchemaOutdated, OSError):
+        if failure.check(EmbeddedStartFailed, SchemaOutdated, OSError, DeclarativeError):
             _log.critical("echogate could not start: {why}", why=failure.getErrorMessage())
         else:
             _log.critical("echogate could not start: {why}", why=failure.getErrorMessage(), log_failure=failure)
@@ -417,12 +534,64 @@ class GatewayService(MultiService):
 
     async def _start(self) -> None:
         from echogate.proxy.snapshot import LiveConfiguration, build_in_thread
-        from echogate.store.postgres import PostgresStore, SchemaOutdated
 
         for kind, description, d in self._pending_listens:
             port = await d
             self._ports.append((kind, description, port))
         self._pending_listens = []
+        dsn: str | None = None
+        if self.dbless is not None:
+            self.load_declarative()
+        else:
+            dsn = await self._connect()
+            if dsn is None:
+                return
+        self.live = LiveConfiguration(store=self.store, plugins=self.plugins, clock=self._reactor,
+                                      check_interval=self.settings.config_check_interval,
+                                      build=build_in_thread(self._reactor,
+                                                            regex_timeout=self.settings.regex_match_timeout),
+                                      settle=self._settle_heap if self._settle is not None else None,
+                                      missing_plugins=self.settings.missing_plugins)
+        self.live.on_switch(self._configuration_switched)
+        await self.live.start()
+        self.balancers.start()
+        await self._init_plugins()
+        for _, _, port in self._ports:
+            if hasattr(port, "startReading"):
+                port.startReading()
+        if self.settings.workers > 1 and not self.is_worker:
+            from echogate.workers import WorkerPool
+
+            if self.dbless is not None:
+                # Each worker loads the main process's configuration from a
+                # file of its own, written again (and the workers signalled)
+                # on every change: see _forward_to_workers.
+                self._shared_config = os.path.join(os.path.abspath(self.settings.data_dir),
+                                                   f"declarative-config.{os.getpid()}.json")
+                os.makedirs(os.path.dirname(self._shared_config), exist_ok=True)
+                self._write_shared_config()
+            self.workers = WorkerPool(self._reactor, self.settings, dsn or "off",
+                                      [a.port for a in self.addresses("proxy")],
+                                      declarative_config=self._shared_config or "")
+            self.workers.start()
+        if self.is_worker:
+            self._watch_parent()
+        for kind in ("proxy", "admin"):
+            for address in self.addresses(kind):
+                _log.info("echogate {version} {kind} listening on {address}", version=__version__,
+                          kind=kind, address=address)
+        _log.info("echogate ready: node {node}, configuration version {v}, plugins: {plugins}",
+                  node=self.node_id, v=self.live.current.version, plugins=", ".join(self.plugins) or "none")
+
+    async def _connect(self) -> str | None:
+        """
+        Reach the database (starting the embedded server when no DSN is
+        set), retrying while it is down.
+
+        @return: its DSN, or C{None} when the node was stopped meanwhile.
+        """
+        from echogate.store.postgres import PostgresStore, SchemaOutdated
+
         dsn = self.settings.database
         if not dsn:
             from echogate.store.embedded import EmbeddedPostgres
@@ -442,39 +611,13 @@ class GatewayService(MultiService):
                 raise
             except Exception as e:
                 if self._stopping:
-                    return
+                    return None
                 _log.warn("database {dsn} is unreachable ({why}); retrying in {delay:.1f}s",
                           dsn=redact_dsn(dsn), why=str(e) or type(e).__name__, delay=delay)
                 await maybeDeferred(self.store.stop)
                 await deferLater(self._reactor, delay, lambda: None)
                 delay = min(delay * 2, 10.0)
-        self.live = LiveConfiguration(store=self.store, plugins=self.plugins, clock=self._reactor,
-                                      check_interval=self.settings.config_check_interval,
-                                      build=build_in_thread(self._reactor,
-                                                            regex_timeout=self.settings.regex_match_timeout),
-                                      settle=self._settle_heap if self._settle is not None else None,
-                                      missing_plugins=self.settings.missing_plugins)
-        self.live.on_switch(self._configuration_switched)
-        await self.live.start()
-        self.balancers.start()
-        await self._init_plugins()
-        for _, _, port in self._ports:
-            if hasattr(port, "startReading"):
-                port.startReading()
-        if self.settings.workers > 1 and not self.is_worker:
-            from echogate.workers import WorkerPool
-
-            self.workers = WorkerPool(self._reactor, self.settings, dsn,
-                                      [a.port for a in self.addresses("proxy")])
-            self.workers.start()
-        if self.is_worker:
-            self._watch_parent()
-        for kind in ("proxy", "admin"):
-            for address in self.addresses(kind):
-                _log.info("echogate {version} {kind} listening on {address}", version=__version__,
-                          kind=kind, address=address)
-        _log.info("echogate ready: node {node}, configuration version {v}, plugins: {plugins}",
-                  node=self.node_id, v=self.live.current.version, plugins=", ".join(self.plugins) or "none")
+        return dsn
 
     def _watch_parent(self) -> None:
         """
@@ -505,9 +648,17 @@ class GatewayService(MultiService):
             _log.info("malloc_trim_threshold: this C library has no glibc mallopt; its own threshold stays")
 
     async def _init_plugins(self) -> None:
+        from echogate.pdk.cache import Caches
+        from echogate.pdk.http import HTTPClient
+        from echogate.proxy.configure import ConfigurePhase
+
         index = self.live.current.plugins
-        node = PluginNode(reactor=self._reactor, dsn=self.store.dsn, node_id=self.node_id,
-                          balancers=self.balancers)
+        # (a DB-less node's store has no notices: its invalidations stay on it)
+        caches = Caches(self._reactor, self.node_id, publish=getattr(self.store, "notify_nodes", None),
+                        listen=getattr(self.store, "subscribe_notices", None))
+        node = PluginNode(reactor=self._reactor, dsn=getattr(self.store, "dsn", None), node_id=self.node_id,
+                          balancers=self.balancers, http=HTTPClient(self.upstream, self._reactor),
+                          caches=caches)
         for name, plugin in self.plugins.items():
             # The node first: init and every phase may use its reactor.
             node_service = getattr(plugin, "node_service", None)
@@ -519,6 +670,10 @@ class GatewayService(MultiService):
             if callable(init):
                 configs = [e.config for e in index.entries(name)]
                 await maybeDeferred(_init_call, init, configs)
+        # After every init: configure with the configs current now, then
+        # after each switch that changes them (_configuration_switched).
+        self.configure_phase = ConfigurePhase(self.plugins)
+        await self.configure_phase.start(self.live.current.plugins)
 
     # -- stopping ---------------------------------------------------------------
 
@@ -561,8 +716,11 @@ class GatewayService(MultiService):
             if self.upstream is not None:
                 await self.upstream.close()
             await self.prober.close()
-            if self.store is not None:
-                await maybeDeferred(self.store.stop)
+            if self._shared_config is not None and os.path.exists(self._shared_config):
+                os.remove(self._shared_config)
+            stop_store = getattr(self.store, "stop", None)
+            if stop_store is not None:
+                await maybeDeferred(stop_store)
             if self.embedded is not None:
                 await maybeDeferred(self.embedded.stop)
 
@@ -700,7 +858,10 @@ def makeService(options: Options) -> GatewayService:
         plugins = load_plugins(settings.plugins)
     except PluginLoadError as e:
         raise SystemExit(f"echogate: {e}") from None
-    if settings.database:
+    if settings.dbless:
+        if settings.workers > 1:
+            check_data_dir(os.path.abspath(settings.data_dir))
+    elif settings.database:
         from echogate.store.postgres import SchemaOutdated, check_schema_blocking
 
         try:
@@ -712,6 +873,36 @@ def makeService(options: Options) -> GatewayService:
     else:
         check_data_dir(os.path.abspath(settings.data_dir))
     service = GatewayService(reactor, settings, plugins)
+    if settings.dbless:
+        _start_dbless(service, reactor)
     service.bind()
     atexit.register(exit_on_failure, service)
     return service
+
+
+def _start_dbless(service: GatewayService, reactor: Any) -> None:
+    """
+    A DB-less node started by twistd: its C{declarative_config} file is
+    loaded before the reactor runs (one that cannot be read or is invalid
+    stops start-up, its errors on one line), and SIGHUP reads it again
+    (L{GatewayService.reload_declarative}).
+
+    @raise SystemExit: the file cannot be read or is invalid.
+    """
+    import signal
+
+    from echogate.declarative import DeclarativeError
+    from echogate.declarative.dbless import error_lines
+
+    path = service.settings.declarative_config
+    try:
+        service.load_declarative()
+    except OSError as e:
+        raise SystemExit(f"echogate: declarative_config: cannot read {path}: {e.strerror or e}") from None
+    except DeclarativeError as e:
+        raise SystemExit(f"echogate: declarative_config {path} is invalid: " + "; ".join(error_lines(e))) from None
+
+    def hangup(signum: int, frame: Any) -> None:
+        reactor.callFromThread(service.reload_declarative)
+
+    signal.signal(signal.SIGHUP, hangup)

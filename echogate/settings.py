@@ -21,6 +21,7 @@ DEFAULTS: dict[str, str] = {
     "proxy_listen": "0.0.0.0:8000, 0.0.0.0:8443 ssl",
     "admin_listen": "tcp:8001:interface=127.0.0.1",
     "database": "",
+    "declarative_config": "",
     "data_dir": "./echogate-data",
     "plugins": "bundled",
     "trusted_ips": "",
@@ -69,7 +70,10 @@ HELP: dict[str, str] = {
     "proxy_listen": "The proxy's listeners, comma-separated: ADDRESS:PORT (Kong's 0.0.0.0:8000) or a Twisted "
                     "endpoint, each followed by flags: 'ssl' (HTTPS, certificate chosen by SNI), 'backlog=N'.",
     "admin_listen": "Twisted endpoint(s) for the Admin API, comma-separated.",
-    "database": "PostgreSQL DSN; empty runs the embedded server in --data-dir.",
+    "database": "PostgreSQL DSN; empty runs the embedded server in --data-dir; 'off' runs DB-less (no "
+                "database: the entities come from declarative_config or POST /config).",
+    "declarative_config": "With database = off: the declarative configuration file (kong.yml) loaded at start-up "
+                          "and on SIGHUP; unset: start empty.",
     "data_dir": "Directory for the embedded PostgreSQL server and the node id.",
     "plugins": "Enabled plugins: 'bundled', plugin names, or 'off', comma-separated.",
     "trusted_ips": "Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-* headers are believed.",
@@ -257,6 +261,14 @@ class Settings:
     ssl_session_tickets: bool = True
     ssl_session_timeout: int = 86400
     max_buffered_response: int = 10 * 1024 * 1024
+    declarative_config: str = ""
+
+    @property
+    def dbless(self) -> bool:
+        """
+        Whether the node runs without a database (C{database = off}).
+        """
+        return self.database == "off"
 
     @property
     def cipher_list(self) -> str:
@@ -275,8 +287,9 @@ class Settings:
         return {
             "proxy_listen": list(self.proxy_listen),
             "admin_listen": list(self.admin_listen),
-            "database": "postgres" if self.database else "postgres (embedded)",
-            "pg_dsn": redact_dsn(self.database) or None,
+            "database": "off" if self.dbless else "postgres" if self.database else "postgres (embedded)",
+            "pg_dsn": None if self.dbless else redact_dsn(self.database) or None,
+            "declarative_config": self.declarative_config or None,
             "data_dir": self.data_dir,
             "plugins": list(self.plugins),
             "trusted_ips": list(self.trusted_ips),
@@ -677,9 +690,14 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     if access_log not in ("on", "off"):
         raise ConfigError(f"access_log: expected 'on' or 'off', got {raw['access_log']!r}")
     database = raw["database"].strip()
-    if database and not (database.startswith(("postgresql://", "postgres://")) or "=" in database):
+    if database.lower() == "off":
+        database = "off"
+    elif database and not (database.startswith(("postgresql://", "postgres://")) or "=" in database):
         raise ConfigError(f"database: {redact_dsn(database)!r} is not a PostgreSQL DSN (postgresql://user@host/db)")
     workers = _whole("workers", raw["workers"], 1, 64)
+    declarative_config = raw["declarative_config"].strip()
+    if declarative_config and database != "off":
+        raise ConfigError("declarative_config: only used with database = off")
     proxy_listen = _proxy_listen(raw["proxy_listen"])
     if workers > 1:
         for entry in proxy_listen:
@@ -697,6 +715,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         proxy_listen=proxy_listen,
         admin_listen=_endpoints("admin_listen", raw["admin_listen"]),
         database=database,
+        declarative_config=declarative_config,
         data_dir=raw["data_dir"],
         plugins=plugins,
         trusted_ips=trusted,

@@ -56,7 +56,10 @@ from zope.interface import implementer
 from echogate.entities.writes import prepare_insert
 from echogate.errors import BAD_UPSTREAM, ProxyError, SchemaViolation
 from echogate.interfaces import IPluginNode, IStore, IUpstreamClient, IUpstreamResponse
+from echogate.pdk.cache import Cache, Caches
+from echogate.pdk.http import HTTPClient
 from echogate.pdk.messages import headers_of
+from echogate.proxy.configure import ConfigurePhase
 from echogate.proxy.gateway import Gateway, GatewayResource
 from echogate.proxy.request import GatewayRequest
 from echogate.proxy.site import GatewaySite
@@ -110,6 +113,20 @@ class HarnessNode:
     node_id: str = NODE_ID
     dsn: str | None = None
     runner: Callable[..., Any] = run_inline
+    #: The plugins' L{echogate.pdk.http.HTTPClient}: in a harness, over
+    #: its C{outbound} handler (L{GatewayHarness}).
+    http: Any = None
+    #: The node's L{echogate.pdk.cache.Caches}: invalidations stay here.
+    caches: Caches = attrs.field(default=attrs.Factory(lambda node: Caches(node.reactor, node.node_id),
+                                                       takes_self=True))
+
+    def cache(self, name: str, ttl: float | None = 60.0, neg_ttl: float | None = None,
+              max_size: int = 1000) -> Cache:
+        """
+        The node's cache called C{name} (see L{IPluginNode.cache}),
+        its values dated by the harness's clock.
+        """
+        return self.caches.cache(name, ttl=ttl, neg_ttl=neg_ttl, max_size=max_size)
 
     def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
@@ -163,6 +180,18 @@ class UpstreamAnswer:
     def __attrs_post_init__(self) -> None:
         if self.chunks is not None and self.body:
             raise ValueError("an UpstreamAnswer has a body or chunks, not both")
+
+
+def no_outbound(request: UpstreamRequestSeen) -> UpstreamAnswer:
+    """
+    The default C{outbound} handler of L{GatewayHarness}: a plugin's call
+    to another service fails (L{echogate.pdk.http.CallFailed}) saying the
+    test gave none.
+
+    @since: 0.1.0
+    """
+    raise ProxyError(502, f"the harness has no outbound service for {request.method} {request.path}:"
+                          " pass GatewayHarness(outbound=handler)")
 
 
 def echo_upstream(request: UpstreamRequestSeen) -> UpstreamAnswer:
@@ -489,6 +518,13 @@ class GatewayHarness:
         (a new C{Clock} by default).
     @param run_in_thread: how the plugins' node (L{HarnessNode}) runs
         work meant for its thread pool: in line by default.
+    @param outbound: where the plugins' calls to other services
+        (C{node.http}) go: a handler as C{upstream} takes one (it sees
+        each call as an L{UpstreamRequestSeen}, its C{path} the URL's
+        path and query, its C{Host} header the URL's host), or any
+        L{IUpstreamClient} (a L{echogate.upstream.lean.LeanUpstreamClient}
+        reaches real services); by default L{no_outbound}.
+        L{outbound_requests} lists a handler's calls.
     @param store: where the configuration lives, any L{IStore} (such as
         L{MemoryStore}); C{None} (the default): nowhere, the harness
         serves its records as it made them. With a store, the harness
@@ -517,14 +553,18 @@ class GatewayHarness:
                  route: Mapping[str, Any] | None = None, service: Mapping[str, Any] | None = None,
                  clock: Clock | None = None, run_in_thread: Callable[..., Any] | None = None,
                  entities: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-                 store: IStore | None = None):
+                 store: IStore | None = None,
+                 outbound: Callable[[UpstreamRequestSeen], Any] | IUpstreamClient = no_outbound):
         from echogate.registry import check_plugin
 
         self.plugins = {p.name: p for p in plugins}
         for plugin in self.plugins.values():
             check_plugin(plugin)
         self.clock = clock or Clock()
-        self.node = HarnessNode(self.clock, runner=run_in_thread or run_inline)
+        self.outbound: IUpstreamClient = (outbound if IUpstreamClient.providedBy(outbound)
+                                          else FunctionUpstream(outbound))
+        self.node = HarnessNode(self.clock, runner=run_in_thread or run_inline,
+                                http=HTTPClient(self.outbound, self.clock))
         self.services = MultiService()
         for plugin in self.plugins.values():
             node_service = getattr(plugin, "node_service", None)
@@ -537,13 +577,8 @@ class GatewayHarness:
                                                               "host": "upstream.test"}, service)
         route_record = self._entity("route", "routes", {"id": ROUTE_ID, "name": "default", "paths": ["/"],
                                                         "service": {"id": SERVICE_ID}}, route)
-        records = []
-        for item in configs:
-            name, config = item[0], item[1]
-            scope = item[2] if len(item) > 2 else {}
-            if name not in self.plugins:
-                raise ValueError(f"plugin {name!r} is not among the harness's plugins")
-            records.append(_plugin_record(self.plugins[name], config, scope))
+        records = self._plugin_records(configs)
+        self._config_ids = [r["id"] for r in records]
         self._data = ConfigurationData(version=1, services=(service_record,), routes=(route_record,),
                                        plugins=tuple(records))
         self.snapshot = Snapshot.build(self._data, self.plugins)
@@ -571,6 +606,61 @@ class GatewayHarness:
             self.upstream = FunctionUpstream(upstream)
         self.gateway = Gateway(clock=self.clock, snapshot=lambda: self.snapshot, upstream=self.upstream)
         self.site = GatewaySite(GatewayResource(self.gateway), reactor=self.clock)
+        #: The plugins' C{configure} phase: called now with the configs
+        #: served, then whenever a newly served snapshot changes them.
+        self.configure_phase = ConfigurePhase(self.plugins)
+        self.configure_phase.start(self.snapshot.plugins)
+
+    def _plugin_records(self, configs: Sequence[tuple]) -> list[dict[str, Any]]:
+        records = []
+        for item in configs:
+            name, config = item[0], item[1]
+            scope = item[2] if len(item) > 2 else {}
+            if name not in self.plugins:
+                raise ValueError(f"plugin {name!r} is not among the harness's plugins")
+            records.append(_plugin_record(self.plugins[name], config, scope))
+        return records
+
+    def _switch(self, snapshot: Snapshot) -> None:
+        """
+        Serve C{snapshot}, and run the C{configure} phase of the plugins
+        whose configs it changed.
+        """
+        self.snapshot = snapshot
+        phase = getattr(self, "configure_phase", None)
+        if phase is not None:
+            phase.switched(snapshot.plugins)
+
+    def set_configs(self, configs: Sequence[tuple]) -> None:
+        """
+        Replace the plugin configs (given as the constructor's C{configs})
+        and serve them from the next request on; the plugins whose configs
+        changed have their C{configure} called. With a store, the configs
+        the harness wrote are deleted there and these written; they are
+        served once the store's notification has been loaded.
+        """
+        records = self._plugin_records(configs)
+        old_ids, self._config_ids = self._config_ids, [r["id"] for r in records]
+        if self._store is None:
+            self._data = attrs.evolve(self._data, version=self._data.version + 1, plugins=tuple(records))
+            self._switch(Snapshot.build(self._data, self.plugins))
+            return
+        for old in old_ids:
+            self._store.delete("plugins", old).addErrback(self._load_failed)
+        if records:
+            self._store.write([("upsert", "plugins", r) for r in records]).addErrback(self._load_failed)
+
+    @property
+    def outbound_requests(self) -> list[UpstreamRequestSeen]:
+        """
+        Every call the plugins made to other services through
+        C{node.http}, oldest first, as the C{outbound} handler saw them.
+
+        @raise AttributeError: C{outbound} was an L{IUpstreamClient}.
+        """
+        if not isinstance(self.outbound, FunctionUpstream):
+            raise AttributeError("outbound_requests: the harness's outbound is not a handler")
+        return self.outbound.seen
 
     def _load(self) -> Deferred[None]:
         """
@@ -585,7 +675,7 @@ class GatewayHarness:
             return
         self._served_version = data.version
         self._data = data
-        self.snapshot = Snapshot.build(data, self.plugins, previous=self.snapshot)
+        self._switch(Snapshot.build(data, self.plugins, previous=self.snapshot))
 
     def _store_changed(self, version: int | None) -> None:
         """
@@ -659,7 +749,7 @@ class GatewayHarness:
         if self._store is None:
             self._data = attrs.evolve(self._data, version=self._data.version + 1,
                                       **{name: tuple(records) for name, records in stored.items()})
-            self.snapshot = Snapshot.build(self._data, self.plugins)
+            self._switch(Snapshot.build(self._data, self.plugins))
             return stored
         for name, records in stored.items():
             kept = [r["id"] for r in records]
@@ -740,4 +830,5 @@ class GatewayHarness:
 
 
 __all__ = ["GatewayHarness", "HarnessResponse", "UpstreamAnswer", "UpstreamRequestSeen", "FunctionUpstream",
-           "echo_upstream", "ROUTE_ID", "SERVICE_ID", "HarnessNode", "NODE_ID", "run_inline", "MemoryStore"]
+           "echo_upstream", "ROUTE_ID", "SERVICE_ID", "HarnessNode", "NODE_ID", "run_inline", "MemoryStore",
+           "no_outbound"]

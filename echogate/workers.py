@@ -5,7 +5,11 @@ Every process (the main one and its N-1 workers) listens on its own
 socket bound with C{SO_REUSEPORT}, so the kernel spreads connections over
 them. The main process alone serves the Admin API and runs the embedded
 PostgreSQL server; each worker connects to the same database and learns of
-configuration changes through LISTEN/NOTIFY, like any other node. Workers
+configuration changes through LISTEN/NOTIFY, like any other node. Without
+a database (C{database = off}), each worker loads the main process's
+declarative configuration from a file the main process writes in
+C{data_dir}, and reads it again when the main process signals it (SIGHUP)
+after every change of its configuration. Workers
 stop when the main process stops (it signals them by PID) or disappears.
 """
 from __future__ import annotations
@@ -77,12 +81,13 @@ class WorkerPool:
     """
 
     def __init__(self, reactor: IReactorProcess, settings: Settings, dsn: str, ports: list[int],
-                 environ: Mapping[str, str] = os.environ):
+                 environ: Mapping[str, str] = os.environ, declarative_config: str = ""):
         self._reactor = reactor
         self._settings = settings
         self._dsn = dsn
         self._ports = ports
         self._environ = environ
+        self._declarative_config = declarative_config
         self._workers: list[_Worker] = []
 
     def _environment(self) -> dict[str, str]:
@@ -99,6 +104,7 @@ class WorkerPool:
         env.update({
             "ECHOGATE_PROXY_LISTEN": ",".join(proxy),
             "ECHOGATE_DATABASE": self._dsn,
+            "ECHOGATE_DECLARATIVE_CONFIG": self._declarative_config,
             "ECHOGATE_DATA_DIR": s.data_dir,
             "ECHOGATE_PLUGINS": ",".join(s.plugins),
             "ECHOGATE_TRUSTED_IPS": ",".join(s.trusted_ips),
@@ -168,6 +174,17 @@ class WorkerPool:
                     _log.failure("could not stop worker {n}", n=worker.number)
                 waits.append(worker.ended)
         return DeferredList(waits)
+
+    def signal(self, name: str) -> None:
+        """
+        Send the signal C{name} (C{"HUP"}) to every worker still running.
+        """
+        for worker in self._workers:
+            if worker.process is not None and not worker.ended.called:
+                try:
+                    worker.process.signalProcess(name)
+                except ProcessExitedAlready:
+                    pass
 
     @property
     def pids(self) -> list[int]:

@@ -231,6 +231,55 @@ class LayoutTests(SynchronousTestCase):
         self.assertEqual(bad, [])
 
 
+#: The rooms of the data path, whose modules stay small (issue 26: "no
+#: file of the data path over about 350 lines").
+DATA_PATH = ("proxy", "upstream", "pdk", "routing", "balancer")
+
+#: The most lines a module of the data path may have.
+MAX_LINES = 400
+
+
+def long_modules(package: Path = PACKAGE, rooms: tuple[str, ...] = DATA_PATH,
+                 limit: int = MAX_LINES) -> list[str]:
+    """
+    The modules of C{rooms} longer than C{limit} lines, as
+    C{"echogate.room.module: N lines"}.
+    """
+    found = []
+    for name, path in module_names(package).items():
+        if room_of(name) not in rooms:
+            continue
+        lines = len(path.read_text().splitlines())
+        if lines > limit:
+            found.append(f"{name}: {lines} lines")
+    return found
+
+
+class ModuleSizeTests(SynchronousTestCase):
+    """
+    The data path is split by concern into modules of a readable size.
+    """
+
+    def test_dataPathModulesSmall(self) -> None:
+        """
+        No module of the data path's rooms is over L{MAX_LINES} lines.
+        """
+        self.assertEqual(long_modules(), [])
+
+    def test_longModuleFound(self) -> None:
+        """
+        A module of a data path room over the limit is listed with its
+        length; one of another room is not.
+        """
+        package = Path(self.mktemp()) / "echogate"
+        for room in ("proxy", "admin"):
+            (package / room).mkdir(parents=True)
+            (package / room / "__init__.py").write_text("")
+            (package / room / "big.py").write_text("x = 1\n" * 5)
+        (package / "proxy" / "small.py").write_text("x = 1\n" * 4)
+        self.assertEqual(long_modules(package, ("proxy",), 4), ["echogate.proxy.big: 5 lines"])
+
+
 class PackagingTests(SynchronousTestCase):
     """
     C{pip install .} installs every part of the gateway.

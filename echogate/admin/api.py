@@ -145,6 +145,9 @@ class AdminAPI:
     @param health: the data plane's view of its balancers' health, for
         C{GET /upstreams/{u}/health} (by default, every target's health
         is C{HEALTHCHECKS_OFF}: see L{echogate.admin.health}).
+    @param dbless: a DB-less node's configuration
+        (L{echogate.declarative.dbless.DBlessConfiguration}), which
+        C{/config} serves; C{None} for a node with a database.
     """
 
     app = Klein()
@@ -165,6 +168,7 @@ class AdminAPI:
         token: str = "",
         server_names: Sequence[str] = (),
         health: HealthView | None = None,
+        dbless: Any = None,
     ):
         self._store = _Lookups(store)
         self._plugins = plugins
@@ -179,6 +183,7 @@ class AdminAPI:
         self._token = token
         self._server_names = tuple(server_names)
         self._health: HealthView = health if health is not None else HealthchecksOff()
+        self._dbless = dbless
 
     def resource(self) -> IResource:
         """
@@ -577,6 +582,11 @@ _tags.register(AdminAPI.app)
 from echogate.admin import validation as _validation  # noqa: E402
 
 _validation.register(AdminAPI.app)
+
+# A DB-less node's whole configuration: /config.
+from echogate.admin import config as _config  # noqa: E402
+
+_config.register(AdminAPI.app)
 
 # The API's own paths, from the routing map: /endpoints (registered last).
 from echogate.admin import endpoints as _endpoints  # noqa: E402

@@ -87,6 +87,17 @@ def _sync_rate(config: dict[str, Any]) -> Mapping[str, str] | None:
     return None
 
 
+def _dbless_policy(value: str) -> str | None:
+    """
+    The policies of a node without a database.
+    """
+    if value == "cluster":
+        return "the cluster policy needs a database: not available with database = off (use local or redis)"
+    if value not in ("local", "redis"):
+        return "expected one of: local, redis"
+    return None
+
+
 def _header_name(value: str) -> str | None:
     return None if all(33 <= ord(c) <= 126 and c not in '()<>@,;:\\"/[]?={}' for c in value) \
         else "bad header name '" + value + "', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
@@ -237,6 +248,12 @@ class RateLimiting(GatewayPlugin):
                             description="Seconds between counter syncs for cluster (-1: every 0.1 s) and"
                                         " redis (-1: every request, exact)."),
     }, checks=(at_least_one_of(*PERIODS), _periods_ordered, _required_with, _sync_rate))
+    #: What a DB-less node (C{database = off}) validates configs with: the
+    #: cluster policy keeps its counters in the database, so it is refused
+    #: there (as Kong refuses it).
+    dbless_config_schema = config_schema.with_field("policy", String(
+        default="local", check=_dbless_policy,
+        description="Where counters live: this node, or Redis (DB-less mode has no cluster policy)."))
 
     def _reactor(self) -> IReactorTime:
         if self.reactor is not None:

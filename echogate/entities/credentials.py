@@ -41,8 +41,9 @@ import attrs
 
 from echogate.entities.limits import INDEXED_MAX
 from echogate.pdk.credentials import ACLS, BASICAUTH, JWT, KEYAUTH
+from echogate.pdk.entities import PluginEntity
 from echogate.schema import ENTITY, Record
-from echogate.schema.fields import REQUIRED, Field, Foreign, String
+from echogate.schema.fields import REQUIRED, Field, String
 
 __all__ = [
     "KEYAUTH",
@@ -53,7 +54,11 @@ __all__ = [
     "COLLECTIONS",
     "JWT_ALGORITHMS",
     "GENERATED",
-    "entity_specs",
+    "DECLARED",
+    "KEYAUTH_ENTITY",
+    "BASICAUTH_ENTITY",
+    "JWT_ENTITY",
+    "ACLS_ENTITY",
     "load_public_key",
     "random_token",
     "fill_generated",
@@ -84,21 +89,9 @@ class Collection:
     endpoint_key: str
 
 
-#: The credential collections, in the order Kong documents them.
-COLLECTIONS: tuple[Collection, ...] = (
-    Collection(KEYAUTH, "key-auth", "key-auths", "key"),
-    Collection(BASICAUTH, "basic-auth", "basic-auths", "username"),
-    Collection(JWT, "jwt", "jwts", "key"),
-    Collection(ACLS, "acls", "acls", "group"),
-)
-
 #: The algorithms a jwt secret may name (Kong's list).
 JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
                   "ES512", "PS256", "PS384", "PS512", "EdDSA")
-
-
-def _consumer() -> Foreign:
-    return Foreign("consumers", required=True, description="The consumer this credential belongs to.")
 
 
 def _public_key_kind(algorithm: str) -> str:
@@ -140,59 +133,51 @@ def _jwt_key_check(record: dict[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def entity_specs(common: Mapping[str, Field], tags: Field
-                 ) -> dict[str, tuple[Record, tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
-    """
-    The credential entities' schemas, for L{echogate.entities.schemas.ENTITIES}.
+def _declared(name: str, endpoint: str, nested: str, fields: Mapping[str, Field], *,
+              key: str, checks: tuple[Any, ...] = (), unique: bool = True,
+              generated: tuple[str, ...] = ()) -> PluginEntity:
+    return PluginEntity(
+        name=name, schema=Record(fields, checks=checks), endpoint=endpoint, nested_endpoint=nested,
+        parent="consumers", unique=(key,) if unique else (), unique_per_parent=() if unique else (key,),
+        endpoint_key=key, generated=generated, table=name)
 
-    @param common: the C{id}, C{created_at} and C{updated_at} fields every
-        entity has.
-    @param tags: the C{tags} field.
-    @return: entity name to C{(schema, endpoint_keys, unique, foreign)}.
-    """
-    consumer = _consumer()
-    return {
-        KEYAUTH: (Record({
-            **common,
-            "consumer": consumer,
-            "key": String(required=True, len_max=INDEXED_MAX, description="The API key (generated when not given)."),
-            "tags": tags,
-        }), ("key",), ("key",), ("consumer",)),
-        BASICAUTH: (Record({
-            **common,
-            "consumer": consumer,
-            "username": String(required=True, len_max=INDEXED_MAX, description="The username, unique."),
-            "password": String(required=True, description=(
-                "The password; stored and returned only as a salted scrypt hash.")),
-            "tags": tags,
-        }), ("username",), ("username",), ("consumer",)),
-        JWT: (Record({
-            **common,
-            "consumer": consumer,
-            "key": String(required=True, len_max=INDEXED_MAX, description=(
-                "The value of the token's key claim (iss by default); generated when not given.")),
-            "secret": String(required=True, description=(
-                "The HMAC secret for HS algorithms (generated when not given).")),
-            "rsa_public_key": String(description=(
-                "The PEM public key for the RS, PS, ES and EdDSA algorithms.")),
-            "algorithm": String(required=True, one_of=JWT_ALGORITHMS, default="HS256",
-                                description="The algorithm tokens must be signed with."),
-            "tags": tags,
-        }, checks=(_jwt_key_check,)), ("key",), ("key",), ("consumer",)),
-        ACLS: (Record({
-            **common,
-            "consumer": consumer,
-            "group": String(required=True, len_max=INDEXED_MAX, description="The group's name."),
-            "tags": tags,
-        }), (), (), ("consumer",)),
-    }
+
+#: The credential entities, declared as plugin entities
+#: (L{echogate.pdk.entities.PluginEntity}) that the bundled plugins own
+#: (their C{entities}) with the tables of their own, in the order Kong
+#: documents them.
+KEYAUTH_ENTITY = _declared(KEYAUTH, "key-auths", "key-auth", {
+    "key": String(required=True, len_max=INDEXED_MAX, description="The API key (generated when not given)."),
+}, key="key", generated=("key",))
+BASICAUTH_ENTITY = _declared(BASICAUTH, "basic-auths", "basic-auth", {
+    "username": String(required=True, len_max=INDEXED_MAX, description="The username, unique."),
+    "password": String(required=True, description=(
+        "The password; stored and returned only as a salted scrypt hash.")),
+}, key="username")
+JWT_ENTITY = _declared(JWT, "jwts", "jwt", {
+    "key": String(required=True, len_max=INDEXED_MAX, description=(
+        "The value of the token's key claim (iss by default); generated when not given.")),
+    "secret": String(required=True, description=(
+        "The HMAC secret for HS algorithms (generated when not given).")),
+    "rsa_public_key": String(description=(
+        "The PEM public key for the RS, PS, ES and EdDSA algorithms.")),
+    "algorithm": String(required=True, one_of=JWT_ALGORITHMS, default="HS256",
+                        description="The algorithm tokens must be signed with."),
+}, key="key", checks=(_jwt_key_check,), generated=("key", "secret"))
+ACLS_ENTITY = _declared(ACLS, "acls", "acls", {
+    "group": String(required=True, len_max=INDEXED_MAX, description="The group's name."),
+}, key="group", unique=False)
+
+DECLARED: tuple[PluginEntity, ...] = (KEYAUTH_ENTITY, BASICAUTH_ENTITY, JWT_ENTITY, ACLS_ENTITY)
+
+#: How each credential entity appears in the Admin API.
+COLLECTIONS: tuple[Collection, ...] = tuple(
+    Collection(d.name, d.nested, d.endpoint, d.endpoint_key or "") for d in DECLARED)
 
 
 #: Fields filled with a random value when a new credential does not give them.
-GENERATED: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
-    KEYAUTH: ("key",),
-    JWT: ("key", "secret"),
-})
+GENERATED: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
+    {d.name: d.generated for d in DECLARED if d.generated})
 
 
 def random_token() -> str:
@@ -203,12 +188,16 @@ def random_token() -> str:
 
 
 def fill_generated(entity: str, fields: dict[str, Any],
-                   token: Callable[[], str] = random_token) -> dict[str, Any]:
+                   token: Callable[[], str] = random_token,
+                   generated: Iterable[str] | None = None) -> dict[str, Any]:
     """
     Give a new credential the generated fields it does not set (C{key} and
     C{secret}); an explicit null stays null, for validation to refuse.
+
+    @param generated: the fields to fill (a plugin entity's
+        C{generated}); by default, the credential entity's.
     """
-    for name in GENERATED.get(entity, ()):
+    for name in GENERATED.get(entity, ()) if generated is None else generated:
         if name not in fields:
             fields[name] = token()
     return fields

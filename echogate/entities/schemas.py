@@ -30,6 +30,7 @@ import attrs
 from echogate.entities import certificates, credentials, upstreams
 from echogate.entities.hosts import parse_host
 from echogate.entities.limits import INDEXED_MAX
+from echogate.pdk.entities import PluginEntity
 from echogate.routing import paths
 from echogate.schema import ENTITY, Record, at_least_one_of
 from echogate.schema.containers import Array, Map, Set
@@ -38,6 +39,7 @@ from echogate.schema.fields import NO_DEFAULT, Boolean, Foreign, Integer, String
 __all__ = [
     "EntityType",
     "ENTITIES",
+    "declared_type",
     "plugin_schema",
 ]
 
@@ -300,6 +302,8 @@ class EntityType:
     @ivar endpoint_keys: fields that address an entity besides C{id}.
     @ivar unique: fields whose values are unique.
     @ivar foreign: foreign key fields.
+    @ivar declaration: for an entity a plugin owns (or a bundled
+        credential entity), its L{echogate.pdk.entities.PluginEntity}.
     """
 
     name: str
@@ -307,6 +311,26 @@ class EntityType:
     endpoint_keys: tuple[str, ...] = ()
     unique: tuple[str, ...] = ()
     foreign: tuple[str, ...] = ()
+    declaration: PluginEntity | None = attrs.field(default=None, eq=False, repr=False)
+
+
+def declared_type(declaration: PluginEntity) -> EntityType:
+    """
+    The L{EntityType} of an entity a plugin declares: its own fields after
+    C{id}, C{created_at}, C{updated_at} and its parent's field (required),
+    then C{tags}; its record checks kept.
+    """
+    parent = declaration.parent_field
+    fields: dict[str, Any] = dict(_COMMON)
+    if parent is not None:
+        fields[parent] = Foreign(declaration.parent or "", required=True, description=(
+            f"The {parent} this {declaration.name} record belongs to (deleted with it)."))
+    fields.update(declaration.schema.fields)
+    fields["tags"] = _TAGS
+    schema = Record(fields, checks=declaration.schema.checks, description=declaration.description)
+    keys = (declaration.endpoint_key,) if declaration.endpoint_key in declaration.unique else ()
+    return EntityType(declaration.name, schema, keys, declaration.unique,
+                      (parent,) if parent is not None else (), declaration)
 
 
 ENTITIES: Mapping[str, EntityType] = types.MappingProxyType({
@@ -329,7 +353,9 @@ ENTITIES: Mapping[str, EntityType] = types.MappingProxyType({
                                   certificates.ca_certificate_schema(_COMMON, _TAGS),
                                   (), ("cert_digest",)),
     # Consumers' credentials (key-auth, basic-auth, jwt, acls): see echogate.entities.credentials.
-    **{name: EntityType(name, *spec) for name, spec in credentials.entity_specs(_COMMON, _TAGS).items()},
+    # Declared as plugin entities (echogate.pdk.entities.PluginEntity) that the bundled
+    # plugins own, and always known, with their own tables.
+    **{declaration.name: declared_type(declaration) for declaration in credentials.DECLARED},
 })
 
 

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from echogate.entities.certificates import ca_digest
+from echogate.entities.plugin_entities import entity_type
 from echogate.entities.schemas import ENTITIES, PLUGINS, EntityType, plugin_schema
 from echogate.entities.upstreams import TARGET_INVALID, format_target, normalize_ip, upstream_shorthands
 from echogate.errors import SchemaViolation
@@ -76,7 +77,7 @@ def form_schema(
     @param existing: for a PATCH, the record being changed (a plugin's
         C{name} is taken from it when the body has none).
     """
-    schema = _entity(entity).schema
+    schema = _entity(entity, plugins).schema
     if entity == "services":
         return schema.with_field("url", String())
     if entity == "plugins":
@@ -89,11 +90,12 @@ def form_schema(
     return schema
 
 
-def _entity(entity: str) -> EntityType:
-    try:
-        return ENTITIES[entity]
-    except KeyError:
-        raise ValueError(f"unknown entity {entity!r}") from None
+def _entity(entity: str, plugins: Mapping[str, Any] | None = None) -> EntityType:
+    known = ENTITIES.get(entity)
+    if known is not None:
+        return known
+    # An entity a plugin declares (echogate.entities.plugin_entities).
+    return entity_type(entity, plugins)
 
 
 def _as_body(body: Any) -> dict[str, Any]:
@@ -166,7 +168,7 @@ def _immutable(body: Mapping[str, Any], existing: Mapping[str, Any], errors: dic
 def _schema(entity: str, name: Any, plugins: Mapping[str, Any], errors: dict[str, Any]) -> Record:
     if entity == "plugins":
         return _plugin_schema_for(name, plugins, errors)
-    return _entity(entity).schema
+    return _entity(entity, plugins).schema
 
 
 def _validate(schema: Record, record: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +279,7 @@ def prepare_replace(
     @raise SchemaViolation: listing every bad field (C{id} or
         C{created_at} differing from C{existing}'s among them).
     """
-    _entity(entity)
+    _entity(entity, plugins)
     errors: dict[str, Any] = {}
     body = _as_body(body)
     if entity == "services":
@@ -315,7 +317,7 @@ def prepare_update(
     @return: the complete validated record, C{updated_at} set to C{now}.
     @raise SchemaViolation: listing every bad field.
     """
-    _entity(entity)
+    _entity(entity, plugins)
     errors: dict[str, Any] = {}
     patch = _as_body(patch)
     if entity == "services":

@@ -243,15 +243,21 @@ class Caches:
         from the database, are not applied again.
     @param publish: sends one message (a C{str}) to every node (the
         store's C{notify_nodes}), or C{None} (the harness: one node).
+    @param listen: called once, when the first cache is made, with
+        L{received}, to receive the messages the nodes send (the store's
+        C{subscribe_notices}); so a node whose plugins make no cache
+        listens for nothing.
 
     @since: 0.1.0
     """
 
     def __init__(self, clock: IReactorTime, origin: str = "",
-                 publish: Callable[[str], Any] | None = None):
+                 publish: Callable[[str], Any] | None = None,
+                 listen: Callable[[Callable[[str | None], None]], object] | None = None):
         self._clock = clock
         self._origin = origin
         self._publish = publish
+        self._listen = listen
         self._caches: dict[str, Cache] = {}
 
     def cache(self, name: str, *, ttl: float | None = 60.0, neg_ttl: float | None = None,
@@ -263,10 +269,13 @@ class Caches:
         """
         existing = self._caches.get(name)
         if existing is None:
-            existing = self._caches[name] = Cache(
+            listen, self._listen = self._listen, None
+            if listen is not None:
+                listen(self.received)
+            made = self._caches[name] = Cache(
                 self._clock, name, ttl=ttl, neg_ttl=neg_ttl, max_size=max_size,
                 broadcast=self._broadcast if self._publish is not None else None)
-            return existing
+            return made
         wanted = (ttl, ttl if neg_ttl is None else neg_ttl, max_size)
         if (existing.ttl, existing.neg_ttl, existing.max_size) != wanted:
             raise CacheConflict(f"cache {name!r} exists with ttl={existing.ttl}, neg_ttl={existing.neg_ttl},"
@@ -289,8 +298,8 @@ class Caches:
         empties every cache.
         """
         if message is None:
-            for cache in self._caches.values():
-                cache.forget_all()
+            for each in self._caches.values():
+                each.forget_all()
             return
         try:
             parsed = json.loads(message)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from echogate.pdk.entities import EntityIndex
 from echogate.schema.fields import is_uuid
 
-__all__ = ["KEYAUTH", "BASICAUTH", "JWT", "ACLS", "ConsumerIndex", "CredentialIndex", "EMPTY"]
+__all__ = ["KEYAUTH", "BASICAUTH", "JWT", "ACLS", "ConsumerIndex", "CredentialIndex", "EMPTY",
+           "UnknownEntity"]
 
 #: The credential entities, by their stored (Kong DAO) names.
 KEYAUTH = "keyauth_credentials"
@@ -81,24 +83,37 @@ _KINDS = {"key-auth": KEYAUTH, "basic-auth": BASICAUTH, "jwt": JWT,
           KEYAUTH: KEYAUTH, BASICAUTH: BASICAUTH, JWT: JWT}
 
 
+class UnknownEntity(KeyError):
+    """
+    C{ctx.credentials.entities(name)} named an entity that no loaded plugin
+    declares.
+
+    @since: 0.2.0
+    """
+
+
 class CredentialIndex:
     """
     Every credential of a configuration snapshot (C{ctx.credentials}),
     indexed for the auth plugins: key-auth keys, basic-auth usernames, jwt
-    keys, and each consumer's acl groups. Records are shared by every
-    request: read them, never change them.
+    keys, and each consumer's acl groups; and the records of every entity
+    plugins declare (L{entities}). Records are shared by every request:
+    read them, never change them.
 
     @ivar consumers: the snapshot's L{ConsumerIndex}.
     """
 
-    __slots__ = ("consumers", "_found", "_groups")
+    __slots__ = ("consumers", "_found", "_groups", "_credentials", "_entities")
 
     def __init__(self, consumers: Iterable[Mapping[str, Any]] = (),
-                 credentials: Mapping[str, Iterable[Mapping[str, Any]]] | None = None):
+                 credentials: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+                 entities: Mapping[str, EntityIndex] | None = None):
         self.consumers = ConsumerIndex(consumers)
+        self._credentials = {entity: tuple(records) for entity, records in (credentials or {}).items()}
+        self._entities: dict[str, EntityIndex] = dict(entities or {})
         self._found: dict[str, dict[str, dict[str, Any]]] = {entity: {} for entity in _LOOKUP}
         groups: dict[str, list[str]] = {}
-        for entity, records in (credentials or {}).items():
+        for entity, records in self._credentials.items():
             if entity == ACLS:
                 for record in records:
                     owner = _fk(record, "consumer")
@@ -118,13 +133,46 @@ class CredentialIndex:
         self._groups = {owner: tuple(names) for owner, names in groups.items()}
 
     @classmethod
-    def build(cls, data: Any) -> "CredentialIndex":
+    def build(cls, data: Any, declared: Iterable[Any] = ()) -> "CredentialIndex":
         """
-        The index of a L{echogate.store.data.ConfigurationData}'s consumers
-        and credentials.
+        The index of a L{echogate.store.data.ConfigurationData}'s consumers,
+        credentials and plugin entities.
+
+        @param declared: the loaded plugins' entity declarations
+            (L{echogate.pdk.entities.PluginEntity}): each declared entity
+            has an L{EntityIndex}, empty when it has no records, its unique
+            fields and its parent's field indexed up front.
         """
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for row in getattr(data, "plugin_entities", ()):
+            grouped.setdefault(row["entity"], []).append(row["record"])
+        entities = {}
+        for declaration in declared:
+            if declaration.table is not None:
+                continue
+            indexed = ("id", *declaration.unique,
+                       *((declaration.parent_field,) if declaration.parent_field else ()))
+            entities[declaration.name] = EntityIndex(declaration.name, grouped.get(declaration.name, ()),
+                                                     indexed)
         return cls(getattr(data, "consumers", ()), {
-            entity: getattr(data, entity, ()) for entity in (KEYAUTH, BASICAUTH, JWT, ACLS)})
+            entity: getattr(data, entity, ()) for entity in (KEYAUTH, BASICAUTH, JWT, ACLS)}, entities)
+
+    def entities(self, name: str) -> EntityIndex:
+        """
+        The records of the entity C{name}, declared by a loaded plugin
+        (L{echogate.pdk.entities.PluginEntity}) or one of the bundled
+        credential entities (C{"keyauth_credentials"}, ...), indexed for
+        lookups by field: C{ctx.credentials.entities("tokens_tokens").find("token", value)}.
+
+        @raise UnknownEntity: no loaded plugin declares C{name}.
+        """
+        found = self._entities.get(name)
+        if found is None:
+            records = self._credentials.get(name)
+            if records is None and name not in (KEYAUTH, BASICAUTH, JWT, ACLS):
+                raise UnknownEntity(name)
+            found = self._entities[name] = EntityIndex(name, records or (), ("id",))
+        return found
 
     def find(self, kind: str, key: str | None) -> dict[str, Any] | None:
         """

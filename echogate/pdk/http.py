@@ -139,7 +139,9 @@ class _Reader(Protocol):
             return
         self._parts.append(data)
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if reason is None:
+            reason = Failure(ResponseDone())
         if reason.check(ResponseDone, PotentialDataLoss):
             self._call.body_read(b"".join(self._parts))
         else:
@@ -155,7 +157,8 @@ class _Call:
     def __init__(self, url: str, timeout: float, max_body: int, clock: IReactorTime):
         self.url = url
         self.max_body = max_body
-        self.result: Deferred[HTTPResponse] = Deferred(lambda _: self._abort())
+        self.result: Deferred[HTTPResponse] = Deferred(lambda _: self._cancel())
+        self._cancelling = False
         self._handle: Any = None
         self._response: Any = None
         self._reader: _Reader | None = None
@@ -178,14 +181,23 @@ class _Call:
             if self._handle is not None and not getattr(self._handle, "called", False):
                 self._handle.cancel()
         elif self._reader is not None and self._reader.transport is not None:
-            self._reader.transport.stopProducing()
+            producer: Any = self._reader.transport
+            producer.stopProducing()
+
+    def _cancel(self) -> None:
+        """
+        The caller cancelled: abort (the result then fails with
+        C{CancelledError}).
+        """
+        self._cancelling = True
+        self._abort()
 
     def _timed_out(self, timeout: float) -> None:
         self._timer = None
         if self._done():
             return
-        self._abort()
         self._fire(Failure(CallFailed(self.url, f"no complete response within {timeout} s", timed_out=True)))
+        self._abort()
 
     def _fire(self, outcome: HTTPResponse | Failure) -> None:
         self._stop_timer()
@@ -197,10 +209,11 @@ class _Call:
             self.result.callback(outcome)
 
     def fail(self, why: str, timed_out: bool = False) -> None:
-        if self._done():
+        if self._done() or self._cancelling:
             return
         if self._reader is not None and self._reader.transport is not None:
-            self._reader.transport.stopProducing()
+            producer: Any = self._reader.transport
+            producer.stopProducing()
         self._fire(Failure(CallFailed(self.url, why, timed_out)))
 
     def arrived(self, response: Any) -> None:

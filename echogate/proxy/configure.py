@@ -77,11 +77,14 @@ class ConfigurePhase:
         def failed(failure: Failure) -> None:
             _log.failure("plugin {plugin}'s configure failed", failure, plugin=name)
 
+        done: Deferred[None] = Deferred()
+
+        def finished(_: object) -> None:
+            done.callback(None)
+
         previous = self._last.get(name)
         d = (previous if previous is not None else succeed(None)).addCallback(run)
+        # (the chain's result stays None: run's errback logs failures)
+        d.addCallback(finished)
         self._last[name] = d
-        # (the caller's Deferred: fires when this call is done, and keeps
-        # the chain's own result None)
-        done: Deferred[None] = Deferred()
-        d.addBoth(lambda result: (done.callback(None), result)[1])
         return done

@@ -32,6 +32,9 @@ class ConfigurationData:
         without the C{snis} shorthand).
     @ivar snis: SNI records (each names its C{certificate}).
     @ivar ca_certificates: CA certificate records.
+    @ivar plugin_entities: the records of the entities plugins declare
+        (L{echogate.pdk.entities.PluginEntity}), each as C{{"entity": name,
+        "record": record}}, by creation time.
     """
 
     version: int
@@ -49,3 +52,4 @@ class ConfigurationData:
     certificates: tuple[dict[str, Any], ...] = ()
     snis: tuple[dict[str, Any], ...] = ()
     ca_certificates: tuple[dict[str, Any], ...] = ()
+    plugin_entities: tuple[dict[str, Any], ...] = ()

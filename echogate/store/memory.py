@@ -103,8 +103,9 @@ UNIQUE_TOGETHER: Mapping[str, tuple[str, ...]] = {
     "target_health_overrides": ("target", "address"),
 }
 
-#: The tables L{MemoryStore.load} reads (L{ConfigurationData}'s fields).
-_LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name != "version")
+#: The tables L{MemoryStore.load} reads (L{ConfigurationData}'s fields;
+#: C{plugin_entities} is every declared entity's records).
+_LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name not in ("version", "plugin_entities"))
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -141,6 +142,42 @@ class MemoryStore:
     hang_version: bool = False
     _failure: Exception | None = None
     _subscribers: list[Callable[[int | None], object]] = attrs.field(factory=list)
+    #: Entities that plugins declare: name -> (unique fields, endpoint keys,
+    #: foreign key field -> parent collection), see L{declare}.
+    _declared: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]] = attrs.field(factory=dict)
+
+    def declare(self, entity: str, *, unique: Iterable[str] = (), keys: Iterable[str] = (),
+                foreign: Mapping[str, str] | None = None) -> None:
+        """
+        Store the records of C{entity}, an entity a plugin declares (as the
+        generic table of L{echogate.store.postgres.PostgresStore} does):
+        C{unique} fields unique among its records, C{keys} accepted by
+        C{get} besides the id, C{foreign} fields referencing a parent
+        (consumers, services or routes), deleted with it.
+        """
+        if entity in UNIQUE:
+            raise ValueError(f"{entity!r} is a core entity")
+        self._declared[entity] = (tuple(unique), tuple(keys), dict(foreign or {}))
+        self.tables.setdefault(entity, {})
+
+    def _unique(self, entity: str) -> tuple[str, ...]:
+        declared = self._declared.get(entity)
+        return declared[0] if declared is not None else UNIQUE[entity]
+
+    def _keys(self, entity: str) -> tuple[str, ...]:
+        declared = self._declared.get(entity)
+        return declared[1] if declared is not None else ENDPOINT_KEYS[entity]
+
+    def _foreign(self) -> dict[str, Mapping[str, tuple[str, str]]]:
+        every: dict[str, Mapping[str, tuple[str, str]]] = dict(FOREIGN)
+        for name, (_, _, foreign) in self._declared.items():
+            every[name] = {field: (parent, "cascade") for field, parent in foreign.items()}
+        return every
+
+    def _table(self, entity: str) -> dict[str, dict[str, Any]]:
+        if entity not in UNIQUE and entity not in self._declared:
+            raise ValueError(f"unknown entity {entity!r}")
+        return self.tables[entity]
 
     def fail_next(self, exception: Exception) -> None:
         """
@@ -160,8 +197,8 @@ class MemoryStore:
             callback(self.configuration_version)
 
     def _check_unique(self, entity: str, record: Mapping[str, Any]) -> None:
-        others = [r for r in self.tables[entity].values() if r["id"] != record["id"]]
-        for field in UNIQUE[entity]:
+        others = [r for r in self._table(entity).values() if r["id"] != record["id"]]
+        for field in self._unique(entity):
             value = record.get(field)
             if value is not None and any(r.get(field) == value for r in others):
                 raise UniqueViolation({field: value})
@@ -173,7 +210,7 @@ class MemoryStore:
                     raise UniqueViolation(scope)
 
     def _check_foreign(self, entity: str, record: Mapping[str, Any]) -> None:
-        for field, (parent, _) in FOREIGN[entity].items():
+        for field, (parent, _) in self._foreign()[entity].items():
             reference = record.get(field)
             if reference is None:
                 continue
@@ -201,7 +238,7 @@ class MemoryStore:
 
     def insert(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         def insert() -> dict[str, Any]:
-            if record["id"] in self.tables[entity]:
+            if record["id"] in self._table(entity):
                 raise PrimaryKeyViolation(
                     f"primary key violation on key '{_pretty({'id': record['id']})}'",
                     {"id": record["id"]},
@@ -212,7 +249,7 @@ class MemoryStore:
 
     def update(self, entity: str, record: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
         def update() -> dict[str, Any]:
-            if record["id"] not in self.tables[entity]:
+            if record["id"] not in self._table(entity):
                 raise NotFound(
                     f"could not find the entity with primary key '{_pretty({'id': record['id']})}'",
                     {"id": record["id"]},
@@ -233,7 +270,10 @@ class MemoryStore:
         results: list[Any] = []
         for operation, entity, record in operations:
             outcome: list[Any] = []
-            getattr(self, operation)(entity, record).addBoth(outcome.append)
+            if operation == "delete":
+                self._delete_record(entity, record["id"]).addBoth(outcome.append)
+            else:
+                getattr(self, operation)(entity, record).addBoth(outcome.append)
             if isinstance(outcome[0], Failure):
                 self.tables = saved
                 self.configuration_version, self.writes = counters
@@ -242,7 +282,7 @@ class MemoryStore:
         return succeed(results)
 
     def _referrers(self, entity: str, id: str) -> Iterable[tuple[str, str, str]]:
-        for child, fields in FOREIGN.items():
+        for child, fields in self._foreign().items():
             for field, (parent, on_delete) in fields.items():
                 if parent != entity:
                     continue
@@ -250,9 +290,26 @@ class MemoryStore:
                     if (record.get(field) or {}).get("id") == id:
                         yield child, record["id"], on_delete
 
+    def _delete_record(self, entity: str, id: str) -> Deferred[dict[str, Any]]:
+        """
+        Delete as L{delete} does; fire with the record deleted, or fail
+        with L{NotFound} (C{write}'s C{"delete"}).
+        """
+        found = copy.deepcopy(self.tables[entity].get(id))
+
+        def deleted(existed: bool) -> dict[str, Any]:
+            if not existed or found is None:
+                raise NotFound(
+                    f"could not find the entity with primary key '{_pretty({'id': id})}'",
+                    {"id": id},
+                )
+            return found
+
+        return self.delete(entity, id).addCallback(deleted)
+
     def delete(self, entity: str, id: str) -> Deferred[bool]:
         def delete() -> bool:
-            if id not in self.tables[entity]:
+            if id not in self._table(entity):
                 return False
             referrers = list(self._referrers(entity, id))
             for child, _, on_delete in referrers:
@@ -270,10 +327,10 @@ class MemoryStore:
         return self._answer(delete)
 
     def _find(self, entity: str, key: str) -> dict[str, Any] | None:
-        table = self.tables[entity]
+        table = self._table(entity)
         if _UUID.match(key):
             return table.get(key.lower())
-        for field in ENDPOINT_KEYS[entity]:
+        for field in self._keys(entity):
             for record in table.values():
                 if record.get(field) == key:
                     return record
@@ -295,7 +352,7 @@ class MemoryStore:
         where: Mapping[str, str] | None = None,
     ) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
         def page() -> tuple[list[dict[str, Any]], str | None]:
-            records = sorted(self.tables[entity].values(), key=lambda r: r["id"])
+            records = sorted(self._table(entity).values(), key=lambda r: r["id"])
             if offset is not None:
                 last_id = decode_offset(offset)
                 records = [r for r in records if r["id"] > last_id]
@@ -323,7 +380,7 @@ class MemoryStore:
             after = decode_tag_offset(offset) if offset is not None else None
             rows: list[tuple[Position, str]] = sorted(
                 ((record["id"], name, ordinality), value)
-                for name in _LOADED
+                for name in (*_LOADED, *self._declared)
                 for record in self.tables[name].values()
                 for ordinality, value in enumerate(record.get("tags") or (), 1)
                 if tag is None or value == tag)
@@ -338,10 +395,15 @@ class MemoryStore:
     def load(self) -> Deferred[ConfigurationData]:
         def load() -> ConfigurationData:
             # In the order PostgreSQL reads them: by creation time, then id.
+            def ordered(name: str) -> list[dict[str, Any]]:
+                return sorted(self.tables[name].values(), key=lambda r: (r.get("created_at") or 0, r["id"]))
+
+            declared = sorted(((r.get("created_at") or 0, r["id"]), name, r)
+                              for name in self._declared for r in self.tables[name].values())
             return ConfigurationData(version=self.configuration_version, **{
-                name: tuple(copy.deepcopy(sorted(self.tables[name].values(),
-                                                 key=lambda r: (r.get("created_at") or 0, r["id"]))))
-                for name in _LOADED})
+                name: tuple(copy.deepcopy(ordered(name))) for name in _LOADED},
+                plugin_entities=tuple({"entity": name, "record": copy.deepcopy(record)}
+                                      for _, name, record in declared))
 
         return self._answer(load)
 

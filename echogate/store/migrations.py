@@ -186,6 +186,43 @@ CREATE INDEX services_client_certificate_id_idx ON services (client_certificate_
 """
 )
 
+# Entities that plugins declare (echogate.pdk.entities.PluginEntity): one
+# generic table for every plugin's entities, so that a plugin installed
+# later needs no migration of its own. A record belongs to at most one
+# consumer, service or route and is deleted with it; its unique fields'
+# values are rows of plugin_entity_keys, unique per entity and field, and
+# deleted with the record.
+_PLUGIN_ENTITIES = """
+CREATE TABLE plugin_entities (
+    id uuid PRIMARY KEY,
+    entity_name text NOT NULL,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    tags text[],
+    consumer_id uuid CONSTRAINT plugin_entities_consumer_id_fkey
+        REFERENCES consumers (id) ON DELETE CASCADE,
+    service_id uuid CONSTRAINT plugin_entities_service_id_fkey
+        REFERENCES services (id) ON DELETE CASCADE,
+    route_id uuid CONSTRAINT plugin_entities_route_id_fkey
+        REFERENCES routes (id) ON DELETE CASCADE,
+    entity jsonb NOT NULL
+);
+CREATE INDEX plugin_entities_tags_idx ON plugin_entities USING gin (tags);
+CREATE INDEX plugin_entities_entity_name_idx ON plugin_entities (entity_name, id);
+CREATE INDEX plugin_entities_consumer_id_idx ON plugin_entities (consumer_id);
+CREATE INDEX plugin_entities_service_id_idx ON plugin_entities (service_id);
+CREATE INDEX plugin_entities_route_id_idx ON plugin_entities (route_id);
+CREATE TABLE plugin_entity_keys (
+    entity_name text NOT NULL,
+    field text NOT NULL,
+    value text NOT NULL,
+    id uuid NOT NULL CONSTRAINT plugin_entity_keys_id_fkey
+        REFERENCES plugin_entities (id) ON DELETE CASCADE,
+    CONSTRAINT plugin_entity_keys_pkey PRIMARY KEY (entity_name, field, value)
+);
+CREATE INDEX plugin_entity_keys_id_idx ON plugin_entity_keys (id);
+"""
+
 #: Every migration, in order.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "services, routes, consumers, plugins, config_version", _INITIAL,
@@ -198,6 +235,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               ("target_health_overrides", "targets", "upstreams")),
     Migration(5, "TLS: certificates, snis, ca_certificates, services' client certificate",
               _CERTIFICATES, ("snis", "ca_certificates", "certificates")),
+    Migration(6, "plugin entities: the generic table of the entities plugins declare", _PLUGIN_ENTITIES,
+              ("plugin_entity_keys", "plugin_entities")),
 )
 
 _MINIMUM_SERVER = 150000  # NULLS NOT DISTINCT

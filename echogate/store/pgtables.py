@@ -6,6 +6,7 @@ L{echogate.errors} exception for each constraint a write can violate.
 """
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any, Mapping
@@ -22,7 +23,7 @@ from echogate.errors import (
 )
 from echogate.store.pgdriver import FOREIGN_KEY_VIOLATION, NOT_NULL_VIOLATION, RESTRICT_VIOLATION, UNIQUE_VIOLATION
 
-__all__ = ["Table", "CANONICAL_UUID", "parses_as_uuid", "table_of", "translate"]
+__all__ = ["Table", "CANONICAL_UUID", "GENERIC", "Declared", "key_text", "parses_as_uuid", "table_of", "translate"]
 
 
 @attrs.frozen
@@ -90,6 +91,30 @@ _TABLES = {
     "ca_certificates": Table("ca_certificates", ("cert_digest",)),
 }
 
+#: The table of the entities plugins declare (L{Declared}): each row also
+#: names its entity (C{entity_name}); a record's C{consumer}, C{service}
+#: or C{route} is a foreign key, deleted with its parent.
+GENERIC = Table("plugin_entities", (), {"consumer": "consumers", "service": "services", "route": "routes"})
+
+
+@attrs.frozen
+class Declared:
+    """
+    How the store keeps an entity a plugin declares, in L{GENERIC}.
+
+    @ivar name: the entity.
+    @ivar unique: the fields whose values are unique among its records
+        (rows of C{plugin_entity_keys}).
+    @ivar keys: the fields C{get} accepts besides the id (among C{unique}).
+    @ivar foreign: its foreign key fields (among L{GENERIC}'s).
+    """
+
+    name: str
+    unique: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+
+
 _UNIQUE = {
     "services_name_key": ("name",),
     "routes_name_key": ("name",),
@@ -109,7 +134,7 @@ _UNIQUE = {
 
 _FOREIGN = {
     f"{table.name}_{field}_id_fkey": (table.name, field, parent)
-    for table in _TABLES.values() for field, parent in table.foreign.items()
+    for table in (*_TABLES.values(), GENERIC) for field, parent in table.foreign.items()
 }
 
 
@@ -132,6 +157,21 @@ def _id_of(value: object, field: str) -> str:
             raise SchemaViolation({"id": "expected a uuid"})
         raise SchemaViolation({field: {"id": "expected a uuid"}})
     return str(value)
+
+
+def key_text(value: Any) -> str | None:
+    """
+    How a unique field's value is kept in C{plugin_entity_keys}: text as
+    itself, a foreign key as its id, anything else as its JSON; C{None}
+    (nothing kept) for null. The same as L{echogate.pdk.entities.index_value}.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and set(value) == {"id"}:
+        return str(value["id"])
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def table_of(entity: str) -> Table:

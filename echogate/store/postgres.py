@@ -27,14 +27,23 @@ from twisted.logger import Logger
 from txpostgres import txpostgres
 from zope.interface import implementer
 
-from echogate.errors import NotFound
+from echogate.errors import NotFound, UniqueViolation
 from echogate.interfaces import IStore
 from echogate.store.data import ConfigurationData
 from echogate.store.migrations import SchemaOutdated, check_applied, read_status
 from echogate.store.notices import NOTICES, NoticeListener
 from echogate.store.offsets import decode_offset, encode_offset
 from echogate.store.pgclient import BoundedPool, Connection, Deadlines, Listener, query, transaction
-from echogate.store.pgtables import CANONICAL_UUID, Table, parses_as_uuid, table_of, translate
+from echogate.store.pgtables import (
+    CANONICAL_UUID,
+    GENERIC,
+    Declared,
+    Table,
+    key_text,
+    parses_as_uuid,
+    table_of,
+    translate,
+)
 from echogate.store.tagged import decode_tag_offset, encode_tag_offset, tag_row
 
 __all__ = ["PostgresStore", "SchemaOutdated", "CHANNEL", "check_schema_blocking"]
@@ -47,8 +56,13 @@ _T = TypeVar("_T")
 
 
 #: The tables L{PostgresStore.load} reads: L{ConfigurationData}'s fields
-#: are named after them.
-_LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name != "version")
+#: are named after them (C{plugin_entities}, the generic table, is read
+#: too, each record with its entity's name).
+_LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name not in ("version", "plugin_entities"))
+
+#: What L{PostgresStore.load} reads of each table's rows.
+_READ = {**{name: "entity" for name in _LOADED},
+         GENERIC.name: "jsonb_build_object('entity', entity_name, 'record', entity)"}
 
 
 async def _bump(cursor: txpostgres.Cursor) -> int:
@@ -119,6 +133,33 @@ class PostgresStore:
                                        self._deliver_notice)
         self._notice_subscribers: list[list[Callable[[str | None], object]]] = []
         self._notices_started = False
+        #: The entities plugins declare, kept in the generic table (L{declare}).
+        self._declared: dict[str, Declared] = {}
+
+    def declare(self, entity: str, *, unique: Iterable[str] = (), keys: Iterable[str] = (),
+                foreign: Mapping[str, str] | None = None) -> None:
+        """
+        Keep the records of C{entity}, an entity a plugin declares, in the
+        generic table C{plugin_entities} (migration 6: no migration of the
+        plugin's own): C{unique} fields unique among its records (by the
+        rows of C{plugin_entity_keys}, in the write's transaction), C{keys}
+        accepted by L{get} besides the id, C{foreign} fields (C{consumer},
+        C{service} or C{route}) referencing their parent, deleted with it.
+
+        @raise ValueError: C{entity} is a core entity, or a foreign field
+            is not one of those.
+        """
+        try:
+            table_of(entity)
+        except ValueError:
+            pass
+        else:
+            raise ValueError(f"{entity!r} is a core entity")
+        foreign = dict(foreign or {})
+        for field, parent in foreign.items():
+            if GENERIC.foreign.get(field) != parent:
+                raise ValueError(f"{entity!r}: {field!r} cannot reference {parent!r}")
+        self._declared[entity] = Declared(entity, tuple(unique), tuple(keys), tuple(foreign))
 
     @_deferred
     async def start(self) -> None:
@@ -214,6 +255,9 @@ class PostgresStore:
         """
         See L{IStore.get}.
         """
+        declared = self._declared.get(entity)
+        if declared is not None:
+            return await self._get_declared(declared, key)
         table = table_of(entity)
         if parses_as_uuid(key) and CANONICAL_UUID.match(key):
             # Only the dashed form is an id: a 32-hex-digit key (as Kong
@@ -234,6 +278,24 @@ class PostgresStore:
 
         return await self._run(work)
 
+    async def _get_declared(self, declared: Declared, key: str) -> dict[str, Any] | None:
+        if parses_as_uuid(key) and CANONICAL_UUID.match(key):
+            sql = f"SELECT entity FROM {GENERIC.name} WHERE id = %s AND entity_name = %s"
+            params: tuple[Any, ...] = (key, declared.name)
+        elif declared.keys and isinstance(key, str):
+            sql = (f"SELECT e.entity FROM plugin_entity_keys k JOIN {GENERIC.name} e ON e.id = k.id"
+                   " WHERE k.entity_name = %s AND k.field = ANY(%s) AND k.value = %s"
+                   " ORDER BY k.field = %s DESC LIMIT 1")
+            params = (declared.name, list(declared.keys), key, declared.keys[0])
+        else:
+            return None
+
+        async def work(connection: Connection) -> dict[str, Any] | None:
+            rows = await query(connection, sql, params)
+            return rows[0][0] if rows else None
+
+        return await self._run(work)
+
     @_deferred
     async def page(self, entity: str, size: int, offset: str | None = None,
              tags: Iterable[str] | None = None, tags_any: bool = False,
@@ -245,11 +307,15 @@ class PostgresStore:
         @raise InvalidOffset: C{offset} was not made by this store.
         @raise ValueError: C{size} below 1, or an unknown C{where} key.
         """
-        table = table_of(entity)
+        declared = self._declared.get(entity)
+        table = table_of(entity) if declared is None else GENERIC
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive integer, not {size!r}")
         conditions: list[str] = []
         params: list[Any] = []
+        if declared is not None:
+            conditions.append("entity_name = %s")
+            params.append(entity)
         if offset is not None:
             conditions.append("id > %s")
             params.append(decode_offset(offset))
@@ -258,7 +324,7 @@ class PostgresStore:
             conditions.append("tags && %s::text[]" if tags_any else "tags @> %s::text[]")
             params.append(tags)
         for field, value in (where or {}).items():
-            if field not in table.foreign:
+            if field not in (table.foreign if declared is None else declared.foreign):
                 raise ValueError(f"{entity} cannot be filtered by {field!r}")
             value = value.get("id") if isinstance(value, Mapping) else value
             if value is None:
@@ -355,20 +421,20 @@ class PostgresStore:
             await cursor.execute("SELECT version FROM config_version")
             version = int(cursor.fetchone()[0])
             found: dict[str, list[tuple[str, str, str | None]]] = {}
-            for name in _LOADED:
+            for name, read in _READ.items():
                 known = cache.get(name)
                 if not known or len(known) < self.list_first_from:
-                    await cursor.execute(f"SELECT id::text, md5(entity::text), entity::text FROM {name}"
+                    await cursor.execute(f"SELECT id::text, md5(({read})::text), ({read})::text FROM {name}"
                                          " ORDER BY created_at, id")
                     found[name] = cursor.fetchall()
                     continue
-                await cursor.execute(f"SELECT id::text, md5(entity::text) FROM {name} ORDER BY created_at, id")
+                await cursor.execute(f"SELECT id::text, md5(({read})::text) FROM {name} ORDER BY created_at, id")
                 listed = cursor.fetchall()
                 wanted = [row_id for row_id, digest in listed
                           if (seen := known.get(row_id)) is None or seen[0] != digest]
                 texts: dict[str, str] = {}
                 if wanted:
-                    await cursor.execute(f"SELECT id::text, entity::text FROM {name} WHERE id = ANY(%s::uuid[])",
+                    await cursor.execute(f"SELECT id::text, ({read})::text FROM {name} WHERE id = ANY(%s::uuid[])",
                                          (wanted,))
                     texts = dict(cursor.fetchall())
                 found[name] = [(row_id, digest, texts.get(row_id)) for row_id, digest in listed]
@@ -403,6 +469,7 @@ class PostgresStore:
                 records.append(record)
             tables[name] = tuple(records)
         self._decoded = decoded
+        tables["plugin_entities"] = tables.pop(GENERIC.name, ())
         return ConfigurationData(version=version, **tables)
 
     @_deferred
@@ -455,8 +522,28 @@ class PostgresStore:
 
         return await self._run(work)
 
+    async def _keys(self, cursor: txpostgres.Cursor, entity: str, record: Mapping[str, Any]) -> None:
+        """
+        For an entity a plugin declares, the rows of its record's unique
+        values: replaced, and a value another record of the entity holds is
+        a L{UniqueViolation} (which rolls the write back).
+        """
+        declared = self._declared.get(entity)
+        if declared is None:
+            return
+        await cursor.execute("DELETE FROM plugin_entity_keys WHERE id = %s", (record["id"],))
+        for field in declared.unique:
+            value = key_text(record.get(field))
+            if value is None:
+                continue
+            await cursor.execute(
+                "INSERT INTO plugin_entity_keys (entity_name, field, value, id) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING id", (entity, field, value, record["id"]))
+            if cursor.fetchone() is None:
+                raise UniqueViolation({field: record.get(field)})
+
     async def _changed(self, table: Table, sql: str, params: Any,
-                       record: Mapping[str, Any]) -> dict[str, Any]:
+                       record: Mapping[str, Any], entity: str = "") -> dict[str, Any]:
         async def body(cursor: txpostgres.Cursor) -> dict[str, Any]:
             await cursor.execute(sql, params)
             row = cursor.fetchone()
@@ -464,6 +551,7 @@ class PostgresStore:
                 raise NotFound(
                     f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
                     {"id": record["id"]})
+            await self._keys(cursor, entity, record)
             await _bump(cursor)
             stored: dict[str, Any] = row[0]
             return stored
@@ -473,23 +561,37 @@ class PostgresStore:
     def _statement(self, operation: str, entity: str,
                    record: Mapping[str, Any]) -> tuple[Table, str, list[Any]]:
         """
-        The SQL of one write: C{operation} is C{"insert"}, C{"update"} or
-        C{"upsert"}.
+        The SQL of one write: C{operation} is C{"insert"}, C{"update"},
+        C{"upsert"} or C{"delete"} (of C{record["id"]}).
         """
-        table = table_of(entity)
+        declared = self._declared.get(entity)
+        table = table_of(entity) if declared is None else GENERIC
+        # The generic table's rows name their entity, which a write never changes.
+        mine = f" AND {table.name}.entity_name = %s" if declared is not None else ""
+        same: list[Any] = [entity] if declared is not None else []
+        if operation == "delete":
+            if not parses_as_uuid(record["id"]):
+                raise NotFound(
+                    f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
+                    {"id": record["id"]})
+            return table, f"DELETE FROM {table.name} WHERE id = %s{mine} RETURNING entity", [record["id"], *same]
         row = table.row(record)
+        if declared is not None:
+            row["entity_name"] = entity
         names = ", ".join(row)
         values = ", ".join(["%s"] * len(row))
         if operation == "insert":
             return table, f"INSERT INTO {table.name} ({names}) VALUES ({values}) RETURNING entity", list(row.values())
         if operation == "upsert":
             sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in row if name != "id")
+            guard = f" WHERE {table.name}.entity_name = EXCLUDED.entity_name" if declared is not None else ""
             return (table, f"INSERT INTO {table.name} ({names}) VALUES ({values})"
-                    f" ON CONFLICT (id) DO UPDATE SET {sets} RETURNING entity", list(row.values()))
+                    f" ON CONFLICT (id) DO UPDATE SET {sets}{guard} RETURNING entity", list(row.values()))
         if operation == "update":
             rid = row.pop("id")
             sets = ", ".join(f"{name} = %s" for name in row)
-            return table, f"UPDATE {table.name} SET {sets} WHERE id = %s RETURNING entity", [*row.values(), rid]
+            return (table, f"UPDATE {table.name} SET {sets} WHERE id = %s{mine} RETURNING entity",
+                    [*row.values(), rid, *same])
         raise ValueError(f"unknown write operation {operation!r}")
 
     @_deferred
@@ -497,33 +599,36 @@ class PostgresStore:
         """
         See L{IStore.insert}.
         """
-        return await self._changed(*self._statement("insert", entity, record), record)
+        return await self._changed(*self._statement("insert", entity, record), record, entity)
 
     @_deferred
     async def update(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.update}.
         """
-        return await self._changed(*self._statement("update", entity, record), record)
+        return await self._changed(*self._statement("update", entity, record), record, entity)
 
     @_deferred
     async def upsert(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """
         See L{IStore.upsert}.
         """
-        return await self._changed(*self._statement("upsert", entity, record), record)
+        return await self._changed(*self._statement("upsert", entity, record), record, entity)
 
     @_deferred
     async def write(self, operations: list[tuple[str, str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
         """
-        See L{IStore.write}: several writes, all or nothing.
+        See L{IStore.write}: several writes, all or nothing; a
+        C{"delete"} cascades as L{delete} does and fires with the record
+        deleted.
         """
-        statements = [(self._statement(op, entity, record), record) for op, entity, record in operations]
+        statements = [(self._statement(op, entity, record), record, op, entity)
+                      for op, entity, record in operations]
         current: list[Any] = [statements[0][0][0], statements[0][1]]
 
         async def body(cursor: txpostgres.Cursor) -> list[dict[str, Any]]:
             out = []
-            for (table, sql, params), record in statements:
+            for (table, sql, params), record, op, entity in statements:
                 current[:] = [table, record]
                 await cursor.execute(sql, params)
                 row = cursor.fetchone()
@@ -531,6 +636,8 @@ class PostgresStore:
                     raise NotFound(
                         f"could not find the entity with primary key '{{id=\"{record['id']}\"}}'",
                         {"id": record["id"]})
+                if op != "delete":
+                    await self._keys(cursor, entity, record)
                 out.append(row[0])
             await _bump(cursor)
             return out
@@ -548,12 +655,18 @@ class PostgresStore:
         """
         See L{IStore.delete}.
         """
-        table = table_of(entity)
+        declared = self._declared.get(entity)
+        table = table_of(entity) if declared is None else GENERIC
         if not parses_as_uuid(id):
             return False
+        sql = f"DELETE FROM {table.name} WHERE id = %s RETURNING id"
+        params: tuple[str, ...] = (id,)
+        if declared is not None:
+            sql, params = (f"DELETE FROM {table.name} WHERE id = %s AND entity_name = %s RETURNING id",
+                           (id, entity))
 
         async def body(cursor: txpostgres.Cursor) -> bool:
-            await cursor.execute(f"DELETE FROM {table.name} WHERE id = %s RETURNING id", (id,))
+            await cursor.execute(sql, params)
             if cursor.fetchone() is None:
                 return False
             await _bump(cursor)

@@ -73,7 +73,7 @@ class ReadsBodyDeclarationTests(SynchronousTestCase):
         A plugin object that is not a GatewayPlugin and says nothing is
         taken to read the body (as before bodies came after access).
         """
-        from echogate.proxy.exchange import _reads_body
+        from echogate.proxy.admitting import _reads_body
 
         self.assertTrue(_reads_body(self.step(object()), None))
 
@@ -82,7 +82,7 @@ class ReadsBodyDeclarationTests(SynchronousTestCase):
         A GatewayPlugin's default is not to read it.
         """
         from echogate.plugin import GatewayPlugin
-        from echogate.proxy.exchange import _reads_body
+        from echogate.proxy.admitting import _reads_body
 
         self.assertFalse(_reads_body(self.step(GatewayPlugin()), None))
 
@@ -91,7 +91,7 @@ class ReadsBodyDeclarationTests(SynchronousTestCase):
         A method is asked with the config (and a consumer-scoped step,
         whose config is not known yet, is taken to read it).
         """
-        from echogate.proxy.exchange import _reads_body
+        from echogate.proxy.admitting import _reads_body
 
         class Plugin:
             def reads_body(self, config: Any, request: Any) -> bool:

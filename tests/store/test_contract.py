@@ -209,6 +209,43 @@ class StoreContractMixin:
         self.assertEqual(len(stored), 2)
         self.assertGreater(await self.store.version(), before)
 
+    async def test_write_delete(self) -> None:
+        """
+        C{write}'s C{"delete"} removes a record (its plugins by cascade)
+        beside other writes in the same transaction, giving the record
+        deleted in its place.
+        """
+        s = await self.store.insert("services", service("s1"))
+        r = await self.store.insert("routes", route(s["id"], "r1"))
+        p = await self.store.insert("plugins", plugin(route=r["id"]))
+        other = service("s2")
+        stored = await self.store.write([("delete", "routes", {"id": r["id"]}),
+                                         ("delete", "services", {"id": s["id"]}),
+                                         ("insert", "services", other)])
+        self.assertEqual(stored[:2], [r, s])
+        self.assertIsNone(await self.store.get("routes", r["id"]))
+        self.assertIsNone(await self.store.get("plugins", p["id"]))
+        self.assertIsNone(await self.store.get("services", s["id"]))
+        self.assertEqual((await self.store.get("services", other["id"]))["name"], "s2")
+
+    async def test_write_delete_rolls_back(self) -> None:
+        """
+        A C{"delete"} of a missing record is L{NotFound}, of a service that
+        routes reference a L{ForeignKeyViolation}; either undoes the whole
+        C{write}.
+        """
+        s = await self.store.insert("services", service("s1"))
+        r = await self.store.insert("routes", route(s["id"], "r1"))
+        before = await self.store.version()
+        await self.failure(self.store.write([("delete", "routes", {"id": r["id"]}),
+                                             ("delete", "routes", {"id": str(uuid.uuid4())})]), NotFound)
+        await self.failure(self.store.write([("delete", "routes", {"id": "not-a-uuid"})]), NotFound)
+        await self.failure(self.store.write([("insert", "services", service("s2")),
+                                             ("delete", "services", {"id": s["id"]})]), ForeignKeyViolation)
+        self.assertEqual(await self.store.get("routes", r["id"]), r)
+        self.assertIsNone(await self.store.get("services", "s2"))
+        self.assertEqual(await self.store.version(), before)
+
     async def test_version_load(self) -> None:
         """
         Every write increases the version; C{load} reads every entity and

@@ -1,0 +1,111 @@
+"""
+A response head written in one piece (L{OnePieceHead}, a base of
+L{echogate.proxy.request.GatewayRequest}): a head given as wire pairs
+goes out with the first write, framed as Twisted frames a response,
+without a L{Headers} object.
+"""
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from twisted.web import server
+from twisted.web.http import NO_BODY_CODES, toChunk
+from twisted.web.http_headers import Headers
+
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def reason_phrase(code: int) -> bytes:
+    """
+    The reason phrase of status C{code} (RFC 9110's, or the IANA
+    registry's as Python knows it), C{Unknown Status} for others.
+    """
+    return _PHRASES.get(code, b"Unknown Status")
+
+
+class OnePieceHead(server.Request):
+    """
+    A request whose response head may be given as wire pairs
+    (L{respond}) and is then written with the body's first bytes in one
+    piece; its reason phrases are those of every registered status.
+    """
+
+    _head: list[tuple[bytes, bytes]] | None = None
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        """
+        Twisted's, with the reason phrase of every registered status code
+        (Twisted's table lacks several, such as 422 and 451, and answers
+        them C{Unknown Status}), also for a service's own status.
+        """
+        server.Request.setResponseCode(self, code, message if message is not None else reason_phrase(code))
+
+    def respond(self, status: int | None, head: Headers | list[tuple[bytes, bytes]]) -> None:
+        """
+        Answer with C{status} and the headers C{head}, keeping what Twisted
+        set before the response (C{Connection: close} when the client asked
+        for it) unless C{head} has it.
+
+        C{head} as header lines (wire pairs, names and values ready to
+        send) is written with the first L{write} (or L{finish}) in one
+        piece, without a L{Headers} object, framed as Twisted frames a
+        response: chunked for HTTP/1.1 when it has no Content-Length, no
+        body for C{HEAD}, 204 and 304. A L{Headers} is written by Twisted.
+
+        @raise TypeError: when C{status} is not an C{int} (C{None}: no
+            status was set).
+        """
+        # (setResponseCode's work, inline: this runs for every response)
+        if not isinstance(status, int):
+            raise TypeError(f"HTTP response code must be int, not {type(status).__name__}")
+        self.code = status
+        self.code_message = _PHRASES.get(status, b"Unknown Status")
+        if isinstance(head, Headers):
+            for name, values in self.responseHeaders.getAllRawHeaders():
+                if not head.hasHeader(name):
+                    head.setRawHeaders(name, values)
+            self.responseHeaders = head
+        else:
+            self._head = head
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            server.Request.write(self, data)
+            return
+        self._head = None
+        if self.finished or self._disconnected or self.lastModified is not None or self.etag is not None \
+                or self.cookies or self._encoder or self._inFakeHead:
+            # Twisted's way: it raises, ignores the write, or adds headers.
+            for name, value in head:
+                self.responseHeaders.addRawHeader(name, value)
+            server.Request.write(self, data)
+            return
+        self.startedWriting = 1
+        code = self.code
+        # Names and values hold no line break (they come from a parser, or
+        # through HeaderEditor, which cleans them), so the lines are found
+        # by searching the whole block once.
+        block = b"\r\n" + b"".join([b"%s: %s\r\n" % pair for pair in head])
+        lowered = block.lower()
+        framed = b"\ncontent-length:" in lowered
+        # What Twisted set before the response (Connection: close when the
+        # client asked for it), unless the lines have it already.
+        for name, values in self.responseHeaders.getAllRawHeaders():
+            if b"\n" + name.lower() + b":" not in lowered:
+                block += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
+        bodiless = self.method == b"HEAD" or code in NO_BODY_CODES
+        if not framed and not bodiless and self.clientproto == b"HTTP/1.1":
+            block += b"Transfer-Encoding: chunked\r\n"
+            self.chunked = 1
+        head_bytes = b"%s %d %s%s\r\n" % (self.clientproto, code, self.code_message, block)
+        channel = self.channel
+        if bodiless:
+            channel.write(head_bytes)
+            self.write = lambda data: None  # type: ignore[method-assign]  # as Twisted does
+            return
+        self.sentLength += len(data)
+        if self.chunked and data:
+            channel.writeSequence((head_bytes, *toChunk(data)))
+        else:
+            channel.write(head_bytes + data)
