@@ -29,6 +29,8 @@ PUBLIC = {
                               "headers_of"],
     "echogate.pdk.bodies": ["parse_body", "InvalidBody", "UnsupportedMediaType"],
     "echogate.pdk.credentials": ["ConsumerIndex", "CredentialIndex"],
+    "echogate.pdk.cache": ["Cache", "Caches", "CacheConflict"],
+    "echogate.pdk.http": ["HTTPClient", "HTTPResponse", "CallFailed"],
     "echogate.errors": ["GatewayError", "SchemaViolation", "ProxyError", "NotFound", "DatabaseUnavailable",
                         "BodyNotRead"],
     "echogate.testing": ["GatewayHarness", "HarnessResponse", "UpstreamAnswer", "UpstreamRequestSeen",
@@ -93,6 +95,26 @@ class ExamplePluginTests(SynchronousTestCase):
         says, passes.
         """
         project = ROOT / "docs" / "example-plugin"
+        env = dict(os.environ, PYTHONPATH=f"{project}{os.pathsep}{ROOT}")
+        result = subprocess.run([sys.executable, "-m", "twisted.trial", "--temp-directory",
+                                 os.path.abspath(self.mktemp()), "tests"],
+                                cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr[-3000:])
+        self.assertIn("PASSED", result.stdout)
+
+
+class IntrospectionExampleTests(SynchronousTestCase):
+    """
+    The introspection example (cache, configure, outbound HTTP) passes its
+    own trial tests.
+    """
+
+    def test_introspectionExampleSuite(self) -> None:
+        """
+        C{PYTHONPATH=. trial tests} in C{docs/examples/introspection-plugin}
+        passes.
+        """
+        project = ROOT / "docs" / "examples" / "introspection-plugin"
         env = dict(os.environ, PYTHONPATH=f"{project}{os.pathsep}{ROOT}")
         result = subprocess.run([sys.executable, "-m", "twisted.trial", "--temp-directory",
                                  os.path.abspath(self.mktemp()), "tests"],

@@ -35,8 +35,8 @@ from echogate.admin.responses import (
     json_response,
     no_content,
 )
+from echogate.entities import plugin_entities, writes
 from echogate.entities import schemas as entities
-from echogate.entities import writes
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin, IStore
 from echogate.pdk.bodies import MAX_BODY_SIZE, Body, read_body
@@ -152,6 +152,9 @@ class AdminAPI:
 
     app = Klein()
 
+    #: What a handler raises for a path that names nothing (404).
+    NotFound = NotFoundError
+
     def __init__(
         self,
         *,
@@ -183,6 +186,10 @@ class AdminAPI:
         self._token = token
         self._server_names = tuple(server_names)
         self._health: HealthView = health if health is not None else HealthchecksOff()
+        # The entities the plugins declare: their endpoints, and their
+        # storage in the store's generic table.
+        self._entity_endpoints = plugin_entities.by_endpoint(plugins)
+        plugin_entities.declare_storage(store, plugins)
         self._dbless = dbless
 
     def resource(self) -> IResource:
@@ -562,6 +569,12 @@ def _endpoint_keys(entity: str) -> tuple[str, ...]:
 from echogate.admin import credentials as _credentials  # noqa: E402
 
 _credentials.register(AdminAPI.app)
+
+# Entities plugins declare: /{endpoint}, /consumers/{c}/{endpoint} and the like
+# (their rules are tried after every other rule of the application).
+from echogate.admin import plugin_entities as _plugin_entities  # noqa: E402
+
+_plugin_entities.register(AdminAPI.app)
 
 # Upstreams' targets and health: /upstreams/{u}/targets and the like.
 from echogate.admin import upstreams as _upstreams  # noqa: E402

@@ -28,89 +28,106 @@ from twisted.web.iweb import IRequest
 
 from echogate.admin.responses import NOT_FOUND, json_response, no_content
 from echogate.entities import credentials, writes
+from echogate.errors import SchemaViolation
+from echogate.pdk.entities import PluginEntity
 from echogate.schema.fields import is_uuid
 
-_BY_NESTED = {c.nested: c for c in credentials.COLLECTIONS}
-_BY_TOP = {c.top: c for c in credentials.COLLECTIONS}
+_BY_NESTED = {d.nested: d for d in credentials.DECLARED}
+_BY_TOP = {d.endpoint: d for d in credentials.DECLARED}
 
-_NESTED = ("/consumers/<key>/<any(" + ", ".join(f'"{c.nested}"' for c in credentials.COLLECTIONS)
+_NESTED = ("/consumers/<key>/<any(" + ", ".join(f'"{d.nested}"' for d in credentials.DECLARED)
            + "):kind>")
-_TOP = "/<any(" + ", ".join(f'"{c.top}"' for c in credentials.COLLECTIONS) + "):collection>"
+_TOP = "/<any(" + ", ".join(f'"{d.endpoint}"' for d in credentials.DECLARED) + "):collection>"
+
+#: The parents' fields a nested body may name them by, besides the id.
+_PARENT_KEYS = {"consumers": ("username", "custom_id"), "services": ("name",), "routes": ("name",)}
 
 
-async def _acl_by_group(admin: Any, consumer_id: str, group: str) -> dict[str, Any] | None:
+def _field(declaration: PluginEntity) -> str:
+    return declaration.parent_field or ""
+
+
+async def _by_parent_key(admin: Any, declaration: PluginEntity, parent_id: str,
+                         value: str) -> dict[str, Any] | None:
     offset = None
     while True:
-        records, offset = await admin._store.page(credentials.ACLS, 1000, offset,
-                                                  where={"consumer": consumer_id})
+        records, offset = await admin._store.page(declaration.name, 1000, offset,
+                                                  where={_field(declaration): parent_id})
         for record in records:
-            if record.get("group") == group:
+            if record.get(declaration.endpoint_key) == value:
                 found: dict[str, Any] = record
                 return found
         if offset is None:
             return None
 
 
-async def _lookup(admin: Any, collection: credentials.Collection, key: str,
-                  consumer_id: str | None = None) -> dict[str, Any] | None:
+async def _lookup(admin: Any, declaration: PluginEntity, key: str,
+                  parent_id: str | None = None) -> dict[str, Any] | None:
     """
-    The credential whose id or endpoint key is C{key} (an acl's group only
-    under its consumer), or C{None}.
+    The record whose id or endpoint key is C{key} (a key unique only per
+    parent, such as an acl's group, only under its parent), or C{None}.
     """
-    if collection.entity == credentials.ACLS and not is_uuid(key):
-        if consumer_id is None:
+    if declaration.endpoint_key in declaration.unique_per_parent and not is_uuid(key):
+        if parent_id is None:
             return None
-        return await _acl_by_group(admin, consumer_id, key)
-    record: dict[str, Any] | None = await admin._store.get(collection.entity, key)
+        return await _by_parent_key(admin, declaration, parent_id, key)
+    record: dict[str, Any] | None = await admin._store.get(declaration.name, key)
     return record
 
 
-def _owner_id(record: Mapping[str, Any]) -> str | None:
-    reference = record.get("consumer")
+def _owner_id(record: Mapping[str, Any], field: str) -> str | None:
+    reference = record.get(field)
     return reference.get("id") if isinstance(reference, Mapping) else None
 
 
-async def _resolve_consumer(admin: Any, fields: dict[str, Any]) -> None:
+async def _resolve_parent(admin: Any, declaration: PluginEntity, fields: dict[str, Any]) -> None:
     """
-    Accept C{consumer} given by username or custom_id (C{{"username":
-    "alice"}}) as well as by id; anything else is left for validation.
+    Accept the parent given by an endpoint key (a consumer's
+    C{{"username": "alice"}}, a service's C{{"name": "s"}}) as well as by
+    id; anything else is left for validation.
     """
-    value = fields.get("consumer")
+    if declaration.parent is None:
+        return
+    value = fields.get(_field(declaration))
     if not isinstance(value, dict) or "id" in value or len(value) != 1:
         return
     ((field, key),) = value.items()
-    if field not in ("username", "custom_id") or not isinstance(key, str):
+    if field not in _PARENT_KEYS[declaration.parent] or not isinstance(key, str):
         return
-    found = await admin._store.get("consumers", key)
+    found = await admin._store.get(declaration.parent, key)
     if found is not None and found.get(field) == key:
-        fields["consumer"] = {"id": found["id"]}
+        fields[_field(declaration)] = {"id": found["id"]}
 
 
 def _not_found(request: IRequest) -> bytes:
     return json_response(request, NOT_FOUND, 404)
 
 
-async def _create(admin: Any, request: IRequest, collection: credentials.Collection,
-                  consumer_id: str | None) -> bytes:
-    entity = collection.entity
+def _owned(declaration: PluginEntity, fields: dict[str, Any], parent_id: str | None) -> None:
+    if parent_id is not None:
+        fields[_field(declaration)] = {"id": parent_id}
+
+
+async def _create(admin: Any, request: IRequest, declaration: PluginEntity,
+                  parent_id: str | None) -> bytes:
+    entity = declaration.name
     fields = admin._fields(entity, request)
     given = set(fields)
-    if consumer_id is not None:
-        fields["consumer"] = {"id": consumer_id}
-    else:
-        await _resolve_consumer(admin, fields)
-    credentials.fill_generated(entity, fields)
+    _owned(declaration, fields, parent_id)
+    if parent_id is None:
+        await _resolve_parent(admin, declaration, fields)
+    credentials.fill_generated(entity, fields, generated=declaration.generated)
     record = writes.prepare_insert(entity, fields, plugins=admin._plugins, now=admin._now(),
-                                     new_id=admin._new_id())
+                                   new_id=admin._new_id())
     stored = await admin._store.insert(entity, credentials.on_write(entity, record, given))
     await admin._changed()
     return json_response(request, stored, 201)
 
 
-async def _replace(admin: Any, request: IRequest, collection: credentials.Collection, key: str,
-                   consumer_id: str | None) -> bytes:
-    entity = collection.entity
-    existing = await _lookup(admin, collection, key, consumer_id)
+async def _replace(admin: Any, request: IRequest, declaration: PluginEntity, key: str,
+                   parent_id: str | None) -> bytes:
+    entity = declaration.name
+    existing = await _lookup(admin, declaration, key, parent_id)
     fields = admin._fields(entity, request, existing)
     given = set(fields)
     if is_uuid(key):
@@ -120,31 +137,31 @@ async def _replace(admin: Any, request: IRequest, collection: credentials.Collec
         fields["id"] = key
         new_id = key
     else:
-        if collection.entity == credentials.ACLS and consumer_id is None:
+        if declaration.endpoint_key is None:
+            raise SchemaViolation({"id": "expected a valid UUID"})
+        if declaration.endpoint_key in declaration.unique_per_parent and parent_id is None:
             return _not_found(request)
-        fields[collection.endpoint_key] = key
+        fields[declaration.endpoint_key] = key
         new_id = admin._new_id()
-    if consumer_id is not None:
-        fields["consumer"] = {"id": consumer_id}
-    else:
-        await _resolve_consumer(admin, fields)
-    credentials.fill_generated(entity, fields)
+    _owned(declaration, fields, parent_id)
+    if parent_id is None:
+        await _resolve_parent(admin, declaration, fields)
+    credentials.fill_generated(entity, fields, generated=declaration.generated)
     record = writes.prepare_replace(entity, fields, existing=existing, plugins=admin._plugins,
-                                      now=admin._now(), new_id=new_id)
+                                    now=admin._now(), new_id=new_id)
     stored = await admin._store.upsert(entity, credentials.on_write(entity, record, given))
     await admin._changed()
     return json_response(request, stored)
 
 
-async def _update(admin: Any, request: IRequest, collection: credentials.Collection,
-                  existing: Mapping[str, Any], consumer_id: str | None) -> bytes:
-    entity = collection.entity
+async def _update(admin: Any, request: IRequest, declaration: PluginEntity,
+                  existing: Mapping[str, Any], parent_id: str | None) -> bytes:
+    entity = declaration.name
     fields = admin._fields(entity, request, existing)
     given = set(fields)
-    if consumer_id is not None:
-        fields["consumer"] = {"id": consumer_id}
-    else:
-        await _resolve_consumer(admin, fields)
+    _owned(declaration, fields, parent_id)
+    if parent_id is None:
+        await _resolve_parent(admin, declaration, fields)
     record = writes.prepare_update(entity, existing, fields, plugins=admin._plugins, now=admin._now())
     stored = await admin._store.update(entity, credentials.on_write(entity, record, given))
     await admin._changed()
@@ -152,8 +169,8 @@ async def _update(admin: Any, request: IRequest, collection: credentials.Collect
 
 
 async def _delete(admin: Any, request: IRequest, record: Mapping[str, Any] | None,
-                  collection: credentials.Collection) -> bytes:
-    if record is not None and await admin._store.delete(collection.entity, record["id"]):
+                  declaration: PluginEntity) -> bytes:
+    if record is not None and await admin._store.delete(declaration.name, record["id"]):
         await admin._changed()
     return no_content(request)
 
@@ -168,7 +185,7 @@ def register(app: Klein) -> None:
     @app.route(_NESTED, methods=["GET"], endpoint="credentials_list_nested")
     async def list_nested(admin: Any, request: IRequest, key: str, kind: str) -> bytes:
         owner = await admin._find("consumers", key)
-        entity = _BY_NESTED[kind].entity
+        entity = _BY_NESTED[kind].name
         body: bytes = await admin._list(request, entity, f"/consumers/{owner['id']}/{kind}",
                                         where={"consumer": owner["id"]})
         return body
@@ -186,7 +203,7 @@ def register(app: Klein) -> None:
     @app.route(_NESTED + "/<child>", methods=["GET"], endpoint="credentials_get_nested")
     async def get_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
         owner, record = await owned(admin, key, kind, child)
-        if record is None or _owner_id(record) != owner["id"]:
+        if record is None or _owner_id(record, "consumer") != owner["id"]:
             return _not_found(request)
         return json_response(request, record)
 
@@ -198,14 +215,14 @@ def register(app: Klein) -> None:
     @app.route(_NESTED + "/<child>", methods=["PATCH"], endpoint="credentials_patch_nested")
     async def patch_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
         owner, record = await owned(admin, key, kind, child)
-        if record is None or _owner_id(record) != owner["id"]:
+        if record is None or _owner_id(record, "consumer") != owner["id"]:
             return _not_found(request)
         return await _update(admin, request, _BY_NESTED[kind], record, owner["id"])
 
     @app.route(_NESTED + "/<child>", methods=["DELETE"], endpoint="credentials_delete_nested")
     async def delete_nested(admin: Any, request: IRequest, key: str, kind: str, child: str) -> bytes:
         owner, record = await owned(admin, key, kind, child)
-        if record is None or _owner_id(record) != owner["id"]:
+        if record is None or _owner_id(record, "consumer") != owner["id"]:
             # Kong: no such credential under this consumer is 404 (not
             # the 204 of a top-level DELETE).
             return _not_found(request)
@@ -215,7 +232,7 @@ def register(app: Klein) -> None:
 
     @app.route(_TOP, methods=["GET"], endpoint="credentials_list")
     async def list_all(admin: Any, request: IRequest, collection: str) -> bytes:
-        body: bytes = await admin._list(request, _BY_TOP[collection].entity, f"/{collection}")
+        body: bytes = await admin._list(request, _BY_TOP[collection].name, f"/{collection}")
         return body
 
     @app.route(_TOP, methods=["POST"], endpoint="credentials_create")
@@ -248,4 +265,4 @@ def register(app: Klein) -> None:
         record = await _lookup(admin, _BY_TOP[collection], key)
         if record is None:
             return _not_found(request)
-        return json_response(request, await admin._find("consumers", _owner_id(record)))
+        return json_response(request, await admin._find("consumers", _owner_id(record, "consumer")))

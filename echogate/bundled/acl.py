@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from echogate.bundled.consumers import AUTHENTICATED_GROUPS, CONSUMER_GROUPS, UNAUTHORIZED
+from echogate.entities import credentials
 from echogate.plugin import GatewayPlugin
 from echogate.schema import ENTITY, Array, Boolean, Record, String
 
@@ -53,6 +54,8 @@ class ACL(GatewayPlugin):
     name = "acl"
     version = "1.0.0"
     priority = 950
+    #: Its credentials, an entity it owns (stored in a table of their own).
+    entities = (credentials.ACLS_ENTITY,)
     no_consumer = True
     config_schema = Record({
         "allow": Array(String(), description="Groups allowed to consume the service or route."),

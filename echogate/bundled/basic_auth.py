@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
 from echogate.bundled.password_checks import PasswordCheck, TooManyChecks
+from echogate.entities import credentials
 from echogate.entities.credentials import dummy_hash
 from echogate.interfaces import IPluginNode
 from echogate.schema import Boolean, Record, String
@@ -73,6 +74,8 @@ class BasicAuth(AuthPlugin):
     name = "basic-auth"
     version = "1.0.0"
     priority = 1100
+    #: Its credentials, an entity it owns (stored in a table of their own).
+    entities = (credentials.BASICAUTH_ENTITY,)
     config_schema = Record({
         "anonymous": String(description="A consumer (id or username) for requests that fail to authenticate."),
         "hide_credentials": Boolean(required=True, default=False, description=(

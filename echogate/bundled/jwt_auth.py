@@ -34,6 +34,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
 from echogate.bundled.consumers import UNAUTHORIZED, Authenticated, AuthPlugin, Refused, refused
+from echogate.entities import credentials
 from echogate.entities.credentials import JWT_ALGORITHMS
 from echogate.schema import ENTITY, Boolean, Number, Record, Set, String
 
@@ -200,6 +201,8 @@ class JWTAuth(AuthPlugin):
     name = "jwt"
     version = "1.0.0"
     priority = 1450
+    #: Its credentials, an entity it owns (stored in a table of their own).
+    entities = (credentials.JWT_ENTITY,)
     config_schema = Record({
         "uri_param_names": Set(String(), default=["jwt"],
                                description="Query string arguments the token is looked for in."),

@@ -34,6 +34,7 @@ from echogate.bundled.consumers import (
     remove_query_arg,
 )
 from echogate.bundled.log_record import redact_in_logs
+from echogate.entities import credentials
 from echogate.errors import GatewayError
 from echogate.pdk.bodies import parse_body
 from echogate.schema import Array, Boolean, Record, String
@@ -146,6 +147,8 @@ class KeyAuth(AuthPlugin):
     name = "key-auth"
     version = "1.0.0"
     priority = 1250
+    #: Its credentials, an entity it owns (stored in a table of their own).
+    entities = (credentials.KEYAUTH_ENTITY,)
     config_schema = Record({
         "key_names": Array(String(check=header_name), required=True, default=["apikey"],
                            description="Header, query and body parameter names the key is looked for under."),

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 from echogate.entities.schemas import ENTITIES, EntityType, declared_type
 from echogate.pdk.entities import PluginEntity
 
-__all__ = ["ConflictingEntity", "declarations", "entity_type", "entity_types", "by_endpoint"]
+__all__ = ["ConflictingEntity", "declarations", "declare_storage", "entity_type", "entity_types",
+           "by_endpoint"]
 
 
 class ConflictingEntity(ValueError):
@@ -119,3 +120,21 @@ def by_endpoint(plugins: Mapping[str, Any]) -> dict[str, PluginEntity]:
         if declaration.parent is not None:
             found[f"{declaration.parent}/{declaration.nested}"] = declaration
     return found
+
+
+def declare_storage(store: Any, plugins: Mapping[str, Any]) -> None:
+    """
+    Tell C{store} (its C{declare} method, when it has one: the
+    L{echogate.store.postgres.PostgresStore} and the
+    L{echogate.store.memory.MemoryStore}) how to keep the entities the
+    plugins in C{plugins} declare: their unique fields, their endpoint
+    keys, their parent's field.
+    """
+    declare = getattr(store, "declare", None)
+    if declare is None:
+        return
+    for declaration in declarations(plugins):
+        parent = declaration.parent_field
+        declare(declaration.name, unique=declaration.unique,
+                keys=(declaration.endpoint_key,) if declaration.endpoint_key else (),
+                foreign={parent: declaration.parent} if parent and declaration.parent else {})

@@ -78,7 +78,8 @@ class Snapshot:
                                 regex_timeout=regex_timeout),
             plugins=index,
             rewrite_steps=index.global_steps.rewrite_steps,
-            credentials=CredentialIndex.build(data),
+            credentials=CredentialIndex.build(
+                data, [entity for plugin in plugins.values() for entity in getattr(plugin, "entities", ())]),
             upstreams=data.upstreams,
             targets=data.targets,
             target_health_overrides=data.target_health_overrides,
