@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def main() -> None:
     finally:
         server.stop()
         server.remove()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,12 @@ HELP: dict[str, str] = {
     "ssl_ciphers": "An OpenSSL cipher list, used when ssl_cipher_suite is 'custom'.",
     "ssl_session_tickets": "'on': TLS session tickets for resumption; 'off': none.",
     "ssl_session_timeout": "How long a TLS session may be resumed: seconds, or with s, m, h, d.",
+    "dev": "Development mode: watch the loaded plugins' drop-in files and reload a plugin when one changes.",
 }
+
+#: The settings that are switches: C{--dev} on the command line (no value),
+#: C{ECHOGATE_DEV=on} or C{dev = on} in the config file.
+SWITCHES: dict[str, str] = {"dev": "off"}
 
 #: The TLS 1.2 ciphers of each C{ssl_cipher_suite} (TLS 1.3's suites are
 #: OpenSSL's own, all of them strong). C{intermediate} is Mozilla's
@@ -180,7 +185,7 @@ def read_config_file(path: str) -> dict[str, str]:
         key = key.strip().lower()
         if not sep or not key:
             raise ConfigError(f"{path}:{number}: expected 'key = value'")
-        if key not in DEFAULTS:
+        if key not in DEFAULTS and key not in SWITCHES:
             raise ConfigError(f"{path}:{number}: unknown setting {key!r}")
         values[key] = value.strip()
     return values
@@ -262,6 +267,8 @@ class Settings:
     ssl_session_timeout: int = 86400
     max_buffered_response: int = 10 * 1024 * 1024
     declarative_config: str = ""
+    #: C{--dev}: plugins' drop-ins are watched and reloaded (L{echogate.reloading}).
+    dev: bool = False
 
     @property
     def dbless(self) -> bool:
@@ -332,6 +339,7 @@ class Settings:
             "ssl_ciphers": self.cipher_list,
             "ssl_session_tickets": self.ssl_session_tickets,
             "ssl_session_timeout": self.ssl_session_timeout,
+            "dev": self.dev,
         }
 
 
@@ -680,6 +688,8 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         flag = flags.get(key)
         env = environ.get("ECHOGATE_" + key.upper())
         raw[key] = flag if flag is not None else env if env is not None else file_values.get(key, default)
+    dev = _one_of("dev", flags.get("dev") or environ.get("ECHOGATE_DEV") or file_values.get("dev", "off"),
+                  ("on", "off")) == "on"
     trusted = _split(raw["trusted_ips"])
     for item in trusted:
         try:
@@ -695,6 +705,8 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     elif database and not (database.startswith(("postgresql://", "postgres://")) or "=" in database):
         raise ConfigError(f"database: {redact_dsn(database)!r} is not a PostgreSQL DSN (postgresql://user@host/db)")
     workers = _whole("workers", raw["workers"], 1, 64)
+    if dev and workers > 1:
+        raise ConfigError("dev: plugins are reloaded in one process; use workers = 1")
     declarative_config = raw["declarative_config"].strip()
     if declarative_config and database != "off":
         raise ConfigError("declarative_config: only used with database = off")
@@ -753,6 +765,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         dns_resolver=_name_servers(raw["dns_resolver"]),
         dns_hostsfile=raw["dns_hostsfile"].strip(),
         dns_error_ttl=_positive("dns_error_ttl", raw["dns_error_ttl"]),
+        dev=dev,
         **tls,
     )
 
@@ -771,11 +784,13 @@ class Options(usage.Options):
         [key.replace("_", "-"), None, None, f"{HELP[key]} [default: {DEFAULTS[key] or 'unset'}]"]
         for key in DEFAULTS
     ]
+    optFlags = [[key, None, HELP[key]] for key in SWITCHES]
 
     environ: Mapping[str, str] = os.environ
 
     def postOptions(self) -> None:
         flags = {key: self[key.replace("_", "-")] for key in DEFAULTS}
+        flags.update((key, "on") for key in SWITCHES if self[key])
         config_file = self["config"] or self.environ.get("ECHOGATE_CONFIG")
         try:
             self.settings = resolve(flags, self.environ, config_file)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from echogate.entities.schemas import ENTITIES, EntityType, declared_type
 from echogate.pdk.entities import PluginEntity
+from echogate.pdk.entities import declare_storage as pdk_declare_storage
 
 __all__ = ["ConflictingEntity", "declarations", "declare_storage", "entity_type", "entity_types",
            "by_endpoint"]
@@ -122,19 +123,13 @@ def by_endpoint(plugins: Mapping[str, Any]) -> dict[str, PluginEntity]:
     return found
 
 
+
 def declare_storage(store: Any, plugins: Mapping[str, Any]) -> None:
     """
-    Tell C{store} (its C{declare} method, when it has one: the
-    L{echogate.store.postgres.PostgresStore} and the
-    L{echogate.store.memory.MemoryStore}) how to keep the entities the
-    plugins in C{plugins} declare: their unique fields, their endpoint
-    keys, their parent's field.
+    Check the plugins' declarations (L{declarations}), then tell C{store}
+    how to keep them (L{echogate.pdk.entities.declare_storage}).
+
+    @raise ConflictingEntity: see L{declarations}.
     """
-    declare = getattr(store, "declare", None)
-    if declare is None:
-        return
-    for declaration in declarations(plugins):
-        parent = declaration.parent_field
-        declare(declaration.name, unique=declaration.unique,
-                keys=(declaration.endpoint_key,) if declaration.endpoint_key else (),
-                foreign={parent: declaration.parent} if parent and declaration.parent else {})
+    declarations(plugins)
+    pdk_declare_storage(store, plugins)

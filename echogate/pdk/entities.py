@@ -19,7 +19,7 @@ import attrs
 
 from echogate.schema import Record
 
-__all__ = ["PARENTS", "PluginEntity", "EntityIndex", "index_value"]
+__all__ = ["PARENTS", "PluginEntity", "EntityIndex", "declare_storage", "index_value"]
 
 #: The collections a plugin entity may belong to, with the field that
 #: names the parent in its records (deleted with it: Kong's cascade).
@@ -212,3 +212,25 @@ class EntityIndex:
 
     def __repr__(self) -> str:
         return f"<EntityIndex {self.name} ({len(self._records)} records)>"
+
+
+def declare_storage(store: Any, plugins: Mapping[str, Any]) -> None:
+    """
+    Tell C{store} (by its C{declare} method, when it has one: the
+    PostgreSQL and the in-memory stores) how to keep the entities the
+    plugins in C{plugins} declare in its generic table: their unique
+    fields, their endpoint key, their parent's field. The node's live
+    configuration and the Admin API both call it; declaring twice is
+    harmless.
+    """
+    declare = getattr(store, "declare", None)
+    if declare is None:
+        return
+    for plugin in plugins.values():
+        for declaration in getattr(plugin, "entities", ()) or ():
+            if not isinstance(declaration, PluginEntity) or declaration.table is not None:
+                continue
+            parent = declaration.parent_field
+            declare(declaration.name, unique=declaration.unique,
+                    keys=(declaration.endpoint_key,) if declaration.endpoint_key else (),
+                    foreign={parent: declaration.parent} if parent and declaration.parent else {})

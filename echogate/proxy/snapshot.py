@@ -15,6 +15,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from echogate.pdk.entities import declare_storage
 from echogate.store.data import ConfigurationData
 
 _log = Logger(namespace="echogate.configuration")
@@ -141,6 +142,8 @@ class LiveConfiguration:
                  missing_plugins: str = "refuse", missing_interval: float = 60.0):
         self._store = store
         self._plugins = plugins
+        # The entities the plugins declare, kept in the store's generic table.
+        declare_storage(store, plugins)
         self.missing_plugins = missing_plugins
         self._missing_interval = missing_interval
         self._missing_said: list[str] = []

@@ -29,7 +29,7 @@ TOKENS = PluginEntity(
 class TokenAuth(GatewayPlugin):
     """
     Answer 401 unless the request's C{X-Token} is a stored token; tell the
-    upstream whose it is (C{X-Token-Consumer}).
+    client whose it is (C{X-Token-Consumer}).
     """
 
     name = "token-auth"
@@ -43,4 +43,8 @@ class TokenAuth(GatewayPlugin):
         if token is None:
             ctx.exit(401, {"message": "unknown token"})
             return
-        ctx.upstream.set_header("X-Token-Consumer", token["consumer"]["id"])
+        ctx.plugin["consumer"] = token["consumer"]["id"]
+
+    def header_filter(self, ctx: Any, config: Any) -> None:
+        if "consumer" in ctx.plugin:
+            ctx.response.set_header("X-Token-Consumer", ctx.plugin["consumer"])
