@@ -124,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     database.add_argument(
         "--database", metavar="DSN", default=os.environ.get(_ENV) or None,
         help=f"PostgreSQL DSN, e.g. postgresql://user@host:5432/db (default: ${_ENV})")
+    database.add_argument(
+        "--data-dir", metavar="DIR", default=os.environ.get("ECHOGATE_DATA_DIR") or None,
+        help="a node's data directory (twistd's --data-dir, ./echogate-data by default there), whose embedded"
+             " PostgreSQL server is used when no DSN is given (default: $ECHOGATE_DATA_DIR)")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("bootstrap", parents=[database],
                        help="create the schema in an empty database")
@@ -364,8 +368,9 @@ def _react(work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
-    if getattr(args, "database", "") is None:
-        parser.error(f"no database: pass --database DSN or set {_ENV}")
+    if getattr(args, "database", "") is None and not getattr(args, "data_dir", None):
+        parser.error(f"no database: pass --database DSN or set {_ENV} (or --data-dir DIR: the embedded"
+                     " server of a node's data directory)")
     return args
 
 
@@ -397,6 +402,11 @@ def _exit_code(e: BaseException) -> int:
     Say on standard error what went wrong; return the exit code. Errors
     nobody expects are raised again.
     """
+    from echogate.store.embedded import EmbeddedStartFailed
+
+    if isinstance(e, EmbeddedStartFailed):
+        print(f"echogate: {e}", file=sys.stderr)
+        return DATABASE_ERROR
     if isinstance(e, (migrations.BadDSN, _Refused, PluginLoadError)):
         print(f"echogate: {e}", file=sys.stderr)
         return USAGE_ERROR
@@ -422,6 +432,26 @@ def _exit_code(e: BaseException) -> int:
     raise e
 
 
+#: The embedded servers this command started (held until it exits).
+_EMBEDDED: list[Any] = []
+
+
+def _embedded_dsn(args: argparse.Namespace) -> None:
+    """
+    Without a DSN, use the embedded PostgreSQL server of C{--data-dir}
+    (the one C{twistd -n echogate} starts there by default: started, or
+    joined when the node runs, and migrated), so that the commands work
+    next to a node on its zero-setup default.
+    """
+    if getattr(args, "database", "missing") is not None or not getattr(args, "data_dir", None):
+        return
+    from echogate.store.embedded import EmbeddedPostgres
+
+    server, dsn = EmbeddedPostgres(args.data_dir).start_blocking()
+    _EMBEDDED.append(server)
+    args.database = dsn
+
+
 def run(reactor: Any, argv: Sequence[str]) -> Deferred[int]:
     """
     L{main} on a reactor that runs already (the C{config} commands that
@@ -431,6 +461,10 @@ def run(reactor: Any, argv: Sequence[str]) -> Deferred[int]:
     args = _arguments(argv)
     if not _uses_database(args):
         return succeed(main(argv))
+    try:
+        _embedded_dsn(args)
+    except Exception as e:
+        return succeed(_exit_code(e))
 
     async def work() -> int:
         try:
@@ -447,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _arguments(argv)
     try:
+        _embedded_dsn(args)
         if _uses_database(args):
             return _react(lambda reactor: _config_database(reactor, args))
         _blocking(args)

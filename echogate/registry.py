@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 from types import ModuleType
 from typing import Any, Iterable, Mapping
 
@@ -225,6 +226,35 @@ def discover(package: ModuleType | None = None) -> tuple[dict[str, object], list
             )
         plugins[name] = plugin
     return plugins, failures
+
+
+def dropin_of(plugin: object, package: ModuleType | None = None) -> tuple[str, str] | None:
+    """
+    Where C{getPlugins} found C{plugin}: the drop-in module (already
+    imported, C{twisted.plugins.<name>}) and the name of the global that
+    holds it, or C{None}.
+    """
+    prefix = (package.__name__ if package is not None else "twisted.plugins") + "."
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not module_name.startswith(prefix):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if value is plugin:
+                return module_name, attribute
+    return None
+
+
+def plugins_in(module: ModuleType) -> dict[str, object]:
+    """
+    The L{IGatewayPlugin} providers among C{module}'s globals, by name:
+    what C{getPlugins} finds in one drop-in.
+    """
+    found: dict[str, object] = {}
+    for value in list(vars(module).values()):
+        name = getattr(value, "name", None) if IGatewayPlugin.providedBy(value) else None
+        if isinstance(name, str):
+            found[name] = value
+    return found
 
 
 def parse_setting(setting: str | Iterable[str]) -> list[str]:

@@ -500,3 +500,30 @@ class ConsoleScriptTests(PostgresMixin, TestCase):
         self.assertEqual(exported.returncode, 0)
         self.assertEqual(sorted(r["name"] for r in yaml.safe_load(exported.stdout)["services"]),
                          ["alpha", "beta"])
+
+    def test_embeddedDataDir(self) -> None:
+        """
+        Without a DSN, the commands use the embedded server of
+        C{--data-dir} (the node's zero-setup default): started, migrated,
+        synced, and exported from again by a second process.
+        """
+        data_dir = os.path.abspath(self.mktemp())
+        path = os.path.abspath(self.mktemp() + ".yml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(FULL)
+        env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.pop("ECHOGATE_DATABASE", None)
+        env.pop("ECHOGATE_DATA_DIR", None)
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+        def echogate(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "echogate.cli", *argv], capture_output=True,
+                                  text=True, env=env, cwd=here, timeout=120)
+
+        synced = echogate("config", "sync", path, "--data-dir", data_dir)
+        self.assertEqual(synced.returncode, 0, synced.stderr)
+        self.assertTrue(os.path.isdir(os.path.join(data_dir, "postgres")))
+        exported = echogate("config", "db_export", "-", "--data-dir", data_dir)
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        self.assertEqual(sorted(r["name"] for r in yaml.safe_load(exported.stdout)["services"]),
+                         ["alpha", "beta"])

@@ -163,6 +163,17 @@ class EmbeddedPostgres(Service):
                       names=", ".join(f"{m.version} ({m.name})" for m in applied))
         return server, dsn
 
+    def start_blocking(self) -> tuple[Any, str]:
+        """
+        Start (or join, when a node runs it) and migrate the server, in
+        this thread: for the console script. Keep the returned server
+        object while the DSN is in use.
+
+        @return: the server object and the DSN.
+        @raise EmbeddedStartFailed: with the server's own words.
+        """
+        return self._start_blocking()
+
     def start(self) -> Deferred[str]:
         """
         Start (and migrate) the server; fire with its DSN.
