@@ -7,14 +7,21 @@ directly.
 """
 from __future__ import annotations
 
+import difflib
+import importlib
 import inspect
+import os
 import re
 import sys
 from types import ModuleType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
+import twisted
+import twisted.plugin
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
-from twisted.plugin import getPlugins
+from twisted.plugin import getCache, getPlugins
+from twisted.python import log as twisted_log
+from twisted.python.failure import Failure
 from zope.interface import provider
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
@@ -158,6 +165,154 @@ def _failing_dropin(failure: Any) -> str | None:
     return None
 
 
+def dropin_failure(failure: Failure) -> str:
+    """
+    One line for a drop-in module whose import raised C{failure}: the file
+    and line in the C{twisted/plugins/} directory where it went wrong, and
+    the error (a C{SyntaxError} names its own file and line).
+    """
+    error = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+    value = failure.value
+    if isinstance(value, SyntaxError) and value.filename:
+        return f"{value.filename}:{value.lineno}: drop-in failed to import: {value.msg}"
+    for frame in reversed(failure.frames or []):
+        filename, line = str(frame[1]), frame[2]
+        if "/twisted/plugins/" in filename.replace("\\", "/") and filename.endswith(".py"):
+            return f"{filename}:{line}: drop-in failed to import: {error}"
+    return f"a drop-in failed to import: {error}"
+
+
+class _CapturingLog:
+    """
+    Stands in for C{twisted.python.log} in C{twisted.plugin} while
+    L{discover} runs: the failures C{getPlugins} reports with a bare
+    C{log.err()} (a drop-in that does not import, an adapter that raises)
+    are kept instead of logged as tracebacks; everything else goes on to
+    the real log.
+    """
+
+    def __init__(self) -> None:
+        self.failures: list[Failure] = []
+
+    def err(self, _stuff: object = None, _why: str | None = None, **kw: Any) -> None:
+        if _why is None and not kw and (_stuff is None or isinstance(_stuff, (Failure, BaseException))):
+            self.failures.append(_stuff if isinstance(_stuff, Failure) else Failure(_stuff))
+            return
+        twisted_log.err(_stuff, _why, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(twisted_log, name)
+
+
+class _ImportFailures:
+    """
+    A context manager that puts a L{_CapturingLog} in C{twisted.plugin}
+    (the module logs through its C{log} global) and gives it back.
+    """
+
+    def __enter__(self) -> list[Failure]:
+        self._capturing = _CapturingLog()
+        self._before = twisted.plugin.__dict__.get("log")
+        twisted.plugin.log = self._capturing  # type: ignore[attr-defined]
+        return self._capturing.failures
+
+    def __exit__(self, *exc: object) -> None:
+        twisted.plugin.log = self._before  # type: ignore[attr-defined]
+
+
+def _captured_import_failures() -> _ImportFailures:
+    return _ImportFailures()
+
+
+def _twisted_directories() -> Iterator[tuple[str, str]]:
+    """
+    Each C{twisted} directory on C{sys.path} that is not Twisted's own
+    package: (the directory, the C{sys.path} entry it is in).
+    """
+    real = os.path.realpath(os.path.dirname(twisted.__file__ or ""))
+    seen: set[str] = set()
+    for entry in sys.path:
+        candidate = os.path.join(os.path.abspath(entry or os.curdir), "twisted")
+        resolved = os.path.realpath(candidate)
+        if resolved == real or resolved in seen or not os.path.isdir(candidate):
+            continue
+        seen.add(resolved)
+        yield candidate, entry
+
+
+def layout_problems() -> list[str]:
+    """
+    The C{twisted/} directories on C{sys.path}, besides Twisted's own, laid
+    out so that their drop-ins are not found or Twisted breaks, one line
+    each with the fix: a C{twisted/plugins/__init__.py} makes Twisted skip
+    the directory (only directories that are not packages are added to
+    C{twisted.plugins}); a C{twisted/__init__.py} makes a package that,
+    first on C{sys.path}, hides Twisted itself (twistd then fails with
+    C{No module named 'twisted.scripts'}).
+    """
+    problems: list[str] = []
+    for directory, _ in _twisted_directories():
+        package = os.path.join(directory, "__init__.py")
+        plugins = os.path.join(directory, "plugins", "__init__.py")
+        if os.path.exists(plugins):
+            problems.append(
+                f"{plugins} makes twisted/plugins a package, so Twisted skips that directory and"
+                " finds none of its drop-ins: delete it (twisted/ and twisted/plugins/ must have no __init__.py)")
+        if os.path.exists(package):
+            problems.append(
+                f"{package} makes a 'twisted' package that hides Twisted's own when it comes first on"
+                " sys.path (twistd: No module named 'twisted.scripts'): delete it")
+    return problems
+
+
+def without_instances(package: ModuleType | None = None) -> list[str]:
+    """
+    Drop-in modules that define a plugin class (one implementing
+    L{IGatewayPlugin}) but no instance of it, one line each, starting with
+    C{plugin 'NAME':} (the class's C{name}): C{getPlugins} finds instances
+    only.
+    """
+    if package is None:
+        import twisted.plugins as package
+    lines: list[str] = []
+    with _captured_import_failures():
+        cache = getCache(package)
+    for _, dropin in sorted(cache.items()):
+        if dropin.plugins:
+            continue
+        try:
+            module = sys.modules.get(dropin.moduleName) or importlib.import_module(dropin.moduleName)
+        except Exception:
+            continue
+        for value in list(vars(module).values()):
+            if not (isinstance(value, type) and value.__module__ == module.__name__
+                    and IGatewayPlugin.implementedBy(value)):
+                continue
+            name = getattr(value, "name", None)
+            label = f"plugin {name!r}" if isinstance(name, str) and name else f"class {value.__name__}"
+            where = getattr(module, "__file__", None) or module.__name__
+            lines.append(
+                f"{label}: {where} defines class {value.__name__} but no instance of it, and the gateway"
+                f" finds instances: add '{value.__name__.lower()} = {value.__name__}()' at the end of the module")
+    return lines
+
+
+class EnabledPlugins(dict[str, object]):
+    """
+    The enabled plugins by name (what L{load_plugins} returns), knowing
+    the names of every plugin installed: the Admin API tells a plugin that
+    is not installed from one that is but is not enabled.
+
+    @ivar installed: every plugin name found, enabled or not.
+    @ivar problems: what discovery found wrong with drop-ins that provide
+        no enabled plugin, one line each (L{discover}): start-up warns of
+        them.
+    """
+
+    installed: frozenset[str] = frozenset()
+    problems: tuple[str, ...] = ()
+
+
 def _slots(plugin: object) -> list[str]:
     names: list[str] = []
     for cls in type(plugin).__mro__:
@@ -194,7 +349,7 @@ def discover(package: ModuleType | None = None) -> tuple[dict[str, object], list
     @return: the plugins by name, and the import failures that
         C{getPlugins} reported (one line each).
     """
-    failures: list[str] = []
+    failures: list[str] = layout_problems()
 
     @provider(ILogObserver)
     def observe(event: LogEvent) -> None:
@@ -210,9 +365,12 @@ def discover(package: ModuleType | None = None) -> tuple[dict[str, object], list
 
     globalLogPublisher.addObserver(observe)
     try:
-        found = list(getPlugins(IGatewayPlugin, package))
+        with _captured_import_failures() as captured:
+            found = list(getPlugins(IGatewayPlugin, package))
     finally:
         globalLogPublisher.removeObserver(observe)
+    failures += [dropin_failure(failure) for failure in captured]
+    failures += without_instances(package)
     plugins: dict[str, object] = {}
     for plugin in found:
         name = getattr(plugin, "name", None)
@@ -294,17 +452,25 @@ def enabled_plugins(
         plugin = available.get(name)
         if plugin is None:
             failures = list(import_failures)
+            for line in failures:
+                if line.startswith(f"plugin {name!r}: "):
+                    raise PluginLoadError(line)
             why = "; ".join(failures) if failures else "no module in twisted/plugins/ on sys.path provides it"
-            raise PluginLoadError(f"plugin {name!r} is enabled in --plugins but was not found ({why})")
+            near = difflib.get_close_matches(name, list(available), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise PluginLoadError(f"plugin {name!r} is enabled in --plugins but was not found ({why}){hint}")
         chosen[name] = plugin
     for plugin in chosen.values():
         check_plugin(plugin)
     return dict(sorted(chosen.items()))
 
 
-def load_plugins(setting: str | Iterable[str], package: ModuleType | None = None) -> dict[str, object]:
+def load_plugins(setting: str | Iterable[str], package: ModuleType | None = None) -> EnabledPlugins:
     """
     Discover and enable plugins in one step: what start-up calls.
     """
     available, failures = discover(package)
-    return enabled_plugins(setting, available, failures)
+    enabled = EnabledPlugins(enabled_plugins(setting, available, failures))
+    enabled.installed = frozenset(available)
+    enabled.problems = tuple(failures)
+    return enabled

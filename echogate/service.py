@@ -35,7 +35,7 @@ from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
 from echogate.proxy.runner import as_deferred
 from echogate.registry import PluginLoadError, load_plugins
-from echogate.settings import Options, Settings, redact_dsn, split_listener, with_backlog
+from echogate.settings import Options, Settings, redact_dsn, split_listener, unknown_environment, with_backlog
 
 if TYPE_CHECKING:
     from echogate.proxy.site import GatewaySite
@@ -175,6 +175,13 @@ class GatewayService(MultiService):
         #: The plugins' C{configure} phase (L{echogate.proxy.configure.ConfigurePhase}),
         #: once they are initialised.
         self.configure_phase: Any = None
+        #: What the plugins' C{node_service} hooks received (L{PluginNode}),
+        #: and the services they returned, by plugin name.
+        self.plugin_node: Any = None
+        self.plugin_services: dict[str, Any] = {}
+        #: With C{--dev}: the L{echogate.reloading.PluginReloader} watching
+        #: the plugins' files, once the node is started; else C{None}.
+        self.reloader: Any = None
         self._make_balancers()
 
     # -- DB-less mode -----------------------------------------------------------
@@ -556,6 +563,8 @@ class GatewayService(MultiService):
         await self.live.start()
         self.balancers.start()
         await self._init_plugins()
+        if self.settings.dev:
+            self._watch_plugins()
         for _, _, port in self._ports:
             if hasattr(port, "startReading"):
                 port.startReading()
@@ -659,6 +668,7 @@ class GatewayService(MultiService):
         node = PluginNode(reactor=self._reactor, dsn=getattr(self.store, "dsn", None), node_id=self.node_id,
                           balancers=self.balancers, http=HTTPClient(self.upstream, self._reactor),
                           caches=caches)
+        self.plugin_node = node
         for name, plugin in self.plugins.items():
             # The node first: init and every phase may use its reactor.
             node_service = getattr(plugin, "node_service", None)
@@ -666,6 +676,7 @@ class GatewayService(MultiService):
                 child = node_service(node)
                 if child is not None:
                     child.setServiceParent(self)
+                    self.plugin_services[name] = child
             init = getattr(plugin, "init", None)
             if callable(init):
                 configs = [e.config for e in index.entries(name)]
@@ -674,6 +685,16 @@ class GatewayService(MultiService):
         # after each switch that changes them (_configuration_switched).
         self.configure_phase = ConfigurePhase(self.plugins)
         await self.configure_phase.start(self.live.current.plugins)
+
+    def _watch_plugins(self) -> None:
+        """
+        C{--dev}: watch the plugins' files and reload a plugin when one
+        changes (L{echogate.reloading.PluginReloader}, a child service).
+        """
+        from echogate.reloading import PluginReloader
+
+        self.reloader = PluginReloader(self, self._reactor, switched=self._configuration_switched)
+        self.reloader.setServiceParent(self)
 
     # -- stopping ---------------------------------------------------------------
 
@@ -858,6 +879,10 @@ def makeService(options: Options) -> GatewayService:
         plugins = load_plugins(settings.plugins)
     except PluginLoadError as e:
         raise SystemExit(f"echogate: {e}") from None
+    for problem in plugins.problems:
+        _log.warn("plugins: {problem}", problem=problem)
+    for warning in unknown_environment(options.environ):
+        _log.warn("{environment}", environment=warning)
     if settings.dbless:
         if settings.workers > 1:
             check_data_dir(os.path.abspath(settings.data_dir))

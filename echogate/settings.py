@@ -370,11 +370,24 @@ def _endpoints(key: str, value: str) -> tuple[str, ...]:
     if not parts:
         raise ConfigError(f"{key}: at least one endpoint is needed")
     for part in parts:
+        port = part.strip(":")
+        _bare_port(key, part, f"write 'tcp:{port}:interface=127.0.0.1' (loopback) or 'tcp:{port}' (every interface)")
         try:
             endpoints.serverFromString(reactor, part)
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(f"{key}: {part!r} is not a Twisted endpoint string ({e})") from None
     return parts
+
+
+def _bare_port(key: str, where: str, suggestion: str) -> None:
+    """
+    Refuse a listener given as a bare port (C{8000} or C{:8000}), saying
+    the forms that mean one.
+
+    @param suggestion: what to write instead.
+    """
+    if re.fullmatch(r":?\d{1,5}", where):
+        raise ConfigError(f"{key}: {where!r} is a bare port; {suggestion}")
 
 
 #: A Kong-style listener address: C{0.0.0.0:8000}, C{[::]:8443}, C{*:8000}.
@@ -434,6 +447,9 @@ def _listener(entry: str) -> str:
             endpoint = f"tcp:{port}:interface={host}"
     else:
         endpoint = where
+        port = where.lstrip(":")
+        _bare_port("proxy_listen", where, f"write Kong's '0.0.0.0:{port}' (every interface; '127.0.0.1:{port}'"
+                                          f" for loopback) or the Twisted endpoint 'tcp:{port}'")
         try:
             endpoints.serverFromString(reactor, endpoint)
         except (ValueError, TypeError, KeyError, OSError) as e:
@@ -768,6 +784,31 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         dev=dev,
         **tls,
     )
+
+
+#: The C{ECHOGATE_*} environment variables that are not a setting's
+#: C{ECHOGATE_<KEY>}: the config file, dev mode, and the variable that
+#: marks a worker process (L{echogate.workers}).
+OTHER_ENVIRONMENT = ("ECHOGATE_CONFIG", "ECHOGATE_DEV", "ECHOGATE_WORKER_OF")
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """
+    A warning for each C{ECHOGATE_*} variable in C{environ} that echogate
+    does not read (a misspelt setting is otherwise silently ignored), with
+    the closest known name when there is one.
+    """
+    import difflib
+
+    known = ["ECHOGATE_" + key.upper() for key in DEFAULTS] + list(OTHER_ENVIRONMENT)
+    warnings: list[str] = []
+    for name in sorted(environ):
+        if not name.startswith("ECHOGATE_") or name in known:
+            continue
+        near = difflib.get_close_matches(name[len("ECHOGATE_"):], [k[len("ECHOGATE_"):] for k in known], n=1)
+        hint = f"; did you mean ECHOGATE_{near[0]}?" if near else ""
+        warnings.append(f"environment: {name} is not an echogate setting and is ignored{hint}")
+    return warnings
 
 
 class Options(usage.Options):

@@ -100,7 +100,10 @@ class Balancers:
         The balancer of the upstream called C{name} (or with that id), or
         C{None}: then the service's host is not an upstream.
         """
-        return self._balancers.get(name) or self._by_id.get(name)
+        found = self._balancers.get(name)
+        if found is None and self._by_id:
+            found = self._by_id.get(name)
+        return found
 
     def items(self) -> list[tuple[str, Balancer]]:
         """

@@ -11,6 +11,9 @@ Where echogate differs from Kong:
   - C{url} together with C{protocol}, C{host}, C{port} or C{path} is an
     error, as is a C{url} with credentials, a query or a fragment.
   - C{id} and C{created_at} cannot be changed by PUT or PATCH.
+  - a plugin entity naming a plugin that is not installed on the node is
+    told apart from one naming an installed plugin that is not enabled
+    (L{unknown_plugin}).
 
 Upstreams and targets take Kong's on-write steps from
 L{echogate.entities.upstreams}: the C{algorithm}/C{hash_on} shorthands,
@@ -22,6 +25,7 @@ API to turn into SNI rows.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -57,10 +61,25 @@ def _plugin_schema_for(name: Any, plugins: Mapping[str, Any], errors: dict[str, 
     if isinstance(name, str) and name in plugins:
         return plugin_schema(plugins[name])
     if isinstance(name, str):
-        errors["name"] = (
-            f"plugin '{name}' not enabled; add it to the 'plugins' configuration property"
-        )
+        errors["name"] = unknown_plugin(name, plugins)
     return PLUGINS.with_field("config", Field())
+
+
+def unknown_plugin(name: str, plugins: Mapping[str, Any]) -> str:
+    """
+    Why a plugin entity cannot name C{name}, a plugin not in C{plugins}.
+    Kong's words when C{plugins} does not say which plugins are installed,
+    or when C{name} is installed but not enabled; when it knows them
+    (C{plugins.installed}, L{echogate.registry.EnabledPlugins}), a name
+    that is not installed is said to be no such plugin, with the closest
+    known name.
+    """
+    installed = getattr(plugins, "installed", None)
+    if installed is None or name in installed:
+        return f"plugin '{name}' not enabled; add it to the 'plugins' configuration property"
+    near = difflib.get_close_matches(name, sorted(set(installed) | set(plugins)), n=1)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return f"no such plugin: '{name}' is not installed on this node{hint}"
 
 
 def form_schema(

@@ -191,10 +191,13 @@ class Admitting(Responding):
         if service is None:
             self.failed(Failure(ProxyError(503, NO_SERVICE)))
             return
-        upgrade = https_required(route, self._forwarded_proto(), host_name, request.uri)
-        if upgrade is not None:
-            self._answer(*upgrade, source="exit")
-            return
+        protocols = route.get("protocols")
+        if protocols is not None and "http" not in protocols:
+            # (Only an https-only route has more to check: most have both.)
+            upgrade = https_required(route, self._forwarded_proto(), host_name, request.uri)
+            if upgrade is not None:
+                self._answer(*upgrade, source="exit")
+                return
         ctx.upstream = UpstreamRequest(
             upstream_headers(request.requestHeaders, service=service,
                              preserve_host=route.get("preserve_host", False), client_ip=ctx.request.client_ip,

@@ -138,9 +138,11 @@ class Exchange(Admitting):
             response.deliverBody(Drain())
             return
         self.state = HEAD
-        upstream_head(ctx, response, self.request.method)
-        uploads.response_started(self.request)
-        if collecting.wanted(self, response):
+        request = self.request
+        upstream_head(ctx, response, request.method)
+        if request.head_first and not request.body_complete:
+            uploads.response_started(request)
+        if ctx.upstream.buffering and collecting.wanted(self, response):  # type: ignore[union-attr]  # (routed)
             # A plugin asked for the whole body before header_filter.
             collecting.collect(self, response)
             return

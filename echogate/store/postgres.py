@@ -62,7 +62,7 @@ _LOADED = tuple(f.name for f in attrs.fields(ConfigurationData) if f.name not in
 
 #: What L{PostgresStore.load} reads of each table's rows.
 _READ = {**{name: "entity" for name in _LOADED},
-         GENERIC.name: "jsonb_build_object('entity', entity_name, 'record', entity)"}
+         GENERIC.name: "(jsonb_build_object('entity', entity_name, 'record', entity))"}
 
 
 async def _bump(cursor: txpostgres.Cursor) -> int:
@@ -424,17 +424,17 @@ class PostgresStore:
             for name, read in _READ.items():
                 known = cache.get(name)
                 if not known or len(known) < self.list_first_from:
-                    await cursor.execute(f"SELECT id::text, md5(({read})::text), ({read})::text FROM {name}"
+                    await cursor.execute(f"SELECT id::text, md5({read}::text), {read}::text FROM {name}"
                                          " ORDER BY created_at, id")
                     found[name] = cursor.fetchall()
                     continue
-                await cursor.execute(f"SELECT id::text, md5(({read})::text) FROM {name} ORDER BY created_at, id")
+                await cursor.execute(f"SELECT id::text, md5({read}::text) FROM {name} ORDER BY created_at, id")
                 listed = cursor.fetchall()
                 wanted = [row_id for row_id, digest in listed
                           if (seen := known.get(row_id)) is None or seen[0] != digest]
                 texts: dict[str, str] = {}
                 if wanted:
-                    await cursor.execute(f"SELECT id::text, ({read})::text FROM {name} WHERE id = ANY(%s::uuid[])",
+                    await cursor.execute(f"SELECT id::text, {read}::text FROM {name} WHERE id = ANY(%s::uuid[])",
                                          (wanted,))
                     texts = dict(cursor.fetchall())
                 found[name] = [(row_id, digest, texts.get(row_id)) for row_id, digest in listed]

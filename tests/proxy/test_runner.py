@@ -302,7 +302,7 @@ class PlanTests(SynchronousTestCase):
         phases = phases_of(p)
         self.assertIsNotNone(phases["access"])
         self.assertIsNone(phases["log"])
-        self.assertEqual(set(phases), {"init", "rewrite", "access", "header_filter", "body_filter", "log"})
+        self.assertEqual(set(phases), {"init", "configure", "rewrite", "access", "header_filter", "body_filter", "log"})
 
 
 class FreezeTests(SynchronousTestCase):
