@@ -16,7 +16,6 @@ import sys
 from types import ModuleType
 from typing import Any, Iterable, Iterator, Mapping
 
-import twisted
 import twisted.plugin
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.plugin import getCache, getPlugins
@@ -171,7 +170,7 @@ def dropin_failure(failure: Failure) -> str:
     and line in the C{twisted/plugins/} directory where it went wrong, and
     the error (a C{SyntaxError} names its own file and line).
     """
-    error = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+    error = f"{getattr(failure.type, '__name__', 'Error')}: {failure.getErrorMessage()}"
     value = failure.value
     if isinstance(value, SyntaxError) and value.filename:
         return f"{value.filename}:{value.lineno}: drop-in failed to import: {value.msg}"
@@ -213,11 +212,11 @@ class _ImportFailures:
     def __enter__(self) -> list[Failure]:
         self._capturing = _CapturingLog()
         self._before = twisted.plugin.__dict__.get("log")
-        twisted.plugin.log = self._capturing  # type: ignore[attr-defined]
+        vars(twisted.plugin)["log"] = self._capturing
         return self._capturing.failures
 
     def __exit__(self, *exc: object) -> None:
-        twisted.plugin.log = self._before  # type: ignore[attr-defined]
+        vars(twisted.plugin)["log"] = self._before
 
 
 def _captured_import_failures() -> _ImportFailures:

