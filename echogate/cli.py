@@ -8,6 +8,7 @@ The C{echogate} command: operator tasks that run outside the gateway.
     echogate config db_import FILE --database DSN
     echogate config diff FILE [--select-tag T ...] [--non-zero-exit-code] --database DSN
     echogate config sync FILE [--select-tag T ...] [--dry-run] --database DSN
+    echogate plugin new NAME [--dir DIR]
 
 C{--database} defaults to C{$ECHOGATE_DATABASE}, C{--plugins} (the
 plugins whose configs a file may hold) to C{$ECHOGATE_PLUGINS} or
@@ -36,7 +37,8 @@ from echogate import declarative
 from echogate._version import __version__
 from echogate.declarative import sync
 from echogate.errors import GatewayError
-from echogate.registry import PluginLoadError, load_plugins
+from echogate.registry import PluginLoadError, discover, is_bundled, load_plugins
+from echogate.scaffold import ScaffoldError, write_project
 from echogate.store import migrations
 
 _ENV = "ECHOGATE_DATABASE"
@@ -138,7 +140,31 @@ def _parser() -> argparse.ArgumentParser:
                                help="drop every echogate table (needs --yes)")
     reset.add_argument("--yes", action="store_true", help="really drop everything")
     _config_parser(commands, database)
+    _plugin_parser(commands)
     return parser
+
+
+def _plugin_parser(commands: Any) -> None:
+    group = commands.add_parser("plugin", help="plugin authors' tasks")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    new = actions.add_parser("new", help="write the project of a new plugin (docs/plugins.md)")
+    new.add_argument("name", metavar="NAME", help="the plugin's name, lower case with dashes (my-plugin)")
+    new.add_argument("--dir", metavar="DIR", default=None,
+                     help="the project directory to create (default: ./NAME); it must not exist")
+
+
+def _new_plugin(name: str, directory: str | None) -> None:
+    """
+    C{echogate plugin new}: write the project, refusing names that the
+    plugins found on this machine (the bundled ones first) already hold.
+    """
+    available, _ = discover()
+    taken = {other: "a bundled plugin" if is_bundled(plugin) else
+             f"an installed plugin ({type(plugin).__module__})" for other, plugin in available.items()}
+    target = Path(directory if directory is not None else name)
+    project = write_project(name, target, taken)
+    print(f"Wrote {target}: plugin {project.name!r}, package {project.module}, drop-in {project.dropin}")
+    print(f"Next: cd {target} && PYTHONPATH=. trial tests (its README says how to run, build and publish it)")
 
 
 def _config_parser(commands: Any, database: argparse.ArgumentParser) -> None:
@@ -382,6 +408,9 @@ def _blocking(args: argparse.Namespace) -> None:
     """
     Run a command that needs no reactor.
     """
+    if args.command == "plugin":
+        _new_plugin(args.name, args.dir)
+        return
     if args.command == "config":
         if args.action == "init":
             _init(args.file)
@@ -407,7 +436,7 @@ def _exit_code(e: BaseException) -> int:
     if isinstance(e, EmbeddedStartFailed):
         print(f"echogate: {e}", file=sys.stderr)
         return DATABASE_ERROR
-    if isinstance(e, (migrations.BadDSN, _Refused, PluginLoadError)):
+    if isinstance(e, (migrations.BadDSN, _Refused, PluginLoadError, ScaffoldError)):
         print(f"echogate: {e}", file=sys.stderr)
         return USAGE_ERROR
     if isinstance(e, declarative.DeclarativeError):

@@ -130,7 +130,7 @@ class ResolveTests(SynchronousTestCase):
                 "dns_resolver": "127.0.0.1:5300", "dns_hostsfile": "/h", "dns_error_ttl": "4",
                 "ssl_cert": "", "ssl_cert_key": "", "ssl_protocols": "TLSv1.3", "ssl_cipher_suite": "modern",
                 "ssl_ciphers": "", "ssl_session_tickets": "off", "ssl_session_timeout": "5m",
-                "max_buffered_response": "2m",
+                "max_buffered_response": "2m", "declarative_config": "",
                 }.items()}
         settings = resolve({}, env, None)
         self.assertEqual(settings.data_dir, "/d")

@@ -14,6 +14,12 @@ Writes go parents first (creates and updates in
 L{ENTITY_ORDER <echogate.declarative.layout.ENTITY_ORDER>}), then deletes,
 children first: a child moved away from a parent that goes is moved before
 its old parent is deleted.
+
+The entities plugins declare are planned after the core's, for the plugins
+the file was loaded with (a L{Records <echogate.declarative.config.Records>}
+knows them, or C{plan}'s C{plugins}); records of entities no such plugin
+declares are left alone. L{apply} declares their storage on the store
+(L{echogate.entities.plugin_entities.declare_storage}) before it writes.
 """
 from __future__ import annotations
 
@@ -23,8 +29,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
-from echogate.declarative.layout import ENTITY_ORDER, REFERENCE_KEYS, derived_id, natural_key
-from echogate.entities.schemas import ENTITIES
+from echogate.declarative.exporting import by_entity
+from echogate.declarative.layout import REFERENCE_KEYS, derived_id, entity_order, natural_key, types_of
+from echogate.entities.plugin_entities import declare_storage
+from echogate.entities.schemas import EntityType
 from echogate.store.data import ConfigurationData
 
 __all__ = ["Change", "Plan", "MissingSelectTags", "plan", "apply", "generated_fields"]
@@ -61,8 +69,10 @@ class MissingSelectTags(ValueError):
         self.entities = list(entities)
 
 
-def _label(entity: str, record: Mapping[str, Any]) -> str:
+def _label(entity: str, record: Mapping[str, Any], kind: EntityType | None = None) -> str:
     key = REFERENCE_KEYS.get(entity)
+    if key is None and kind is not None and kind.declaration is not None:
+        key = kind.declaration.endpoint_key
     value = record.get(key) if key is not None else None
     return value if isinstance(value, str) and value else str(record.get("id"))
 
@@ -81,6 +91,7 @@ class Change:
     entity: str
     record: Mapping[str, Any]
     fields: tuple[str, ...] = ()
+    kind: EntityType | None = attrs.field(default=None, eq=False, repr=False)
 
     def line(self) -> str:
         """
@@ -88,7 +99,7 @@ class Change:
         C{~ routes example-route (paths, hosts)}, C{- plugins <id>}.
         """
         mark = {"create": "+", "update": "~", "delete": "-"}[self.action]
-        text = f"{mark} {self.entity} {_label(self.entity, self.record)}"
+        text = f"{mark} {self.entity} {_label(self.entity, self.record, self.kind)}"
         return f"{text} ({', '.join(self.fields)})" if self.fields else text
 
 
@@ -97,9 +108,13 @@ class Plan:
     """
     The changes that make a database equal to a file, in the order they
     are written.
+
+    @ivar plugins: the plugins whose entities it writes (L{apply}
+        declares their storage).
     """
 
     changes: tuple[Change, ...]
+    plugins: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.changes)
@@ -133,10 +148,10 @@ class Plan:
                 for c in self.changes]
 
 
-def _tables(records: Records | ConfigurationData) -> dict[str, list[Mapping[str, Any]]]:
-    if isinstance(records, ConfigurationData):
-        return {entity: list(getattr(records, entity)) for entity in ENTITY_ORDER}
-    return {entity: list(records.get(entity, ())) for entity in ENTITY_ORDER}
+def _tables(records: Records | ConfigurationData, order: Sequence[str]) -> dict[str, list[Mapping[str, Any]]]:
+    found: Mapping[str, Iterable[Mapping[str, Any]]] = (
+        by_entity(records) if isinstance(records, ConfigurationData) else records)
+    return {entity: list(found.get(entity, ())) for entity in order}
 
 
 def _fk_id(value: Any) -> Any:
@@ -169,7 +184,8 @@ def generated_fields(first: Records, second: Records) -> dict[tuple[str, str], f
 
 def plan(current: Records | ConfigurationData, target: Records, *,
          select_tags: Sequence[str] = (), delete: bool = True,
-         generated: Mapping[tuple[str, str], frozenset[str]] | None = None) -> Plan:
+         generated: Mapping[tuple[str, str], frozenset[str]] | None = None,
+         plugins: Mapping[str, Any] | None = None) -> Plan:
     """
     The changes that make C{current} (the database's records) equal to
     C{target} (a loaded file's, L{Declarative.records
@@ -181,41 +197,49 @@ def plan(current: Records | ConfigurationData, target: Records, *,
     @param delete: whether entities the file lacks are deleted (C{sync});
         C{False} only adds and updates (C{db_import}).
     @param generated: see L{generated_fields}.
+    @param plugins: the plugins whose entities are planned (default: those
+        C{target} was loaded with, when it is a L{Records
+        <echogate.declarative.config.Records>}).
     @raise MissingSelectTags: an entity of C{target} lacks a select tag.
     """
+    if plugins is None:
+        plugins = getattr(target, "plugins", None) or {}
+    order = entity_order(plugins)
+    kinds = types_of(plugins)
     wanted = set(select_tags)
     generated = generated or {}
-    stored = _tables(current)
-    files = _tables(target)
+    stored = _tables(current, order)
+    files = _tables(target, order)
     if wanted:
-        lacking = [f"{entity} {_label(entity, r)}" for entity in ENTITY_ORDER for r in files[entity]
+        lacking = [f"{entity} {_label(entity, r, kinds[entity])}" for entity in order for r in files[entity]
                    if not wanted.issubset(r.get("tags") or ())]
         if lacking:
             raise MissingSelectTags(sorted(wanted), lacking)
     renamed: dict[tuple[str, str], str] = {}
-    matched: dict[str, set[str]] = {entity: set() for entity in ENTITY_ORDER}
+    matched: dict[str, set[str]] = {entity: set() for entity in order}
     writes: list[Change] = []
-    for entity in ENTITY_ORDER:
+    for entity in order:
+        kind = kinds[entity]
         by_id = {r["id"]: r for r in stored[entity]}
         by_key: dict[str, str] = {}
         for r in stored[entity]:
-            by_key.setdefault(natural_key(entity, r), r["id"])
-        foreign = ENTITIES[entity].foreign
+            by_key.setdefault(natural_key(entity, r, kind), r["id"])
+        foreign = kind.foreign
         for given in files[entity]:
-            derived = given["id"] == derived_id(entity, natural_key(entity, given))
+            derived = given["id"] == derived_id(entity, natural_key(entity, given, kind))
             record = copy.deepcopy(dict(given))
             for field in foreign:
                 parent = _fk_id(record.get(field))
                 if parent is not None and (_REFERS[field], parent) in renamed:
                     record[field] = {"id": renamed[(_REFERS[field], parent)]}
             if record["id"] not in by_id and derived:
-                found = by_key.get(natural_key(entity, record))
+                found = by_key.get(natural_key(entity, record, kind))
                 if found is not None and found not in matched[entity]:
                     renamed[(entity, record["id"])] = found
                     record["id"] = found
             old = by_id.get(record["id"])
             if old is None:
-                writes.append(Change("create", entity, record))
+                writes.append(Change("create", entity, record, kind=kind))
                 continue
             matched[entity].add(record["id"])
             for field in generated.get((entity, given["id"]), ()):
@@ -224,14 +248,14 @@ def plan(current: Records | ConfigurationData, target: Records, *,
             fields = _differing(record, old)
             if fields:
                 record["created_at"] = old.get("created_at", record.get("created_at"))
-                writes.append(Change("update", entity, record, fields))
+                writes.append(Change("update", entity, record, fields, kind=kind))
     deletes: list[Change] = []
     if delete:
-        for entity in reversed(ENTITY_ORDER):
+        for entity in reversed(order):
             for r in sorted(stored[entity], key=lambda r: str(r["id"])):
                 if r["id"] not in matched[entity] and wanted.issubset(r.get("tags") or ()):
-                    deletes.append(Change("delete", entity, r))
-    return Plan(tuple(writes + deletes))
+                    deletes.append(Change("delete", entity, r, kind=kinds[entity]))
+    return Plan(tuple(writes + deletes), plugins)
 
 
 def apply(store: Any, changes: Plan) -> Deferred[list[dict[str, Any]]]:
@@ -239,10 +263,12 @@ def apply(store: Any, changes: Plan) -> Deferred[list[dict[str, Any]]]:
     Carry C{changes} out on C{store} (an L{IStore
     <echogate.interfaces.IStore>}) in one C{write}: all or nothing, one
     configuration version, every node notified. Nothing to do writes
-    nothing.
+    nothing. The storage of the entities of the plan's plugins is declared
+    on C{store} first (L{declare_storage}).
     """
     operations = changes.operations()
     if not operations:
         return succeed([])
+    declare_storage(store, changes.plugins)
     result: Deferred[list[dict[str, Any]]] = store.write(operations)
     return result
