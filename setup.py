@@ -76,6 +76,8 @@ setup(
                              # ruff: the lint in .ci/run (ruff.toml); towncrier: the changelog.
                              "ruff>=0.17.6", "towncrier>=24.8",
                              # websockets: a real WebSocket client through the proxy (tests/proxy/test_websocket.py).
-                             "websockets>=15.0"]},
+                             "websockets>=15.0",
+                             # wheel: tests/test_scaffold.py builds a generated plugin's wheel.
+                             "wheel>=0.43"]},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
 )

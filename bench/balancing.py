@@ -57,7 +57,7 @@ from bench import nginx, report
 from bench.contenders import SCENARIOS
 from bench.gateway import ECHO_HEADER, EchogateNode, fetch
 from bench.loadgen import LoadResult, parse_summary, result_from, wrk_binary
-from bench.processes import BenchError, CoreLayout, Process, free_port, stop_all
+from bench.processes import BenchError, CoreLayout, Process, free_port, stop_all, stop_on_terminate
 
 __all__ = ["Failover", "main"]
 
@@ -432,19 +432,6 @@ def failover_text(found: Failover, seconds: float) -> str:
     ])
 
 
-def _stop_on_terminate() -> None:
-    """
-    SIGTERM (or SIGHUP) ends the run like Ctrl-C: through the C{finally}
-    that stops every process it started, by pid.
-    """
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
-
-
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s, 1 s warm-ups, 6 s of failover")
@@ -472,7 +459,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _stop_on_terminate()
+    stop_on_terminate()
     arguments = parse_arguments(argv)
     from tests.postgres import TemporaryServer, create_database
 

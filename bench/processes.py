@@ -15,11 +15,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import attrs
 
-__all__ = ["BenchError", "CoreLayout", "Process", "MemorySampler", "free_port", "stop_all"]
+__all__ = ["BenchError", "CoreLayout", "Process", "MemorySampler", "free_port", "stop_all",
+           "stop_on_terminate"]
 
 
 class BenchError(Exception):
@@ -95,6 +96,19 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+def stop_on_terminate() -> None:
+    """
+    SIGTERM (or SIGHUP) ends the run like Ctrl-C: through the C{finally}
+    that stops every process the run started, by pid.
+    """
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
 
 
 class Process:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from bench.contenders import (
 )
 from bench.gateway import BACKLOG, ECHO_HEADER
 from bench.loadgen import Load, LoadResult, run_load, wrk_binary
-from bench.processes import BenchError, CoreLayout, stop_all
+from bench.processes import BenchError, CoreLayout, stop_all, stop_on_terminate
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -362,20 +361,8 @@ def render(suite: Suite, env: dict[str, Any], command: str,
     return "\n".join(out) + "\n"
 
 
-def _stop_on_terminate() -> None:
-    """
-    SIGTERM (or SIGHUP) ends the run like Ctrl-C: through the C{finally}
-    that stops every process the run started, by pid.
-    """
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _stop_on_terminate()
+    stop_on_terminate()
     arguments = parse_arguments(argv)
     command = " ".join([".venv/bin/python bench/run.py", *(argv if argv is not None else sys.argv[1:])])
     ensure_tools(not arguments.no_install)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -59,7 +58,7 @@ from bench import nginx, report
 from bench.contenders import SCENARIOS
 from bench.gateway import BACKLOG, ECHO_HEADER, EchogateNode
 from bench.loadgen import Load, LoadResult, run_load
-from bench.processes import BenchError, CoreLayout, Process, free_port, stop_all
+from bench.processes import BenchError, CoreLayout, Process, free_port, stop_all, stop_on_terminate
 
 __all__ = ["Handshakes", "main", "parse_arguments", "parse_s_time"]
 
@@ -274,19 +273,6 @@ def parse_s_time(output: str) -> tuple[int, int] | None:
     return int(counts[-1]), resumed
 
 
-def _stop_on_terminate() -> None:
-    """
-    SIGTERM (or SIGHUP) ends the run like Ctrl-C: through the C{finally}
-    that stops every process it started, by pid.
-    """
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
-
-
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s, 1 s warm-ups, 2 s of handshakes")
@@ -315,7 +301,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _stop_on_terminate()
+    stop_on_terminate()
     arguments = parse_arguments(argv)
     from tests.postgres import TemporaryServer, create_database
 

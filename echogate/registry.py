@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, Iterable, Iterator, Mapping
 
 import twisted.plugin
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
 from twisted.plugin import getCache, getPlugins
 from twisted.python import log as twisted_log
 from twisted.python.failure import Failure
@@ -26,6 +26,8 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from echogate.interfaces import IGatewayPlugin
+
+_log = Logger(namespace="echogate.registry")
 
 BUNDLED_MODULE_PREFIX = "echogate.bundled."
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -281,7 +283,10 @@ def without_instances(package: ModuleType | None = None) -> list[str]:
             continue
         try:
             module = sys.modules.get(dropin.moduleName) or importlib.import_module(dropin.moduleName)
-        except Exception:
+        except Exception as e:
+            # A drop-in that fails to import is reported, in one line, by
+            # the capture above; this scan only looks for missing instances.
+            _log.debug("drop-in {module} skipped in the instance scan: {error!r}", module=dropin.moduleName, error=e)
             continue
         for value in list(vars(module).values()):
             if not (isinstance(value, type) and value.__module__ == module.__name__

@@ -120,6 +120,62 @@ class AdminEndpointTests(AdminTestCase):
         self.assertEqual(self.ok("GET", "/consumers")["data"][0]["username"], "alice")
 
 
+class AdminDescriptionTests(AdminTestCase):
+    """
+    A plugin's entity in the Admin API's descriptions of itself: C{/tags},
+    C{/schemas}, C{/endpoints}.
+    """
+
+    def make_api(self, **kw: Any) -> Any:
+        return super().make_api(plugins=PLUGINS, **kw)
+
+    def test_tags(self) -> None:
+        """
+        C{GET /tags} and C{GET /tags/{tag}} list a tagged record under its entity's name.
+        """
+        self.ok("POST", "/consumers", 201, json_body={"username": "alice"})
+        token = self.ok("POST", "/consumers/alice/tokens", 201, json_body={"token": "t1", "tags": ["ci"]})
+        row = {"entity_name": TOKENS.name, "entity_id": token["id"], "tag": "ci"}
+        self.assertIn(row, self.ok("GET", "/tags")["data"])
+        self.assertEqual(self.ok("GET", "/tags/ci")["data"], [row])
+
+    def test_schema(self) -> None:
+        """
+        C{GET /schemas/{entity}} describes the entity: its own fields and
+        the parent's, required.
+        """
+        described = self.ok("GET", f"/schemas/{TOKENS.name}")
+        fields = {name: spec for field in described["fields"] for name, spec in field.items()}
+        self.assertEqual((fields["token"]["type"], fields["token"]["required"]), ("string", True))
+        self.assertEqual((fields["consumer"]["type"], fields["consumer"]["reference"]), ("foreign", "consumers"))
+        self.assertIn("label", fields)
+
+    def test_validate(self) -> None:
+        """
+        C{POST /schemas/{entity}/validate} judges a record of the entity,
+        writing nothing.
+        """
+        consumer = {"id": "11111111-1111-4111-8111-111111111111"}
+        self.assertEqual(self.ok("POST", f"/schemas/{TOKENS.name}/validate",
+                                 json_body={"token": "t1", "consumer": consumer}),
+                         {"message": "schema validation successful"})
+        bad = self.ok("POST", f"/schemas/{TOKENS.name}/validate", 400, json_body={"label": 1})
+        self.assertEqual(bad["fields"]["token"], "required field missing")
+        self.assertEqual(self.ok("GET", "/tokens")["data"], [])
+
+    def test_endpoints(self) -> None:
+        """
+        C{GET /endpoints} lists the entity's own paths, not the rules that
+        match any name.
+        """
+        data = self.ok("GET", "/endpoints")["data"]
+        for path in ["/tokens", "/tokens/{tokens}", "/tokens/{tokens}/consumer",
+                     "/consumers/{consumers}/tokens", "/consumers/{consumers}/tokens/{tokens}"]:
+            self.assertIn(path, data)
+        self.assertEqual([p for p in data if "collection" in p or "kind" in p or "/services/{services}/tokens"
+                          in p or "/tokens/{tokens}/service" in p], [])
+
+
 class WithoutThePluginTests(AdminTestCase):
     """
     A node without the plugin serves none of its endpoints.
@@ -130,6 +186,18 @@ class WithoutThePluginTests(AdminTestCase):
         C{/tokens} is 404.
         """
         self.assertEqual(self.call("GET", "/tokens").status, 404)
+
+    def test_notDescribed(self) -> None:
+        """
+        C{/schemas/{entity}} does not know the entity; C{/endpoints} lists
+        no plugin entity's path.
+        """
+        self.assertEqual(self.ok("GET", f"/schemas/{TOKENS.name}", 404),
+                         {"message": f"No entity named '{TOKENS.name}'"})
+        self.assertEqual(self.ok("POST", f"/schemas/{TOKENS.name}/validate", 404, json_body={}),
+                         {"message": f"No entity named '{TOKENS.name}'"})
+        data = self.ok("GET", "/endpoints")["data"]
+        self.assertEqual([p for p in data if "tokens" in p or "{collection}" in p or "{kind}" in p], [])
 
 
 class SnapshotIndexTests(unittest.SynchronousTestCase):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {
     "echogate.interfaces": ["IGatewayPlugin", "IPluginPhases", "IPluginNode", "IStore", "IUpstreamClient",
                             "IUpstreamResponse"],
-    "echogate.plugin": ["GatewayPlugin", "ImmutablePluginError", "NodeBinding", "NodeNotBound"],
+    "echogate.plugin": ["GatewayPlugin", "ImmutablePluginError", "NodeBinding", "NodeNotBound", "PluginEntity"],
     "echogate.schema": ["String", "Integer", "Number", "Boolean", "Array", "Set", "Map", "Record", "Foreign",
                         "at_least_one_of", "only_one_of", "ENTITY", "Field", "Invalid", "NO_DEFAULT"],
     "echogate.context": ["PluginContext", "PluginLogger", "RequestContext", "ClientRequest", "Exit",
@@ -28,7 +28,8 @@ PUBLIC = {
     "echogate.pdk.messages": ["ClientRequest", "Exit", "HeaderEditor", "ResponseState", "UpstreamRequest",
                               "headers_of"],
     "echogate.pdk.bodies": ["parse_body", "InvalidBody", "UnsupportedMediaType"],
-    "echogate.pdk.credentials": ["ConsumerIndex", "CredentialIndex"],
+    "echogate.pdk.credentials": ["ConsumerIndex", "CredentialIndex", "UnknownEntity"],
+    "echogate.pdk.entities": ["PluginEntity", "EntityIndex"],
     "echogate.pdk.cache": ["Cache", "Caches", "CacheConflict"],
     "echogate.pdk.http": ["HTTPClient", "HTTPResponse", "CallFailed"],
     "echogate.errors": ["GatewayError", "SchemaViolation", "ProxyError", "NotFound", "DatabaseUnavailable",
@@ -73,6 +74,23 @@ class PublicNamesTests(SynchronousTestCase):
         self.assertIs(context.PluginContext, pdk_context.PluginContext)
         self.assertIs(context.RequestContext, pdk_context.RequestContext)
 
+    def test_pluginEntityIdentity(self) -> None:
+        """
+        C{echogate.plugin.PluginEntity} is the PDK's class, and a record
+        lookup (C{ctx.credentials.entities(name)}) is an
+        L{echogate.pdk.entities.EntityIndex}.
+        """
+        from echogate.pdk import entities
+        from echogate.pdk.credentials import CredentialIndex
+        from echogate.plugin import PluginEntity
+        from echogate.schema import Record, String
+        from echogate.store.data import ConfigurationData
+
+        self.assertIs(PluginEntity, entities.PluginEntity)
+        declared = PluginEntity(name="api_things", schema=Record({"thing": String()}), endpoint="things")
+        index = CredentialIndex.build(ConfigurationData(version=1), [declared]).entities("api_things")
+        self.assertIsInstance(index, entities.EntityIndex)
+
     def test_interfaceIdentity(self) -> None:
         """
         C{echogate.plugin.GatewayPlugin} provides the interface that
@@ -95,6 +113,25 @@ class ExamplePluginTests(SynchronousTestCase):
         says, passes.
         """
         project = ROOT / "docs" / "example-plugin"
+        env = dict(os.environ, PYTHONPATH=f"{project}{os.pathsep}{ROOT}")
+        result = subprocess.run([sys.executable, "-m", "twisted.trial", "--temp-directory",
+                                 os.path.abspath(self.mktemp()), "tests"],
+                                cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr[-3000:])
+        self.assertIn("PASSED", result.stdout)
+
+
+class EntityExampleTests(SynchronousTestCase):
+    """
+    The example plugin with its own entity passes its own trial tests.
+    """
+
+    def test_entityExampleSuite(self) -> None:
+        """
+        C{PYTHONPATH=. trial tests} in C{docs/examples/entity-plugin}
+        passes.
+        """
+        project = ROOT / "docs" / "examples" / "entity-plugin"
         env = dict(os.environ, PYTHONPATH=f"{project}{os.pathsep}{ROOT}")
         result = subprocess.run([sys.executable, "-m", "twisted.trial", "--temp-directory",
                                  os.path.abspath(self.mktemp()), "tests"],

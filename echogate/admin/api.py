@@ -425,7 +425,7 @@ class AdminAPI:
 
     @app.route("/schemas/<entity>", methods=["GET"])
     def entity_schema(self, request: IRequest, entity: str) -> bytes:
-        kind = entities.ENTITIES.get(entity)
+        kind = _validation.entity_kind(entity, self._plugins)
         if kind is None:
             return json_response(request, {"message": f"No entity named '{entity}'"}, 404)
         return json_response(request, kind.schema.describe())

@@ -30,7 +30,8 @@ anyone who may not hold them.
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Awaitable, Callable
 
 from klein import Klein
 from twisted.logger import Logger
@@ -67,8 +68,37 @@ class _NoCertificate(Exception):
         self.by_name = by_name
 
 
+class _NoSni(_NoCertificate):
+    """
+    The addressed SNI does not exist or names another certificate: answered
+    as an unknown certificate id is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(False)
+
+
 def _missing(request: IRequest, error: _NoCertificate) -> bytes:
     return json_response(request, SNI_NOT_FOUND if error.by_name else NOT_FOUND, 404)
+
+
+_Endpoint = Callable[..., Awaitable[bytes]]
+
+
+def _answering_missing(endpoint: _Endpoint) -> _Endpoint:
+    """
+    C{endpoint}, answering 404 (L{_missing}) when the certificate or the
+    SNI it addresses does not exist.
+    """
+
+    @functools.wraps(endpoint)
+    async def answering(admin: Any, request: IRequest, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            return await endpoint(admin, request, *args, **kwargs)
+        except _NoCertificate as e:
+            return _missing(request, e)
+
+    return answering
 
 
 async def _snis_of(admin: Any, certificate_id: str) -> list[dict[str, Any]]:
@@ -226,19 +256,15 @@ def register(app: Klein) -> None:
         return await _store_certificate(admin, request, "insert", record, names, 201)
 
     @app.route(_ONE, methods=["GET"], endpoint="certificates_get")
+    @_answering_missing
     async def get_certificate(admin: Any, request: IRequest, key: str) -> bytes:
-        try:
-            record = await _find_certificate(admin, key)
-        except _NoCertificate as e:
-            return _missing(request, e)
+        record = await _find_certificate(admin, key)
         return json_response(request, await _with_snis(admin, record))
 
     @app.route(_ONE, methods=["PATCH"], endpoint="certificates_patch")
+    @_answering_missing
     async def patch_certificate(admin: Any, request: IRequest, key: str) -> bytes:
-        try:
-            existing = await _find_certificate(admin, key)
-        except _NoCertificate as e:
-            return _missing(request, e)
+        existing = await _find_certificate(admin, key)
         fields = admin._fields(CERTIFICATES, request, existing)
         given = _names_given(fields)
         record = writes.prepare_update(CERTIFICATES, existing, fields,
@@ -285,71 +311,59 @@ def register(app: Klein) -> None:
 
     # -- /certificates/{c}/snis -------------------------------------------
 
-    async def owned_sni(admin: Any, key: str, sni_key: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def owned_sni(admin: Any, key: str, sni_key: str) -> dict[str, Any]:
+        """
+        The SNI C{sni_key} of the certificate C{key}.
+
+        @raise _NoCertificate: there is no such certificate.
+        @raise _NoSni: the certificate has no such SNI.
+        """
         certificate = await _find_certificate(admin, key)
         sni = await admin._store.get(SNIS, sni_key)
         if sni is None or (sni.get("certificate") or {}).get("id") != certificate["id"]:
-            return certificate, None
-        return certificate, dict(sni)
+            raise _NoSni()
+        return dict(sni)
 
     @app.route(_SNIS, methods=["GET"], endpoint="certificate_snis_list")
+    @_answering_missing
     async def list_snis(admin: Any, request: IRequest, key: str) -> bytes:
-        try:
-            certificate = await _find_certificate(admin, key)
-        except _NoCertificate as e:
-            return _missing(request, e)
+        certificate = await _find_certificate(admin, key)
         listed: bytes = await admin._list(request, SNIS, f"/certificates/{certificate['id']}/snis",
                                           where={"certificate": certificate["id"]})
         return listed
 
     @app.route(_SNIS, methods=["POST"], endpoint="certificate_snis_create")
+    @_answering_missing
     async def create_sni(admin: Any, request: IRequest, key: str) -> bytes:
-        try:
-            certificate = await _find_certificate(admin, key)
-        except _NoCertificate as e:
-            return _missing(request, e)
+        certificate = await _find_certificate(admin, key)
         created: bytes = await admin._create(request, SNIS, {"certificate": {"id": certificate["id"]}})
         return created
 
     @app.route(_SNIS + "/<sni>", methods=["GET"], endpoint="certificate_sni_get")
+    @_answering_missing
     async def get_sni(admin: Any, request: IRequest, key: str, sni: str) -> bytes:
-        try:
-            _, record = await owned_sni(admin, key, sni)
-        except _NoCertificate as e:
-            return _missing(request, e)
-        if record is None:
-            return json_response(request, NOT_FOUND, 404)
+        record = await owned_sni(admin, key, sni)
         return json_response(request, record)
 
     @app.route(_SNIS + "/<sni>", methods=["PATCH"], endpoint="certificate_sni_patch")
+    @_answering_missing
     async def patch_sni(admin: Any, request: IRequest, key: str, sni: str) -> bytes:
-        try:
-            _, record = await owned_sni(admin, key, sni)
-        except _NoCertificate as e:
-            return _missing(request, e)
-        if record is None:
-            return json_response(request, NOT_FOUND, 404)
+        record = await owned_sni(admin, key, sni)
         updated: bytes = await admin._update(request, SNIS, record)
         return updated
 
     @app.route(_SNIS + "/<sni>", methods=["PUT"], endpoint="certificate_sni_put")
+    @_answering_missing
     async def put_sni(admin: Any, request: IRequest, key: str, sni: str) -> bytes:
-        try:
-            certificate = await _find_certificate(admin, key)
-        except _NoCertificate as e:
-            return _missing(request, e)
+        certificate = await _find_certificate(admin, key)
         replaced: bytes = await admin._replace(request, SNIS, sni,
                                                {"certificate": {"id": certificate["id"]}})
         return replaced
 
     @app.route(_SNIS + "/<sni>", methods=["DELETE"], endpoint="certificate_sni_delete")
+    @_answering_missing
     async def delete_sni(admin: Any, request: IRequest, key: str, sni: str) -> bytes:
-        try:
-            _, record = await owned_sni(admin, key, sni)
-        except _NoCertificate as e:
-            return _missing(request, e)
-        if record is None:
-            return json_response(request, NOT_FOUND, 404)
+        record = await owned_sni(admin, key, sni)
         deleted: bytes = await admin._delete(request, SNIS, record["id"])
         return deleted
 

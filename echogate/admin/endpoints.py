@@ -11,6 +11,11 @@ when that collection's path is itself an endpoint (C{/services/{services}},
 C{/services/{services}/routes/{routes}}, C{/tags/{tags}}, as Kong names
 them), by its own name otherwise (C{/schemas/{entity}}). Paths are sorted
 as Kong sorts them, segment by segment (C{/a/z} before C{/ab}).
+
+The rules of the entities plugins declare match any name
+(L{echogate.admin.plugin_entities}); they are listed as the paths of each
+entity the loaded plugins declare (C{/tokens}, C{/tokens/{tokens}},
+C{/consumers/{consumers}/tokens}, ...), and not at all when none does.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.routing import Map
 
 from echogate.admin.responses import json_response
+from echogate.pdk.entities import PluginEntity
 
 #: One variable part of a rule: C{<name>}, C{<converter:name>} or
 #: C{<converter(arguments):name>}.
@@ -72,12 +78,49 @@ def _written(parts: tuple[_Part, ...], shapes: set[tuple[str | None, ...]]) -> s
     return "/" + "/".join(segments)
 
 
-def endpoints(url_map: Map) -> list[str]:
+#: A plugin entity's collection in a rule (L{echogate.admin.plugin_entities}).
+_ENTITY = re.compile(r"<plugin_entity:\w+>")
+#: The parent collection in a nested rule of a plugin entity.
+_PARENT = re.compile(r"<any\([^)]*\):parent>")
+#: The parent's field in the rule of C{/{endpoint}/{key}/{parent field}}.
+_PARENT_FIELD = re.compile(r"<any\([^)]*\):field>")
+
+
+def _entity_rules(rule: str, declared: Iterable[PluginEntity]) -> Iterator[str]:
+    """
+    C{rule}, a rule of the plugin entities' endpoints, as the rule of each
+    entity of C{declared} it serves.
+    """
+    for declaration in declared:
+        if _PARENT.search(rule):
+            if declaration.parent is None:
+                continue
+            yield _ENTITY.sub(declaration.nested, _PARENT.sub(declaration.parent, rule))
+        elif _PARENT_FIELD.search(rule):
+            if declaration.parent_field is None:
+                continue
+            yield _ENTITY.sub(declaration.endpoint, _PARENT_FIELD.sub(declaration.parent_field, rule))
+        else:
+            yield _ENTITY.sub(declaration.endpoint, rule)
+
+
+def endpoints(url_map: Map, declared: Iterable[PluginEntity] = ()) -> list[str]:
     """
     The paths the rules of C{url_map} serve, written and sorted as
     Kong's C{GET /endpoints} lists them.
+
+    @param declared: the entities the loaded plugins declare (those with
+        no table of their own), whose paths the rules that match any
+        entity's name stand for.
     """
-    expanded = {parts for rule in url_map.iter_rules() for parts in _expand(rule.rule)}
+    declared = tuple(declared)
+    rules: list[str] = []
+    for rule in url_map.iter_rules():
+        if _ENTITY.search(rule.rule):
+            rules.extend(_entity_rules(rule.rule, declared))
+        else:
+            rules.append(rule.rule)
+    expanded = {parts for rule in rules for parts in _expand(rule)}
     shapes = {_shape(parts) for parts in expanded}
     paths = {_written(parts, shapes) for parts in expanded}
     return sorted(paths, key=lambda path: path.replace("/", "\x00"))
@@ -90,4 +133,5 @@ def register(app: Klein) -> None:
 
     @app.route("/endpoints", methods=["GET"], endpoint="endpoints")
     def list_endpoints(admin: Any, request: IRequest) -> bytes:
-        return json_response(request, {"data": endpoints(app.url_map)})
+        declared = {id(d): d for d in admin._entity_endpoints.values() if d.table is None}
+        return json_response(request, {"data": endpoints(app.url_map, declared.values())})

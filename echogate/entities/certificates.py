@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from echogate.entities.limits import INDEXED_MAX
-from echogate.entities.upstreams import normalize_ip
+from echogate.entities.upstreams import sni_problem
 from echogate.schema import ENTITY, Record
 from echogate.schema.containers import Array
 from echogate.schema.fields import Field, Foreign, String
@@ -158,17 +158,7 @@ def wildcard_host_problem(value: str) -> str | None:
         if value.count("*") > 1:
             return "only one wildcard must be specified"
         host = value.replace("*", "wildcard")
-    try:
-        kind, _, port = normalize_ip(host)
-    except ValueError as e:
-        if str(e) == "invalid port number":
-            return "must not have a port"
-        return f"invalid value: {value}"
-    if kind != "name":
-        return "must not be an IP"
-    if port is not None:
-        return "must not have a port"
-    return None
+    return sni_problem(value, host)
 
 
 def sni_names_problem(names: list[str]) -> str | None:

@@ -35,6 +35,7 @@ __all__ = [
     "HASH_ON",
     "DEFAULT_TARGET_PORT",
     "normalize_ip",
+    "sni_problem",
     "format_target",
     "upstream_schema",
     "target_schema",
@@ -195,9 +196,17 @@ def _host_with_optional_port(value: str) -> str | None:
     return None
 
 
-def _sni(value: str) -> str | None:
+def sni_problem(value: str, host: str | None = None) -> str | None:
+    """
+    Kong's C{sni} check: a host name, without port and not an IP address.
+
+    @param host: what is checked in place of C{value} when given (a
+        wildcard name's stand-in); the messages still name C{value}.
+
+    @return: Kong's message, or C{None} when C{value} is fine.
+    """
     try:
-        kind, _, port = normalize_ip(value)
+        kind, _, port = normalize_ip(value if host is None else host)
     except ValueError as e:
         if str(e) == "invalid port number":
             return "must not have a port"
@@ -269,7 +278,7 @@ _ACTIVE = Record({
     "timeout": _seconds(1),
     "concurrency": Integer(between=(1, 2**31), default=10),
     "http_path": String(starts_with="/", check=_path, default="/"),
-    "https_sni": String(check=_sni),
+    "https_sni": String(check=sni_problem),
     "https_verify_certificate": Boolean(required=True, default=True),
     "headers": Map(String(check=_header_name), Array(String())),
     "healthy": Record({

@@ -353,7 +353,8 @@ class PostgresStore:
                      ) -> tuple[list[dict[str, Any]], str | None]:
         """
         See L{IStore.tagged}: one C{UNION ALL} over every entity table
-        (L{ConfigurationData}'s), each branch unnesting its C{tags} (with
+        (L{ConfigurationData}'s, and the generic table of the plugins'
+        entities, each row named by its entity), each branch unnesting its C{tags} (with
         C{tag}, only the rows carrying it, by the tags' GIN index) after
         the offset's position, in order and limited, so that each table
         is read only as far as the page needs.
@@ -388,6 +389,22 @@ class PostgresStore:
                 f" FROM {name}, unnest(tags) WITH ORDINALITY AS t (tag, position)"
                 f" WHERE {' AND '.join(conditions)} ORDER BY id, t.position LIMIT %s)")
             params.append(size + 1)
+        # The generic table of the plugins' entities: each row's entity
+        # name is its own, so the offset's position is compared in SQL.
+        conditions = ["tags IS NOT NULL"]
+        if tag is not None:
+            conditions.append("tags @> ARRAY[%s]::text[] AND t.tag = %s")
+            params += [tag, tag]
+        if after is not None:
+            last_id, last_name, last_position = after
+            conditions.append("id >= %s::uuid AND (id, entity_name COLLATE \"C\", t.position)"
+                              " > (%s::uuid, %s COLLATE \"C\", %s)")
+            params += [last_id, last_id, last_name, last_position]
+        branches.append(
+            f"(SELECT id, entity_name COLLATE \"C\" AS entity_name, t.tag, t.position"
+            f" FROM {GENERIC.name}, unnest(tags) WITH ORDINALITY AS t (tag, position)"
+            f" WHERE {' AND '.join(conditions)} ORDER BY id, entity_name COLLATE \"C\", t.position LIMIT %s)")
+        params.append(size + 1)
         sql = (" UNION ALL ".join(branches)
                + " ORDER BY id, entity_name, position LIMIT %s")
         params.append(size + 1)

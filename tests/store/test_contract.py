@@ -183,6 +183,39 @@ class StoreContractMixin:
         self.assertEqual(await self.every_page(None, 3), [rows[:3], rows[3:]])
         self.assertEqual(await self.every_page("a", 2), [[rows[0], rows[2]], [rows[3]]])
 
+    async def test_tagged_plugin_entities(self) -> None:
+        """
+        C{tagged} lists the tagged records of the entities plugins declare
+        (the generic table's), each under its entity's name, ordered and
+        paged with the core's (by id, entity name, the tag's position).
+        """
+        rows = await self.tagged_records()
+        first = rows[0]["entity_id"]
+        self.store.declare("contract_things", unique=("name",), keys=("name",),
+                           foreign={"consumer": "consumers"})
+        self.store.declare("another_thing", unique=("name",))
+        owner = (await self.store.page("consumers", 10, tags=["a"]))[0][0]
+        await self.store.insert("contract_things", {
+            "id": first, "created_at": 1, "updated_at": 1, "tags": ["z", "a"],
+            "consumer": {"id": owner["id"]}, "name": "one"})
+        zero = "00000000-0000-4000-8000-000000000000"
+        await self.store.insert("another_thing", {
+            "id": zero, "created_at": 1, "updated_at": 1, "tags": ["a"], "name": "two"})
+        await self.store.insert("contract_things", {
+            "id": str(uuid.uuid4()), "created_at": 1, "updated_at": 1, "tags": None,
+            "consumer": {"id": owner["id"]}, "name": "untagged"})
+        expected = [
+            {"entity_name": "another_thing", "entity_id": zero, "tag": "a"},
+            {"entity_name": "contract_things", "entity_id": first, "tag": "z"},
+            {"entity_name": "contract_things", "entity_id": first, "tag": "a"},
+            *rows,
+        ]
+        self.assertEqual(await self.store.tagged(None, 10), (expected, None))
+        self.assertEqual(await self.store.tagged("z", 10), ([expected[1]], None))
+        self.assertEqual(await self.every_page(None, 1), [[row] for row in expected])
+        self.assertEqual(await self.every_page("a", 2), [
+            [expected[0], expected[2]], [expected[3], expected[5]], [expected[6]]])
+
     async def test_tagged_bad_arguments(self) -> None:
         """
         An offset C{tagged} did not make (an entity list's among them) is

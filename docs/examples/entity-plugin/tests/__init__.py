@@ -1,0 +1,3 @@
+"""
+The token-auth example's own tests: C{PYTHONPATH=. trial tests} here.
+"""
