@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from echogate import cli, declarative
 from echogate.registry import load_plugins
+from tests.examples import example_module
 from tests.gateway import start_gateway
 from tests.postgres import PostgresMixin
 from tests.waiting import until
@@ -448,12 +449,8 @@ class PluginEntityTests(ConfigCommandTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                        "docs", "examples", "entity-plugin"))
-        self.addCleanup(sys.path.pop, 0)
-        from tokens_plugin import TokenAuth
-
-        enabled = dict(PLUGINS, **{"token-auth": TokenAuth()})
+        tokens = example_module("entity-plugin", "tokens_plugin")
+        enabled = dict(PLUGINS, **{"token-auth": tokens.TokenAuth()})
         self.patch(cli, "load_plugins", lambda setting: enabled)
 
     TOKENS = FULL + """example_tokens:

@@ -6,8 +6,6 @@ phase, on two nodes.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
@@ -18,13 +16,13 @@ from echogate.pdk.credentials import CredentialIndex, UnknownEntity
 from echogate.store.data import ConfigurationData
 from echogate.store.memory import MemoryStore
 from tests.admin.test_admin import AdminTestCase
+from tests.examples import example_module
 from tests.gateway import start_gateway
 from tests.postgres import fresh_database
 from tests.upstream_server import start_upstream
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "docs" / "examples" / "entity-plugin"))
-
-from tokens_plugin import TOKENS, TokenAuth  # noqa: E402
+_tokens = example_module("entity-plugin", "tokens_plugin")
+TOKENS, TokenAuth = _tokens.TOKENS, _tokens.TokenAuth
 
 PLUGINS = {"token-auth": TokenAuth()}
 

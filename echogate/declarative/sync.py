@@ -71,7 +71,8 @@ class MissingSelectTags(ValueError):
 
 def _label(entity: str, record: Mapping[str, Any], kind: EntityType | None = None) -> str:
     key = REFERENCE_KEYS.get(entity)
-    if key is None and kind is not None and kind.declaration is not None:
+    if key is None and kind is not None and kind.declaration is not None and kind.declaration.table is None:
+        # A plugin's entity (in the generic table): by its endpoint key.
         key = kind.declaration.endpoint_key
     value = record.get(key) if key is not None else None
     return value if isinstance(value, str) and value else str(record.get("id"))

@@ -6,19 +6,16 @@ L{echogate.declarative.sync}, with the plugins that declare them.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from echogate import declarative
 from echogate.declarative import DeclarativeError, sync
 from echogate.store.data import ConfigurationData
 from echogate.testing import MemoryStore
+from tests.examples import example_module
 
-sys.path.insert(0, str(Path(__file__).parent.parent.parent / "docs" / "examples" / "entity-plugin"))
-
-from tokens_plugin import TOKENS, TokenAuth  # noqa: E402
+_tokens = example_module("entity-plugin", "tokens_plugin")
+TOKENS, TokenAuth = _tokens.TOKENS, _tokens.TokenAuth
 
 PLUGINS = {"token-auth": TokenAuth()}
 
