@@ -57,6 +57,7 @@ from echogate.entities.writes import prepare_insert
 from echogate.errors import BAD_UPSTREAM, ProxyError, SchemaViolation
 from echogate.interfaces import IPluginNode, IStore, IUpstreamClient, IUpstreamResponse
 from echogate.pdk.cache import Cache, Caches
+from echogate.pdk.entities import declare_storage
 from echogate.pdk.http import HTTPClient
 from echogate.pdk.messages import headers_of
 from echogate.proxy.configure import ConfigurePhase
@@ -583,6 +584,10 @@ class GatewayHarness:
                                        plugins=tuple(records))
         self.snapshot = Snapshot.build(self._data, self.plugins)
         self._store = store
+        if store is not None:
+            # Where the plugins' own entities live in the store (as the
+            # node's live configuration tells it).
+            declare_storage(store, self.plugins)
         self._served_version = -1
         self._stored_ids: dict[str, list[str]] = {}
         self._unsubscribe: Callable[[], None] | None = None
@@ -747,8 +752,13 @@ class GatewayHarness:
         """
         stored = self._complete(entities)
         if self._store is None:
+            declared = {d.name for p in self.plugins.values() for d in getattr(p, "entities", ()) or ()
+                        if getattr(d, "table", None) is None}
+            core = {name: tuple(records) for name, records in stored.items() if name not in declared}
+            owned = [row for row in self._data.plugin_entities if row["entity"] not in stored]
+            owned += [{"entity": name, "record": r} for name, rs in stored.items() if name in declared for r in rs]
             self._data = attrs.evolve(self._data, version=self._data.version + 1,
-                                      **{name: tuple(records) for name, records in stored.items()})
+                                      plugin_entities=tuple(owned), **core)
             self._switch(Snapshot.build(self._data, self.plugins))
             return stored
         for name, records in stored.items():

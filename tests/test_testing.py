@@ -846,3 +846,35 @@ def store_writes(harness: GatewayHarness) -> list[tuple[str, str, Mapping[str, A
     store = harness._store
     assert isinstance(store, _HeldStore)
     return store.writes[0]
+
+
+class HarnessPluginEntityTests(SynchronousTestCase):
+    """
+    A plugin's own entities in the harness: served from the snapshot
+    without a store, and kept in a given store without declaring its
+    storage by hand (the harness does it, as a node does).
+    """
+
+    def harness(self, store: Any = None) -> Any:
+        from tests.examples import example_module
+
+        tokens = example_module("entity-plugin", "tokens_plugin")
+        plugin = tokens.TokenAuth()
+        harness = GatewayHarness([plugin], configs=[("token-auth", {})], store=store)
+        harness.set_entities({
+            "consumers": [{"id": "11111111-1111-4111-8111-111111111111", "username": "alice"}],
+            tokens.TOKENS.name: [{"token": "t-alice", "consumer": {"id": "11111111-1111-4111-8111-111111111111"}}],
+        })
+        return harness
+
+    def test_withoutStore(self) -> None:
+        """The token record is found by the plugin's phase."""
+        response = self.successResultOf(self.harness().request("GET", "/", headers={"X-Token": "t-alice"}))
+        self.assertEqual(response.status, 200)
+
+    def test_withStore(self) -> None:
+        """In a MemoryStore, with no declare_storage call by the test."""
+        from echogate.store.memory import MemoryStore
+
+        response = self.successResultOf(self.harness(MemoryStore()).request("GET", "/", headers={"X-Token": "t-alice"}))
+        self.assertEqual(response.status, 200)

@@ -1,7 +1,6 @@
 """
-The token-auth example in L{GatewayHarness}, its tokens kept in a
-L{MemoryStore} as the gateway keeps a plugin's entity: a request passes
-with a stored token, the phase finding it in the configuration snapshot.
+The token-auth example in L{GatewayHarness}: a request passes with a
+stored token, the phase finding it in the configuration snapshot.
 """
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ from typing import Any
 from tokens_plugin import TOKENS, TokenAuth
 from twisted.trial import unittest
 
-from echogate.pdk.entities import declare_storage
-from echogate.testing import GatewayHarness, MemoryStore
+from echogate.testing import GatewayHarness
 
 ALICE = "11111111-1111-4111-8111-111111111111"
 
@@ -19,10 +17,9 @@ ALICE = "11111111-1111-4111-8111-111111111111"
 class TokenAuthTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         plugin = TokenAuth()
-        store = MemoryStore()
-        # What a node does for the plugins it loads: keep their entities.
-        declare_storage(store, {plugin.name: plugin})
-        self.harness = GatewayHarness([plugin], configs=[("token-auth", {})], store=store)
+        # (The harness keeps the plugin's entities as a node does: in its
+        # configuration snapshot, or in a store given as store=.)
+        self.harness = GatewayHarness([plugin], configs=[("token-auth", {})])
         self.harness.set_entities({
             "consumers": [{"id": ALICE, "username": "alice"}],
             TOKENS.name: [{"token": "t-alice", "consumer": {"id": ALICE}, "label": "ci"}],
