@@ -128,6 +128,10 @@ async def _replace(admin: Any, request: IRequest, declaration: PluginEntity, key
                    parent_id: str | None) -> bytes:
     entity = declaration.name
     existing = await _lookup(admin, declaration, key, parent_id)
+    if existing is not None and parent_id is not None and _owner_id(existing, _field(declaration)) != parent_id:
+        # Another parent's record: not found under this one (a PUT must
+        # not move it here).
+        return _not_found(request)
     fields = admin._fields(entity, request, existing)
     given = set(fields)
     if is_uuid(key):

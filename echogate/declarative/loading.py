@@ -53,14 +53,119 @@ def _parse_error(reason: str) -> DeclarativeError:
     return problems.error()
 
 
+#: The deepest nesting of objects and arrays a configuration may have
+#: (Kong's own are a dozen deep at most).
+MAX_DEPTH = 64
+
+#: How many values the aliases of a YAML document (or any value a JSON
+#: body shares) may add to it once expanded, strings counted by
+#: L{_STRING_UNIT} characters: a "billion laughs" document of a few
+#: hundred bytes expands to billions.
+MAX_ALIAS_EXPANSION = 100_000
+
+_STRING_UNIT = 64
+
+#: The longest integer scalar YAML may hold (in characters): PyYAML turns
+#: C{1:2:3:...} (base 60) into an integer in quadratic time.
+MAX_INTEGER_TEXT = 64
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """
+    PyYAML's safe loader (no Python tags), except that an integer written
+    with more than L{MAX_INTEGER_TEXT} characters is refused.
+    """
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if isinstance(node.value, str) and len(node.value) > MAX_INTEGER_TEXT:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of more than {MAX_INTEGER_TEXT} characters", node.start_mark)
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:int", _SafeLoader.construct_yaml_int)
+
+
+def _weight(value: Any) -> int:
+    if isinstance(value, str):
+        return 1 + len(value) // _STRING_UNIT
+    return 1
+
+
+def check_shape(data: Any) -> str | None:
+    """
+    Why C{data} (parsed YAML or JSON) is refused before anything walks it,
+    or C{None}: it refers to itself (a YAML alias inside its own anchor),
+    it is nested more than L{MAX_DEPTH} deep, or values it shares (YAML
+    aliases) expand it by more than L{MAX_ALIAS_EXPANSION}. Each shared
+    object is measured once, without recursion, so the check itself takes
+    time in proportion to the text.
+    """
+    # id of a container -> (expanded weight, depth); written: the weight of
+    # each distinct value once.
+    measured: dict[int, tuple[int, int]] = {}
+    open_: set[int] = set()
+    long_strings: set[int] = set()
+    written = 0
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, done = stack.pop()
+        if not isinstance(value, (dict, list)):
+            continue
+        key = id(value)
+        children = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+        if done:
+            weight, depth = 1, 1
+            for child in children:
+                if isinstance(child, (dict, list)):
+                    child_weight, child_depth = measured[id(child)]
+                    weight += child_weight
+                    depth = max(depth, child_depth + 1)
+                else:
+                    weight += _weight(child)
+            open_.discard(key)
+            measured[key] = (weight, depth)
+            if depth > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep"
+            continue
+        if key in measured:
+            continue
+        if key in open_:
+            return "a value contains itself (a recursive alias)"
+        open_.add(key)
+        written += 1
+        for child in children:
+            weight = _weight(child) if not isinstance(child, (dict, list)) else 0
+            if weight > 1:
+                # A long string may be shared (an alias to a scalar): its
+                # text counts as written once.
+                if id(child) in long_strings:
+                    continue
+                long_strings.add(id(child))
+            written += weight
+        stack.append((value, True))
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if id(child) in open_:
+                    return "a value contains itself (a recursive alias)"
+                stack.append((child, False))
+    if isinstance(data, (dict, list)):
+        total = measured[id(data)][0]
+        if total - written > MAX_ALIAS_EXPANSION:
+            return f"aliases expand the document by more than {MAX_ALIAS_EXPANSION} values"
+    return None
+
+
 def parse(text: str | bytes) -> Any:
     """
-    The data in C{text}: JSON when it reads as JSON, YAML (C{safe_load})
-    otherwise.
+    The data in C{text}: JSON when it reads as JSON, YAML otherwise (the
+    safe loader, integers of at most L{MAX_INTEGER_TEXT} characters), and
+    of a shape L{check_shape} accepts.
 
-    @raise DeclarativeError: neither parses, or the result is not an
-        object (Kong's C{{"error": "failed parsing declarative
-        configuration: ..."}}).
+    @raise DeclarativeError: neither parses, the result is not an object,
+        or L{check_shape} refuses it (Kong's C{{"error": "failed parsing
+        declarative configuration: ..."}}).
     """
     if isinstance(text, bytes):
         try:
@@ -76,13 +181,22 @@ def parse(text: str | bytes) -> Any:
             parsed = True
         except ValueError:
             pass
+        except RecursionError:
+            raise _parse_error(f"nested more than {MAX_DEPTH} levels deep") from None
     if not parsed:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as e:
             raise _parse_error(" ".join(str(e).split())) from None
+        except ValueError as e:
+            raise _parse_error(str(e)) from None
+        except RecursionError:
+            raise _parse_error(f"nested more than {MAX_DEPTH} levels deep") from None
     if not isinstance(data, dict):
         raise _parse_error("expected an object")
+    problem = check_shape(data)
+    if problem is not None:
+        raise _parse_error(problem)
     return data
 
 
@@ -325,6 +439,9 @@ def load_data(data: Mapping[str, Any], plugins: Mapping[str, Any], *, now: int |
     problems = Problems()
     if not isinstance(data, Mapping):
         raise _parse_error("expected an object")
+    problem = check_shape(dict(data))
+    if problem is not None:
+        raise _parse_error(problem)
     work: dict[str, Any] = copy.deepcopy(dict(data))
     order = entity_order(plugins)
     nested = nesting(plugins)

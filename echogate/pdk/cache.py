@@ -304,6 +304,8 @@ class Caches:
         try:
             parsed = json.loads(message)
             origin, name, key = parsed["node"], parsed["cache"], parsed["key"]
+            if not isinstance(name, str) or not (key is None or isinstance(key, str)):
+                raise TypeError(name)
         except (ValueError, TypeError, KeyError):
             _log.warn("ignored a cache message that does not parse: {message!r}", message=message[:200])
             return
@@ -313,4 +315,4 @@ class Caches:
         if key is None:
             cache.forget_all()
         else:
-            cache.forget(str(key))
+            cache.forget(key)
