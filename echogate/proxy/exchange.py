@@ -96,6 +96,7 @@ class Exchange(Admitting):
                      else RequestBody.of_request(self.request))
         client: Any = self._gateway.upstream
         balancers = self._gateway.balancers
+        host_header = None
         if balancers is not None:
             balancer = balancers.get(ctx.service["host"])  # type: ignore[index]
             if balancer is not None:
@@ -109,7 +110,14 @@ class Exchange(Admitting):
         if service["protocol"] == "https" and self.snapshot.tls_policies is not None:
             # With how the service's certificate is verified (and the
             # client certificate it is shown), resolved once per snapshot.
-            service = self.snapshot.tls_policies.with_policy(service)
+            # The name verified is the Host header the gateway sends; with
+            # preserve_host that is the client's, so the service's own name
+            # is verified instead: else a client could name a host whose
+            # certificate a man in the middle holds, and receive what
+            # plugins add for the service (its credentials).
+            preserved = ctx.route.get("preserve_host")  # type: ignore[union-attr]
+            service = self.snapshot.tls_policies.with_policy(
+                service, (host_header or service["host"]) if preserved else None)
         sent = client.send(service, upstream.method.encode("ascii"), target, upstream.as_is(),
                            body, self.response_received, self._upstream_failed)
         if not sent.called:

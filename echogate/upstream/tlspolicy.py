@@ -155,16 +155,25 @@ class TLSPolicies:
             self._made[key] = policy
         return policy
 
-    def with_policy(self, service: dict[str, Any]) -> dict[str, Any]:
+    def with_policy(self, service: dict[str, Any], server_name: str | None = None) -> dict[str, Any]:
         """
         C{service} as the upstream client's C{send} takes it: for an https
         service, a copy with its policy under L{TLS_POLICY}; any other is
         returned as it is.
+
+        @param server_name: the name to send as SNI and to verify the
+            certificate against, instead of the Host header's (the
+            gateway passes the service's own name when the route
+            preserves the client's Host, so that no client chooses it).
         """
         if service.get("protocol") != "https":
             return service
         policy = self.of(service)
-        return {**service, TLS_POLICY: policy} if policy is not None else service
+        if policy is None:
+            return service
+        if server_name is not None:
+            policy = policy.named(server_name)
+        return {**service, TLS_POLICY: policy}
 
 
 def host_of(headers: Headers | list[tuple[bytes, bytes]]) -> str | None:

@@ -151,6 +151,37 @@ class UpstreamTLSTests(unittest.TestCase):
         lines = self.logged("hostname mismatch (server name 127.0.0.1)")
         self.assertEqual(len(lines), 1, [formatEvent(e) for e in self.events])
 
+    async def test_preservedHostNotVerified(self) -> None:
+        """
+        With C{preserve_host}, the client's Host does not name the host the
+        service's certificate is checked against: a client naming
+        C{elsewhere.example} (a certificate a man in the middle could hold)
+        gets 502 from a service at 127.0.0.1 serving that certificate, and
+        a service serving its own name's certificate answers whatever Host
+        the client sends.
+        """
+        cas = [await self.ca()]
+        elsewhere = self.upstream(pair=ELSEWHERE)
+        await self.post("/services", {"name": "fronted", "url": f"https://127.0.0.1:{elsewhere.port}",
+                                      "ca_certificates": cas})
+        await self.post("/services/fronted/routes", {"paths": ["/fronted"], "preserve_host": True})
+        own = self.upstream(pair=UPSTREAM)
+        await self.post("/services", {"name": "own", "url": f"https://127.0.0.1:{own.port}", "ca_certificates": cas})
+        await self.post("/services/own/routes", {"paths": ["/own"], "preserve_host": True})
+
+        async def answered(path: str) -> Answer:
+            answers: list[Answer] = []
+
+            async def routed() -> bool:
+                answers.append(await self.gw.proxy("GET", path, headers={"Host": "elsewhere.example"}))
+                return answers[-1].code != 404
+
+            await until(routed, timeout=20, message=f"the node routes {path}")
+            return answers[-1]
+
+        self.assertEqual((await answered("/fronted")).code, 502)
+        self.assertEqual((await answered("/own")).code, 200)
+
     async def test_clientCertificate(self) -> None:
         """
         A service whose server requires a client certificate is called with

@@ -1,0 +1,235 @@
+"""
+Attacks on what session 10 added to the data path, each sent as raw bytes
+to a real node in front of a scripted raw upstream (L{ScriptedUpstream}):
+WebSocket tunnels, streamed uploads, response buffering, load balancing
+and https-only routes. Each test says the request and what must not
+happen.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from tests.gateway import RunningGateway, start_gateway
+from tests.rawclient import RawClient, connect, status_of
+from tests.waiting import until
+from tests.wsserver import accept_key
+
+#: The key every handshake here sends, and its accept value.
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+ACCEPT = accept_key(KEY)
+
+
+def handshake(path: bytes = b"/ws", extra: bytes = b"") -> bytes:
+    """
+    A WebSocket handshake's head for C{path}, with C{extra} header lines.
+    """
+    return (b"GET %s HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n" % (path, KEY, extra))
+
+
+class _Scripted(Protocol):
+    """
+    One upstream connection: records its bytes, and answers the first head
+    with what its factory's C{answer} makes of it.
+    """
+
+    def __init__(self, factory: "ScriptedUpstream"):
+        self.factory = factory
+        self.received = b""
+        self.answered = False
+
+    def connectionMade(self) -> None:
+        self.factory.connections.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if not self.answered and b"\r\n\r\n" in self.received:
+            self.answered = True
+            answer = self.factory.answer(self.received)
+            if answer is not None:
+                self.transport.write(answer)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.factory.closed += 1
+
+
+class ScriptedUpstream(Factory):
+    """
+    A raw upstream: every connection's bytes (L{received}), each answered
+    by C{answer(head)} (C{None}: no answer).
+    """
+
+    def __init__(self, answer: Callable[[bytes], bytes | None]):
+        self.answer = answer
+        self.connections: list[_Scripted] = []
+        self.closed = 0
+
+    def buildProtocol(self, addr: Any) -> _Scripted:
+        return _Scripted(self)
+
+    def received(self) -> bytes:
+        return b"".join(c.received for c in self.connections)
+
+
+def _switching(head: bytes) -> bytes:
+    return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+           b"Sec-WebSocket-Accept: %s\r\n\r\n" % ACCEPT
+
+
+def _ok(head: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class AttackTests(unittest.TestCase):
+    timeout = 120
+
+    gw: RunningGateway
+
+    async def setUp(self) -> None:
+        self.gw = await start_gateway(self)
+
+    def upstream(self, answer: Callable[[bytes], bytes | None]) -> tuple[ScriptedUpstream, int]:
+        factory = ScriptedUpstream(answer)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [c.transport.abortConnection() for c in factory.connections])
+        return factory, port.getHost().port
+
+    async def admin(self, method: str, path: str, body: dict) -> Any:
+        answer = await self.gw.admin(method, path, json=body)
+        self.assertIn(answer.code, (200, 201), answer.body)
+        return answer.json()
+
+    async def client(self) -> RawClient:
+        client = await connect(self.gw.proxy_port)
+        self.addCleanup(client.transport.abortConnection)
+        return client
+
+    async def service(self, port: int, name: str = "s", **route: Any) -> None:
+        await self.admin("POST", "/services", {"name": name, "url": f"http://127.0.0.1:{port}"})
+        route.setdefault("paths", ["/"])
+        await self.admin("POST", f"/services/{name}/routes", {"name": name, "strip_path": False, **route})
+
+    async def guarded(self, port: int) -> None:
+        """
+        Service C{s} with an open route C{/ws} and a key-auth route
+        C{/admin}, on the same upstream.
+        """
+        await self.service(port, paths=["/ws"])
+        await self.admin("POST", "/services", {"name": "adm", "url": f"http://127.0.0.1:{port}"})
+        await self.admin("POST", "/services/adm/routes", {"name": "adm", "paths": ["/admin"], "strip_path": False})
+        await self.admin("POST", "/routes/adm/plugins", {"name": "key-auth"})
+
+    # -- WebSocket -----------------------------------------------------------
+
+    async def test_switchWithoutUpgradeRefused(self) -> None:
+        """
+        A service that answers C{101} without C{Upgrade: websocket} (a
+        status the client controls, as a health check that echoes one) is
+        a 502: no tunnel, and the request pipelined behind the handshake
+        never reaches the service around key-auth.
+        """
+        upstream, port = self.upstream(lambda head: b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        await self.guarded(port)
+        client = await self.client()
+        client.send(handshake() + b"GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data = await client.until(lambda d: status_of(d) is not None and b"\r\n\r\n" in d)
+        self.assertEqual(status_of(data), 502)
+        await client.closed
+        self.assertNotIn(b"/admin/secret", upstream.received())
+
+    async def test_switchWithWrongAcceptRefused(self) -> None:
+        """
+        A C{101} whose C{Sec-WebSocket-Accept} is not the one for the key
+        sent is a 502 (the service did not read the handshake).
+        """
+        upstream, port = self.upstream(
+            lambda head: b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: AAAA\r\n\r\n")
+        await self.guarded(port)
+        client = await self.client()
+        client.send(handshake() + b"GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data = await client.closed
+        self.assertEqual(status_of(data), 502)
+        self.assertNotIn(b"/admin/secret", upstream.received())
+
+    async def test_pipelinedAfterRefusedHandshake(self) -> None:
+        """
+        A handshake the service answers 403, with a key-less request to a
+        key-auth route pipelined behind it: that request gets its own 401
+        and never reaches the service.
+        """
+        upstream, port = self.upstream(
+            lambda head: b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+        await self.guarded(port)
+        client = await self.client()
+        client.send(handshake() + b"GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data = await client.until(lambda d: d.count(b"HTTP/1.1 ") >= 2 and d.endswith(b"}"))
+        self.assertIn(b"HTTP/1.1 403", data)
+        self.assertEqual(status_of(data), 401)
+        self.assertNotIn(b"/admin/secret", upstream.received())
+
+    async def test_handshakeWithBodyNotTunnelled(self) -> None:
+        """
+        An upgrade GET with a body (Content-Length, or chunked) is no
+        handshake: it goes through the upstream client without C{Upgrade},
+        so a 101 cannot open a tunnel, and the bytes after its body are
+        the next request, with its own plugins.
+        """
+        framings = ((b"Content-Length: 5\r\n", b"hello"),
+                    (b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"))
+        for index, (framing, body) in enumerate(framings):
+            upstream, port = self.upstream(_switching)
+            name = f"b{index}"
+            await self.service(port, name, paths=[f"/{name}"])
+            client = await self.client()
+            client.send(handshake(b"/" + name.encode(), framing) + body)
+            data = await client.until(lambda d: status_of(d) is not None)
+            self.assertEqual(status_of(data), 502, data)
+            head = upstream.received()
+            self.assertNotIn(b"upgrade: websocket", head.lower())
+
+    async def test_keyAuthBeforeUpstreamConnect(self) -> None:
+        """
+        A key-less handshake to a key-auth route, with frames sent before
+        any answer: 401, and the service is never connected to; the same
+        with a global rewrite-phase plugin and with ip-restriction.
+        """
+        upstream, port = self.upstream(_switching)
+        await self.service(port, paths=["/ws"])
+        await self.admin("POST", "/routes/s/plugins", {"name": "key-auth"})
+        await self.admin("POST", "/plugins", {"name": "correlation-id"})
+        client = await self.client()
+        client.send(handshake() + b"\x81\x85abcd" + b"xxxxx")
+        data = await client.closed
+        self.assertEqual(status_of(data), 401)
+        await self.admin("POST", "/services", {"name": "ip", "url": f"http://127.0.0.1:{port}"})
+        await self.admin("POST", "/services/ip/routes", {"name": "ip", "paths": ["/ip"], "strip_path": False})
+        await self.admin("POST", "/routes/ip/plugins", {"name": "ip-restriction",
+                                                         "config": {"deny": ["127.0.0.1"]}})
+        client = await self.client()
+        client.send(handshake(b"/ip"))
+        data = await client.until(lambda d: status_of(d) is not None)
+        self.assertEqual(status_of(data), 403)
+        self.assertEqual(upstream.connections, [])
+
+    async def test_serviceCloseClosesClient(self) -> None:
+        """
+        Once the tunnel is open, the service's close closes the client's
+        connection (no half-open tunnel left behind).
+        """
+        upstream, port = self.upstream(_switching)
+        await self.service(port, paths=["/ws"])
+        client = await self.client()
+        client.send(handshake() + b"early")
+        await client.until(lambda d: b"\r\n\r\n" in d)
+        await until(lambda: upstream.received().endswith(b"early"), message="the early bytes")
+        upstream.connections[0].transport.loseConnection()
+        await client.closed
+        self.assertEqual(status_of(client.data), None)
+        self.assertIn(b"101 Switching Protocols", client.data)
