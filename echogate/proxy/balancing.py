@@ -11,7 +11,7 @@ for the plugins (C{ctx.balancer}) and the log record (C{tries}).
 from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
@@ -60,6 +60,62 @@ def request_view(ctx: RequestContext) -> RequestView:
         query_arg=lambda name: ctx.request.query_args.get(name), uri_captures=captures)
 
 
+def key_of(balancer: Balancer, ctx: RequestContext) -> str | None:
+    """
+    The request's hash key for C{balancer}'s upstream (C{None} when it
+    hashes on nothing); a hash cookie the request lacks is handed out on
+    the response.
+    """
+    upstream = balancer.upstream
+    if (upstream.get("hash_on") or "none") == "none":
+        return None
+    key = hash_key(upstream, request_view(ctx))
+    if key.cookie is not None:
+        cookie = key.cookie
+        ctx.response.add_header("Set-Cookie", f"{cookie.name}={cookie.value}; Path={cookie.path}")
+    return key.value
+
+
+class OnePeer:
+    """
+    The peer of a request that is tried once (a WebSocket handshake: its
+    connection is the tunnel's, not the pool's), picked as L{Balanced}
+    picks, and reported once.
+
+    @ivar peer: the peer picked, or C{None} when none can take it (Kong's
+        503, L{NO_PEER}).
+    """
+
+    def __init__(self, balancers: Balancers, balancer: Balancer, ctx: RequestContext, clock: IReactorTime):
+        self._balancers = balancers
+        self._clock = clock
+        self._state = ctx.balancer = BalancerState()
+        self.peer = self._unreported = balancer.pick(key_of(balancer, ctx))
+        self._started = clock.seconds()
+        if self.peer is not None:
+            self._state.tried(self.peer, self._started)
+
+    def service(self, service: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        C{service} aimed at the peer (connected to once: no retries).
+        """
+        assert self.peer is not None
+        return {**service, "host": self.peer.address, "port": self.peer.port, "retries": 0}
+
+    def report(self, status: int | None = None, failed: bool = False) -> None:
+        """
+        How the try went: the service's C{status}, or C{failed} to
+        connect; or neither (the client went away). Once.
+        """
+        peer, self._unreported = self._unreported, None
+        if peer is None:
+            return
+        latency = self._clock.seconds() - self._started
+        self._state.answered(status, latency)
+        self._balancers.report(peer, Outcome(status=status, failure=TCP_FAILURE if failed else None,
+                                             latency=latency if status is not None else None))
+
+
 class Balanced:
     """
     The upstream client for one request to a load-balanced service, and
@@ -77,14 +133,7 @@ class Balanced:
         self._client = client
         self._ctx = ctx
         self._clock = clock
-        self._key: str | None = None
-        upstream = balancer.upstream
-        if (upstream.get("hash_on") or "none") != "none":
-            key = hash_key(upstream, request_view(ctx))
-            self._key = key.value
-            if key.cookie is not None:
-                cookie = key.cookie
-                ctx.response.add_header("Set-Cookie", f"{cookie.name}={cookie.value}; Path={cookie.path}")
+        self._key = key_of(balancer, ctx)
         self._peer: Peer | None = None
         self._started = 0.0
         self._handle: Any = None

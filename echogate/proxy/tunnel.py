@@ -26,6 +26,7 @@ from echogate.errors import ProxyError
 from echogate.pdk.context import RequestContext, UpstreamRequest
 from echogate.pdk.tunnel import CLIENT, GATEWAY, IDLE, SERVICE, TunnelState
 from echogate.proxy.answers import upstream_head
+from echogate.proxy.balancing import NO_PEER, OnePeer
 from echogate.proxy.plan import Plan
 from echogate.proxy.request import GatewayRequest
 from echogate.proxy.responding import ABORTED, FINISHED, HEAD, Shared
@@ -80,8 +81,8 @@ def wants_tunnel(exchange: TunnelExchange) -> bool:
     """
     Whether the authorised request is a WebSocket handshake to pass on: a
     bodiless HTTP/1.1 GET with C{Connection: upgrade} and C{Upgrade:
-    websocket}, to an http or https service whose host names no upstream
-    (those keep today's way: the Upgrade is removed).
+    websocket}, to an http or https service (one whose host names an
+    upstream goes to the peer its balancer picks, tried once).
     """
     request = exchange.request
     if request.method != b"GET" or request.clientproto != b"HTTP/1.1" or request.head_first:
@@ -91,8 +92,7 @@ def wants_tunnel(exchange: TunnelExchange) -> bool:
     service: dict[str, Any] = exchange.ctx.service  # type: ignore[assignment]  # (routed)
     if (service.get("protocol") or "http") not in ("http", "https"):
         return False
-    balancers = exchange._gateway.balancers
-    return balancers is None or balancers.get(service["host"]) is None
+    return True
 
 
 @implementer(IPushProducer)
@@ -135,6 +135,10 @@ class Tunnel:
         self._clock: IReactorTime = exchange._gateway.clock
         service: dict[str, Any] = exchange.ctx.service  # type: ignore[assignment]  # (routed)
         self._service = service
+        balancers = exchange._gateway.balancers
+        balancer = balancers.get(service["host"]) if balancers is not None else None
+        #: The balancer's peer, when the service's host names an upstream.
+        self._one = OnePeer(balancers, balancer, exchange.ctx, self._clock) if balancers and balancer else None
         self._timeout = service.get("read_timeout", 60000) / 1000.0
         self._timer: IDelayedCall | None = None
         self._timed_out = False
@@ -156,6 +160,12 @@ class Tunnel:
         """
         exchange = self._exchange
         ctx = exchange.ctx
+        if self._one is not None:
+            if self._one.peer is None:
+                self._over = True
+                exchange.failed(Failure(ProxyError(503, NO_PEER)))
+                return
+            self._service = self._one.service(self._service)
         upstream: UpstreamRequest = ctx.upstream  # type: ignore[assignment]  # (routed)
         target = upstream.path.encode("latin-1")
         if upstream.query:
@@ -180,12 +190,16 @@ class Tunnel:
         self._timer = self._clock.callLater(self._timeout, self._head_timed_out)
 
     def _failed(self, failure: Failure) -> None:
+        if self._one is not None:
+            self._one.report(failed=True)
         if self._settled():
             self._over = True
             self._answered_with(failure)
 
     def _abandon(self, connecting: Deferred[UpgradeConnection]) -> None:
         # The client went away during the handshake (the exchange logs).
+        if self._one is not None:
+            self._one.report()
         self._over = True
         self._stop_timer()
         if not connecting.called:
@@ -215,6 +229,8 @@ class Tunnel:
         return not self._over and not exchange.request.client_gone
 
     def refused(self, reason: Failure) -> None:
+        if self._one is not None:
+            self._one.report(failed=True)
         if self._settled():
             self._over = True
             self._answered_with(Failure(failure_answer(reason.value, self._timed_out)))
@@ -228,11 +244,15 @@ class Tunnel:
         exchange.failed(failure)
 
     def answered(self, response: UpgradeResponse) -> None:
+        if self._one is not None:
+            self._one.report(response.code)
         if self._settled():
             self._over = True
             self._exchange.response_received(response)
 
     def switched(self, response: UpgradeResponse, rest: bytes) -> None:
+        if self._one is not None:
+            self._one.report(response.code)
         if not self._settled():
             self._upstream.abortConnection()
             return

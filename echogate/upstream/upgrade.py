@@ -8,6 +8,8 @@ timeout, retries and TLS (L{open_upgrade}).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import typing
 from typing import Any, Callable, Mapping
 
@@ -33,6 +35,47 @@ MAX_HEAD = 64 * 1024
 #: The longest body of an answer other than 101 (it is read whole, then
 #: answered as any response).
 MAX_ANSWER = 1024 * 1024
+#: What RFC 6455 appends to a handshake's key before hashing it.
+_WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_value(key: bytes) -> bytes:
+    """
+    The C{Sec-WebSocket-Accept} a WebSocket server answers to the
+    C{Sec-WebSocket-Key} C{key} (RFC 6455 section 4.2.2).
+    """
+    return base64.b64encode(hashlib.sha1(key.strip() + _WEBSOCKET_GUID).digest())
+
+
+def _head_value(head: bytes, name: bytes) -> bytes | None:
+    """
+    The value of the first C{name} line of a request head the gateway
+    wrote (one line per header, C{name: value}), or C{None}.
+    """
+    for line in head.split(b"\r\n")[1:]:
+        field, colon, value = line.partition(b":")
+        if colon and field.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _switches(raw: list[tuple[bytes, bytes]], key: bytes | None) -> bool:
+    """
+    Whether a 101's header lines C{raw} complete a WebSocket handshake
+    whose key was C{key}: C{Upgrade: websocket}, C{Connection: upgrade}
+    and the C{Sec-WebSocket-Accept} of C{key}. A 101 without them (a
+    service that answers 101 to anything, or a status the client chose)
+    would hand the client a raw connection to the service, where its next
+    requests would pass no plugin.
+    """
+    if key is None:
+        return False
+    values: dict[bytes, list[bytes]] = {}
+    for name, value in raw:
+        values.setdefault(name.lower(), []).append(value)
+    return (b"websocket" in listed_names(values.get(b"upgrade", []))
+            and b"upgrade" in listed_names(values.get(b"connection", []))
+            and [value.strip() for value in values.get(b"sec-websocket-accept", [])] == [accept_value(key)])
 
 
 def is_websocket_upgrade(headers: Headers) -> bool:
@@ -130,6 +173,7 @@ class UpgradeConnection(Protocol):
 
     def __init__(self, head: bytes, events: UpgradeEvents):
         self._head: bytes | None = head
+        self._key = _head_value(head, b"sec-websocket-key")
         self._events = events
         self._state = _HEAD
         self._buffer = b""
@@ -205,6 +249,8 @@ class UpgradeConnection(Protocol):
             self._parser.feed_data(head)
             code = self._parser.get_status_code()
             if code == 101:
+                if not _switches(self._raw, self._key):
+                    raise HTTPParseError("101 answer that does not complete the WebSocket handshake")
                 self._state = _TUNNEL
                 self._buffer = b""
                 self._events.switched(UpgradeResponse(code, self._phrase, self._raw, None), buffer)
@@ -332,5 +378,6 @@ def open_upgrade(reactor: Any, service: Mapping[str, Any], headers: list[tuple[b
     return result
 
 
-__all__ = ["MAX_HEAD", "MAX_ANSWER", "UpgradeConnection", "UpgradeEvents", "UpgradeResponse", "connectors_of",
+__all__ = ["MAX_HEAD", "MAX_ANSWER", "UpgradeConnection", "UpgradeEvents", "UpgradeResponse", "accept_value",
+           "connectors_of",
            "is_websocket_upgrade", "open_upgrade"]

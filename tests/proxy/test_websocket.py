@@ -269,3 +269,61 @@ class IsWebSocketUpgradeTests(unittest.TestCase):
         self.assertFalse(check(b"upgrade", b"h2c"))
         self.assertFalse(check(None, b"websocket"))
         self.assertFalse(check(b"upgrade", None))
+
+
+class BalancedWebSocketTests(unittest.TestCase):
+    """
+    A WebSocket to a service whose host names an upstream: each handshake
+    goes to the peer the balancer picks (round-robin: one each), and an
+    upstream with no target that can take it answers Kong's 503.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:
+        self.servers = [start_ws_server(self) for _ in range(2)]
+        self.gw = await start_gateway(self)
+        for path, body in (("/upstreams", {"name": "chat.v1"}),
+                           *(("/upstreams/chat.v1/targets", {"target": f"127.0.0.1:{port}"})
+                             for _, port in self.servers),
+                           ("/services", {"name": "chat", "host": "chat.v1", "port": 80}),
+                           ("/services/chat/routes", {"paths": ["/"], "strip_path": False})):
+            answer = await self.gw.admin("POST", path, json=body)
+            self.assertEqual(answer.code, 201, answer.body)
+
+    def client(self) -> WebSocketClient:
+        client = connect_client(self.gw.proxy_port, WebSocketClient(b"/echo"))
+        self.addCleanup(lambda: client.transport.abortConnection() if client.transport else None)
+        return client
+
+    async def test_spread(self) -> None:
+        """Two handshakes, one per target, and frames pass through each."""
+        async def opened() -> bool:
+            client = self.client()
+            await until(lambda: client.status, message="an answer")
+            return client.status == 101
+
+        await until(opened, message="the node balances the upstream")
+        for factory, _ in self.servers:
+            factory.handshakes.clear()
+        first, second = self.client(), self.client()
+        await first.head
+        await second.head
+        self.assertEqual((first.status, second.status), (101, 101))
+        self.assertEqual([len(factory.handshakes) for factory, _ in self.servers], [1, 1])
+        second.send(1, b"hi")
+        await until(lambda: second.messages, message="the echo")
+        self.assertEqual(second.messages, [(1, b"hi")])
+
+    async def test_noPeer(self) -> None:
+        """Every target set unhealthy: the handshake is answered 503, Kong's message."""
+        for _, port in self.servers:
+            answer = await self.gw.admin("PUT", f"/upstreams/chat.v1/targets/127.0.0.1:{port}/unhealthy")
+            self.assertEqual(answer.code, 204, answer.body)
+
+        async def refused() -> bool:
+            client = self.client()
+            await until(lambda: client.status, message="an answer")
+            return client.status == 503
+
+        await until(refused, message="the node answers 503")
