@@ -14,6 +14,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from echogate.plugin import GatewayPlugin
+from echogate.registry import load_plugins
+from echogate.schema import Record
 from tests.gateway import RunningGateway, start_gateway
 from tests.rawclient import RawClient, connect, status_of
 from tests.waiting import until
@@ -85,13 +88,28 @@ def _ok(head: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
+class _Buffering(GatewayPlugin):
+    """
+    Enables response buffering in C{access}.
+    """
+
+    name = "buffering-attack"
+    priority = 10
+    config_schema = Record({})
+
+    def access(self, ctx: Any, config: Any) -> None:
+        ctx.upstream.enable_buffering()
+
+
 class AttackTests(unittest.TestCase):
     timeout = 120
 
     gw: RunningGateway
 
     async def setUp(self) -> None:
-        self.gw = await start_gateway(self)
+        plugins = dict(load_plugins("bundled"))
+        plugins["buffering-attack"] = _Buffering()
+        self.gw = await start_gateway(self, plugin_objects=plugins, settings={"max_buffered_response": "64k"})
 
     def upstream(self, answer: Callable[[bytes], bytes | None]) -> tuple[ScriptedUpstream, int]:
         factory = ScriptedUpstream(answer)
@@ -234,3 +252,170 @@ class AttackTests(unittest.TestCase):
         await client.closed
         self.assertEqual(status_of(client.data), None)
         self.assertIn(b"101 Switching Protocols", client.data)
+
+    # -- streamed uploads ----------------------------------------------------
+
+    async def streamed(self, port: int) -> None:
+        """
+        Service C{s} with a streaming route C{/up} (C{request_buffering:
+        false}) and a key-auth route C{/admin}, on the same upstream.
+        """
+        await self.service(port, paths=["/up"], request_buffering=False)
+        await self.admin("POST", "/services", {"name": "adm", "url": f"http://127.0.0.1:{port}"})
+        await self.admin("POST", "/services/adm/routes", {"name": "adm", "paths": ["/admin"], "strip_path": False,
+                                                           "request_buffering": False})
+        await self.admin("POST", "/routes/adm/plugins", {"name": "key-auth"})
+
+    async def test_smallLengthThenMore(self) -> None:
+        """
+        A streamed body announced with C{Content-Length: 5}, followed by a
+        key-less request to a key-auth route: the service gets 5 bytes of
+        body, the second request is answered 401 by the gateway.
+        """
+        upstream, port = self.upstream(_ok)
+        await self.streamed(port)
+        await self.admin("POST", "/routes/s/plugins", {"name": "request-size-limiting",
+                                                       "config": {"allowed_payload_size": 1}})
+        client = await self.client()
+        client.send(b"POST /up HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhello"
+                    b"GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data = await client.until(lambda d: d.endswith(b'"No API key found in request"}'))
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK"), data)
+        self.assertIn(b"HTTP/1.1 401 Unauthorized", data)
+        self.assertTrue(upstream.received().endswith(b"\r\n\r\nhello"), upstream.received())
+        self.assertNotIn(b"/admin/secret", upstream.received())
+
+    async def test_lengthAndChunked(self) -> None:
+        """
+        C{Content-Length} and C{Transfer-Encoding: chunked} together on a
+        streamed route, the chunked body ending early and a request to the
+        key-auth route behind it (CL.TE): 400, closed, nothing upstream.
+        """
+        upstream, port = self.upstream(_ok)
+        await self.streamed(port)
+        client = await self.client()
+        client.send(b"POST /up HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"0\r\n\r\nGET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data = await client.closed
+        self.assertEqual(status_of(data), 400)
+        self.assertEqual(upstream.connections, [])
+
+    async def test_badChunks(self) -> None:
+        """
+        Bad chunk sizes and extensions on a streamed route: the client
+        gets a 400 (or its connection closed) and the bytes after never
+        reach the service as a request.
+        """
+        upstream, port = self.upstream(lambda head: None)
+        await self.streamed(port)
+        for bad in (b"zz\r\nhello\r\n", b"-5\r\nhello\r\n", b"5 ;a=\x00\r\nhello\r\n",
+                    b"0x5\r\nhello\r\n", b"5\nhello\r\n", b"3\r\nhello\r\n"):
+            client = await self.client()
+            client.send(b"POST /up HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n" + bad
+                        + b"0\r\n\r\nGET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            data = await client.closed
+            self.assertIn(status_of(data), (400, 502, None), (bad, data))
+            self.assertNotIn(b"/admin/secret", upstream.received(), bad)
+
+    async def test_trailersNotForwarded(self) -> None:
+        """
+        A chunked body's trailer fields (a forged C{X-Consumer-Username})
+        never reach the service.
+        """
+        upstream, port = self.upstream(lambda head: None)
+        await self.streamed(port)
+        client = await self.client()
+        client.send(b"POST /up HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"5\r\nhello\r\n0\r\nX-Consumer-Username: admin\r\n\r\n")
+        await until(lambda: b"hello" in upstream.received(), message="the body upstream")
+        await until(lambda: upstream.received().endswith(b"0\r\n\r\n"), message="the body's end")
+        self.assertNotIn(b"x-consumer-username", upstream.received().lower())
+
+    async def test_expectContinueRefused(self) -> None:
+        """
+        C{Expect: 100-continue} to a streamed key-auth route without a
+        key: 401 without a 100, and the service is never connected to.
+        """
+        upstream, port = self.upstream(_ok)
+        await self.streamed(port)
+        client = await self.client()
+        client.send(b"POST /admin/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+        data = await client.closed
+        self.assertEqual(status_of(data), 401)
+        self.assertNotIn(b"100 Continue", data)
+        self.assertEqual(upstream.connections, [])
+
+    # -- response buffering --------------------------------------------------
+
+    async def test_chunkedResponseWithoutEnd(self) -> None:
+        """
+        A service whose chunked answer never ends, with buffering on: the
+        client gets 504 after the service's C{read_timeout}, not a hang.
+        """
+        upstream, port = self.upstream(
+            lambda head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await self.admin("POST", "/services", {"name": "s", "url": f"http://127.0.0.1:{port}", "read_timeout": 300})
+        await self.admin("POST", "/services/s/routes", {"name": "s", "paths": ["/"]})
+        await self.admin("POST", "/plugins", {"name": "buffering-attack"})
+        client = await self.client()
+        client.send(b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data = await client.until(lambda d: status_of(d) is not None)
+        self.assertEqual(status_of(data), 504, data)
+
+    async def test_chunkedResponseOverLimit(self) -> None:
+        """
+        A chunked answer (no length announced) growing past
+        C{max_buffered_response}: 502, never held whole.
+        """
+        chunk = b"%x\r\n%s\r\n" % (4096, b"a" * 4096)
+        upstream, port = self.upstream(
+            lambda head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 64)
+        await self.admin("POST", "/services", {"name": "s", "url": f"http://127.0.0.1:{port}"})
+        await self.admin("POST", "/services/s/routes", {"name": "s", "paths": ["/"]})
+        await self.admin("POST", "/plugins", {"name": "buffering-attack"})
+        client = await self.client()
+        client.send(b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data = await client.until(lambda d: status_of(d) is not None)
+        self.assertEqual(status_of(data), 502, data)
+
+    # -- load balancing ------------------------------------------------------
+
+    async def test_hashCookieNotInjected(self) -> None:
+        """
+        On a C{hash_on: cookie} upstream, the cookie a client sends (even
+        one crafted to look like cookie attributes) is only a hash key:
+        the response sets no cookie then; without one, the gateway's own.
+        """
+        upstream, port = self.upstream(_ok)
+        await self.admin("POST", "/upstreams", {"name": "lb", "hash_on": "cookie", "hash_on_cookie": "eg"})
+        await self.admin("POST", "/upstreams/lb/targets", {"target": f"127.0.0.1:{port}"})
+        await self.admin("POST", "/services", {"name": "s", "host": "lb"})
+        await self.admin("POST", "/services/s/routes", {"name": "s", "paths": ["/"]})
+        for cookie in (b'eg="x; Path=/; Domain=evil.test"', b"eg=x%0d%0aSet-Cookie:%20a=b", b"eg=; a=b"):
+            client = await self.client()
+            client.send(b"GET /x HTTP/1.1\r\nHost: gw.test\r\nCookie: " + cookie + b"\r\n\r\n")
+            data = await client.response()
+            self.assertEqual(status_of(data), 200, data)
+            head = data.partition(b"\r\n\r\n")[0].lower()
+            self.assertNotIn(b"evil", head)
+            self.assertNotIn(b"a=b", head)
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"set-cookie:"):
+                    self.assertRegex(line.decode(), r"^set-cookie: eg=[0-9a-z-]+; path=/$")
+            client.transport.loseConnection()
+
+    # -- https-only routes ---------------------------------------------------
+
+    async def test_forwardedProtoFromUntrustedPeer(self) -> None:
+        """
+        C{X-Forwarded-Proto: https} from a peer not in C{trusted_ips}, on
+        an https-only route: the gateway's 426/redirect, never the service.
+        """
+        upstream, port = self.upstream(_ok)
+        await self.service(port, protocols=["https"])
+        client = await self.client()
+        client.send(b"GET /x HTTP/1.1\r\nHost: gw.test\r\nX-Forwarded-Proto: https\r\n\r\n")
+        data = await client.response()
+        self.assertIn(status_of(data), (301, 302, 307, 308, 426), data)
+        self.assertEqual(upstream.connections, [])

@@ -23,16 +23,16 @@ MB = 1024 * 1024
 
 
 class StreamedUploadTests(unittest.TestCase):
-    timeout = 120
+    timeout = 300
 
     async def test_largeUploadThroughSlowUpstream(self) -> None:
         """
-        A 200 MB upload through an upstream that reads slowly passes
+        A 1 GB upload through an upstream that reads slowly passes
         whole with the gateway's memory flat, and no body file is made.
         """
         server = UpstreamServer(pause=0.002)
         gw = Gatewayed(self, start_upstream(self, server), STREAMED)
-        size = 200 * MB
+        size = 1024 * MB
         before = rss()
         client = await upload(gw.address, post_head(size), size)
         peak = [before]
@@ -41,7 +41,7 @@ class StreamedUploadTests(unittest.TestCase):
             peak[0] = max(peak[0], rss())
             return client.closed.called or b"\r\n\r\n" in client.data and client.data.endswith(b"%d" % size)
 
-        await until(sample, timeout=100, interval=0.05, message="the upload was answered")
+        await until(sample, timeout=240, interval=0.05, message="the upload was answered")
         self.assertEqual(status_of(client.data), 200, client.data[:300])
         self.assertTrue(client.data.endswith(b"%d" % size))
         self.assertEqual(server.received, size)
