@@ -388,10 +388,15 @@ class AttackTests(unittest.TestCase):
         the response sets no cookie then; without one, the gateway's own.
         """
         upstream, port = self.upstream(_ok)
-        await self.admin("POST", "/upstreams", {"name": "lb", "hash_on": "cookie", "hash_on_cookie": "eg"})
-        await self.admin("POST", "/upstreams/lb/targets", {"target": f"127.0.0.1:{port}"})
-        await self.admin("POST", "/services", {"name": "s", "host": "lb"})
+        await self.admin("POST", "/upstreams", {"name": "lb.v1", "hash_on": "cookie", "hash_on_cookie": "eg"})
+        await self.admin("POST", "/upstreams/lb.v1/targets", {"target": f"127.0.0.1:{port}"})
+        await self.admin("POST", "/services", {"name": "s", "url": "http://lb.v1"})
         await self.admin("POST", "/services/s/routes", {"name": "s", "paths": ["/"]})
+
+        async def proxied() -> bool:
+            return (await self.gw.proxy("GET", "/ready")).code == 200
+
+        await until(proxied, message="the node proxies to the upstream")
         for cookie in (b'eg="x; Path=/; Domain=evil.test"', b"eg=x%0d%0aSet-Cookie:%20a=b", b"eg=; a=b"):
             client = await self.client()
             client.send(b"GET /x HTTP/1.1\r\nHost: gw.test\r\nCookie: " + cookie + b"\r\n\r\n")
