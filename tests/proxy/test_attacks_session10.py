@@ -85,7 +85,7 @@ def _switching(head: bytes) -> bytes:
 
 
 def _ok(head: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    return b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
 
 
 class _Buffering(GatewayPlugin):
