@@ -196,8 +196,16 @@ class GatewayService(MultiService):
         from echogate.store.declared import DeclaredStore
 
         self.store = DeclaredStore()
-        self.dbless = DBlessConfiguration(self.store, self.plugins, self.settings.declarative_config or None)
+        self.dbless = DBlessConfiguration(self.store, self.plugins, self.settings.declarative_config or None,
+                                          run_in_thread=self._run_in_thread)
         self.store.subscribe(self._forward_to_workers)
+
+    def _run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """
+        Call C{f(*args, **kwargs)} in the reactor's thread pool (a DB-less
+        node loads its configurations there: the proxy keeps answering).
+        """
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args, **kwargs)
 
     def load_declarative(self) -> None:
         """
@@ -211,23 +219,32 @@ class GatewayService(MultiService):
         if self.dbless is not None and self.dbless.path is not None and self.dbless.current is None:
             self.dbless.apply(self.dbless.read_file())
 
-    def reload_declarative(self) -> bool:
+    def reload_declarative(self) -> Deferred[bool]:
         """
         Read the C{declarative_config} file again (SIGHUP) and apply it. A
         file that cannot be read or is invalid changes nothing: the node
         keeps serving its configuration, and each error is logged on a line
-        of its own.
+        of its own. The file is loaded in the reactor's thread pool (the
+        proxy keeps answering) and applied on the reactor thread, after any
+        configuration loading already (L{DBlessConfiguration.updating}).
 
-        @return: whether the file was applied.
+        @return: a L{Deferred} of whether the file was applied.
         """
-        from echogate.declarative import DeclarativeError
-        from echogate.declarative.dbless import error_lines
+        return Deferred.fromCoroutine(self._reload_declarative())
 
+    async def _reload_declarative(self) -> bool:
         if self.dbless is None or self.dbless.path is None:
             _log.warn("reload: no declarative_config file to read (database = off and declarative_config set)")
             return False
+        async with self.dbless.updating:
+            return await self._reload_declarative_file()
+
+    async def _reload_declarative_file(self) -> bool:
+        from echogate.declarative import DeclarativeError
+        from echogate.declarative.dbless import error_lines
+
         try:
-            declarative = self.dbless.read_file()
+            declarative = await self.dbless.read_file_off_reactor()
         except OSError as e:
             _log.error("reload: cannot read {path} ({why}); the configuration is unchanged",
                        path=self.dbless.path, why=e.strerror or str(e))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,22 @@ import treq
 import yaml
 from treq.testing import StubTreq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
 
 from echogate.admin import AdminAPI, NodeInfo
+from echogate.declarative.dbless import DBlessConfiguration
 from echogate.registry import load_plugins
 from echogate.service import GatewayService
 from echogate.settings import ConfigError, resolve
+from echogate.store.declared import DeclaredStore
 from echogate.testing import MemoryStore
 from tests.gateway import Answer, RunningGateway
 from tests.test_startup import StartupTestCase, _env, _free_port
@@ -452,3 +460,207 @@ class ProcessTests(StartupTestCase):
         gateway.transport.signalProcess("TERM")
         self.assertEqual(await gateway.ended, -signal.SIGTERM)
 
+
+
+class _Runner:
+    """
+    A C{run_in_thread} for L{DBlessConfiguration} that records what it was
+    given and calls it when the test says (L{fire}).
+
+    @ivar calls: the functions given, in order.
+    @ivar pending: the calls not fired yet: the function and arguments, and
+        the L{Deferred} returned for them.
+    """
+
+    def __init__(self, *, at_once: bool = True):
+        self.at_once = at_once
+        self.calls: list[str] = []
+        self.pending: list[tuple[Any, tuple[Any, ...], Deferred[Any]]] = []
+
+    def __call__(self, f: Any, *args: Any) -> Deferred[Any]:
+        self.calls.append(f.__name__)
+        if self.at_once:
+            return maybeDeferred(f, *args)
+        d: Deferred[Any] = Deferred()
+        self.pending.append((f, args, d))
+        return d
+
+    def fire(self, index: int = 0) -> None:
+        f, args, d = self.pending.pop(index)
+        maybeDeferred(f, *args).chainDeferred(d)
+
+
+class LoadOffReactorTests(unittest.SynchronousTestCase):
+    """
+    C{POST /config} loads with its L{DBlessConfiguration}'s
+    C{run_in_thread} (the node's thread pool) and applies on return.
+    """
+
+    def setUp(self) -> None:
+        self.declared = DeclaredStore()
+
+    def api(self, runner: _Runner) -> tuple[DBlessConfiguration, Site]:
+        plugins: dict[str, Any] = {"key-auth": load_plugins(resolve({}, {}, None).plugins)["key-auth"]}
+        dbless = DBlessConfiguration(self.declared, plugins, run_in_thread=runner)
+        api = AdminAPI(store=self.declared, plugins=plugins, clock=Clock(), dbless=dbless,
+                       node=NodeInfo(node_id="n", hostname="h", version="0", configuration={}))
+        return dbless, Site(api.resource(), reactor=Clock())
+
+    def post(self, site: Site, config: dict[str, Any]) -> tuple[Any, StringTransport]:
+        """
+        Post C{config} as JSON on a new connection: its protocol, and its
+        transport, which holds the answer.
+        """
+        body = json.dumps(config).encode()
+        raw = (b"POST /config HTTP/1.1\r\nHost: 127.0.0.1:8001\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8001),
+                                    peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(raw)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        return protocol, transport
+
+    def config(self, service: str) -> dict[str, Any]:
+        return {"_format_version": "3.0", "services": [{"name": service, "url": "http://127.0.0.1:1"}]}
+
+    def services(self, dbless: DBlessConfiguration) -> list[str]:
+        assert dbless.current is not None
+        return [record["name"] for record in dbless.current.records["services"]]
+
+    def test_runnerUsed(self) -> None:
+        """
+        The configuration is loaded by the runner given, and applied.
+        """
+        runner = _Runner()
+        dbless, site = self.api(runner)
+        _, transport = self.post(site, self.config("one"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 201 "), transport.value())
+        self.assertEqual(runner.calls, ["load_data"])
+        self.assertEqual(self.services(dbless), ["one"])
+
+    def test_answeredOnceLoaded(self) -> None:
+        """
+        Until the runner's call returns, nothing is applied nor answered;
+        an invalid configuration is answered 400 once it has loaded.
+        """
+        runner = _Runner(at_once=False)
+        dbless, site = self.api(runner)
+        _, transport = self.post(site, {"_format_version": "3.0", "services": [{"name": "bad", "url": "nope"}]})
+        self.assertEqual((transport.value(), dbless.current), (b"", None))
+        runner.fire()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
+        self.assertIsNone(dbless.current)
+
+    def test_arrivalOrder(self) -> None:
+        """
+        Configurations posted one after the other are applied in that
+        order, whichever would load first: the second loads once the
+        first is applied.
+        """
+        runner = _Runner(at_once=False)
+        dbless, site = self.api(runner)
+        _, first = self.post(site, self.config("first"))
+        _, second = self.post(site, self.config("second"))
+        while runner.pending:
+            runner.fire(-1)
+        self.assertTrue(first.value().startswith(b"HTTP/1.1 201 "), first.value())
+        self.assertTrue(second.value().startswith(b"HTTP/1.1 201 "), second.value())
+        self.assertEqual(self.services(dbless), ["second"])
+
+    def test_clientGone(self) -> None:
+        """
+        A configuration whose client went away while it loaded is applied
+        all the same.
+        """
+        runner = _Runner(at_once=False)
+        dbless, site = self.api(runner)
+        protocol, _ = self.post(site, self.config("one"))
+        protocol.connectionLost(Failure(ConnectionDone()))
+        runner.fire()
+        self.assertEqual(self.services(dbless), ["one"])
+
+
+class ThreadTests(DBlessTestCase):
+    """
+    A node loads its configurations in its reactor's thread pool: the
+    proxy keeps answering meanwhile.
+    """
+
+    def record_thread(self, gateway: RunningGateway, name: str) -> list[threading.Thread]:
+        """
+        Record the thread each call of C{gateway}'s configuration's C{name}
+        (C{load_data}, C{read_file}) runs in.
+        """
+        dbless = gateway.service.dbless
+        original = getattr(dbless, name)
+        threads: list[threading.Thread] = []
+
+        def recording(*args: Any) -> Any:
+            threads.append(threading.current_thread())
+            return original(*args)
+
+        setattr(dbless, name, recording)
+        return threads
+
+    async def test_postInThread(self) -> None:
+        """
+        C{POST /config} loads off the reactor thread.
+        """
+        gateway = await self.node()
+        threads = self.record_thread(gateway, "load_data")
+        answer = await gateway.admin("POST", "/config", json=yaml.safe_load(kong_yml(self.upstream_port)))
+        self.assertEqual(answer.code, 201, answer)
+        self.assertEqual(len(threads), 1)
+        self.assertIsNot(threads[0], threading.main_thread())
+        self.assertEqual((await self.echo(gateway)).code, 200)
+
+    async def test_reloadInThread(self) -> None:
+        """
+        A reload (SIGHUP) reads and loads the file off the reactor thread,
+        and applies it.
+        """
+        path = self.write(kong_yml(self.upstream_port))
+        gateway = await start_dbless(self, declarative_config=path)
+        threads = self.record_thread(gateway, "read_file")
+        Path(path).write_text(kong_yml(self.upstream_port, path="/changed"))
+        self.assertTrue(await gateway.service.reload_declarative())
+        self.assertEqual(len(threads), 1)
+        self.assertIsNot(threads[0], threading.main_thread())
+
+        async def changed() -> bool:
+            return (await self.echo(gateway, "/changed/request")).code == 200
+
+        reached: bool = await until(changed)
+        self.assertTrue(reached)
+
+    async def test_proxyAnswersWhileLoading(self) -> None:
+        """
+        While a large configuration (20,000 consumers) posted to
+        C{/config} loads, the proxy answers requests.
+        """
+        gateway = await self.node(kong_yml(self.upstream_port))
+        events: list[str] = []
+        dbless = gateway.service.dbless
+        load_data = dbless.load_data
+
+        def loading(data: Any) -> Any:
+            events.append("load started")
+            try:
+                return load_data(data)
+            finally:
+                events.append("load ended")
+
+        dbless.load_data = loading
+        config = yaml.safe_load(kong_yml(self.upstream_port))
+        config["consumers"] = [{"username": f"user-{i}", "keyauth_credentials": [{"key": f"key-{i}"}]}
+                               for i in range(20_000)]
+        posted = Deferred.fromCoroutine(gateway.admin("POST", "/config", json=config))
+        while not posted.called:
+            answer = await self.echo(gateway)
+            self.assertEqual(answer.code, 200, answer)
+            events.append("proxied")
+        self.assertEqual((await posted).code, 201)
+        started, ended = events.index("load started"), events.index("load ended")
+        self.assertIn("proxied", events[started:ended], events)

@@ -9,7 +9,8 @@ serves it:
     content type) or as the C{config} field of a JSON, form or multipart
     body. It is validated whole (400 with the
     L{DeclarativeError <echogate.declarative.DeclarativeError>}'s body,
-    flattened with C{?flatten_errors=1}), then swapped in at once: the
+    flattened with C{?flatten_errors=1}; loaded off the reactor thread,
+    see L{DBlessConfiguration.load_off_reactor}), then swapped in at once: the
     answer (201, the entities by name and id) comes once the proxy serves
     it. With C{?check_hash=1}, a configuration whose hash is the current
     one's is not applied: 304.
@@ -18,10 +19,11 @@ A node with a database answers both with 400 (Kong's message).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from klein import Klein
 from multipart import parse_options_header
+from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from echogate.admin.paging import query_arguments
@@ -46,6 +48,8 @@ NO_CONFIG = {"message": "expected a declarative configuration"}
 _TEXT_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
+
+_T = TypeVar("_T")
 
 
 def _given(request: IRequest, limit: int) -> str | bytes | Mapping[str, Any] | None:
@@ -80,6 +84,38 @@ def _entities(declarative: Declarative) -> dict[str, dict[str, Any]]:
             for entity, records in declarative.records.items() if records}
 
 
+async def _update(dbless: DBlessConfiguration, given: str | bytes | Mapping[str, Any],
+                  check_hash: bool) -> Declarative | None:
+    """
+    Load C{given} off the reactor thread (the proxy keeps answering) and
+    apply it on it, one configuration at a time, in the order they arrived
+    (L{DBlessConfiguration.updating}).
+
+    @param check_hash: leave a configuration whose hash is the applied
+        one's unapplied.
+    @return: the configuration applied, or C{None} when C{check_hash}
+        left it.
+    @raise DeclarativeError: C{given} is invalid; nothing is applied.
+    """
+    async with dbless.updating:
+        declarative = await dbless.load_off_reactor(given)
+        if check_hash and declarative.config_hash == dbless.config_hash:
+            return None
+        dbless.apply(declarative)
+        return declarative
+
+
+def _whole(work: Deferred[_T]) -> Deferred[_T]:
+    """
+    A L{Deferred} of C{work}'s result whose cancelling (Klein cancels a
+    handler whose client went away) leaves C{work} running: a configuration
+    received whole is applied, as when it loaded on the reactor thread.
+    """
+    follower: Deferred[_T] = Deferred()
+    work.chainDeferred(follower)
+    return follower
+
+
 def register(app: Klein) -> None:
     """
     Add C{GET /config} and C{POST /config} to C{app}, the L{AdminAPI}'s
@@ -102,14 +138,14 @@ def register(app: Klein) -> None:
         given = _given(request, max(admin._max_body_size, CONFIG_MAX_BODY_SIZE))
         if given is None:
             return json_response(request, NO_CONFIG, 400)
+        check_hash = query.get("check_hash", "").lower() in _TRUE
         try:
-            declarative = dbless.load_data(given) if isinstance(given, Mapping) else dbless.load(given)
+            declarative = await _whole(Deferred.fromCoroutine(_update(dbless, given, check_hash)))
         except DeclarativeError as e:
             flatten = query.get("flatten_errors", "").lower() in _TRUE
             return json_response(request, e.flattened_body() if flatten else e.body(), 400)
-        if query.get("check_hash", "").lower() in _TRUE and declarative.config_hash == dbless.config_hash:
+        if declarative is None:
             request.setResponseCode(304)
             return b""
-        dbless.apply(declarative)
         await admin._changed()
         return json_response(request, _entities(declarative), 201)

@@ -9,6 +9,12 @@ L{DeclaredStore <echogate.store.declared.DeclaredStore>}, whose change
 notification makes the live configuration build and swap in the new
 snapshot.
 
+Loading (parsing and validating, which hashes basic-auth passwords) only
+reads the text and the plugins' schemas, so the node runs it in its
+reactor's thread pool (the C{run_in_thread} it gives
+L{DBlessConfiguration}): the proxy keeps answering while a large
+configuration loads. Applying it stays on the reactor thread.
+
 Plugins whose configurations need a database (rate-limiting's C{cluster}
 policy) say so with an optional C{dbless_config_schema} attribute: the
 C{config_schema} configurations are validated with on a DB-less node.
@@ -16,7 +22,9 @@ C{config_schema} configurations are validated with on a DB-less node.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
+
+from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
 
 from echogate.declarative.config import Declarative
 from echogate.declarative.exporting import export
@@ -25,7 +33,18 @@ from echogate.declarative.loading import load, load_data
 from echogate.declarative.problems import DeclarativeError
 from echogate.store.declared import DeclaredStore
 
-__all__ = ["DBlessConfiguration", "dbless_plugins", "error_lines"]
+__all__ = ["DBlessConfiguration", "dbless_plugins", "error_lines", "run_in_line"]
+
+
+def run_in_line(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+    """
+    Call C{f(*args, **kwargs)} now, in the caller's thread: the
+    C{run_in_thread} of a L{DBlessConfiguration} given none (unit tests'
+    configurations load synchronously).
+
+    @return: a L{Deferred} already fired with C{f}'s result or exception.
+    """
+    return maybeDeferred(f, *args, **kwargs)
 
 
 class _DBlessPlugin:
@@ -98,13 +117,27 @@ class DBlessConfiguration:
     @ivar path: the C{declarative_config} file (C{None}: none; the node
         starts empty and waits for C{POST /config}).
     @ivar current: the configuration applied last, or C{None}.
+    @ivar updating: a L{DeferredLock} held from the start of a load
+        (L{load_off_reactor}, L{read_file_off_reactor}) to its L{apply}, so
+        that configurations are applied in the order they arrived, whichever
+        loads faster.
     """
 
-    def __init__(self, store: DeclaredStore, plugins: Mapping[str, Any], path: str | None = None):
+    def __init__(self, store: DeclaredStore, plugins: Mapping[str, Any], path: str | None = None,
+                 run_in_thread: Callable[..., Deferred[Any]] | None = None):
+        """
+        @param run_in_thread: calls a function with arguments elsewhere than
+            the reactor thread (the node's reactor thread pool) and returns
+            a L{Deferred} of its result, fired on the reactor thread; what
+            L{load_off_reactor} and L{read_file_off_reactor} load with.
+            Without one, L{run_in_line}: they load in the caller's thread.
+        """
         self.store = store
         self.path = os.path.abspath(path) if path else None
         self.current: Declarative | None = None
+        self.updating = DeferredLock()
         self._plugins = dbless_plugins(plugins)
+        self._run_in_thread = run_in_thread if run_in_thread is not None else run_in_line
 
     @property
     def config_hash(self) -> str | None:
@@ -143,6 +176,27 @@ class DBlessConfiguration:
         with open(self.path, "rb") as f:
             text = f.read()
         return self.load(text)
+
+    def load_off_reactor(self, given: str | bytes | Mapping[str, Any]) -> Deferred[Declarative]:
+        """
+        Load C{given}, text (L{load}) or already parsed data (L{load_data}),
+        with C{run_in_thread}: off the reactor thread on a node.
+
+        @return: a L{Deferred} of the L{Declarative}, or failing with the
+            L{DeclarativeError} of every error in it.
+        """
+        if isinstance(given, Mapping):
+            return self._run_in_thread(self.load_data, given)
+        return self._run_in_thread(self.load, given)
+
+    def read_file_off_reactor(self) -> Deferred[Declarative]:
+        """
+        L{read_file} with C{run_in_thread}: off the reactor thread on a node.
+
+        @return: a L{Deferred} of the L{Declarative}, or failing as
+            L{read_file} raises.
+        """
+        return self._run_in_thread(self.read_file)
 
     def apply(self, declarative: Declarative) -> int:
         """
