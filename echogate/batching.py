@@ -15,7 +15,11 @@ sending inside each C{write} call measured slower) without the
 registration. When the socket does not take everything (a full send
 buffer, an error), the rest goes to the transport, and the connection uses
 the transport's own buffering, with its producer back-pressure and error
-handling, from then on.
+handling, from then on. A connection does not hold more than the
+transport would before pausing its producer (C{bufferSize}): past that,
+its writes are sent at once, so that a producer writing many times in one
+iteration (a request body read from a file) meets the transport's
+back-pressure instead of piling up here.
 """
 from __future__ import annotations
 
@@ -82,6 +86,11 @@ class BatchedTransport:
     Writes stay in order: after C{loseConnection}, C{loseWriteConnection}
     or a send that did not take everything, every write goes to the
     wrapped transport, behind what it already holds.
+
+    Writes past the transport's C{bufferSize} in one iteration are sent
+    at once (L{_hold}): what waits here is bounded as the transport's own
+    buffer is, and a producer writing faster than the socket takes finds
+    the transport, which pauses it.
     """
 
     def __init__(self, transport: Any, sock: socket.socket, batcher: WriteBatcher):
@@ -89,6 +98,11 @@ class BatchedTransport:
         self._socket = sock
         self._batcher = batcher
         self._pending: list[bytes] = []
+        #: The bytes in C{_pending}, and how many it may hold.
+        self._pending_size = 0
+        self._limit: int = getattr(transport, "bufferSize", 65536)
+        #: Whether the batcher will flush it at the end of this iteration.
+        self._enlisted = False
         #: Whether writes are still batched (else they go to the transport).
         self.batching = True
         directlyProvides(self, providedBy(transport))
@@ -107,10 +121,7 @@ class BatchedTransport:
         if not self.batching:
             self._transport.write(data)
         elif data:
-            pending = self._pending
-            if not pending:
-                self._batcher.enlist(self)
-            pending.append(data)
+            self._hold(data)
 
     def writeSequence(self, sequence: Iterable[bytes]) -> None:
         if not self.batching:
@@ -123,22 +134,44 @@ class BatchedTransport:
         except TypeError as e:
             raise TypeError(f"Data must be bytes: {e}") from None
         if data:
-            pending = self._pending
-            if not pending:
-                self._batcher.enlist(self)
-            pending.append(data)
+            self._hold(data)
+
+    def _hold(self, data: bytes) -> None:
+        """
+        Keep C{data} for the end of the iteration, or send it with what
+        is pending now when that is more than the transport's
+        C{bufferSize}.
+
+        @param data: Bytes written, not empty.
+        """
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size > self._limit:
+            self._send()
+        elif not self._enlisted:
+            self._enlisted = True
+            self._batcher.enlist(self)
 
     def flush(self) -> None:
         """
-        Send what was written since the last flush: straight to the socket
-        while it takes everything, else the rest to the transport (which
-        then reports errors and applies back-pressure as usual).
+        Send what was written since the last flush (the end of the
+        iteration).
+        """
+        self._enlisted = False
+        self._send()
+
+    def _send(self) -> None:
+        """
+        Send what is pending: straight to the socket while it takes
+        everything, else the rest to the transport (which then reports
+        errors and applies back-pressure as usual).
         """
         pending = self._pending
         if not pending:
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         self._pending = []
+        self._pending_size = 0
         try:
             sent = self._socket.send(data)
         except OSError:
@@ -163,6 +196,7 @@ class BatchedTransport:
 
     def abortConnection(self) -> None:
         self._pending = []
+        self._pending_size = 0
         self.batching = False
         self._transport.abortConnection()
 

@@ -226,7 +226,7 @@ class GatewayService(MultiService):
         keeps serving its configuration, and each error is logged on a line
         of its own. The file is loaded in the reactor's thread pool (the
         proxy keeps answering) and applied on the reactor thread, after any
-        configuration loading already (L{DBlessConfiguration.updating}).
+        configuration loading already (L{echogate.declarative.dbless.DBlessConfiguration.updating}).
 
         @return: a L{Deferred} of whether the file was applied.
         """
