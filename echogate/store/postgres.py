@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Generic, Iterable, Mapping, TypeVar
 
 import attrs
 import psycopg2
@@ -88,6 +88,48 @@ def _deferred(method: Callable[..., Coroutine[Any, Any, _T]]) -> Callable[..., D
     return wrapper
 
 
+class _Subscribers(Generic[_T]):
+    """
+    The callbacks subscribed to one kind of news (configuration changes,
+    notices): one entry per subscription, so that a callback subscribed
+    twice is unsubscribed once per subscription; a callback that raises
+    is logged and the others still called.
+    """
+
+    def __init__(self, what: str):
+        self._what = what
+        self._entries: list[list[Callable[[_T], object]]] = []
+
+    def add(self, callback: Callable[[_T], object]) -> Callable[[], None]:
+        """
+        Subscribe C{callback}; return what unsubscribes it.
+        """
+        entry = [callback]
+        self._entries.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._entries:
+                self._entries.remove(entry)
+
+        return unsubscribe
+
+    def any(self) -> bool:
+        """
+        Whether anything is subscribed.
+        """
+        return bool(self._entries)
+
+    def deliver(self, value: _T) -> None:
+        """
+        Call every subscriber with C{value}.
+        """
+        for (callback,) in list(self._entries):
+            try:
+                callback(value)
+            except Exception:
+                _log.failure("a {what} failed", what=self._what)
+
+
 @implementer(IStore)
 class PostgresStore:
     """
@@ -124,14 +166,12 @@ class PostgresStore:
         self._pool = BoundedPool(reactor, dsn, pool_size, self._bounded, reconnect_delays)
         self._listener = Listener(reactor, dsn, CHANNEL, self._bounded, reconnect_delays,
                                   heartbeat, self._deliver)
-        # One list per subscription, so that a callback subscribed twice
-        # is unsubscribed once per subscription.
-        self._subscribers: list[list[Callable[[int | None], object]]] = []
+        self._subscribers: _Subscribers[int | None] = _Subscribers("configuration change subscriber")
         # Node-to-node notices (echogate.store.notices): LISTENed to on a
         # connection of their own, from the first subscription on.
         self._notices = NoticeListener(reactor, dsn, self._bounded, reconnect_delays, heartbeat,
                                        self._deliver_notice)
-        self._notice_subscribers: list[list[Callable[[str | None], object]]] = []
+        self._notice_subscribers: _Subscribers[str | None] = _Subscribers("notice subscriber")
         self._notices_started = False
         #: The entities plugins declare, kept in the generic table (L{declare}).
         self._declared: dict[str, Declared] = {}
@@ -170,7 +210,7 @@ class PostgresStore:
         """
         self._pool.closed = False
         await self._listener.start()
-        if self._notice_subscribers and not self._notices_started:
+        if self._notice_subscribers.any() and not self._notices_started:
             self._notices_started = True
             self._notices.begin()
 
@@ -190,21 +230,10 @@ class PostgresStore:
         """
         See L{IStore.subscribe}.
         """
-        entry = [callback]
-        self._subscribers.append(entry)
-
-        def unsubscribe() -> None:
-            if entry in self._subscribers:
-                self._subscribers.remove(entry)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     def _deliver(self, version: int | None) -> None:
-        for (callback,) in list(self._subscribers):
-            try:
-                callback(version)
-            except Exception:
-                _log.failure("configuration change subscriber failed")
+        self._subscribers.deliver(version)
 
     def subscribe_notices(self, callback: Callable[[str | None], object]) -> Callable[[], None]:
         """
@@ -214,24 +243,14 @@ class PostgresStore:
         subscription opens that connection. Returns a callable that
         unsubscribes.
         """
-        entry = [callback]
-        self._notice_subscribers.append(entry)
+        unsubscribe = self._notice_subscribers.add(callback)
         if not self._notices_started:
             self._notices_started = True
             self._notices.begin()
-
-        def unsubscribe() -> None:
-            if entry in self._notice_subscribers:
-                self._notice_subscribers.remove(entry)
-
         return unsubscribe
 
     def _deliver_notice(self, text: str | None) -> None:
-        for (callback,) in list(self._notice_subscribers):
-            try:
-                callback(text)
-            except Exception:
-                _log.failure("a notice subscriber failed")
+        self._notice_subscribers.deliver(text)
 
     @_deferred
     async def notify_nodes(self, text: str) -> None:
