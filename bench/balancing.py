@@ -37,12 +37,10 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -57,7 +55,18 @@ from bench import nginx, report
 from bench.contenders import SCENARIOS
 from bench.gateway import ECHO_HEADER, EchogateNode, fetch
 from bench.loadgen import LoadResult, parse_summary, result_from, wrk_binary
-from bench.processes import BenchError, CoreLayout, Process, free_port, stop_all, stop_on_terminate
+from bench.processes import BenchError, CoreLayout, Process, free_port, stop_on_terminate
+from bench.scripts import (
+    WorkDirectory,
+    check_ranges,
+    fill_defaults,
+    load_average,
+    ratio_text,
+    rotated,
+    round_text,
+    say,
+    summary_text,
+)
 
 __all__ = ["Failover", "main"]
 
@@ -104,10 +113,6 @@ function request()
   return r
 end
 """
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def start_targets(directory: Path, count: int, name: str, cpus: str | None) -> list[tuple[Process, int]]:
@@ -253,13 +258,10 @@ def measure_throughput(node: EchogateNode, script: Path, rounds: int, seconds: i
             run_wrk(urls[case], warmup, script, node.process, cpus)
     results: dict[str, list[LoadResult]] = {case: [] for case in CASES}
     for number in range(rounds):
-        order = CASES[number % len(CASES):] + CASES[:number % len(CASES)]
-        for case in order:
+        for case in rotated(CASES, number):
             result = run_wrk(urls[case], seconds, script, node.process, cpus)
             results[case].append(result)
-            say(f"round {number + 1}  {case:>11}: {result.rps:9,.0f} req/s  p50 {result.p50_ms:5.2f} ms  "
-                f"p99 {result.p99_ms:6.2f} ms  server CPU {result.cpu:.0%}"
-                + (f"  errors {result.errors}" if result.error_count else ""))
+            say(round_text(number, case, 11, result))
     return results
 
 
@@ -445,16 +447,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-failover", action="store_true", help="skip the failover measurement")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     arguments = parser.parse_args(argv)
-    for name, full, short in (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1),
-                              ("failover_seconds", 10.0, 6.0)):
-        if getattr(arguments, name) is None:
-            setattr(arguments, name, short if arguments.quick else full)
-    if not 1 <= arguments.seconds <= MAX_SECONDS or not 1 <= arguments.failover_seconds <= MAX_SECONDS:
-        parser.error(f"--seconds and --failover-seconds must be between 1 and {MAX_SECONDS}")
-    if not 1 <= arguments.rounds <= MAX_ROUNDS:
-        parser.error(f"--rounds must be between 1 and {MAX_ROUNDS}")
-    if not 0 <= arguments.warmup <= MAX_SECONDS:
-        parser.error(f"--warmup must be between 0 and {MAX_SECONDS}")
+    fill_defaults(arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1), ("failover_seconds", 10.0, 6.0)))
+    check_ranges(parser, arguments, ((("seconds", "failover_seconds"), 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS),
+                                     ("warmup", 0, MAX_SECONDS)))
     return arguments
 
 
@@ -466,10 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = CoreLayout.detect()
     cores.pin_self()
     say(cores.describe())
-    directory = Path(tempfile.mkdtemp(prefix="echogate-balancing-"))
-    directory.chmod(0o755)
-    server = TemporaryServer()
-    try:
+    with WorkDirectory("echogate-balancing-", arguments.keep, mode=0o755) as work:
+        directory = work.path
+        server = TemporaryServer()
+        work.stop_also(server.stop)
         targets = start_shared_targets(directory, 4, "target", cores.other)
         ports = [port for _, port in targets]
         say(f"4 upstream nginx processes on 127.0.0.1:{', '.join(map(str, ports))}")
@@ -497,29 +492,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("")
             for case in CASES:
                 s = summaries[case]
-                say(f"{case:>11}: {s.rps:9,.0f} req/s (median; runs {', '.join(f'{r:,.0f}' for r in s.all_rps)})"
-                    f"  p99 {s.p99_ms:.2f} ms  server CPU {cpu_per_request(results[case]):.0f} us/request"
-                    f"  errors {s.errors}")
+                say(summary_text(case, 11, s) + f"  p99 {s.p99_ms:.2f} ms  "
+                    f"server CPU {cpu_per_request(results[case]):.0f} us/request  errors {s.errors}")
             for case, goal in (("round-robin", 0.95), ("hashing", 0.9)):
                 value, each = report.ratio(summaries[case], summaries["plain"])
-                say(f"{case} / plain: {value:.3f} (rounds: {', '.join(f'{r:.3f}' for r in each)}; "
-                    f"goal >= {goal})")
+                say(ratio_text(f"{case} / plain", value, each, f"; goal >= {goal}"))
         if not arguments.no_failover:
             say("")
             found = measure_failover(node, directory, cores.other, arguments.failover_seconds)
             say(failover_text(found, arguments.failover_seconds))
-        say("load average: " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
-    except BenchError as e:
-        say(f"bench: {e}\n(work directory kept: {directory})")
-        return 1
-    finally:
-        stop_all()
-        server.stop()
-    if arguments.keep:
-        say(f"work directory kept: {directory}")
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
-    return 0
+        say(load_average())
+    return work.status
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -58,7 +57,18 @@ from bench import nginx, report
 from bench.contenders import SCENARIOS
 from bench.gateway import BACKLOG, ECHO_HEADER, EchogateNode
 from bench.loadgen import Load, LoadResult, run_load
-from bench.processes import BenchError, CoreLayout, Process, free_port, stop_all, stop_on_terminate
+from bench.processes import BenchError, CoreLayout, Process, free_port, stop_on_terminate
+from bench.scripts import (
+    WorkDirectory,
+    check_ranges,
+    fill_defaults,
+    load_average,
+    ratio_text,
+    rotated,
+    round_text,
+    say,
+    summary_text,
+)
 
 __all__ = ["Handshakes", "main", "parse_arguments", "parse_s_time"]
 
@@ -105,10 +115,6 @@ _TLS_PROXY = """\
 """
 
 _COUNT = re.compile(r"(\d+) connections in \d+ real seconds")
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def start_nginx_tls(directory: Path, upstream_port: int, cpus: str | None) -> tuple[Process, int]:
@@ -190,13 +196,10 @@ def measure_throughput(urls: dict[str, str], servers: dict[str, Process], rounds
             run_load(Load(urls[case], SCENARIO.connections, warmup, headers=header), servers[case], cpus)
     results: dict[str, list[LoadResult]] = {case: [] for case in CASES}
     for number in range(rounds):
-        order = CASES[number % len(CASES):] + CASES[:number % len(CASES)]
-        for case in order:
+        for case in rotated(CASES, number):
             result = run_load(Load(urls[case], SCENARIO.connections, seconds, headers=header), servers[case], cpus)
             results[case].append(result)
-            say(f"round {number + 1}  {case:>14}: {result.rps:9,.0f} req/s  p50 {result.p50_ms:5.2f} ms  "
-                f"p99 {result.p99_ms:6.2f} ms  server CPU {result.cpu:.0%}"
-                + (f"  errors {result.errors}" if result.error_count else ""))
+            say(round_text(number, case, 14, result))
     return results
 
 
@@ -286,17 +289,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         f"{MAX_CLIENTS} (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     arguments = parser.parse_args(argv)
-    for name, full, short in (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1), ("handshake_seconds", 5, 2)):
-        if getattr(arguments, name) is None:
-            setattr(arguments, name, short if arguments.quick else full)
-    if not 1 <= arguments.seconds <= MAX_SECONDS or not 1 <= arguments.handshake_seconds <= MAX_SECONDS:
-        parser.error(f"--seconds and --handshake-seconds must be between 1 and {MAX_SECONDS}")
-    if not 1 <= arguments.rounds <= MAX_ROUNDS:
-        parser.error(f"--rounds must be between 1 and {MAX_ROUNDS}")
-    if not 0 <= arguments.warmup <= MAX_SECONDS:
-        parser.error(f"--warmup must be between 0 and {MAX_SECONDS}")
-    if not 1 <= arguments.clients <= MAX_CLIENTS:
-        parser.error(f"--clients must be between 1 and {MAX_CLIENTS}")
+    fill_defaults(arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1), ("handshake_seconds", 5, 2)))
+    check_ranges(parser, arguments, ((("seconds", "handshake_seconds"), 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS),
+                                     ("warmup", 0, MAX_SECONDS), ("clients", 1, MAX_CLIENTS)))
     return arguments
 
 
@@ -311,10 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = CoreLayout.detect()
     cores.pin_self()
     say(cores.describe())
-    directory = Path(tempfile.mkdtemp(prefix="echogate-tls-"))
-    directory.chmod(0o755)
-    server = TemporaryServer()
-    try:
+    with WorkDirectory("echogate-tls-", arguments.keep, mode=0o755) as work:
+        directory = work.path
+        server = TemporaryServer()
+        work.stop_also(server.stop)
         upstream, upstream_port = nginx.start_upstream(directory, cores.other)
         server.start()
         node, https_port = start_node(directory, create_database(True, server=server), upstream_port, cores.proxy)
@@ -334,12 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("")
         for case in CASES:
             s = summaries[case]
-            say(f"{case:>14}: {s.rps:9,.0f} req/s (median; runs {', '.join(f'{r:,.0f}' for r in s.all_rps)})"
-                f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  server CPU {s.cpu:.0%}  errors {s.errors}")
+            say(summary_text(case, 14, s) + f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  "
+                f"server CPU {s.cpu:.0%}  errors {s.errors}")
         for top, bottom, goal in (("echogate-https", "echogate-http", " (goal >= 0.8)"),
                                   ("echogate-https", "nginx-https", "")):
             value, each = report.ratio(summaries[top], summaries[bottom])
-            say(f"{top} / {bottom}: {value:.3f} (rounds: {', '.join(f'{r:.3f}' for r in each)}){goal}")
+            say(ratio_text(f"{top} / {bottom}", value, each) + goal)
         say("")
         say(f"handshakes: {arguments.clients} openssl s_time client(s) in parallel on core(s) {cores.other}, "
             f"{arguments.handshake_seconds} s each")
@@ -349,18 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            cores.other)
                 say(f"{label:>9} {mode:>16}: {found.rate:8,.0f} handshakes/s ({found.connections:,} in "
                     f"{found.seconds:.1f} s, {found.resumed:,} resumed)  server CPU {found.cpu:.0%}")
-        say("load average: " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
-    except BenchError as e:
-        say(f"bench: {e}\n(work directory kept: {directory})")
-        return 1
-    finally:
-        stop_all()
-        server.stop()
-    if arguments.keep:
-        say(f"work directory kept: {directory}")
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
-    return 0
+        say(load_average())
+    return work.status
 
 
 if __name__ == "__main__":

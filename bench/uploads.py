@@ -36,10 +36,8 @@ import argparse
 import http.client
 import http.server
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +50,8 @@ if __package__ in (None, ""):
 import attrs
 
 from bench.gateway import EchogateNode
-from bench.processes import BenchError, CoreLayout, MemorySampler, Process, free_port, stop_all, stop_on_terminate
+from bench.processes import BenchError, CoreLayout, MemorySampler, Process, free_port, stop_on_terminate
+from bench.scripts import WorkDirectory, check_ranges, fill_defaults, load_average, ratio_text, rotated, say
 
 __all__ = ["Mode", "TempFileWatcher", "Upload", "main", "parse_arguments", "read_chunked", "summarize_mode"]
 
@@ -74,10 +73,6 @@ CHUNK = 1024 * 1024
 MB = 1024 * 1024
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def read_chunked(stream: "_Reader", limit: int, buffer: memoryview) -> int:
@@ -390,17 +385,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     parser.add_argument("--serve-sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
-    for name, full, short in (("rounds", 3, 2), ("count", 20, 10)):
-        if getattr(arguments, name) is None:
-            setattr(arguments, name, short if arguments.quick else full)
-    if not 1 <= arguments.rounds <= MAX_ROUNDS:
-        parser.error(f"--rounds must be between 1 and {MAX_ROUNDS}")
-    if not 1 <= arguments.count <= MAX_COUNT:
-        parser.error(f"--count must be between 1 and {MAX_COUNT}")
-    if not 1 <= arguments.size_mb <= MAX_SIZE_MB:
-        parser.error(f"--size-mb must be between 1 and {MAX_SIZE_MB}")
-    if not 1 <= arguments.concurrency <= MAX_CONCURRENCY:
-        parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    fill_defaults(arguments, (("rounds", 3, 2), ("count", 20, 10)))
+    check_ranges(parser, arguments, (("rounds", 1, MAX_ROUNDS), ("count", 1, MAX_COUNT),
+                                     ("size_mb", 1, MAX_SIZE_MB), ("concurrency", 1, MAX_CONCURRENCY)))
     return arguments
 
 
@@ -413,11 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = CoreLayout.detect()
     cores.pin_self()
     say(cores.describe().replace("wrk, upstream nginx, PostgreSQL", "the uploading client, the sink"))
-    directory = Path(tempfile.mkdtemp(prefix="echogate-uploads-"))
-    tmpdir = directory / "tmp"
-    tmpdir.mkdir()
-    size = arguments.size_mb * MB
-    try:
+    with WorkDirectory("echogate-uploads-", arguments.keep) as work:
+        directory = work.path
+        tmpdir = directory / "tmp"
+        tmpdir.mkdir()
+        size = arguments.size_mb * MB
         _, sink_port = start_sink(directory, cores.other)
         node = start_node(directory, sink_port, tmpdir, cores.proxy)
         for mode in MODES:
@@ -429,8 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"once; {arguments.rounds} round(s)")
         results: dict[str, list[Mode]] = {mode: [] for mode in MODES}
         for number in range(arguments.rounds):
-            order = MODES[number % len(MODES):] + MODES[:number % len(MODES)]
-            for mode in order:
+            for mode in rotated(MODES, number):
                 found = run_mode(node, tmpdir, mode, arguments.count, size, arguments.concurrency)
                 results[mode].append(found)
                 say(f"round {number + 1}  {mode:>8}: {found.mb_per_second:8,.1f} MB/s in {found.seconds:.1f} s  "
@@ -441,18 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(summarize_mode(mode, results[mode]))
         each = [s.mb_per_second / b.mb_per_second if b.mb_per_second else 0.0
                 for s, b in zip(results["streamed"], results["buffered"])]
-        say(f"streamed / buffered: {statistics.median(each):.3f} (rounds: {', '.join(f'{r:.3f}' for r in each)})")
-        say("load average: " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
-    except BenchError as e:
-        say(f"bench: {e}\n(work directory kept: {directory})")
-        return 1
-    finally:
-        stop_all()
-    if arguments.keep:
-        say(f"work directory kept: {directory}")
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
-    return 0
+        say(ratio_text("streamed / buffered", statistics.median(each), each))
+        say(load_average())
+    return work.status
 
 
 if __name__ == "__main__":

@@ -32,11 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,7 +45,18 @@ if __package__ in (None, ""):
 from bench import report
 from bench.gateway import BACKLOG, EchogateNode
 from bench.loadgen import LoadResult
-from bench.processes import BenchError, CoreLayout, Process, free_port, stop_all, stop_on_terminate
+from bench.processes import BenchError, CoreLayout, Process, free_port, stop_on_terminate
+from bench.scripts import (
+    WorkDirectory,
+    check_ranges,
+    fill_defaults,
+    load_average,
+    ratio_text,
+    rotated,
+    round_text,
+    say,
+    summary_text,
+)
 
 __all__ = ["cpu_per_message", "generate", "main", "parse_arguments", "parse_generator", "percentile", "result_of"]
 
@@ -65,10 +74,6 @@ CASES = ("direct", "echogate")
 GRACE_SECONDS = 60
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -280,19 +285,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     roles.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     roles.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
-    for name, full, short in (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1)):
-        if getattr(arguments, name) is None:
-            setattr(arguments, name, short if arguments.quick else full)
-    if not 1 <= arguments.seconds <= MAX_SECONDS:
-        parser.error(f"--seconds must be between 1 and {MAX_SECONDS}")
-    if not 1 <= arguments.rounds <= MAX_ROUNDS:
-        parser.error(f"--rounds must be between 1 and {MAX_ROUNDS}")
-    if not 0 <= arguments.warmup <= MAX_SECONDS:
-        parser.error(f"--warmup must be between 0 and {MAX_SECONDS}")
-    if not 1 <= arguments.connections <= MAX_CONNECTIONS:
-        parser.error(f"--connections must be between 1 and {MAX_CONNECTIONS}")
-    if not 1 <= arguments.size <= MAX_SIZE:
-        parser.error(f"--size must be between 1 and {MAX_SIZE}")
+    fill_defaults(arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1)))
+    check_ranges(parser, arguments, (("seconds", 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS), ("warmup", 0, MAX_SECONDS),
+                                     ("connections", 1, MAX_CONNECTIONS), ("size", 1, MAX_SIZE)))
     if arguments.generate is not None and not arguments.generate.startswith("ws://127.0.0.1:"):
         parser.error("--generate takes a ws://127.0.0.1:PORT/ URL")
     return arguments
@@ -309,14 +304,11 @@ def measure(urls: dict[str, str], servers: dict[str, Process], arguments: argpar
             run_generator(urls[case], arguments.connections, arguments.size, arguments.warmup, servers[case], cpus)
     results: dict[str, list[LoadResult]] = {case: [] for case in CASES}
     for number in range(arguments.rounds):
-        order = CASES[number % len(CASES):] + CASES[:number % len(CASES)]
-        for case in order:
+        for case in rotated(CASES, number):
             result = run_generator(urls[case], arguments.connections, arguments.size, arguments.seconds,
                                    servers[case], cpus)
             results[case].append(result)
-            say(f"round {number + 1}  {case:>8}: {result.rps:9,.0f} msg/s  p50 {result.p50_ms:5.2f} ms  "
-                f"p99 {result.p99_ms:6.2f} ms  server CPU {result.cpu:.0%}"
-                + (f"  errors {result.errors}" if result.error_count else ""))
+            say(round_text(number, case, 8, result, "msg/s"))
     return results
 
 
@@ -334,8 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = CoreLayout.detect()
     cores.pin_self()
     say(cores.describe().replace("wrk, upstream nginx, PostgreSQL", "the generator, the echo server"))
-    directory = Path(tempfile.mkdtemp(prefix="echogate-websocket-"))
-    try:
+    with WorkDirectory("echogate-websocket-", arguments.keep) as work:
+        directory = work.path
         echo, echo_port = start_echo(directory, cores.other)
         node = start_node(directory, echo_port, cores.proxy)
         urls = {"direct": f"ws://127.0.0.1:{echo_port}/", "echogate": f"ws://127.0.0.1:{node.proxy_port}/"}
@@ -349,26 +341,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("")
         for case in CASES:
             s = summaries[case]
-            say(f"{case:>8}: {s.rps:9,.0f} msg/s (median; runs {', '.join(f'{r:,.0f}' for r in s.all_rps)})"
-                f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  "
+            say(summary_text(case, 8, s, "msg/s") + f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  "
                 f"{'node' if case == 'echogate' else 'echo server'} CPU {s.cpu:.0%}  "
                 f"peak RSS {s.peak_rss_mb:.1f} MB  errors {s.errors}")
-        value, each = report.ratio(summaries["echogate"], summaries["direct"])
-        say(f"echogate / direct: {value:.3f} (rounds: {', '.join(f'{r:.3f}' for r in each)})")
+        say(ratio_text("echogate / direct", *report.ratio(summaries["echogate"], summaries["direct"])))
         node_cpu = summaries["echogate"]
         say(f"node CPU per message: {cpu_per_message(results['echogate']):.1f} us (its CPU {node_cpu.cpu:.0%} "
             f"of one core: below 100%, the generator and the echo server on core(s) {cores.other} set the pace)")
-        say("load average: " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
-    except BenchError as e:
-        say(f"bench: {e}\n(work directory kept: {directory})")
-        return 1
-    finally:
-        stop_all()
-    if arguments.keep:
-        say(f"work directory kept: {directory}")
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
-    return 0
+        say(load_average())
+    return work.status
 
 
 if __name__ == "__main__":

@@ -108,8 +108,11 @@ class _Subscribers(Generic[_T]):
         self._entries.append(entry)
 
         def unsubscribe() -> None:
-            if entry in self._entries:
-                self._entries.remove(entry)
+            # (by identity: two subscriptions of one callback are equal lists)
+            for index, subscribed in enumerate(self._entries):
+                if subscribed is entry:
+                    del self._entries[index]
+                    return
 
         return unsubscribe
 
