@@ -51,22 +51,12 @@ if __package__ in (None, ""):
 
 import attrs
 
-from bench import nginx, report
+from bench import nginx, report, scripts
 from bench.contenders import SCENARIOS
 from bench.gateway import ECHO_HEADER, EchogateNode, fetch
 from bench.loadgen import LoadResult, parse_summary, result_from, wrk_binary
 from bench.processes import BenchError, CoreLayout, Process, free_port, stop_on_terminate
-from bench.scripts import (
-    WorkDirectory,
-    check_ranges,
-    fill_defaults,
-    load_average,
-    ratio_text,
-    rotated,
-    round_text,
-    say,
-    summary_text,
-)
+from bench.scripts import WorkDirectory, say
 
 __all__ = ["Failover", "main"]
 
@@ -258,10 +248,10 @@ def measure_throughput(node: EchogateNode, script: Path, rounds: int, seconds: i
             run_wrk(urls[case], warmup, script, node.process, cpus)
     results: dict[str, list[LoadResult]] = {case: [] for case in CASES}
     for number in range(rounds):
-        for case in rotated(CASES, number):
+        for case in scripts.rotated(CASES, number):
             result = run_wrk(urls[case], seconds, script, node.process, cpus)
             results[case].append(result)
-            say(round_text(number, case, 11, result))
+            say(scripts.round_text(number, case, 11, result))
     return results
 
 
@@ -447,9 +437,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-failover", action="store_true", help="skip the failover measurement")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     arguments = parser.parse_args(argv)
-    fill_defaults(arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1), ("failover_seconds", 10.0, 6.0)))
-    check_ranges(parser, arguments, ((("seconds", "failover_seconds"), 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS),
-                                     ("warmup", 0, MAX_SECONDS)))
+    scripts.fill_defaults(
+        arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1), ("failover_seconds", 10.0, 6.0)))
+    scripts.check_ranges(
+        parser, arguments, ((("seconds", "failover_seconds"), 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS),
+            ("warmup", 0, MAX_SECONDS)))
     return arguments
 
 
@@ -492,16 +484,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("")
             for case in CASES:
                 s = summaries[case]
-                say(summary_text(case, 11, s) + f"  p99 {s.p99_ms:.2f} ms  "
+                say(scripts.summary_text(case, 11, s) + f"  p99 {s.p99_ms:.2f} ms  "
                     f"server CPU {cpu_per_request(results[case]):.0f} us/request  errors {s.errors}")
             for case, goal in (("round-robin", 0.95), ("hashing", 0.9)):
                 value, each = report.ratio(summaries[case], summaries["plain"])
-                say(ratio_text(f"{case} / plain", value, each, f"; goal >= {goal}"))
+                say(scripts.ratio_text(f"{case} / plain", value, each, f"; goal >= {goal}"))
         if not arguments.no_failover:
             say("")
             found = measure_failover(node, directory, cores.other, arguments.failover_seconds)
             say(failover_text(found, arguments.failover_seconds))
-        say(load_average())
+        say(scripts.load_average())
     return work.status
 
 

@@ -53,22 +53,12 @@ if __package__ in (None, ""):
 
 import attrs
 
-from bench import nginx, report
+from bench import nginx, report, scripts
 from bench.contenders import SCENARIOS
 from bench.gateway import BACKLOG, ECHO_HEADER, EchogateNode
 from bench.loadgen import Load, LoadResult, run_load
 from bench.processes import BenchError, CoreLayout, Process, free_port, stop_on_terminate
-from bench.scripts import (
-    WorkDirectory,
-    check_ranges,
-    fill_defaults,
-    load_average,
-    ratio_text,
-    rotated,
-    round_text,
-    say,
-    summary_text,
-)
+from bench.scripts import WorkDirectory, say
 
 __all__ = ["Handshakes", "main", "parse_arguments", "parse_s_time"]
 
@@ -196,10 +186,10 @@ def measure_throughput(urls: dict[str, str], servers: dict[str, Process], rounds
             run_load(Load(urls[case], SCENARIO.connections, warmup, headers=header), servers[case], cpus)
     results: dict[str, list[LoadResult]] = {case: [] for case in CASES}
     for number in range(rounds):
-        for case in rotated(CASES, number):
+        for case in scripts.rotated(CASES, number):
             result = run_load(Load(urls[case], SCENARIO.connections, seconds, headers=header), servers[case], cpus)
             results[case].append(result)
-            say(round_text(number, case, 14, result))
+            say(scripts.round_text(number, case, 14, result))
     return results
 
 
@@ -289,9 +279,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         f"{MAX_CLIENTS} (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     arguments = parser.parse_args(argv)
-    fill_defaults(arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1), ("handshake_seconds", 5, 2)))
-    check_ranges(parser, arguments, ((("seconds", "handshake_seconds"), 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS),
-                                     ("warmup", 0, MAX_SECONDS), ("clients", 1, MAX_CLIENTS)))
+    scripts.fill_defaults(
+        arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1), ("handshake_seconds", 5, 2)))
+    scripts.check_ranges(
+        parser, arguments, ((("seconds", "handshake_seconds"), 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS),
+            ("warmup", 0, MAX_SECONDS), ("clients", 1, MAX_CLIENTS)))
     return arguments
 
 
@@ -329,12 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("")
         for case in CASES:
             s = summaries[case]
-            say(summary_text(case, 14, s) + f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  "
+            say(scripts.summary_text(case, 14, s) + f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  "
                 f"server CPU {s.cpu:.0%}  errors {s.errors}")
         for top, bottom, goal in (("echogate-https", "echogate-http", " (goal >= 0.8)"),
                                   ("echogate-https", "nginx-https", "")):
             value, each = report.ratio(summaries[top], summaries[bottom])
-            say(ratio_text(f"{top} / {bottom}", value, each) + goal)
+            say(scripts.ratio_text(f"{top} / {bottom}", value, each) + goal)
         say("")
         say(f"handshakes: {arguments.clients} openssl s_time client(s) in parallel on core(s) {cores.other}, "
             f"{arguments.handshake_seconds} s each")
@@ -344,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            cores.other)
                 say(f"{label:>9} {mode:>16}: {found.rate:8,.0f} handshakes/s ({found.connections:,} in "
                     f"{found.seconds:.1f} s, {found.resumed:,} resumed)  server CPU {found.cpu:.0%}")
-        say(load_average())
+        say(scripts.load_average())
     return work.status
 
 

@@ -42,21 +42,11 @@ from typing import Any, Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
+from bench import report, scripts
 from bench.gateway import BACKLOG, EchogateNode
 from bench.loadgen import LoadResult
 from bench.processes import BenchError, CoreLayout, Process, free_port, stop_on_terminate
-from bench.scripts import (
-    WorkDirectory,
-    check_ranges,
-    fill_defaults,
-    load_average,
-    ratio_text,
-    rotated,
-    round_text,
-    say,
-    summary_text,
-)
+from bench.scripts import WorkDirectory, say
 
 __all__ = ["cpu_per_message", "generate", "main", "parse_arguments", "parse_generator", "percentile", "result_of"]
 
@@ -285,9 +275,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     roles.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     roles.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
-    fill_defaults(arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1)))
-    check_ranges(parser, arguments, (("seconds", 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS), ("warmup", 0, MAX_SECONDS),
-                                     ("connections", 1, MAX_CONNECTIONS), ("size", 1, MAX_SIZE)))
+    scripts.fill_defaults(
+        arguments, (("rounds", 3, 2), ("seconds", 10, 3), ("warmup", 2, 1)))
+    scripts.check_ranges(
+        parser, arguments, (("seconds", 1, MAX_SECONDS), ("rounds", 1, MAX_ROUNDS), ("warmup", 0, MAX_SECONDS),
+            ("connections", 1, MAX_CONNECTIONS), ("size", 1, MAX_SIZE)))
     if arguments.generate is not None and not arguments.generate.startswith("ws://127.0.0.1:"):
         parser.error("--generate takes a ws://127.0.0.1:PORT/ URL")
     return arguments
@@ -304,11 +296,11 @@ def measure(urls: dict[str, str], servers: dict[str, Process], arguments: argpar
             run_generator(urls[case], arguments.connections, arguments.size, arguments.warmup, servers[case], cpus)
     results: dict[str, list[LoadResult]] = {case: [] for case in CASES}
     for number in range(arguments.rounds):
-        for case in rotated(CASES, number):
+        for case in scripts.rotated(CASES, number):
             result = run_generator(urls[case], arguments.connections, arguments.size, arguments.seconds,
                                    servers[case], cpus)
             results[case].append(result)
-            say(round_text(number, case, 8, result, "msg/s"))
+            say(scripts.round_text(number, case, 8, result, "msg/s"))
     return results
 
 
@@ -341,14 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("")
         for case in CASES:
             s = summaries[case]
-            say(summary_text(case, 8, s, "msg/s") + f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  "
+            say(scripts.summary_text(case, 8, s, "msg/s") + f"  p50 {s.p50_ms:.2f} ms  p99 {s.p99_ms:.2f} ms  "
                 f"{'node' if case == 'echogate' else 'echo server'} CPU {s.cpu:.0%}  "
                 f"peak RSS {s.peak_rss_mb:.1f} MB  errors {s.errors}")
-        say(ratio_text("echogate / direct", *report.ratio(summaries["echogate"], summaries["direct"])))
+        say(scripts.ratio_text("echogate / direct", *report.ratio(summaries["echogate"], summaries["direct"])))
         node_cpu = summaries["echogate"]
         say(f"node CPU per message: {cpu_per_message(results['echogate']):.1f} us (its CPU {node_cpu.cpu:.0%} "
             f"of one core: below 100%, the generator and the echo server on core(s) {cores.other} set the pace)")
-        say(load_average())
+        say(scripts.load_average())
     return work.status
 
 
