@@ -31,6 +31,7 @@ from echogate.errors import (
 from echogate.interfaces import IStore
 from echogate.store.data import ConfigurationData
 from echogate.store.offsets import decode_offset, encode_offset
+from echogate.store.pgtables import table_of
 from echogate.store.tagged import Position, decode_tag_offset, encode_tag_offset, tag_row
 
 #: entity -> fields that are unique on their own.
@@ -51,23 +52,9 @@ UNIQUE: Mapping[str, tuple[str, ...]] = {
     "ca_certificates": ("cert_digest",),
 }
 
-#: entity -> the fields C{get} accepts besides the id.
-ENDPOINT_KEYS: Mapping[str, tuple[str, ...]] = {
-    "services": ("name",),
-    "routes": ("name",),
-    "consumers": ("username", "custom_id"),
-    "plugins": (),
-    "keyauth_credentials": ("key",),
-    "basicauth_credentials": ("username",),
-    "jwt_secrets": ("key",),
-    "acls": (),
-    "upstreams": ("name",),
-    "targets": (),
-    "target_health_overrides": (),
-    "certificates": (),
-    "snis": ("name",),
-    "ca_certificates": (),
-}
+#: entity -> the fields C{get} accepts besides the id: the PostgreSQL
+#: store's, so that the two stores address records alike.
+ENDPOINT_KEYS: Mapping[str, tuple[str, ...]] = {entity: table_of(entity).keys for entity in UNIQUE}
 
 #: entity -> foreign key field -> (referenced entity, on delete).
 FOREIGN: Mapping[str, Mapping[str, tuple[str, str]]] = {
