@@ -91,6 +91,18 @@ class HTTPSRouteTests(unittest.TestCase):
         status, headers, _ = await curl(self.http + "/moved/a?b=1", "-H", "Host: shop.example.com:8000")
         self.assertEqual((status, headers["location"]), (301, "https://shop.example.com/moved/a?b=1"))
 
+    async def test_redirectHostCannotPointElsewhere(self) -> None:
+        """
+        The redirect's Location is made of the client's Host: a Host that
+        would carry a path, userinfo or a second host is refused at the
+        edge (400) before any redirect is made.
+        """
+        await self.route(paths=["/moved"], protocols=["https"], https_redirect_status_code=302)
+        for host in ("evil.example/x", "shop.example@evil.example", "evil.example\\x", "a b"):
+            status, headers, _ = await curl(self.http + "/moved", "-H", f"Host: {host}")
+            self.assertEqual(status, 400, (host, headers.get("location")))
+            self.assertNotIn("location", headers)
+
     async def test_bothProtocols(self) -> None:
         """A route with http and https takes both."""
         await self.route(paths=["/both"], protocols=["http", "https"])
