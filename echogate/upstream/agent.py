@@ -79,6 +79,9 @@ class AgentResponse:
     @ivar response: the Agent's response.
     """
 
+    #: HTTP/1.1 responses carry no trailers (L{IUpstreamResponse.trailers}).
+    trailers: list[tuple[bytes, bytes]] | None = None
+
     __slots__ = ("response", "code", "length", "raw_headers", "end_to_end", "via")
 
     def __init__(self, response: IResponse):

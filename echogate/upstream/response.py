@@ -66,6 +66,9 @@ class UpstreamResponse:
     upstream connection while the body is being read).
     """
 
+    #: HTTP/1.1 responses carry no trailers (L{IUpstreamResponse.trailers}).
+    trailers: list[tuple[bytes, bytes]] | None = None
+
     __slots__ = ("code", "phrase", "version", "end_to_end", "via", "_headers", "raw_headers", "length", "request",
                  "previousResponse", "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
 

@@ -137,6 +137,9 @@ class UpgradeResponse:
     The answer to a handshake (L{IUpstreamResponse}), its body read whole.
     """
 
+    #: HTTP/1.1 responses carry no trailers (L{IUpstreamResponse.trailers}).
+    trailers: list[tuple[bytes, bytes]] | None = None
+
     def __init__(self, code: int, phrase: bytes, raw: list[tuple[bytes, bytes]], body: bytes | None):
         self.code = code
         self.phrase = phrase
