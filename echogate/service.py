@@ -35,7 +35,8 @@ from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
 from echogate.proxy.runner import as_deferred
 from echogate.registry import PluginLoadError, load_plugins
-from echogate.settings import Options, Settings, redact_dsn, split_listener, unknown_environment, with_backlog
+from echogate.settings import (Options, Settings, offers_http2, redact_dsn, split_listener, unknown_environment,
+                               with_backlog)
 
 if TYPE_CHECKING:
     from echogate.proxy.site import GatewaySite
@@ -167,8 +168,9 @@ class GatewayService(MultiService):
         if settings.dbless:
             self._make_dbless()
         #: The proxy's L{echogate.proxy.tls.SNICertificates} once an ssl
-        #: listener is bound.
-        self.tls: Any = None
+        #: listener is bound: the choosers of the ssl listeners, by whether
+        #: they offer h2.
+        self.tls: dict[bool, Any] = {}
         worker_of = os.environ.get("ECHOGATE_WORKER_OF")
         self.is_worker = worker_of is not None
         self._parent = int(worker_of) if worker_of else None
@@ -455,7 +457,13 @@ class GatewayService(MultiService):
         for kind, descriptions, site in listeners:
             for description in descriptions:
                 endpoint, tls = split_listener(description) if kind == "proxy" else (description, False)
-                factory = self._tls_factory(site) if tls else site
+                factory = site
+                if kind == "proxy" and offers_http2(description):
+                    from echogate.proxy.negotiating import HTTP2Listener
+
+                    factory = HTTP2Listener(site, tls, self.settings.http2_max_concurrent_streams)
+                if tls:
+                    factory = self._tls_factory(factory, offers_http2(description))
                 if shared and kind == "proxy":
                     from echogate.workers import listen_shared
 
@@ -477,19 +485,20 @@ class GatewayService(MultiService):
                     port.stopReading()
                 self._ports.append((kind, description, port))
 
-    def _tls_factory(self, site: Any) -> Any:
+    def _tls_factory(self, site: Any, http2: bool = False) -> Any:
         """
         The factory of an C{ssl} proxy listener: TLS over C{site}'s
         connections, the certificate chosen by SNI from the current
         snapshot (L{echogate.proxy.tls.SNICertificates}, one for all such
-        listeners: L{tls}), the default one being C{ssl_cert} or the
-        node's self-signed one in C{data_dir}.
+        listeners with the same ALPN choice: L{tls}), the default one being
+        C{ssl_cert} or the node's self-signed one in C{data_dir}; with
+        C{http2}, ALPN offers C{h2}.
 
         @raise SystemExit: the default certificate cannot be read or made.
         """
         from echogate.proxy.tls import SNICertificates, TLSListenerFactory, TLSPolicy, default_certificate
 
-        if self.tls is None:
+        if http2 not in self.tls:
             settings = self.settings
             try:
                 if settings.ssl_cert:
@@ -499,13 +508,13 @@ class GatewayService(MultiService):
                     default = default_certificate(settings.data_dir)
                 policy = TLSPolicy(protocols=settings.ssl_protocols, ciphers=settings.cipher_list,
                                    session_tickets=settings.ssl_session_tickets,
-                                   session_timeout=settings.ssl_session_timeout)
-                self.tls = SNICertificates(lambda: self.live.current if self.live is not None else None,
+                                   session_timeout=settings.ssl_session_timeout, http2=http2)
+                self.tls[http2] = SNICertificates(lambda: self.live.current if self.live is not None else None,
                                            default, policy)
             except (OSError, ValueError) as e:
                 self._close_ports()
                 raise SystemExit(f"echogate: the default TLS certificate cannot be had: {e}") from None
-        return TLSListenerFactory(self.tls, False, site)
+        return TLSListenerFactory(self.tls[http2], False, site)
 
     def listening(self, kind: str) -> list[tuple[str, Any]]:
         """
@@ -557,7 +566,7 @@ class GatewayService(MultiService):
             self._reactor.stop()
 
     async def _start(self) -> None:
-        from echogate.proxy.snapshot import LiveConfiguration, build_in_thread
+        from echogate.proxy.snapshot import LiveConfiguration, build_in_slices
 
         for kind, description, d in self._pending_listens:
             port = await d
@@ -572,7 +581,7 @@ class GatewayService(MultiService):
                 return
         self.live = LiveConfiguration(store=self.store, plugins=self.plugins, clock=self._reactor,
                                       check_interval=self.settings.config_check_interval,
-                                      build=build_in_thread(self._reactor,
+                                      build=build_in_slices(self._reactor,
                                                             regex_timeout=self.settings.regex_match_timeout),
                                       settle=self._settle_heap if self._settle is not None else None,
                                       missing_plugins=self.settings.missing_plugins)

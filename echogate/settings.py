@@ -18,7 +18,7 @@ from twisted.python import usage
 from echogate.heap import MAX_TRIM_THRESHOLD
 
 DEFAULTS: dict[str, str] = {
-    "proxy_listen": "0.0.0.0:8000, 0.0.0.0:8443 ssl",
+    "proxy_listen": "0.0.0.0:8000, 0.0.0.0:8443 http2 ssl",
     "admin_listen": "tcp:8001:interface=127.0.0.1",
     "database": "",
     "declarative_config": "",
@@ -43,6 +43,7 @@ DEFAULTS: dict[str, str] = {
     "keepalive_timeout": "75",
     "max_connections": "auto",
     "max_connections_per_ip": "0",
+    "http2_max_concurrent_streams": "128",
     "max_request_line": "8k",
     "max_header_line": "8k",
     "max_headers": "100",
@@ -99,6 +100,8 @@ HELP: dict[str, str] = {
     "keepalive_timeout": "Seconds an idle keep-alive client connection is kept open.",
     "max_connections": "Client connections per proxy listener: a number, or 'auto' (from the descriptor limit).",
     "max_connections_per_ip": "Client connections per client IP per proxy listener; 0 for no limit.",
+    "http2_max_concurrent_streams": "Streams an HTTP/2 client may have open at once on one connection (more breaks"
+                                    " the protocol: the connection is closed with GOAWAY).",
     "max_request_line": "Longest request line (bytes, or with k/m); longer gets 414.",
     "max_header_line": "Longest request header line (bytes, or with k/m); longer gets 431.",
     "max_headers": "Most request header lines; more gets 431.",
@@ -244,6 +247,7 @@ class Settings:
     keepalive_timeout: float = 75.0
     max_connections: int = 0  # 0: from the descriptor limit (see connection_limit)
     max_connections_per_ip: int = 0
+    http2_max_concurrent_streams: int = 128
     max_request_line: int = 8192
     max_header_line: int = 8192
     max_headers: int = 100
@@ -318,6 +322,7 @@ class Settings:
             "keepalive_timeout": self.keepalive_timeout,
             "max_connections": self.max_connections or connection_limit(),
             "max_connections_per_ip": self.max_connections_per_ip,
+            "http2_max_concurrent_streams": self.http2_max_concurrent_streams,
             "max_request_line": self.max_request_line,
             "max_header_line": self.max_header_line,
             "max_headers": self.max_headers,
@@ -395,17 +400,32 @@ _ADDRESS = re.compile(r"^(?:(\[[0-9a-fA-F:.]+\])|([0-9.]+)|(\*)):(\d{1,5})$")
 
 #: The flag that makes a proxy listener an HTTPS one (see L{split_listener}).
 SSL_FLAG = " ssl"
+#: The flag that makes a proxy listener offer HTTP/2 (see L{split_listener}).
+HTTP2_FLAG = " http2"
 
 
 def split_listener(entry: str) -> tuple[str, bool]:
     """
     A resolved C{proxy_listen} entry (see L{Settings.proxy_listen}) to its
     Twisted endpoint string and whether it is an HTTPS listener whose
-    certificate is chosen by SNI (the C{ssl} flag).
+    certificate is chosen by SNI (the C{ssl} flag). (L{offers_http2}
+    tells the C{http2} flag.)
     """
-    if entry.endswith(SSL_FLAG):
-        return entry[:-len(SSL_FLAG)], True
-    return entry, False
+    tls = entry.endswith(SSL_FLAG)
+    if tls:
+        entry = entry[:-len(SSL_FLAG)]
+    if entry.endswith(HTTP2_FLAG):
+        entry = entry[:-len(HTTP2_FLAG)]
+    return entry, tls
+
+
+def offers_http2(entry: str) -> bool:
+    """
+    Whether a resolved C{proxy_listen} entry has the C{http2} flag: HTTP/2
+    by ALPN on an C{ssl} listener, with prior knowledge (h2c) on a plain
+    one, beside HTTP/1.1.
+    """
+    return entry.removesuffix(SSL_FLAG).endswith(HTTP2_FLAG)
 
 
 def _listener(entry: str) -> str:
@@ -421,15 +441,17 @@ def _listener(entry: str) -> str:
 
     words = entry.split()
     where, flags = words[0], words[1:]
-    tls = False
+    tls = http2 = False
     backlog = None
     for flag in flags:
         if flag.lower() == "ssl":
             tls = True
+        elif flag.lower() == "http2":
+            http2 = True
         elif flag.lower().startswith("backlog="):
             backlog = _whole("proxy_listen", flag.partition("=")[2], 1)
         else:
-            raise ConfigError(f"proxy_listen: {entry!r} has an unknown flag {flag!r} (flags: ssl, backlog=N)")
+            raise ConfigError(f"proxy_listen: {entry!r} has an unknown flag {flag!r} (flags: ssl, http2, backlog=N)")
     address = _ADDRESS.match(where)
     if address is not None:
         ipv6, ipv4, anywhere, port = address.groups()
@@ -462,7 +484,7 @@ def _listener(entry: str) -> str:
         if ":backlog=" in endpoint:
             raise ConfigError(f"proxy_listen: {entry!r} gives its backlog twice")
         endpoint = f"{endpoint}:backlog={backlog}"
-    return endpoint + (SSL_FLAG if tls else "")
+    return endpoint + (HTTP2_FLAG if http2 else "") + (SSL_FLAG if tls else "")
 
 
 def _proxy_listen(value: str) -> tuple[str, ...]:
@@ -766,6 +788,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         keepalive_timeout=_positive("keepalive_timeout", raw["keepalive_timeout"]),
         max_connections=_max_connections(raw["max_connections"]),
         max_connections_per_ip=_whole("max_connections_per_ip", raw["max_connections_per_ip"], 0),
+        http2_max_concurrent_streams=_whole("http2_max_concurrent_streams", raw["http2_max_concurrent_streams"], 1),
         max_request_line=_bounded_size("max_request_line", raw["max_request_line"]),
         max_header_line=_bounded_size("max_header_line", raw["max_header_line"]),
         max_headers=_whole("max_headers", raw["max_headers"], 1, 10000),

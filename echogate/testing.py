@@ -169,6 +169,9 @@ class UpstreamAnswer:
         the upstream (its C{BodyStreamer} pauses it while an asynchronous
         C{body_filter} works and when the client does not keep up). The
         length is unknown unless C{headers} has a Content-Length.
+    @ivar trailers: the trailers that follow the body, C{(name, value)}
+        byte pairs (an HTTP/2 service's: gRPC's C{grpc-status}...), given
+        to the gateway as the response's C{trailers}; C{None}: none.
 
     @since: 0.1.0
     """
@@ -177,6 +180,7 @@ class UpstreamAnswer:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     body: bytes = b""
     chunks: Iterable[Any] | None = attrs.field(default=None, eq=False)
+    trailers: Sequence[tuple[bytes, bytes]] | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.chunks is not None and self.body:
@@ -359,6 +363,8 @@ class _FakeResponse:
             self.length = int(declared[0]) if declared else None
             self._body, self._chunks = None, answer.chunks
         self.producer: _BodyProducer | None = None
+        if answer.trailers is not None:
+            self.trailers = list(answer.trailers)
 
     @property
     def headers(self) -> Headers:
@@ -788,10 +794,14 @@ class GatewayHarness:
         return self.upstream.seen
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                body: bytes = b"", client_ip: str = "127.0.0.1") -> Deferred:
+                body: bytes = b"", client_ip: str = "127.0.0.1", version: bytes | None = None) -> Deferred:
         """
         Send one request through the gateway.
 
+        @param version: the HTTP version the gateway is told the request
+            came in (its C{clientproto}), such as C{b"HTTP/2"} for a gRPC
+            call as the HTTP/2 listener hands it on; the bytes still
+            travel as HTTP/1.1 in memory. C{None}: HTTP/1.1.
         @return: a Deferred firing with a L{HarnessResponse} once the
             response is finished.
         """
@@ -801,6 +811,13 @@ class GatewayHarness:
             def __init__(self, *a: Any, **kw: Any) -> None:
                 super().__init__(*a, **kw)
                 captured.append(self)
+
+            if version is not None:
+                def head_received(self, command: bytes, path: bytes, _: bytes) -> None:
+                    super().head_received(command, path, version or _)
+
+                def requestReceived(self, command: bytes, path: bytes, _: bytes) -> None:
+                    super().requestReceived(command, path, version or _)
 
         self.site.requestFactory = CapturedRequest
         protocol = self.site.buildProtocol(IPv4Address("TCP", client_ip, 40000))

@@ -26,7 +26,7 @@ from twisted.internet.protocol import ProcessProtocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from echogate.settings import SSL_FLAG, Settings, parse_tcp, split_listener
+from echogate.settings import HTTP2_FLAG, SSL_FLAG, Settings, offers_http2, parse_tcp, split_listener
 
 _log = Logger(namespace="echogate.workers")
 
@@ -100,7 +100,8 @@ class WorkerPool:
             kind = "tcp6" if family == socket.AF_INET6 else "tcp"
             escaped = interface.replace(":", "\\:")
             proxy.append((f"{kind}:{port}:interface={escaped}:backlog={backlog}" if interface
-                          else f"{kind}:{port}:backlog={backlog}") + (SSL_FLAG if tls else ""))
+                          else f"{kind}:{port}:backlog={backlog}") + (HTTP2_FLAG if offers_http2(entry) else "")
+                         + (SSL_FLAG if tls else ""))
         env.update({
             "ECHOGATE_PROXY_LISTEN": ",".join(proxy),
             "ECHOGATE_DATABASE": self._dsn,
@@ -124,6 +125,7 @@ class WorkerPool:
             "ECHOGATE_KEEPALIVE_TIMEOUT": str(s.keepalive_timeout),
             "ECHOGATE_MAX_CONNECTIONS": str(s.max_connections) if s.max_connections else "auto",
             "ECHOGATE_MAX_CONNECTIONS_PER_IP": str(s.max_connections_per_ip),
+            "ECHOGATE_HTTP2_MAX_CONCURRENT_STREAMS": str(s.http2_max_concurrent_streams),
             "ECHOGATE_MAX_REQUEST_LINE": str(s.max_request_line),
             "ECHOGATE_MAX_HEADER_LINE": str(s.max_header_line),
             "ECHOGATE_MAX_HEADERS": str(s.max_headers),

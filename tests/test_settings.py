@@ -33,7 +33,7 @@ class ResolveTests(SynchronousTestCase):
         With nothing given, the documented defaults.
         """
         settings = resolve({}, {}, None)
-        self.assertEqual(settings.proxy_listen, ("tcp:8000:interface=0.0.0.0", "tcp:8443:interface=0.0.0.0 ssl"))
+        self.assertEqual(settings.proxy_listen, ("tcp:8000:interface=0.0.0.0", "tcp:8443:interface=0.0.0.0 http2 ssl"))
         self.assertEqual(settings.admin_listen, ("tcp:8001:interface=127.0.0.1",))
         self.assertEqual(settings.database, "")
         self.assertEqual(settings.data_dir, "./echogate-data")
@@ -123,7 +123,7 @@ class ResolveTests(SynchronousTestCase):
                 "upstream_keepalive_idle_timeout": "2.5", "upstream_tls_verify": "off", "gc_young_threshold": "900",
                 "malloc_trim_threshold": "2m", "client_header_timeout": "7", "client_body_timeout": "8",
                 "send_timeout": "9", "keepalive_timeout": "11", "max_connections": "300",
-                "max_connections_per_ip": "12", "max_request_line": "4k", "max_header_line": "2k",
+                "max_connections_per_ip": "12", "http2_max_concurrent_streams": "64", "max_request_line": "4k", "max_header_line": "2k",
                 "max_headers": "50", "regex_match_timeout": "20", "missing_plugins": "skip",
                 "shutdown_timeout": "0", "admin_token": "s3cret", "admin_server_names": "Admin.Example,gw:8001",
                 "real_ip_header": "X-Forwarded-For", "real_ip_recursive": "on", "headers_with_underscores": "reject",
@@ -148,6 +148,7 @@ class ResolveTests(SynchronousTestCase):
         self.assertEqual((settings.client_header_timeout, settings.client_body_timeout, settings.send_timeout,
                           settings.keepalive_timeout), (7, 8, 9, 11))
         self.assertEqual((settings.max_connections, settings.max_connections_per_ip), (300, 12))
+        self.assertEqual(settings.http2_max_concurrent_streams, 64)
         self.assertEqual((settings.max_request_line, settings.max_header_line, settings.max_headers),
                          (4096, 2048, 50))
         self.assertEqual(settings.regex_match_timeout, 0.02)
@@ -395,13 +396,28 @@ class ProxyListenTests(SynchronousTestCase):
 
         self.assertEqual(split_listener("tcp:8443:interface=0.0.0.0 ssl"), ("tcp:8443:interface=0.0.0.0", True))
         self.assertEqual(split_listener("tcp:8000"), ("tcp:8000", False))
+        self.assertEqual(split_listener("tcp:8443 http2 ssl"), ("tcp:8443", True))
+        self.assertEqual(split_listener("tcp:8000 http2"), ("tcp:8000", False))
+
+    def test_http2Flag(self) -> None:
+        """
+        Kong's http2 flag, on a plain or an ssl listener, in either order
+        with ssl; L{offers_http2} tells it.
+        """
+        from echogate.settings import offers_http2
+
+        self.assertEqual(self.listen("127.0.0.1:8000 http2, 127.0.0.1:8443 ssl http2, 127.0.0.1:9 ssl"),
+                         ("tcp:8000:interface=127.0.0.1 http2", "tcp:8443:interface=127.0.0.1 http2 ssl",
+                          "tcp:9:interface=127.0.0.1 ssl"))
+        self.assertEqual([offers_http2(e) for e in ("tcp:1 http2", "tcp:1 http2 ssl", "tcp:1 ssl", "tcp:1")],
+                         [True, True, False, False])
 
     def test_badEntries(self) -> None:
         """
         An unknown flag, a bad address or port, ssl on an ssl: endpoint and
         a backlog given twice are refused, naming proxy_listen.
         """
-        for value in ["0.0.0.0:8000 http2", "300.1.1.1:8000", "0.0.0.0:70000", f"ssl:8443:privateKey={self.pem()} ssl",
+        for value in ["0.0.0.0:8000 http3", "300.1.1.1:8000", "0.0.0.0:70000", f"ssl:8443:privateKey={self.pem()} ssl",
                       "tcp:8000:backlog=5 backlog=6", "nonsense:thing", "0.0.0.0:80 backlog=x", ","]:
             error = self.assertRaises(ConfigError, self.listen, value)
             self.assertIn("proxy_listen", str(error), value)

@@ -42,15 +42,16 @@ class WorkerTLSEnvironmentTests(SynchronousTestCase):
     def test_sslListenersAndSettingsPassedOn(self) -> None:
         """
         An ssl proxy listener stays one in the worker (on the port the main
-        process bound), with the main process's ssl_* settings.
+        process bound), with the main process's ssl_* settings; the http2
+        flag too.
         """
-        settings = resolve({"workers": "2", "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl",
+        settings = resolve({"workers": "2", "proxy_listen": "127.0.0.1:0 http2, 127.0.0.1:0 http2 ssl",
                             "ssl_protocols": "TLSv1.3", "ssl_cipher_suite": "modern",
                             "ssl_session_tickets": "off", "ssl_session_timeout": "10m"}, {}, None)
         env = WorkerPool(Clock(), settings, "postgresql://db/x", [4242, 4243], environ={})._environment()
         reparsed = resolve({}, env, None)
-        self.assertEqual(reparsed.proxy_listen, ("tcp:4242:interface=127.0.0.1:backlog=511",
-                                                 "tcp:4243:interface=127.0.0.1:backlog=511 ssl"))
+        self.assertEqual(reparsed.proxy_listen, ("tcp:4242:interface=127.0.0.1:backlog=511 http2",
+                                                 "tcp:4243:interface=127.0.0.1:backlog=511 http2 ssl"))
         self.assertEqual((reparsed.ssl_protocols, reparsed.ssl_cipher_suite, reparsed.ssl_session_tickets,
                           reparsed.ssl_session_timeout), (("TLSv1.3",), "modern", False, 600))
 

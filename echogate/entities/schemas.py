@@ -8,8 +8,9 @@ Records are Kong-shaped JSON-ready dicts: every field present (C{None}
 when unset), foreign keys as C{{"id": uuid}}, timestamps in integer
 seconds. Where echogate differs from Kong:
 
-  - services and routes speak only C{http} and C{https}; the stream
-    fields (C{sources}, C{destinations}) do not exist. The TLS fields
+  - services and routes speak C{http}, C{https}, C{grpc} and C{grpcs},
+    not the stream protocols; the stream fields (C{sources},
+    C{destinations}) do not exist. The TLS fields
     (a service's C{client_certificate}, C{tls_verify}, C{tls_verify_depth},
     C{ca_certificates}; a route's C{snis}) are Kong's.
   - C{retries}, the timeouts, C{regex_priority} and C{path_handling}
@@ -44,7 +45,11 @@ __all__ = [
 ]
 
 HTTP_PROTOCOLS = ("http", "https")
-PLUGIN_PROTOCOLS = ("grpc", "grpcs", "http", "https")
+GRPC_PROTOCOLS = ("grpc", "grpcs")
+#: The protocols of services, routes and plugins (Kong's C{http} subsystem),
+#: in Kong's order.
+PROTOCOLS = ("grpc", "grpcs", "http", "https")
+PLUGIN_PROTOCOLS = PROTOCOLS
 
 # ---------------------------------------------------------------------------
 # Value checks, after Kong's kong/db/schema/typedefs.lua
@@ -158,18 +163,71 @@ def _header_name(value: str) -> str | None:
     return None
 
 
+#: The sets of route protocols that cannot be mixed (Kong's, less the
+#: stream protocols echogate does not speak).
+_EXCLUSIVE_PROTOCOLS = (HTTP_PROTOCOLS, GRPC_PROTOCOLS)
+
+
+def _route_protocols(value: list[str]) -> str | None:
+    """
+    Kong's C{mutually_exclusive_subsets}: a route's protocols come from one
+    family (C{http}/C{https} or C{grpc}/C{grpcs}).
+    """
+    families: list[tuple[str, ...]] = []
+    for protocol in value:
+        for family in _EXCLUSIVE_PROTOCOLS:
+            if protocol in family and family not in families:
+                families.append(family)
+    if len(families) <= 1:
+        return None
+    return "these sets are mutually exclusive: " + ", ".join(
+        "(" + ", ".join(f"'{p}'" for p in family) + ")" for family in families)
+
+
+def _is_grpc_route(route: Mapping[str, Any]) -> bool:
+    """
+    Whether C{route} takes Kong's C{grpc} subschema: its first protocol
+    is C{grpc} or C{grpcs} (the families cannot be mixed).
+    """
+    protocols: list[str] = route.get("protocols") or []
+    return bool(protocols) and protocols[0] in GRPC_PROTOCOLS
+
+
 def _route_has_matcher(route: dict[str, Any]) -> Mapping[str, str] | None:
-    matchers = ["methods", "hosts", "headers", "paths"]
-    which = "http"
-    if "https" in (route.get("protocols") or ()):
-        which = "https"
-        matchers.append("snis")
+    protocols = route.get("protocols") or ()
+    if _is_grpc_route(route):
+        matchers = ["hosts", "headers", "paths"]
+        which = "grpc"
+        if "grpcs" in protocols:
+            which = "grpcs"
+            matchers.append("snis")
+    else:
+        matchers = ["methods", "hosts", "headers", "paths"]
+        which = "http"
+        if "https" in protocols:
+            which = "https"
+            matchers.append("snis")
     if any(route.get(f) for f in matchers):
         return None
     return {
         ENTITY: "must set one of " + ", ".join(f"'{f}'" for f in matchers)
         + f" when 'protocols' is '{which}'"
     }
+
+
+def _grpc_route_fields(route: dict[str, Any]) -> Mapping[str, str] | None:
+    """
+    Kong's C{grpc} subschema: a gRPC route neither strips its path nor
+    matches methods.
+    """
+    if not _is_grpc_route(route):
+        return None
+    errors = {}
+    if route.get("strip_path") is True:
+        errors["strip_path"] = "cannot set 'strip_path' when 'protocols' is 'grpc' or 'grpcs'"
+    if route.get("methods"):
+        errors["methods"] = "cannot set 'methods' when 'protocols' is 'grpc' or 'grpcs'"
+    return errors or None
 
 
 #: The route protocols that allow C{snis} (Kong's list; echogate speaks https of them).
@@ -188,6 +246,16 @@ def _route_snis_need_tls(route: dict[str, Any]) -> Mapping[str, Any] | None:
 
 #: The service fields that only an https service may set (Kong's conditional checks).
 _SERVICE_TLS_FIELDS = ("client_certificate", "tls_verify", "tls_verify_depth", "ca_certificates")
+
+
+def _service_path_not_grpc(service: dict[str, Any]) -> Mapping[str, Any] | None:
+    """
+    Kong's conditional check: a gRPC service has no C{path}.
+    """
+    if service.get("protocol") in GRPC_PROTOCOLS and service.get("path") is not None:
+        return {"path": "value must be null",
+                ENTITY: "failed conditional validation given value of field 'protocol'"}
+    return None
 
 
 def _service_tls_needs_https(service: dict[str, Any]) -> Mapping[str, Any] | None:
@@ -216,12 +284,12 @@ SERVICES = Record({
     "name": String(check=_name, len_max=INDEXED_MAX, description="The service name."),
     "retries": Integer(required=True, between=(0, 32767), default=5,
                        description="The number of retries to execute upon failure to proxy."),
-    "protocol": String(required=True, one_of=HTTP_PROTOCOLS, default="http",
+    "protocol": String(required=True, one_of=PROTOCOLS, default="http",
                        description="The protocol used to talk to the upstream."),
     "host": String(required=True, check=_service_host,
                    description="The host of the upstream server."),
     "port": Integer(required=True, between=(0, 65535), default=80,
-                    description="The upstream server port (443 by default for https)."),
+                    description="The upstream server port (443 by default for https and grpcs)."),
     "path": String(starts_with="/", check=_service_path,
                    description="The path to be used in requests to the upstream server."),
     "connect_timeout": attrs.evolve(_TIMEOUT, description="Connection timeout (ms)."),
@@ -239,13 +307,13 @@ SERVICES = Record({
         "Array of CA Certificate object UUIDs that are used to build the trust store while"
         " verifying upstream server's TLS certificate.")),
     "enabled": Boolean(required=True, default=True, description="Whether the service is active."),
-}, checks=(_service_tls_needs_https,))
+}, checks=(_service_path_not_grpc, _service_tls_needs_https))
 
 ROUTES = Record({
     **_COMMON,
     "name": String(check=_name, len_max=INDEXED_MAX, description="The route name."),
-    "protocols": Set(String(one_of=HTTP_PROTOCOLS), required=True, len_min=1,
-                     default=list(HTTP_PROTOCOLS),
+    "protocols": Set(String(one_of=PROTOCOLS), required=True, len_min=1,
+                     default=list(HTTP_PROTOCOLS), check=_route_protocols,
                      description="The protocols this route allows."),
     "https_redirect_status_code": Integer(required=True, one_of=(426, 301, 302, 307, 308),
                                           default=426),
@@ -265,7 +333,7 @@ ROUTES = Record({
                 description="SNIs this route matches (https only)."),
     "regex_priority": Integer(required=True, default=0),
     "path_handling": String(required=True, one_of=("v0",), default="v0"),
-}, checks=(_route_snis_need_tls, _route_has_matcher))
+}, checks=(_route_snis_need_tls, _grpc_route_fields, _route_has_matcher))
 
 CONSUMERS = Record({
     **_COMMON,

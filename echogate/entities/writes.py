@@ -7,7 +7,9 @@ body is typed by (L{form_schema}).
 
 Where echogate differs from Kong:
 
-  - a service's C{port} defaults to 443 when its C{protocol} is https.
+  - a service's C{port} defaults to 443 when its C{protocol} is https or
+    grpcs (also in the C{url} shorthand: C{grpcs://host} is port 443,
+    where Kong gives 80).
   - C{url} together with C{protocol}, C{host}, C{port} or C{path} is an
     error, as is a C{url} with credentials, a query or a fragment.
   - C{id} and C{created_at} cannot be changed by PUT or PATCH.
@@ -124,6 +126,8 @@ def _as_body(body: Any) -> dict[str, Any]:
 
 
 _URL_FIELDS = ("protocol", "host", "port", "path")
+#: The service protocols whose port is 443 unless given.
+_TLS_SCHEMES = ("https", "grpcs")
 
 
 def _url_parts(url: Any) -> dict[str, Any]:
@@ -148,7 +152,7 @@ def _url_parts(url: Any) -> dict[str, Any]:
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
     if port is None:
-        port = 443 if parts.scheme == "https" else 80
+        port = 443 if parts.scheme in _TLS_SCHEMES else 80
     return {"protocol": parts.scheme, "host": host, "port": port, "path": parts.path or None}
 
 
@@ -170,6 +174,18 @@ def _expand_url(body: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
     except ValueError as e:
         errors["url"] = str(e)
     return body
+
+
+def _grpc_route_defaults(body: dict[str, Any]) -> None:
+    """
+    Kong's C{grpc} subschema's default: a gRPC route (its first protocol
+    C{grpc} or C{grpcs}) does not strip its path unless told to (which
+    its schema then refuses).
+    """
+    protocols = body.get("protocols")
+    if ("strip_path" not in body and isinstance(protocols, (list, tuple)) and protocols
+            and protocols[0] in ("grpc", "grpcs")):
+        body["strip_path"] = False
 
 
 def _immutable(body: Mapping[str, Any], existing: Mapping[str, Any], errors: dict[str, Any]) -> None:
@@ -303,8 +319,10 @@ def prepare_replace(
     body = _as_body(body)
     if entity == "services":
         body = _expand_url(body, errors)
-        if "port" not in body and body.get("protocol") == "https":
+        if "port" not in body and body.get("protocol") in _TLS_SCHEMES:
             body["port"] = 443
+    elif entity == "routes":
+        _grpc_route_defaults(body)
     body = _on_write(entity, body, errors, creating=existing is None)
     if existing is None:
         if body.get("id") is None:

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from echogate.pdk.balancer import BalancerState
 from echogate.pdk.credentials import EMPTY
+from echogate.pdk.grpc import encode_grpc_answer, is_grpc_request
 
 # The request and response objects live in echogate.pdk.messages; they are
 # importable from here too, where the PDK has always had them.
@@ -114,7 +115,10 @@ class RequestContext:
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise ValueError(f"invalid HTTP status {status!r}")
         hdrs = dict(headers or {})
-        encoded = encode_exit_body(body, hdrs)
+        # A gRPC call is answered the gRPC way (echogate.pdk.grpc).
+        encoded = encode_grpc_answer(status, body, hdrs, is_grpc_request(self._request))
+        if encoded is None:
+            encoded = encode_exit_body(body, hdrs)
         self.exit = Exit(status, encoded, hdrs)
 
 
@@ -166,13 +170,24 @@ class PluginContext:
     @ivar response: the response on its way (L{ResponseState}).
     """
 
-    __slots__ = ("_ctx", "name", "plugin", "_log")
+    __slots__ = ("_ctx", "name", "_plugin", "_log")
 
     def __init__(self, ctx: RequestContext, name: str):
         self._ctx = ctx
         self.name = name
-        self.plugin = ctx.plugin_state(name)
+        self._plugin: dict[str, Any] | None = None
         self._log: PluginLogger | None = None
+
+    @property
+    def plugin(self) -> dict[str, Any]:
+        """
+        This plugin's own state for this request (a dict, made when first
+        asked for: most plugins keep none).
+        """
+        state = self._plugin
+        if state is None:
+            state = self._plugin = self._ctx.plugin_state(self.name)
+        return state
 
     @property
     def shared(self) -> dict[str, Any]:

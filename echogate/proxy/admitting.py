@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.pdk.context import RequestContext, UpstreamRequest
 from echogate.proxy import uploads
-from echogate.proxy.answers import https_required
+from echogate.proxy.answers import grpc_route_mismatch, https_required
 from echogate.proxy.forwarding import upstream_headers
 from echogate.proxy.headers import RequestHeaders
 from echogate.proxy.plan import Step
@@ -193,8 +193,10 @@ class Admitting(Responding):
             return
         protocols = route.get("protocols")
         if protocols is not None and "http" not in protocols:
-            # (Only an https-only route has more to check: most have both.)
-            upgrade = https_required(route, self._forwarded_proto(), host_name, request.uri)
+            # (Only an https-only or a gRPC route has more to check: most have http.)
+            scheme = self._forwarded_proto()
+            upgrade = (https_required(route, scheme, host_name, request.uri)
+                       or grpc_route_mismatch(route, request, scheme))
             if upgrade is not None:
                 self._answer(*upgrade, source="exit")
                 return

@@ -1,7 +1,9 @@
 """
 The heads of the responses the gateway sends: a service's, with the
 gateway's own headers added (L{upstream_head}), and the gateway's own
-answers, errors and plugins' exits (L{local_head}, L{error_answer}).
+answers, errors and plugins' exits (L{local_head}, L{error_answer}),
+among them the answers to a request its route's protocols refuse
+(L{https_required}, L{grpc_route_mismatch}).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from twisted.web.http import datetimeToString
 
 from echogate.errors import ProxyError
 from echogate.pdk.context import RequestContext
+from echogate.pdk.grpc import GRPC_CONTENT_TYPE, encode_grpc_answer, is_grpc_content_type, is_grpc_request
 from echogate.proxy.forwarding import VIA
 from echogate.proxy.headers import latency_ms, overlay_pairs
 from echogate.proxy.request import SERVER
@@ -69,15 +72,66 @@ def local_head(ctx: RequestContext, status: int, headers: Mapping[str, str], sou
     state.set_header("X-Echogate-Response-Latency", latency_ms(ctx.started, now))
 
 
-def error_answer(error: ProxyError, close: bool = False) -> tuple[int, bytes, dict[str, str]]:
+def error_answer(error: ProxyError, close: bool = False,
+                 request: Any = None) -> tuple[int, bytes, dict[str, str]]:
     """
     The status, JSON body and headers of the answer to C{error}, asking
-    to close the connection when C{close}.
+    to close the connection when C{close}. To a gRPC call (C{request},
+    see L{echogate.pdk.grpc.is_grpc_request}) the answer has the same
+    status, no body, and says the rest in C{Content-Type:
+    application/grpc}, C{grpc-status} and C{grpc-message} (the error's
+    message).
     """
-    headers = {"Content-Type": _JSON}
+    headers: dict[str, str] = {}
     if close:
         headers["Connection"] = "close"
+    if request is not None and is_grpc_request(request):
+        body = encode_grpc_answer(error.status, error.body(), headers, True)
+        return error.status, body or b"", headers
+    headers["Content-Type"] = _JSON
     return error.status, json.dumps(error.body()).encode(), headers
+
+
+#: Kong's answer to a request with another C{Content-Type} than gRPC's on
+#: a gRPC route.
+NOT_GRPC = json.dumps({"message": "Non-gRPC request matched gRPC route"}).encode()
+#: Kong's answer to a gRPC call over HTTP/1 on a gRPC route.
+HTTP2_REQUIRED = json.dumps({"message": "Please use HTTP2 protocol"}).encode()
+
+
+def grpc_route_mismatch(route: Mapping[str, Any], request: Any,
+                        scheme: str) -> tuple[int, bytes, dict[str, str]] | None:
+    """
+    The answer to a request on a gRPC route (C{protocols} C{grpc} and/or
+    C{grpcs}) that the route does not take, as Kong's (the router picked
+    the route without looking at the protocol; this is the check after):
+
+      - a request whose first C{Content-Type} does not start with
+        C{application/grpc}: 415 C{{"message": "Non-gRPC request matched
+        gRPC route"}};
+      - a gRPC call that did not come over HTTP/2: 426 C{{"message":
+        "Please use HTTP2 protocol"}}, with C{Connection: Upgrade} and
+        C{Upgrade: HTTP/2};
+      - a gRPC call over plain HTTP (C{scheme}, with a trusted peer's
+        C{X-Forwarded-Proto} taken into account) on a C{grpcs}-only
+        route: 200 with C{grpc-status: 1} and C{grpc-message: gRPC
+        request matched gRPCs route}.
+
+    C{None} when the request may go on, and for a route that is not a
+    gRPC route.
+    """
+    protocols = route.get("protocols") or ()
+    if "grpc" not in protocols and "grpcs" not in protocols:
+        return None
+    values = request.requestHeaders.getRawHeaders(b"content-type")
+    if not values or not is_grpc_content_type(values[0]):
+        return 415, NOT_GRPC, {"Content-Type": _JSON}
+    if request.clientproto != b"HTTP/2":
+        return 426, HTTP2_REQUIRED, {"Content-Type": _JSON, "Connection": "Upgrade", "Upgrade": "HTTP/2"}
+    if "grpc" not in protocols and scheme != "https":
+        return 200, b"", {"Content-Type": GRPC_CONTENT_TYPE, "grpc-status": "1",
+                          "grpc-message": "gRPC request matched gRPCs route"}
+    return None
 
 
 #: Kong's answer to a plain-HTTP request on an https-only route.

@@ -148,6 +148,7 @@ class Exchange(Admitting):
         self.state = HEAD
         request = self.request
         upstream_head(ctx, response, request.method)
+        self._trailers = response
         if request.head_first and not request.body_complete:
             uploads.response_started(request)
         if ctx.upstream.buffering and collecting.wanted(self, response):  # type: ignore[union-attr]  # (routed)

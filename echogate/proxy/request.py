@@ -145,7 +145,7 @@ class GatewayRequest(LimitedBody, OnePieceHead, UnparsedRequest):
         expect = self.requestHeaders.getRawHeaders(b"expect")
         if not expect:
             return False
-        return expect[0].lower() == b"100-continue" and self.clientproto == b"HTTP/1.1"
+        return expect[0].lower() == b"100-continue" and self.clientproto in (b"HTTP/1.1", b"HTTP/2")
 
     def continue_body(self) -> None:
         """
@@ -227,6 +227,14 @@ class GatewayRequest(LimitedBody, OnePieceHead, UnparsedRequest):
             self.render(self.site.resource)
         except BaseException:
             self.processingFailed(Failure())
+
+    def send_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """
+        Send C{trailers} after the body, before L{finish}: on HTTP/2 (the
+        stream ends with them); an HTTP/1.1 response carries none.
+        """
+        if self._h2:
+            self.channel.write_trailers(trailers)  # type: ignore[attr-defined]  # (a GatewayH2Stream)
 
     def processingFailed(self, reason: Failure) -> None:
         _log.failure("unexpected error handling a proxied request", failure=reason)

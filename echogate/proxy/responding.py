@@ -73,7 +73,7 @@ class Responding:
     """
 
     __slots__ = ("_gateway", "request", "ctx", "state", "plan", "snapshot", "_configs", "pending",
-                 "peer_trusted", "_streamer", "_logged")
+                 "peer_trusted", "_streamer", "_logged", "_trailers")
 
     if TYPE_CHECKING:
         # Exchange's: what makes it its request's RequestEvents.
@@ -98,6 +98,10 @@ class Responding:
         #: a plugin enabled buffering (L{echogate.proxy.collecting}).
         self._streamer: BodyStreamer | ResponseCollector | None = None
         self._logged = False
+        #: The service's response, whose trailers
+        #: (L{IUpstreamResponse.trailers}) the body's end hands to
+        #: C{ctx.response.trailers}.
+        self._trailers: Any = None
 
     @property
     def clock(self) -> IReactorTime:
@@ -159,8 +163,23 @@ class Responding:
         The body is over: C{body_filter} runs once more with C{eof} set
         and an empty chunk, for what the filters held back.
         """
-        self.ctx.response.eof = True
+        response = self.ctx.response
+        response.eof = True
+        self._take_trailers()
         return self.chunk(b"")
+
+    def _take_trailers(self) -> None:
+        """
+        The body is over: the service's trailers (if any) become
+        C{ctx.response.trailers}, for the last C{body_filter} call and the
+        client.
+        """
+        response = self._trailers
+        if response is not None:
+            self._trailers = None
+            trailers = response.trailers
+            if trailers and self.ctx.response.trailers is None:
+                self.ctx.response.trailers = list(trailers)
 
     def body_done(self) -> None:
         """
@@ -169,6 +188,10 @@ class Responding:
         request = self.request
         if not request.client_gone and not request.finished:
             response_over(request)  # (a streamed body not all read: close)
+            self._take_trailers()
+            trailers = self.ctx.response.trailers
+            if trailers:
+                request.send_trailers(trailers)
             request.finish()
         self.state = FINISHED
         self._log()
@@ -244,7 +267,7 @@ class Responding:
             # failing error answer.
             filters = not (isinstance(value, PluginFailure) and value.phase in ("header_filter", "body_filter")
                            ) and self.ctx.response.source != "error"
-        status, body, headers = error_answer(error, close)
+        status, body, headers = error_answer(error, close, request)
         self._answer(status, body, headers, "error", filters)
 
     def _answer_exit(self) -> None:
@@ -369,4 +392,5 @@ class Responding:
             request.exchange = None
         self.pending = None
         self._streamer = None
+        self._trailers = None
         self.ctx.release()

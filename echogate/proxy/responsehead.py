@@ -31,6 +31,9 @@ class OnePieceHead(server.Request):
     """
 
     _head: list[tuple[bytes, bytes]] | None = None
+    #: Whether the request came on an HTTP/2 stream (its head is fields,
+    #: not lines).
+    _h2 = False
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """
@@ -75,8 +78,9 @@ class OnePieceHead(server.Request):
             return
         self._head = None
         if self.finished or self._disconnected or self.lastModified is not None or self.etag is not None \
-                or self.cookies or self._encoder or self._inFakeHead:
-            # Twisted's way: it raises, ignores the write, or adds headers.
+                or self.cookies or self._encoder or self._inFakeHead or self._h2:
+            # Twisted's way: it raises, ignores the write, or adds headers
+            # (and an HTTP/2 stream takes its head as fields).
             for name, value in head:
                 self.responseHeaders.addRawHeader(name, value)
             server.Request.write(self, data)

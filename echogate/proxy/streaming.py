@@ -121,7 +121,10 @@ class RequestBody:
         The client's body, or C{None} when the request has none.
         """
         headers = request.requestHeaders
-        if not (headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")):
+        if not (headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
+                or getattr(request, "head_first", False)):
+            # (An HTTP/2 request's body needs neither: one whose head came
+            # without the end of its stream has one.)
             return None
         content = request.content
         if isinstance(content, io.BytesIO):  # small bodies stay in memory

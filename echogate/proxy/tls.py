@@ -67,12 +67,15 @@ class TLSPolicy:
         TLS 1.3 only (whose suites are OpenSSL's own).
     @ivar session_tickets: whether sessions may be resumed with tickets.
     @ivar session_timeout: seconds a session may be resumed for.
+    @ivar http2: whether C{h2} is offered by ALPN (the listener's C{http2}
+        flag), before C{http/1.1}.
     """
 
     protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     ciphers: str = ""
     session_tickets: bool = True
     session_timeout: int = 86400
+    http2: bool = False
 
     def configure(self, context: SSL.Context) -> None:
         """
@@ -101,6 +104,26 @@ class TLSPolicy:
         context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         context.set_timeout(self.session_timeout)
         context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        context.set_alpn_select_callback(_choose_h2 if self.http2 else _choose_http11)
+
+
+def _choose_h2(connection: SSL.Connection, offered: list[bytes]) -> Any:
+    """
+    ALPN on an C{http2} listener: C{h2} when the client offers it, else
+    C{http/1.1}; with neither offered, no protocol is named (the handshake
+    goes on, as nginx's, and the connection speaks HTTP/1.1).
+    """
+    if b"h2" in offered:
+        return b"h2"
+    return _choose_http11(connection, offered)
+
+
+def _choose_http11(connection: SSL.Connection, offered: list[bytes]) -> Any:
+    """
+    ALPN on a listener without the C{http2} flag: C{http/1.1}, or no
+    protocol named when the client does not offer it.
+    """
+    return b"http/1.1" if b"http/1.1" in offered else SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def certificate_context(pairs: Sequence[tuple[bytes, bytes]], policy: TLSPolicy) -> SSL.Context:

@@ -126,8 +126,8 @@ class ServiceTests(EntityCase):
             ("retries", -1, "value should be between 0 and 32767"),
             ("retries", "5", "expected an integer"),
             ("retries", None, "required field missing"),
-            ("protocol", "ftp", "expected one of: http, https"),
-            ("protocol", "grpc", "expected one of: http, https"),
+            ("protocol", "ftp", "expected one of: grpc, grpcs, http, https"),
+            ("protocol", "tcp", "expected one of: grpc, grpcs, http, https"),
             ("host", None, "required field missing"),
             ("host", "", "length must be at least 1"),
             ("host", 5, "expected a string"),
@@ -194,10 +194,10 @@ class ServiceTests(EntityCase):
         """
         exc = self.assertRaises(SchemaViolation, insert, "services",
                                 {"protocol": "ftp", "path": "x"})
-        self.assertEqual(exc.fields, {"protocol": "expected one of: http, https",
+        self.assertEqual(exc.fields, {"protocol": "expected one of: grpc, grpcs, http, https",
                                       "host": "required field missing",
                                       "path": "should start with: /"})
-        self.assertEqual(exc.message, "3 schema violations (protocol: expected one of: http,"
+        self.assertEqual(exc.message, "3 schema violations (protocol: expected one of: grpc, grpcs, http,"
                          " https; host: required field missing; path: should start with: /)")
 
     def test_timestamps(self) -> None:
@@ -290,7 +290,7 @@ class ServiceURLTests(EntityCase):
         What C{url} expands to is validated as the fields themselves.
         """
         self.assertEqual(self.violation({"url": "ftp://h/"}),
-                         {"protocol": "expected one of: http, https"})
+                         {"protocol": "expected one of: grpc, grpcs, http, https"})
         self.assertEqual(self.violation({"url": "http://a b/"}), {"host": "invalid value: a b"})
         self.assertEqual(self.violation({"url": "http://h/a%zz"}),
                          {"path": "invalid url-encoded value: '%zz'"})
@@ -383,4 +383,4 @@ class EntitiesTests(SynchronousTestCase):
         described = ENTITIES["services"].schema.describe()["fields"]
         self.assertEqual(described[7], {"port": {
             "type": "integer", "required": True, "default": 80, "between": [0, 65535],
-            "description": "The upstream server port (443 by default for https)."}})
+            "description": "The upstream server port (443 by default for https and grpcs)."}})

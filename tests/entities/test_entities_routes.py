@@ -54,7 +54,7 @@ class RouteTests(EntityCase):
         self.assertFieldErrors([
             ("name", "a/b", "invalid value 'a/b': the only accepted ascii characters are"
                             " alphanumerics or ., -, _, and ~"),
-            ("protocols", ["tcp"], {"1": "expected one of: http, https"}),
+            ("protocols", ["tcp"], {"1": "expected one of: grpc, grpcs, http, https"}),
             ("protocols", [], "length must be at least 1"),
             ("protocols", None, "required field missing"),
             ("protocols", "http", "expected a set"),
