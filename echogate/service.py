@@ -155,6 +155,7 @@ class GatewayService(MultiService):
         self.live: Any = None
         self.embedded: Any = None
         self.upstream: Any = None
+        self.clients: Any = None
         self.ready: Deferred = Deferred()
         self.exit_code = 0
         self._starting: Deferred | None = None
@@ -354,11 +355,18 @@ class GatewayService(MultiService):
             self.upstream = UpstreamClient(self._reactor, max_per_host=self.settings.upstream_keepalive_pool_size,
                                            idle_timeout=self.settings.upstream_keepalive_idle_timeout,
                                            tls_verify=self.settings.upstream_tls_verify)
+        from echogate.upstream.byprotocol import ByProtocol
+
+        #: What the gateway sends through: the HTTP/1.1 client, and the
+        #: HTTP/2 one for gRPC services.
+        self.clients = ByProtocol(self.upstream, self._reactor,
+                                  idle_timeout=self.settings.upstream_keepalive_idle_timeout,
+                                  tls_verify=self.settings.upstream_tls_verify)
         self.counters = Counters()
         self.gateway = Gateway(
             clock=self._reactor,
             snapshot=lambda: self.live.current,
-            upstream=self.upstream,
+            upstream=self.clients,
             trusted=TrustedNetworks(self.settings.trusted_ips),
             counters=self.counters,
             real_ip_header=self.settings.real_ip_header,
@@ -760,8 +768,8 @@ class GatewayService(MultiService):
         async def rest(_: Any) -> None:
             if self.workers is not None:
                 await self.workers.stop()
-            if self.upstream is not None:
-                await self.upstream.close()
+            if self.clients is not None:
+                await self.clients.close()
             await self.prober.close()
             if self._shared_config is not None and os.path.exists(self._shared_config):
                 os.remove(self._shared_config)

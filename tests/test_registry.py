@@ -117,7 +117,7 @@ class BundledPluginTests(SynchronousTestCase):
         here).
         """
         self.assertEqual(sorted(self.bundled), [
-            "acl", "basic-auth", "correlation-id", "cors", "file-log", "header-echo", "http-log",
+            "acl", "basic-auth", "correlation-id", "cors", "file-log", "grpc-web", "header-echo", "http-log",
             "ip-restriction", "jwt", "key-auth", "prometheus", "proxy-cache", "rate-limiting",
             "request-size-limiting", "request-termination", "request-transformer", "response-transformer"])
 

@@ -197,6 +197,10 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
                         self.allContentReceived()
                     return
             seen = self._buffer[-1:] + data if self._buffer else data
+            # Only the head's lines: a body that came with them (or right
+            # after a head's last line) may hold any bytes.
+            seen = b"" if self.requests and not self._buffer and data[:2] == b"\r\n" else (
+                seen.split(b"\r\n\r\n", 1)[0])
             if seen.count(b"\n") != seen.count(b"\r\n"):
                 # A line ended by a bare LF (never on the one-step path,
                 # which takes CRLF lines only): HTTPChannel would wait for

@@ -61,7 +61,7 @@ class SettingTests(SynchronousTestCase):
             service = GatewayService(MemoryReactorClock(), settings, {})
             service.bind()
             self.assertIsInstance(service.upstream, kind, f"row value={value!r} kind={kind!r}")
-            self.assertIs(service.gateway.upstream, service.upstream, f"row value={value!r} kind={kind!r}")
+            self.assertIs(service.gateway.upstream.http, service.upstream, f"row value={value!r} kind={kind!r}")
 
     def test_keepaliveSettings(self) -> None:
         """
