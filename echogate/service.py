@@ -35,8 +35,15 @@ from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
 from echogate.proxy.runner import as_deferred
 from echogate.registry import PluginLoadError, load_plugins
-from echogate.settings import (Options, Settings, offers_http2, redact_dsn, split_listener, unknown_environment,
-                               with_backlog)
+from echogate.settings import (
+    Options,
+    Settings,
+    offers_http2,
+    redact_dsn,
+    split_listener,
+    unknown_environment,
+    with_backlog,
+)
 
 if TYPE_CHECKING:
     from echogate.proxy.site import GatewaySite
@@ -574,7 +581,8 @@ class GatewayService(MultiService):
             self._reactor.stop()
 
     async def _start(self) -> None:
-        from echogate.proxy.snapshot import LiveConfiguration, build_in_slices
+        from echogate.proxy.compiling import build_in_slices
+        from echogate.proxy.snapshot import LiveConfiguration
 
         for kind, description, d in self._pending_listens:
             port = await d

@@ -13,6 +13,9 @@ from echogate.errors import BodyNotRead
 from echogate.pdk.headers import HeaderEditor, HeaderPairs, _b, _s
 from echogate.pdk.tls import TLSInfo, tls_of
 
+#: HTTP versions as Kong's PDK gives them.
+_VERSIONS = {b"HTTP/1.0": 1.0, b"HTTP/1.1": 1.1, b"HTTP/2": 2.0}
+
 
 class ClientRequest:
     """
@@ -63,6 +66,17 @@ class ClientRequest:
             return host[: host.find("]") + 1]
         return host.rsplit(":", 1)[0] if ":" in host else host
 
+    def get_http_version(self) -> float | None:
+        """
+        The client's HTTP version, as Kong's
+        C{kong.request.get_http_version}: C{1.0}, C{1.1} or C{2.0}
+        (HTTP/2, see docs/proxy.md); C{None} if unknown.
+
+        @since: 0.2.0
+        """
+        proto: bytes = getattr(self._request, "clientproto", b"")
+        return _VERSIONS.get(proto)
+
     @property
     def port(self) -> int:
         """
@@ -94,11 +108,26 @@ class ClientRequest:
         values = self._request.requestHeaders.getRawHeaders(_b(name))
         return _s(values[0]) if values else None
 
+    def get_header_values(self, name: str) -> list[str]:
+        """
+        Every value of request header C{name}, in order (none: C{[]}).
+        """
+        values = self._request.requestHeaders.getRawHeaders(_b(name))
+        return [_s(v) for v in values] if values else []
+
     def get_headers(self) -> dict[str, list[str]]:
         """
         Every request header: lower-case name to its values.
         """
         return HeaderEditor(self._request.requestHeaders).get_headers()
+
+    def as_is(self) -> Headers:
+        """
+        The request headers as received, without a copy (a
+        L{twisted.web.http_headers.Headers}: read it, do not change it).
+        """
+        headers: Headers = self._request.requestHeaders
+        return headers
 
     @property
     def body_size(self) -> int:

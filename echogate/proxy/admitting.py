@@ -18,10 +18,10 @@ from echogate.proxy.answers import grpc_route_mismatch, https_required
 from echogate.proxy.forwarding import upstream_headers
 from echogate.proxy.headers import RequestHeaders
 from echogate.proxy.plan import Step
-from echogate.upstream.byprotocol import GRPC_PROTOCOLS
 from echogate.proxy.responding import ACCESS, REWRITE, ROUTING, UPSTREAM, Responding
 from echogate.proxy.runner import PluginFailure, call_phase, run_phase, run_steps
 from echogate.proxy.tunnel import start_tunnel, wants_tunnel
+from echogate.upstream.byprotocol import GRPC_PROTOCOLS
 
 if TYPE_CHECKING:
     from echogate.upstream.interfaces import IUpstreamResponse
@@ -212,7 +212,7 @@ class Admitting(Responding):
         # (A gRPC call's messages go to the service as they come: client
         # and bidirectional streaming need it.)
         request.streams_body = request.holding and (uploads.streams(route)
-                                                    or ctx.service.get("protocol") in GRPC_PROTOCOLS)  # type: ignore[union-attr]
+                                                    or service.get("protocol") in GRPC_PROTOCOLS)
         if request.holding and any(_reads_body(step, ctx) for step in self.plan.access_steps):
             # A plugin reads the body in access: read it first, then access
             # (and the request is buffered, even on a streaming route).

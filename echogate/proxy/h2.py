@@ -31,10 +31,10 @@ from typing import Any
 
 import h2.config
 import h2.connection
-import h2.exceptions
-import priority
 import h2.errors
+import h2.exceptions
 import h2.settings
+import priority
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -90,7 +90,7 @@ class GatewayH2Connection(H2Connection):
         super().__init__(reactor if reactor is not None else site.reactor)
         limits: HeadLimits = getattr(site, "head_limits", DEFAULT_LIMITS)
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.conn = H2Machine(config)
+        self.conn: H2Machine = H2Machine(config)
         list_size = limits.headers * limits.header_line + limits.request_line
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
@@ -108,7 +108,8 @@ class GatewayH2Connection(H2Connection):
         """
         A timer on the connection's reactor (the streams' body timers).
         """
-        return self._reactor.callLater(delay, f, *a)
+        call: IDelayedCall = self._reactor.callLater(delay, f, *a)
+        return call
 
     # -- the connection --------------------------------------------------------
 
@@ -165,13 +166,14 @@ class GatewayH2Connection(H2Connection):
         Say GOAWAY and close.
         """
         self._closing = True
-        if self.transport is not None and not self.transport.disconnecting:
+        transport: Any = self.transport
+        if transport is not None and not transport.disconnecting:
             try:
                 self.conn.close_connection()
-                self.transport.write(self.conn.data_to_send())
+                transport.write(self.conn.data_to_send())
             except h2.exceptions.ProtocolError:
                 pass
-            self.transport.loseConnection()
+            transport.loseConnection()
 
     def close_tunnel(self) -> None:
         """
@@ -180,10 +182,12 @@ class GatewayH2Connection(H2Connection):
         """
 
     def getPeer(self) -> Any:
-        return self.transport.getPeer()
+        transport: Any = self.transport
+        return transport.getPeer()
 
     def getHost(self) -> Any:
-        return self.transport.getHost()
+        transport: Any = self.transport
+        return transport.getHost()
 
     # -- streams ---------------------------------------------------------------
 
@@ -285,7 +289,8 @@ class GatewayH2Connection(H2Connection):
     def _send_expired(self) -> None:
         self._send_call = None
         _log.info("closing an HTTP/2 client that read nothing for {timeout} s", timeout=self._limits.send_timeout)
-        self.transport.abortConnection()
+        transport: Any = self.transport
+        transport.abortConnection()
 
     def _cancel_send_timer(self) -> None:
         call, self._send_call = self._send_call, None

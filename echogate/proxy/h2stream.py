@@ -12,15 +12,16 @@ What it adds to Twisted's stream:
  - a request with a body is routed and authorised on its head, before any
    of the body is taken: the body waits in the stream's flow-control
    window, which is not opened again until the head passed
-   (L{hold_body}, L{release_body}); a streamed body that the service
-   takes more slowly pauses the same way (L{pause_body});
+   (L{GatewayH2Stream.hold_body}, L{GatewayH2Stream.release_body}); a
+   streamed body that the service takes more slowly pauses the same way
+   (L{GatewayH2Stream.pause_body});
  - C{Expect: 100-continue} is answered only once the head passed (Twisted
    answers it at once);
  - cookies split over several C{cookie} fields are joined (RFC 9113
    section 8.2.3), for HTTP/1.1 services;
  - connection-specific response headers (C{Connection}, C{Keep-Alive},
    C{Transfer-Encoding}...) are left out, as HTTP/2 forbids them;
- - trailers after the body (L{write_trailers}), for gRPC;
+ - trailers after the body (L{GatewayH2Stream.write_trailers}), for gRPC;
  - the body timer (C{body_timeout} between two pieces of a body being
    read), per stream.
 """
@@ -28,18 +29,15 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Stream
 
-from echogate.proxy.heads import MESSAGES, DEFAULT_LIMITS, HeadLimits, head_error
-
-if TYPE_CHECKING:
-    from echogate.proxy.h2 import GatewayH2Connection
+from echogate.proxy.heads import DEFAULT_LIMITS, MESSAGES, HeadLimits, head_error
 
 __all__ = ["GatewayH2Stream", "head_problem", "CONNECTION_SPECIFIC"]
 
@@ -80,7 +78,9 @@ class GatewayH2Stream(H2Stream):
     docstring).
     """
 
-    _conn: GatewayH2Connection
+    #: The stream's L{echogate.proxy.h2.GatewayH2Connection} (which
+    #: imports this module).
+    _conn: Any
     #: The stream answered at the edge, or its body no longer wanted: what
     #: the client still sends is dropped (its window opened again).
     _refused = False
@@ -92,7 +92,7 @@ class GatewayH2Stream(H2Stream):
     persistent = False
     _body_call: IDelayedCall | None = None
 
-    def __init__(self, streamID: int, connection: GatewayH2Connection, headers: list[tuple[bytes, bytes]],
+    def __init__(self, streamID: int, connection: Any, headers: list[tuple[bytes, bytes]],
                  requestFactory: Any, site: Any, factory: Any):
         self._fields: list[tuple[bytes, bytes]] = []
         self._authority: bytes | None = None

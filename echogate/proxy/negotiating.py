@@ -50,7 +50,7 @@ class HTTP2Listener(Factory):
     def doStop(self) -> None:
         self.site.doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         channel = self.site.buildProtocol(addr)
         if channel is not None:
             channel.dataReceived = _FirstRead(channel, self.tls, self.max_streams)
@@ -102,14 +102,14 @@ def _become_h2(channel: GatewayChannel, data: bytes, max_streams: int) -> None:
     if idle is not None and idle.active():
         idle.cancel()
     channel.timeOut = None
-    producer = channel._networkProducer
+    producer: Any = channel._networkProducer
     producer.unregisterProducer()
     closed = getattr(site, "channel_closed", None)
     if closed is not None:
         closed(channel)
     transport = channel.transport
     connection = GatewayH2Connection(site, max_streams=max_streams)
-    raw = getattr(transport, "_transport", transport)  # (under a BatchedTransport)
+    raw: Any = getattr(transport, "_transport", transport)  # (under a BatchedTransport)
     if hasattr(raw, "wrappedProtocol"):
         raw.wrappedProtocol = connection  # TLS: the TLS protocol reads for it
     else:

@@ -5,13 +5,12 @@ changes, so that no request ever sees half a table.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Generator, Mapping
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -65,6 +64,22 @@ class Snapshot:
         @param regex_timeout: the time budget of one regex match in
             routing, in seconds (C{regex_match_timeout}; C{None}: none).
         """
+        from echogate.routing.router import finish
+
+        return finish(cls.building(data, plugins, previous, missing_plugins, regex_timeout))
+
+    @classmethod
+    def building(cls, data: ConfigurationData, plugins: Mapping[str, Any],
+                 previous: "Snapshot | None" = None, missing_plugins: str = "refuse",
+                 regex_timeout: float | None = 0.005) -> Generator[None, None, "Snapshot"]:
+        """
+        L{build}, in steps: a generator that yields (C{None}) between short
+        pieces of the work, the routes a hundred at a time (see
+        L{echogate.routing.router.Router.building}), and returns the
+        L{Snapshot}. It only reads its arguments, so its caller may pause
+        it between steps and serve requests from C{previous} meanwhile
+        (L{echogate.proxy.compiling.build_in_slices}).
+        """
         from echogate.pdk.credentials import CredentialIndex
         from echogate.proxy.plan import PluginIndex
         from echogate.routing.router import Router
@@ -72,11 +87,14 @@ class Snapshot:
 
         services = {s["id"]: s for s in data.services}
         index = PluginIndex(data.plugins, plugins, missing_plugins)
+        yield None
+        router = yield from Router.building(data.routes, services,
+                                            previous=previous.router if previous is not None else None,
+                                            regex_timeout=regex_timeout)
+        yield None
         return cls(
             version=data.version,
-            router=Router.build(data.routes, services,
-                                previous=previous.router if previous is not None else None,
-                                regex_timeout=regex_timeout),
+            router=router,
             plugins=index,
             rewrite_steps=index.global_steps.rewrite_steps,
             credentials=CredentialIndex.build(
@@ -91,24 +109,6 @@ class Snapshot:
         )
 
 
-def build_in_thread(reactor: IReactorThreads, regex_timeout: float | None = 0.005) -> Callable[..., Deferred]:
-    """
-    A C{build} for L{LiveConfiguration} that compiles snapshots in the
-    reactor's thread pool. L{Snapshot.build} only reads its arguments and
-    makes new objects, so it may run there; the reactor thread keeps
-    serving requests meanwhile (sharing the interpreter with the build:
-    the proxy slows down while a large configuration compiles, instead of
-    stopping for all of it).
-    """
-
-    def build(data: ConfigurationData, plugins: Mapping[str, Any], previous: Snapshot | None = None,
-              missing_plugins: str = "refuse") -> Deferred:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), Snapshot.build, data, plugins, previous,
-                                 missing_plugins, regex_timeout)
-
-    return build
-
-
 class LiveConfiguration:
     """
     The current L{Snapshot} of a running gateway, kept up to date from the
@@ -117,12 +117,17 @@ class LiveConfiguration:
     periodic version check that catches anything a notification missed.
 
     Requests read L{current} once each; a reload swaps it in one
-    assignment, once the new snapshot is built by C{build} (by default
-    here, in the caller's thread; the gateway builds in a worker thread,
-    see L{build_in_thread}, so that a large configuration does not stop
-    the proxy while it compiles). C{build} is called with the loaded
-    data, the plugins and the current snapshot, whose compiled routes it
-    reuses for the records that did not change, and C{missing_plugins=}.
+    assignment, once the new snapshot is built whole by C{build} (by
+    default here, at once; the gateway builds in short slices of the
+    reactor thread, see L{echogate.proxy.compiling.build_in_slices}, so
+    that a large configuration
+    does not stop the proxy while it compiles). C{build} is called with the
+    loaded data, the plugins and the current snapshot, whose compiled
+    routes it reuses for the records that did not change, and
+    C{missing_plugins=}, and may return a Deferred. A build that fails is
+    logged, and the current snapshot stays; changes notified while a load
+    or build is under way are loaded once more after it (one more load for
+    all of them).
 
     While the current snapshot has configs of plugins this node has not
     loaded and C{missing_plugins} is C{"refuse"}, an error naming them is
@@ -232,7 +237,14 @@ class LiveConfiguration:
             if data.version == self.current.version and self.current.version >= 0:
                 return None
             return maybeDeferred(self._build, data, self._plugins, self.current,
-                                 missing_plugins=self.missing_plugins).addCallback(built, data)
+                                 missing_plugins=self.missing_plugins).addCallbacks(
+                built, unbuilt, callbackArgs=(data,), errbackArgs=(data,))
+
+        def unbuilt(failure: Failure, data: ConfigurationData) -> Failure:
+            _log.failure("could not build the snapshot of configuration version {version};"
+                         " still serving version {current}", failure, version=data.version,
+                         current=self.current.version)
+            return failure
 
         def built(snapshot: Snapshot, data: ConfigurationData) -> None:
             self.current = snapshot

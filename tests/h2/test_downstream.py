@@ -277,3 +277,16 @@ class DownstreamTests(unittest.TestCase):
         answer = await client.done[small]
         self.assertEqual(answer.status, 200)
         self.assertFalse(client.done[big].called)
+
+
+class VersionTests(unittest.TestCase):
+    """
+    C{ctx.request.get_http_version()}, as Kong's.
+    """
+
+    def test_versions(self) -> None:
+        from echogate.pdk.requests import ClientRequest
+
+        for proto, version in ((b"HTTP/1.0", 1.0), (b"HTTP/1.1", 1.1), (b"HTTP/2", 2.0), (b"HTTP/3", None)):
+            request = type("R", (), {"clientproto": proto, "method": b"GET", "isSecure": lambda self: False})()
+            self.assertEqual(ClientRequest(request, "/", "/", "", "1.2.3.4").get_http_version(), version)
