@@ -259,7 +259,10 @@ def _service_path_not_grpc(service: dict[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _service_tls_needs_https(service: dict[str, Any]) -> Mapping[str, Any] | None:
-    if service.get("protocol") == "https":
+    # (Kong takes these on https services only; grpcs services take them
+    # here too, as their TLS is verified by default: a service with its own
+    # CA needs them.)
+    if service.get("protocol") in ("https", "grpcs"):
         return None
     errors: dict[str, Any] = {f: "value must be null" for f in _SERVICE_TLS_FIELDS
                               if service.get(f) is not None}

@@ -33,7 +33,10 @@ __all__ = [
 GRPC_CONTENT_TYPE = "application/grpc"
 _GRPC_PREFIX = GRPC_CONTENT_TYPE.encode("ascii")
 
-#: Kong's table: the gRPC status code of an HTTP status.
+#: Kong's table: the gRPC status code of an HTTP status; and 502 (a
+#: service that cannot be reached, or answered badly) is UNAVAILABLE, as
+#: gRPC's own mapping of HTTP statuses has it (Kong's table lacks 502,
+#: which it answers INTERNAL: a client would not retry).
 HTTP_TO_GRPC: Mapping[int, int] = MappingProxyType({
     200: 0,    # OK
     400: 3,    # INVALID_ARGUMENT
@@ -45,6 +48,7 @@ HTTP_TO_GRPC: Mapping[int, int] = MappingProxyType({
     499: 1,    # CANCELLED
     500: 13,   # INTERNAL
     501: 12,   # UNIMPLEMENTED
+    502: 14,   # UNAVAILABLE
     503: 14,   # UNAVAILABLE
     504: 4,    # DEADLINE_EXCEEDED
 })

@@ -107,7 +107,7 @@ class Exchange(Admitting):
                 if host_header and not ctx.route.get("preserve_host"):  # type: ignore[union-attr]
                     upstream.set_header("Host", host_header)
         service: Any = ctx.service
-        if service["protocol"] == "https" and self.snapshot.tls_policies is not None:
+        if service["protocol"] in ("https", "grpcs") and self.snapshot.tls_policies is not None:
             # With how the service's certificate is verified (and the
             # client certificate it is shown), resolved once per snapshot.
             # The name verified is the Host header the gateway sends; with

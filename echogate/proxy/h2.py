@@ -263,6 +263,19 @@ class GatewayH2Connection(H2Connection):
         """
         return stream_id in self.streams and self._stillProducing
 
+    def end_with_head(self, stream_id: int, code: bytes, fields: list[tuple[bytes, bytes]]) -> None:
+        """
+        Answer stream C{stream_id} with a head alone: one HEADERS frame
+        that ends the stream (gRPC's "trailers-only" answers need it).
+        """
+        try:
+            self.conn.send_headers(stream_id, [(b":status", code), *fields], end_stream=True)
+        except h2.exceptions.StreamClosedError:
+            pass
+        self._tryToWriteControlData()
+        if stream_id in self.streams:
+            self._requestDone(stream_id)
+
     def trailers_for(self, stream_id: int, trailers: list[tuple[bytes, bytes]]) -> None:
         """
         End stream C{stream_id} with C{trailers} (after what is queued).

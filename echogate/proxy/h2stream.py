@@ -41,6 +41,10 @@ from echogate.proxy.heads import DEFAULT_LIMITS, MESSAGES, HeadLimits, head_erro
 
 __all__ = ["GatewayH2Stream", "head_problem", "CONNECTION_SPECIFIC"]
 
+#: Response fields that say no body follows: a zero content-length, or
+#: gRPC's status in the head (a "trailers-only" answer).
+_BODILESS = frozenset((b"content-length", b"grpc-status"))
+
 #: Response headers HTTP/2 forbids (RFC 9113 section 8.2.2), lower case.
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                  b"upgrade"))
@@ -305,12 +309,30 @@ class GatewayH2Stream(H2Stream):
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         if not self._conn.stream_open(self.streamID):
             return
-        self._conn.writeHeaders(version, code, reason, [
-            (name.lower(), value) for name, values in headers.getAllRawHeaders()
-            if name.lower() not in CONNECTION_SPECIFIC for value in values], self.streamID)
+        fields = [(name.lower(), value) for name, values in headers.getAllRawHeaders()
+                  if name.lower() not in CONNECTION_SPECIFIC for value in values]
+        if any(name in _BODILESS for name, value in fields if name != b"content-length" or value == b"0"):
+            # No body follows (or a gRPC "trailers-only" answer): the head
+            # waits to end the stream itself (HEADERS with END_STREAM, which
+            # gRPC clients need), unless a body comes after all.
+            self._pending_head = (code, fields)
+            return
+        self._conn.writeHeaders(version, code, reason, fields, self.streamID)
+
+    _pending_head: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
+
+    def _send_head(self, end: bool) -> None:
+        code, fields = self._pending_head  # type: ignore[misc]
+        self._pending_head = None
+        if end:
+            self._conn.end_with_head(self.streamID, code, fields)
+        else:
+            self._conn.writeHeaders(b"HTTP/2", code, b"", fields, self.streamID)
 
     def write(self, data: bytes) -> None:
         if data and self._conn.stream_open(self.streamID):
+            if self._pending_head is not None:
+                self._send_head(False)
             self._conn.writeDataToStream(self.streamID, data)
 
     def write_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
@@ -324,6 +346,9 @@ class GatewayH2Stream(H2Stream):
 
     def requestDone(self, request: Any) -> None:
         if self._conn.stream_open(self.streamID):
+            if self._pending_head is not None:
+                self._send_head(True)
+                return
             super().requestDone(request)
 
     def loseConnection(self) -> None:

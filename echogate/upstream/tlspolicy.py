@@ -166,7 +166,7 @@ class TLSPolicies:
             gateway passes the service's own name when the route
             preserves the client's Host, so that no client chooses it).
         """
-        if service.get("protocol") != "https":
+        if service.get("protocol") not in ("https", "grpcs"):
             return service
         policy = self.of(service)
         if policy is None:

@@ -73,13 +73,17 @@ class ServiceTests(GrpcTestCase):
         self.refused("/services/s", {"protocol": "grpc"},
                      {"path": "value must be null", "@entity": [CONDITIONAL]}, method="PATCH")
 
-    def test_tlsFieldsHttpsOnly(self) -> None:
+    def test_tlsFieldsHttpsAndGrpcs(self) -> None:
         """
-        Kong allows the TLS fields on https (and tls) services only, not on
-        grpcs ones.
+        The TLS fields are taken on https and grpcs services (Kong takes them
+        on https only; echogate verifies grpcs services by default, so one
+        with its own CA needs them), not on grpc ones.
         """
-        self.refused("/services", {"url": "grpcs://a.test", "tls_verify": True},
+        self.refused("/services", {"url": "grpc://a.test", "tls_verify": True},
                      {"tls_verify": "value must be null", "@entity": [CONDITIONAL]})
+        body = self.ok("POST", "/services", 201,
+                       json_body={"url": "grpcs://a.test", "tls_verify": False, "tls_verify_depth": 2})
+        self.assertEqual((body["tls_verify"], body["tls_verify_depth"]), (False, 2))
 
     def test_otherProtocol(self) -> None:
         """

@@ -99,11 +99,11 @@ class ErrorAnswerTests(GrpcTestCase):
 
     def test_badUpstream(self) -> None:
         """
-        A service that cannot be reached: 502, C{grpc-status} 13 (INTERNAL:
-        Kong's for a 5xx it has no entry for).
+        A service that cannot be reached: 502, C{grpc-status} 14
+        (UNAVAILABLE, as gRPC maps 502; Kong's table lacks it).
         """
         harness = GatewayHarness([], upstream=_broken)
-        self.assertGrpcAnswer(self.call(harness), 502, 13,
+        self.assertGrpcAnswer(self.call(harness), 502, 14,
                               "An invalid response was received from the upstream server")
 
     def test_plainRequestGetsJson(self) -> None:
@@ -281,7 +281,7 @@ class MappingTests(SynchronousTestCase):
         self.assertEqual({s: grpc_status(s) for s in (200, 400, 401, 403, 404, 409, 429, 499, 500, 501, 503, 504)},
                          {200: 0, 400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 499: 1, 500: 13, 501: 12,
                           503: 14, 504: 4})
-        self.assertEqual([grpc_status(s) for s in (502, 599, 413, 426, 204, 301, 100)], [13, 13, 3, 3, 0, 2, 2])
+        self.assertEqual([grpc_status(s) for s in (502, 599, 413, 426, 204, 301, 100)], [14, 13, 3, 3, 0, 2, 2])
         self.assertEqual((GRPC_NAMES[16], GRPC_NAMES[1]), ("Unauthenticated", "Canceled"))
 
     def test_messageEncoding(self) -> None:
