@@ -195,8 +195,13 @@ class GatewayH2Connection(H2Connection):
         # Twisted's, making a GatewayH2Stream and telling it when its head
         # is whole.
         stream_id = event.stream_id
+        if not self._stillProducing:
+            return  # closed by an earlier event of the same read
         if self._closing:
-            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            try:
+                self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            except h2.exceptions.ProtocolError:
+                pass  # (the connection is closed already)
             return
         stream = GatewayH2Stream(stream_id, self, event.headers, self.requestFactory, self.site, self.factory)
         self.streams[stream_id] = stream
@@ -211,6 +216,8 @@ class GatewayH2Connection(H2Connection):
         stream.started(event.stream_ended is not None)
 
     def _requestDataReceived(self, event: Any) -> None:
+        if not self._stillProducing:
+            return
         stream = self.streams.get(event.stream_id)
         if stream is None:
             # Refused (draining) or reset by us: keep the window open.
@@ -226,6 +233,8 @@ class GatewayH2Connection(H2Connection):
     def _requestAborted(self, event: Any) -> None:
         # The client reset a stream: its request is told, and resets are
         # counted against the connection's budget (rapid reset).
+        if not self._stillProducing:
+            return
         stream = self.streams.get(event.stream_id)
         if stream is not None:
             stream.connectionLost(Failure(ConnectionLost(f"stream reset by the client ({event.error_code})")))
@@ -238,8 +247,14 @@ class GatewayH2Connection(H2Connection):
         if self._resetTokens < 0:
             _log.warn("closing an HTTP/2 client from {peer} that reset streams too fast",
                       peer=getattr(self.getPeer(), "host", "?"))
+            self._closing = True
             self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
-            self._terminate(Failure(ConnectionLost("too many stream resets")))
+            if self._tryToWriteControlData():
+                # (GOAWAY written: the streams are told, timers stay set
+                # for a client that reads nothing)
+                transport: Any = self.transport
+                transport.loseConnection()
+                self.connectionLost(Failure(ConnectionLost("too many stream resets")), _cancelTimeouts=False)
 
     def openStreamWindow(self, streamID: int, increment: int) -> None:
         if increment <= 0:
@@ -248,7 +263,12 @@ class GatewayH2Connection(H2Connection):
             self.conn.acknowledge_received_data(increment, streamID)
         except (h2.exceptions.StreamClosedError, KeyError):
             # The stream is over: the connection's window still opens.
-            self.conn.increment_flow_control_window(increment)
+            try:
+                self.conn.increment_flow_control_window(increment)
+            except h2.exceptions.ProtocolError:
+                return
+        except h2.exceptions.ProtocolError:
+            return  # (the connection is closed)
         self._tryToWriteControlData()
 
     def _requestDone(self, streamID: int) -> None:
