@@ -35,6 +35,7 @@ import h2.errors
 import h2.exceptions
 import h2.settings
 import priority
+from hyperframe.frame import GoAwayFrame
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -130,7 +131,8 @@ class GatewayH2Connection(H2Connection):
         # Idle means no stream open: a stream in flight (a long gRPC call)
         # keeps the connection.
         if self.streams:
-            self.resetTimeout()
+            # (TimeoutMixin has let its timer go: set a new one)
+            self.setTimeout(self.timeOut)
             return
         super().timeoutConnection()
 
@@ -155,11 +157,18 @@ class GatewayH2Connection(H2Connection):
     def persistent(self, value: bool) -> None:
         if not value and not self._closing:
             # Draining: no new stream; closed once those in flight are done.
+            # (A GOAWAY of our own: h2's close_connection would end the
+            # streams in flight too, as it takes the connection for closed.)
             self._closing = True
-            self.conn.close_connection()
-            self._tryToWriteControlData()
             if not self.streams:
                 self.loseConnection()
+                return
+            goaway = GoAwayFrame(0)
+            goaway.error_code = h2.errors.ErrorCodes.NO_ERROR
+            goaway.last_stream_id = self.conn.highest_inbound_stream_id
+            if self._tryToWriteControlData():
+                transport: Any = self.transport
+                transport.write(goaway.serialize())
 
     def loseConnection(self) -> None:
         """
