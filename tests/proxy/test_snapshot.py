@@ -12,7 +12,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from echogate.proxy.snapshot import LiveConfiguration, Snapshot, build_in_thread
+from echogate.proxy.compiling import build_in_thread
+from echogate.proxy.snapshot import LiveConfiguration, Snapshot
 from echogate.store.data import ConfigurationData
 
 _SERVICE = {"id": "5b1c2f4a-8d0e-4c4e-9c1e-2b7a3d5e6f70", "name": "s", "protocol": "http", "host": "up",
@@ -115,8 +116,8 @@ class DeferredBuildTests(SynchronousTestCase):
 
     def test_failedBuildKeepsOld(self) -> None:
         """
-        A build that fails leaves the previous snapshot in place and fails
-        the reload.
+        A build that fails leaves the previous snapshot in place, is logged
+        with its traceback, and fails the reload.
         """
         self.live.start()
         self._finish()
@@ -125,6 +126,7 @@ class DeferredBuildTests(SynchronousTestCase):
         d.errback(RuntimeError("cannot build"))
         self.failureResultOf(reloaded, RuntimeError)
         self.assertEqual(self.live.current.version, 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class ThreadBuildTests(TestCase):
