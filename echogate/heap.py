@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from typing import Any
+import sys
+from typing import Any, Callable
 
 __all__ = ["HeapSettler", "FULL_PASS_GROWTH", "settle_heap", "tune", "young_threshold", "trim_threshold",
            "MAX_TRIM_THRESHOLD"]
@@ -56,8 +57,10 @@ class HeapSettler:
     @param collector: the C{gc} module (a test double in tests).
     """
 
-    def __init__(self, collector: Any = gc, growth: float = FULL_PASS_GROWTH):
+    def __init__(self, collector: Any = gc, growth: float = FULL_PASS_GROWTH,
+                 allocated: Callable[[], int] = sys.getallocatedblocks):
         self._gc = collector
+        self._allocated = allocated
         self._growth = growth
         self._baseline: int | None = None
         #: How many settlings were full passes (for tests and curiosity).
@@ -68,14 +71,13 @@ class HeapSettler:
         if not hasattr(collector, "freeze"):
             return  # (PyPy's collector has no generations to freeze)
         if self._baseline is not None:
-            collector.collect()
             collector.freeze()
-            if collector.get_freeze_count() <= self._baseline * (1 + self._growth):
+            if self._allocated() <= self._baseline * (1 + self._growth):
                 return
         collector.unfreeze()
         collector.collect()
         collector.freeze()
-        self._baseline = collector.get_freeze_count()
+        self._baseline = self._allocated()
         self.full_passes += 1
 
 

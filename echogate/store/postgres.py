@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Generic, Iterable, Mappi
 import attrs
 import psycopg2
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from txpostgres import txpostgres
@@ -133,6 +134,10 @@ class _Subscribers(Generic[_T]):
                 _log.failure("a {what} failed", what=self._what)
 
 
+#: How many rows a load handles between two turns of the reactor loop.
+_PIECE = 2000
+
+
 @implementer(IStore)
 class PostgresStore:
     """
@@ -165,6 +170,7 @@ class PostgresStore:
         self.dsn = dsn
         #: What the last L{load} decoded: table -> id -> (MD5 of the JSON text, record).
         self._decoded: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+        self._clock = reactor
         self._bounded = Deadlines(reactor, query_timeout)
         self._pool = BoundedPool(reactor, dsn, pool_size, self._bounded, reconnect_delays)
         self._listener = Listener(reactor, dsn, CHANNEL, self._bounded, reconnect_delays,
@@ -456,6 +462,9 @@ class PostgresStore:
         """
         cache = self._decoded
 
+        async def turn() -> None:
+            await deferLater(self._clock, 0, lambda: None)
+
         async def body(cursor: txpostgres.Cursor) -> tuple[int, dict[str, list[tuple[str, str, str | None]]]]:
             await cursor.execute("SELECT version FROM config_version")
             version = int(cursor.fetchone()[0])
@@ -469,22 +478,45 @@ class PostgresStore:
                     continue
                 await cursor.execute(f"SELECT id::text, md5({read}::text) FROM {name} ORDER BY created_at, id")
                 listed = cursor.fetchall()
-                wanted = [row_id for row_id, digest in listed
-                          if (seen := known.get(row_id)) is None or seen[0] != digest]
+                wanted: list[str] = []
+                for start in range(0, len(listed), _PIECE):
+                    if start:
+                        await turn()
+                    wanted += [row_id for row_id, digest in listed[start:start + _PIECE]
+                               if (seen := known.get(row_id)) is None or seen[0] != digest]
                 texts: dict[str, str] = {}
                 if wanted:
                     await cursor.execute(f"SELECT id::text, {read}::text FROM {name} WHERE id = ANY(%s::uuid[])",
                                          (wanted,))
                     texts = dict(cursor.fetchall())
-                found[name] = [(row_id, digest, texts.get(row_id)) for row_id, digest in listed]
+                rows: list[tuple[str, str, str | None]] = []
+                for start in range(0, len(listed), _PIECE):
+                    await turn()
+                    rows += [(row_id, digest, texts.get(row_id)) for row_id, digest in listed[start:start + _PIECE]]
+                found[name] = rows
             return version, found
 
         version, raw = await self._run(lambda connection: transaction(
             connection, body, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-        return self._decode(version, raw, cache)
+        steps = self._decoding(version, raw, cache)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            await turn()
 
     def _decode(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
                 cache: Mapping[str, Mapping[str, tuple[str, dict[str, Any]]]]) -> ConfigurationData:
+        steps = self._decoding(version, raw, cache)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def _decoding(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
+                  cache: Mapping[str, Mapping[str, tuple[str, dict[str, Any]]]]) -> Any:
         """
         The configuration from C{raw}, each table's rows as (id, digest,
         JSON text, or C{None} when C{cache}, what the load was read
@@ -498,7 +530,9 @@ class PostgresStore:
             before = cache.get(name, {})
             now = decoded[name] = {}
             records = []
-            for row_id, digest, text in rows:
+            for n, (row_id, digest, text) in enumerate(rows, 1):
+                if n % _PIECE == 0:
+                    yield None
                 if text is None:
                     record = before[row_id][1]
                 else:
