@@ -1,7 +1,7 @@
 """
 gRPC end to end through a whole node: the real PostgreSQL, real listeners
 on 127.0.0.1 (a plain one with the C{http2} flag, for h2c with prior
-knowledge, and an C{ssl} one offering h2 by ALPN), a C{grpc} service and a
+knowledge, and an C{http2 ssl} one offering h2 by ALPN), a C{grpc} service and a
 route for C{/echotest.Echo/} made through the Admin API as Kong's docs
 show, and grpcio clients calling the test service of
 L{tests.h2.grpcservice} through the node.
@@ -37,8 +37,9 @@ ROUTE_PATH = "/echotest.Echo/"
 
 async def start_grpc_node(testcase: unittest.TestCase) -> tuple[RunningGateway, int, int]:
     """
-    Start a node with a plain HTTP/2 listener (C{http2} flag) and a TLS
-    one whose certificate is the test CA's L{SERVER_PAIR}.
+    Start a node with a plain HTTP/2 listener (C{http2} flag: h2c with
+    prior knowledge) and a TLS one (C{http2 ssl}: h2 by ALPN) whose
+    certificate is the test CA's L{SERVER_PAIR}.
 
     @return: the node, the h2c port and the TLS port.
     """
@@ -46,7 +47,8 @@ async def start_grpc_node(testcase: unittest.TestCase) -> tuple[RunningGateway, 
     os.makedirs(directory)
     cert, key = write_pair(SERVER_PAIR, directory, "proxy")
     gw = await start_gateway(testcase, settings={
-        "proxy_listen": "127.0.0.1:0 http2, 127.0.0.1:0 http2 ssl", "ssl_cert": str(cert), "ssl_cert_key": str(key)})
+        "proxy_listen": "127.0.0.1:0 http2, 127.0.0.1:0 http2 ssl",
+        "ssl_cert": str(cert), "ssl_cert_key": str(key)})
     ports = {"ssl" in description.split(): int(address.port)
              for description, address in gw.service.listening("proxy")}
     return gw, ports[False], ports[True]
@@ -326,7 +328,7 @@ class H2CTests(_Calls, unittest.TestCase):
 
 class TLSTests(_Calls, unittest.TestCase):
     """
-    gRPC over TLS to the node's C{ssl} listener (ALPN h2), the client
+    gRPC over TLS to the node's C{http2 ssl} listener (ALPN h2), the client
     checking the node's certificate.
     """
 
