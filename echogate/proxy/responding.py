@@ -289,7 +289,9 @@ class Responding:
             # Answered before its body was read (or told to close): the
             # body is never read, and the connection closes after this.
             request.channel.close_after_response()
-            headers = {**headers, "Connection": "close"}
+            # (HTTP/2 says it by ending the stream: no Connection header.)
+            headers = ({k: v for k, v in headers.items() if k.lower() != "connection"} if request._h2
+                       else {**headers, "Connection": "close"})
         local_head(self.ctx, status, headers, source, self._gateway.clock.seconds())
         if not filters:
             self._write_whole(body)

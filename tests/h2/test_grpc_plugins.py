@@ -426,9 +426,6 @@ class GrpcPluginsTests(unittest.TestCase):
         (record,) = await until(lambda: _marked(_lines(self.log_path), "exit"), message="the exit logged")
         self.assertNotIn("connection", record["response"]["headers"])
 
-    test_fileLogExitHeadersAsSent.todo = (  # type: ignore[attr-defined]
-        "responding.py _answer adds Connection: close to ctx.response for an answer made before the body "
-        "was read, also on HTTP/2 where the stream layer drops it: the log record shows a header never sent")
 
     async def test_httpLog(self) -> None:
         """
