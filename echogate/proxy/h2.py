@@ -26,6 +26,7 @@ What it adds to Twisted's connection, at the edge:
 """
 from __future__ import annotations
 
+import functools
 from collections import deque
 from typing import Any
 
@@ -90,8 +91,15 @@ class GatewayH2Connection(H2Connection):
     def __init__(self, site: Any, reactor: IReactorTime | None = None, max_streams: int = 128):
         super().__init__(reactor if reactor is not None else site.reactor)
         limits: HeadLimits = getattr(site, "head_limits", DEFAULT_LIMITS)
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # (What is sent is checked and lower-cased by the streams already:
+        # h2's checks of every outgoing field cost a tenth of a response.)
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_outbound_headers=False, normalize_outbound_headers=False)
         self.conn: H2Machine = H2Machine(config)
+        # Header values without Huffman coding: a few bytes more on the wire,
+        # and no pure-Python bit-packing of every value of every response.
+        self.conn.encoder.encode = functools.partial(type(self.conn.encoder).encode,  # type: ignore[method-assign]
+                                                     self.conn.encoder, huffman=False)
         list_size = limits.headers * limits.header_line + limits.request_line
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
@@ -285,6 +293,37 @@ class GatewayH2Connection(H2Connection):
         self.conn.trailers.pop(streamID, None)
         if self._closing and not self.streams:
             self.loseConnection()
+
+    # -- writing without the scheduling loop --------------------------------------
+
+    def writeDataToStream(self, streamID: int, data: bytes) -> None:
+        # Twisted queues every piece for its sending loop, which runs again
+        # from a Deferred or a callLater(0) for each frame: a piece that the
+        # windows take now, on a stream with nothing queued, while the
+        # client reads, is sent at once (most of a proxied response).
+        conn = self.conn
+        if (not self._outboundStreamQueues[streamID] and self._consumerBlocked is None and self._stillProducing
+                and len(data) <= conn.local_flow_control_window(streamID)):
+            size = conn.max_outbound_frame_size
+            for start in range(0, len(data), size):
+                conn.send_data(streamID, data[start:start + size])
+            transport: Any = self.transport
+            transport.write(conn.data_to_send())
+            if conn.local_flow_control_window(streamID) <= 0:
+                self.streams[streamID].flowControlBlocked()
+            return
+        super().writeDataToStream(streamID, data)
+
+    def endRequest(self, streamID: int) -> None:
+        # As writeDataToStream: ended at once when nothing is queued.
+        if not self._outboundStreamQueues[streamID] and self._consumerBlocked is None and self._stillProducing:
+            conn = self.conn
+            conn.end_stream(streamID)
+            transport: Any = self.transport
+            transport.write(conn.data_to_send())
+            self._requestDone(streamID)
+            return
+        super().endRequest(streamID)
 
     def stream_open(self, stream_id: int) -> bool:
         """

@@ -35,11 +35,21 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+from hpack import NeverIndexedHeaderTuple
 from twisted.web._http2 import H2Stream
 
 from echogate.proxy.heads import DEFAULT_LIMITS, MESSAGES, HeadLimits, head_error
 
 __all__ = ["GatewayH2Stream", "head_problem", "CONNECTION_SPECIFIC"]
+
+#: Response fields worth HPACK's dynamic table: the same on many
+#: responses. Others (dates, lengths, latencies, ids, cookies) change on
+#: every one: indexing them would only evict these, and each new entry
+#: costs the encoder a search of the whole table (a third of an HTTP/2
+#: response's time went there).
+_INDEXED = frozenset((b"server", b"via", b"content-type", b"cache-control", b"vary", b"content-encoding",
+                      b"access-control-allow-origin", b"access-control-allow-credentials",
+                      b"access-control-expose-headers", b"grpc-encoding", b"grpc-accept-encoding"))
 
 #: Response fields that say no body follows: a zero content-length, or
 #: gRPC's status in the head (a "trailers-only" answer).
@@ -309,8 +319,10 @@ class GatewayH2Stream(H2Stream):
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         if not self._conn.stream_open(self.streamID):
             return
-        fields = [(name.lower(), value) for name, values in headers.getAllRawHeaders()
-                  if name.lower() not in CONNECTION_SPECIFIC for value in values]
+        fields = [(name, value) if name in _INDEXED else NeverIndexedHeaderTuple(name, value)
+                  for name, value in ((name.lower(), value) for name, values in headers.getAllRawHeaders()
+                                      for value in values)
+                  if name not in CONNECTION_SPECIFIC]
         if any(name in _BODILESS for name, value in fields if name != b"content-length" or value == b"0"):
             # No body follows (or a gRPC "trailers-only" answer): the head
             # waits to end the stream itself (HEADERS with END_STREAM, which

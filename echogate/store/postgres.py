@@ -503,7 +503,8 @@ class PostgresStore:
             try:
                 next(steps)
             except StopIteration as done:
-                return done.value
+                data: ConfigurationData = done.value
+                return data
             await turn()
 
     def _decode(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
@@ -513,7 +514,8 @@ class PostgresStore:
             try:
                 next(steps)
             except StopIteration as done:
-                return done.value
+                data: ConfigurationData = done.value
+                return data
 
     def _decoding(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
                   cache: Mapping[str, Mapping[str, tuple[str, dict[str, Any]]]]) -> Any:
