@@ -31,11 +31,11 @@ import json
 from http import HTTPStatus
 from typing import Any
 
+from hpack import NeverIndexedHeaderTuple
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from hpack import NeverIndexedHeaderTuple
 from twisted.web._http2 import H2Stream
 
 from echogate.proxy.heads import DEFAULT_LIMITS, MESSAGES, HeadLimits, head_error
