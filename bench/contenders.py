@@ -14,6 +14,7 @@ import attrs
 from bench import nginx
 from bench.gateway import BACKLOG, EchogateNode
 from bench.processes import BenchError, CoreLayout, Process
+from bench.stack import REALISTIC, Stack, add_stack
 
 __all__ = ["Scenario", "SCENARIOS", "Contender", "CONTENDERS", "DEFAULT_CONTENDERS", "PYPY_CONTENDERS",
            "Running", "Bench", "Runtime", "describe_runtime"]
@@ -92,6 +93,9 @@ class Running:
     prefix: str = ""
     note: str = ""
     pin_load: bool = True
+    #: Headers every request to it carries besides the echo header (a
+    #: plugin stack's key), as C{(name, value)} pairs.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen
@@ -234,6 +238,24 @@ def _echogate_rate_limiting(policy: str) -> Callable[[Bench, Runtime], Running]:
     return start
 
 
+def _echogate_stack(stack: Stack) -> Callable[[Bench, Runtime], Running]:
+    """
+    echogate with one route and a plugin stack of L{bench.stack} on it,
+    configured through the Admin API (the consumer, its key-auth key, each
+    plugin's config as a JSON body); its requests carry the key.
+    """
+
+    def start(bench: Bench, runtime: Runtime) -> Running:
+        node = _node(bench, runtime, f"echogate-{stack.name}")
+        route = node.add_route("bench", "bench", paths=["/"])
+        node.wait_until_served(nginx.PATHS["small"])
+        add_stack(node, route["id"], stack)
+        return Running(node.process, node.proxy_port, node.stop, note=f"plugins: {', '.join(stack.plugins)}",
+                       headers=stack.headers)
+
+    return start
+
+
 def _echogate_routes(total: int) -> Callable[[Bench, Runtime], Running]:
     """
     echogate with C{total} routes: the one the requests match (C{/bench},
@@ -287,6 +309,9 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
               _echogate_rate_limiting("cluster"), scenarios=("small-50",), echogate=True),
     Contender("echogate-ratelimit-redis", "echogate, one route, rate-limiting (redis policy)",
               _echogate_rate_limiting("redis"), scenarios=("small-50",), echogate=True),
+    Contender("echogate-realistic", "echogate, one route, the realistic stack (key-auth, rate-limiting, "
+              "prometheus, correlation-id, request-transformer)", _echogate_stack(REALISTIC),
+              scenarios=("small-50", "small-500"), echogate=True),
     Contender("echogate-10-routes", "echogate, 10 routes, no plugins", _echogate_routes(10),
               scenarios=("small-50",), echogate=True),
     Contender("echogate-10000-routes", "echogate, 10,000 routes, no plugins",
@@ -297,12 +322,12 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
 DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate",
                       "echogate-header-echo", "echogate-5-plugins", "echogate-agent", "echogate-agent-header-echo",
                       "echogate-workers-1", "echogate-workers-2", "echogate-ratelimit-local",
-                      "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-10-routes",
+                      "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-realistic", "echogate-10-routes",
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.
 PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate", "echogate-header-echo",
-                   "echogate-agent", "echogate-lean")
+                   "echogate-agent", "echogate-lean", "echogate-realistic")
 
 
 def describe_runtime(runtime: Runtime) -> str:

@@ -75,7 +75,19 @@ class AdminClient:
         @raise BenchError: any answer but 2xx.
         """
         body = urlencode(list(fields)).encode() if fields else None
-        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+        return self._send(method, path, body, "application/x-www-form-urlencoded", list(fields))
+
+    def call_json(self, method: str, path: str, document: Any) -> Any:
+        """
+        One Admin API call with C{document} as its JSON body; the decoded
+        JSON answer (C{None} for 204).
+
+        @raise BenchError: any answer but 2xx.
+        """
+        return self._send(method, path, json.dumps(document).encode(), "application/json", document)
+
+    def _send(self, method: str, path: str, body: bytes | None, content_type: str, what: Any) -> Any:
+        headers = {"Content-Type": content_type} if body else {}
         for attempt in (1, 2):
             connection = self._connection()
             try:
@@ -89,7 +101,7 @@ class AdminClient:
                 if attempt == 2:
                     raise
         if response.status >= 300:
-            raise BenchError(f"{method} {path} {list(fields)} answered {response.status}: "
+            raise BenchError(f"{method} {path} {what} answered {response.status}: "
                              f"{data.decode(errors='replace')}")
         return json.loads(data) if data else None
 
@@ -246,13 +258,14 @@ class EchogateNode:
                 self.api.call("DELETE", f"/plugins/{plugin['id']}")
         return kept
 
-    def wait_until_served(self, path: str, timeout: float = 30.0) -> None:
+    def wait_until_served(self, path: str, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
         """
-        Wait until the proxy answers C{path} with the upstream's 100 bytes.
+        Wait until the proxy answers C{path} (asked with C{headers}) with
+        the upstream's 100 bytes.
         """
         deadline = time.monotonic() + timeout
         while True:
-            status, _, body = fetch(self.proxy_port, path)
+            status, _, body = fetch(self.proxy_port, path, headers)
             if status == 200 and body == SMALL_BODY:
                 return
             if time.monotonic() > deadline:

@@ -6,7 +6,7 @@ py-spy}, it is not an echogate dependency), else run under C{twistd
 --profile} (cProfile, which slows everything by about half: read its
 figures as shares).
 
-Run: C{.venv/bin/python bench/profile.py [--plugins header-echo]
+Run: C{.venv/bin/python bench/profile.py [--plugins header-echo | --stack realistic]
 [--option=--upstream-client=agent] [--routes 10000] [--seconds 10]
 [--path /100b] [--cprofile]}. Prints the functions with
 the most samples, by their own time and with their callees.
@@ -31,6 +31,7 @@ from bench import nginx
 from bench.gateway import ECHO_HEADER, EchogateNode
 from bench.loadgen import Load, LoadResult, run_load
 from bench.processes import CoreLayout
+from bench.stack import STACKS, add_stack
 
 
 def _frame(entry: str) -> str:
@@ -73,6 +74,8 @@ def summarize_collapsed(text: str, limit: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--plugins", default="", help="comma-separated plugins to put on the route")
+    parser.add_argument("--stack", default="", choices=("", *STACKS),
+                        help="a plugin stack of bench/stack.py on the route instead (its consumer and key too)")
     parser.add_argument("--option", action="append", default=[], dest="options",
                         help="an echogate option for the node, e.g. --option=--upstream-client=agent")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -111,8 +114,12 @@ def main() -> None:
         names = [n for n in arguments.plugins.split(",") if n]
         if names and node.add_plugins(route["id"], names, nginx.PATHS["small"], len(names)) != names:
             raise SystemExit(f"could not add every plugin of {names}")
+        stack = STACKS.get(arguments.stack)
+        if stack is not None:
+            add_stack(node, route["id"], stack)
+        headers = (ECHO_HEADER, *(stack.headers if stack is not None else ()))
         load = Load(f"http://127.0.0.1:{node.proxy_port}{arguments.path}", arguments.connections,
-                    arguments.seconds, headers=(f"{ECHO_HEADER[0]}: {ECHO_HEADER[1]}",))
+                    arguments.seconds, headers=tuple(f"{name}: {value}" for name, value in headers))
         run_load(Load(load.url, load.connections, 2, headers=load.headers), None, cores.other)
         results: list[LoadResult] = []
         loader = threading.Thread(target=lambda: results.append(run_load(load, node.process, cores.other)))

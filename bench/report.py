@@ -165,6 +165,32 @@ def targets(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
         out.append(_ratio(f"2 workers vs 1 (--workers 2, not pinned), {scenario}",
                           get("echogate-workers-2", scenario), get("echogate-workers-1", scenario), 1.6,
                           f"needs echogate-workers-1 and echogate-workers-2 in {scenario}"))
+    return out + round_two(get, pypy_label, pypy_why)
+
+
+def round_two(get: Lookup, pypy_label: str | None, pypy_why: str) -> list[Target]:
+    """
+    Issue 25's targets: the realistic plugin stack against no plugins,
+    and echogate against nginx's C{proxy_pass}, under CPython and PyPy
+    (small-50).
+    """
+    out = [_ratio("realistic stack vs no plugins, small-50", get("echogate-realistic", "small-50"),
+                  get("echogate", "small-50"), 0.75, "needs echogate-realistic and echogate in small-50"),
+           _ratio("echogate (no plugins) vs nginx proxy_pass, small-50", get("echogate", "small-50"),
+                  get("nginx", "small-50"), 0.30, "needs echogate and nginx in small-50")]
+    name = "echogate under PyPy (no plugins) vs nginx proxy_pass, small-50"
+    if not pypy_label:
+        out.append(Target(name, "–", "≥ 0.6×", None, "see PyPy below" if pypy_why else "PyPy did not run"))
+        return out
+    out.append(_ratio(name, get("echogate" + pypy_label, "small-50"), get("nginx", "small-50"), 0.6,
+                      "needs echogate under PyPy and nginx in small-50"))
+    top, bottom = get("echogate-realistic" + pypy_label, "small-50"), get("echogate" + pypy_label, "small-50")
+    name = "realistic stack vs no plugins under PyPy, small-50"
+    if top is None or bottom is None or not bottom.rps:
+        out.append(Target(name, "–", "reported", None, "needs echogate-realistic and echogate under PyPy"))
+    else:
+        value, each = ratio(top, bottom)
+        out.append(Target(name, _shown(value, each, top, bottom, False), "reported", None))
     return out
 
 
@@ -177,7 +203,7 @@ def baseline_ratios(get: Lookup, pypy_label: str | None) -> list[tuple[str, str]
              ("echogate-5-plugins", "echogate"), ("echogate-header-echo", "echogate"),
              ("echogate", "echogate-agent"), ("echogate", "agent-proxy"),
              ("echogate-ratelimit-local", "echogate"), ("echogate-ratelimit-cluster", "echogate"),
-             ("echogate-ratelimit-redis", "echogate")]
+             ("echogate-ratelimit-redis", "echogate"), ("echogate-realistic", "echogate")]
     if pypy_label:
         pairs += [(c + pypy_label, c) for c in ("hello", "agent-proxy", "twisted-proxy")]
     out = []

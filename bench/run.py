@@ -177,7 +177,7 @@ def probe(running: Running, scenario_kind: str, label: str) -> None:
     path = running.prefix + nginx.PATHS[scenario_kind]
     connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=30)
     try:
-        headers = dict([ECHO_HEADER])
+        headers = dict([ECHO_HEADER, *running.headers])
         body = b"a" * (64 * 1024) if scenario_kind == "post" else None
         connection.request("POST" if body else "GET", path, body=body, headers=headers)
         response = connection.getresponse()
@@ -286,7 +286,7 @@ class Suite:
                 scenario = SCENARIOS[scenario_name]
                 running = self.running[label]
                 url = f"http://127.0.0.1:{running.port}{running.prefix}{nginx.PATHS[scenario.kind]}"
-                headers = (f"{ECHO_HEADER[0]}: {ECHO_HEADER[1]}",)
+                headers = tuple(f"{name}: {value}" for name, value in (ECHO_HEADER, *running.headers))
                 warmup = arguments.warmup if contender.python else 0
                 if arguments.warm_once and label in warmed:
                     warmup = 0

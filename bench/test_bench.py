@@ -210,6 +210,36 @@ class TargetTests(SynchronousTestCase):
         self.assertIs(targets["2 workers vs 1 (--workers 2, not pinned), small-50"].met, True)
         self.assertIs(targets["2 workers vs 1 (--workers 2, not pinned), small-500"].met, False)
 
+    def test_round_two(self) -> None:
+        """
+        Issue 25's targets: the realistic stack against no plugins (0.75),
+        echogate against nginx's proxy_pass under CPython (0.30) and PyPy
+        (0.6), and the stack under PyPy reported.
+        """
+        summaries = report.merge({
+            ("echogate-realistic", "small-50"): [_result(2300)],
+            ("echogate", "small-50"): [_result(3000)],
+            ("nginx", "small-50"): [_result(10000)],
+            ("echogate (PyPy)", "small-50"): [_result(6100)],
+            ("echogate-realistic (PyPy)", "small-50"): [_result(4880)],
+        })
+        found = report.targets(lambda label, scenario: summaries.get((label, scenario)), " (PyPy)", "")
+        targets = {t.name: t for t in found}
+        self.assertIs(targets["realistic stack vs no plugins, small-50"].met, True)
+        self.assertIs(targets["echogate (no plugins) vs nginx proxy_pass, small-50"].met, True)
+        self.assertIs(targets["echogate under PyPy (no plugins) vs nginx proxy_pass, small-50"].met, True)
+        stack = targets["realistic stack vs no plugins under PyPy, small-50"]
+        self.assertIsNone(stack.met)
+        self.assertIn("0.80×", stack.measured)
+        self.assertEqual(stack.verdict, "reported")
+        below = self._targets({("echogate-realistic", "small-50"): [_result(2200)],
+                               ("echogate", "small-50"): [_result(3000)],
+                               ("nginx", "small-50"): [_result(10001)]})
+        self.assertIs(below["realistic stack vs no plugins, small-50"].met, False)
+        self.assertIs(below["echogate (no plugins) vs nginx proxy_pass, small-50"].met, False)
+        self.assertIn("see PyPy below", below["echogate under PyPy (no plugins) vs nginx proxy_pass, "
+                                                "small-50"].verdict)
+
     def test_memory(self) -> None:
         """
         The 1 MiB peak RSS is compared with 150 MB.

@@ -55,10 +55,13 @@ class HeapSettler:
     configuration keeps its size pays for a full pass rarely.
 
     @param collector: the C{gc} module (a test double in tests).
+    @param allocated: how many blocks the process has allocated
+        (C{sys.getallocatedblocks}; PyPy has none, and no generations to
+        freeze either: there settling does nothing).
     """
 
     def __init__(self, collector: Any = gc, growth: float = FULL_PASS_GROWTH,
-                 allocated: Callable[[], int] = sys.getallocatedblocks):
+                 allocated: Callable[[], int] = getattr(sys, "getallocatedblocks", lambda: 0)):
         self._gc = collector
         self._allocated = allocated
         self._growth = growth

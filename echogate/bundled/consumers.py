@@ -33,6 +33,8 @@ IDENTITY_HEADERS = (CONSUMER_ID, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME, CREDENTI
 
 UNAUTHORIZED = "Unauthorized"
 
+_CONSUMER_FIELDS = ((CONSUMER_ID, "id"), (CONSUMER_CUSTOM_ID, "custom_id"), (CONSUMER_USERNAME, "username"))
+
 
 def set_consumer(ctx: Any, consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None = None,
                  identifier: str | None = None) -> None:
@@ -46,18 +48,18 @@ def set_consumer(ctx: Any, consumer: Mapping[str, Any] | None, credential: Mappi
     """
     ctx.authenticate(consumer, credential)
     upstream = ctx.upstream
-    for name in IDENTITY_HEADERS:
-        upstream.remove_header(name)
+    # (Every identity header goes, then those of this consumer are added:
+    # one pass over the header lines.)
+    upstream.remove_headers(IDENTITY_HEADERS)
     if consumer is not None:
-        for name, field in ((CONSUMER_ID, "id"), (CONSUMER_CUSTOM_ID, "custom_id"),
-                            (CONSUMER_USERNAME, "username")):
+        for name, field in _CONSUMER_FIELDS:
             value = consumer.get(field)
             if value is not None:
-                upstream.set_header(name, value)
+                upstream.add_header(name, value)
     if credential is None:
-        upstream.set_header(ANONYMOUS, "true")
+        upstream.add_header(ANONYMOUS, "true")
     elif identifier is not None:
-        upstream.set_header(CREDENTIAL_IDENTIFIER, identifier)
+        upstream.add_header(CREDENTIAL_IDENTIFIER, identifier)
 
 
 def remove_query_arg(query: str, name: str) -> str:
@@ -139,7 +141,9 @@ class AuthPlugin(GatewayPlugin):
         if config.get("anonymous") and ctx.credential is not None:
             return None
         outcome = self.authenticate_request(ctx, config)
-        if isinstance(outcome, Deferred):
+        # (Deferred is generic: isinstance goes through ABCMeta's
+        # Python-level check, so the usual outcomes are ruled out first.)
+        if type(outcome) is not Authenticated and type(outcome) is not Refused and isinstance(outcome, Deferred):
             return outcome.addCallback(self._conclude, ctx, config)
         self._conclude(outcome, ctx, config)
         return None

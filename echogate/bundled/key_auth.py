@@ -184,13 +184,12 @@ class KeyAuth(AuthPlugin):
         realm = config.get("realm")
         challenge = f'Key realm="{realm}"' if realm else "Key"
         request = ctx.request
-        headers = request.get_headers() if config["key_in_header"] else {}
         body: dict[str, Any] | None = None
         key = None
         for name in config["key_names"]:
             value: Any = None
             if config["key_in_header"]:
-                value = headers.get(name.lower())
+                value = request.get_header_values(name) or None
             if value is None and config["key_in_query"]:
                 value = request.query_args.get(name)
             if value is None and config["key_in_body"]:

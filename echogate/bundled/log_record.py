@@ -28,10 +28,12 @@ arguments; C{redact_credentials=False} turns the default list off.
 """
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote_plus
 
 import attrs
+from twisted.web.http_headers import Headers
 
 from echogate.schema import Array, Boolean, String
 
@@ -66,7 +68,25 @@ def redact_in_logs(ctx: Any, names: Iterable[str]) -> None:
     marked = ctx.shared.get(_MARKED)
     if not isinstance(marked, set):
         marked = ctx.shared[_MARKED] = set()
-    marked.update(name.lower() for name in names)
+    marked.update(_lowered(names))
+
+
+_LOWERED: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _lowered(names: Iterable[str]) -> Iterable[str]:
+    """
+    C{names} in lower case (remembered for a tuple of names: a config's
+    C{key_names} is one, the same for every request).
+    """
+    if not isinstance(names, tuple):
+        return [name.lower() for name in names]
+    found = _LOWERED.get(names)
+    if found is None:
+        found = tuple(name.lower() for name in names)
+        if len(_LOWERED) < 10_000:
+            _LOWERED[names] = found
+    return found
 _SOURCES = {"service": "upstream", "exit": "exit", "error": "error"}
 
 
@@ -119,14 +139,6 @@ def _flat(headers: Mapping[str, list[str]]) -> dict[str, Any]:
     return {name: values[0] if len(values) == 1 else list(values) for name, values in headers.items()}
 
 
-def _head_size(headers: Mapping[str, list[str]], first_line: int) -> int:
-    size = first_line + 2 + 2
-    for name, values in headers.items():
-        for value in values:
-            size += len(name) + len(value) + 4
-    return size
-
-
 def _querystring(args: Mapping[str, list[str]]) -> dict[str, Any]:
     """
     Kong's query table: a blank value as C{True}, one value as a string,
@@ -162,6 +174,24 @@ def request_body_size(ctx: Any) -> int:
     return len(ctx.request.body())
 
 
+def _lines_size(headers: Headers | Iterable[tuple[bytes, bytes]], first_line: int) -> int:
+    """
+    The size of a head on the wire: its first line (C{first_line}
+    characters), each header line (C{name: value}) and the CRLFs, from
+    the header lines as they are kept (a L{Headers}, or wire pairs),
+    without decoding them.
+    """
+    size = first_line + 2 + 2
+    if isinstance(headers, Headers):
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                size += len(name) + len(value) + 4
+        return size
+    lines = list(headers)
+    # (One join in C instead of two len calls a line.)
+    return size + len(b"".join(chain.from_iterable(lines))) + 4 * len(lines)
+
+
 def request_size(ctx: Any) -> int:
     """
     The request's size on the wire (request line, headers, body).
@@ -169,7 +199,7 @@ def request_size(ctx: Any) -> int:
     request = ctx.request
     uri = request.raw_path + ("?" + request.query if request.query else "")
     line = len(request.method) + len(uri) + len(" HTTP/1.1") + 1
-    return _head_size(request.get_headers(), line) + request_body_size(ctx)
+    return _lines_size(request.as_is(), line) + request_body_size(ctx)
 
 
 def response_size(ctx: Any) -> int:
@@ -177,7 +207,7 @@ def response_size(ctx: Any) -> int:
     The response's size on the wire (status line, headers, body).
     """
     sent: int = ctx.bytes_sent
-    return _head_size(ctx.response.get_headers(), len("HTTP/1.1 200 OK")) + sent
+    return _lines_size(ctx.response.as_is(), len("HTTP/1.1 200 OK")) + sent
 
 
 def _redacted_headers(headers: dict[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:

@@ -115,6 +115,70 @@ class GatewayMetrics:
         self.bandwidth = Counter(
             "echogate_bandwidth_bytes", "Bandwidth (ingress: requests, egress: responses) in bytes",
             ["service", "route", "direction", "consumer"], registry=self.registry)
+        self._children: dict[tuple[str, str, str], _Children] = {}
+
+    def children(self, service: str, route: str, consumer: str) -> "_Children":
+        """
+        The labelled children of the metrics for one service, route and
+        consumer: a request finds them by dict lookups instead of
+        C{labels}, which validates the values and takes the metric's lock
+        each time. They are the metrics' own children, so what they count
+        is exposed as before; there are as many as the metrics have.
+        """
+        key = (service, route, consumer)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = _Children(self, service, route, consumer)
+        return found
+
+
+class _Children:
+    """
+    The children of L{GatewayMetrics}' metrics for one service, route and
+    consumer, each made when first used (a child is a series: one made
+    before it counts anything would be exposed, at zero).
+    """
+
+    __slots__ = ("_metrics", "_service", "_route", "_consumer", "_made")
+
+    def __init__(self, metrics: GatewayMetrics, service: str, route: str, consumer: str):
+        self._metrics = metrics
+        self._service = service
+        self._route = route
+        self._consumer = consumer
+        self._made: dict[Any, Any] = {}
+
+    def requests(self, status: int, source: str) -> Any:
+        """
+        The request counter's child for C{status} and C{source}.
+        """
+        key = (status, source)
+        found = self._made.get(key)
+        if found is None:
+            found = self._made[key] = self._metrics.requests.labels(self._service, self._route, str(status), source,
+                                                                    self._consumer)
+        return found
+
+    def latency(self, histogram: str) -> Any:
+        """
+        The child of the latency histogram C{histogram} (C{gateway_latency},
+        C{upstream_latency} or C{request_latency}).
+        """
+        found = self._made.get(histogram)
+        if found is None:
+            found = self._made[histogram] = getattr(self._metrics, histogram).labels(self._service, self._route)
+        return found
+
+    def bandwidth(self, direction: str) -> Any:
+        """
+        The bandwidth counter's child for C{direction} (C{ingress} or
+        C{egress}).
+        """
+        found = self._made.get(direction)
+        if found is None:
+            found = self._made[direction] = self._metrics.bandwidth.labels(self._service, self._route, direction,
+                                                                           self._consumer)
+        return found
 
 
 def _label(entity: Mapping[str, Any] | None) -> str:
@@ -174,19 +238,19 @@ class Prometheus(GatewayPlugin):
         metrics = self.metrics
         if config["upstream_health_metrics"]:
             metrics.upstream_health = True
-        service, route = _label(ctx.service), _label(ctx.route)
         consumer = ""
         if config["per_consumer"] and ctx.consumer:
             consumer = ctx.consumer.get("username") or ctx.consumer.get("id") or ""
+        children = metrics.children(_label(ctx.service), _label(ctx.route), consumer)
         if config["status_code_metrics"]:
-            metrics.requests.labels(service, route, str(ctx.response.status or 0),
-                                    ctx.response.source or "error", consumer).inc()
+            response = ctx.response
+            children.requests(response.status or 0, response.source or "error").inc()
         if config["latency_metrics"]:
             times = latencies(ctx, self._now())
-            metrics.gateway_latency.labels(service, route).observe(times.gateway)
+            children.latency("gateway_latency").observe(times.gateway)
             if times.upstream is not None:
-                metrics.upstream_latency.labels(service, route).observe(times.upstream)
-            metrics.request_latency.labels(service, route).observe(times.total)
+                children.latency("upstream_latency").observe(times.upstream)
+            children.latency("request_latency").observe(times.total)
         if config["bandwidth_metrics"]:
-            metrics.bandwidth.labels(service, route, "ingress", consumer).inc(request_size(ctx))
-            metrics.bandwidth.labels(service, route, "egress", consumer).inc(response_size(ctx))
+            children.bandwidth("ingress").inc(request_size(ctx))
+            children.bandwidth("egress").inc(response_size(ctx))

@@ -16,6 +16,7 @@ for C{cluster}; Redis connections are opened on first use.
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import attrs
@@ -199,6 +200,37 @@ def _identifier(ctx: Any, config: Mapping[str, Any]) -> str:
     return identifier or client_ip
 
 
+#: The length of each period that is a fixed number of seconds (months
+#: and years are calendar ones: L{window}).
+_FIXED_LENGTHS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+#: How many configs' limits L{RateLimiting} keeps worked out (then it
+#: starts again: a node has as many as its plugin records).
+_MAX_PREPARED = 10_000
+
+
+@attrs.frozen
+class _Limits:
+    """
+    What a config's limits are, worked out once: C{limits} (period to
+    limit, the periods it sets, shortest first) and, for each, the
+    period, the limit, the names of its two headers and the limit as
+    the header says it.
+    """
+
+    config: Mapping[str, Any]
+    limits: Mapping[str, float]
+    headers: tuple[tuple[str, float, str, str, str, int], ...]
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "_Limits":
+        limits = {period: config[period] for period in PERIODS if config[period] is not None}
+        return cls(config, limits, tuple(
+            (period, limit, f"X-RateLimit-Limit-{period.capitalize()}", _number(limit),
+             f"X-RateLimit-Remaining-{period.capitalize()}", _FIXED_LENGTHS.get(period, 0))
+            for period, limit in limits.items()))
+
+
 @attrs.frozen
 class RateLimiting(GatewayPlugin):
     """
@@ -215,6 +247,7 @@ class RateLimiting(GatewayPlugin):
     reactor: IReactorTime | None = None
     stores: RateLimitStores = attrs.field(factory=RateLimitStores)
     binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
+    prepared: dict[int, _Limits] = attrs.field(factory=dict, eq=False, repr=False)
 
     name = "rate-limiting"
     version = "1.0.0"
@@ -269,8 +302,22 @@ class RateLimiting(GatewayPlugin):
             return self.stores.cluster_policy(self._reactor(), config["sync_rate"])
         return self.stores.redis_policy(self._reactor(), RedisSettings.from_config(config), config["sync_rate"])
 
+    def _limits(self, config: Mapping[str, Any]) -> _Limits:
+        """
+        C{config}'s limits, worked out once per config object when it is
+        read-only (a snapshot's configs are, and live as long as it does).
+        """
+        if not isinstance(config, MappingProxyType):
+            return _Limits.of(config)
+        found = self.prepared.get(id(config))
+        if found is None or found.config is not config:
+            if len(self.prepared) >= _MAX_PREPARED:
+                self.prepared.clear()
+            found = self.prepared[id(config)] = _Limits.of(config)
+        return found
+
     def access(self, ctx: Any, config: Mapping[str, Any]) -> Any:
-        limits = {period: config[period] for period in PERIODS if config[period] is not None}
+        limits = self._limits(config).limits
         route, service = (ctx.route or {}).get("id"), (ctx.service or {}).get("id")
         identifier = f"{route}:{service}:{_identifier(ctx, config)}"
         now = self._reactor().seconds()
@@ -278,7 +325,9 @@ class RateLimiting(GatewayPlugin):
             result = self._policy(config).consume(identifier, limits, now)
         except StoreUnavailable:
             return self._unavailable(ctx, config, Failure())
-        if isinstance(result, Deferred):
+        # (Deferred is generic: isinstance goes through ABCMeta's
+        # Python-level check, so a Usage is ruled out first.)
+        if type(result) is not Usage and isinstance(result, Deferred):
             return result.addCallbacks(lambda usage: self._decide(ctx, config, limits, usage, now),
                                        lambda failure: self._unavailable(ctx, config, failure))
         self._decide(ctx, config, limits, result, now)
@@ -297,19 +346,26 @@ class RateLimiting(GatewayPlugin):
             headers: dict[str, str] = {}
             best: tuple[float, int, float] | None = None
             reset = 1
-            for period, limit in limits.items():
-                remaining = limit - usage.counts[period]
+            counts = usage.counts
+            seconds = int(now)
+            for period, limit, limit_name, limit_text, remaining_name, fixed in self._limits(config).headers:
+                remaining = limit - counts[period]
                 if stop is None or stop == period:
                     remaining -= 1
-                remaining = max(0, remaining)
-                start, end = window(period, now)
-                length = end - start
+                if remaining < 0:
+                    remaining = 0
+                if fixed:
+                    # (window(), inline for the fixed periods)
+                    length = fixed
+                    end = seconds - seconds % fixed + fixed
+                else:
+                    start, end = window(period, now)
+                    length = end - start
                 if best is None or remaining < best[0] or (remaining == best[0] and length > best[1]):
                     best = (remaining, length, limit)
                     reset = max(1, math.ceil(end - now))
-                title = period.capitalize()
-                headers[f"X-RateLimit-Limit-{title}"] = _number(limit)
-                headers[f"X-RateLimit-Remaining-{title}"] = _number(remaining)
+                headers[limit_name] = limit_text
+                headers[remaining_name] = _number(remaining)
             assert best is not None
             headers["RateLimit-Limit"] = _number(best[2])
             headers["RateLimit-Remaining"] = _number(best[0])
@@ -321,8 +377,9 @@ class RateLimiting(GatewayPlugin):
             ctx.exit(config["error_code"], {"message": config["error_message"]})
 
     def header_filter(self, ctx: Any, config: Mapping[str, Any]) -> None:
-        for name, value in (ctx.plugin.get("headers") or {}).items():
-            ctx.response.set_header(name, value)
+        headers = ctx.plugin.get("headers")
+        if headers:
+            ctx.response.set_headers(headers)
 
     def node_service(self, node: IPluginNode) -> Service:
         """

@@ -13,8 +13,11 @@ method, headers, the body, the query string.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
+
+import attrs
 
 from echogate._version import __version__
 from echogate.bundled.request_bodies import FORM, body_kind, has_body_operations, transform_body
@@ -97,6 +100,75 @@ def _renderer(env: TemplateEnvironment) -> Callable[[str | None], str | None]:
     return render
 
 
+def _as_is(value: str | None) -> str | None:
+    return value
+
+
+_OPERATIONS = ("remove", "rename", "replace", "add", "append")
+
+
+@attrs.frozen
+class _Plan:
+    """
+    What a config asks for, worked out once (L{_plan_of}): whether any
+    value is a template (C{templated}), whether there is anything to do to
+    the headers, the body and the query string, and the header operations
+    with Kong's entries split and the C{Host} exceptions applied.
+    """
+
+    templated: bool
+    headers: bool
+    body: bool
+    query: bool
+    remove_headers: tuple[str, ...]
+    rename_headers: tuple[tuple[str, str], ...]
+    replace_headers: tuple[tuple[str, str | None], ...]
+    add_headers: tuple[tuple[str, str | None], ...]
+    append_headers: tuple[tuple[str, str | None], ...]
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "_Plan":
+        values = [config["replace"]["uri"]] + [
+            value for op in _OPERATIONS if op != "remove" for kind in ("body", "headers", "querystring")
+            for _, value in pairs(config[op][kind])]
+        templated = any(value is not None and not compile_template(value).is_plain for value in values)
+        remove = tuple(name for name, _ in pairs(config["remove"]["headers"]) if name.lower() != _HOST)
+        rename = tuple((old, new) for old, new in pairs(config["rename"]["headers"])
+                       if new is not None and old.lower() not in (_HOST, new.lower()))
+        replace = tuple(pairs(config["replace"]["headers"]))
+        add = tuple((name, value) for name, value in pairs(config["add"]["headers"]) if name.lower() != _HOST)
+        append = tuple((name, value) for name, value in pairs(config["append"]["headers"])
+                       if name.lower() != _HOST)
+        return cls(templated=templated, headers=bool(remove or rename or replace or add or append),
+                   body=has_body_operations(config),
+                   query=any(config[op]["querystring"] for op in _OPERATIONS),
+                   remove_headers=remove, rename_headers=rename, replace_headers=replace, add_headers=add,
+                   append_headers=append)
+
+
+#: The plans of read-only configs, by C{id} (each kept with its config).
+_PLANS: dict[int, tuple[Mapping[str, Any], _Plan]] = {}
+_MAX_PLANS = 10_000
+
+
+def _plan_of(config: Mapping[str, Any]) -> _Plan:
+    """
+    C{config}'s L{_Plan}: worked out once for a read-only config (a
+    snapshot's, which lives as long as the snapshot), each time for any
+    other mapping.
+    """
+    if not isinstance(config, MappingProxyType):
+        return _Plan.of(config)
+    found = _PLANS.get(id(config))
+    if found is not None and found[0] is config:
+        return found[1]
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    plan = _Plan.of(config)
+    _PLANS[id(config)] = (config, plan)
+    return plan
+
+
 class RequestTransformer(GatewayPlugin):
     """
     Kong's request-transformer.
@@ -132,17 +204,21 @@ class RequestTransformer(GatewayPlugin):
         return has_body_operations(config) or config["http_method"] is not None
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
-        render = _renderer(_environment(ctx))
+        plan = _plan_of(config)
+        # (Without a template in the config, every value renders as itself:
+        # no environment to make.)
+        render = _renderer(_environment(ctx)) if plan.templated else _as_is
         uri = config["replace"]["uri"]
         if uri is not None:
             path = render(uri) or ""
             ctx.upstream.set_path(quote(path, safe="/:@!$&'()*+,;=-._~%"))
         if config["http_method"] is not None:
             self._method(ctx, config["http_method"])
-        self._headers(ctx, config, render)
-        if has_body_operations(config):
+        if plan.headers:
+            self._headers(ctx, plan, render)
+        if plan.body:
             self._body(ctx, config, render)
-        if any(config[op]["querystring"] for op in ("remove", "rename", "replace", "add", "append")):
+        if plan.query:
             self._query(ctx, config, render)
 
     def _method(self, ctx: Any, method: str) -> None:
@@ -161,29 +237,26 @@ class RequestTransformer(GatewayPlugin):
                     query.items[name] = one
         ctx.upstream.set_query(query.encode())
 
-    def _headers(self, ctx: Any, config: Mapping[str, Any], render: Callable) -> None:
+    def _headers(self, ctx: Any, plan: _Plan, render: Callable) -> None:
         upstream = ctx.upstream
-        for name, _ in pairs(config["remove"]["headers"]):
-            if name.lower() != _HOST:
-                upstream.remove_header(name)
-        for old, new in pairs(config["rename"]["headers"]):
-            if new is None or old.lower() in (_HOST, new.lower()):
-                continue
+        if plan.remove_headers:
+            upstream.remove_headers(plan.remove_headers)
+        for old, new in plan.rename_headers:
             values = upstream.headers.getRawHeaders(old.encode("latin-1"))
             if values is not None:
                 upstream.remove_header(old)
                 upstream.headers.setRawHeaders(new.encode("latin-1"), values)
-        for name, value in pairs(config["replace"]["headers"]):
+        for name, value in plan.replace_headers:
             value = render(value)
             if value is not None and (name.lower() == _HOST or upstream.get_header(name) is not None):
                 upstream.set_header(name, value)
-        for name, value in pairs(config["add"]["headers"]):
+        for name, value in plan.add_headers:
             value = render(value)
-            if value is not None and name.lower() != _HOST and upstream.get_header(name) is None:
+            if value is not None and upstream.get_header(name) is None:
                 upstream.set_header(name, value)
-        for name, value in pairs(config["append"]["headers"]):
+        for name, value in plan.append_headers:
             value = render(value)
-            if value is not None and name.lower() != _HOST:
+            if value is not None:
                 upstream.add_header(name, value)
 
     def _body(self, ctx: Any, config: Mapping[str, Any], render: Callable) -> None:

@@ -6,7 +6,8 @@ checked and values cleaned as L{Headers} checks and cleans them.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections import abc
+from typing import Iterable, Mapping
 
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
@@ -55,6 +56,25 @@ def _value(value: str | bytes) -> bytes:
     if b"\r" in raw or b"\n" in raw:
         return b" ".join(raw.splitlines())
     return raw
+
+
+_KEYS: dict[tuple[str, ...], tuple[frozenset[bytes], frozenset[int]]] = {}
+
+
+def _keys(names: Iterable[str]) -> tuple[frozenset[bytes], frozenset[int]]:
+    """
+    C{names} lower-cased for the wire, and their lengths (remembered for a
+    tuple of names, which plugins pass as constants).
+    """
+    if isinstance(names, tuple):
+        known = _KEYS.get(names)
+        if known is not None:
+            return known
+    keys = frozenset(_b(name).lower() for name in names)
+    found = (keys, frozenset(len(k) for k in keys))
+    if isinstance(names, tuple) and len(_KEYS) < _MAX_NAMES:
+        _KEYS[names] = found
+    return found
 
 
 def headers_of(pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -116,8 +136,11 @@ class HeaderEditor:
         headers = self._headers
         if headers is None:
             key = _b(name).lower()
+            size = len(key)
+            # (Lengths first: most names differ in length, and lower()
+            # makes a new bytes object.)
             for raw, value in self._pairs or ():
-                if raw.lower() == key:
+                if len(raw) == size and raw.lower() == key:
                     return _s(value)
             return None
         values = headers.getRawHeaders(_b(name))
@@ -142,9 +165,26 @@ class HeaderEditor:
         if pairs is None:
             pairs = self._pairs = []
             return pairs
+        size = len(key)
         for raw, _ in pairs:
-            if raw.lower() == key:
+            if len(raw) == size and raw.lower() == key:
                 pairs = self._pairs = [pair for pair in pairs if pair[0].lower() != key]
+                break
+        return pairs
+
+    def _without_any(self, keys: frozenset[bytes] | set[bytes], sizes: frozenset[int] | set[int]) -> HeaderPairs:
+        """
+        The pairs, without those named any of C{keys} (lower case), whose
+        lengths are C{sizes}: one pass, whatever the number of names.
+        """
+        pairs = self._pairs
+        if pairs is None:
+            pairs = self._pairs = []
+            return pairs
+        for raw, _ in pairs:
+            if len(raw) in sizes and raw.lower() in keys:
+                pairs = self._pairs = [pair for pair in pairs
+                                       if len(pair[0]) not in sizes or pair[0].lower() not in keys]
                 break
         return pairs
 
@@ -169,7 +209,10 @@ class HeaderEditor:
         if self._headers is None:
             if self._pairs is None:
                 self._pairs = []
-            self._pairs.append((_name(name), _value(value)))
+            line = value.encode("latin-1") if type(value) is str else _b(value)
+            if b"\r" in line or b"\n" in line:
+                line = b" ".join(line.splitlines())
+            self._pairs.append((_NAMES.get(name) or _name(name), line))
             return
         self._headers.addRawHeader(_b(name), _b(value))
 
@@ -181,3 +224,47 @@ class HeaderEditor:
             self._without(_b(name).lower())
             return
         self._headers.removeHeader(_b(name))
+
+    def remove_headers(self, names: Iterable[str]) -> None:
+        """
+        Remove each header of C{names} that is present: as
+        L{remove_header} for each, in one pass over the header lines.
+        """
+        if self._headers is None:
+            self._without_any(*_keys(names))
+            return
+        for name in names:
+            self._headers.removeHeader(_b(name))
+
+    def set_headers(self, headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]) -> None:
+        """
+        Replace each header named in C{headers} (a mapping, or C{(name,
+        value)} pairs) with its value: as L{set_header} for each, in one
+        pass over the header lines. When a name comes more than once, the
+        last value wins.
+        """
+        # (typing's Mapping makes isinstance slow: a dict is ruled in first.)
+        items = list(headers.items()) if type(headers) is dict or isinstance(headers, abc.Mapping) \
+            else list(headers)
+        if self._headers is not None:
+            for name, value in items:
+                self._headers.setRawHeaders(_b(name), [_b(value)])
+            return
+        lines = []
+        keys = set()
+        sizes = set()
+        for name, value in items:
+            raw = _NAMES.get(name) or _name(name)
+            # (_value, inline: this runs for every header of every request)
+            line = value.encode("latin-1") if type(value) is str else _b(value)
+            if b"\r" in line or b"\n" in line:
+                line = b" ".join(line.splitlines())
+            lines.append((raw, line))
+            key = raw.lower()
+            keys.add(key)
+            sizes.add(len(key))
+        if len(keys) < len(lines):
+            # (A repeated name: the last value only, as set_header twice.)
+            last = {raw.lower(): i for i, (raw, _) in enumerate(lines)}
+            lines = [line for i, line in enumerate(lines) if last[line[0].lower()] == i]
+        self._without_any(keys, sizes).extend(lines)
