@@ -290,3 +290,27 @@ class VersionTests(unittest.TestCase):
         for proto, version in ((b"HTTP/1.0", 1.0), (b"HTTP/1.1", 1.1), (b"HTTP/2", 2.0), (b"HTTP/3", None)):
             request = type("R", (), {"clientproto": proto, "method": b"GET", "isSecure": lambda self: False})()
             self.assertEqual(ClientRequest(request, "/", "/", "", "1.2.3.4").get_http_version(), version)
+
+
+class NoDelayTests(unittest.TestCase):
+    timeout = 60
+
+    async def test_noDelay(self) -> None:
+        """
+        An HTTP/2 connection's socket sends at once (TCP_NODELAY): its
+        responses are several frames, and with Nagle's algorithm a later
+        write would wait for the client's delayed ACK.
+        """
+        import socket
+
+        from echogate.proxy.h2 import GatewayH2Connection
+
+        gw = await start_gateway(self, settings={"proxy_listen": "127.0.0.1:0 http2"})
+        port = int(gw.service.listening("proxy")[0][1].port)
+        client = await connect(port)
+        self.addCleanup(lambda: client.transport.loseConnection())
+        connections = [c for c in gw.service.proxy_site._channels if isinstance(c, GatewayH2Connection)]
+        self.assertEqual(len(connections), 1)
+        transport = connections[0].transport
+        sock = getattr(transport, "_transport", transport).getHandle()
+        self.assertTrue(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
