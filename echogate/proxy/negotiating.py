@@ -114,13 +114,6 @@ def _become_h2(channel: GatewayChannel, data: bytes, max_streams: int) -> None:
         raw.wrappedProtocol = connection  # TLS: the TLS protocol reads for it
     else:
         raw.protocol = connection  # TCP: the reactor reads for it
-    nodelay = getattr(raw, "setTcpNoDelay", None)
-    if nodelay is not None:
-        # A response is several frames, often written in more than one
-        # send: with Nagle's algorithm the later ones wait for the client's
-        # delayed ACK (40 ms). (Twisted's H2Connection sets it only on a
-        # transport it sees as TCP, which the write batcher's is not.)
-        nodelay(True)
     connection.makeConnection(transport)
     producer.registerProducer(connection, True)
     connection.dataReceived(data)

@@ -297,9 +297,11 @@ class NoDelayTests(unittest.TestCase):
 
     async def test_noDelay(self) -> None:
         """
-        An HTTP/2 connection's socket sends at once (TCP_NODELAY): its
-        responses are several frames, and with Nagle's algorithm a later
-        write would wait for the client's delayed ACK.
+        An HTTP/2 connection's socket sends at once (TCP_NODELAY, which
+        Twisted's H2Connection sets on a TCP transport: the write batcher's
+        provides what the TCP one does): its responses are several frames,
+        and with Nagle's algorithm a later write would wait for the client's
+        delayed ACK.
         """
         import socket
 
