@@ -32,7 +32,8 @@ UPSTREAM_IGNORED = frozenset({"host", "x-forwarded-port", "connection", "keep-al
 #: Response headers the comparison leaves out: clock readings, the
 #: connection's own, and a length that counts the differing values.
 CLIENT_IGNORED = frozenset({"date", "server", "connection", "keep-alive", "content-length",
-                            "x-echogate-upstream-latency", "x-echogate-proxy-latency"})
+                            "x-echogate-upstream-latency", "x-echogate-proxy-latency",
+                            "x-echogate-response-latency"})
 
 CONSUMER_ID = "00000000-0000-4000-8000-0000000000c1"
 CREDENTIAL_ID = "00000000-0000-4000-8000-0000000000c2"
