@@ -322,7 +322,8 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
 DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate",
                       "echogate-header-echo", "echogate-5-plugins", "echogate-agent", "echogate-agent-header-echo",
                       "echogate-workers-1", "echogate-workers-2", "echogate-ratelimit-local",
-                      "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-realistic", "echogate-10-routes",
+                      "echogate-ratelimit-cluster", "echogate-ratelimit-redis", "echogate-realistic",
+                      "echogate-10-routes",
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.

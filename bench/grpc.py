@@ -92,7 +92,6 @@ async def generate(target: str, concurrency: int, seconds: float) -> dict[str, A
         C{p99_ms}, C{max_ms}.
     """
     import grpc
-
     from tests.h2.grpcservice import echo_modules
 
     messages, service = echo_modules()
@@ -219,7 +218,6 @@ def probe(target: str, timeout: float = 30.0) -> None:
     @raise BenchError: none does, within C{timeout}.
     """
     import grpc
-
     from tests.h2.grpcservice import echo_modules
 
     messages, service = echo_modules()

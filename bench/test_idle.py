@@ -8,8 +8,15 @@ import resource
 
 from twisted.trial import unittest
 
-from bench.idle import (MAX_CONNECTIONS, SPARE_DESCRIPTORS, Footprint, descriptors_needed, parse_arguments,
-                        raise_descriptor_limit, response_complete)
+from bench.idle import (
+    MAX_CONNECTIONS,
+    SPARE_DESCRIPTORS,
+    Footprint,
+    descriptors_needed,
+    parse_arguments,
+    raise_descriptor_limit,
+    response_complete,
+)
 
 
 class ResponseCompleteTests(unittest.TestCase):
@@ -25,8 +32,8 @@ class ResponseCompleteTests(unittest.TestCase):
     def test_chunked(self) -> None:
         """A chunked response is whole at its last chunk."""
         head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        self.assertEqual((response_complete(head + b"3\r\nabc\r\n"), response_complete(head + b"3\r\nabc\r\n0\r\n\r\n")),
-                         (False, True))
+        self.assertEqual((response_complete(head + b"3\r\nabc\r\n"),
+                          response_complete(head + b"3\r\nabc\r\n0\r\n\r\n")), (False, True))
 
 
 class FootprintTests(unittest.TestCase):

@@ -71,7 +71,8 @@ class _PathIndex:
                 yield from bucket
 
 
-def _indexing(entries: Mapping[str, Mapping[str, list[CompiledRoute]]]) -> Generator[None, None, Mapping[str, _PathIndex]]:
+def _indexing(entries: Mapping[str, Mapping[str, list[CompiledRoute]]]
+              ) -> Generator[None, None, Mapping[str, _PathIndex]]:
     """
     The path index of each host key, pausing (yielding) every L{STEP} keys.
     """

@@ -22,8 +22,8 @@ from typing import Any, Awaitable, Callable, Coroutine, Generic, Iterable, Mappi
 import attrs
 import psycopg2
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from txpostgres import txpostgres
 from zope.interface import implementer
