@@ -507,16 +507,6 @@ class PostgresStore:
                 return data
             await turn()
 
-    def _decode(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
-                cache: Mapping[str, Mapping[str, tuple[str, dict[str, Any]]]]) -> ConfigurationData:
-        steps = self._decoding(version, raw, cache)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                data: ConfigurationData = done.value
-                return data
-
     def _decoding(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
                   cache: Mapping[str, Mapping[str, tuple[str, dict[str, Any]]]]) -> Any:
         """

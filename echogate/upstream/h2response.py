@@ -17,7 +17,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from echogate.interfaces import IUpstreamResponse
-from echogate.upstream.response import DONE
+from echogate.upstream.response import _DELIVERED, DONE
 
 
 class ResponseStream(typing.Protocol):
@@ -32,19 +32,6 @@ class ResponseStream(typing.Protocol):
     def stop(self) -> None: ...
 
 
-class _Delivered:
-    """
-    Stands for a body's protocol once its end was delivered.
-    """
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure) -> None:
-        pass
-
-
-_DELIVERED = _Delivered()
 
 
 @implementer(IUpstreamResponse)
