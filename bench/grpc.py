@@ -47,7 +47,7 @@ from bench import report, scripts
 from bench.gateway import BACKLOG, EchogateNode
 from bench.loadgen import LoadResult
 from bench.processes import BenchError, CoreLayout, Process, free_port, stop_on_terminate
-from bench.scripts import WorkDirectory, say
+from bench.scripts import WorkDirectory, last_json_with, say
 from bench.websocket import percentile
 
 __all__ = ["generate", "main", "parse_arguments", "parse_generator", "result_of"]
@@ -133,16 +133,7 @@ def parse_generator(output: str) -> dict[str, Any] | None:
     The generator's figures: the last line of C{output} that is a JSON
     object with C{calls}, or C{None} when there is none (it failed).
     """
-    for line in reversed(output.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                found = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(found, dict) and "calls" in found:
-                return found
-    return None
+    return last_json_with(output, "calls")
 
 
 def result_of(found: dict[str, Any], peak_rss_kb: int, cpu_seconds: float) -> LoadResult:

@@ -7,11 +7,12 @@ and the lines they print for rounds, summaries and ratios.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from bench.loadgen import LoadResult
 from bench.processes import BenchError, stop_all
@@ -155,3 +156,20 @@ def load_average() -> str:
     The line with the machine's load average, which the scripts end with.
     """
     return "load average: " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def last_json_with(output: str, key: str) -> dict[str, Any] | None:
+    """
+    The last line of C{output} that is a JSON object with C{key} (a load
+    generator's figures), or C{None} when there is none (it failed).
+    """
+    for line in reversed(output.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                found = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(found, dict) and key in found:
+                return found
+    return None
