@@ -28,6 +28,7 @@ What it adds to Twisted's stream:
 from __future__ import annotations
 
 import json
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -41,6 +42,9 @@ from twisted.web._http2 import H2Stream
 from echogate.proxy.heads import DEFAULT_LIMITS, MESSAGES, HeadLimits, head_error
 
 __all__ = ["GatewayH2Stream", "head_problem", "CONNECTION_SPECIFIC"]
+
+#: A request target's bytes: visible ASCII.
+_VISIBLE = re.compile(rb"[\x21-\x7e]+")
 
 #: Response fields worth HPACK's dynamic table: the same on many
 #: responses. Others (dates, lengths, latencies, ids, cookies) change on
@@ -65,7 +69,9 @@ def head_problem(method: bytes | None, path: bytes | None, fields: list[tuple[by
     """
     The status an HTTP/2 request head must be refused with before
     routing, or C{None}: no C{:method} or a C{:path} that is not
-    origin-form (C{CONNECT} and absolute or authority forms: 400), a
+    origin-form (C{CONNECT} and absolute or authority forms: 400) or has
+    a byte no HTTP/1.1 target may hold (a space, a control or non-ASCII
+    byte: 400), a
     C{:path} longer than the request line limit (414), more header fields
     than allowed or a field longer than the header line limit (431).
     C{fields} are the regular fields (no pseudo-header).
@@ -73,6 +79,11 @@ def head_problem(method: bytes | None, path: bytes | None, fields: list[tuple[by
     if not method or not path:
         return 400
     if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+        return 400
+    if not _VISIBLE.fullmatch(path):
+        # Only what an HTTP/1.1 request target may hold (RFC 9112: no
+        # space, control or non-ASCII byte; h2 itself lets spaces and
+        # bytes past 0x7e through), as the HTTP/1.1 listener refuses them.
         return 400
     if len(path) + len(method) + 10 > limits.request_line:
         return 414

@@ -189,6 +189,9 @@ class DownstreamTests(unittest.TestCase):
         cases = [
             ((b"TRACE", b"/open/x"), {}, 405),
             ((b"GET", b"http://evil.example/open/x"), {}, 400),
+            # (bytes an HTTP/1.1 target cannot hold: refused on both)
+            ((b"GET", b"/open/a b"), {}, 400),
+            ((b"GET", b"/open/a\xffb"), {}, 400),
             ((b"GET", b"/open/x"), {"headers": [(b"x-h%d" % i, b"v") for i in range(150)]}, 431),
         ]
         for (method, path), kw, status in cases:
