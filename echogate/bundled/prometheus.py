@@ -5,8 +5,10 @@ registry, exposed by the Admin API's C{GET /metrics}
 
 The plugin object holds one L{GatewayMetrics} (its own
 C{CollectorRegistry}), created with the object, so the counts survive
-every configuration reload. Its C{log} phase records, as the config asks
-(Kong's flags, all off by default):
+every configuration reload. Its C{log} phase adds to plain numbers
+(L{echogate.bundled.prometheus_series}), read into the registry's
+families at each scrape, and records, as the config asks (Kong's flags,
+all off by default):
 
   - C{status_code_metrics}: C{echogate_http_requests_total{service, route,
     code, source, consumer}};
@@ -29,14 +31,16 @@ by a request's log phase).
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from twisted.internet.interfaces import IReactorTime
 
-from echogate.bundled.log_record import latencies, request_size, response_size
+from echogate.bundled.log_record import request_size, response_size
+from echogate.bundled.prometheus_series import CounterSeries, HistogramSeries, PlainCounter, PlainHistogram
 from echogate.interfaces import IPluginNode
 from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.schema import Boolean, Record
@@ -89,41 +93,53 @@ class GatewayMetrics:
     The per-request metrics of one prometheus plugin object, in a registry
     of their own.
 
+    They are counted in plain numbers (L{echogate.bundled.prometheus_series}:
+    no lock and no C{prometheus_client} call per request) and read into
+    C{prometheus_client}'s families when the registry is scraped; the
+    exposition is the one C{prometheus_client}'s C{Counter} and
+    C{Histogram} of the same names gave.
+
     @ivar registry: the C{prometheus_client.CollectorRegistry} to expose.
     @ivar upstream_health: whether C{echogate_upstream_target_health} is
         exported (a config asked for C{upstream_health_metrics}).
     @ivar balancers: gives the node's balancers (C{None}: none).
+    @ivar requests: C{echogate_http_requests_total}.
+    @ivar gateway_latency: C{echogate_kong_latency_ms}.
+    @ivar upstream_latency: C{echogate_upstream_latency_ms}.
+    @ivar request_latency: C{echogate_request_latency_ms}.
+    @ivar bandwidth: C{echogate_bandwidth_bytes_total}.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        """
+        @param wall: the wall clock of the series' C{_created} times.
+        """
         self.upstream_health = False
         self.balancers: Callable[[], Any] = lambda: None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_TargetHealth(self))
-        self.requests = Counter(
+        self.requests = PlainCounter(
             "echogate_http_requests", "HTTP status codes per consumer, service and route",
-            ["service", "route", "code", "source", "consumer"], registry=self.registry)
-        self.gateway_latency = Histogram(
+            ["service", "route", "code", "source", "consumer"], self.registry, wall)
+        self.gateway_latency = PlainHistogram(
             "echogate_kong_latency_ms", "Latency added by the gateway and its plugins, per service and route",
-            ["service", "route"], buckets=KONG_LATENCY_BUCKETS, registry=self.registry)
-        self.upstream_latency = Histogram(
+            ["service", "route"], KONG_LATENCY_BUCKETS, self.registry, wall)
+        self.upstream_latency = PlainHistogram(
             "echogate_upstream_latency_ms", "Latency of the upstream's answer, per service and route",
-            ["service", "route"], buckets=UPSTREAM_LATENCY_BUCKETS, registry=self.registry)
-        self.request_latency = Histogram(
+            ["service", "route"], UPSTREAM_LATENCY_BUCKETS, self.registry, wall)
+        self.request_latency = PlainHistogram(
             "echogate_request_latency_ms", "Total latency of requests, per service and route",
-            ["service", "route"], buckets=UPSTREAM_LATENCY_BUCKETS, registry=self.registry)
-        self.bandwidth = Counter(
+            ["service", "route"], UPSTREAM_LATENCY_BUCKETS, self.registry, wall)
+        self.bandwidth = PlainCounter(
             "echogate_bandwidth_bytes", "Bandwidth (ingress: requests, egress: responses) in bytes",
-            ["service", "route", "direction", "consumer"], registry=self.registry)
+            ["service", "route", "direction", "consumer"], self.registry, wall)
         self._children: dict[tuple[str, str, str], _Children] = {}
 
-    def children(self, service: str, route: str, consumer: str) -> "_Children":
+    def children(self, service: str, route: str, consumer: str) -> _Children:
         """
-        The labelled children of the metrics for one service, route and
-        consumer: a request finds them by dict lookups instead of
-        C{labels}, which validates the values and takes the metric's lock
-        each time. They are the metrics' own children, so what they count
-        is exposed as before; there are as many as the metrics have.
+        The series of the metrics for one service, route and consumer: a
+        request finds them by a dict lookup and attribute reads instead of
+        C{labels}, which makes strings of the label values each time.
         """
         key = (service, route, consumer)
         found = self._children.get(key)
@@ -134,51 +150,87 @@ class GatewayMetrics:
 
 class _Children:
     """
-    The children of L{GatewayMetrics}' metrics for one service, route and
-    consumer, each made when first used (a child is a series: one made
-    before it counts anything would be exposed, at zero).
+    The series of L{GatewayMetrics}' metrics for one service, route and
+    consumer, each made when first used (a series made before it counts
+    anything would be exposed, at zero).
+
+    @ivar requests: the request counter's series by C{(status, source)}.
+    @ivar gateway_latency: the series of C{echogate_kong_latency_ms}, once
+        made (L{latency}).
+    @ivar upstream_latency: the series of C{echogate_upstream_latency_ms},
+        once made.
+    @ivar request_latency: the series of C{echogate_request_latency_ms},
+        once made.
+    @ivar ingress: the bandwidth counter's C{ingress} series, once made
+        (L{bandwidth}).
+    @ivar egress: its C{egress} series, once made.
     """
 
-    __slots__ = ("_metrics", "_service", "_route", "_consumer", "_made")
+    __slots__ = ("_metrics", "_service", "_route", "_consumer", "requests", "gateway_latency", "upstream_latency",
+                 "request_latency", "ingress", "egress")
 
-    def __init__(self, metrics: GatewayMetrics, service: str, route: str, consumer: str):
+    def __init__(self, metrics: GatewayMetrics, service: str, route: str, consumer: str) -> None:
         self._metrics = metrics
         self._service = service
         self._route = route
         self._consumer = consumer
-        self._made: dict[Any, Any] = {}
+        self.requests: dict[tuple[int, str], CounterSeries] = {}
+        self.gateway_latency: HistogramSeries | None = None
+        self.upstream_latency: HistogramSeries | None = None
+        self.request_latency: HistogramSeries | None = None
+        self.ingress: CounterSeries | None = None
+        self.egress: CounterSeries | None = None
 
-    def requests(self, status: int, source: str) -> Any:
+    def request_series(self, status: int, source: str) -> CounterSeries:
         """
-        The request counter's child for C{status} and C{source}.
+        Make the request counter's series for C{status} and C{source}.
         """
-        key = (status, source)
-        found = self._made.get(key)
-        if found is None:
-            found = self._made[key] = self._metrics.requests.labels(self._service, self._route, str(status), source,
-                                                                    self._consumer)
+        found = self.requests[status, source] = self._metrics.requests.labels(
+            self._service, self._route, str(status), source, self._consumer)
         return found
 
-    def latency(self, histogram: str) -> Any:
+    def latency(self, histogram: str) -> HistogramSeries:
         """
-        The child of the latency histogram C{histogram} (C{gateway_latency},
-        C{upstream_latency} or C{request_latency}).
+        Make the series of the latency histogram C{histogram}
+        (C{gateway_latency}, C{upstream_latency} or C{request_latency}).
         """
-        found = self._made.get(histogram)
-        if found is None:
-            found = self._made[histogram] = getattr(self._metrics, histogram).labels(self._service, self._route)
+        found: HistogramSeries = getattr(self._metrics, histogram).labels(self._service, self._route)
+        setattr(self, histogram, found)
         return found
 
-    def bandwidth(self, direction: str) -> Any:
+    def bandwidth(self, direction: str) -> CounterSeries:
         """
-        The bandwidth counter's child for C{direction} (C{ingress} or
-        C{egress}).
+        Make the bandwidth counter's series for C{direction} (C{ingress}
+        or C{egress}).
         """
-        found = self._made.get(direction)
-        if found is None:
-            found = self._made[direction] = self._metrics.bandwidth.labels(self._service, self._route, direction,
-                                                                           self._consumer)
+        found = self._metrics.bandwidth.labels(self._service, self._route, direction, self._consumer)
+        setattr(self, direction, found)
         return found
+
+
+def _latencies(ctx: Any, now: float) -> tuple[int, int | None, int]:
+    """
+    The C{gateway}, C{upstream} and C{total} of
+    L{echogate.bundled.log_record.latencies}C{(ctx, now)} (milliseconds;
+    C{upstream} C{None} when the upstream was not called or did not
+    answer), without making a C{Latencies}: that and its four calls were
+    most of what the latency histograms cost a request.
+    """
+    started = ctx.started
+    sent = ctx.upstream_started
+    total = 0 if started is None else round((now - started) * 1000)
+    if total < 0:
+        total = 0
+    if sent is None:
+        return total, None, total
+    gateway = 0 if started is None else round((sent - started) * 1000)
+    if gateway < 0:
+        gateway = 0
+    responded = ctx.upstream_responded
+    if responded is None:
+        return gateway, None, total
+    upstream = round((responded - sent) * 1000)
+    return gateway, upstream if upstream > 0 else 0, total
 
 
 def _label(entity: Mapping[str, Any] | None) -> str:
@@ -235,6 +287,10 @@ class Prometheus(GatewayPlugin):
             self.metrics.upstream_health = True
 
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        """
+        Count the request in its series' plain numbers (see
+        L{GatewayMetrics}).
+        """
         metrics = self.metrics
         if config["upstream_health_metrics"]:
             metrics.upstream_health = True
@@ -244,13 +300,15 @@ class Prometheus(GatewayPlugin):
         children = metrics.children(_label(ctx.service), _label(ctx.route), consumer)
         if config["status_code_metrics"]:
             response = ctx.response
-            children.requests(response.status or 0, response.source or "error").inc()
+            status, source = response.status or 0, response.source or "error"
+            requests = children.requests.get((status, source)) or children.request_series(status, source)
+            requests.value += 1
         if config["latency_metrics"]:
-            times = latencies(ctx, self._now())
-            children.latency("gateway_latency").observe(times.gateway)
-            if times.upstream is not None:
-                children.latency("upstream_latency").observe(times.upstream)
-            children.latency("request_latency").observe(times.total)
+            gateway, upstream, total = _latencies(ctx, self._now())
+            (children.gateway_latency or children.latency("gateway_latency")).observe(gateway)
+            if upstream is not None:
+                (children.upstream_latency or children.latency("upstream_latency")).observe(upstream)
+            (children.request_latency or children.latency("request_latency")).observe(total)
         if config["bandwidth_metrics"]:
-            children.bandwidth("ingress").inc(request_size(ctx))
-            children.bandwidth("egress").inc(response_size(ctx))
+            (children.ingress or children.bandwidth("ingress")).value += request_size(ctx)
+            (children.egress or children.bandwidth("egress")).value += response_size(ctx)
