@@ -36,8 +36,27 @@ UNAUTHORIZED = "Unauthorized"
 _CONSUMER_FIELDS = ((CONSUMER_ID, "id"), (CONSUMER_CUSTOM_ID, "custom_id"), (CONSUMER_USERNAME, "username"))
 
 
+def identity_headers(consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None = None,
+                     identifier: str | None = None) -> tuple[tuple[str, str], ...]:
+    """
+    The identity headers the upstream gets for C{consumer} (see
+    L{set_consumer}): C{(name, value)} pairs, in the order they are sent.
+    """
+    headers = []
+    if consumer is not None:
+        for name, field in _CONSUMER_FIELDS:
+            value = consumer.get(field)
+            if value is not None:
+                headers.append((name, value))
+    if credential is None:
+        headers.append((ANONYMOUS, "true"))
+    elif identifier is not None:
+        headers.append((CREDENTIAL_IDENTIFIER, identifier))
+    return tuple(headers)
+
+
 def set_consumer(ctx: Any, consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None = None,
-                 identifier: str | None = None) -> None:
+                 identifier: str | None = None, headers: tuple[tuple[str, str], ...] | None = None) -> None:
     """
     Record that the request is C{consumer}'s (authenticated by
     C{credential}, or anonymous when C{credential} is C{None}) and tell the
@@ -45,21 +64,16 @@ def set_consumer(ctx: Any, consumer: Mapping[str, Any] | None, credential: Mappi
 
     @param identifier: what X-Credential-Identifier says (the key-auth
         credential's id, the basic-auth username, the jwt key).
+    @param headers: L{identity_headers} of the others, when already known.
     """
     ctx.authenticate(consumer, credential)
     upstream = ctx.upstream
     # (Every identity header goes, then those of this consumer are added:
     # one pass over the header lines.)
     upstream.remove_headers(IDENTITY_HEADERS)
-    if consumer is not None:
-        for name, field in _CONSUMER_FIELDS:
-            value = consumer.get(field)
-            if value is not None:
-                upstream.add_header(name, value)
-    if credential is None:
-        upstream.add_header(ANONYMOUS, "true")
-    elif identifier is not None:
-        upstream.add_header(CREDENTIAL_IDENTIFIER, identifier)
+    add = upstream.add_header
+    for name, value in identity_headers(consumer, credential, identifier) if headers is None else headers:
+        add(name, value)
 
 
 def remove_query_arg(query: str, name: str) -> str:
@@ -80,11 +94,15 @@ class Authenticated:
     @ivar consumer: the consumer record.
     @ivar credential: the credential record.
     @ivar identifier: the X-Credential-Identifier value.
+    @ivar headers: the upstream's identity headers (L{identity_headers}),
+        when worked out in advance (an outcome kept for many requests);
+        C{None}: worked out from the others.
     """
 
     consumer: Mapping[str, Any]
     credential: Mapping[str, Any]
     identifier: str | None
+    headers: tuple[tuple[str, str], ...] | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -150,7 +168,7 @@ class AuthPlugin(GatewayPlugin):
 
     def _conclude(self, outcome: Authenticated | Refused, ctx: Any, config: Mapping[str, Any]) -> None:
         if isinstance(outcome, Authenticated):
-            set_consumer(ctx, outcome.consumer, outcome.credential, outcome.identifier)
+            set_consumer(ctx, outcome.consumer, outcome.credential, outcome.identifier, outcome.headers)
             return
         anonymous = config.get("anonymous")
         if not anonymous:

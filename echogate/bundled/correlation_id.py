@@ -31,6 +31,19 @@ GENERATORS = ("uuid", "uuid#counter", "tracker")
 SHARED_KEY = "correlation_id"
 
 
+def random_uuid() -> str:
+    """
+    A random (version 4) UUID in its text form, as C{str(uuid.uuid4())}
+    gives one: 16 random bytes with the version and variant bits set,
+    formatted without making a L{uuid.UUID} (a third of the cost).
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 class ConnectionSerials:
     """
     A serial number for each client connection and a count of the requests
@@ -91,7 +104,7 @@ class CorrelationId(GatewayPlugin):
         A new id from C{generator}.
         """
         if generator == "uuid":
-            return str(uuid.uuid4())
+            return random_uuid()
         if generator == "uuid#counter":
             return f"{self.process_id}#{next(self._counter)}"
         raw = ctx.request._request
@@ -104,19 +117,24 @@ class CorrelationId(GatewayPlugin):
         name = config["header_name"]
         if name is None:
             return
-        if config["generator"] == "tracker":
+        generator = config["generator"]
+        if generator == "tracker":
             ctx.plugin["connection"] = self._connections.count(_connection(ctx))
         value = ctx.request.get_header(name)
         if not value:
-            value = self.generate(ctx, config["generator"])
+            # (generate(), with the default generator inline)
+            value = (f"{self.process_id}#{next(self._counter)}" if generator == "uuid#counter"
+                     else self.generate(ctx, generator))
             ctx.upstream.set_header(name, value)
         ctx.shared[SHARED_KEY] = value
         if config["echo_downstream"]:
             ctx.plugin["id"] = value
 
     def header_filter(self, ctx: Any, config: Mapping[str, Any]) -> None:
+        if not config["echo_downstream"]:
+            return
         name = config["header_name"]
-        if not config["echo_downstream"] or name is None:
+        if name is None:
             return
         value = ctx.plugin.get("id") or ctx.request.get_header(name)
         if not value:

@@ -30,6 +30,7 @@ from echogate.bundled.consumers import (
     Authenticated,
     AuthPlugin,
     Refused,
+    identity_headers,
     refused,
     remove_query_arg,
 )
@@ -41,6 +42,10 @@ from echogate.schema import Array, Boolean, Record, String
 
 NO_KEY = "No API key found in request"
 DUPLICATE = "Duplicate API key found"
+
+#: How many credentials' outcomes L{KeyAuth} keeps for one snapshot (then
+#: it starts again).
+_MAX_KNOWN = 10_000
 
 
 def header_name(value: str) -> str | None:
@@ -139,10 +144,31 @@ def hide_keys(ctx: Any, config: Mapping[str, Any]) -> None:
         _without(ctx, frozenset(names))
 
 
+def _challenge(config: Mapping[str, Any]) -> str:
+    """
+    The C{WWW-Authenticate} challenge of a refusal.
+    """
+    realm = config.get("realm")
+    return f'Key realm="{realm}"' if realm else "Key"
+
+
 class KeyAuth(AuthPlugin):
     """
     Kong's key-auth (priority 1250).
+
+    A credential's consumer is looked up once per configuration snapshot:
+    the L{Authenticated} of each credential seen is kept with the
+    snapshot's credentials (C{ctx.credentials}) until another snapshot
+    comes (L{_known}).
     """
+
+    _known: list[Any]
+
+    def __init__(self) -> None:
+        # (The plugin cannot be changed once made: this list is its one
+        # slot, holding the snapshot's credentials and, by credential id,
+        # each credential seen and its outcome.)
+        object.__setattr__(self, "_known", [None, {}])
 
     name = "key-auth"
     version = "1.0.0"
@@ -181,8 +207,6 @@ class KeyAuth(AuthPlugin):
         return super().access(ctx, config)
 
     def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Authenticated | Refused:
-        realm = config.get("realm")
-        challenge = f'Key realm="{realm}"' if realm else "Key"
         request = ctx.request
         body: dict[str, Any] | None = None
         key = None
@@ -198,15 +222,32 @@ class KeyAuth(AuthPlugin):
                 value = body.get(name)
             if isinstance(value, list):
                 if len(value) > 1:
-                    return refused(DUPLICATE, challenge)
+                    return refused(DUPLICATE, _challenge(config))
                 value = value[0] if value else None
             if isinstance(value, str):
                 key = value
                 break
         if not key:
-            return refused(NO_KEY, challenge)
-        credential = ctx.credentials.find("key-auth", key)
-        consumer = self.owner(ctx, credential) if credential is not None else None
+            return refused(NO_KEY, _challenge(config))
+        index = ctx.credentials
+        credential = index.find("key-auth", key)
+        if credential is None:
+            return refused(UNAUTHORIZED, _challenge(config))
+        known = self._known
+        if known[0] is not index:
+            known[:] = [index, {}]
+        outcomes = known[1]
+        seen = outcomes.get(id(credential))
+        if seen is not None and seen[0] is credential:
+            outcome: Authenticated = seen[1]
+            return outcome
+        consumer = self.owner(ctx, credential)
         if consumer is None:
-            return refused(UNAUTHORIZED, challenge)
-        return Authenticated(consumer, credential, credential["id"])
+            return refused(UNAUTHORIZED, _challenge(config))
+        identifier = credential["id"]
+        outcome = Authenticated(consumer, credential, identifier,
+                                identity_headers(consumer, credential, identifier))
+        if len(outcomes) >= _MAX_KNOWN:
+            outcomes.clear()
+        outcomes[id(credential)] = (credential, outcome)
+        return outcome

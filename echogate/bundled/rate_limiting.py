@@ -196,8 +196,11 @@ def _identifier(ctx: Any, config: Mapping[str, Any]) -> str:
     elif limit_by == "path":
         if ctx.request.path == config["path"]:
             identifier = ctx.request.path
+    if identifier:
+        found: str = identifier
+        return found
     client_ip: str = ctx.request.client_ip
-    return identifier or client_ip
+    return client_ip
 
 
 #: The length of each period that is a fixed number of seconds (months
@@ -209,26 +212,75 @@ _FIXED_LENGTHS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _MAX_PREPARED = 10_000
 
 
+#: Below this, a float limit that is a whole number counts as an
+#: integer: its remaining counts are the same whether worked out in
+#: floats or integers.
+_EXACT_FLOATS = 2 ** 53
+
+
+@attrs.frozen
+class _Single:
+    """
+    A config that L{RateLimiting} counts by a direct path: the C{local}
+    policy and one period of a fixed length (the usual config). What the
+    general path works out per request is worked out here once.
+
+    @ivar whole: the limit as an C{int} when it is a whole number (the
+        remaining counts are then integers), else C{None}.
+    @ivar hide: C{hide_client_headers}.
+    """
+
+    period: str
+    limit: float
+    length: int
+    whole: int | None
+    limit_name: str
+    limit_text: str
+    remaining_name: str
+    hide: bool
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any], headers: tuple[tuple[str, float, str, str, str, int], ...]
+           ) -> "_Single | None":
+        """
+        The direct path's view of C{config}, or C{None} when it needs the
+        general path (another policy, several periods, a month or year).
+        """
+        if config["policy"] != "local" or len(headers) != 1:
+            return None
+        period, limit, limit_name, limit_text, remaining_name, length = headers[0]
+        if not length:
+            return None
+        whole = None
+        if type(limit) is int or (type(limit) is float and limit.is_integer() and abs(limit) < _EXACT_FLOATS):
+            whole = int(limit)
+        return cls(period, limit, length, whole, limit_name, limit_text, remaining_name,
+                   bool(config["hide_client_headers"]))
+
+
 @attrs.frozen
 class _Limits:
     """
     What a config's limits are, worked out once: C{limits} (period to
     limit, the periods it sets, shortest first) and, for each, the
     period, the limit, the names of its two headers and the limit as
-    the header says it.
+    the header says it; C{single}, the direct path's view of the config
+    when it has one.
     """
 
     config: Mapping[str, Any]
     limits: Mapping[str, float]
     headers: tuple[tuple[str, float, str, str, str, int], ...]
+    single: _Single | None = None
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "_Limits":
         limits = {period: config[period] for period in PERIODS if config[period] is not None}
-        return cls(config, limits, tuple(
+        headers = tuple(
             (period, limit, f"X-RateLimit-Limit-{period.capitalize()}", _number(limit),
              f"X-RateLimit-Remaining-{period.capitalize()}", _FIXED_LENGTHS.get(period, 0))
-            for period, limit in limits.items()))
+            for period, limit in limits.items())
+        return cls(config, limits, headers, _Single.of(config, headers))
 
 
 @attrs.frozen
@@ -317,10 +369,17 @@ class RateLimiting(GatewayPlugin):
         return found
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> Any:
-        limits = self._limits(config).limits
-        route, service = (ctx.route or {}).get("id"), (ctx.service or {}).get("id")
-        identifier = f"{route}:{service}:{_identifier(ctx, config)}"
-        now = self._reactor().seconds()
+        prepared = self._limits(config)
+        route, service = ctx.route, ctx.service
+        identifier = (f"{route.get('id') if route else None}:{service.get('id') if service else None}:"
+                      f"{_identifier(ctx, config)}")
+        reactor = self.reactor
+        now = (reactor if reactor is not None else self._reactor()).seconds()
+        single = prepared.single
+        if single is not None:
+            self._count_single(ctx, config, single, identifier, now)
+            return None
+        limits = prepared.limits
         try:
             result = self._policy(config).consume(identifier, limits, now)
         except StoreUnavailable:
@@ -332,6 +391,33 @@ class RateLimiting(GatewayPlugin):
                                        lambda failure: self._unavailable(ctx, config, failure))
         self._decide(ctx, config, limits, result, now)
         return None
+
+    def _count_single(self, ctx: Any, config: Mapping[str, Any], single: _Single, identifier: str,
+                      now: float) -> None:
+        """
+        The direct path: L{LocalPolicy.count} and the headers of
+        L{_decide} for one fixed period, from what L{_Single} worked out.
+        """
+        seconds = int(now)
+        start = seconds - seconds % single.length
+        limit = single.limit
+        used = self.stores.local.count(identifier, single.period, start, limit)
+        if not single.hide:
+            whole = single.whole
+            if whole is not None:
+                left = whole - used - 1
+                remaining = str(left) if left > 0 else "0"
+            else:
+                remaining = _number(max(0, limit - used - 1))
+            reset = str(max(1, math.ceil(start + single.length - now)))
+            limit_text = single.limit_text
+            headers = {single.limit_name: limit_text, single.remaining_name: remaining,
+                       "RateLimit-Limit": limit_text, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
+            if used >= limit:
+                headers["Retry-After"] = reset
+            ctx.plugin["headers"] = headers
+        if used >= limit:
+            ctx.exit(config["error_code"], {"message": config["error_message"]})
 
     def _unavailable(self, ctx: Any, config: Mapping[str, Any], failure: Failure) -> None:
         if not config["fault_tolerant"] or not failure.check(StoreUnavailable):

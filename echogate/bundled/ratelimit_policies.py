@@ -146,6 +146,23 @@ class LocalPolicy:
                 table[identifier] = table.get(identifier, 0) + 1
         return Usage(counts, stop)
 
+    def count(self, identifier: str, period: str, start: int, limit: float) -> int:
+        """
+        C{consume} for one period, without a L{Usage}: count one request
+        against C{identifier} in the window of C{period} that starts at
+        C{start} (L{window}'s) unless C{limit} is reached, and return how
+        many were counted in it before (the request was counted if that
+        is below C{limit}). The same counters as C{consume}'s.
+        """
+        current = self._windows.get(period)
+        if current is None or current[0] != start:
+            current = self._windows[period] = (start, {})
+        table = current[1]
+        used = table.get(identifier, 0)
+        if used < limit:
+            table[identifier] = used + 1
+        return used
+
 
 class _Counter:
     __slots__ = ("known", "pending", "inflight", "expires")

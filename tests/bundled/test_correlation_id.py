@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from echogate.bundled.correlation_id import ConnectionSerials, CorrelationId
+from echogate.bundled.correlation_id import ConnectionSerials, CorrelationId, random_uuid
 from echogate.errors import SchemaViolation
 from echogate.interfaces import IGatewayPlugin
 from echogate.registry import check_plugin
@@ -77,6 +78,31 @@ class CorrelationIdTests(SynchronousTestCase):
         for value in values:
             self.assertRegex(value, _UUID)
         self.assertNotEqual(values[0], values[1])
+
+    def test_uuidWithoutUUID(self) -> None:
+        """
+        The C{uuid} generator formats random bytes itself, without making
+        a L{uuid.UUID} (L{random_uuid}).
+        """
+        def uuid4() -> None:
+            raise AssertionError("uuid.uuid4 called")
+
+        gateway = harness(generator="uuid")
+        self.patch(uuid, "uuid4", uuid4)
+        self.request(gateway)
+        self.assertRegex(gateway.upstream_requests[0].header("kong-request-id") or "", _UUID)
+
+    def test_randomUuid(self) -> None:
+        """
+        L{random_uuid} gives version 4 UUIDs of the RFC 4122 variant, in
+        the text form L{uuid.UUID} gives, each different.
+        """
+        values = [random_uuid() for _ in range(200)]
+        for value in values:
+            parsed = uuid.UUID(value)
+            self.assertEqual((parsed.version, parsed.variant, str(parsed)), (4, uuid.RFC_4122, value))
+            self.assertRegex(value, _UUID)
+        self.assertEqual(len(set(values)), len(values))
 
     def test_tracker(self) -> None:
         """

@@ -306,6 +306,68 @@ class KeyAuthTests(SynchronousTestCase):
         self.assertRefused(self.request(harness, headers={"apikey": "secret-1"}), UNAUTHORIZED)
         self.seen(self.request(harness, headers={"apikey": "secret-3"}))
 
+    def count_owners(self) -> list[str]:
+        """
+        Record every consumer lookup of a credential (L{KeyAuth.owner}).
+        """
+        looked: list[str] = []
+        real = KeyAuth.owner
+
+        def owner(ctx: Any, credential: Any) -> Any:
+            looked.append(credential["key"])
+            return real(ctx, credential)
+
+        # (Set on KeyAuth, which inherits it, and deleted afterwards: a
+        # patch would put the unwrapped function back, not the staticmethod.)
+        self.assertNotIn("owner", vars(KeyAuth))
+        KeyAuth.owner = staticmethod(owner)  # type: ignore[method-assign]
+        self.addCleanup(delattr, KeyAuth, "owner")
+        return looked
+
+    def test_consumerLookedUpOnce(self) -> None:
+        """
+        A credential's consumer is looked up once per snapshot; each
+        request still tells the upstream who it is.
+        """
+        looked = self.count_owners()
+        harness = self.harness()
+        for key in ("secret-1", "secret-2", "secret-1", "secret-2"):
+            self.seen(self.request(harness, headers={"apikey": key}))
+        self.assertEqual(looked, ["secret-1", "secret-2"])
+        self.assertEqual([r.header("x-consumer-username") for r in harness.upstream_requests],
+                         ["alice", "bob", "alice", "bob"])
+
+    def test_newSnapshot(self) -> None:
+        """
+        A new snapshot looks the consumer up again: a changed consumer is
+        told as it now is, and what was kept for the old snapshot is
+        dropped.
+        """
+        looked = self.count_owners()
+        harness = self.harness()
+        self.seen(self.request(harness, headers={"apikey": "secret-1"}))
+        self.seen(self.request(harness, headers={"apikey": "secret-2"}))
+        harness.set_entities({"consumers": [{"id": ALICE, "username": "alice-2"}]})
+        headers = self.seen(self.request(harness, headers={"apikey": "secret-1"}))["headers"]
+        self.assertEqual((headers["x-consumer-username"], headers["x-consumer-id"]), (["alice-2"], [ALICE]))
+        self.assertNotIn("x-consumer-custom-id", headers)
+        self.assertEqual(looked, ["secret-1", "secret-2", "secret-1"])
+        self.assertEqual(len(harness.plugins["key-auth"]._known[1]), 1)
+
+    def test_keptHeaders(self) -> None:
+        """
+        The outcome kept for a credential carries the upstream's identity
+        headers, worked out once; they are what the upstream gets.
+        """
+        harness = self.harness()
+        self.seen(self.request(harness, headers={"apikey": "secret-1"}))
+        [(_, outcome)] = harness.plugins["key-auth"]._known[1].values()
+        expected = (("X-Consumer-ID", ALICE), ("X-Consumer-Custom-ID", "a-1"), ("X-Consumer-Username", "alice"),
+                    ("X-Credential-Identifier", "00000000-0000-4000-8000-0000000000a1"))
+        self.assertEqual(outcome.headers, expected)
+        sent = harness.upstream_requests[0]
+        self.assertEqual([(name, sent.header(name)) for name, _ in expected], list(expected))
+
 
 class KeyAuthEndToEndTests(AuthTestCase):
     """

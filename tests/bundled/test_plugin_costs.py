@@ -2,17 +2,20 @@
 Tests for what the plugins of issue 25's realistic stack work out once
 instead of on every request: rate-limiting's limits and header names,
 request-transformer's plan (no template environment without templates),
-prometheus's labelled children; and that a changed config still takes
+prometheus's labelled series (counted in plain numbers, without
+prometheus_client's locked values); and that a changed config still takes
 effect.
 """
 from __future__ import annotations
 
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
+from prometheus_client import generate_latest, values
 from twisted.trial.unittest import SynchronousTestCase
 
-from echogate.bundled import request_transformer
+from echogate.bundled import prometheus, request_transformer
+from echogate.bundled.log_record import latencies
 from echogate.bundled.prometheus import Prometheus
 from echogate.bundled.rate_limiting import RateLimiting
 from echogate.bundled.request_transformer import RequestTransformer
@@ -115,9 +118,44 @@ class RequestTransformerTests(SynchronousTestCase):
 
 class PrometheusTests(SynchronousTestCase):
     """
-    prometheus finds its labelled children without C{labels} after the
-    first request.
+    prometheus finds its labelled series without C{labels} after the
+    first request, and counts in plain numbers.
     """
+
+    def test_latenciesAsLogRecord(self) -> None:
+        """
+        The latencies worked out without a C{Latencies} are
+        C{log_record.latencies}' gateway, upstream and total: rounded,
+        never negative, none for the upstream when it was not called or did
+        not answer.
+        """
+        for started, sent, answered, now in [(10.0, None, None, 10.2504), (10.0, 10.0004, 10.0126, 10.5),
+                                             (10.0, 10.001, None, 10.002), (10.0, 9.9, 9.8, 9.7),
+                                             (None, 10.0, 10.0015, 10.003), (10.0, 10.0005, 10.0015, 10.0025)]:
+            ctx = SimpleNamespace(started=started, upstream_started=sent, upstream_responded=answered)
+            expected = latencies(ctx, now)
+            self.assertEqual(prometheus._latencies(ctx, now), (expected.gateway, expected.upstream, expected.total),
+                             f"row {started, sent, answered, now}")
+
+    def test_noClientValues(self) -> None:
+        """
+        A request adds to no C{prometheus_client} value (each takes a
+        lock); the scrape still shows it.
+        """
+        touched: list[object] = []
+
+        def inc(value: object, amount: float) -> None:
+            touched.append(amount)
+
+        self.patch(values.MutexValue, "inc", inc)
+        plugin = Prometheus()
+        gateway = GatewayHarness([plugin], configs=[("prometheus", {
+            "status_code_metrics": True, "latency_metrics": True, "bandwidth_metrics": True})])
+        for _ in range(2):
+            _ok(self, gateway)
+        self.assertEqual(touched, [])
+        text = generate_latest(plugin.metrics.registry).decode()
+        self.assertIn('echogate_request_latency_ms_count{route="default",service="upstream"} 2.0', text)
 
     def test_labelsOnce(self) -> None:
         """
