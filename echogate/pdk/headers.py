@@ -11,6 +11,11 @@ from typing import Iterable, Mapping
 
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
+#: CR and LF as ints: "13 in line" is a byte search, while b"\r" in line
+#: first tries b"\r" as an int and raises (and clears) a TypeError, seven
+#: times slower, on every value a plugin sets.
+_CR, _LF = 13, 10
+
 
 def _b(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
@@ -53,7 +58,7 @@ def _value(value: str | bytes) -> bytes:
     makes them.
     """
     raw = _b(value)
-    if b"\r" in raw or b"\n" in raw:
+    if _CR in raw or _LF in raw:
         return b" ".join(raw.splitlines())
     return raw
 
@@ -210,7 +215,7 @@ class HeaderEditor:
             if self._pairs is None:
                 self._pairs = []
             line = value.encode("latin-1") if type(value) is str else _b(value)
-            if b"\r" in line or b"\n" in line:
+            if _CR in line or _LF in line:
                 line = b" ".join(line.splitlines())
             self._pairs.append((_NAMES.get(name) or _name(name), line))
             return
@@ -257,7 +262,7 @@ class HeaderEditor:
             raw = _NAMES.get(name) or _name(name)
             # (_value, inline: this runs for every header of every request)
             line = value.encode("latin-1") if type(value) is str else _b(value)
-            if b"\r" in line or b"\n" in line:
+            if _CR in line or _LF in line:
                 line = b" ".join(line.splitlines())
             lines.append((raw, line))
             key = raw.lower()

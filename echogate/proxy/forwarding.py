@@ -96,7 +96,7 @@ def _said_underscores() -> None:
 def _one_line(value: bytes) -> bytes:
     # Values the gateway computes must not break the head (the client's own
     # values come from Twisted's parser, which cannot yield a line break).
-    if b"\r" in value or b"\n" in value:
+    if 13 in value or 10 in value:  # CR, LF (ints: see echogate.pdk.headers._CR)
         return b" ".join(value.splitlines())
     return value
 
@@ -145,7 +145,7 @@ def upstream_headers(
             elif lower == b"via":
                 via = values
             continue
-        if b"_" in lower and not underscores:
+        if 95 in lower and not underscores:  # "_" (an int: see echogate.pdk.headers._CR)
             _said_underscores()
             continue
         if peer_trusted:
