@@ -33,9 +33,9 @@ class SameExpositionTests(SynchronousTestCase):
         """
         for i, amount in enumerate(OBSERVATIONS):
             labels = ("a", "x") if i < 5 or i % 2 else ("b\n\"", "y")
-            getattr(counter, "labels")(*labels).inc(abs(amount) if amount == amount else 1)
-            getattr(histogram, "labels")(*labels).observe(amount)
-        getattr(counter, "labels")(7, None).inc()
+            counter.labels(*labels).inc(abs(amount) if amount == amount else 1)
+            histogram.labels(*labels).observe(amount)
+        counter.labels(7, None).inc()
         return generate_latest(registry).decode("utf-8")
 
     def client_text(self) -> str:
