@@ -19,7 +19,8 @@ What it adds to Twisted's connection, at the edge:
    stream's producer is paused too, so that nothing queues without bound,
    and a client that reads nothing for C{send_timeout} is cut;
  - the idle timeout closes only a connection with no stream open (a gRPC
-   stream may stay quiet for long);
+   stream may stay quiet for long), and counts only streams as activity
+   (a client sending PINGs alone is closed all the same);
  - trailers after a body (gRPC's), sent when the stream ends;
  - the site's connection limits and drain: a draining site sends GOAWAY
    and closes once the streams in flight are answered.
@@ -134,6 +135,14 @@ class GatewayH2Connection(H2Connection):
         closed = getattr(self.site, "channel_closed", None)
         if closed is not None:
             closed(self)
+
+    def resetTimeout(self) -> None:
+        # Only streams are activity: frames of the connection alone (PING,
+        # SETTINGS, WINDOW_UPDATE) would otherwise keep a client that never
+        # asks for anything connected for ever. (Twisted resets the idle
+        # timer for every frame received and sent.)
+        if self.streams:
+            super().resetTimeout()
 
     def timeoutConnection(self) -> None:
         # Idle means no stream open: a stream in flight (a long gRPC call)

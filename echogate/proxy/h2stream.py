@@ -116,6 +116,9 @@ class GatewayH2Stream(H2Stream):
     #: Set by the exchange for HTTP/1.1 connections; nothing to do here.
     persistent = False
     _body_call: IDelayedCall | None = None
+    #: A status the head was found to need while it was converted (a
+    #: malformed content-length), given by L{started}.
+    _refused_status: int | None = None
 
     def __init__(self, streamID: int, connection: Any, headers: list[tuple[bytes, bytes]],
                  requestFactory: Any, site: Any, factory: Any):
@@ -174,8 +177,6 @@ class GatewayH2Stream(H2Stream):
             request.gotLength(0)
         else:
             request.gotLength(None)
-
-    _refused_status: int | None = None
 
     def started(self, ended: bool) -> None:
         """

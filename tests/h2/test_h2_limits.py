@@ -180,6 +180,28 @@ class LimitsOverH2Tests(unittest.TestCase):
         await within(client.closed)
         self.assertEqual(client.goaway, h2.errors.ErrorCodes.NO_ERROR)
 
+    async def test_pingsAreNotActivity(self) -> None:
+        """
+        A client that opens no stream and only sends PINGs (a slow client
+        holding a connection) is still closed after C{keepalive_timeout}:
+        only streams count as activity.
+        """
+        client = await self.client()
+        pinging = True
+
+        def ping() -> None:
+            if pinging and not client.closed.called:
+                client.conn.ping(b"12345678")
+                client.transport.write(client.conn.data_to_send())
+                reactor.callLater(0.2, ping)
+
+        ping()
+        try:
+            await within(client.closed)
+        finally:
+            pinging = False
+        self.assertEqual(client.goaway, h2.errors.ErrorCodes.NO_ERROR)
+
     async def test_slowStreamKeepsTheConnection(self) -> None:
         """
         A stream in flight for longer than C{keepalive_timeout} keeps its
