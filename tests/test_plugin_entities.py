@@ -289,6 +289,10 @@ class NodeTests(unittest.TestCase):
         alice = await ok("POST", "/consumers", 201, json={"username": "alice"})
         await ok("POST", "/consumers/alice/tokens", 201, json={"token": "secret"})
         for node in (first, second):
+            # (Each write reaches a node on its own: the route may be served
+            # before the plugin is, answering 200 without it; wait for the
+            # plugin, then for the token.)
+            await _eventually(node, {"X-Token": "nope"}, 401)
             answer = await _eventually(node, {"X-Token": "secret"}, 200)
             self.assertEqual(answer.header("x-token-consumer"), alice["id"])
             self.assertEqual((await node.proxy("GET", "/t", headers={"X-Token": "nope"})).code, 401)
