@@ -157,7 +157,7 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
         else:
             self._checked = _UNCHECKED
         if status is None and self._limits.reject_underscores and any(
-                b"_" in name for name, _ in request.requestHeaders.getAllRawHeaders()):
+                95 in name for name, _ in request.requestHeaders.getAllRawHeaders()):  # "_" (see pdk.headers._CR)
             status = 400
         if status is not None:
             self.refuse(status)
