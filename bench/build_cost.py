@@ -5,7 +5,14 @@ table of C{--routes} routes after one change (a route added, a route
 changed, the first route deleted), once from scratch and once from the
 snapshot it replaces (as a running node does), alternately, and prints
 the median milliseconds of each and their ratio. The heap is settled
-first as a node's is (a full collection, then frozen).
+first as a node's is (a full collection, then frozen, and the collector's
+young threshold raised to the default C{gc_young_threshold}).
+
+It also prints, for the build from the previous snapshot, the longest
+step of L{Snapshot.building} (what one slice of a node's compile may
+overrun by) and how long freeing the snapshot it replaces takes at once
+(what L{echogate.heap.ReleaseInSlices} spreads over slices), both in CPU
+time, medians.
 
 Run: C{.venv/bin/python bench/build_cost.py [--routes 10000] [--repeats 7]}.
 """
@@ -25,7 +32,9 @@ if __package__ in (None, ""):
 
 from bench.routes import filler_body
 from echogate.entities import writes
+from echogate.heap import young_threshold
 from echogate.proxy.snapshot import Snapshot
+from echogate.settings import DEFAULTS
 from echogate.store.data import ConfigurationData
 
 __all__ = ["measure"]
@@ -62,26 +71,66 @@ def _time(build: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure(routes: int, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+def _longest_step(data: ConfigurationData, previous: Snapshot) -> float:
+    """
+    The CPU milliseconds of the longest step of L{Snapshot.building}.
+    """
+    steps = Snapshot.building(data, {}, previous)
+    longest = 0.0
+    while True:
+        started = time.thread_time()
+        try:
+            next(steps)
+        except StopIteration:
+            return max(longest, (time.thread_time() - started) * 1000)
+        longest = max(longest, (time.thread_time() - started) * 1000)
+
+
+def _freeing(before: ConfigurationData, data: ConfigurationData) -> float:
+    """
+    The CPU milliseconds of freeing at once a snapshot of C{before} after
+    a snapshot of C{data} was built from it (what dies: its parts that its
+    successor did not take).
+    """
+    replaced = Snapshot.build(before, {})
+    successor = Snapshot.build(data, {}, replaced)
+    started = time.thread_time()
+    del replaced
+    took = (time.thread_time() - started) * 1000
+    del successor
+    return took
+
+
+def measure(routes: int, repeats: int) -> dict[str, tuple[list[float], ...]]:
     """
     For each change, the milliseconds of each build from scratch and of
-    each build from the previous snapshot.
+    each build from the previous snapshot; the CPU milliseconds of the
+    longest step of each build from the previous snapshot, and of freeing
+    the replaced snapshot.
     """
     service, records = _records(routes)
-    previous = Snapshot.build(ConfigurationData(version=1, services=(service,), routes=tuple(records)), {})
+    before = ConfigurationData(version=1, services=(service,), routes=tuple(records))
+    previous = Snapshot.build(before, {})
     gc.collect()
     gc.freeze()
+    thresholds = gc.get_threshold()
+    young_threshold(int(DEFAULTS["gc_young_threshold"]))
     try:
-        figures: dict[str, tuple[list[float], list[float]]] = {}
+        figures: dict[str, tuple[list[float], ...]] = {}
         for what, data in _changes(service, records).items():
             scratch: list[float] = []
             incremental: list[float] = []
+            steps: list[float] = []
+            freeing: list[float] = []
             for _ in range(repeats):
                 scratch.append(_time(lambda data=data: Snapshot.build(data, {})))
                 incremental.append(_time(lambda data=data: Snapshot.build(data, {}, previous)))
-            figures[what] = (scratch, incremental)
+                steps.append(_longest_step(data, previous))
+                freeing.append(_freeing(before, data))
+            figures[what] = (scratch, incremental, steps, freeing)
         return figures
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
@@ -92,11 +141,13 @@ def main() -> None:
     arguments = parser.parse_args()
     figures = measure(arguments.routes, arguments.repeats)
     print(f"{arguments.routes:,} routes, {arguments.repeats} builds of each (median ms)\n")
-    print("| change | from scratch | from the previous snapshot | ratio |")
-    print("|---|---:|---:|---:|")
-    for what, (scratch, incremental) in figures.items():
+    print("| change | from scratch | from the previous snapshot | ratio | longest step (CPU) |"
+          " freeing the replaced snapshot (CPU) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for what, (scratch, incremental, steps, freeing) in figures.items():
         a, b = statistics.median(scratch), statistics.median(incremental)
-        print(f"| {what} | {a:.1f} | {b:.1f} | {a / b:.2f}× |")
+        print(f"| {what} | {a:.1f} | {b:.1f} | {a / b:.2f}× | {statistics.median(steps):.2f} |"
+              f" {statistics.median(freeing):.2f} |")
 
 
 if __name__ == "__main__":

@@ -402,12 +402,14 @@ class BuildCostTests(SynchronousTestCase):
     def test_measures(self) -> None:
         """
         Each change is built from scratch and from the previous snapshot,
-        as many times as asked, and each build takes some time.
+        as many times as asked, and each build takes some time; so do its
+        longest step and freeing the snapshot it replaces.
         """
         from bench.build_cost import measure
 
         figures = measure(20, 2)
         self.assertEqual(set(figures), {"a route added", "a route changed", "the first route deleted"})
-        for scratch, incremental in figures.values():
-            self.assertEqual((len(scratch), len(incremental)), (2, 2))
+        for scratch, incremental, steps, freeing in figures.values():
+            self.assertEqual((len(scratch), len(incremental), len(steps), len(freeing)), (2, 2, 2, 2))
             self.assertTrue(all(f > 0 for f in scratch + incremental))
+            self.assertTrue(all(f >= 0 for f in steps + freeing))

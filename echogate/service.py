@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echogate._version import __version__
-from echogate.heap import settle_heap, tune
+from echogate.heap import ReleaseInSlices, settle_heap, tune
 from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
 from echogate.proxy.runner import as_deferred
@@ -600,7 +600,8 @@ class GatewayService(MultiService):
                                       build=build_in_slices(self._reactor,
                                                             regex_timeout=self.settings.regex_match_timeout),
                                       settle=self._settle_heap if self._settle is not None else None,
-                                      missing_plugins=self.settings.missing_plugins)
+                                      missing_plugins=self.settings.missing_plugins,
+                                      release=ReleaseInSlices(self._reactor))
         self.live.on_switch(self._configuration_switched)
         await self.live.start()
         self.balancers.start()

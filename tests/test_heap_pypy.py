@@ -40,3 +40,22 @@ class WithoutAllocatedBlocksTests(SynchronousTestCase):
         collector = NoGenerations()
         namespace["HeapSettler"](collector)()
         self.assertEqual(collector.collected, 0)
+
+    def test_releaseWithoutReferenceCounts(self) -> None:
+        """
+        Without C{sys.getrefcount} (PyPy counts no references), the module
+        loads and L{echogate.heap.ReleaseInSlices} lets go of what it is
+        given at once: nothing is held or scheduled.
+        """
+        from twisted.internet.task import Clock
+
+        real = sys.getrefcount
+        del sys.getrefcount
+        try:
+            namespace = runpy.run_path(echogate.heap.__file__)
+        finally:
+            sys.getrefcount = real
+        clock = Clock()
+        release = namespace["ReleaseInSlices"](clock)
+        release({"a": [1, 2, 3]})
+        self.assertEqual((release.pending, clock.getDelayedCalls()), (0, []))

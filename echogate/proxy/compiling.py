@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Mapping
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
-from twisted.internet.task import Cooperator
+from twisted.internet.task import Cooperator, deferLater
 from twisted.internet.threads import deferToThreadPool
 
 from echogate.proxy.snapshot import Snapshot
@@ -39,7 +39,7 @@ class _SliceEnds:
         return self._timer() >= self._ends
 
 
-def build_in_slices(clock: IReactorTime, slice_seconds: float = 0.002, regex_timeout: float | None = 0.005,
+def build_in_slices(clock: IReactorTime, slice_seconds: float = 0.001, regex_timeout: float | None = 0.005,
                     timer: Callable[[], float] = time.perf_counter) -> Callable[..., Deferred]:
     """
     A C{build} for L{echogate.proxy.snapshot.LiveConfiguration} that
@@ -49,7 +49,7 @@ def build_in_slices(clock: IReactorTime, slice_seconds: float = 0.002, regex_tim
     reactor loop's next turn), so that a request waits for one slice at
     most instead of for the whole compile. Requests meanwhile are served
     by the current snapshot: the new one is handed over whole, in one
-    assignment, once built.
+    assignment, in the turn after the last slice.
 
     (A build in a worker thread, L{build_in_thread}, shares the
     interpreter with the reactor thread, which then waits for the
@@ -72,7 +72,13 @@ def build_in_slices(clock: IReactorTime, slice_seconds: float = 0.002, regex_tim
         def steps() -> Iterator[None]:
             built.append((yield from Snapshot.building(data, plugins, previous, missing_plugins, regex_timeout)))
 
-        return cooperator.coiterate(steps()).addCallback(lambda _: built[0])
+        def handed(_: object) -> Deferred:
+            # In a turn of its own: what switching to the snapshot sets off
+            # (the switch callbacks, answering the Admin API writes that
+            # waited for it) does not lengthen the last slice.
+            return deferLater(clock, _NEXT_TURN, built.pop)
+
+        return cooperator.coiterate(steps()).addCallback(handed)
 
     return build
 

@@ -137,6 +137,10 @@ class LiveConfiguration:
     L{on_switch} callbacks are called, on the reactor thread, with each
     new snapshot once it is current.
 
+    @param release: called with each snapshot once another has replaced
+        it (the gateway's is an L{echogate.heap.ReleaseInSlices}, which
+        frees it a slice at a time once requests are done with it); its
+        C{stop()}, if it has one, is called by L{stop}.
     @ivar missing_plugins: C{"refuse"} or C{"skip"} (see L{Snapshot.build}).
     """
 
@@ -144,7 +148,8 @@ class LiveConfiguration:
                  check_interval: float = 5.0,
                  build: Callable[..., Any] | None = None,
                  settle: Callable[[], object] | None = None, settle_delay: float = 1.0,
-                 missing_plugins: str = "refuse", missing_interval: float = 60.0):
+                 missing_plugins: str = "refuse", missing_interval: float = 60.0,
+                 release: Callable[[Snapshot], object] | None = None):
         self._store = store
         self._plugins = plugins
         # The entities the plugins declare, kept in the store's generic table.
@@ -163,6 +168,7 @@ class LiveConfiguration:
         self._settle = settle
         self._settle_delay = settle_delay
         self._settling: Any = None
+        self._release = release
         self._stopped = False
         self.current = Snapshot.build(ConfigurationData(version=-1), plugins, missing_plugins=missing_plugins)
         self._loading: Deferred | None = None
@@ -247,7 +253,9 @@ class LiveConfiguration:
             return failure
 
         def built(snapshot: Snapshot, data: ConfigurationData) -> None:
-            self.current = snapshot
+            replaced, self.current = self.current, snapshot
+            if self._release is not None:
+                self._release(replaced)
             for callback in list(self._switched):
                 try:
                     callback(snapshot)
@@ -381,6 +389,9 @@ class LiveConfiguration:
     def stop(self) -> None:
         self._stopped = True
         self._cancel_settling()
+        stop_release = getattr(self._release, "stop", None)
+        if stop_release is not None:
+            stop_release()
         self._stop_missing_reminder()
         if self._checker is not None and self._checker.running:
             self._checker.stop()

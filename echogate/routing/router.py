@@ -47,16 +47,20 @@ class _PathIndex:
     lengths: tuple[int, ...]
 
     @classmethod
-    def making(cls, entries: Mapping[str, list[CompiledRoute]]) -> Generator[None, None, _PathIndex]:
+    def making(cls, entries: dict[str, Any]) -> Generator[None, None, _PathIndex]:
         """
-        The index of C{entries}, in steps: yields every L{STEP} keys.
+        The index of C{entries} (key to a list of routes), in steps: yields
+        every L{STEP} keys. C{entries} becomes its buckets, each list made a
+        tuple in place: with 10,000 routes, freeing the lists and measuring
+        the keys at the end held the reactor for about 2 ms in one step.
         """
-        buckets: dict[str, tuple[CompiledRoute, ...]] = {}
+        lengths: set[int] = set()
         for n, (key, routes) in enumerate(entries.items(), 1):
-            buckets[key] = tuple(routes)
+            entries[key] = tuple(routes)
+            lengths.add(len(key))
             if n % STEP == 0:
                 yield None
-        return cls(buckets, tuple(sorted({len(key) for key in entries})))
+        return cls(entries, tuple(sorted(lengths)))
 
     def candidates(self, path: str) -> Iterator[CompiledRoute]:
         """
@@ -71,17 +75,16 @@ class _PathIndex:
                 yield from bucket
 
 
-def _indexing(entries: Mapping[str, Mapping[str, list[CompiledRoute]]]
-              ) -> Generator[None, None, Mapping[str, _PathIndex]]:
+def _indexing(entries: dict[str, Any]) -> Generator[None, None, Mapping[str, _PathIndex]]:
     """
-    The path index of each host key, pausing (yielding) every L{STEP} keys.
+    The path index of each host key of C{entries} (host key to path key to
+    a list of routes), made in place, pausing (yielding) every L{STEP} keys.
     """
-    indexes: dict[str, _PathIndex] = {}
     for n, (key, by_path) in enumerate(entries.items(), 1):
-        indexes[key] = yield from _PathIndex.making(by_path)
+        entries[key] = yield from _PathIndex.making(by_path)
         if n % STEP == 0:
             yield None
-    return indexes
+    return entries
 
 
 def finish(steps: Generator[None, None, T]) -> T:
@@ -218,10 +221,11 @@ class Router:
         """
         reusable = previous._compiled if previous is not None else {}
         compiled_by_id: dict[str, tuple[CompiledRoute, tuple[str, ...]]] = {}
-        by_host: dict[str, dict[str, list[CompiledRoute]]] = {}
-        by_suffix: dict[str, dict[str, list[CompiledRoute]]] = {}
-        by_prefix: dict[str, dict[str, list[CompiledRoute]]] = {}
-        hostless: dict[str, list[CompiledRoute]] = {}
+        # (host key to) path key to a list of routes, then made indexes in place.
+        by_host: dict[str, Any] = {}
+        by_suffix: dict[str, Any] = {}
+        by_prefix: dict[str, Any] = {}
+        hostless: dict[str, Any] = {}
         header_names: set[str] = set()
         uses_snis = False
         by_kind = {PLAIN: by_host, SUFFIX: by_suffix, PREFIX: by_prefix}
@@ -242,10 +246,13 @@ class Router:
                               route_id=route_id)
                     continue
             known = reusable.get(route_id) if isinstance(route_id, str) else None
+            entry = None
             if known is not None and known[0].route is route and known[0].service is service:
                 compiled, kept = known
                 if compiled.order[-1] != seq:
                     compiled = compiled.renumbered(seq)
+                else:
+                    entry = known  # (the same entry: the replaced table frees less)
                 keys = kept
             else:
                 try:
@@ -259,7 +266,7 @@ class Router:
                                  route_id=route_id)
                     continue
             if isinstance(route_id, str):
-                compiled_by_id[route_id] = (compiled, keys)
+                compiled_by_id[route_id] = entry or (compiled, keys)
             size += 1
             uses_snis = uses_snis or bool(compiled.snis)
             if compiled.headers:

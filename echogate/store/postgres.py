@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Awaitable, Callable, Coroutine, Generic, Iterable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Generator, Generic, Iterable, Mapping, TypeVar
 
 import attrs
 import psycopg2
@@ -134,8 +134,47 @@ class _Subscribers(Generic[_T]):
                 _log.failure("a {what} failed", what=self._what)
 
 
-#: How many rows a load handles between two turns of the reactor loop.
-_PIECE = 2000
+#: How many rows a load takes from the driver (and compares with the last
+#: load's) between two turns of the reactor loop: about half a millisecond.
+_PIECE = 1000
+
+#: How many rows' JSON a load decodes between two turns of the reactor loop.
+_DECODE_PIECE = 100
+
+
+#: A cached row of a table: its id, the MD5 of its JSON text, its record.
+_Entry = tuple[str, str, dict[str, Any]]
+
+
+@attrs.define
+class _Table:
+    """
+    What a load found of one table.
+
+    @ivar entries: every row's id to its cache entry (L{_Entry}), in the
+        order listed; C{None} for a row in C{changed} until it is decoded.
+    @ivar changed: the id of each row whose digest the last load did not
+        have, to its digest and JSON text (C{None} until fetched).
+    """
+
+    entries: dict[str, Any]
+    changed: dict[str, tuple[str, str | None]]
+
+    def take(self, known: Mapping[str, _Entry], rows: Iterable[tuple[Any, ...]]) -> None:
+        """
+        File the rows C{(id, digest)} or C{(id, digest, JSON text)} listed,
+        against the entries of the last load, C{known}: a row whose digest
+        it has keeps that entry (and its id string, so that the last load's
+        are not freed all at once with its cache).
+        """
+        entries, changed = self.entries, self.changed
+        for row in rows:
+            seen = known.get(row[0])
+            if seen is not None and seen[1] == row[1]:
+                entries[seen[0]] = seen
+            else:
+                entries[row[0]] = None
+                changed[row[0]] = (row[1], row[2] if len(row) > 2 else None)
 
 
 @implementer(IStore)
@@ -168,8 +207,8 @@ class PostgresStore:
         if query_timeout <= 0:
             raise ValueError("query_timeout must be positive")
         self.dsn = dsn
-        #: What the last L{load} decoded: table -> id -> (MD5 of the JSON text, record).
-        self._decoded: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+        #: What the last L{load} decoded: table -> id -> (id, MD5 of the JSON text, record).
+        self._decoded: dict[str, dict[str, Any]] = {}
         self._clock = reactor
         self._bounded = Deadlines(reactor, query_timeout)
         self._pool = BoundedPool(reactor, dsn, pool_size, self._bounded, reconnect_delays)
@@ -459,46 +498,57 @@ class PostgresStore:
         one read per turn of its reactor loop, between requests. A table
         of fewer than L{list_first_from} rows is read whole in one
         statement: listing first would cost it a second round trip.
+
+        The rows are taken from the driver, compared and decoded a piece
+        at a time (L{_PIECE}, L{_DECODE_PIECE}), the reactor loop turning
+        in between; an unchanged row keeps the very cache entry of the
+        last load (its id, digest and record), so that a load makes and
+        frees little beyond the rows that changed.
         """
         cache = self._decoded
 
         async def turn() -> None:
             await deferLater(self._clock, 0, lambda: None)
 
-        async def body(cursor: txpostgres.Cursor) -> tuple[int, dict[str, list[tuple[str, str, str | None]]]]:
+        taken = [0]
+
+        async def took(count: int) -> None:
+            # The loop turns once a piece's worth of rows was taken, over tables.
+            taken[0] += count
+            if taken[0] >= _PIECE:
+                taken[0] = 0
+                await turn()
+
+        async def body(cursor: txpostgres.Cursor) -> tuple[int, dict[str, _Table]]:
             await cursor.execute("SELECT version FROM config_version")
             version = int(cursor.fetchone()[0])
-            found: dict[str, list[tuple[str, str, str | None]]] = {}
+            found: dict[str, _Table] = {}
             for name, read in _READ.items():
-                known = cache.get(name)
-                if not known or len(known) < self.list_first_from:
+                known = cache.get(name, {})
+                table = found[name] = _Table({}, {})
+                if len(known) < self.list_first_from:
                     await cursor.execute(f"SELECT id::text, md5({read}::text), {read}::text FROM {name}"
                                          " ORDER BY created_at, id")
-                    found[name] = cursor.fetchall()
+                    while rows := cursor.fetchmany(_PIECE):
+                        table.take(known, rows)
+                        await took(len(rows))
                     continue
                 await cursor.execute(f"SELECT id::text, md5({read}::text) FROM {name} ORDER BY created_at, id")
-                listed = cursor.fetchall()
-                wanted: list[str] = []
-                for start in range(0, len(listed), _PIECE):
-                    if start:
-                        await turn()
-                    wanted += [row_id for row_id, digest in listed[start:start + _PIECE]
-                               if (seen := known.get(row_id)) is None or seen[0] != digest]
-                texts: dict[str, str] = {}
-                if wanted:
+                while rows := cursor.fetchmany(_PIECE):
+                    table.take(known, rows)
+                    await took(len(rows))
+                if table.changed:
                     await cursor.execute(f"SELECT id::text, {read}::text FROM {name} WHERE id = ANY(%s::uuid[])",
-                                         (wanted,))
-                    texts = dict(cursor.fetchall())
-                rows: list[tuple[str, str, str | None]] = []
-                for start in range(0, len(listed), _PIECE):
-                    await turn()
-                    rows += [(row_id, digest, texts.get(row_id)) for row_id, digest in listed[start:start + _PIECE]]
-                found[name] = rows
+                                         (list(table.changed),))
+                    while rows := cursor.fetchmany(_PIECE):
+                        for row_id, text in rows:
+                            table.changed[row_id] = (table.changed[row_id][0], text)
+                        await took(len(rows))
             return version, found
 
-        version, raw = await self._run(lambda connection: transaction(
+        version, tables = await self._run(lambda connection: transaction(
             connection, body, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-        steps = self._decoding(version, raw, cache)
+        steps = self._decoding(version, tables)
         while True:
             try:
                 next(steps)
@@ -507,33 +557,39 @@ class PostgresStore:
                 return data
             await turn()
 
-    def _decoding(self, version: int, raw: Mapping[str, list[tuple[str, str, str | None]]],
-                  cache: Mapping[str, Mapping[str, tuple[str, dict[str, Any]]]]) -> Any:
+    def _decoding(self, version: int, found: Mapping[str, _Table]) -> Generator[None, None, ConfigurationData]:
         """
-        The configuration from C{raw}, each table's rows as (id, digest,
-        JSON text, or C{None} when C{cache}, what the load was read
-        against, has the record of that digest); the decoded records (by
-        digest) become the cache of the next load.
+        The configuration from what a load C{found}, in steps (yielding
+        between pieces): the rows that changed decoded, and each table's
+        records in the order listed; the tables' entries become the cache
+        of the next load.
         """
         loads = json.loads
-        decoded: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
         tables: dict[str, tuple[dict[str, Any], ...]] = {}
-        for name, rows in raw.items():
-            before = cache.get(name, {})
-            now = decoded[name] = {}
-            records = []
-            for n, (row_id, digest, text) in enumerate(rows, 1):
-                if n % _PIECE == 0:
+        # Work done since the last pause, in rows collected (a decoded row
+        # counts as _PIECE / _DECODE_PIECE of them).
+        done = 0
+        for name, table in found.items():
+            entries = table.entries
+            for row_id, (digest, text) in table.changed.items():
+                if text is None:  # (listed, then not read: not in one transaction)
+                    raise LookupError(f"{name} row {row_id} was listed but could not be read")
+                entries[row_id] = (row_id, digest, loads(text))
+                done += _PIECE // _DECODE_PIECE
+                if done >= _PIECE:
+                    done = 0
                     yield None
-                if text is None:
-                    record = before[row_id][1]
-                else:
-                    known = before.get(row_id)
-                    record = known[1] if known is not None and known[0] == digest else loads(text)
-                now[row_id] = (digest, record)
-                records.append(record)
+            listed = list(entries.values())
+            records: list[dict[str, Any]] = []
+            for start in range(0, len(listed), _PIECE):
+                piece = listed[start:start + _PIECE]
+                records += [entry[2] for entry in piece]
+                done += len(piece)
+                if done >= _PIECE:
+                    done = 0
+                    yield None
             tables[name] = tuple(records)
-        self._decoded = decoded
+        self._decoded = {name: table.entries for name, table in found.items()}
         tables["plugin_entities"] = tables.pop(GENERIC.name, ())
         return ConfigurationData(version=version, **tables)
 

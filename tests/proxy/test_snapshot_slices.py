@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from echogate.proxy.compiling import build_in_slices
 from echogate.proxy.snapshot import LiveConfiguration, Snapshot
-from echogate.routing.router import STEP, Router
+from echogate.routing.router import STEP, Router, finish
 from echogate.store.data import ConfigurationData
 
 _SERVICE: dict[str, Any] = {"id": "5b1c2f4a-8d0e-4c4e-9c1e-2b7a3d5e6f70", "name": "s", "protocol": "http", "host": "up",
@@ -123,6 +123,26 @@ class RouterStepsTests(SynchronousTestCase):
             {**route, "hosts": ["h.example.com"], "paths": ["/"]} for route in data.routes))
         self.assertGreaterEqual(self._steps(hosts)[1], self._steps(baseline)[1] + 3)
 
+    def test_indexInPlace(self) -> None:
+        """
+        A path index is made of the lists it is given in place, a step at
+        a time: each step turns L{STEP} lists into tuples (freeing them as
+        it goes, instead of all at the end), and the dictionary given
+        becomes the index's buckets, with the keys' lengths collected on
+        the way.
+        """
+        from echogate.routing.router import _PathIndex
+
+        entries: dict[str, Any] = {f"/p{n:04d}": [n] for n in range(3 * STEP)}
+        entries["/"] = [-1]
+        steps = _PathIndex.making(entries)
+        next(steps)
+        self.assertEqual(sum(isinstance(value, tuple) for value in entries.values()), STEP)
+        index = finish(steps)
+        self.assertIs(index.buckets, entries)
+        self.assertEqual(entries["/p0005"], (5,))
+        self.assertEqual(index.lengths, (1, 6))
+
     def test_sameAnswers(self) -> None:
         """
         The table it returns answers as the one built at once.
@@ -159,13 +179,28 @@ class SlicedBuildTests(SynchronousTestCase):
 
     def test_longSlices(self) -> None:
         """
-        Steps run on in one slice until its time is up.
+        Steps run on in one slice until its time is up (here the whole
+        build), then the snapshot is handed over in the next turn.
         """
         clock = Clock()
         build = build_in_slices(clock, slice_seconds=1000.0, timer=_ticking())
         built = build(_data(4, 3 * STEP), {})
-        self.assertEqual(_slices(clock, built), 1)
+        self.assertEqual(_slices(clock, built), 2)
         self.assertEqual(len(self.successResultOf(built).router), 3 * STEP)
+
+    def test_handedOverInATurnOfItsOwn(self) -> None:
+        """
+        The snapshot is handed over in the turn after the last slice, so
+        that what the switch sets off does not lengthen that slice.
+        """
+        clock = Clock()
+        build = build_in_slices(clock, slice_seconds=1000.0, timer=_ticking())
+        built = build(_data(4, STEP), {})
+        clock.advance(0.001)
+        self.assertNoResult(built)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0.001)
+        self.assertEqual(len(self.successResultOf(built).router), STEP)
 
     def test_previousReused(self) -> None:
         """

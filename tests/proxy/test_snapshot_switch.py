@@ -59,3 +59,61 @@ class SnapshotBalancingTests(SynchronousTestCase):
         self.assertEqual(live.current.version, 3)
         self.assertTrue(any(event.get("log_failure") for event in logs))
         self.flushLoggedErrors(RuntimeError)
+
+
+class _Release:
+    """
+    A release recording the snapshots it is given, and whether it was
+    stopped.
+    """
+
+    def __init__(self) -> None:
+        self.given: list[Snapshot] = []
+        self.stopped = False
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        self.given.append(snapshot)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class _Versions(_Store):
+    """
+    A store whose every load is one version newer.
+    """
+
+    def __init__(self) -> None:
+        self.version_now = 2
+
+    def load(self) -> Deferred[ConfigurationData]:
+        self.version_now += 1
+        return succeed(ConfigurationData(version=self.version_now))
+
+
+class ReleaseTests(SynchronousTestCase):
+    """
+    L{LiveConfiguration} hands each snapshot it replaces to its C{release}
+    (the gateway's frees it in slices), and stops it when stopped.
+    """
+
+    def test_replacedReleased(self) -> None:
+        """
+        Each switch gives the release the snapshot that was current before
+        it, once the new one is current; C{stop} stops the release.
+        """
+        release = _Release()
+        live = LiveConfiguration(store=_Versions(), plugins={}, clock=Clock(), release=release)
+        empty = live.current
+        seen: list[Snapshot] = []
+        live.on_switch(lambda snapshot: seen.append(live.current))
+        live.start()
+        first = live.current
+        live.reload()
+        self.assertEqual([snapshot.version for snapshot in seen], [3, 4])
+        self.assertEqual(len(release.given), 2)
+        self.assertIs(release.given[0], empty)
+        self.assertIs(release.given[1], first)
+        self.assertFalse(release.stopped)
+        live.stop()
+        self.assertTrue(release.stopped)

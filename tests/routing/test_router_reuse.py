@@ -136,6 +136,20 @@ class ReuseTests(SynchronousTestCase):
         assert match is not None
         self.assertIs(match.route, self.routes[3])
 
+    def test_entriesKept(self) -> None:
+        """
+        A route taken from the previous table at the same position keeps
+        that table's very entry (so that freeing the replaced table frees
+        little); a route that moved gets a new one.
+        """
+        added = build(self.routes + [route(paths=["/new"])], [self.service], previous=self.first)
+        for r in self.routes:
+            self.assertIs(added._compiled[r["id"]], self.first._compiled[r["id"]], f"row route={r['id']!r}")
+        moved = build(self.routes[1:], [self.service], previous=self.first)
+        for r in self.routes[1:]:
+            self.assertIsNot(moved._compiled[r["id"]], self.first._compiled[r["id"]], f"row route={r['id']!r}")
+            self.assertEqual(moved._compiled[r["id"]][1], self.first._compiled[r["id"]][1])
+
     def test_leftOutCompiledAgain(self) -> None:
         """
         A route that could not be compiled is tried again in the next

@@ -16,9 +16,10 @@ class _RecordingCursor:
     A cursor that records each statement and how many rows it fetched.
     """
 
-    def __init__(self, cursor: Any, log: list[list[Any]]):
+    def __init__(self, cursor: Any, log: list[list[Any]], pieces: list[int] | None = None):
         self._cursor = cursor
         self._log = log
+        self._pieces = pieces if pieces is not None else []
 
     async def execute(self, sql: str, params: Any = None) -> "_RecordingCursor":
         await self._cursor.execute(sql, params)
@@ -31,6 +32,12 @@ class _RecordingCursor:
     def fetchall(self) -> list[Any]:
         rows = self._cursor.fetchall()
         self._log[-1][1] = len(rows)
+        return rows
+
+    def fetchmany(self, size: int) -> list[Any]:
+        rows: list[Any] = self._cursor.fetchmany(size)
+        self._log[-1][1] = (self._log[-1][1] or 0) + len(rows)
+        self._pieces.append(len(rows))
         return rows
 
 
@@ -178,3 +185,83 @@ class LoadTests(StoreTestCase):
         await self.store.load()
         self.assertEqual([fetched for sql, fetched in self.statements if "FROM routes" in sql], [3])
         self.assertEqual(self._whole_rows("routes"), [])
+
+
+def _listed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    C{records} in the order a load lists them (by creation time, then id).
+    """
+    return sorted(records, key=lambda record: (record["created_at"], record["id"]))
+
+
+class PiecesTests(StoreTestCase):
+    """
+    A load takes rows from the driver, and decodes them, a piece at a time,
+    the reactor loop turning in between; an unchanged row keeps its cache
+    entry.
+    """
+
+    def setUp(self) -> Any:
+        self.statements: list[list[Any]] = []
+        self.pieces: list[int] = []
+        real = store_module.transaction
+
+        async def recording(connection: Any, body: Callable[[Any], Awaitable[Any]], begin: str = "BEGIN") -> Any:
+            return await real(connection, lambda cursor: body(_RecordingCursor(cursor, self.statements, self.pieces)),
+                              begin)
+
+        self.patch(store_module, "transaction", recording)
+        self.patch(store_module.PostgresStore, "list_first_from", 3)
+        self.patch(store_module, "_PIECE", 2)
+        self.patch(store_module, "_DECODE_PIECE", 1)
+        self.turns = 0
+        later = store_module.deferLater
+
+        def counting(*args: Any) -> Any:
+            self.turns += 1
+            return later(*args)
+
+        self.patch(store_module, "deferLater", counting)
+        return super().setUp()
+
+    async def test_inPieces(self) -> None:
+        """
+        No statement's rows are taken from the driver more than C{_PIECE} at
+        a time, the loop turns between pieces, and the configuration is
+        whole and in order, whether the rows are read whole (the first
+        load) or listed (later ones).
+        """
+        s = await self.store.insert("services", service())
+        routes = _listed([await self.store.insert("routes", route(s["id"], f"r{n}")) for n in range(7)])
+        first = await self.store.load()
+        self.assertEqual(first.routes, tuple(routes))
+        self.assertGreaterEqual(self.turns, 7)
+        self.assertLessEqual(max(self.pieces), 2)
+        routes[3] = await self.store.update("routes", dict(routes[3], paths=["/changed"]))
+        self.pieces.clear()
+        self.turns = 0
+        second = await self.store.load()
+        self.assertEqual(second.routes, tuple(routes))
+        self.assertGreaterEqual(self.turns, 4)
+        self.assertEqual(sum(self.pieces), 7 + 1 + 1)  # the routes listed, the service and the changed route read
+        self.assertLessEqual(max(self.pieces), 2)
+
+    async def test_entriesKept(self) -> None:
+        """
+        A row whose digest did not change keeps the very cache entry (id
+        string, digest, record) of the last load, so that a load frees
+        little beyond what changed.
+        """
+        s = await self.store.insert("services", service())
+        routes = _listed([await self.store.insert("routes", route(s["id"], f"r{n}")) for n in range(5)])
+        await self.store.load()
+        before = dict(self.store._decoded["routes"])
+        await self.store.update("routes", dict(routes[1], paths=["/changed"]))
+        await self.store.load()
+        after = self.store._decoded["routes"]
+        for r in routes:
+            if r is routes[1]:
+                self.assertIsNot(after[r["id"]], before[r["id"]])
+            else:
+                self.assertIs(after[r["id"]], before[r["id"]], f"row route={r['id']!r}")
+        self.assertEqual([entry[0] for entry in after.values()], [r["id"] for r in routes])
