@@ -14,6 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from echogate.heap import MAX_TRIM_THRESHOLD, HeapSettler, ReleaseInSlices, trim_threshold
+from tests.ticking import ticking
 
 
 class _Libc:
@@ -211,20 +212,6 @@ class _Holder:
         raise AttributeError(name)
 
 
-def _ticking() -> Callable[[], float]:
-    """
-    A timer that moves one second on at each reading: with slices of half
-    a second, every slice is one step.
-    """
-    now = [0.0]
-
-    def timer() -> float:
-        now[0] += 1.0
-        return now[0]
-
-    return timer
-
-
 def _run(clock: Clock, release: ReleaseInSlices, between: Callable[[], object] = lambda: None,
          limit: int = 10_000) -> int:
     """
@@ -252,7 +239,7 @@ class ReleaseInSlicesTests(SynchronousTestCase):
         if not hasattr(sys, "getrefcount"):
             raise SkipTest("this interpreter counts no references")
         self.clock = Clock()
-        self.release = ReleaseInSlices(self.clock, slice_seconds=0.5, timer=_ticking())
+        self.release = ReleaseInSlices(self.clock, slice_seconds=0.5, timer=ticking())
         self.died: list[int] = []
 
     def _structure(self, count: int = 300) -> _Holder:

@@ -15,6 +15,7 @@ from echogate.proxy.compiling import build_in_slices
 from echogate.proxy.snapshot import LiveConfiguration, Snapshot
 from echogate.routing.router import STEP, Router, finish
 from echogate.store.data import ConfigurationData
+from tests.ticking import ticking
 
 _SERVICE: dict[str, Any] = {"id": "5b1c2f4a-8d0e-4c4e-9c1e-2b7a3d5e6f70", "name": "s", "protocol": "http", "host": "up",
             "port": 80, "path": None}
@@ -45,20 +46,6 @@ class _Store:
 
     def version(self) -> Deferred[int]:
         return succeed(self.stored)
-
-
-def _ticking() -> Callable[[], float]:
-    """
-    A timer that moves one second on at each reading: with slices of half
-    a second, every slice is one step.
-    """
-    now = [0.0]
-
-    def timer() -> float:
-        now[0] += 1.0
-        return now[0]
-
-    return timer
 
 
 def _slices(clock: Clock, done: Deferred[Any], between: Callable[[], object] = lambda: None,
@@ -168,7 +155,7 @@ class SlicedBuildTests(SynchronousTestCase):
         clock pending), and fires with the whole snapshot at the end.
         """
         clock = Clock()
-        build = build_in_slices(clock, slice_seconds=0.5, timer=_ticking())
+        build = build_in_slices(clock, slice_seconds=0.5, timer=ticking())
         built = build(_data(4, 3 * STEP), {})
         pending: list[int] = []
         ran = _slices(clock, built, lambda: pending.append(len(clock.getDelayedCalls())))
@@ -183,7 +170,7 @@ class SlicedBuildTests(SynchronousTestCase):
         build), then the snapshot is handed over in the next turn.
         """
         clock = Clock()
-        build = build_in_slices(clock, slice_seconds=1000.0, timer=_ticking())
+        build = build_in_slices(clock, slice_seconds=1000.0, timer=ticking())
         built = build(_data(4, 3 * STEP), {})
         self.assertEqual(_slices(clock, built), 2)
         self.assertEqual(len(self.successResultOf(built).router), 3 * STEP)
@@ -194,7 +181,7 @@ class SlicedBuildTests(SynchronousTestCase):
         that what the switch sets off does not lengthen that slice.
         """
         clock = Clock()
-        build = build_in_slices(clock, slice_seconds=1000.0, timer=_ticking())
+        build = build_in_slices(clock, slice_seconds=1000.0, timer=ticking())
         built = build(_data(4, STEP), {})
         clock.advance(0.001)
         self.assertNoResult(built)
@@ -208,7 +195,7 @@ class SlicedBuildTests(SynchronousTestCase):
         router, as in L{Snapshot.build}.
         """
         clock = Clock()
-        build = build_in_slices(clock, slice_seconds=0.5, timer=_ticking())
+        build = build_in_slices(clock, slice_seconds=0.5, timer=ticking())
         data = _data(1, 2 * STEP)
         previous = Snapshot.build(data, {})
         built = build(ConfigurationData(version=2, services=data.services, routes=data.routes), {}, previous)
@@ -229,7 +216,7 @@ class HandOverTests(SynchronousTestCase):
         self.clock = Clock()
         self.store = _Store(_data(1, 3, prefix="/old"))
         self.live = LiveConfiguration(store=self.store, plugins={}, clock=self.clock,
-                                      build=build_in_slices(self.clock, slice_seconds=0.5, timer=_ticking()))
+                                      build=build_in_slices(self.clock, slice_seconds=0.5, timer=ticking()))
         self.addCleanup(self.live.stop)
         started = self.live.start()
         _slices(self.clock, started)
