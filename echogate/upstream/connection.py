@@ -21,7 +21,7 @@ from twisted.web.client import PotentialDataLoss, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from echogate.upstream.h1request import RequestBody, WireTransport, send_request
+from echogate.upstream.h1request import NO_BODY_FRAMING, RequestBody, WireTransport, request_head, send_request
 from echogate.upstream.hop_by_hop import split_response_head
 from echogate.upstream.response import DONE, UpstreamResponse
 
@@ -100,6 +100,9 @@ class HTTP11Connection(Protocol):
         self._exchange: ConnectionExchange | None = None
         self._response: UpstreamResponse | None = None
         self._parser: Any = None
+        # The parser of the last response, kept for the next one: one
+        # parser reads every response of a kept-alive connection.
+        self._spare_parser: Any = None
         self._producer: Any = None
         self._paused = False
         self._lost = False
@@ -109,10 +112,18 @@ class HTTP11Connection(Protocol):
         self._waiters: list[Deferred[None]] = []
         # A response head parsed but not yet handed to its exchange.
         self._handover: tuple[ConnectionExchange, UpstreamResponse] | None = None
+        #: Called with the connection once it is made (when its factory
+        #: gave it to the reactor itself, not through an endpoint).
+        self.on_made: Callable[[HTTP11Connection], object] | None = None
 
     def makeConnection(self, transport: Any) -> None:
         self._wire = self._client.write_batcher.wrap(transport)
         super().makeConnection(self._wire)
+
+    def connectionMade(self) -> None:
+        made, self.on_made = self.on_made, None
+        if made is not None:
+            made(self)
 
     # -- one request ----------------------------------------------------------
 
@@ -122,8 +133,7 @@ class HTTP11Connection(Protocol):
         """
         self._exchange = exchange
         self._reused = reused
-        self._received = False
-        self._head_bytes = 0
+        self._head_bytes = 0  # (also: whether anything was received)
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._phrase = b""
         self._interim = False
@@ -131,9 +141,20 @@ class HTTP11Connection(Protocol):
         self._dirty = False
         self._until_close = False
         self._keep_alive = False
-        self._is_head = exchange.method == b"HEAD"
-        self._parser = PARSER(self)
-        sent = send_request(self._wire, exchange.method, exchange.target, exchange.headers, exchange.body)
+        method = exchange.method
+        self._is_head = method == b"HEAD"
+        parser = self._spare_parser
+        if parser is None:
+            parser = PARSER(self)
+        else:
+            self._spare_parser = None
+        self._parser = parser
+        body = exchange.body
+        if body is None:
+            self._wire.write(request_head(method, exchange.target, exchange.headers,
+                                          NO_BODY_FRAMING.get(method, b"")))
+            return
+        sent = send_request(self._wire, method, exchange.target, exchange.headers, body)
         if isinstance(sent, Failure):
             self._lose_before_head(sent)
         elif sent is not None:
@@ -245,31 +266,37 @@ class HTTP11Connection(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._lost:
             return
+        parser = self._parser
         complete = self._complete  # (a local: the parser's callbacks change the attribute)
-        if self._parser is None or complete:
+        if parser is None or complete:
             self.abort()  # nothing was asked: an idle connection talking
             return
-        self._received = True
-        response = self._response
-        if response is None:
+        if self._response is None:
             self._head_bytes += len(data)
-        try:
-            if self._is_head and response is None:
-                self._feed_head(data)
+            try:
+                if self._is_head:
+                    self._feed_head(data)
+                else:
+                    parser.feed_data(data)
+            except Exception:
+                self._parse_failed(Failure())
             else:
-                self._parser.feed_data(data)
+                if self._response is None and self._head_bytes > MAX_HEAD_BYTES:
+                    self._parse_failed(Failure(_HeadTooLarge()))
+                elif self._complete:
+                    self._done_message()
+            handover = self._handover
+            if handover is not None:
+                self._handover = None
+                handover[0].got_head(handover[1])
+            return
+        try:
+            parser.feed_data(data)
         except Exception:
             self._parse_failed(Failure())
         else:
-            if self._response is None and self._head_bytes > MAX_HEAD_BYTES:
-                self._parse_failed(Failure(_HeadTooLarge()))
-            elif self._complete:
+            if self._complete:
                 self._done_message()
-        handover = self._handover
-        if handover is not None:
-            self._handover = None
-            exchange, response = handover
-            exchange.got_head(response)
 
     def _feed_head(self, data: bytes) -> None:
         # HEAD: llhttp cannot be told there is no body, so feed byte by byte
@@ -303,10 +330,15 @@ class HTTP11Connection(Protocol):
 
     def _done_message(self) -> None:
         response, self._response = self._response, None
-        self._parser = None
+        parser, self._parser = self._parser, None
         reusable = (self._keep_alive and not self._dirty and self._producer is None and not self._aborted
                     and not self._lost)
-        self._stop_producer()
+        if reusable:
+            if not self._is_head:
+                # (after a HEAD, llhttp would read the body its head announces)
+                self._spare_parser = parser
+        else:
+            self._stop_producer()
         if self._paused:
             self._paused = False
             self._wire.resumeProducing()
@@ -328,9 +360,9 @@ class HTTP11Connection(Protocol):
         self._stop_producer()
         exchange, self._exchange = self._exchange, None
         response, self._response = self._response, None
-        self._parser = None
+        self._parser = self._spare_parser = None
         if exchange is not None:
-            stale = self._reused and not self._received
+            stale = self._reused and not self._head_bytes
             exchange.lost(reason, stale=stale)
         elif response is not None:
             if self._until_close and not response._stopped:

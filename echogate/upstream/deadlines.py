@@ -9,6 +9,15 @@ distinct number of seconds, with at most one C{DelayedCall} armed, at the
 earliest deadline. Deadlines given the same number of seconds expire in
 the order they were added, so the earliest of all is the earliest of the
 FIFOs' heads.
+
+The armed call is not cancelled when the last pending deadline is: a
+proxy answering one request at a time empties the queue and fills it
+again for every request, and the call armed for the first deadline still
+comes before the next one's (a deadline later than the armed call leaves
+the reactor alone). The call then fires once with nothing due, arms
+nothing, and drops the FIFOs left empty: an idle queue leaves nothing on
+the reactor once that call has fired (at most its timeout after it was
+armed), or once it is stopped.
 """
 from __future__ import annotations
 
@@ -62,24 +71,24 @@ class Deadline:
         self._fifo = self._callback = None
         entries = fifo.entries
         if entries[0] is self:
-            fifo.pop_head()
+            entries.popleft()
+            if entries and entries[0]._callback is None:
+                fifo.pop_cancelled()
         else:
             fifo.dead += 1
             if fifo.dead > _SLACK and fifo.dead * 2 > len(entries):
                 fifo.compact()
-        owner = fifo.owner
-        owner._live -= 1
-        if not owner._live and owner._call is not None:
-            # The FIFOs are all gone (a FIFO's head is never a cancelled
-            # deadline, so the last pending one was a head).
-            owner._disarm()
+        # (the armed call stays: see the module's docstring)
+        fifo.owner._live -= 1
 
 
 class _TimeoutFifo:
     """
     The deadlines of one number of seconds, in the order they expire
     (and were added), C{dead} of them cancelled; the head is never a
-    cancelled one.
+    cancelled one. An empty FIFO stays with its owner until the armed
+    call fires (or another FIFO is made): the next deadline of the same
+    seconds, usually added soon after, finds it there.
     """
 
     __slots__ = ("owner", "seconds", "entries", "dead")
@@ -92,28 +101,27 @@ class _TimeoutFifo:
 
     def pop_head(self) -> None:
         """
-        Drop the head and the cancelled deadlines behind it; drop this
-        FIFO from its owner if that empties it.
+        Drop the head and the cancelled deadlines behind it.
+        """
+        self.entries.popleft()
+        self.pop_cancelled()
+
+    def pop_cancelled(self) -> None:
+        """
+        Drop the cancelled deadlines at the head.
         """
         entries = self.entries
-        entries.popleft()
         while entries and entries[0]._callback is None:
             entries.popleft()
             self.dead -= 1
-        if not entries:
-            del self.owner._fifos[self.seconds]
 
     def compact(self) -> None:
         """
         Drop every cancelled deadline (more than half of them are): each
         is dropped once, so the cost is amortised over the cancellations.
         """
-        live = deque(entry for entry in self.entries if entry._callback is not None)
+        self.entries = deque(entry for entry in self.entries if entry._callback is not None)
         self.dead = 0
-        if live:
-            self.entries = live
-        else:
-            del self.owner._fifos[self.seconds]
 
     def insert(self, deadline: Deadline) -> None:
         """
@@ -132,10 +140,10 @@ class DeadlineQueue:
     Deadlines timed by the injected reactor through at most one
     C{DelayedCall}, armed at the earliest deadline. Adding a deadline
     that expires later than that one does not touch the reactor; nor does
-    cancelling one, unless it was the last one pending (the armed call is
-    then cancelled, so an idle queue leaves nothing on the reactor).
-    Cancelled deadlines are dropped as they reach the head of their FIFO,
-    or all at once when they are more than half of it.
+    cancelling one, even the last one pending (the armed call then fires
+    once, finds nothing due and arms nothing: see the module's
+    docstring). Cancelled deadlines are dropped as they reach the head of
+    their FIFO, or all at once when they are more than half of it.
 
     Callbacks run in deadline order; each may add or cancel deadlines. One
     that raises is logged and does not keep the others from running.
@@ -175,6 +183,7 @@ class DeadlineQueue:
         """
         fifo = self._fifos.get(seconds)
         if fifo is None:
+            self._forget_empty()
             fifo = self._fifos[seconds] = _TimeoutFifo(self, seconds)
         now = self._reactor.seconds()
         time = now + seconds
@@ -212,6 +221,14 @@ class DeadlineQueue:
         self._call = None
         self._armed_at = math.inf
 
+    def _forget_empty(self) -> None:
+        """
+        Drop the FIFOs without deadlines.
+        """
+        fifos = self._fifos
+        for seconds in [seconds for seconds, fifo in fifos.items() if not fifo.entries]:
+            del fifos[seconds]
+
     def _arm(self, time: float, now: float) -> None:
         """
         Have the one armed call fire at C{time} (not later: a delay that
@@ -235,9 +252,11 @@ class DeadlineQueue:
         earliest = None
         time = math.inf
         for fifo in self._fifos.values():
-            head = fifo.entries[0].time
-            if head < time:
-                earliest, time = fifo, head
+            entries = fifo.entries
+            if entries:
+                head = entries[0].time
+                if head < time:
+                    earliest, time = fifo, head
         return earliest
 
     def _expire(self) -> None:
@@ -272,6 +291,7 @@ class DeadlineQueue:
         finally:
             self._due = []
             self._armed_at = math.inf
+            self._forget_empty()
             fifo = self._earliest()
             if fifo is not None:
                 self._arm(fifo.entries[0].time, self._reactor.seconds())

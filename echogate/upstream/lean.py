@@ -24,7 +24,7 @@ from echogate.interfaces import IUpstreamClient
 from echogate.upstream.agent import UpstreamClient
 from echogate.upstream.connection import HTTP11Connection
 from echogate.upstream.deadlines import Deadline, DeadlineQueue
-from echogate.upstream.endpoints import client_endpoint
+from echogate.upstream.endpoints import DirectAttempt, DirectEndpoint, direct_endpoint
 from echogate.upstream.failures import failure_answer, is_connect_failure
 from echogate.upstream.h1request import RequestBody
 from echogate.upstream.response import UpstreamResponse
@@ -79,7 +79,8 @@ class _Exchange:
         self._attempts = 0
         self._timer: Deadline | None = None
         self._timed_out = False
-        self._connecting: Deferred[HTTP11Connection] | None = None
+        # The connection attempt: an endpoint's Deferred, or a DirectAttempt.
+        self._connecting: Deferred[HTTP11Connection] | DirectAttempt | None = None
         self._conn: HTTP11Connection | None = None
         self._stale_retried = False
         self._cancelled = False
@@ -87,23 +88,35 @@ class _Exchange:
         self._errback = errback
         self._args = args
         self.called = False
-        self._send(reuse=True)
+        self._send(True)
 
     def _send(self, reuse: bool) -> None:
-        self._timer = self._client._deadlines.add(self._deadline, self._timeout)
-        conn = self._client._take(self._key) if reuse else None
-        if conn is not None:
-            self._conn = conn
-            conn.start(self, reused=True)
+        client = self._client
+        self._timer = client._deadlines.add(self._deadline, self._timeout)
+        if reuse:
+            idle = client._idle.get(self._key)
+            while idle:
+                conn = idle.pop()
+                conn.idle_since = None
+                if not conn._lost:
+                    self._conn = conn
+                    conn.start(self, True)
+                    return
+        conn = HTTP11Connection(client, self._key)
+        endpoint = self._endpoint
+        if type(endpoint) is DirectEndpoint:
+            # (the connection is the transport's protocol: no wrapper
+            # protocol on every read, as an endpoint's connect would put)
+            attempt = self._connecting = DirectAttempt(conn, self._connected, self._connect_failed)
+            endpoint.start(attempt)
             return
-        conn = HTTP11Connection(self._client, self._key)
-        d = self._connecting = self._endpoint.connect(OneConnection(conn))
+        d = self._connecting = endpoint.connect(OneConnection(conn))
         d.addCallbacks(self._connected, self._connect_failed)
 
     def _connected(self, conn: HTTP11Connection) -> None:
         self._connecting = None
         self._conn = conn
-        conn.start(self, reused=False)
+        conn.start(self, False)
 
     def _connect_failed(self, failure: Failure) -> None:
         self._connecting = None
@@ -141,7 +154,10 @@ class _Exchange:
             conn.abandon()
 
     def got_head(self, response: UpstreamResponse) -> None:
-        self._stop_timer()
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
         self._conn = None
         self.called = True
         try:
@@ -235,8 +251,7 @@ class LeanUpstreamClient:
         @return: the request's handle: C{cancel()} aborts it (neither
             callback is then called), C{called} says whether one was.
         """
-        scheme = service.get("protocol") or "http"
-        if scheme == "https":
+        if service.get("protocol") == "https":
             if self._tls is None:
                 self._tls = UpstreamClient(self._reactor, max_per_host=self._max_idle, idle_timeout=self._idle_timeout,
                                            tls_verify=self._tls_verify)
@@ -247,21 +262,12 @@ class LeanUpstreamClient:
         key = (host, port)
         endpoint = self._endpoints.get((host, port, connect_timeout))
         if endpoint is None:
-            endpoint = self._endpoints[(host, port, connect_timeout)] = client_endpoint(
+            endpoint = self._endpoints[(host, port, connect_timeout)] = direct_endpoint(
                 self._reactor, host, port, connect_timeout)
         deadline = (service.get("read_timeout", 60000)
                     + (service.get("write_timeout", 60000) if body is not None else 0)) / 1000.0
         return _Exchange(self, key, endpoint, method, target, headers, body,
                          service.get("retries", 5), deadline, callback, errback, args)
-
-    def _take(self, key: tuple[Any, ...]) -> HTTP11Connection | None:
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            conn.idle_since = None
-            if not conn._lost:
-                return conn
-        return None
 
     def _release(self, conn: HTTP11Connection) -> None:
         idle = self._idle.get(conn._key)

@@ -57,6 +57,10 @@ class _Delivered:
 
 _DELIVERED = _Delivered()
 
+# The versions of HTTP/1.0 and HTTP/1.1 responses, made once.
+_HTTP10 = (b"HTTP", 1, 0)
+_HTTP11 = (b"HTTP", 1, 1)
+
 
 @implementer(IUpstreamResponse)
 class UpstreamResponse:
@@ -68,16 +72,19 @@ class UpstreamResponse:
 
     #: HTTP/1.1 responses carry no trailers (L{IUpstreamResponse.trailers}).
     trailers: list[tuple[bytes, bytes]] | None = None
+    #: L{twisted.web.iweb.IResponse}'s, always C{None} here.
+    request = None
+    previousResponse = None
 
-    __slots__ = ("code", "phrase", "version", "end_to_end", "via", "_headers", "raw_headers", "length", "request",
-                 "previousResponse", "_conn", "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
+    __slots__ = ("code", "phrase", "version", "end_to_end", "via", "_headers", "raw_headers", "length", "_conn",
+                 "_protocol", "_buffer", "_buffered", "_end", "_held", "_stopped")
 
     def __init__(self, conn: ResponseConnection, code: int, phrase: bytes, minor: int,
                  end_to_end: list[tuple[bytes, bytes]], length: Any, raw_headers: list[tuple[bytes, bytes]],
                  via: bool = False):
         self.code = code
         self.phrase = phrase
-        self.version = (b"HTTP", 1, minor)
+        self.version = _HTTP11 if minor == 1 else _HTTP10 if minor == 0 else (b"HTTP", 1, minor)
         #: The end-to-end header lines (no hop-by-hop or framing ones), as
         #: sent: a fresh list the caller may change and pass on.
         self.end_to_end = end_to_end
@@ -87,8 +94,6 @@ class UpstreamResponse:
         #: Every header line as the upstream sent it.
         self.raw_headers = raw_headers
         self.length = length
-        self.request = None
-        self.previousResponse = None
         self._conn: ResponseConnection | None = conn
         self._protocol: Any = None
         self._buffer: list[bytes] = []

@@ -10,6 +10,7 @@ import math
 import weakref
 from typing import Callable
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -40,6 +41,19 @@ class Owner:
 
     def expire(self) -> None:
         pass
+
+
+class CountingClock(Clock):
+    """
+    A L{Clock} counting the calls made on it.
+    """
+
+    made = 0
+
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object,
+                  **kw: object) -> IDelayedCall:
+        self.made += 1
+        return super().callLater(delay, callable, *args, **kw)
 
 
 class QueueTestCase(SynchronousTestCase):
@@ -186,17 +200,44 @@ class CancelTests(QueueTestCase):
         self.clock.advance(10)
         self.assertEqual(self.record.names, ["b"])
 
-    def test_cancelLastDisarms(self) -> None:
+    def test_cancelLastLeavesCall(self) -> None:
         """
-        Cancelling the last pending deadline cancels the armed call.
+        Cancelling the last pending deadline leaves the armed call; when
+        it fires it runs nothing, arms nothing and drops the empty FIFOs.
         """
         first = self.queue.add(5, self.record("a"))
         second = self.queue.add(3, self.record("b"))
         first.cancel()
         self.assertEqual(self.armed(), 3.0)
         second.cancel()
+        self.assertEqual(self.armed(), 3.0)
+        self.assertEqual((self.queue.pending, self.queue.stored), (0, 0))
+        self.clock.advance(3)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertEqual(self.queue.stored, 0)
+        self.assertEqual(self.record.fired, [])
+        self.assertEqual(self.queue._fifos, {})
+
+    def test_refilledWithoutReactor(self) -> None:
+        """
+        A queue emptied and refilled for each of many requests (one at a
+        time) arms one call for all of them; each deadline still expires
+        at its own time.
+        """
+        clock = CountingClock()
+        queue = DeadlineQueue(clock)
+        record = Recorder(clock)
+        for _ in range(1000):
+            queue.add(5, record("x")).cancel()
+            clock.advance(0.001)
+        self.assertEqual(clock.made, 1)
+        last = clock.seconds() + 5
+        queue.add(5, record("last"))
+        clock.advance(5 - clock.seconds())
+        self.assertEqual(record.names, [])
+        self.assertEqual(clock.made, 2)
+        clock.advance(last - clock.seconds())
+        self.assertEqual(record.fired, [("last", last)])
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_cancelEarliestLazy(self) -> None:
         """
@@ -282,13 +323,27 @@ class CancelTests(QueueTestCase):
 
     def test_emptyTimeoutForgotten(self) -> None:
         """
-        A timeout whose deadlines are all gone leaves no FIFO behind.
+        A timeout whose deadlines are all gone leaves no FIFO behind once
+        another timeout's FIFO is made, or the armed call fired.
         """
         self.queue.add(60, self.record("long"))
         for seconds in range(1, 60):
             self.queue.add(seconds, self.record("x")).cancel()
         self.assertEqual(self.queue.stored, 1)
-        self.assertEqual(len(self.queue._fifos), 1)
+        self.assertEqual(sorted(self.queue._fifos), [59, 60])
+        self.clock.advance(1)
+        self.assertEqual(list(self.queue._fifos), [60])
+        self.assertEqual(self.armed(), 60.0)
+
+    def test_emptyTimeoutKept(self) -> None:
+        """
+        The FIFO of a timeout whose deadlines are all gone is used again
+        by its next deadline.
+        """
+        self.queue.add(5, self.record("a")).cancel()
+        fifo = self.queue._fifos[5]
+        self.queue.add(5, self.record("b"))
+        self.assertIs(self.queue._fifos[5], fifo)
 
 
 class ArmingTests(QueueTestCase):

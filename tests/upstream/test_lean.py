@@ -94,6 +94,21 @@ class Harness:
         self.used += 1
         factory.clientConnectionFailed(None, Failure(error or ierror.ConnectionRefusedError()))
 
+    def assert_no_timers(self, case: SynchronousTestCase) -> None:
+        """
+        Nothing is timed any more: no deadline is pending, and the one
+        reactor call left, if any, is the deadline queue's (left armed
+        after its last deadline), which runs nothing and arms nothing when
+        it fires.
+        """
+        queue = self.client._deadlines
+        case.assertEqual(queue.pending, 0)
+        calls = self.reactor.getDelayedCalls()
+        case.assertEqual([call.func for call in calls], [queue._expire] * len(calls))
+        for call in calls:
+            self.reactor.advance(max(0.0, call.getTime() - self.reactor.seconds()))
+        case.assertEqual(self.reactor.getDelayedCalls(), [])
+
 
 def lose(protocol: Any, transport: StringTransport, reason: Exception | None = None) -> None:
     """

@@ -28,7 +28,7 @@ class ExchangeTests(SynchronousTestCase):
         self.assertNoResult(d)
         h.refuse()
         self.assertEqual(self.failureResultOf(d, ProxyError).value.status, 502)
-        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        h.assert_no_timers(self)
 
     def test_refusedThenConnected(self) -> None:
         """
@@ -88,7 +88,7 @@ class ExchangeTests(SynchronousTestCase):
         p, t = h.connect()
         p.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
         self.successResultOf(d)
-        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        h.assert_no_timers(self)
 
     def test_cancelWhileConnecting(self) -> None:
         """
@@ -99,7 +99,7 @@ class ExchangeTests(SynchronousTestCase):
         d.cancel()
         self.failureResultOf(d)
         self.assertEqual(h.pending(), 1)
-        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        h.assert_no_timers(self)
         self.assertEqual(len(h.reactor.tcpClients), 1)
 
     def test_cancelWhileWaiting(self) -> None:
@@ -114,7 +114,7 @@ class ExchangeTests(SynchronousTestCase):
         self.assertTrue(t.disconnected)
         lose(p, t)
         self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 0)
-        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        h.assert_no_timers(self)
 
 
 class DeadlineTests(SynchronousTestCase):

@@ -269,6 +269,50 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 0)
         self.assertTrue(t.disconnecting)
 
+    def test_responsesInTurn(self) -> None:
+        """
+        The responses read one after the other on a kept-alive connection
+        are each parsed on their own: status, version, headers, framing
+        and body (HTTP/1.0 kept alive, chunked, then Content-Length).
+        """
+        h = Harness()
+        answers = [
+            (b"HTTP/1.0 201 Made\r\nConnection: keep-alive\r\nX-A: 1\r\nContent-Length: 3\r\n\r\none",
+             (201, b"Made", (b"HTTP", 1, 0), [(b"X-A", b"1")], 3, b"one")),
+            (b"HTTP/1.1 404 Gone\r\nTransfer-Encoding: chunked\r\nX-B: 2\r\n\r\n3\r\ntwo\r\n0\r\n\r\n",
+             (404, b"Gone", (b"HTTP", 1, 1), [(b"X-B", b"2")], UNKNOWN_LENGTH, b"two")),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthree",
+             (200, b"OK", (b"HTTP", 1, 1), [], 5, b"three")),
+        ]
+        first = None
+        for raw, expected in answers:
+            d = h.request()
+            if first is None:
+                first = h.connect()
+            p, t = first
+            p.dataReceived(raw)
+            r = self.successResultOf(d)
+            self.assertEqual((r.code, r.phrase, r.version, r.end_to_end, r.length, r.whole_body()), expected)
+        self.assertEqual(h.pending(), 0)
+        self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1)
+
+    def test_afterHeadResponse(self) -> None:
+        """
+        The response after a HEAD response on the same connection is read
+        as a response, not as the body the HEAD response announced.
+        """
+        h = Harness()
+        d = h.request(b"HEAD")
+        p, t = h.connect()
+        p.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n")
+        self.assertEqual(self.successResultOf(d).whole_body(), b"")
+        d = h.request()
+        self.assertEqual(h.pending(), 0)
+        p.dataReceived(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
+        r = self.successResultOf(d)
+        self.assertEqual((r.code, r.whole_body()), (202, b"ok"))
+        self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 1)
+
 
 class PureParsingTests(_PureParser, ParsingTests):
     """

@@ -120,7 +120,7 @@ class PoolTests(SynchronousTestCase):
         p.dataReceived(OK)
         lose(p, t)
         self.assertEqual(h.client.idle_count("127.0.0.1", 8080), 0)
-        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        h.assert_no_timers(self)
 
     def test_close(self) -> None:
         """
