@@ -9,10 +9,18 @@ and far less noisily than a load test: use it to A/B a change of a few per
 cent, then confirm with C{bench/compare.py}.
 
 Run: C{.venv/bin/python bench/path_cost.py [--plugins header-echo]
-[--requests 20000] [--repeats 7] [--base REV]}. With C{--base}, the same
-measurement runs alternately in a git worktree of C{REV} and this tree,
-and the ratio of the best runs is printed (base / this tree: above 1
-means this tree is cheaper).
+[--requests 20000] [--repeats 7] [--warmup 2000] [--cpu] [--base REV]}.
+With C{--base}, the same measurement runs alternately in a git worktree
+of C{REV} and this tree, and the ratio of the best runs is printed (base /
+this tree: above 1 means this tree is cheaper). C{--cpu} times with the
+process's CPU time, which other processes on a shared core leave alone.
+
+Under PyPy (the bench's Debian root, see C{bench/pypy.py}): C{bench/in_root.sh
+ROOT VENV/bin/pypy3 bench/path_cost.py --warmup 60000 --cpu}, the JIT
+warmed first; C{PYTHONPATH=TREE} runs another copy of echogate. It does
+not see everything a node does: the JIT traces a node's reads from the
+reactor's loop, and a trace that fails there (see docs/performance.md,
+round 2, PyPy) may compile here.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,10 +44,16 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 28 Nov 2026 02:00:0
             + b"x" * 100)
 
 
-def measure(plugins: list[str], requests: int, repeats: int) -> list[float]:
+#: Requests before the first measurement, by default.
+WARMUP = 2000
+
+
+def measure(plugins: list[str], requests: int, repeats: int, warmup: int = WARMUP,
+            timer: Callable[[], float] = time.perf_counter) -> list[float]:
     """
     Microseconds per request for each of C{repeats} runs of C{requests}
-    requests on one kept-alive client connection.
+    requests on one kept-alive client connection, after C{warmup}
+    requests (on PyPy, give its JIT some 50,000), timed by C{timer}.
     """
     from twisted.internet.address import IPv4Address
     from twisted.internet.task import Clock
@@ -81,7 +96,7 @@ def measure(plugins: list[str], requests: int, repeats: int) -> list[float]:
         channel.dataReceived(REQUEST)
         conn.dataReceived(RESPONSE)
 
-    for _ in range(2000):  # warm up, and check that it proxies
+    for _ in range(warmup):  # warm up, and check that it proxies
         one()
     answer = down.value()
     if not answer.startswith(b"HTTP/1.1 200") or not answer.endswith(b"x" * 100) or client.idle_count(
@@ -91,14 +106,15 @@ def measure(plugins: list[str], requests: int, repeats: int) -> list[float]:
         raise SystemExit("header-echo does not echo")
     results = []
     gc.collect()
-    gc.freeze()
+    if hasattr(gc, "freeze"):  # not on PyPy
+        gc.freeze()
     for _ in range(repeats):
         down.clear()
         up.clear()
-        start = time.perf_counter()
+        start = timer()
         for _ in range(requests):
             one()
-        results.append((time.perf_counter() - start) / requests * 1e6)
+        results.append((timer() - start) / requests * 1e6)
     return results
 
 
@@ -114,7 +130,9 @@ def _run_in(tree: Path, arguments: argparse.Namespace) -> list[float]:
     script = tree / "bench" / "path_cost.py"
     out = subprocess.run([sys.executable, str(script) if script.exists() else __file__, "--json",
                           "--plugins", arguments.plugins, "--requests", str(arguments.requests),
-                          "--repeats", str(arguments.repeats)],
+                          "--repeats", str(arguments.repeats),
+                          *(["--warmup", str(arguments.warmup)] if arguments.warmup != WARMUP else []),
+                          *(["--cpu"] if arguments.cpu else [])],
                          env=env, cwd=str(tree), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -124,16 +142,22 @@ def main() -> None:
     parser.add_argument("--plugins", default="", help="comma-separated plugins on the route")
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="requests before the first measurement")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time with the process's CPU time (time.process_time) rather than the wall clock: "
+                        "time the process waits for a core shared with others does not count")
     parser.add_argument("--rounds", type=int, default=4, help="with --base: alternations")
     parser.add_argument("--base", help="a git revision to compare against")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     plugins = [n for n in arguments.plugins.split(",") if n]
     if arguments.json:
-        print(json.dumps(measure(plugins, arguments.requests, arguments.repeats)))
+        print(json.dumps(measure(plugins, arguments.requests, arguments.repeats, arguments.warmup,
+                                 time.process_time if arguments.cpu else time.perf_counter)))
         return
     if not arguments.base:
-        figures = measure(plugins, arguments.requests, arguments.repeats)
+        figures = measure(plugins, arguments.requests, arguments.repeats, arguments.warmup,
+                          time.process_time if arguments.cpu else time.perf_counter)
         print(f"{statistics.median(figures):.2f} us per request (median of {len(figures)}; "
               f"min {min(figures):.2f}, max {max(figures):.2f})")
         return

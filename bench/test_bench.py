@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bench import nginx, pypy, report
 from bench.loadgen import LoadResult, parse_summary, result_from
+from bench.node_profile import summarize_collapsed
 from bench.processes import MemorySampler
-from bench.profile import summarize_collapsed
 from bench.routes import filler_body
 
 _WRK = ('Running 2s test @ http://127.0.0.1:1/100b\n'
@@ -413,3 +413,31 @@ class BuildCostTests(SynchronousTestCase):
             self.assertEqual((len(scratch), len(incremental), len(steps), len(freeing)), (2, 2, 2, 2))
             self.assertTrue(all(f > 0 for f in scratch + incremental))
             self.assertTrue(all(f >= 0 for f in steps + freeing))
+
+
+class ScriptNameTests(SynchronousTestCase):
+    """
+    The bench's scripts are run by path (C{python bench/NAME.py}), which
+    puts C{bench/} first on C{sys.path}: a script named as a module that
+    echogate or Twisted imports would be imported in its place (a
+    C{bench/h2.py} stopped every script whose imports reach the C{h2}
+    library, the baselines among them).
+    """
+
+    def test_noScriptShadowsAModule(self) -> None:
+        """
+        No module of C{bench/} has the name of a module importable without
+        it.
+        """
+        import importlib.util
+        import sys
+
+        here = Path(__file__).resolve().parent
+        names = sorted(p.stem for p in here.glob("*.py") if p.stem != "__init__")
+        saved = sys.path[:]
+        sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
+        try:
+            shadowing = [name for name in names if importlib.util.find_spec(name) is not None]
+        finally:
+            sys.path[:] = saved
+        self.assertEqual(shadowing, [])

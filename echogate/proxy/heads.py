@@ -152,17 +152,33 @@ def _valid_host(value: bytes) -> bool:
     return valid
 
 
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-#: A request head that needs none of HTTPChannel's line-by-line handling:
-#: a request line (a token method, a printable target, HTTP/1.0 or 1.1)
-#: and header lines of a token name, a colon and a value without NUL, CR
-#: or LF, all ending in CRLF and nothing after the blank line.
-_SIMPLE_HEAD = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) (HTTP/1\.[01])\r\n((?:" + _TOKEN
-                          + rb":[^\r\n\x00]*\r\n)*)\r\n\Z")
-_HEADER_LINE = re.compile(rb"([^:]+):([^\r]*)\r\n")
-#: Headers that give a request a body or ask for a 100 Continue: heads
-#: with them go through Twisted's own path.
-_NOT_SIMPLE = (b"\r\ncontent-length:", b"\r\ntransfer-encoding:", b"\r\nexpect:")
+#: The characters of a token (a method, a header name).
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: The characters of a request target: visible ASCII.
+_VISIBLE = bytes(range(0x21, 0x7F))
+#: Headers that give a request a body or ask for a 100 Continue (lowered):
+#: heads with them go through Twisted's own path.
+_NOT_SIMPLE = (b"content-length", b"transfer-encoding", b"expect")
+#: What a method or header name is, by the name as sent: C{0} a token,
+#: C{1} a token naming one of L{_NOT_SIMPLE}, C{2} Host, C{-1} not a
+#: token. The same few come in every head; it stops growing at
+#: L{_TOKENS_MAX} names.
+_TOKENS: dict[bytes, int] = {}
+_TOKENS_MAX = 1024
+
+
+def _token_kind(name: bytes) -> int:
+    """
+    What C{name} is (see L{_TOKENS}), remembered.
+    """
+    if not name or name.translate(None, _TOKEN):
+        kind = -1
+    else:
+        lower = name.lower()
+        kind = 1 if lower in _NOT_SIMPLE else 2 if lower == b"host" else 0
+    if len(_TOKENS) < _TOKENS_MAX:
+        _TOKENS[name] = kind
+    return kind
 
 
 def simple_head(data: bytes, max_size: int, max_headers: int) -> tuple[bytes, bytes, bytes, list] | None:
@@ -174,22 +190,71 @@ def simple_head(data: bytes, max_size: int, max_headers: int) -> tuple[bytes, by
     Transfer-Encoding or Expect header. C{None} for anything else, which
     is then left to C{HTTPChannel} (which parses, or rejects, it itself).
     Values are as sent; the channel strips spaces and tabs around them, as
-    C{HTTPChannel} does.
+    C{HTTPChannel} does. (L{checked_head} without the status.)
     """
-    if len(data) > max_size:
+    head = checked_head(data, max_size, max_headers)
+    return None if head is None else head[:4]
+
+
+def checked_head(data: bytes, max_size: int,
+                 max_headers: int) -> tuple[bytes, bytes, bytes, list, int | None] | None:
+    """
+    L{simple_head}'s C{(method, target, version, headers)} and the status
+    the head must be refused with, or C{None} (what L{simple_head_error}
+    gives, found along the way): C{None} for a head L{simple_head}
+    declines.
+
+    The head is a request line of a token method, a target of visible
+    ASCII and C{HTTP/1.0} or C{HTTP/1.1}, separated by single spaces;
+    header lines of a token name, a colon and a value without NUL, CR or
+    LF; all ended by CRLF; the blank line last. It is split on its CRLFs
+    (a bare CR or LF, or a NUL, anywhere declines it) rather than matched
+    with a pattern: a third of the cost on PyPy, whose JIT sees through
+    the split, and less on CPython too.
+    """
+    if len(data) > max_size or not data.endswith(b"\r\n\r\n") or b"\x00" in data:
         return None
-    match = _SIMPLE_HEAD.match(data)
-    if match is None:
+    lines = data.split(b"\r\n")
+    # The last two pieces are the blank line's: empty.
+    breaks = len(lines) - 1
+    if data.count(b"\r") != breaks or data.count(b"\n") != breaks or breaks - 2 > max_headers:
         return None
-    block = match.group(4)
-    if block:
-        lowered = b"\r\n" + block.lower()
-        for name in _NOT_SIMPLE:
-            if name in lowered:
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3:
+        return None
+    method, target, version = request_line
+    tokens = _TOKENS
+    kind = tokens.get(method)
+    if kind is None:
+        kind = _token_kind(method)
+    if kind < 0 or (version != b"HTTP/1.1" and version != b"HTTP/1.0") or not target or target.translate(
+            None, _VISIBLE):
+        return None
+    headers = []
+    hosts = 0
+    host = b""
+    for i in range(1, breaks - 1):
+        name, colon, value = lines[i].partition(b":")
+        kind = tokens.get(name)
+        if kind is None:
+            kind = _token_kind(name)
+        if kind:
+            if kind != 2 or not colon:  # not a token, or a header that is not simple; or no colon
                 return None
-        headers = _HEADER_LINE.findall(block)
-        if len(headers) > max_headers:
+            hosts += 1
+            host = value
+        elif not colon:
             return None
-    else:
-        headers = []
-    return match.group(1), match.group(2), match.group(3), headers
+        headers.append((name, value))
+    # What head_error checks, but for what this head cannot have.
+    status: int | None = None
+    if hosts == 1:
+        host = host.strip(b" \t")
+        valid = _VALID_HOSTS.get(host)
+        if not (valid if valid is not None else _valid_host(host)):
+            status = 400
+    elif hosts or version == b"HTTP/1.1":  # several, or none in HTTP/1.1
+        status = 400
+    if status is None and method == b"TRACE":
+        status = 405
+    return method, target, version, headers, status

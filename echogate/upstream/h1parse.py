@@ -6,12 +6,15 @@ runs on PyPy, whose JIT sees through it (C{httptools} goes through cpyext
 there).
 
 It works on whole buffers: lines are found with C{bytes.find} and
-C{bytes.split}, the complete header lines at hand are checked for control
-characters in one C{bytes.translate}, header names already seen need no
-check, and bodies are handed on as slices. Only an unfinished line is kept
-between two calls of L{ResponseParser.feed_data}; a line is reported when
-it is complete (C{on_status} once, with the whole reason phrase). The
-rules of each line, and what the framing headers mean, are in
+C{bytes.split}, and bodies are handed on as slices. A read that holds a
+whole head (the usual case) is taken in one straight run, not state by
+state; a head seen before (L{echogate.upstream.h1syntax.HEADS}: a
+service's heads repeat but for their Date line) is not parsed again, nor
+a header line seen before (L{echogate.upstream.h1syntax.LINES}) checked
+again. Only an unfinished line is kept between two calls of
+L{ResponseParser.feed_data}; a line is reported when it is complete
+(C{on_status} once, with the whole reason phrase). The rules of each
+line, and what the framing headers mean, are in
 L{echogate.upstream.h1syntax}.
 
 Where it knowingly differs from llhttp (strict mode):
@@ -48,15 +51,16 @@ from __future__ import annotations
 from typing import Any
 
 from echogate.upstream.h1syntax import (
+    HEADS,
     HEX,
+    LINES,
     MAX_CONTENT_LENGTH,
     MAX_LINE,
-    NAMES,
     TEXT,
     Framing,
     HTTPParseError,
-    check_line,
-    check_name,
+    header_line,
+    keep_head,
 )
 
 # Parser states.
@@ -163,6 +167,27 @@ class ResponseParser:
         self._state = _DEAD
         pos = 0
         end = len(data)
+        if state == _START and end > 16 and data[0] == 72:  # "H"
+            # The usual read: a whole head (and often its whole body), taken
+            # in one straight run rather than state by state; the loop below
+            # takes whatever is left.
+            last = data.find(b"\r\n\r\n")
+            if last >= 0:
+                self._begin()
+                pos = self._status_line(data, 0, data.find(b"\r\n"))
+                if pos < last:
+                    self._head(data, pos, last)
+                pos = last + 4
+                state = self._head_done()
+                if state == _LENGTH and end - pos >= self._remaining:
+                    stop = pos + self._remaining
+                    self._remaining = 0
+                    if self._on_body is not None:
+                        self._on_body(data[pos:stop])
+                    pos = stop
+                    state = _START
+                    if self._on_message_complete is not None:
+                        self._on_message_complete()
         while pos < end:
             if state == _START:
                 byte = data[pos]
@@ -172,92 +197,33 @@ class ResponseParser:
                         self._state = _START
                         return
                     byte = data[pos]
-                self._framing = Framing()
-                self._keep_alive = False
+                self._begin()
                 state = _STATUS
-                if self._on_message_begin is not None:
-                    self._on_message_begin()
 
             elif state == _STATUS:
-                # HTTP/1.x SP 3DIGIT [SP reason] CRLF
                 eol = data.find(b"\r\n", pos)
                 if eol < 0:
                     break
-                if eol - pos < 12 or eol + 2 - pos > MAX_LINE or not data.startswith(b"HTTP/1.", pos):
-                    raise HTTPParseError("invalid status line: %r" % (data[pos:min(eol, pos + 100)],))
-                minor = data[pos + 7] - 48
-                hundreds = data[pos + 9] - 48
-                tens = data[pos + 10] - 48
-                units = data[pos + 11] - 48
-                if (not (minor == 0 or minor == 1) or data[pos + 8] != 32 or not 0 < hundreds < 10
-                        or not 0 <= tens < 10 or not 0 <= units < 10 or (eol > pos + 12 and data[pos + 12] != 32)):
-                    raise HTTPParseError("invalid status line: %r" % (data[pos:min(eol, pos + 100)],))
-                self._minor = minor
-                self._code = hundreds * 100 + tens * 10 + units
+                pos = self._status_line(data, pos, eol)
                 state = _HEADERS
-                if eol > pos + 12:  # a reason, maybe empty
-                    reason = data[pos + 13:eol]
-                    if reason.translate(None, TEXT):
-                        raise HTTPParseError("invalid reason phrase: %r" % (reason[:100],))
-                    if self._on_status is not None:
-                        self._on_status(reason)
-                pos = eol + 2
 
             elif state == _HEADERS or state == _TRAILERS:
-                # The complete lines at hand are checked at once: when only
-                # HTAB, SP, visible ASCII, obs-text and the CRLFs ending the
-                # lines are there, no line has a control character or a
-                # bare CR or LF (else each line is checked, so that the good
-                # ones before the bad one are reported, however the data was
-                # split). Then each line needs its colon and a token before
-                # it (a name seen before is known to be one).
+                # The complete lines at hand are taken at once (see
+                # _header_lines); the empty line ends the head, or the
+                # trailers.
                 if data.startswith(b"\r\n", pos):
-                    last = pos  # the empty line: the end of the head
-                    stop = pos
+                    pos += 2  # the empty line
                 else:
                     last = data.find(b"\r\n\r\n", pos)
-                    if last >= 0:
-                        stop = last + 2
-                    else:
-                        stop = data.rfind(b"\r\n", pos) + 2
-                        if stop == 1:
+                    if last < 0:
+                        stop = data.rfind(b"\r\n", pos)
+                        if stop < 0:
                             break
-                    block = data[pos:stop]
-                    bad = len(block) > MAX_LINE or len(block.translate(None, TEXT)) != 2 * block.count(b"\r\n")
-                    lines = block.split(b"\r\n")
-                    lines.pop()  # after the last CRLF
-                    pos = stop
-                    names = NAMES
-                    if state == _HEADERS:
-                        on_header = self._on_header
-                        for line in lines:
-                            if bad:
-                                check_line(line)
-                            name, colon, value = line.partition(b":")
-                            if not colon:
-                                raise HTTPParseError("header line without a colon: %r" % (line[:100],))
-                            kind = names.get(name)
-                            if kind is None:
-                                kind = check_name(name)
-                            value = value.strip(b" \t")
-                            if kind:
-                                self._framing.take(kind, value)
-                            if on_header is not None:
-                                on_header(name, value)
-                    else:
-                        # Trailers: checked like headers, but echogate has no
-                        # use for them.
-                        for line in lines:
-                            if bad:
-                                check_line(line)
-                            name, colon, value = line.partition(b":")
-                            if not colon:
-                                raise HTTPParseError("trailer line without a colon: %r" % (line[:100],))
-                            if name not in names:
-                                check_name(name)
-                if last < 0:
-                    break
-                pos = stop + 2
+                        self._header_lines(data, pos, stop, state)
+                        pos = stop + 2
+                        break
+                    self._header_lines(data, pos, last, state)
+                    pos = last + 4  # after the last line and the empty one
                 if state == _HEADERS:
                     state = self._head_done()
                 else:
@@ -324,6 +290,99 @@ class ResponseParser:
             self._parts = [data[pos:] if pos else data]
             self._parts_length = end - pos
         self._state = state
+
+    def _begin(self) -> None:
+        """
+        A response begins.
+        """
+        self._framing = Framing()
+        self._keep_alive = False
+        if self._on_message_begin is not None:
+            self._on_message_begin()
+
+    def _status_line(self, data: bytes, pos: int, eol: int) -> int:
+        """
+        Take the status line at C{pos}, whose CRLF is at C{eol}.
+
+        @return: Where the line after it starts.
+        @raise HTTPParseError: It is bad.
+        """
+        # HTTP/1.x SP 3DIGIT [SP reason] CRLF
+        if eol - pos < 12 or eol + 2 - pos > MAX_LINE or not data.startswith(b"HTTP/1.", pos):
+            raise HTTPParseError("invalid status line: %r" % (data[pos:min(eol, pos + 100)],))
+        minor = data[pos + 7] - 48
+        hundreds = data[pos + 9] - 48
+        tens = data[pos + 10] - 48
+        units = data[pos + 11] - 48
+        if (not (minor == 0 or minor == 1) or data[pos + 8] != 32 or not 0 < hundreds < 10
+                or not 0 <= tens < 10 or not 0 <= units < 10 or (eol > pos + 12 and data[pos + 12] != 32)):
+            raise HTTPParseError("invalid status line: %r" % (data[pos:min(eol, pos + 100)],))
+        self._minor = minor
+        self._code = hundreds * 100 + tens * 10 + units
+        if eol > pos + 12:  # a reason, maybe empty
+            reason = data[pos + 13:eol]
+            if reason.translate(None, TEXT):
+                raise HTTPParseError("invalid reason phrase: %r" % (reason[:100],))
+            if self._on_status is not None:
+                self._on_status(reason)
+        return eol + 2
+
+    def _head(self, data: bytes, pos: int, stop: int) -> None:
+        """
+        Take a whole head's header lines, from C{pos} to C{stop} (where
+        the last one's CRLF is): what a head seen before (L{HEADS}) says,
+        else line by line (L{_header_lines}), and then kept.
+
+        @raise HTTPParseError: A line is bad.
+        """
+        block = data[pos:stop]
+        known = HEADS.get(block)
+        if known is not None:
+            self._framing = known[1]
+            on_header = self._on_header
+            if on_header is not None:
+                for name, value in known[0]:
+                    on_header(name, value)
+            return
+        pairs: list[tuple[bytes, bytes]] = []
+        self._header_lines(data, pos, stop, _HEADERS, pairs)
+        keep_head(block, pairs, self._framing)
+
+    def _header_lines(self, data: bytes, pos: int, stop: int, state: int,
+                      pairs: list[tuple[bytes, bytes]] | None = None) -> None:
+        """
+        Take the complete header (or trailer) lines from C{pos} to C{stop}
+        (where the last one's CRLF is), in order (and into C{pairs}, when
+        given, their names and values). A line seen before
+        (L{LINES}) is known to be good, and what it says; any other is
+        checked whole (control characters, a bare CR or LF, its length, a
+        colon after a token) before it is reported, so that the good lines
+        before a bad one are reported however the data was split.
+
+        @raise HTTPParseError: A line is bad.
+        """
+        lines = data[pos:stop].split(b"\r\n")
+        known_lines = LINES
+        if state == _HEADERS:
+            on_header = self._on_header
+            framing = self._framing
+            for line in lines:
+                known = known_lines.get(line)
+                if known is None:
+                    known = header_line(line)
+                name, value, kind = known
+                if kind:
+                    framing.take(kind, value)
+                if on_header is not None:
+                    on_header(name, value)
+                if pairs is not None:
+                    pairs.append((name, value))
+        else:
+            # Trailers: checked like headers, but echogate has no use for
+            # them.
+            for line in lines:
+                if line not in known_lines:
+                    header_line(line, "trailer")
 
     def _head_done(self) -> int:
         """

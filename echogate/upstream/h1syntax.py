@@ -50,6 +50,28 @@ NAMES: dict[bytes, int] = {}
 NAMES_MAX = 2048
 
 
+#: Header lines already checked, as received (without their CRLF), and
+#: what they say: the name, the value without surrounding spaces and tabs,
+#: and the name's kind. A service sends the same lines in every response
+#: but for a few (a Date line changes each second), so most lines need
+#: neither a check nor a split. Shared by all parsers; emptied when it
+#: reaches L{LINES_MAX} lines, so that lines that changed leave it.
+LINES: dict[bytes, tuple[bytes, bytes, int]] = {}
+LINES_MAX = 1024
+
+
+#: Whole response heads already parsed: the bytes between the status line
+#: and the empty line, and what they say (the header lines' names and
+#: values, and the framing they give, which is not changed once made).
+#: A service's heads differ from one second to the next (their Date
+#: line), so most responses find theirs here. Shared by all parsers;
+#: emptied when it reaches L{HEADS_MAX} heads; heads longer than
+#: L{HEAD_KEPT_MAX} bytes are not kept.
+HEADS: dict[bytes, tuple[tuple[tuple[bytes, bytes], ...], "Framing"]] = {}
+HEADS_MAX = 256
+HEAD_KEPT_MAX = 4096
+
+
 def check_line(line: bytes) -> None:
     """
     Check one header or trailer line, without its CRLF, for control
@@ -77,6 +99,47 @@ def check_name(name: bytes) -> int:
     if len(NAMES) < NAMES_MAX:
         NAMES[name] = kind
     return kind
+
+
+def header_line(line: bytes, what: str = "header") -> tuple[bytes, bytes, int]:
+    """
+    Check a header (or trailer) line not seen before (control
+    characters, length, a colon after a token), and remember it in
+    L{LINES}.
+
+    @param line: The line, without its CRLF.
+    @param what: What the line is, for the error.
+    @return: Its name, its value without surrounding spaces and tabs, and
+        the name's kind (L{PLAIN}, L{CONTENT_LENGTH}, ...).
+    @raise HTTPParseError: It is bad.
+    """
+    check_line(line)
+    name, colon, value = line.partition(b":")
+    if not colon:
+        raise HTTPParseError("%s line without a colon: %r" % (what, line[:100]))
+    kind = NAMES.get(name)
+    if kind is None:
+        kind = check_name(name)
+    known = (name, value.strip(b" \t"), kind)
+    if len(LINES) >= LINES_MAX:
+        LINES.clear()
+    LINES[line] = known
+    return known
+
+
+def keep_head(block: bytes, pairs: list[tuple[bytes, bytes]], framing: "Framing") -> None:
+    """
+    Remember what a whole head said, in L{HEADS} (unless it is longer
+    than L{HEAD_KEPT_MAX} bytes).
+
+    @param block: The bytes between the status line and the empty line.
+    @param pairs: Its header lines' names and values.
+    @param framing: The framing they gave; not to be changed from now on.
+    """
+    if len(block) <= HEAD_KEPT_MAX:
+        if len(HEADS) >= HEADS_MAX:
+            HEADS.clear()
+        HEADS[block] = (tuple(pairs), framing)
 
 
 def content_length(value: bytes) -> int:
@@ -183,4 +246,4 @@ class Framing:
 
 
 __all__ = ["HTTPParseError", "MAX_LINE", "MAX_CONTENT_LENGTH", "Framing", "check_line", "check_name",
-           "content_length", "ends_chunked", "connection_options"]
+           "header_line", "keep_head", "content_length", "ends_chunked", "connection_options"]

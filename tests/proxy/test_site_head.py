@@ -5,6 +5,8 @@ against Twisted's line by line reading, over Twisted's test doubles.
 """
 from __future__ import annotations
 
+import random
+import re
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -14,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from echogate.proxy.channel import GatewayChannel
-from echogate.proxy.heads import simple_head
+from echogate.proxy.heads import checked_head, simple_head, simple_head_error
 from echogate.proxy.site import GatewaySite
 from tests.proxy.test_site import _Pending
 
@@ -78,6 +80,121 @@ class SimpleHeadTests(SynchronousTestCase):
         self.assertIsNotNone(simple_head(head, len(head), 3))
         self.assertIsNone(simple_head(head, len(head) - 1, 3))
         self.assertIsNone(simple_head(head, len(head), 2))
+
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+#: The grammar L{simple_head} takes, as the pattern it was first written
+#: with (what it replaced): the reference for L{SimpleHeadGrammarTests}.
+_SIMPLE_HEAD = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) (HTTP/1\.[01])\r\n((?:" + _TOKEN
+                          + rb":[^\r\n\x00]*\r\n)*)\r\n\Z")
+_HEADER_LINE = re.compile(rb"([^:]+):([^\r]*)\r\n")
+
+
+def _by_pattern(data: bytes, max_size: int, max_headers: int) -> tuple[bytes, bytes, bytes, list] | None:
+    """
+    L{simple_head} by the reference pattern.
+    """
+    match = _SIMPLE_HEAD.match(data)
+    if len(data) > max_size or match is None:
+        return None
+    block = match.group(4)
+    lowered = b"\r\n" + block.lower()
+    if any(b"\r\n" + name + b":" in lowered for name in (b"content-length", b"transfer-encoding", b"expect")):
+        return None
+    headers = _HEADER_LINE.findall(block)
+    if len(headers) > max_headers:
+        return None
+    return match.group(1), match.group(2), match.group(3), headers
+
+
+class SimpleHeadGrammarTests(SynchronousTestCase):
+    """
+    L{simple_head} takes exactly the heads of its grammar (the pattern
+    L{_SIMPLE_HEAD}), with the same parts.
+    """
+
+    HEADS = [
+        b"GET /100b HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nX-Request-Echo: bench\r\n\r\n",
+        b"POST /a?b=c HTTP/1.0\r\nHost: x\r\nX-Two:  v w \t\r\nEmpty:\r\nX-Bytes: \xff\x01\x7f\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\n\r\n",
+        b"M-1!#$%&'*+.^_`|~ /~!$&'()*+,;=:@% HTTP/1.1\r\nExpect-Not: 1\r\nContent-Lengths: 2\r\n\r\n",
+        b"TRACE / HTTP/1.1\r\nHost: [::1]:80\r\nhost: b\r\n\r\n",
+    ]
+    #: What mutations put in: the bytes the grammar treats specially.
+    ALPHABET = [b"\r", b"\n", b"\r\n", b"\x00", b" ", b"\t", b":", b"\x7f", b"\x80", b"\x20", b"a", b"-", b"/",
+                b"@", b"Content-Length: 1\r\n", b"expect:\r\n", b"TRANSFER-encoding:x\r\n", b"HTTP/1.1",
+                b"HTTP/1.2", b"\r\n\r\n", b"Host: h\r\n", b"HOST:x:1\r\n", b"[", b"]", b"%"]
+
+    def check(self, head: bytes, max_size: int = 16384, max_headers: int = 100) -> None:
+        """
+        L{simple_head} and L{checked_head} take C{head} as the pattern
+        does, and L{checked_head}'s status is L{simple_head_error}'s.
+        """
+        expected = _by_pattern(head, max_size, max_headers)
+        self.assertEqual(simple_head(head, max_size, max_headers), expected, head)
+        checked = checked_head(head, max_size, max_headers)
+        if expected is None:
+            self.assertIsNone(checked, head)
+        else:
+            self.assertEqual(checked, (*expected, simple_head_error(expected[0], expected[2], head)), head)
+
+    def test_mutations(self) -> None:
+        """
+        Heads with bytes inserted, replaced or removed anywhere are taken
+        or declined as the pattern takes or declines them.
+        """
+        rng = random.Random(25)
+        taken = 0
+        for _ in range(6000):
+            head = rng.choice(self.HEADS)
+            for _ in range(rng.randint(1, 3)):
+                at = rng.randrange(len(head) + 1)
+                what = rng.choice(self.ALPHABET)
+                change = rng.randrange(3)
+                if change == 0:
+                    head = head[:at] + what + head[at:]
+                elif change == 1:
+                    head = head[:at] + what + head[at + 1:]
+                else:
+                    head = head[:at] + head[at + rng.randint(1, 4):]
+            self.check(head)
+            taken += _by_pattern(head, 16384, 100) is not None
+        self.assertGreater(taken, 300)  # the mutations left many heads simple
+
+    def test_limits(self) -> None:
+        """
+        The size and header-count limits are the pattern's.
+        """
+        for head in self.HEADS:
+            for size in (len(head) - 1, len(head)):
+                for count in range(5):
+                    self.check(head, size, count)
+
+    def test_status(self) -> None:
+        """
+        L{checked_head}'s status is L{simple_head_error}'s: 400 without a
+        Host in HTTP/1.1, with several, or with an invalid one; 405 for
+        TRACE.
+        """
+        statuses = set()
+        for line in (b"GET / HTTP/1.1", b"GET / HTTP/1.0", b"TRACE / HTTP/1.1", b"TRACE / HTTP/1.0"):
+            for hosts in ([], [b"Host: a"], [b"host:a.b:80", b"X: y"], [b"HOST: \t[::1]:8080 \t"], [b"Host: a b"],
+                          [b"Host:"], [b"Host: a:99999"], [b"Host: :80"], [b"Host: a", b"hOst: a"],
+                          [b"X-Host: a"], [b"Hosts: a"]):
+                head = line + b"\r\n" + b"".join(h + b"\r\n" for h in hosts) + b"\r\n"
+                self.check(head)
+                statuses.add(checked_head(head, 16384, 100)[4])  # type: ignore[index]
+        self.assertEqual(statuses, {None, 400, 405})
+
+    def test_headerNames(self) -> None:
+        """
+        A name is remembered as sent: the same name in another case is
+        checked on its own, and a name seen declined stays declined.
+        """
+        for name in (b"Expect", b"EXPECT", b"Content-length", b"X\x80", b"X-Ok", b"x-ok"):
+            for _ in range(2):
+                self.check(b"GET / HTTP/1.1\r\n" + name + b": v\r\n\r\n")
+                self.check(b"GET / HTTP/1.1\r\nHost: a\r\n" + name + b":\r\n\r\n")
 
 
 class _Recorder(Resource):

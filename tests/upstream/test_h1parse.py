@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from echogate.upstream import h1parse, h1syntax
 from echogate.upstream.h1parse import MAX_LINE, HTTPParseError, ResponseParser
 from tests.h1cases import (
     CHUNKED,
@@ -24,6 +25,7 @@ from tests.h1cases import (
     Recorder,
     _ParserTestCase,
     bytewise,
+    coalesce,
     parse,
     random_pieces,
 )
@@ -96,6 +98,183 @@ class LimitTests(_ParserTestCase):
         self.assertEqual((events[-2:], error), ([("body", body), ("complete",)], None))
         events, error = parse([b"HTTP/1.1 200 OK\r\n\r\n", body, body])
         self.assertEqual((events[-1], error), (("body", body + body), None))
+
+
+class LineCacheTests(_ParserTestCase):
+    """
+    Header lines seen before (L{h1syntax.LINES}) are neither checked nor
+    split again; bad lines are never kept; the cache is bounded.
+    """
+
+    def setUp(self) -> None:
+        h1syntax.LINES.clear()
+        # (Whole heads are not looked up: see HeadCacheTests.)
+        self.patch(h1syntax, "HEADS", _NeverKept())
+        self.patch(h1parse, "HEADS", h1syntax.HEADS)
+        self.checked: list[bytes] = []
+
+        def counting(line: bytes, what: str = "header") -> tuple[bytes, bytes, int]:
+            self.checked.append(line)
+            return h1syntax.header_line(line, what)
+
+        self.patch(h1parse, "header_line", counting)
+
+    def test_seen_lines_not_checked(self) -> None:
+        """
+        The lines of a response seen before are not checked again, and
+        give the same events.
+        """
+        data = b"HTTP/1.1 200 OK\r\nServer: s\r\nX-A:  a b \t\r\nContent-Length: 2\r\n\r\nhi"
+        first = self.assertParses(data)
+        self.assertEqual(self.checked, [b"Server: s", b"X-A:  a b \t", b"Content-Length: 2"])
+        self.assertIn(("header", b"X-A", b"a b"), first)
+        del self.checked[:]
+        self.assertEqual(self.assertParses(data), first)
+        self.assertEqual(self.checked, [])
+        self.assertEqual(parse(data.replace(b"X-A: ", b"X-A:"))[0], first)
+        self.assertEqual(self.checked, [b"X-A: a b \t"])
+
+    def test_seen_lines_still_frame(self) -> None:
+        """
+        A framing line seen before still frames the body and is still
+        checked against the others.
+        """
+        self.assertParses(CL + b"3\r\n\r\nabc")
+        self.assertBad(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc")
+        self.assertBad(CL + b"3\r\nContent-Length: 3\r\n\r\nabc")
+        events = self.assertParses(CL + b"3\r\n\r\nabcHTTP/1.1 204 No\r\n\r\n")
+        self.assertEqual(events.count(("complete",)), 2)
+
+    def test_bad_lines_not_kept(self) -> None:
+        """
+        A bad header or trailer line is an error every time: it is not
+        kept.
+        """
+        for bad in (b"X: a\x01b", b"no-colon", b"Bad Name: x", b": x", b"X: a\rb"):
+            for _ in range(2):
+                self.assertBad(b"HTTP/1.1 200 OK\r\n" + bad + b"\r\nContent-Length: 0\r\n\r\n")
+                self.assertBad(CHUNKED + b"0\r\n" + bad + b"\r\n\r\n")
+            self.assertNotIn(bad, h1syntax.LINES)
+
+    def test_bounded(self) -> None:
+        """
+        The cache is emptied when it reaches L{h1syntax.LINES_MAX} lines.
+        """
+        self.patch(h1syntax, "LINES_MAX", 3)
+        for i in range(10):
+            events = self.assertParses(b"HTTP/1.1 200 OK\r\nX-%d: %d\r\nContent-Length: 0\r\n\r\n" % (i, i))
+            self.assertIn(("header", b"X-%d" % i, b"%d" % i), events)
+            self.assertLessEqual(len(h1syntax.LINES), 3)
+
+
+class _NeverKept(dict):  # type: ignore[type-arg]
+    """
+    A L{h1syntax.HEADS} that keeps nothing.
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+class HeadCacheTests(_ParserTestCase):
+    """
+    A whole head seen before (L{h1syntax.HEADS}) is not parsed again, and
+    gives the same events; bad heads are never kept; the cache is
+    bounded, and holds short heads only.
+    """
+
+    def setUp(self) -> None:
+        h1syntax.HEADS.clear()
+        self.lines: list[bytes] = []
+        header_lines = ResponseParser._header_lines
+
+        def counting(parser: ResponseParser, data: bytes, pos: int, stop: int, *args: Any) -> None:
+            self.lines.append(data[pos:stop])
+            header_lines(parser, data, pos, stop, *args)
+
+        self.patch(ResponseParser, "_header_lines", counting)
+
+    def test_seen_heads_not_parsed(self) -> None:
+        """
+        The second time a head comes whole, its lines are not parsed; the
+        events, framing included, are the same.
+        """
+        for data in (VALID["five-headers"], VALID["pipelined"], VALID["chunked-trailers"], VALID["http10-keep-alive"],
+                     VALID["connection-close"], VALID["until-close"], VALID["continue-then-200"]):
+            first = parse(data)
+            self.assertIsNone(first[1])
+            self.assertTrue(self.lines, data)
+            del self.lines[:]
+            self.assertEqual(parse(data), first)
+            # (Only a read that starts with a whole head looks it up.)
+            self.assertNotIn(data[data.index(b"\r\n") + 2:data.index(b"\r\n\r\n")], self.lines)
+            self.assertEqual(self.assertParses(data), first[0])
+            del self.lines[:]
+
+    def test_framing_kept(self) -> None:
+        """
+        What a kept head says of the framing and of the connection is
+        that head's, whatever other heads were parsed in between.
+        """
+        length = CL + b"3\r\nConnection: close\r\n\r\nabc"
+        chunked = CHUNKED + b"3\r\nabc\r\n0\r\n\r\n"
+        events = [self.assertParses(length), self.assertParses(chunked)]
+        for _ in range(2):
+            for data, expected in zip((length, chunked), events):
+                recorder = Recorder()
+                parser = recorder.parser = ResponseParser(recorder)
+                parser.feed_data(data)
+                self.assertEqual(coalesce(recorder.events), expected)
+                self.assertFalse(parser.should_keep_alive() and data is length)
+
+    def test_bad_heads_not_kept(self) -> None:
+        """
+        A head with a bad line, or one whose framing lines conflict, is an
+        error every time.
+        """
+        for head in (b"X: 1\r\nno-colon", b"Content-Length: 1\r\nContent-Length: 1",
+                     b"Transfer-Encoding: chunked\r\nContent-Length: 1", b"X: a\x01b"):
+            for _ in range(2):
+                self.assertBad(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\nx")
+            self.assertNotIn(head, h1syntax.HEADS)
+
+    def test_header_callback_raises(self) -> None:
+        """
+        C{on_header} raising stops a kept head as it stops one parsed.
+        """
+        data = VALID["five-headers"]
+        seen: list[bytes] = []
+
+        def on_header(name: bytes, value: bytes) -> None:
+            seen.append(name)
+            if len(seen) == 2:
+                raise ValueError("enough")
+
+        block = data[data.index(b"\r\n") + 2:data.index(b"\r\n\r\n")]
+        for kept in (False, True):
+            self.assertEqual(block in h1syntax.HEADS, kept)
+            del seen[:]
+            recorder = Recorder()
+            recorder.on_header = on_header  # type: ignore[method-assign]
+            parser = ResponseParser(recorder)
+            self.assertRaises(ValueError, parser.feed_data, data)
+            self.assertEqual(len(seen), 2)
+            self.assertRaises(HTTPParseError, parser.feed_data, data)
+            parse(data)
+
+    def test_bounded(self) -> None:
+        """
+        The cache is emptied when it reaches L{h1syntax.HEADS_MAX} heads;
+        heads longer than L{h1syntax.HEAD_KEPT_MAX} bytes are not kept.
+        """
+        self.patch(h1syntax, "HEADS_MAX", 3)
+        for i in range(10):
+            self.assertParses(b"HTTP/1.1 200 OK\r\nX-%d: %d\r\nContent-Length: 0\r\n\r\n" % (i, i))
+            self.assertLessEqual(len(h1syntax.HEADS), 3)
+        h1syntax.HEADS.clear()
+        long = b"X: " + b"a" * h1syntax.HEAD_KEPT_MAX
+        self.assertParses(b"HTTP/1.1 200 OK\r\n" + long + b"\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(h1syntax.HEADS, {})
 
 
 class CallbackTests(_ParserTestCase):

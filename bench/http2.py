@@ -3,7 +3,7 @@ HTTP/2 (issue 22): requests a second through one echogate node over
 HTTP/2 (h2load) beside the same node over HTTP/1.1 (wrk), at the same
 concurrency, in one invocation.
 
-Run: C{.venv/bin/python bench/h2.py [--quick] [--rounds 3] [--seconds 10]
+Run: C{.venv/bin/python bench/http2.py [--quick] [--rounds 3] [--seconds 10]
 [--connections 50] [--keep]}.
 
 The upstream is the nginx of C{bench/run.py} (its 100-byte answer). One

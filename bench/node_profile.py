@@ -6,7 +6,7 @@ py-spy}, it is not an echogate dependency), else run under C{twistd
 --profile} (cProfile, which slows everything by about half: read its
 figures as shares).
 
-Run: C{.venv/bin/python bench/profile.py [--plugins header-echo | --stack realistic]
+Run: C{.venv/bin/python bench/node_profile.py [--plugins header-echo | --stack realistic]
 [--option=--upstream-client=agent] [--routes 10000] [--seconds 10]
 [--path /100b] [--cprofile]}. Prints the functions with
 the most samples, by their own time and with their callees.

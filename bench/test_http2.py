@@ -1,12 +1,12 @@
 """
-Tests for the HTTP/2 benchmark's own logic (L{bench.h2}); they start no
+Tests for the HTTP/2 benchmark's own logic (L{bench.http2}); they start no
 process.
 """
 from __future__ import annotations
 
 from twisted.trial import unittest
 
-from bench.h2 import H2LOAD, Case, cases, h2load_argv, parse_arguments, parse_h2load
+from bench.http2 import H2LOAD, Case, cases, h2load_argv, parse_arguments, parse_h2load
 
 _OUTPUT = """\
 starting benchmark...

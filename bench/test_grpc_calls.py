@@ -1,5 +1,5 @@
 """
-Tests for the gRPC benchmark's own logic (L{bench.grpc}); they start no
+Tests for the gRPC benchmark's own logic (L{bench.grpc_calls}); they start no
 process.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 from twisted.trial import unittest
 
-from bench.grpc import parse_arguments, parse_generator, result_of
+from bench.grpc_calls import parse_arguments, parse_generator, result_of
 
 _FOUND = {"calls": 12000, "seconds": 3.0, "errors": {"UNAVAILABLE": 2}, "p50_ms": 5.5, "p90_ms": 8.0,
           "p99_ms": 11.0, "max_ms": 20.0}

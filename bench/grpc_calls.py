@@ -2,7 +2,7 @@
 gRPC (issue 22): unary calls a second through one echogate node beside
 the same calls straight to the gRPC server, in one invocation.
 
-Run: C{.venv/bin/python bench/grpc.py [--quick] [--rounds 3] [--seconds
+Run: C{.venv/bin/python bench/grpc_calls.py [--quick] [--rounds 3] [--seconds
 10] [--concurrency 50] [--keep]}.
 
 The server is the test service of C{tests/h2/grpcservice.py} (grpcio,
@@ -92,6 +92,7 @@ async def generate(target: str, concurrency: int, seconds: float) -> dict[str, A
         C{p99_ms}, C{max_ms}.
     """
     import grpc
+
     from tests.h2.grpcservice import echo_modules
 
     messages, service = echo_modules()
@@ -209,6 +210,7 @@ def probe(target: str, timeout: float = 30.0) -> None:
     @raise BenchError: none does, within C{timeout}.
     """
     import grpc
+
     from tests.h2.grpcservice import echo_modules
 
     messages, service = echo_modules()
