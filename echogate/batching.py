@@ -105,6 +105,9 @@ class BatchedTransport:
         self._enlisted = False
         #: Whether writes are still batched (else they go to the transport).
         self.batching = True
+        #: Whether reading was paused through it (L{pauseProducing}) and
+        #: not resumed since.
+        self._paused = False
         directlyProvides(self, providedBy(transport))
 
     def __getattr__(self, name: str) -> Any:
@@ -121,7 +124,14 @@ class BatchedTransport:
         if not self.batching:
             self._transport.write(data)
         elif data:
-            self._hold(data)
+            # (_hold, inline: every response and upstream request comes this way)
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._pending_size > self._limit:
+                self._send()
+            elif not self._enlisted:
+                self._enlisted = True
+                self._batcher.enlist(self)
 
     def writeSequence(self, sequence: Iterable[bytes]) -> None:
         if not self.batching:
@@ -215,10 +225,16 @@ class BatchedTransport:
         return self._transport.getHost()
 
     def pauseProducing(self) -> None:
+        self._paused = True
         self._transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        self._transport.resumeProducing()
+        # Only after a pause: HTTPChannel resumes its transport after every
+        # request, and a TCP transport's resumeProducing takes five calls
+        # (down to the reactor's addReader) to find it reading already.
+        if self._paused:
+            self._paused = False
+            self._transport.resumeProducing()
 
     def stopProducing(self) -> None:
         self._unbatch()  # a transport's stopProducing closes it

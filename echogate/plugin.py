@@ -129,6 +129,11 @@ class GatewayPlugin:
     the node in a L{NodeBinding}; return an C{IService} to run with the
     node, or C{None}.
 
+    C{idle_phases(config)}: an optional method naming the phases that do
+    nothing with C{config} (an iterable of phase names): a request's plan
+    leaves them out for that config (not for a config resolved per
+    consumer), so that a phase that would return at once costs nothing.
+
     C{entities}: the entities the plugin owns (Kong's custom DAOs), a
     tuple of L{PluginEntity} (since 0.2.0): the gateway stores them, serves
     them in the Admin API and in the declarative format, and gives their

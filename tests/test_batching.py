@@ -315,6 +315,24 @@ class BatchedWriteTests(SynchronousTestCase):
                          ["pauseProducing", "resumeProducing", "registerProducer", "unregisterProducer"])
         self.assertRaises(AttributeError, getattr, b, "noSuchThing")
 
+    def test_resumeOnlyAfterPause(self) -> None:
+        """
+        C{resumeProducing} reaches the transport only after a
+        C{pauseProducing} (once for each pause): HTTPChannel resumes its
+        transport after every request, paused or not.
+        """
+        b = self.batched
+        b.resumeProducing()
+        self.assertEqual(self.transport.calls, [])
+        b.pauseProducing()
+        b.pauseProducing()
+        b.resumeProducing()
+        b.resumeProducing()
+        self.assertEqual(self.transport.calls, ["pauseProducing", "pauseProducing", "resumeProducing"])
+        b.pauseProducing()
+        b.resumeProducing()
+        self.assertEqual(self.transport.calls[3:], ["pauseProducing", "resumeProducing"])
+
 
 class ChannelTests(TestCase):
     """

@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus
 import attrs
 from twisted.internet.defer import Deferred
 
+from echogate.pdk.headers import HeaderLines, HeaderNames
 from echogate.plugin import GatewayPlugin
 
 CONSUMER_ID = "X-Consumer-ID"
@@ -30,6 +31,8 @@ AUTHENTICATED_GROUPS = "X-Authenticated-Groups"
 
 #: The headers that say who the consumer is; never taken from the client.
 IDENTITY_HEADERS = (CONSUMER_ID, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, ANONYMOUS)
+#: L{IDENTITY_HEADERS}, checked once for C{set_named}.
+IDENTITY_NAMES = HeaderNames(IDENTITY_HEADERS)
 
 UNAUTHORIZED = "Unauthorized"
 
@@ -55,8 +58,28 @@ def identity_headers(consumer: Mapping[str, Any] | None, credential: Mapping[str
     return tuple(headers)
 
 
+def identity_values(consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None = None,
+                    identifier: str | None = None) -> tuple[str | None, ...]:
+    """
+    The values of L{identity_headers}, one for each of L{IDENTITY_HEADERS}
+    in its order (C{None}: that header is not sent), for C{set_named}
+    with L{IDENTITY_NAMES}.
+    """
+    sent = dict(identity_headers(consumer, credential, identifier))
+    return tuple(sent.get(name) for name in IDENTITY_HEADERS)
+
+
+def identity_lines(consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None = None,
+                   identifier: str | None = None) -> HeaderLines:
+    """
+    L{identity_values} as header lines (C{IDENTITY_NAMES.lines}), for an
+    outcome worked out once and told on many requests.
+    """
+    return IDENTITY_NAMES.lines(identity_values(consumer, credential, identifier))
+
+
 def set_consumer(ctx: Any, consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None = None,
-                 identifier: str | None = None, headers: tuple[tuple[str, str], ...] | None = None) -> None:
+                 identifier: str | None = None, values: tuple[str | None, ...] | HeaderLines | None = None) -> None:
     """
     Record that the request is C{consumer}'s (authenticated by
     C{credential}, or anonymous when C{credential} is C{None}) and tell the
@@ -64,16 +87,14 @@ def set_consumer(ctx: Any, consumer: Mapping[str, Any] | None, credential: Mappi
 
     @param identifier: what X-Credential-Identifier says (the key-auth
         credential's id, the basic-auth username, the jwt key).
-    @param headers: L{identity_headers} of the others, when already known.
+    @param values: L{identity_values} (or L{identity_lines}) of the
+        others, when already known.
     """
     ctx.authenticate(consumer, credential)
-    upstream = ctx.upstream
-    # (Every identity header goes, then those of this consumer are added:
-    # one pass over the header lines.)
-    upstream.remove_headers(IDENTITY_HEADERS)
-    add = upstream.add_header
-    for name, value in identity_headers(consumer, credential, identifier) if headers is None else headers:
-        add(name, value)
+    # (Every identity header goes, then those of this consumer are added,
+    # in the order of identity_headers: one pass over the header lines.)
+    ctx.upstream.set_named(IDENTITY_NAMES, identity_values(consumer, credential, identifier)
+                           if values is None else values)
 
 
 def remove_query_arg(query: str, name: str) -> str:
@@ -94,15 +115,15 @@ class Authenticated:
     @ivar consumer: the consumer record.
     @ivar credential: the credential record.
     @ivar identifier: the X-Credential-Identifier value.
-    @ivar headers: the upstream's identity headers (L{identity_headers}),
-        when worked out in advance (an outcome kept for many requests);
-        C{None}: worked out from the others.
+    @ivar values: the upstream's identity headers (L{identity_values},
+        or L{identity_lines}), when worked out in advance (an outcome kept
+        for many requests); C{None}: worked out from the others.
     """
 
     consumer: Mapping[str, Any]
     credential: Mapping[str, Any]
     identifier: str | None
-    headers: tuple[tuple[str, str], ...] | None = attrs.field(default=None, eq=False, repr=False)
+    values: tuple[str | None, ...] | HeaderLines | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -168,7 +189,7 @@ class AuthPlugin(GatewayPlugin):
 
     def _conclude(self, outcome: Authenticated | Refused, ctx: Any, config: Mapping[str, Any]) -> None:
         if isinstance(outcome, Authenticated):
-            set_consumer(ctx, outcome.consumer, outcome.credential, outcome.identifier, outcome.headers)
+            set_consumer(ctx, outcome.consumer, outcome.credential, outcome.identifier, outcome.values)
             return
         anonymous = config.get("anonymous")
         if not anonymous:

@@ -99,6 +99,15 @@ class CorrelationId(GatewayPlugin):
                                    description="Send the id back to the client too."),
     })
 
+    def idle_phases(self, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """
+        Without a header name, nothing to do; without C{echo_downstream},
+        nothing in C{header_filter}.
+        """
+        if config["header_name"] is None:
+            return ("access", "header_filter")
+        return () if config["echo_downstream"] else ("header_filter",)
+
     def generate(self, ctx: Any, generator: str) -> str:
         """
         A new id from C{generator}.

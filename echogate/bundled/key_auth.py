@@ -26,11 +26,13 @@ from multipart import parse_options_header
 from twisted.internet.defer import Deferred
 
 from echogate.bundled.consumers import (
+    IDENTITY_NAMES,
     UNAUTHORIZED,
     Authenticated,
     AuthPlugin,
     Refused,
-    identity_headers,
+    identity_lines,
+    identity_values,
     refused,
     remove_query_arg,
 )
@@ -204,6 +206,21 @@ class KeyAuth(AuthPlugin):
         redact_in_logs(ctx, config["key_names"])
         if config["hide_credentials"]:
             hide_keys(ctx, config)
+        if config.get("run_on_preflight", True) and not config.get("anonymous"):
+            # (AuthPlugin.access for the usual config, inline: an
+            # authenticated request's consumer and identity headers set
+            # at once.)
+            outcome = self.authenticate_request(ctx, config)
+            if type(outcome) is Authenticated:
+                values = outcome.values
+                ctx.authenticate(outcome.consumer, outcome.credential)
+                ctx.upstream.set_named(IDENTITY_NAMES, values if values is not None else identity_values(
+                    outcome.consumer, outcome.credential, outcome.identifier))
+                return None
+            if type(outcome) is not Refused and isinstance(outcome, Deferred):
+                return outcome.addCallback(self._conclude, ctx, config)
+            self._conclude(outcome, ctx, config)
+            return None
         return super().access(ctx, config)
 
     def authenticate_request(self, ctx: Any, config: Mapping[str, Any]) -> Authenticated | Refused:
@@ -246,7 +263,7 @@ class KeyAuth(AuthPlugin):
             return refused(UNAUTHORIZED, _challenge(config))
         identifier = credential["id"]
         outcome = Authenticated(consumer, credential, identifier,
-                                identity_headers(consumer, credential, identifier))
+                                identity_lines(consumer, credential, identifier))
         if len(outcomes) >= _MAX_KNOWN:
             outcomes.clear()
         outcomes[id(credential)] = (credential, outcome)

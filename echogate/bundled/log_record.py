@@ -28,13 +28,12 @@ arguments; C{redact_credentials=False} turns the default list off.
 """
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote_plus
 
 import attrs
-from twisted.web.http_headers import Headers
 
+from echogate.pdk.rawheaders import lines_size
 from echogate.schema import Array, Boolean, String
 
 __all__ = ["Latencies", "latencies", "log_record", "redact_in_logs", "REDACTED", "REDACTION_FIELDS"]
@@ -65,10 +64,20 @@ def redact_in_logs(ctx: Any, names: Iterable[str]) -> None:
     plugin that reads a secret under a configurable name calls (key-auth
     with its C{key_names}).
     """
-    marked = ctx.shared.get(_MARKED)
-    if not isinstance(marked, set):
-        marked = ctx.shared[_MARKED] = set()
-    marked.update(_lowered(names))
+    shared = ctx.shared
+    marked = shared.get(_MARKED)
+    lowered = _lowered(names)
+    if marked is None:
+        # (one plugin's names, the usual: kept as they are, a tuple)
+        shared[_MARKED] = lowered if type(lowered) is tuple else tuple(lowered)
+        return
+    if type(marked) is tuple:
+        if marked is lowered:
+            return
+        marked = shared[_MARKED] = set(marked)
+    elif not isinstance(marked, set):
+        marked = shared[_MARKED] = set()
+    marked.update(lowered)
 
 
 _LOWERED: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -163,33 +172,16 @@ def request_body_size(ctx: Any) -> int:
     """
     The request body's size: its Content-Length, or the body's length.
     """
-    length = ctx.request.get_header("content-length")
+    request = ctx.request
+    length = request.get_header("content-length")
     if length is not None:
         try:
             return max(0, int(length))
         except ValueError:
             pass
-    if ctx.request.get_header("transfer-encoding") is None:
+    if request.get_header("transfer-encoding") is None:
         return 0
-    return len(ctx.request.body())
-
-
-def _lines_size(headers: Headers | Iterable[tuple[bytes, bytes]], first_line: int) -> int:
-    """
-    The size of a head on the wire: its first line (C{first_line}
-    characters), each header line (C{name: value}) and the CRLFs, from
-    the header lines as they are kept (a L{Headers}, or wire pairs),
-    without decoding them.
-    """
-    size = first_line + 2 + 2
-    if isinstance(headers, Headers):
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                size += len(name) + len(value) + 4
-        return size
-    lines = list(headers)
-    # (One join in C instead of two len calls a line.)
-    return size + len(b"".join(chain.from_iterable(lines))) + 4 * len(lines)
+    return len(request.body())
 
 
 def request_size(ctx: Any) -> int:
@@ -197,9 +189,10 @@ def request_size(ctx: Any) -> int:
     The request's size on the wire (request line, headers, body).
     """
     request = ctx.request
-    uri = request.raw_path + ("?" + request.query if request.query else "")
-    line = len(request.method) + len(uri) + len(" HTTP/1.1") + 1
-    return _lines_size(request.as_is(), line) + request_body_size(ctx)
+    query = request.query
+    # (the request line: method, space, path, "?" and the query, " HTTP/1.1")
+    line = len(request.method) + len(request.raw_path) + (len(query) + 1 if query else 0) + len(" HTTP/1.1") + 1
+    return line + 2 + lines_size(request.as_is()) + 2 + request_body_size(ctx)
 
 
 def response_size(ctx: Any) -> int:
@@ -207,7 +200,7 @@ def response_size(ctx: Any) -> int:
     The response's size on the wire (status line, headers, body).
     """
     sent: int = ctx.bytes_sent
-    return _lines_size(ctx.response.as_is(), len("HTTP/1.1 200 OK")) + sent
+    return len("HTTP/1.1 200 OK") + 2 + lines_size(ctx.response.as_is()) + 2 + sent
 
 
 def _redacted_headers(headers: dict[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:
@@ -249,9 +242,9 @@ def log_record(ctx: Any, now: float, redact_credentials: bool = True, redact: It
         response_names |= CREDENTIAL_RESPONSE_HEADERS
     query_names = set(extra)
     marked = ctx.shared.get(_MARKED) if redact_credentials else None
-    if isinstance(marked, set):
-        request_names |= marked
-        query_names |= marked
+    if isinstance(marked, (set, tuple)):
+        request_names.update(marked)
+        query_names.update(marked)
     request = ctx.request
     headers = _redacted_headers(_flat(request.get_headers()), request_names)
     query = _redacted_query(request.query, query_names)

@@ -32,6 +32,8 @@ by a request's log phase).
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
+from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import attrs
@@ -134,6 +136,9 @@ class GatewayMetrics:
             "echogate_bandwidth_bytes", "Bandwidth (ingress: requests, egress: responses) in bytes",
             ["service", "route", "direction", "consumer"], self.registry, wall)
         self._children: dict[tuple[str, str, str], _Children] = {}
+        #: L{children} by the ids of the service and route records and the
+        #: consumer label, each with its records (L{of}).
+        self.by_records: dict[tuple[int, int, str], tuple[Any, Any, _Children]] = {}
 
     def children(self, service: str, route: str, consumer: str) -> _Children:
         """
@@ -145,6 +150,22 @@ class GatewayMetrics:
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = _Children(self, service, route, consumer)
+        return found
+
+    def of(self, service: Mapping[str, Any] | None, route: Mapping[str, Any] | None,
+           consumer: str) -> tuple[Any, Any, _Children]:
+        """
+        L{children} for a request's service and route records (labelled
+        by their names, else their ids) and consumer label, kept in
+        L{by_records} by the records' ids with the records (a
+        configuration snapshot's records live as long as it does): a
+        request finds them by one dict lookup without reading the
+        records' names again.
+        """
+        found = (service, route, self.children(_label(service), _label(route), consumer))
+        if len(self.by_records) >= _MAX_RECORDS:
+            self.by_records.clear()
+        self.by_records[id(service), id(route), consumer] = found
         return found
 
 
@@ -233,6 +254,11 @@ def _latencies(ctx: Any, now: float) -> tuple[int, int | None, int]:
     return gateway, upstream if upstream > 0 else 0, total
 
 
+#: How many (service, route, consumer) records L{GatewayMetrics.by_records}
+#: keeps (then it starts again: the series themselves are kept).
+_MAX_RECORDS = 10_000
+
+
 def _label(entity: Mapping[str, Any] | None) -> str:
     if not entity:
         return ""
@@ -253,6 +279,8 @@ class Prometheus(GatewayPlugin):
     clock: IReactorTime | None = None
     metrics: GatewayMetrics = attrs.field(factory=GatewayMetrics)
     binding: NodeBinding = attrs.field(factory=NodeBinding, eq=False, repr=False)
+    #: The flags of each config seen, by id, with the config (L{_flags}).
+    prepared: dict[int, tuple[Any, ...]] = attrs.field(factory=dict, eq=False, repr=False)
 
     name = "prometheus"
     version = "1.0.0"
@@ -286,29 +314,62 @@ class Prometheus(GatewayPlugin):
         if any(config.get("upstream_health_metrics") for config in configs):
             self.metrics.upstream_health = True
 
+    def _flags(self, config: Mapping[str, Any]) -> tuple[Any, ...]:
+        """
+        C{(config, per_consumer, status_code_metrics, latency_metrics,
+        bandwidth_metrics, upstream_health_metrics)}, kept for a
+        read-only config (a snapshot's, which lives as long as it does).
+        """
+        found = (config, bool(config["per_consumer"]), bool(config["status_code_metrics"]),
+                 bool(config["latency_metrics"]), bool(config["bandwidth_metrics"]),
+                 bool(config["upstream_health_metrics"]))
+        if isinstance(config, MappingProxyType):
+            if len(self.prepared) >= _MAX_RECORDS:
+                self.prepared.clear()
+            self.prepared[id(config)] = found
+        return found
+
     def log(self, ctx: Any, config: Mapping[str, Any]) -> None:
         """
         Count the request in its series' plain numbers (see
         L{GatewayMetrics}).
         """
         metrics = self.metrics
-        if config["upstream_health_metrics"]:
+        flags = self.prepared.get(id(config))
+        if flags is None or flags[0] is not config:
+            flags = self._flags(config)
+        _, per_consumer, status_codes, latency, bandwidth, health = flags
+        if health:
             metrics.upstream_health = True
         consumer = ""
-        if config["per_consumer"] and ctx.consumer:
+        if per_consumer and ctx.consumer:
             consumer = ctx.consumer.get("username") or ctx.consumer.get("id") or ""
-        children = metrics.children(_label(ctx.service), _label(ctx.route), consumer)
-        if config["status_code_metrics"]:
+        service, route = ctx.service, ctx.route
+        found = metrics.by_records.get((id(service), id(route), consumer))
+        if found is None or found[0] is not service or found[1] is not route:
+            found = metrics.of(service, route, consumer)
+        children = found[2]
+        if status_codes:
             response = ctx.response
             status, source = response.status or 0, response.source or "error"
             requests = children.requests.get((status, source)) or children.request_series(status, source)
             requests.value += 1
-        if config["latency_metrics"]:
-            gateway, upstream, total = _latencies(ctx, self._now())
-            (children.gateway_latency or children.latency("gateway_latency")).observe(gateway)
+        if latency:
+            clock = self.clock
+            gateway, upstream, total = _latencies(
+                ctx, (clock if clock is not None else self.binding.node.reactor).seconds())
+            # (HistogramSeries.observe, inline: the latencies are integers,
+            # never NaN)
+            series = children.gateway_latency or children.latency("gateway_latency")
+            series.sum += gateway
+            series.counts[bisect_left(series.bounds, gateway)] += 1
             if upstream is not None:
-                (children.upstream_latency or children.latency("upstream_latency")).observe(upstream)
-            (children.request_latency or children.latency("request_latency")).observe(total)
-        if config["bandwidth_metrics"]:
+                series = children.upstream_latency or children.latency("upstream_latency")
+                series.sum += upstream
+                series.counts[bisect_left(series.bounds, upstream)] += 1
+            series = children.request_latency or children.latency("request_latency")
+            series.sum += total
+            series.counts[bisect_left(series.bounds, total)] += 1
+        if bandwidth:
             (children.ingress or children.bandwidth("ingress")).value += request_size(ctx)
             (children.egress or children.bandwidth("egress")).value += response_size(ctx)

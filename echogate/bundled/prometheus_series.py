@@ -75,6 +75,7 @@ class HistogramSeries:
     """
     One labelled series of a L{PlainHistogram}.
 
+    @ivar bounds: the buckets' upper bounds, ascending, the last C{+Inf}.
     @ivar counts: the observations in each bucket (not cumulative), the
         last one C{+Inf}'s.
     @ivar sum: the sum of the observations (a float).
@@ -82,10 +83,10 @@ class HistogramSeries:
         epoch).
     """
 
-    __slots__ = ("_bounds", "counts", "sum", "created")
+    __slots__ = ("bounds", "counts", "sum", "created")
 
     def __init__(self, bounds: Sequence[float], created: float) -> None:
-        self._bounds = bounds
+        self.bounds = bounds
         self.counts = [0] * len(bounds)
         self.sum = 0.0
         self.created = created
@@ -98,7 +99,7 @@ class HistogramSeries:
         """
         self.sum += amount
         if amount == amount:
-            self.counts[bisect_left(self._bounds, amount)] += 1
+            self.counts[bisect_left(self.bounds, amount)] += 1
 
 
 class _Plain:

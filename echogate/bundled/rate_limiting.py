@@ -36,6 +36,7 @@ from echogate.bundled.ratelimit_policies import (
 )
 from echogate.bundled.ratelimit_redis import RedisClient, RedisCounters, RedisPolicy, RedisSettings
 from echogate.interfaces import IPluginNode
+from echogate.pdk.headers import HeaderLines, HeaderNames
 from echogate.plugin import GatewayPlugin, NodeBinding
 from echogate.routing.paths import normal_form_problem
 from echogate.schema import ENTITY, Boolean, Integer, Number, Record, String, at_least_one_of
@@ -211,6 +212,28 @@ _FIXED_LENGTHS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 #: starts again: a node has as many as its plugin records).
 _MAX_PREPARED = 10_000
 
+#: The counters' identifiers by route id, service id and who is counted
+#: (the direct path's): each made once (L{_identifier_of}).
+_IDENTIFIERS: dict[tuple[Any, Any, Any], str] = {}
+_MAX_IDENTIFIERS = 10_000
+
+
+def _identifier_of(route_id: Any, service_id: Any, who: Any) -> str:
+    """
+    The counters' identifier of C{who} on a route and service
+    (C{route:service:who}), kept in L{_IDENTIFIERS}.
+    """
+    identifier = f"{route_id}:{service_id}:{who}"
+    if len(_IDENTIFIERS) >= _MAX_IDENTIFIERS:
+        _IDENTIFIERS.clear()
+    _IDENTIFIERS[route_id, service_id, who] = identifier
+    return identifier
+
+
+#: Small counts for the wire (a reset within a minute).
+_SMALL_COUNT = 61
+_SMALL = tuple(b"%d" % i for i in range(_SMALL_COUNT))
+
 
 #: Below this, a float limit that is a whole number counts as an
 #: integer: its remaining counts are the same whether worked out in
@@ -238,6 +261,22 @@ class _Single:
     limit_text: str
     remaining_name: str
     hide: bool
+    #: The names of the headers an answer carries (L{HeaderNames}, for
+    #: C{set_named}): the limit, the remaining count, C{RateLimit-Limit},
+    #: C{RateLimit-Remaining} and C{RateLimit-Reset}; C{refusal}, those
+    #: and C{Retry-After}.
+    names: HeaderNames = attrs.field(eq=False, repr=False)
+    refusal: HeaderNames = attrs.field(eq=False, repr=False)
+    #: The lines of the limit's two headers (the limit, and
+    #: C{RateLimit-Limit}), the same on every answer; and the names of
+    #: the remaining count's two and of C{RateLimit-Reset} (and
+    #: C{Retry-After}) for the wire, checked.
+    limit_lines: tuple[tuple[bytes, bytes], tuple[bytes, bytes]] = attrs.field(eq=False, repr=False)
+    wire_names: tuple[bytes, ...] = attrs.field(eq=False, repr=False)
+    #: C{limit_by}, C{error_code} and C{error_message}.
+    limit_by: str = attrs.field(eq=False, repr=False)
+    error_code: int = attrs.field(eq=False, repr=False)
+    error_message: str = attrs.field(eq=False, repr=False)
 
     @classmethod
     def of(cls, config: Mapping[str, Any], headers: tuple[tuple[str, float, str, str, str, int], ...]
@@ -254,8 +293,12 @@ class _Single:
         whole = None
         if type(limit) is int or (type(limit) is float and limit.is_integer() and abs(limit) < _EXACT_FLOATS):
             whole = int(limit)
+        names = HeaderNames((limit_name, remaining_name, "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"))
+        refusal = HeaderNames(names.names + (b"Retry-After",))
+        limit_line = names.lines((limit_text, None, limit_text, None, None))
         return cls(period, limit, length, whole, limit_name, limit_text, remaining_name,
-                   bool(config["hide_client_headers"]))
+                   bool(config["hide_client_headers"]), names, refusal, (limit_line[0], limit_line[1]),
+                   refusal.names, config["limit_by"], config["error_code"], config["error_message"])
 
 
 @attrs.frozen
@@ -340,6 +383,12 @@ class RateLimiting(GatewayPlugin):
         default="local", check=_dbless_policy,
         description="Where counters live: this node, or Redis (DB-less mode has no cluster policy)."))
 
+    def idle_phases(self, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """
+        With C{hide_client_headers}, no headers to set in C{header_filter}.
+        """
+        return ("header_filter",) if config["hide_client_headers"] else ()
+
     def _reactor(self) -> IReactorTime:
         if self.reactor is not None:
             return self.reactor
@@ -369,16 +418,63 @@ class RateLimiting(GatewayPlugin):
         return found
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> Any:
-        prepared = self._limits(config)
+        # (_limits, inline for a config seen before)
+        prepared = self.prepared.get(id(config))
+        if prepared is None or prepared.config is not config:
+            prepared = self._limits(config)
         route, service = ctx.route, ctx.service
-        identifier = (f"{route.get('id') if route else None}:{service.get('id') if service else None}:"
-                      f"{_identifier(ctx, config)}")
         reactor = self.reactor
         now = (reactor if reactor is not None else self._reactor()).seconds()
         single = prepared.single
         if single is not None:
-            self._count_single(ctx, config, single, identifier, now)
+            # The direct path: L{LocalPolicy.count}, and the headers of
+            # L{_decide} for one fixed period from what L{_Single} worked
+            # out, as the names and their values.
+            if single.limit_by == "consumer":
+                who = ctx.consumer or ctx.credential
+                who = who.get("id") if who else None
+            else:
+                who = _identifier(ctx, config)
+            route_id = route.get("id") if route else None
+            service_id = service.get("id") if service else None
+            who = who or ctx.request.client_ip
+            # (the identifier, made once for each route, service and who)
+            identifier = _IDENTIFIERS.get((route_id, service_id, who))
+            if identifier is None:
+                identifier = _identifier_of(route_id, service_id, who)
+            seconds = int(now)
+            length = single.length
+            start = seconds - seconds % length
+            limit = single.limit
+            used = self.stores.local.count(identifier, single.period, start, limit)
+            if not single.hide:
+                whole = single.whole
+                if whole is not None:
+                    left = whole - used - 1
+                    remaining = b"%d" % left if left > 0 else b"0"
+                else:
+                    remaining = _number(max(0, limit - used - 1)).encode("latin-1")
+                # (max(1, ceil(start + length - now)): the window ends a
+                # whole number of seconds after int(now), now's floor)
+                left = start + length - seconds if now >= 0 else max(1, math.ceil(start + length - now))
+                reset = _SMALL[left] if left < _SMALL_COUNT else b"%d" % left
+                # The lines of _decide's headers, in its order (digits
+                # only: nothing to clean), for set_named.
+                limit_line, rate_limit_line = single.limit_lines
+                names = single.wire_names
+                if used < limit:
+                    ctx.plugin["headers"] = (single.names, HeaderLines((
+                        limit_line, (names[1], remaining), rate_limit_line, (names[3], remaining),
+                        (names[4], reset))))
+                else:
+                    ctx.plugin["headers"] = (single.refusal, HeaderLines((
+                        limit_line, (names[1], remaining), rate_limit_line, (names[3], remaining),
+                        (names[4], reset), (names[5], reset))))
+            if used >= limit:
+                ctx.exit(single.error_code, {"message": single.error_message})
             return None
+        identifier = (f"{route.get('id') if route else None}:{service.get('id') if service else None}:"
+                      f"{_identifier(ctx, config)}")
         limits = prepared.limits
         try:
             result = self._policy(config).consume(identifier, limits, now)
@@ -391,33 +487,6 @@ class RateLimiting(GatewayPlugin):
                                        lambda failure: self._unavailable(ctx, config, failure))
         self._decide(ctx, config, limits, result, now)
         return None
-
-    def _count_single(self, ctx: Any, config: Mapping[str, Any], single: _Single, identifier: str,
-                      now: float) -> None:
-        """
-        The direct path: L{LocalPolicy.count} and the headers of
-        L{_decide} for one fixed period, from what L{_Single} worked out.
-        """
-        seconds = int(now)
-        start = seconds - seconds % single.length
-        limit = single.limit
-        used = self.stores.local.count(identifier, single.period, start, limit)
-        if not single.hide:
-            whole = single.whole
-            if whole is not None:
-                left = whole - used - 1
-                remaining = str(left) if left > 0 else "0"
-            else:
-                remaining = _number(max(0, limit - used - 1))
-            reset = str(max(1, math.ceil(start + single.length - now)))
-            limit_text = single.limit_text
-            headers = {single.limit_name: limit_text, single.remaining_name: remaining,
-                       "RateLimit-Limit": limit_text, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
-            if used >= limit:
-                headers["Retry-After"] = reset
-            ctx.plugin["headers"] = headers
-        if used >= limit:
-            ctx.exit(config["error_code"], {"message": config["error_message"]})
 
     def _unavailable(self, ctx: Any, config: Mapping[str, Any], failure: Failure) -> None:
         if not config["fault_tolerant"] or not failure.check(StoreUnavailable):
@@ -465,7 +534,11 @@ class RateLimiting(GatewayPlugin):
     def header_filter(self, ctx: Any, config: Mapping[str, Any]) -> None:
         headers = ctx.plugin.get("headers")
         if headers:
-            ctx.response.set_headers(headers)
+            # (the direct path's: the names and their values)
+            if type(headers) is tuple:
+                ctx.response.set_named(*headers)
+            else:
+                ctx.response.set_headers(headers)
 
     def node_service(self, node: IPluginNode) -> Service:
         """

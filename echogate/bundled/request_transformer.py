@@ -125,6 +125,10 @@ class _Plan:
     replace_headers: tuple[tuple[str, str | None], ...]
     add_headers: tuple[tuple[str, str | None], ...]
     append_headers: tuple[tuple[str, str | None], ...]
+    #: The config only adds headers, without templates (no path, method,
+    #: body or query string): what L{RequestTransformer.access} does
+    #: first.
+    adds_only: bool = False
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "_Plan":
@@ -139,11 +143,13 @@ class _Plan:
         add = tuple((name, value) for name, value in pairs(config["add"]["headers"]) if name.lower() != _HOST)
         append = tuple((name, value) for name, value in pairs(config["append"]["headers"])
                        if name.lower() != _HOST)
+        body = has_body_operations(config)
+        query = any(config[op]["querystring"] for op in _OPERATIONS)
+        adds_only = (not (templated or body or query or remove or rename or replace or append)
+                     and config["replace"]["uri"] is None and config["http_method"] is None)
         return cls(templated=templated, headers=bool(remove or rename or replace or add or append),
-                   body=has_body_operations(config),
-                   query=any(config[op]["querystring"] for op in _OPERATIONS),
-                   remove_headers=remove, rename_headers=rename, replace_headers=replace, add_headers=add,
-                   append_headers=append)
+                   body=body, query=query, remove_headers=remove, rename_headers=rename, replace_headers=replace,
+                   add_headers=add, append_headers=append, adds_only=adds_only)
 
 
 #: The plans of read-only configs, by C{id} (each kept with its config).
@@ -204,7 +210,16 @@ class RequestTransformer(GatewayPlugin):
         return has_body_operations(config) or config["http_method"] is not None
 
     def access(self, ctx: Any, config: Mapping[str, Any]) -> None:
-        plan = _plan_of(config)
+        # (_plan_of, inline for a config seen before)
+        found = _PLANS.get(id(config))
+        plan = found[1] if found is not None and found[0] is config else _plan_of(config)
+        if plan.adds_only:
+            # (_headers for a config that only adds headers)
+            upstream = ctx.upstream
+            for name, value in plan.add_headers:
+                if value is not None and upstream.get_header(name) is None:
+                    upstream.add_header(name, value)
+            return
         # (Without a template in the config, every value renders as itself:
         # no environment to make.)
         render = _renderer(_environment(ctx)) if plan.templated else _as_is
@@ -253,7 +268,8 @@ class RequestTransformer(GatewayPlugin):
         for name, value in plan.add_headers:
             value = render(value)
             if value is not None and upstream.get_header(name) is None:
-                upstream.set_header(name, value)
+                # (absent: adding it is setting it, without looking again)
+                upstream.add_header(name, value)
         for name, value in plan.append_headers:
             value = render(value)
             if value is not None:

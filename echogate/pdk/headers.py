@@ -11,6 +11,8 @@ from typing import Iterable, Mapping
 
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
+from echogate.pdk.rawheaders import headers_of
+
 #: CR and LF as ints: "13 in line" is a byte search, while b"\r" in line
 #: first tries b"\r" as an int and raises (and clears) a TypeError, seven
 #: times slower, on every value a plugin sets.
@@ -63,6 +65,20 @@ def _value(value: str | bytes) -> bytes:
     return raw
 
 
+_LOWER: dict[str | bytes, bytes] = {}
+
+
+def _lower(name: str | bytes) -> bytes:
+    """
+    C{name} for the wire, lower-cased (remembered: plugins use a few
+    names).
+    """
+    key = _b(name).lower()
+    if len(_LOWER) < _MAX_NAMES:
+        _LOWER[name] = key
+    return key
+
+
 _KEYS: dict[tuple[str, ...], tuple[frozenset[bytes], frozenset[int]]] = {}
 
 
@@ -82,15 +98,59 @@ def _keys(names: Iterable[str]) -> tuple[frozenset[bytes], frozenset[int]]:
     return found
 
 
-def headers_of(pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+class HeaderNames:
     """
-    A L{Headers} holding C{pairs}, in order.
+    A plugin's fixed list of header names, checked (as L{HeaderEditor}
+    checks names) and lower-cased once, for L{HeaderEditor.set_named}: made
+    when the plugin's config is worked out, used on every request.
+
+    @ivar names: the names for the wire, in order.
     """
-    headers = Headers()
-    add = headers.addRawHeader
-    for name, value in pairs:
-        add(name, value)
-    return headers
+
+    __slots__ = ("names", "_keys", "_sizes")
+
+    def __init__(self, names: Iterable[str | bytes]):
+        """
+        @raise InvalidHeaderName: a name is not an HTTP token.
+        @raise ValueError: a name comes twice (in any case).
+        """
+        self.names = tuple(_name(name) for name in names)
+        self._keys = frozenset(raw.lower() for raw in self.names)
+        if len(self._keys) < len(self.names):
+            raise ValueError(f"a header name comes twice: {self.names!r}")
+        self._sizes = frozenset(len(key) for key in self._keys)
+
+    def __repr__(self) -> str:
+        return f"HeaderNames({self.names!r})"
+
+    def lines(self, values: Iterable[str | bytes | None]) -> "HeaderLines":
+        """
+        The header lines of the names whose value (the one at its place
+        in C{values}) is not C{None}, values cleaned as L{HeaderEditor.set_named}
+        cleans them: what L{HeaderEditor.set_named} takes instead of the values, for
+        values worked out once and set on many requests.
+        """
+        if type(values) is tuple and len(values) == len(self.names):
+            # (Every value bytes, the usual case: checked in one piece.)
+            try:
+                joined = b"".join(values)
+            except TypeError:
+                pass
+            else:
+                if _CR not in joined and _LF not in joined:
+                    return HeaderLines(zip(self.names, values))
+        return HeaderLines((raw, _value(value)) for raw, value in zip(self.names, values) if value is not None)
+
+
+class HeaderLines(tuple):
+    """
+    Header lines ready for the wire, C{(name, value)} pairs, for
+    L{HeaderEditor.set_named}, which adds them as they are: made by
+    L{HeaderNames.lines}, or from lines known to be ready (names of a
+    L{HeaderNames}, values without a line break).
+    """
+
+    __slots__ = ()
 
 
 class HeaderEditor:
@@ -140,11 +200,14 @@ class HeaderEditor:
         """
         headers = self._headers
         if headers is None:
-            key = _b(name).lower()
+            pairs = self._pairs
+            if not pairs:
+                return None
+            key = _LOWER.get(name) or _lower(name)
             size = len(key)
             # (Lengths first: most names differ in length, and lower()
             # makes a new bytes object.)
-            for raw, value in self._pairs or ():
+            for raw, value in pairs:
                 if len(raw) == size and raw.lower() == key:
                     return _s(value)
             return None
@@ -198,13 +261,20 @@ class HeaderEditor:
         Replace header C{name} with C{value} (a string or bytes, or several
         values).
         """
-        values = [value] if isinstance(value, (str, bytes)) else list(value)
         if self._headers is None:
-            raw = _name(name)
+            raw = _NAMES.get(name) or _name(name)
             pairs = self._without(raw.lower())
-            for one in values:
+            if type(value) is str:
+                # (one value, the usual call: _value inline)
+                line = value.encode("latin-1")
+                if _CR in line or _LF in line:
+                    line = b" ".join(line.splitlines())
+                pairs.append((raw, line))
+                return
+            for one in [value] if isinstance(value, (str, bytes)) else list(value):
                 pairs.append((raw, _value(one)))
             return
+        values = [value] if isinstance(value, (str, bytes)) else list(value)
         self._headers.setRawHeaders(_b(name), [_b(v) for v in values])
 
     def add_header(self, name: str, value: str) -> None:
@@ -240,6 +310,35 @@ class HeaderEditor:
             return
         for name in names:
             self._headers.removeHeader(_b(name))
+
+    def set_named(self, names: HeaderNames, values: Iterable[str | bytes | None] | HeaderLines) -> None:
+        """
+        Remove every header named in C{names}, then give each name whose
+        value (the one at its place in C{values}) is not C{None} that
+        value: L{set_headers} for the names with a value and
+        L{remove_headers} for the others, in one pass over the header
+        lines, the names checked once (when C{names} was made).
+
+        @param values: the values, or C{names.lines(values)} (see
+            L{HeaderNames.lines}).
+        """
+        headers = self._headers
+        if headers is not None:
+            for raw in names.names:
+                headers.removeHeader(raw)
+            for raw, line in values if type(values) is HeaderLines else names.lines(values):
+                headers.addRawHeader(raw, line)
+            return
+        pairs = self._without_any(names._keys, names._sizes)
+        if type(values) is HeaderLines:
+            pairs.extend(values)
+            return
+        for raw, value in zip(names.names, values):
+            if value is not None:
+                line = value if type(value) is bytes else _b(value)
+                if _CR in line or _LF in line:
+                    line = b" ".join(line.splitlines())
+                pairs.append((raw, line))
 
     def set_headers(self, headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]) -> None:
         """

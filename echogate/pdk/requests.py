@@ -11,6 +11,7 @@ from twisted.web.http_headers import Headers
 
 from echogate.errors import BodyNotRead
 from echogate.pdk.headers import HeaderEditor, HeaderPairs, _b, _s
+from echogate.pdk.rawheaders import _STORED, DIRECT, raw_values, stored_name
 from echogate.pdk.tls import TLSInfo, tls_of
 
 #: HTTP versions as Kong's PDK gives them.
@@ -105,15 +106,25 @@ class ClientRequest:
         """
         The first value of request header C{name}, or C{None}.
         """
-        values = self._request.requestHeaders.getRawHeaders(_b(name))
-        return _s(values[0]) if values else None
+        headers = self._request.requestHeaders
+        # (raw_values, inline: plugins read the client's headers on every
+        # request)
+        if DIRECT and type(headers) is Headers:
+            values = headers._rawHeaders.get(_STORED.get(name) or stored_name(name))
+        else:
+            values = headers.getRawHeaders(_b(name))
+        return values[0].decode("latin-1") if values else None
 
     def get_header_values(self, name: str) -> list[str]:
         """
         Every value of request header C{name}, in order (none: C{[]}).
         """
-        values = self._request.requestHeaders.getRawHeaders(_b(name))
-        return [_s(v) for v in values] if values else []
+        values = raw_values(self._request.requestHeaders, name)
+        if not values:
+            return []
+        if len(values) == 1:
+            return [values[0].decode("latin-1")]
+        return [_s(v) for v in values]
 
     def get_headers(self) -> dict[str, list[str]]:
         """

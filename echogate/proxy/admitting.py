@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 
 from echogate.errors import NO_ROUTE, NO_SERVICE, ProxyError
 from echogate.pdk.context import RequestContext, UpstreamRequest
+from echogate.pdk.rawheaders import DIRECT, stored_name
 from echogate.proxy import uploads
 from echogate.proxy.answers import grpc_route_mismatch, https_required
 from echogate.proxy.forwarding import upstream_headers
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 #: The states in which the request still waits for its body.
 _WAITING = (REWRITE, ACCESS, UPSTREAM)
+_HOST = stored_name(b"host")
+_UPGRADE = stored_name(b"upgrade")
 
 
 def _cancelled(failure: Failure) -> bool:
@@ -82,7 +86,7 @@ class Admitting(Responding):
         The request (or its head, when it has a body) is here.
         """
         request = self.request
-        if request.too_large:
+        if request._too_large:  # (too_large)
             self.failed(Failure(ProxyError(413, "Request size limit exceeded")), close=True)
             return
         if not path_ok:
@@ -176,12 +180,18 @@ class Admitting(Responding):
             return
         self.state = ROUTING
         request = self.request
-        host = request.requestHeaders.getRawHeaders(b"host")
+        headers = request.requestHeaders
+        host = (headers._rawHeaders.get(_HOST) if DIRECT and type(headers) is Headers
+                else headers.getRawHeaders(b"host"))
         host_name = host[0].decode("latin-1") if host else None
         router = self.snapshot.router
-        tls = ctx.request.tls if router.uses_snis else None
-        match = router.match(ctx.request.method, host_name, ctx.request.path, RequestHeaders(request.requestHeaders),
-                             scheme=ctx.request.scheme, sni=tls.sni if tls is not None else None)
+        client = ctx.request
+        if router.uses_snis:
+            tls = client.tls
+            match = router.match(client.method, host_name, client.path, RequestHeaders(headers),
+                                 scheme=client.scheme, sni=tls.sni if tls is not None else None)
+        else:
+            match = router.match(client.method, host_name, client.path, RequestHeaders(headers), scheme=client.scheme)
         if match is None:
             self.failed(Failure(ProxyError(404, NO_ROUTE)))
             return
@@ -201,13 +211,12 @@ class Admitting(Responding):
             if upgrade is not None:
                 self._answer(*upgrade, source="exit")
                 return
+        # (upstream_headers's arguments in order: a call with keywords costs more)
         ctx.upstream = UpstreamRequest(
-            upstream_headers(request.requestHeaders, service=service,
-                             preserve_host=route.get("preserve_host", False), client_ip=ctx.request.client_ip,
-                             peer_trusted=self.peer_trusted, scheme=ctx.request.scheme,
-                             listener_port=request.getHost().port, path=ctx.request.path,
-                             stripped=match.removed_prefix, underscores=self._gateway.underscores_allowed),
-            match.upstream_path, ctx.request.query, ctx.request.method)
+            upstream_headers(headers, service, route.get("preserve_host", False), client.client_ip,
+                             self.peer_trusted, client.scheme, request.host.port, client.path,
+                             match.removed_prefix, self._gateway.underscores_allowed),
+            match.upstream_path, client.query, client.method)
         self.state = ACCESS
         # (A gRPC call's messages go to the service as they come: client
         # and bidirectional streaming need it.)
@@ -219,7 +228,11 @@ class Admitting(Responding):
             request.streams_body = False
             request.continue_body()
             return
-        self._access()
+        plan = self.plan
+        if plan.static and not plan.access_steps:
+            self.authorised()  # (_access, with nothing to run)
+        else:
+            self._access()
 
     def _forwarded_proto(self) -> str:
         """
@@ -269,7 +282,9 @@ class Admitting(Responding):
         if request.holding and not (request.streams_body and self.ctx.upstream.body is None):  # type: ignore[union-attr]
             request.continue_body()
             return
-        if wants_tunnel(self):
+        headers = request.requestHeaders
+        # (wants_tunnel's own first look, inline: most requests have no Upgrade header)
+        if (not DIRECT or type(headers) is not Headers or _UPGRADE in headers._rawHeaders) and wants_tunnel(self):
             # A WebSocket handshake: passed on by a tunnel (proxy/tunnel.py).
             start_tunnel(self)
             return

@@ -45,8 +45,12 @@ def upstream_head(ctx: RequestContext, response: "IUpstreamResponse", method: by
         pairs.append((b"Via", via + b", " + VIA))
     else:
         pairs.append((b"Via", VIA))
-    pairs.append((b"X-Echogate-Upstream-Latency", latency_ms(ctx.upstream_started, ctx.upstream_responded)))
-    pairs.append((b"X-Echogate-Proxy-Latency", latency_ms(ctx.started, ctx.upstream_started)))
+    # (latency_ms, inline, for both: every proxied response has them)
+    started, up, responded = ctx.started, ctx.upstream_started, ctx.upstream_responded
+    ms = round((responded - up) * 1000) if up is not None and responded is not None else 0
+    pairs.append((b"X-Echogate-Upstream-Latency", b"%d" % ms if ms > 0 else b"0"))
+    ms = round((up - started) * 1000) if started is not None and up is not None else 0
+    pairs.append((b"X-Echogate-Proxy-Latency", b"%d" % ms if ms > 0 else b"0"))
     length = response.length
     if isinstance(length, int) and method != b"HEAD":
         pairs.append((b"Content-Length", b"%d" % length))

@@ -125,18 +125,21 @@ class LimitedBody(server.Request):
         return own if own and (not limit or own < limit) else limit
 
     def gotLength(self, length: int | None) -> None:
+        if length == 0:
+            # No body: nothing to limit. (server.Request's, inline: the
+            # site's getContentFile, else an empty file in memory.)
+            make = getattr(getattr(self.channel, "site", None), "getContentFile", None)
+            self.content = make(0) if make is not None else io.BytesIO()
+            return
         limit = self._limit()
         if limit and length is not None and length > limit:
             self._too_large = True
             self.content = DiscardedBody()
             return
-        if length != 0:
-            # A body follows: where it goes (a file, or the service as it
-            # arrives) is decided once its head passed.
-            self._declared = length
-            self.content = EarlyBody()
-            return
-        super().gotLength(length)  # which uses GatewaySite.getContentFile
+        # A body follows: where it goes (a file, or the service as it
+        # arrives) is decided once its head passed.
+        self._declared = length
+        self.content = EarlyBody()
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._too_large:

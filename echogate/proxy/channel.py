@@ -1,7 +1,7 @@
 """
 The proxy's HTTP/1.1 connection (L{GatewayChannel}): Twisted's
 C{HTTPChannel}, with a one-step path for a whole head that announces no
-body (L{simple_head}), batched writes, the checks of a head at the edge,
+body (L{checked_head}), batched writes, the checks of a head at the edge,
 and, from its bases, the timers against slow clients
 (L{echogate.proxy.clienttimers}), the body held while its head is routed
 (L{echogate.proxy.holding}) and the switch to a tunnel after a 101
@@ -15,8 +15,10 @@ from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.http_headers import Headers
 
-from echogate.proxy.heads import head_error, simple_head, simple_head_error
+from echogate.pdk.rawheaders import DIRECT, stored_name
+from echogate.proxy.heads import checked_head, head_error
 from echogate.proxy.holding import HoldingChannel
 from echogate.proxy.switching import SwitchingChannel, TunnelReceiver
 
@@ -24,6 +26,11 @@ __all__ = ["GatewayChannel", "TunnelReceiver"]
 
 #: No head check worked out yet (see GatewayChannel._checked).
 _UNCHECKED = object()
+#: Header names as sent (up to 256 bytes) to the key a request's
+#: L{Headers} keeps them under (L{stored_name}): the same few come in
+#: every head; it stops growing at 1,024 names.
+_KEYS: dict[bytes, bytes] = {}
+_CONNECTION = stored_name(b"connection")
 
 
 class GatewayChannel(SwitchingChannel, HoldingChannel):
@@ -37,7 +44,7 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
     timer for the connection's life (see L{setTimeout}).
 
     A request head that arrives whole in one read, between requests, and
-    has no body is taken in one step (L{simple_head}) instead of line by
+    has no body is taken in one step (L{checked_head}) instead of line by
     line; the request it makes is the one C{HTTPChannel} would make (of
     the site's C{requestFactory}, same headers, same checks of persistence
     and length), and anything else goes through C{HTTPChannel} unchanged.
@@ -106,7 +113,9 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
         """
         if version != b"HTTP/1.1":
             return False
-        lines = request.requestHeaders.getRawHeaders(b"connection")
+        headers = request.requestHeaders
+        lines = (headers._rawHeaders.get(_CONNECTION) if DIRECT and type(headers) is Headers
+                 else headers.getRawHeaders(b"connection"))
         if lines and any(token.strip().lower() == b"close" for line in lines for token in line.split(b",")):
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
             return False
@@ -172,6 +181,54 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
             self._body_read()
             request.head_received(self._command, self._path, self._version)
 
+    def allContentReceived(self) -> None:
+        # HTTPChannel's, with its setTimeout(None) and setRawMode inline
+        # (every request comes this way), and without its "del
+        # self._command, self._path, self._version": each is set again
+        # before it is read, and deleting attributes for every request
+        # costs CPython a slower instance dict and makes PyPy's JIT abort
+        # its bridge from dataReceived (docs/performance.md, PyPy).
+        command, path, version = self._command, self._path, self._version
+        self.length = 0
+        self._receivedHeaderCount = 0
+        self._receivedHeaderSize = 0
+        self._HTTPChannel__first_line = 1  # (HTTPChannel's __first_line)
+        self._transferDecoder = None
+        if self.timeOut:
+            # (TimedChannel.setTimeout(None): the timer stays, and does nothing)
+            self._savedTimeOut, self.timeOut = self.timeOut, None
+        self._handlingRequest = True
+        self.line_mode = 0
+        self.requests[-1].requestReceived(command, path, version)
+
+    def requestDone(self, request: Any) -> None:
+        # HTTPChannel's, without a call to Request.__eq__ and to
+        # setLineMode: every request ends here.
+        requests = self.requests
+        if request is not requests[0]:
+            raise TypeError
+        del requests[0]
+        if not self._waitingForTransport:
+            self._networkProducer.resumeProducing()
+        if not self.persistent:
+            self.loseConnection()
+            return
+        self._handlingRequest = False
+        saved = self._savedTimeOut
+        if saved:
+            # (TimedChannel.setTimeout's: the timer moves)
+            self.timeOut = saved
+            call = self._idle_call
+            if call is not None:
+                call.reset(saved)
+            else:
+                self._idle_call = self.callLater(saved, self._idle_expired)
+        self.line_mode = 1
+        buffered = self._dataBuffer
+        if buffered:
+            self._dataBuffer = []
+            self.dataReceived(b"".join(buffered))
+
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
@@ -181,17 +238,14 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
             # of a head until its request is done, and for good after a
             # request that closes the connection.)
             if not self.requests and not self._buffer and len(data) <= self._fast_size:
-                head = simple_head(data, self.totalHeadersSize, self.maxHeaders)
+                head = checked_head(data, self.totalHeadersSize, self.maxHeaders)
                 if head is not None:
                     # (no resetTimeout: handling the request moves the timer)
-                    method, target, version, headers = head
+                    method, target, version, headers, self._checked = head
                     request = self.requestFactory(self, 0)
                     self.requests.append(request)
-                    add = request.requestHeaders.addRawHeader
-                    for name, value in headers:
-                        add(name, value.strip(b" \t"))
+                    _add_lines(request.requestHeaders, headers)
                     self._command, self._path, self._version = method, target, version
-                    self._checked = simple_head_error(method, version, data)
                     self.allHeadersReceived()
                     if not self._refused:
                         self.allContentReceived()
@@ -243,3 +297,32 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
         if peer is None:
             peer = self._peer = self.transport.getPeer()
         return peer
+
+
+def _add_lines(headers: Any, lines: list[tuple[bytes, bytes]]) -> None:
+    """
+    Add the header C{lines} of a head L{checked_head} took to a request's
+    C{headers}, their values stripped of spaces and tabs as C{HTTPChannel}
+    strips them: what C{addRawHeader} does for each, without its checks
+    (the names are tokens and the values hold no line break: the head was
+    split on its CRLFs and has no other CR or LF), when L{Headers} keeps
+    its lines in a dict by L{stored_name} (L{DIRECT}).
+    """
+    if not DIRECT or type(headers) is not Headers:
+        add = headers.addRawHeader
+        for name, value in lines:
+            add(name, value.strip(b" \t"))
+        return
+    stored = headers._rawHeaders
+    keys = _KEYS
+    for name, value in lines:
+        key = keys.get(name)
+        if key is None:
+            key = stored_name(name)
+            if len(keys) < 1024 and len(name) <= 256:
+                keys[name] = key
+        values = stored.get(key)
+        if values is None:
+            stored[key] = [value.strip(b" \t")]
+        else:
+            values.append(value.strip(b" \t"))

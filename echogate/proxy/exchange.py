@@ -140,13 +140,13 @@ class Exchange(Admitting):
         self.pending = None
         ctx = self.ctx
         ctx.upstream_responded = self._gateway.clock.seconds()
-        if self.request.client_gone:
+        request = self.request
+        if request._disconnected:  # (client_gone)
             # Not expected (the client's going cancels the exchange), but a
             # response nobody will read is dropped.
             response.deliverBody(Drain())
             return
         self.state = HEAD
-        request = self.request
         upstream_head(ctx, response, request.method)
         self._trailers = response
         if request.head_first and not request.body_complete:
@@ -155,39 +155,48 @@ class Exchange(Admitting):
             # A plugin asked for the whole body before header_filter.
             collecting.collect(self, response)
             return
+        if not self.plan.header_filter_steps:
+            self._respond(response)
+            return
         try:
             pending = self._header_filter()
         except BaseException:
             response.deliverBody(Drain())
             self.failed(Failure())
             return
-
-        def send(_: Any = None) -> None:
-            self.request.respond(ctx.response.status, ctx.response.as_is())
-            filters = self.plan.body_filter_steps
-            whole = None if filters else response.whole_body()
-            if whole is not None:
-                # It all came with the head: written now, without a streamer.
-                if whole:
-                    self.request.write(whole)
-                self.body_done()
-                return
-            self.state = STREAMING
-            length = response.length if isinstance(response.length, int) else None
-            streamer = self._streamer = BodyStreamer(self, self.request, filters,
-                                                     ctx.service.get(  # type: ignore[union-attr]  # (routed)
-                                                         "read_timeout", 60000) / 1000.0, length)
-            response.deliverBody(streamer)
-            streamer.started()
-
         if pending is None:
-            send()
+            self._respond(response)
         else:
             def failed(failure: Failure) -> None:
                 response.deliverBody(Drain())
                 self.failed(failure)
 
-            pending.addCallbacks(send, failed)
+            pending.addCallbacks(lambda _: self._respond(response), failed)
+
+    def _respond(self, response: "IUpstreamResponse") -> None:
+        """
+        C{header_filter} is over: write the head, and the body (the whole
+        of it when it came with the head and no body filter runs, else
+        through a L{BodyStreamer}).
+        """
+        request = self.request
+        ctx = self.ctx
+        request.respond(ctx.response.status, ctx.response.as_is())
+        filters = self.plan.body_filter_steps
+        whole = None if filters else response.whole_body()
+        if whole is not None:
+            # It all came with the head: written now, without a streamer.
+            if whole:
+                request.write(whole)
+            self.body_done()
+            return
+        self.state = STREAMING
+        length = response.length if isinstance(response.length, int) else None
+        streamer = self._streamer = BodyStreamer(self, request, filters,
+                                                 ctx.service.get(  # type: ignore[union-attr]  # (routed)
+                                                     "read_timeout", 60000) / 1000.0, length)
+        response.deliverBody(streamer)
+        streamer.started()
 
     def client_gone(self) -> None:
         """

@@ -7,12 +7,13 @@ X-Forwarded-* headers are believed (L{TrustedNetworks}).
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
 from echogate._version import __version__
+from echogate.pdk.rawheaders import DIRECT, stored_name
 from echogate.upstream.hop_by_hop import HOP_BY_HOP, listed_names
 
 VIA = f"1.1 echogate/{__version__}".encode()
@@ -64,6 +65,24 @@ def host_header(service: dict) -> bytes:
     return f"{host}:{port}".encode()
 
 
+#: id of a service record to the record and its L{host_header}: each
+#: service's Host header worked out once, not for every request (the
+#: record is kept with it, so that its id is not another's). Emptied when
+#: it reaches 1,024 services.
+_HOST_HEADERS: dict[int, tuple[dict, bytes]] = {}
+
+
+def _remember_host(service: dict) -> bytes:
+    """
+    L{host_header}, remembered in L{_HOST_HEADERS}.
+    """
+    host = host_header(service)
+    if len(_HOST_HEADERS) >= 1024:
+        _HOST_HEADERS.clear()
+    _HOST_HEADERS[id(service)] = (service, host)
+    return host
+
+
 # Request headers the gateway writes itself, replacing the client's.
 _SET_UP = frozenset((b"host", b"x-real-ip", b"x-forwarded-for", b"via"))
 #: The identity headers the auth plugins set for the service: a client's
@@ -79,6 +98,18 @@ IDENTITY_HEADERS = frozenset((
 # its outbound proxy (HTTP_PROXY). Kong clears it too.
 _DROPPED_UP = HOP_BY_HOP | {b"content-length", b"proxy"} | _SET_UP | IDENTITY_HEADERS
 _DROPPED_UP_UNTRUSTED = _DROPPED_UP | _REPLACED_UP
+_CONNECTION = stored_name(b"connection")
+_NONE_KEPT: frozenset[bytes] = frozenset()
+#: Header names (as a request's L{Headers} keeps them, up to 256 bytes)
+#: to their lower case: stops growing at 1,024 names.
+_LOWERED: dict[bytes, bytes] = {}
+_SCHEMES = {"http": b"http", "https": b"https"}
+#: Listener ports as X-Forwarded-Port gives them (the node's few).
+_PORTS: dict[int, bytes] = {}
+#: Host header values to their host name without the port (as
+#: X-Forwarded-Host gives it): the same few come again and again; emptied
+#: when it reaches 1,024 values.
+_HOST_NAMES: dict[bytes, bytes] = {}
 
 
 _said: list[bool] = []
@@ -103,7 +134,6 @@ def _one_line(value: bytes) -> bytes:
 
 def upstream_headers(
     request_headers: Headers,
-    *,
     service: dict,
     preserve_host: bool,
     client_ip: str,
@@ -125,7 +155,14 @@ def upstream_headers(
         CGI and WSGI services merge C{X_Consumer_ID} with C{X-Consumer-ID}.
     @return: C{(name, value)} pairs, ready for the wire.
     """
-    connection = request_headers.getRawHeaders(b"connection")
+    if DIRECT and type(request_headers) is Headers:
+        # (getRawHeaders and getAllRawHeaders, without their calls)
+        stored = request_headers._rawHeaders
+        connection: Sequence[bytes] | None = stored.get(_CONNECTION)
+        lines: Iterable[tuple[bytes, Sequence[bytes]]] = stored.items()
+    else:
+        connection = request_headers.getRawHeaders(b"connection")
+        lines = request_headers.getAllRawHeaders()
     listed = listed_names(connection) if connection else ()
     incoming_host = forwarded_for = via = None
     skip = _DROPPED_UP if peer_trusted else _DROPPED_UP_UNTRUSTED
@@ -133,9 +170,16 @@ def upstream_headers(
     append = pairs.append
     # The X-Forwarded-* a trusted peer sent stand; from another peer they
     # are dropped (in skip), so there is nothing to remember.
-    kept: set[bytes] | frozenset[bytes] = set() if peer_trusted else frozenset()
-    for name, values in request_headers.getAllRawHeaders():
-        lower = name.lower()
+    kept: set[bytes] | frozenset[bytes] = set() if peer_trusted else _NONE_KEPT
+    lowered = _LOWERED
+    for name, values in lines:
+        # (the same name objects come in every request: their lowered
+        # forms, hashed once, are remembered)
+        lower = lowered.get(name)
+        if lower is None:
+            lower = name.lower()
+            if len(lowered) < 1024 and len(name) <= 256:
+                lowered[name] = lower
         if lower in skip or lower in listed:
             # Host, X-Forwarded-For and Via are always in skip: rewritten.
             if lower == b"host":
@@ -155,7 +199,8 @@ def upstream_headers(
     if preserve_host and incoming_host:
         append((b"Host", incoming_host[0]))
     else:
-        append((b"Host", host_header(service)))
+        known = _HOST_HEADERS.get(id(service))
+        append((b"Host", known[1] if known is not None and known[0] is service else _remember_host(service)))
     # The client's address is the peer's or a parsed header's value, and
     # the path comes from the request line (Twisted splits it on
     # whitespace): neither can hold a line break.
@@ -164,12 +209,22 @@ def upstream_headers(
     append((b"X-Forwarded-For", b", ".join(forwarded_for) + b", " + ip if forwarded_for else ip))
     # From a trusted peer, the X-Forwarded-* it sent stand (they were kept).
     if b"x-forwarded-proto" not in kept:
-        append((b"X-Forwarded-Proto", scheme.encode("ascii")))
+        append((b"X-Forwarded-Proto", _SCHEMES.get(scheme) or scheme.encode("ascii")))
     if incoming_host and b"x-forwarded-host" not in kept:
         raw = incoming_host[0]
-        append((b"X-Forwarded-Host", raw[: raw.index(b"]") + 1] if raw.startswith(b"[") else raw.split(b":", 1)[0]))
+        host_name = _HOST_NAMES.get(raw)
+        if host_name is None:
+            host_name = raw[: raw.index(b"]") + 1] if raw.startswith(b"[") else raw.partition(b":")[0]
+            if len(raw) <= 300:  # (a DNS name has at most 253 bytes)
+                if len(_HOST_NAMES) >= 1024:
+                    _HOST_NAMES.clear()
+                _HOST_NAMES[raw] = host_name
+        append((b"X-Forwarded-Host", host_name))
     if b"x-forwarded-port" not in kept:
-        append((b"X-Forwarded-Port", b"%d" % listener_port))
+        port = _PORTS.get(listener_port)
+        if port is None:
+            port = _PORTS[listener_port] = b"%d" % listener_port
+        append((b"X-Forwarded-Port", port))
     if b"x-forwarded-path" not in kept:
         append((b"X-Forwarded-Path", path.encode("latin-1")))
     if stripped and stripped != "/" and b"x-forwarded-prefix" not in kept:

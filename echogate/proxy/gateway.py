@@ -60,6 +60,31 @@ def _valid_address(text: str | None) -> str | None:
     return str(address)
 
 
+#: Request paths as sent (up to L{_NORMAL_LONGEST} bytes) to their normal
+#: form (L{normalize_path}), or C{""} for a path that has none: the same
+#: few come again and again; it is emptied when it reaches L{_NORMAL_MAX}
+#: paths.
+_NORMAL: dict[bytes, str] = {}
+_NORMAL_MAX = 1024
+_NORMAL_LONGEST = 256
+
+
+def _normal(raw: bytes) -> str:
+    """
+    C{raw}'s normal form, or C{""} when it has none (the answer is 400),
+    remembered in L{_NORMAL}.
+    """
+    try:
+        path = normalize_path(raw)
+    except ValueError:
+        path = ""
+    if len(raw) <= _NORMAL_LONGEST:
+        if len(_NORMAL) >= _NORMAL_MAX:
+            _NORMAL.clear()
+        _NORMAL[raw] = path
+    return path
+
+
 class GatewayResource(Resource):
     """
     The proxy's root resource: every request, whatever its path, goes to
@@ -71,6 +96,9 @@ class GatewayResource(Resource):
     def __init__(self, gateway: "Gateway"):
         super().__init__()
         self._gateway = gateway
+        #: What L{render} does, without its return value: a
+        #: L{GatewayRequest} calls it directly (L{GatewayRequest.process}).
+        self.serve: Callable[[GatewayRequest], None] = gateway.handle
 
     def render(self, request: GatewayRequest) -> int:
         self._gateway.handle(request)
@@ -106,6 +134,8 @@ class Gateway:
         self._snapshot = snapshot
         self.upstream = upstream
         self._trusted = trusted or TrustedNetworks()
+        #: Whether any peer is trusted (else every request's client is its peer).
+        self._trusts_some = bool(self._trusted)
         self._real_ip_header = real_ip_header.lower().encode("ascii")
         self._real_ip_recursive = real_ip_recursive
         #: Whether header names with underscores go to the service.
@@ -179,18 +209,22 @@ class Gateway:
         counters.active_requests += 1
         now = self.clock.seconds()
         raw_path, _, query = request.uri.partition(b"?")
-        address = request.getClientAddress()
-        client_ip, trusted = self._client_ip(request, getattr(address, "host", "127.0.0.1"))
+        # (getClientAddress's)
+        peer = getattr(request.client, "host", "127.0.0.1")
+        if self._trusts_some:
+            client_ip, trusted = self._client_ip(request, peer)
+        else:
+            # No peer is trusted: the client is the peer (_client_ip's, inline).
+            client_ip, trusted = peer[7:] if peer.startswith("::ffff:") and "." in peer else peer, False
         raw = raw_path.decode("latin-1")
-        try:
-            path = normalize_path(raw_path)
-        except ValueError:
-            path = None
+        path = _NORMAL.get(raw_path)
+        if path is None:
+            path = _normal(raw_path)
         snapshot = self._snapshot()
-        client = ClientRequest(request, path or raw, raw, query.decode("latin-1"), client_ip)
+        client = ClientRequest(request, path or raw, raw, query.decode("latin-1") if query else "", client_ip)
         ctx = RequestContext(request, client, now, snapshot.credentials)
         exchange = request.exchange = Exchange(self, request, ctx, snapshot, trusted)
-        exchange.start(path is not None)
+        exchange.start(path != "")
 
     # -- what exchanges share ----------------------------------------------
 

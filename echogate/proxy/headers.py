@@ -53,4 +53,5 @@ def overlay_pairs(pairs: HeaderPairs, early: Headers | HeaderPairs) -> HeaderPai
 def latency_ms(start: float | None, end: float | None) -> bytes:
     if start is None or end is None:
         return b"0"
-    return b"%d" % max(0, round((end - start) * 1000))
+    ms = round((end - start) * 1000)
+    return b"%d" % ms if ms > 0 else b"0"

@@ -212,7 +212,9 @@ def checked_head(data: bytes, max_size: int,
     with a pattern: a third of the cost on PyPy, whose JIT sees through
     the split, and less on CPython too.
     """
-    if len(data) > max_size or not data.endswith(b"\r\n\r\n") or b"\x00" in data:
+    # (0 is NUL: an int, which bytes.__contains__ takes directly; a bytes
+    # needle is first tried as an int, raising and clearing a TypeError)
+    if len(data) > max_size or not data.endswith(b"\r\n\r\n") or 0 in data:
         return None
     lines = data.split(b"\r\n")
     # The last two pieces are the blank line's: empty.

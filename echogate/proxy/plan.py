@@ -117,6 +117,26 @@ class Step:
         default=attrs.Factory(lambda self: self.entry.config if self.entry is not None else None, takes_self=True))
 
 
+class PhaseSteps(tuple):
+    """
+    The steps of a L{Plan} that have one phase, in order, with what
+    L{echogate.proxy.runner.run_phase} calls for each worked out once:
+    C{calls}, a C{(name, method, config)} triple per step (the step's
+    phase method and its entry's config).
+
+    @ivar phase: the phase.
+    """
+
+    phase: str
+    calls: tuple[tuple[str, Callable[..., Any], Mapping[str, Any] | None], ...]
+
+    def __new__(cls, phase: str, steps: Iterable[Step] = ()) -> "PhaseSteps":
+        found = super().__new__(cls, steps)
+        found.phase = phase
+        found.calls = tuple((step.name, getattr(step, phase), step.config) for step in found)
+        return found
+
+
 class Plan(tuple):
     """
     The steps for one (route, service), in order, with the steps of each
@@ -128,20 +148,21 @@ class Plan(tuple):
     """
 
     static: bool
-    rewrite_steps: tuple[Step, ...]
-    access_steps: tuple[Step, ...]
-    header_filter_steps: tuple[Step, ...]
-    body_filter_steps: tuple[Step, ...]
-    log_steps: tuple[Step, ...]
+    rewrite_steps: PhaseSteps
+    access_steps: PhaseSteps
+    header_filter_steps: PhaseSteps
+    body_filter_steps: PhaseSteps
+    log_steps: PhaseSteps
 
     def __new__(cls, steps: Iterable[Step] = ()) -> "Plan":
         plan = super().__new__(cls, steps)
         plan.static = not any(step.by_consumer for step in plan)
-        plan.rewrite_steps = tuple(step for step in plan if step.rewrite is not None)
-        plan.access_steps = tuple(step for step in plan if step.access is not None)
-        plan.header_filter_steps = tuple(step for step in plan if step.header_filter is not None)
-        plan.body_filter_steps = tuple(step for step in plan if step.body_filter is not None)
-        plan.log_steps = tuple(step for step in plan if step.log is not None)
+        plan.rewrite_steps = PhaseSteps("rewrite", (step for step in plan if step.rewrite is not None))
+        plan.access_steps = PhaseSteps("access", (step for step in plan if step.access is not None))
+        plan.header_filter_steps = PhaseSteps("header_filter",
+                                              (step for step in plan if step.header_filter is not None))
+        plan.body_filter_steps = PhaseSteps("body_filter", (step for step in plan if step.body_filter is not None))
+        plan.log_steps = PhaseSteps("log", (step for step in plan if step.log is not None))
         return plan
 
 
@@ -154,6 +175,22 @@ def phases_of(plugin: Any) -> dict[str, Callable | None]:
     """
     return {phase: getattr(plugin, phase, None) if callable(getattr(plugin, phase, None)) else None
             for phase in PHASES}
+
+
+def idle_phases(plugin: Any, config: Mapping[str, Any]) -> frozenset[str]:
+    """
+    The phases of C{plugin} that do nothing with C{config}, by its
+    optional C{idle_phases(config)} method: a plan leaves them out of a
+    step whose config is always C{config} (not resolved again per
+    consumer). None when the method is missing or raises.
+    """
+    method = getattr(plugin, "idle_phases", None)
+    if method is None:
+        return frozenset()
+    try:
+        return frozenset(method(config))
+    except Exception:
+        return frozenset()
 
 
 #: A config's scope: its (route, service, consumer) ids, C{None} for any.
@@ -303,6 +340,10 @@ class PluginIndex:
             return None
         plugin = self._stand_ins.get(name) or self._plugins[name]
         phases = self._phases[name]
+        if entry is not None and not by_consumer:
+            idle = idle_phases(plugin, entry.config)
+            if idle:
+                phases = {phase: None if phase in idle else method for phase, method in phases.items()}
         return Step(name=name, plugin=plugin, entry=entry, by_consumer=by_consumer,
                     rewrite=phases["rewrite"], access=phases["access"],
                     header_filter=phases["header_filter"], body_filter=phases["body_filter"],

@@ -146,7 +146,7 @@ class Responding:
             if config is None:
                 continue
             # (every step of body_filter_steps has a body_filter)
-            result = call_phase(step.name, "body_filter", step.body_filter,  # type: ignore[arg-type]
+            result = call_phase(step.name, "body_filter", step.body_filter,
                                 ctx.view(step.name), config, data)
             # (bytes and None first: isinstance with the generic Deferred is slow)
             if result is not None and type(result) is not bytes and isinstance(result, Deferred):
@@ -186,8 +186,9 @@ class Responding:
         The response was written whole: finish it and run C{log}.
         """
         request = self.request
-        if not request.client_gone and not request.finished:
-            response_over(request)  # (a streamed body not all read: close)
+        if not request._disconnected and not request.finished:  # (client_gone)
+            if request.head_first:
+                response_over(request)  # (a streamed body not all read: close)
             self._take_trailers()
             trailers = self.ctx.response.trailers
             if trailers:

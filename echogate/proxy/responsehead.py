@@ -12,7 +12,24 @@ from twisted.web import server
 from twisted.web.http import NO_BODY_CODES, toChunk
 from twisted.web.http_headers import Headers
 
+from echogate.pdk.rawheaders import DIRECT
+
 _PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+#: A header line of a C{(name, value)} pair, but for its CRLF.
+_PAIR = b": ".join
+#: C{(version, code, reason phrase)} to the status line, with its CRLF.
+_STATUS_LINES: dict[tuple[bytes, int, bytes], bytes] = {}
+
+
+def _status_line(version: bytes, code: int, message: bytes) -> bytes:
+    """
+    The status line of C{code} with C{message} in C{version}, remembered
+    in L{_STATUS_LINES} (which stops growing at 1,024 lines).
+    """
+    line = b"%s %d %s\r\n" % (version, code, message)
+    if len(_STATUS_LINES) < 1024:
+        _STATUS_LINES[version, code, message] = line
+    return line
 
 
 def reason_phrase(code: int) -> bytes:
@@ -87,29 +104,46 @@ class OnePieceHead(server.Request):
             return
         self.startedWriting = 1
         code = self.code
+        proto = self.clientproto
         # Names and values hold no line break (they come from a parser, or
-        # through HeaderEditor, which cleans them), so the lines are found
-        # by searching the whole block once.
-        block = b"\r\n" + b"".join([b"%s: %s\r\n" % pair for pair in head])
-        lowered = block.lower()
-        framed = b"\ncontent-length:" in lowered
+        # through HeaderEditor, which cleans them), so a line is found by
+        # searching the block for a line break and its name. (A join per
+        # line: a format per line costs more; find, not "in", which first
+        # tries the needle as an int.)
+        lines = b"\r\n".join(map(_PAIR, head))
+        lowered = None
+        # (upstream_head puts the service's Content-Length last)
+        framed = bool(head) and head[-1][0] == b"Content-Length"
+        if not framed:
+            lowered = b"\n" + lines.lower()
+            framed = lowered.find(b"\ncontent-length:") != -1
+        extra = b""
         # What Twisted set before the response (Connection: close when the
         # client asked for it), unless the lines have it already.
-        for name, values in self.responseHeaders.getAllRawHeaders():
-            if b"\n" + name.lower() + b":" not in lowered:
-                block += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
+        responseHeaders = self.responseHeaders
+        if not DIRECT or type(responseHeaders) is not Headers or responseHeaders._rawHeaders:
+            if lowered is None:
+                lowered = b"\n" + lines.lower()
+            for name, values in responseHeaders.getAllRawHeaders():
+                if lowered.find(b"\n" + name.lower() + b":") == -1:
+                    extra += b"".join([b"%s: %s\r\n" % (name, value) for value in values])
         bodiless = self.method == b"HEAD" or code in NO_BODY_CODES
-        if not framed and not bodiless and self.clientproto == b"HTTP/1.1":
-            block += b"Transfer-Encoding: chunked\r\n"
+        if not framed and not bodiless and proto == b"HTTP/1.1":
+            extra += b"Transfer-Encoding: chunked\r\n"
             self.chunked = 1
-        head_bytes = b"%s %d %s%s\r\n" % (self.clientproto, code, self.code_message, block)
+        message = self.code_message
+        status = _STATUS_LINES.get((proto, code, message))
+        if status is None:
+            status = _status_line(proto, code, message)
+        if lines:
+            lines += b"\r\n"
         channel = self.channel
         if bodiless:
-            channel.write(head_bytes)
+            channel.write(b"".join((status, lines, extra, b"\r\n")))
             self.write = lambda data: None  # type: ignore[method-assign]  # as Twisted does
             return
         self.sentLength += len(data)
         if self.chunked and data:
-            channel.writeSequence((head_bytes, *toChunk(data)))
+            channel.writeSequence((status, lines, extra, b"\r\n", *toChunk(data)))
         else:
-            channel.write(head_bytes + data)
+            channel.write(b"".join((status, lines, extra, b"\r\n", data)))

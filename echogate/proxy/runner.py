@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from echogate.proxy.plan import PHASES, Step
+from echogate.proxy.plan import PHASES, PhaseSteps, Step
 
 __all__ = ["PHASES", "PluginFailure", "as_deferred", "call_phase", "run_phase", "run_steps"]
 
@@ -69,9 +69,10 @@ def run_phase(ctx: Any, steps: Sequence[Step], phase: str, config_of: Callable[[
               until_exit: bool = False, start: int = 0) -> Deferred | None:
     """
     Run C{phase} of C{steps} (steps that have it) for the request of
-    C{ctx} (a L{echogate.pdk.context.RequestContext}): each step's method is
-    called with the step's view of C{ctx} and its config, C{config_of(step)}
-    when given (C{None} skips the step), else the step's entry's.
+    C{ctx} (a L{echogate.pdk.context.RequestContext}, or anything with its
+    C{view}, C{views} and C{exit}): each step's method is called with the
+    step's view of C{ctx} and its config, C{config_of(step)} when given
+    (C{None} skips the step), else the step's entry's.
 
     As L{run_steps} with L{call_phase}, in one loop: returns C{None} when
     every call returned synchronously, or a Deferred once one returns a
@@ -79,13 +80,44 @@ def run_phase(ctx: Any, steps: Sequence[Step], phase: str, config_of: Callable[[
     now or later, becomes L{PluginFailure}. With C{until_exit}, stops once
     a plugin made C{ctx.exit}.
     """
+    if config_of is None and type(steps) is PhaseSteps and steps.phase == phase:
+        # The usual run: each step with its entry's config, from the calls
+        # the steps worked out once; a view made before is found in the
+        # context's views without a call.
+        calls = steps.calls
+        views = ctx.views
+        index = start
+        count = len(calls)
+        while index < count:
+            name, method, config = calls[index]
+            index += 1
+            view = views.get(name)
+            if view is None:
+                view = ctx.view(name)
+            try:
+                result = method(view, config)
+                if result is not None:
+                    result = as_deferred(result)
+            except PluginFailure:
+                raise
+            except BaseException as e:
+                raise PluginFailure(name, phase, e) from e
+            # (see below)
+            if result is not None and isinstance(result, Deferred):
+                def rest_of_calls(_: object, i: int = index) -> Deferred[Any] | None:
+                    return None if until_exit and ctx.exit is not None else run_phase(
+                        ctx, steps, phase, None, until_exit, i)
+                return _tag(result, name, phase).addCallback(rest_of_calls)
+            if until_exit and ctx.exit is not None:
+                return None
+        return None
     index = start
     count = len(steps)
     while index < count:
         step = steps[index]
         index += 1
         if config_of is None:
-            config: Any = step.config
+            config = step.config
         else:
             config = config_of(step)
             if config is None:

@@ -44,7 +44,7 @@ class GatewaySite(server.Site):
         connections are closed at once.
     """
 
-    requestFactory = GatewayRequest
+    requestFactory = GatewayRequest  # type: ignore[assignment]  # (its constructor: Twisted's three in one)
     #: What a client may send and how slowly (the edge settings; the
     #: channels read it when they start).
     head_limits: HeadLimits = DEFAULT_LIMITS

@@ -15,8 +15,14 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
+
+from echogate.pdk.rawheaders import DIRECT, stored_name
+
+_CONTENT_LENGTH = stored_name(b"content-length")
+_TRANSFER_ENCODING = stored_name(b"transfer-encoding")
 
 
 class StreamOwner(typing.Protocol):
@@ -121,8 +127,13 @@ class RequestBody:
         The client's body, or C{None} when the request has none.
         """
         headers = request.requestHeaders
-        if not (headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
-                or getattr(request, "head_first", False)):
+        if DIRECT and type(headers) is Headers:
+            # (hasHeader's, without its calls)
+            stored = headers._rawHeaders
+            framed = _CONTENT_LENGTH in stored or _TRANSFER_ENCODING in stored
+        else:
+            framed = headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
+        if not (framed or getattr(request, "head_first", False)):
             # (An HTTP/2 request's body needs neither: one whose head came
             # without the end of its stream has one.)
             return None

@@ -5,6 +5,36 @@ text, tokens and chunk sizes, header names (checked once, then known), and
 what the values of the headers that frame a body or keep a connection
 mean. The parser's state machine is in L{echogate.upstream.h1parse}; this
 module has no state but the shared cache of header names.
+
+Where L{echogate.upstream.h1parse.ResponseParser} knowingly differs from
+llhttp (strict mode):
+
+  - only C{HTTP/1.0} and C{HTTP/1.1} are accepted (llhttp also takes
+    C{HTTP/0.9} and C{HTTP/2.0}), and status codes 100-999 (llhttp takes
+    C{000}-C{099});
+  - the reason phrase must not contain control characters other than HTAB
+    (llhttp passes them on);
+  - header values are reported without trailing whitespace (llhttp strips
+    only the leading whitespace);
+  - every 1xx response (101 too) has no body and is followed by another
+    response head (llhttp reads a body framed by Content-Length for 1xx
+    other than 100, 102 and 103, and stops at a 101);
+  - bytes after a response that does not keep the connection alive start
+    the next response (llhttp fails with "Data after C{Connection:
+    close}"); the caller sees them through C{on_message_begin};
+  - Content-Length above 2**63 and chunk sizes of more than 16 hex digits
+    are errors (llhttp allows up to 2**64 - 1, and leading zeros);
+  - chunk extensions are only checked for control characters (llhttp
+    checks their syntax: C{3;} or C{3;a b} are errors there);
+  - trailer lines are checked like header lines but not reported through
+    C{on_header} (llhttp reports them);
+  - a status, header, trailer or chunk-size line longer than L{MAX_LINE}
+    bytes is an error (when it is unfinished too: nothing more is kept);
+  - a line is checked whole before it is reported, so nothing of a bad
+    line is (llhttp may report part of a bad reason phrase first).
+
+As llhttp does, it skips CR and LF bytes before a status line, and rejects
+a second Content-Length header even when it has the same value.
 """
 from __future__ import annotations
 

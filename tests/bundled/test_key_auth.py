@@ -364,7 +364,7 @@ class KeyAuthTests(SynchronousTestCase):
         [(_, outcome)] = harness.plugins["key-auth"]._known[1].values()
         expected = (("X-Consumer-ID", ALICE), ("X-Consumer-Custom-ID", "a-1"), ("X-Consumer-Username", "alice"),
                     ("X-Credential-Identifier", "00000000-0000-4000-8000-0000000000a1"))
-        self.assertEqual(outcome.headers, expected)
+        self.assertEqual(outcome.values, tuple((name.encode(), value.encode()) for name, value in expected))
         sent = harness.upstream_requests[0]
         self.assertEqual([(name, sent.header(name)) for name, _ in expected], list(expected))
 

@@ -39,11 +39,11 @@ from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import attrs
+import grpc
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.threads import deferToThread
 
-import grpc
 from tests.certs import KeyPair, make_ca, make_leaf
 
 __all__ = [

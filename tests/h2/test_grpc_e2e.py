@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.protocols import portforward
 from twisted.trial import unittest
 
-import grpc
 from echogate.errors import BAD_UPSTREAM, NO_ROUTE
 from tests.balancer.test_node import refusing_port
 from tests.certs import write_pair

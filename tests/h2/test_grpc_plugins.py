@@ -28,13 +28,13 @@ import json
 import os
 from typing import Any
 
+import grpc
 import jwt
 from twisted.internet import reactor
 from twisted.trial import unittest
 from twisted.web import server
 from twisted.web.resource import Resource
 
-import grpc
 from tests.gateway import RunningGateway, start_gateway
 from tests.h2.grpcservice import CallOutcome, EchoClient, GrpcServer, start_grpc_server
 from tests.h2.test_grpc_e2e import forwarder

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import grpc
 from twisted.trial import unittest
 
-import grpc
 from tests.h2.grpcservice import EchoClient, GrpcServer, echo_modules, start_grpc_server
 from tests.waiting import until
 

@@ -289,6 +289,46 @@ class RespondTests(SynchronousTestCase):
             self.assertEqual(self.transport.value(), b"HTTP/1.1 %d %s\r\nX-A: 1\r\n\r\n" % (status, phrase),
                              f"row status={status!r} phrase={phrase!r}")
 
+    def test_lengthAnywhere(self) -> None:
+        """
+        A Content-Length line frames the response wherever it is and however
+        its name is written; a value that holds the words does not.
+        """
+        for pairs in ([(b"content-length", b"2"), (b"X-A", b"1")],
+                      [(b"X-A", b"1"), (b"CONTENT-LENGTH", b"2"), (b"X-B", b"2")],
+                      [(b"X-A", b"1"), (b"Content-Length", b"2")]):
+            self.transport.clear()
+            request = self.request()
+            request.respond(200, pairs)
+            request.write(b"ok")
+            request.finish()
+            self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\n"
+                             + b"".join(b"%s: %s\r\n" % pair for pair in pairs) + b"\r\nok", f"row pairs={pairs!r}")
+        self.transport.clear()
+        request = self.request()
+        request.respond(200, [(b"X-A", b"Content-Length: 2"), (b"X-Content-Length", b"2")])
+        request.write(b"ok")
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\nX-A: Content-Length: 2\r\nX-Content-Length: 2\r\n"
+                                                 b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+
+    def test_noLines(self) -> None:
+        """
+        A head without lines has the status line, then what Twisted set
+        before the response and the framing.
+        """
+        request = self.request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        request.respond(200, [])
+        request.write(b"ok")
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked"
+                                                 b"\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+        self.setUp()
+        request = self.request(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        request.respond(204, [])
+        request.finish()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 204 No Content\r\n\r\n")
+
     def test_finishWritesHead(self) -> None:
         """
         Finishing without a write sends the head.
