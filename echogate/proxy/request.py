@@ -123,7 +123,9 @@ class GatewayRequest(LimitedBody, OnePieceHead, UnparsedRequest):
         self.cookies: list[bytes] = []
         self.transport = channel.transport
         self.queued = queued
-        self._parsePOSTFormSubmission = (channel.site._parsePOSTFormSubmission if parsePOSTFormSubmission is None
+        # (an older Twisted's Site has no such setting: the floor of setup.py)
+        self._parsePOSTFormSubmission = (getattr(channel.site, "_parsePOSTFormSubmission", True)
+                                         if parsePOSTFormSubmission is None
                                          else parsePOSTFormSubmission)
         self._adapterCache: dict[Any, Any] = {}
 
