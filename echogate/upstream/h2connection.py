@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+from h2 import events as ev
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
@@ -25,7 +26,6 @@ from twisted.python.failure import Failure
 
 from echogate.upstream.h1request import RequestBody
 from echogate.upstream.h2stream import H2Stream, StreamCall
-from h2 import events as ev
 
 _log = Logger(namespace="echogate.upstream")
 
