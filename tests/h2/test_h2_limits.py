@@ -16,6 +16,7 @@ import h2.events
 import h2.exceptions
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.trial import unittest
 
 from tests.gateway import RunningGateway, start_gateway
@@ -187,19 +188,24 @@ class LimitsOverH2Tests(unittest.TestCase):
         only streams count as activity.
         """
         client = await self.client()
-        pinging = True
+        pending: list[IDelayedCall] = []
 
         def ping() -> None:
-            if pinging and not client.closed.called:
+            pending.clear()
+            if not client.closed.called:
                 client.conn.ping(b"12345678")
                 client.transport.write(client.conn.data_to_send())
-                reactor.callLater(0.2, ping)
+                pending.append(reactor.callLater(0.2, ping))
 
         ping()
         try:
             await within(client.closed)
         finally:
-            pinging = False
+            # The next ping may already be scheduled when the connection
+            # closes: cancel it, or the reactor is left unclean.
+            for call in pending:
+                if call.active():
+                    call.cancel()
         self.assertEqual(client.goaway, h2.errors.ErrorCodes.NO_ERROR)
 
     async def test_slowStreamKeepsTheConnection(self) -> None:
