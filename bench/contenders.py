@@ -299,6 +299,9 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
               _echogate(1, AGENT), echogate=True),
     Contender("echogate-lean", "echogate, one route, no plugins, upstream_client=lean",
               _echogate(0, LEAN), echogate=True),
+    Contender("echogate-twisted-reactor", "echogate, one route, no plugins, reactor=twisted (Twisted's epoll "
+              "reactor, a log context per ready connection)", _echogate(0, ("--reactor", "twisted")),
+              echogate=True),
     Contender("echogate-workers-1", "echogate --workers 1, one route, no plugins, not pinned",
               _echogate_workers(1), scenarios=("small-50", "small-500"), echogate=True),
     Contender("echogate-workers-2", "echogate --workers 2, one route, no plugins, not pinned",

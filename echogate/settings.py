@@ -9,6 +9,7 @@ import ipaddress
 import os
 import re
 import socket
+import sys
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,7 @@ DEFAULTS: dict[str, str] = {
     "db_query_timeout": "2",
     "workers": "1",
     "upstream_client": "auto",
+    "reactor": "echogate",
     "upstream_keepalive_pool_size": "1000",
     "upstream_keepalive_idle_timeout": "60",
     "upstream_tls_verify": "on",
@@ -86,6 +88,9 @@ HELP: dict[str, str] = {
     "workers": "Processes serving the proxy port(s) (SO_REUSEPORT; tcp listeners only).",
     "upstream_client": "HTTP client for services: 'lean' (echogate's own), 'agent' (Twisted's Agent), "
                        "or 'auto' (lean).",
+    "reactor": "The event loop: 'echogate' (Twisted's epoll reactor without a log context per ready "
+               "connection; Twisted's default where there is no epoll) or 'twisted' (Twisted's default). "
+               "twistd --reactor wins.",
     "upstream_keepalive_pool_size": "Idle keep-alive connections kept per service address; 0 for none.",
     "upstream_keepalive_idle_timeout": "Seconds an idle upstream connection is kept.",
     "upstream_tls_verify": "'on': verify https services' certificates (and host names) unless a service's "
@@ -236,6 +241,7 @@ class Settings:
     db_query_timeout: float
     workers: int = 1
     upstream_client: str = "lean"
+    reactor: str = "echogate"
     upstream_keepalive_pool_size: int = 1000
     upstream_keepalive_idle_timeout: float = 60.0
     upstream_tls_verify: bool = True
@@ -311,6 +317,7 @@ class Settings:
             "db_query_timeout": self.db_query_timeout,
             "workers": self.workers,
             "upstream_client": self.upstream_client,
+            "reactor": self.reactor,
             "upstream_keepalive_pool_size": self.upstream_keepalive_pool_size,
             "upstream_keepalive_idle_timeout": self.upstream_keepalive_idle_timeout,
             "upstream_tls_verify": self.upstream_tls_verify,
@@ -712,6 +719,48 @@ def automatic_upstream_client() -> str:
     return "lean"
 
 
+#: The values of the C{reactor} setting.
+REACTORS = ("echogate", "twisted")
+
+
+def _raw_values(flags: Mapping[str, str | None], environ: Mapping[str, str],
+                file_values: Mapping[str, str]) -> dict[str, str]:
+    """
+    Each setting's value as written: flag, then C{ECHOGATE_<KEY>}, then
+    the config file, then the default.
+    """
+    raw: dict[str, str] = {}
+    for key, default in DEFAULTS.items():
+        flag = flags.get(key)
+        env = environ.get("ECHOGATE_" + key.upper())
+        raw[key] = flag if flag is not None else env if env is not None else file_values.get(key, default)
+    return raw
+
+
+def install_reactor(choice: str) -> str:
+    """
+    Install the reactor the C{reactor} setting chooses, unless a reactor
+    is installed already (C{twistd --reactor}, or an import of
+    C{twisted.internet.reactor} before the options were read): C{echogate}
+    installs L{echogate.polling.GatewayReactor} where there is epoll;
+    C{twisted} leaves the choice to Twisted (its default reactor is
+    installed on first use).
+
+    @return: the qualified name of the reactor class installed, or C{""}
+        when this installed none.
+    @raise ConfigError: C{choice} is not one of L{REACTORS}.
+    """
+    choice = _one_of("reactor", choice, REACTORS)
+    if choice != "echogate" or "twisted.internet.reactor" in sys.modules:
+        return ""
+    try:
+        from echogate import polling
+    except ImportError:
+        return ""
+    polling.install()
+    return "echogate.polling.GatewayReactor"
+
+
 def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
             config_file: str | None) -> Settings:
     """
@@ -721,13 +770,10 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
     @raise ConfigError: a value is bad.
     """
     file_values = read_config_file(config_file) if config_file else {}
-    raw: dict[str, str] = {}
-    for key, default in DEFAULTS.items():
-        flag = flags.get(key)
-        env = environ.get("ECHOGATE_" + key.upper())
-        raw[key] = flag if flag is not None else env if env is not None else file_values.get(key, default)
+    raw = _raw_values(flags, environ, file_values)
     dev = _one_of("dev", flags.get("dev") or environ.get("ECHOGATE_DEV") or file_values.get("dev", "off"),
                   ("on", "off")) == "on"
+    reactor = _one_of("reactor", raw["reactor"], REACTORS)
     trusted = _split(raw["trusted_ips"])
     for item in trusted:
         try:
@@ -776,6 +822,7 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str],
         db_query_timeout=_positive("db_query_timeout", raw["db_query_timeout"]),
         workers=workers,
         upstream_client=upstream_client,
+        reactor=reactor,
         upstream_keepalive_pool_size=_whole("upstream_keepalive_pool_size", raw["upstream_keepalive_pool_size"], 0),
         upstream_keepalive_idle_timeout=_positive("upstream_keepalive_idle_timeout",
                                                   raw["upstream_keepalive_idle_timeout"]),
@@ -857,6 +904,10 @@ class Options(usage.Options):
         flags.update((key, "on") for key in SWITCHES if self[key])
         config_file = self["config"] or self.environ.get("ECHOGATE_CONFIG")
         try:
+            # Before the settings are resolved: reading the listeners
+            # imports (and so installs) the reactor.
+            self.installed_reactor = install_reactor(_raw_values(
+                flags, self.environ, read_config_file(config_file) if config_file else {})["reactor"])
             self.settings = resolve(flags, self.environ, config_file)
         except ConfigError as e:
             raise SystemExit(f"echogate: {e}") from None
