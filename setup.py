@@ -88,6 +88,9 @@ setup(
                              "wheel>=0.43",
                              # HTTP/2 and gRPC clients and servers in the tests (tests/h2/):
                              # grpcio-tools compiles the test service's .proto at set-up.
-                             "httpx[http2]>=0.27", "grpcio>=1.62", "grpcio-tools>=1.62"]},
+                             "httpx[http2]>=0.27", "grpcio>=1.62", "grpcio-tools>=1.62",
+                             # PyHamcrest: Twisted's own reactor tests (twisted.internet.test), run
+                             # against echogate's reactor in tests/test_polling.py, import it.
+                             "PyHamcrest>=2.1"]},
     entry_points={"console_scripts": ["echogate = echogate.cli:main"]},
 )

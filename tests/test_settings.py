@@ -119,7 +119,7 @@ class ResolveTests(SynchronousTestCase):
                {"data_dir": "/d", "trusted_ips": "10.0.0.0/8", "access_log": "on",
                 "client_max_body_size": "1k", "config_check_interval": "2", "db_query_timeout": "3",
                 "database": "postgresql://u:secret@h/db", "plugins": "off", "workers": "2",
-                "upstream_client": "agent", "upstream_keepalive_pool_size": "7",
+                "upstream_client": "agent", "reactor": "Twisted", "upstream_keepalive_pool_size": "7",
                 "upstream_keepalive_idle_timeout": "2.5", "upstream_tls_verify": "off", "gc_young_threshold": "900",
                 "malloc_trim_threshold": "2m", "client_header_timeout": "7", "client_body_timeout": "8",
                 "send_timeout": "9", "keepalive_timeout": "11", "max_connections": "300",
@@ -154,6 +154,7 @@ class ResolveTests(SynchronousTestCase):
                          (4096, 2048, 50))
         self.assertEqual(settings.regex_match_timeout, 0.02)
         self.assertEqual(settings.missing_plugins, "skip")
+        self.assertEqual(settings.reactor, "twisted")
         self.assertEqual(settings.shutdown_timeout, 0)
         self.assertEqual(settings.admin_token, "s3cret")
         self.assertEqual(settings.admin_server_names, ("admin.example", "gw:8001"))
@@ -193,6 +194,7 @@ class ResolveTests(SynchronousTestCase):
             "max_headers": ("0", "max_headers: must be between 1 and 10000"),
             "regex_match_timeout": ("x", "regex_match_timeout: 'x' is not a number"),
             "missing_plugins": ("ignore", "missing_plugins: expected 'refuse' or 'skip', got 'ignore'"),
+            "reactor": ("epoll", "reactor: expected 'echogate' or 'twisted', got 'epoll'"),
             "shutdown_timeout": ("-1", "shutdown_timeout: must be 0 or more"),
             "admin_server_names": ("a b", "admin_server_names: 'a b' is not a host name"),
             "real_ip_header": ("X Real", "real_ip_header: 'X Real' is not a header name"),

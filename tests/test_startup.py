@@ -235,6 +235,8 @@ class EmbeddedStartTests(StartupTestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual((await response.json())["uri"], "/request")
         self.assertTrue(os.path.isdir(os.path.join(cwd, "echogate-data")))
+        # The node's own reactor (the reactor setting's default).
+        self.assertIn(b"reactor class: echogate.polling.GatewayReactor", gateway.output)
 
         gateway.transport.signalProcess("TERM")
         self.assertEqual(await gateway.ended, -signal.SIGTERM)
@@ -256,8 +258,10 @@ class DSNStartTests(StartupTestCase):
         dsn = await fresh_database(migrated=True)
         proxy_port, admin_port = _free_port(), _free_port()
         env = _env(ECHOGATE_DATABASE=dsn, ECHOGATE_PROXY_LISTEN=f"tcp:{proxy_port}:interface=127.0.0.1",
-                   ECHOGATE_ADMIN_LISTEN=f"tcp:{admin_port}:interface=127.0.0.1")
-        await self.start([], env, self.mktemp_dir(), admin_port, tac=True)
+                   ECHOGATE_ADMIN_LISTEN=f"tcp:{admin_port}:interface=127.0.0.1", ECHOGATE_REACTOR="twisted")
+        gateway = await self.start([], env, self.mktemp_dir(), admin_port, tac=True)
+        # ECHOGATE_REACTOR=twisted: Twisted's default reactor, not echogate's.
+        self.assertIn(b"reactor class: twisted.internet.epollreactor.EPollReactor", gateway.output)
         response = await treq.get(f"http://127.0.0.1:{proxy_port}/nothing", pool=self.pool)
         self.assertEqual(response.code, 404)
         self.assertEqual(await response.json(), {"message": "no Route matched with those values"})
