@@ -289,6 +289,8 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
               _script("lean_proxy", "--upstream-port", "{upstream}")),
     Contender("hello", "bare twisted.web resource answering from memory (the ceiling)",
               _script("hello")),
+    Contender("raw-hello", "a bare Twisted Protocol answering from memory on echogate's reactor, no twisted.web "
+              "(the ceiling of any Twisted server)", _script("raw_hello")),
     Contender("echogate", "echogate, one route, no plugins", _echogate(0), echogate=True),
     Contender("echogate-header-echo", "echogate, one route, header-echo", _echogate(1), echogate=True),
     Contender("echogate-5-plugins", "echogate, one route, five bundled plugins", _echogate(5),
@@ -330,8 +332,8 @@ DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-p
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.
-PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "echogate", "echogate-header-echo",
-                   "echogate-agent", "echogate-lean", "echogate-realistic")
+PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "raw-hello", "echogate",
+                   "echogate-header-echo", "echogate-agent", "echogate-lean", "echogate-realistic")
 
 
 def describe_runtime(runtime: Runtime) -> str:

@@ -441,3 +441,25 @@ class ScriptNameTests(SynchronousTestCase):
         finally:
             sys.path[:] = saved
         self.assertEqual(shadowing, [])
+
+
+class RawHelloTests(SynchronousTestCase):
+    """
+    L{bench.raw_hello}'s protocol: one answer per whole head, in order,
+    whatever the reads' boundaries.
+    """
+
+    def test_pipelinedAndSplit(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from bench.raw_hello import RESPONSE, RawHello
+
+        hello = RawHello()
+        transport = StringTransport()
+        hello.makeConnection(transport)
+        head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        hello.dataReceived(head + head[:10])
+        self.assertEqual(transport.value(), RESPONSE)
+        hello.dataReceived(head[10:] + head)
+        self.assertEqual(transport.value(), RESPONSE * 3)
+        self.assertEqual(len(RESPONSE.split(b"\r\n\r\n", 1)[1]), 100)

@@ -32,8 +32,9 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import unquote_plus
 
 import attrs
+from twisted.web.http_headers import Headers
 
-from echogate.pdk.rawheaders import lines_size
+from echogate.pdk.rawheaders import DIRECT, lines_size, stored_name
 from echogate.schema import Array, Boolean, String
 
 __all__ = ["Latencies", "latencies", "log_record", "redact_in_logs", "REDACTED", "REDACTION_FIELDS"]
@@ -44,6 +45,9 @@ CREDENTIAL_HEADERS = frozenset(("authorization", "proxy-authorization", "cookie"
 #: Response headers that carry credentials, redacted by default.
 CREDENTIAL_RESPONSE_HEADERS = frozenset(("set-cookie",))
 _MARKED = "echogate.log_record.redact"
+#: The keys a request's L{Headers} keeps these two under (L{request_size}).
+_CONTENT_LENGTH = stored_name(b"content-length")
+_TRANSFER_ENCODING = stored_name(b"transfer-encoding")
 
 #: The config fields of a log plugin that say what its records redact.
 REDACTION_FIELDS = {
@@ -192,7 +196,25 @@ def request_size(ctx: Any) -> int:
     query = request.query
     # (the request line: method, space, path, "?" and the query, " HTTP/1.1")
     line = len(request.method) + len(request.raw_path) + (len(query) + 1 if query else 0) + len(" HTTP/1.1") + 1
-    return line + 2 + lines_size(request.as_is()) + 2 + request_body_size(ctx)
+    headers = request.as_is()
+    if not DIRECT or type(headers) is not Headers:
+        return line + 2 + lines_size(headers) + 2 + request_body_size(ctx)
+    # (lines_size and request_body_size, inline over Twisted's own dict:
+    # one call instead of five, on every request prometheus sizes)
+    stored = headers._rawHeaders
+    size = line + 4
+    for name, values in stored.items():
+        for value in values:
+            size += len(name) + len(value) + 4
+    length = stored.get(_CONTENT_LENGTH)
+    if length:
+        try:
+            return size + max(0, int(length[0].decode("latin-1")))
+        except ValueError:
+            pass
+    if not stored.get(_TRANSFER_ENCODING):
+        return size
+    return size + len(request.body())
 
 
 def response_size(ctx: Any) -> int:
@@ -200,7 +222,14 @@ def response_size(ctx: Any) -> int:
     The response's size on the wire (status line, headers, body).
     """
     sent: int = ctx.bytes_sent
-    return len("HTTP/1.1 200 OK") + 2 + lines_size(ctx.response.as_is()) + 2 + sent
+    headers = ctx.response.as_is()
+    if type(headers) is not list:
+        return len("HTTP/1.1 200 OK") + 2 + lines_size(headers) + 2 + sent
+    # (lines_size of wire pairs, inline)
+    size = len("HTTP/1.1 200 OK") + 4 + sent + 4 * len(headers)
+    for name, value in headers:
+        size += len(name) + len(value)
+    return size
 
 
 def _redacted_headers(headers: dict[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:
