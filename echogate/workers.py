@@ -115,6 +115,7 @@ class WorkerPool:
             "ECHOGATE_DB_QUERY_TIMEOUT": str(s.db_query_timeout),
             "ECHOGATE_WORKERS": str(s.workers),
             "ECHOGATE_UPSTREAM_CLIENT": s.upstream_client,
+            "ECHOGATE_REACTOR": s.reactor,
             "ECHOGATE_UPSTREAM_KEEPALIVE_POOL_SIZE": str(s.upstream_keepalive_pool_size),
             "ECHOGATE_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT": str(s.upstream_keepalive_idle_timeout),
             "ECHOGATE_GC_YOUNG_THRESHOLD": str(s.gc_young_threshold),
