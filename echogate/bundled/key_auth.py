@@ -19,6 +19,7 @@ records of the request (L{echogate.bundled.log_record.redact_in_logs}).
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
@@ -36,7 +37,7 @@ from echogate.bundled.consumers import (
     refused,
     remove_query_arg,
 )
-from echogate.bundled.log_record import redact_in_logs
+from echogate.bundled.log_record import MARKED, lowered_names, redact_in_logs
 from echogate.entities import credentials
 from echogate.errors import GatewayError
 from echogate.pdk.bodies import parse_body
@@ -165,12 +166,19 @@ class KeyAuth(AuthPlugin):
     """
 
     _known: list[Any]
+    #: What each read-only config (a snapshot's, by id) says, worked out
+    #: once: C{(config, key_names, their lower case for the log records,
+    #: usual)}, C{usual} when L{access} may take the key from the first
+    #: name's header without L{authenticate_request}.
+    _prepared: dict[int, tuple[Any, ...]]
 
     def __init__(self) -> None:
         # (The plugin cannot be changed once made: this list is its one
-        # slot, holding the snapshot's credentials and, by credential id,
-        # each credential seen and its outcome.)
-        object.__setattr__(self, "_known", [None, {}])
+        # slot, holding the snapshot's credentials, by credential id each
+        # credential seen and its outcome, and each key that found one and
+        # its outcome.)
+        object.__setattr__(self, "_known", [None, {}, {}])
+        object.__setattr__(self, "_prepared", {})
 
     name = "key-auth"
     version = "1.0.0"
@@ -198,13 +206,50 @@ class KeyAuth(AuthPlugin):
         """
         return bool(config["key_in_body"])
 
+    def _prepare(self, config: Mapping[str, Any]) -> tuple[Any, ...]:
+        """
+        What L{access} reads of C{config}, kept for a read-only config (a
+        snapshot's, which lives as long as it does).
+        """
+        names = config["key_names"]
+        usual = bool(config["key_in_header"] and config.get("run_on_preflight", True)
+                      and not config.get("anonymous") and not config["hide_credentials"] and names)
+        found = (config, names, lowered_names(names), usual)
+        if isinstance(config, MappingProxyType):
+            prepared = self._prepared
+            if len(prepared) >= _MAX_KNOWN:
+                prepared.clear()
+            prepared[id(config)] = found
+        return found
+
     def access(self, ctx: Any, config: Mapping[str, Any]) -> Deferred | None:
         """
         Tell the log plugins the key names (they redact them), hide the
         key from the service with C{hide_credentials}, then authenticate.
         """
-        redact_in_logs(ctx, config["key_names"])
-        if config["hide_credentials"]:
+        prepared = self._prepared.get(id(config))
+        if prepared is None or prepared[0] is not config:
+            prepared = self._prepare(config)
+        _, names, lowered, usual = prepared
+        shared = ctx.shared
+        if MARKED in shared:
+            redact_in_logs(ctx, names)
+        else:
+            # (redact_in_logs, inline for the first plugin to mark names)
+            shared[MARKED] = lowered
+        if usual:
+            # A key seen before in the first name's header (one value):
+            # its outcome, kept for the snapshot by the key
+            # (authenticate_request would find the same).
+            values = ctx.request.get_header_values(names[0])
+            if len(values) == 1:
+                known = self._known
+                outcome = known[2].get(values[0]) if known[0] is ctx.credentials else None
+                if outcome is not None:
+                    ctx.authenticate(outcome.consumer, outcome.credential)
+                    ctx.upstream.set_named(IDENTITY_NAMES, outcome.values)
+                    return None
+        elif config["hide_credentials"]:
             hide_keys(ctx, config)
         if config.get("run_on_preflight", True) and not config.get("anonymous"):
             # (AuthPlugin.access for the usual config, inline: an
@@ -252,11 +297,15 @@ class KeyAuth(AuthPlugin):
             return refused(UNAUTHORIZED, _challenge(config))
         known = self._known
         if known[0] is not index:
-            known[:] = [index, {}]
+            known[:] = [index, {}, {}]
         outcomes = known[1]
         seen = outcomes.get(id(credential))
         if seen is not None and seen[0] is credential:
             outcome: Authenticated = seen[1]
+            by_key = known[2]
+            if len(by_key) >= _MAX_KNOWN:
+                by_key.clear()
+            by_key[key] = outcome
             return outcome
         consumer = self.owner(ctx, credential)
         if consumer is None:
@@ -267,4 +316,8 @@ class KeyAuth(AuthPlugin):
         if len(outcomes) >= _MAX_KNOWN:
             outcomes.clear()
         outcomes[id(credential)] = (credential, outcome)
+        by_key = known[2]
+        if len(by_key) >= _MAX_KNOWN:
+            by_key.clear()
+        by_key[key] = outcome
         return outcome

@@ -45,6 +45,9 @@ CREDENTIAL_HEADERS = frozenset(("authorization", "proxy-authorization", "cookie"
 #: Response headers that carry credentials, redacted by default.
 CREDENTIAL_RESPONSE_HEADERS = frozenset(("set-cookie",))
 _MARKED = "echogate.log_record.redact"
+#: The key of C{ctx.shared} under which L{redact_in_logs} keeps the marked
+#: names (L{lowered_names} of one plugin's names, or a set).
+MARKED = _MARKED
 #: The keys a request's L{Headers} keeps these two under (L{request_size}).
 _CONTENT_LENGTH = stored_name(b"content-length")
 _TRANSFER_ENCODING = stored_name(b"transfer-encoding")
@@ -85,6 +88,16 @@ def redact_in_logs(ctx: Any, names: Iterable[str]) -> None:
 
 
 _LOWERED: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def lowered_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """
+    C{names} in lower case, as L{redact_in_logs} marks them when it is
+    the first to (the same tuple for the same names): what a plugin that
+    marks the same names on every request may put under L{MARKED} itself
+    when nothing is there yet.
+    """
+    return tuple(_lowered(names))
 
 
 def _lowered(names: Iterable[str]) -> Iterable[str]:

@@ -11,7 +11,7 @@ from twisted.web.http_headers import Headers
 
 from echogate.errors import BodyNotRead
 from echogate.pdk.headers import HeaderEditor, HeaderPairs, _b, _s
-from echogate.pdk.rawheaders import _STORED, DIRECT, raw_values, stored_name
+from echogate.pdk.rawheaders import _STORED, DIRECT, stored_name
 from echogate.pdk.tls import TLSInfo, tls_of
 
 #: HTTP versions as Kong's PDK gives them.
@@ -119,7 +119,12 @@ class ClientRequest:
         """
         Every value of request header C{name}, in order (none: C{[]}).
         """
-        values = raw_values(self._request.requestHeaders, name)
+        headers = self._request.requestHeaders
+        # (raw_values, inline)
+        if DIRECT and type(headers) is Headers:
+            values = headers._rawHeaders.get(_STORED.get(name) or stored_name(name))
+        else:
+            values = headers.getRawHeaders(_b(name))
         if not values:
             return []
         if len(values) == 1:
