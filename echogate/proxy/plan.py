@@ -16,8 +16,9 @@ skip} such configs are left out.
 """
 from __future__ import annotations
 
+import copy
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Generator, Iterable, Mapping
 
 import attrs
 
@@ -26,6 +27,8 @@ PHASES = ("init", "configure", "rewrite", "access", "header_filter", "body_filte
 
 REFUSE = "refuse"
 SKIP = "skip"
+#: Plugin configs indexed in one step of L{PluginIndex.building}.
+STEP = 500
 
 
 def not_loaded_message(name: str) -> str:
@@ -224,16 +227,40 @@ class PluginIndex:
 
     def __init__(self, records: Iterable[Mapping[str, Any]], plugins: Mapping[str, Any],
                  missing: str = REFUSE):
+        for _ in self._fill(records, plugins, missing, None):
+            pass
+
+    @classmethod
+    def building(cls, records: Iterable[Mapping[str, Any]], plugins: Mapping[str, Any], missing: str = REFUSE,
+                 previous: "PluginIndex | None" = None) -> Generator[None, None, "PluginIndex"]:
+        """
+        The index, in steps: a generator that yields (C{None}) after every
+        L{STEP} records and returns the index, so that a node serves
+        requests between them. An entry of C{previous} whose record is the
+        same (or equal) and whose plugin is the same object is taken as it
+        is, its config not frozen again.
+        """
+        index = cls.__new__(cls)
+        yield from index._fill(records, plugins, missing, previous)
+        return index
+
+    def _fill(self, records: Iterable[Mapping[str, Any]], plugins: Mapping[str, Any], missing: str,
+              previous: "PluginIndex | None") -> Generator[None, None, None]:
         if missing not in (REFUSE, SKIP):
             raise ValueError(f"missing must be {REFUSE!r} or {SKIP!r}, not {missing!r}")
         self._plugins = dict(plugins)
         self._phases = {name: phases_of(p) for name, p in self._plugins.items()}
         self._by_name: dict[str, dict[_Scope, PluginEntry]] = {}
         self._consumer_scoped: set[str] = set()
+        #: Each record's entry by its id, for the next index (L{building}).
+        self._records: dict[Any, tuple[Mapping[str, Any], PluginEntry]] = {}
         self.skipped: list[str] = []
         self.refusing = missing == REFUSE
+        earlier = previous._records if previous is not None else {}
         stand_ins: dict[str, MissingPlugin] = {}
-        for record in records:
+        for done, record in enumerate(records, 1):
+            if not done % STEP:
+                yield None
             if not record.get("enabled", True):
                 continue
             name = record["name"]
@@ -245,14 +272,19 @@ class PluginIndex:
                 plugin = stand_ins.get(name)
                 if plugin is None:
                     plugin = stand_ins[name] = MissingPlugin(name)
-            entry = PluginEntry(
-                plugin=plugin,
-                id=record["id"],
-                config=freeze(record.get("config") or {}),
-                route=_fk(record, "route"),
-                service=_fk(record, "service"),
-                consumer=_fk(record, "consumer"),
-            )
+            kept = earlier.get(record["id"])
+            if kept is not None and kept[1].plugin is plugin and (kept[0] is record or kept[0] == record):
+                entry = kept[1]
+            else:
+                entry = PluginEntry(
+                    plugin=plugin,
+                    id=record["id"],
+                    config=freeze(record.get("config") or {}),
+                    route=_fk(record, "route"),
+                    service=_fk(record, "service"),
+                    consumer=_fk(record, "consumer"),
+                )
+            self._records[entry.id] = (record, entry)
             self._by_name.setdefault(name, {})[(entry.route, entry.service, entry.consumer)] = entry
             if entry.consumer is not None:
                 self._consumer_scoped.add(name)
@@ -289,6 +321,17 @@ class PluginIndex:
             if entry is not None:
                 return entry
         return None
+
+    def fresh(self) -> "PluginIndex":
+        """
+        This index for the next snapshot, when its plugin configs did not
+        change (L{echogate.proxy.reusing}): the same entries, and no plans
+        yet (a route's plan is made again on its first request, so those
+        of routes since deleted are not kept from one snapshot to the next).
+        """
+        index = copy.copy(self)
+        index._plans = {}
+        return index
 
     def plan(self, route: str | None, service: str | None) -> Plan:
         """

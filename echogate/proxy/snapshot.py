@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from echogate.pdk.entities import declare_storage
+from echogate.proxy.reusing import Sources
 from echogate.store.data import ConfigurationData
 
 _log = Logger(namespace="echogate.configuration")
@@ -23,12 +24,11 @@ _log = Logger(namespace="echogate.configuration")
 @attrs.frozen
 class Snapshot:
     """
-    One compiled configuration: the router, the plugin index, and the
-    consumers and credentials (an L{echogate.pdk.credentials.CredentialIndex}),
-    and the records of load balancing as stored (C{upstreams}, C{targets},
-    C{target_health_overrides}), which the node's
-    L{echogate.balancer.Balancers} is updated from when the snapshot is
-    swapped in. Never changed; a configuration change builds a new one.
+    One compiled configuration: the router, the plugin index, the consumers
+    and credentials (an L{echogate.pdk.credentials.CredentialIndex}), and
+    load balancing's records as stored (C{upstreams}, C{targets},
+    C{target_health_overrides}), which the node's L{echogate.balancer.Balancers}
+    takes when the snapshot is swapped in. Never changed: a change builds a new one.
     """
 
     version: int
@@ -46,6 +46,7 @@ class Snapshot:
     #: How each https service's certificate is verified (an
     #: L{echogate.upstream.tls.TLSPolicies} over the records above).
     tls_policies: Any = None
+    sources: Sources | None = None  # what the plugin and credential indexes were built from
 
     @classmethod
     def build(cls, data: ConfigurationData, plugins: Mapping[str, Any],
@@ -80,25 +81,25 @@ class Snapshot:
         it between steps and serve requests from C{previous} meanwhile
         (L{echogate.proxy.compiling.build_in_slices}).
         """
-        from echogate.pdk.credentials import CredentialIndex
-        from echogate.proxy.plan import PluginIndex
         from echogate.routing.router import Router
         from echogate.upstream.tls import TLSPolicies
 
         services = {s["id"]: s for s in data.services}
-        index = PluginIndex(data.plugins, plugins, missing_plugins)
+        sources = Sources.of(data, plugins, missing_plugins)
+        index = yield from sources.plugin_index(previous)
         yield None
         router = yield from Router.building(data.routes, services,
                                             previous=previous.router if previous is not None else None,
                                             regex_timeout=regex_timeout)
         yield None
+        credentials = yield from sources.credential_index(data, previous)
         return cls(
             version=data.version,
             router=router,
             plugins=index,
             rewrite_steps=index.global_steps.rewrite_steps,
-            credentials=CredentialIndex.build(
-                data, [entity for plugin in plugins.values() for entity in getattr(plugin, "entities", ())]),
+            credentials=credentials,
+            sources=sources,
             upstreams=data.upstreams,
             targets=data.targets,
             target_health_overrides=data.target_health_overrides,
@@ -119,11 +120,10 @@ class LiveConfiguration:
     Requests read L{current} once each; a reload swaps it in one
     assignment, once the new snapshot is built whole by C{build} (by
     default here, at once; the gateway builds in short slices of the
-    reactor thread, see L{echogate.proxy.compiling.build_in_slices}, so
-    that a large configuration
-    does not stop the proxy while it compiles). C{build} is called with the
-    loaded data, the plugins and the current snapshot, whose compiled
-    routes it reuses for the records that did not change, and
+    reactor thread, L{echogate.proxy.compiling.build_in_slices}, so that a
+    large configuration does not stop the proxy while it compiles). C{build}
+    is called with the loaded data, the plugins and the current snapshot
+    (whose compiled routes and unchanged indexes it reuses) and
     C{missing_plugins=}, and may return a Deferred. A build that fails is
     logged, and the current snapshot stays; changes notified while a load
     or build is under way are loaded once more after it (one more load for
