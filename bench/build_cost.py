@@ -14,7 +14,12 @@ overrun by) and how long freeing the snapshot it replaces takes at once
 (what L{echogate.heap.ReleaseInSlices} spreads over slices), both in CPU
 time, medians.
 
-Run: C{.venv/bin/python bench/build_cost.py [--routes 10000] [--repeats 7]}.
+With C{--configs}, every route has a plugin config (rate-limiting) and
+there are as many consumers, each with a key-auth key; the changes then
+include a config changed and a key added (what the plugin and credential
+indexes cost: L{echogate.proxy.reusing}).
+
+Run: C{.venv/bin/python bench/build_cost.py [--routes 10000] [--repeats 7] [--configs]}.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,6 +39,7 @@ from bench.routes import filler_body
 from echogate.entities import writes
 from echogate.heap import young_threshold
 from echogate.proxy.snapshot import Snapshot
+from echogate.registry import load_plugins
 from echogate.settings import DEFAULTS
 from echogate.store.data import ConfigurationData
 
@@ -50,7 +56,24 @@ def _records(count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return service, routes
 
 
-def _changes(service: dict[str, Any], routes: list[dict[str, Any]]) -> dict[str, ConfigurationData]:
+def _configs(routes: list[dict[str, Any]], plugins: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], ...]]:
+    """
+    A rate-limiting config on each route, and a consumer with a key-auth
+    key for each.
+    """
+    now = 1_700_000_000
+    configs = tuple(writes.prepare_insert("plugins", {"name": "rate-limiting", "config": {"second": 100},
+                                                      "route": {"id": r["id"]}}, plugins=plugins, now=now,
+                                          new_id=str(uuid.uuid4())) for r in routes)
+    consumers = tuple(writes.prepare_insert("consumers", {"username": f"u{n}"}, plugins={}, now=now,
+                                            new_id=str(uuid.uuid4())) for n in range(len(routes)))
+    keys = tuple({"id": str(uuid.uuid4()), "consumer": {"id": c["id"]}, "key": f"key-{n}", "created_at": now,
+                  "tags": None, "ttl": None} for n, c in enumerate(consumers))
+    return {"plugins": configs, "consumers": consumers, "keyauth_credentials": keys}
+
+
+def _changes(service: dict[str, Any], routes: list[dict[str, Any]],
+             extra: Mapping[str, tuple[dict[str, Any], ...]]) -> dict[str, ConfigurationData]:
     count = len(routes)
     added = writes.prepare_insert("routes", filler_body(count, service["id"]), plugins={},
                                   now=1_700_000_000 + count, new_id=str(uuid.uuid4()))
@@ -61,8 +84,18 @@ def _changes(service: dict[str, Any], routes: list[dict[str, Any]]) -> dict[str,
         "a route changed": routes[:middle] + [changed] + routes[middle + 1:],
         "the first route deleted": routes[1:],
     }
-    return {what: ConfigurationData(version=2, services=(service,), routes=tuple(table))
-            for what, table in tables.items()}
+    changes = {what: ConfigurationData(version=2, services=(service,), routes=tuple(table), **extra)
+               for what, table in tables.items()}
+    if extra:
+        configs, keys = extra["plugins"], extra["keyauth_credentials"]
+        middle_config = dict(configs[middle], config=dict(configs[middle]["config"], second=5))
+        changes["a plugin config changed"] = ConfigurationData(
+            version=2, services=(service,), routes=tuple(routes),
+            **dict(extra, plugins=configs[:middle] + (middle_config,) + configs[middle + 1:]))
+        changes["a key added"] = ConfigurationData(
+            version=2, services=(service,), routes=tuple(routes),
+            **dict(extra, keyauth_credentials=keys + (dict(keys[0], id=str(uuid.uuid4()), key="another"),)))
+    return changes
 
 
 def _time(build: Callable[[], object]) -> float:
@@ -71,11 +104,11 @@ def _time(build: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _longest_step(data: ConfigurationData, previous: Snapshot) -> float:
+def _longest_step(data: ConfigurationData, previous: Snapshot, plugins: Mapping[str, Any]) -> float:
     """
     The CPU milliseconds of the longest step of L{Snapshot.building}.
     """
-    steps = Snapshot.building(data, {}, previous)
+    steps = Snapshot.building(data, plugins, previous)
     longest = 0.0
     while True:
         started = time.thread_time()
@@ -86,14 +119,14 @@ def _longest_step(data: ConfigurationData, previous: Snapshot) -> float:
         longest = max(longest, (time.thread_time() - started) * 1000)
 
 
-def _freeing(before: ConfigurationData, data: ConfigurationData) -> float:
+def _freeing(before: ConfigurationData, data: ConfigurationData, plugins: Mapping[str, Any]) -> float:
     """
     The CPU milliseconds of freeing at once a snapshot of C{before} after
     a snapshot of C{data} was built from it (what dies: its parts that its
     successor did not take).
     """
-    replaced = Snapshot.build(before, {})
-    successor = Snapshot.build(data, {}, replaced)
+    replaced = Snapshot.build(before, plugins)
+    successor = Snapshot.build(data, plugins, replaced)
     started = time.thread_time()
     del replaced
     took = (time.thread_time() - started) * 1000
@@ -101,7 +134,7 @@ def _freeing(before: ConfigurationData, data: ConfigurationData) -> float:
     return took
 
 
-def measure(routes: int, repeats: int) -> dict[str, tuple[list[float], ...]]:
+def measure(routes: int, repeats: int, configs: bool = False) -> dict[str, tuple[list[float], ...]]:
     """
     For each change, the milliseconds of each build from scratch and of
     each build from the previous snapshot; the CPU milliseconds of the
@@ -109,24 +142,26 @@ def measure(routes: int, repeats: int) -> dict[str, tuple[list[float], ...]]:
     the replaced snapshot.
     """
     service, records = _records(routes)
-    before = ConfigurationData(version=1, services=(service,), routes=tuple(records))
-    previous = Snapshot.build(before, {})
+    plugins = load_plugins("bundled") if configs else {}
+    extra = _configs(records, plugins) if configs else {}
+    before = ConfigurationData(version=1, services=(service,), routes=tuple(records), **extra)
+    previous = Snapshot.build(before, plugins)
     gc.collect()
     gc.freeze()
     thresholds = gc.get_threshold()
     young_threshold(int(DEFAULTS["gc_young_threshold"]))
     try:
         figures: dict[str, tuple[list[float], ...]] = {}
-        for what, data in _changes(service, records).items():
+        for what, data in _changes(service, records, extra).items():
             scratch: list[float] = []
             incremental: list[float] = []
             steps: list[float] = []
             freeing: list[float] = []
             for _ in range(repeats):
-                scratch.append(_time(lambda data=data: Snapshot.build(data, {})))
-                incremental.append(_time(lambda data=data: Snapshot.build(data, {}, previous)))
-                steps.append(_longest_step(data, previous))
-                freeing.append(_freeing(before, data))
+                scratch.append(_time(lambda data=data: Snapshot.build(data, plugins)))
+                incremental.append(_time(lambda data=data: Snapshot.build(data, plugins, previous)))
+                steps.append(_longest_step(data, previous, plugins))
+                freeing.append(_freeing(before, data, plugins))
             figures[what] = (scratch, incremental, steps, freeing)
         return figures
     finally:
@@ -138,8 +173,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--routes", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--configs", action="store_true",
+                        help="a plugin config on every route, and as many consumers with a key-auth key")
     arguments = parser.parse_args()
-    figures = measure(arguments.routes, arguments.repeats)
+    figures = measure(arguments.routes, arguments.repeats, arguments.configs)
     print(f"{arguments.routes:,} routes, {arguments.repeats} builds of each (median ms)\n")
     print("| change | from scratch | from the previous snapshot | ratio | longest step (CPU) |"
           " freeing the replaced snapshot (CPU) |")

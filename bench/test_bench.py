@@ -414,6 +414,17 @@ class BuildCostTests(SynchronousTestCase):
             self.assertTrue(all(f > 0 for f in scratch + incremental))
             self.assertTrue(all(f >= 0 for f in steps + freeing))
 
+    def test_withConfigs(self) -> None:
+        """
+        With C{configs}, a plugin config changed and a key added are
+        measured too.
+        """
+        from bench.build_cost import measure
+
+        figures = measure(20, 1, configs=True)
+        self.assertEqual(set(figures), {"a route added", "a route changed", "the first route deleted",
+                                        "a plugin config changed", "a key added"})
+
 
 class ScriptNameTests(SynchronousTestCase):
     """
