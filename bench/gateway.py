@@ -185,17 +185,20 @@ class EchogateNode:
     def add_service(self, name: str, upstream_port: int) -> dict[str, Any]:
         return self.api.post("/services", [("name", name), ("url", f"http://127.0.0.1:{upstream_port}")])
 
-    def add_filler_routes(self, service_id: str, total: int) -> None:
+    def add_filler_routes(self, service_id: str, total: int, configs: bool = False) -> None:
         """
         Bring the node to C{total} routes, counting the one route it has:
         fillers the benchmark's requests never match, written straight to
         the database (L{bench.routes}), then one last route through the
         Admin API (C{/last}), and wait until the node serves that one, so
-        it has loaded everything.
+        it has loaded everything. With C{configs}, each filler also gets a
+        plugin config, and a consumer with a key-auth key is added for each
+        (see L{bench.routes}).
         """
         if total > 2:
             done = subprocess.run([sys.executable, "-m", "bench.routes", self.database, service_id, "0",
-                                   str(total - 2)], cwd=Path(__file__).resolve().parent.parent,
+                                   str(total - 2), *(["configs"] if configs else [])],
+                                  cwd=Path(__file__).resolve().parent.parent,
                                   capture_output=True, text=True)
             if done.returncode != 0:
                 raise BenchError(f"writing {total - 2} routes failed:\n{done.stderr[-3000:]}")

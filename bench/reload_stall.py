@@ -12,6 +12,11 @@ long the admin writes took (fastest, slowest, median), and the figure of
 issue 25's target: the worst latency under changes less the p99 without
 them (the target: at most 10 ms).
 
+C{--configs} gives every filler route a rate-limiting config and adds a
+consumer with a key-auth key for each (10,000 routes: 10,000 plugin
+configs and 10,000 consumers), which the node's plugin and credential
+indexes hold.
+
 C{--node-path DIR} puts DIR first on the node's C{PYTHONPATH}, to measure
 another checkout (C{git archive COMMIT | tar -x -C DIR}) with the same
 script. C{--probe} also prints, for each run, the longest the node's
@@ -63,6 +68,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--node-path", default=None, help="put this directory first on the node's PYTHONPATH")
     parser.add_argument("--probe", action="store_true", help="measure the reactor thread's longest hold too")
+    parser.add_argument("--configs", action="store_true",
+                        help="a plugin config on every filler route, and as many consumers with a key-auth key")
     arguments = parser.parse_args()
     if arguments.writes * arguments.interval + 1 > arguments.seconds:
         parser.error("the writes must fit in the load: writes x interval + 1 s <= seconds")
@@ -93,7 +100,7 @@ def main() -> None:
         node.start()
         service = node.add_service("bench", port)
         node.add_route("bench", "bench", paths=["/"])
-        node.add_filler_routes(service["id"], arguments.routes)
+        node.add_filler_routes(service["id"], arguments.routes, configs=arguments.configs)
         url = f"http://127.0.0.1:{node.proxy_port}{nginx.PATHS['small']}"
         run_load(Load(url, 50, 3), node.process, cores.other)  # warm-up
         written = 0

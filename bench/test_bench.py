@@ -265,6 +265,22 @@ class FillerTests(SynchronousTestCase):
                 self.assertFalse("/bench".startswith(path) and path != "/")
         self.assertEqual(bodies[0]["service"], {"id": "s"})
 
+    def test_configs(self) -> None:
+        """
+        With C{configs}, a filler route gets a rate-limiting config, and a
+        consumer with a key-auth key comes with it, each a complete record.
+        """
+        from bench.routes import _configs
+        from echogate.registry import load_plugins
+
+        route = {"id": "00000000-0000-4000-8000-000000000001"}
+        writes = dict(_configs(route, 7, load_plugins("rate-limiting")))
+        self.assertEqual(set(writes), {"plugins", "consumers", "keyauth_credentials"})
+        self.assertEqual((writes["plugins"]["name"], writes["plugins"]["route"]), ("rate-limiting", route))
+        self.assertEqual(writes["plugins"]["config"]["second"], 1000)
+        self.assertEqual(writes["keyauth_credentials"]["consumer"], {"id": writes["consumers"]["id"]})
+        self.assertEqual(writes["keyauth_credentials"]["key"], "filler-key-7")
+
 
 class UpstreamBodyTests(SynchronousTestCase):
     """
