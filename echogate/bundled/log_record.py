@@ -190,13 +190,22 @@ def request_body_size(ctx: Any) -> int:
     The request body's size: its Content-Length, or the body's length.
     """
     request = ctx.request
-    length = request.get_header("content-length")
+    headers = request.as_is()
+    if DIRECT and type(headers) is Headers:
+        # (get_header of both, as one dict lookup each)
+        stored = headers._rawHeaders
+        values = stored.get(_CONTENT_LENGTH)
+        length = values[0].decode("latin-1") if values else None
+        chunked = bool(stored.get(_TRANSFER_ENCODING))
+    else:
+        length = request.get_header("content-length")
+        chunked = request.get_header("transfer-encoding") is not None
     if length is not None:
         try:
             return max(0, int(length))
         except ValueError:
             pass
-    if request.get_header("transfer-encoding") is None:
+    if not chunked:
         return 0
     return len(request.body())
 
@@ -212,22 +221,12 @@ def request_size(ctx: Any) -> int:
     headers = request.as_is()
     if not DIRECT or type(headers) is not Headers:
         return line + 2 + lines_size(headers) + 2 + request_body_size(ctx)
-    # (lines_size and request_body_size, inline over Twisted's own dict:
-    # one call instead of five, on every request prometheus sizes)
-    stored = headers._rawHeaders
+    # (lines_size, inline over Twisted's own dict)
     size = line + 4
-    for name, values in stored.items():
+    for name, values in headers._rawHeaders.items():
         for value in values:
             size += len(name) + len(value) + 4
-    length = stored.get(_CONTENT_LENGTH)
-    if length:
-        try:
-            return size + max(0, int(length[0].decode("latin-1")))
-        except ValueError:
-            pass
-    if not stored.get(_TRANSFER_ENCODING):
-        return size
-    return size + len(request.body())
+    return size + request_body_size(ctx)
 
 
 def response_size(ctx: Any) -> int:

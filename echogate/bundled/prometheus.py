@@ -229,6 +229,31 @@ class _Children:
         return found
 
 
+def _latencies(ctx: Any, now: float) -> tuple[int, int | None, int]:
+    """
+    The C{gateway}, C{upstream} and C{total} of
+    L{echogate.bundled.log_record.latencies}C{(ctx, now)} (milliseconds;
+    C{upstream} C{None} when the upstream was not called or did not
+    answer), without making a C{Latencies}: that and its four calls were
+    most of what the latency histograms cost a request.
+    """
+    started = ctx.started
+    sent = ctx.upstream_started
+    total = 0 if started is None else round((now - started) * 1000)
+    if total < 0:
+        total = 0
+    if sent is None:
+        return total, None, total
+    gateway = 0 if started is None else round((sent - started) * 1000)
+    if gateway < 0:
+        gateway = 0
+    responded = ctx.upstream_responded
+    if responded is None:
+        return gateway, None, total
+    upstream = round((responded - sent) * 1000)
+    return gateway, upstream if upstream > 0 else 0, total
+
+
 #: How many (service, route, consumer) records L{GatewayMetrics.by_records}
 #: keeps (then it starts again: the series themselves are kept).
 _MAX_RECORDS = 10_000
@@ -331,34 +356,17 @@ class Prometheus(GatewayPlugin):
             requests.value += 1
         if latency:
             clock = self.clock
-            now = (clock if clock is not None else self.binding.node.reactor).seconds()
-            # (log_record.latencies' gateway, upstream and total, inline and
-            # without a Latencies: that and its calls were most of what the
-            # histograms cost a request; HistogramSeries.observe, inline:
-            # the latencies are integers, never NaN)
-            started = ctx.started
-            sent = ctx.upstream_started
-            total = 0 if started is None else round((now - started) * 1000)
-            if total < 0:
-                total = 0
-            if sent is None:
-                gateway = total
-            else:
-                gateway = 0 if started is None else round((sent - started) * 1000)
-                if gateway < 0:
-                    gateway = 0
+            gateway, upstream, total = _latencies(
+                ctx, (clock if clock is not None else self.binding.node.reactor).seconds())
+            # (HistogramSeries.observe, inline: the latencies are integers,
+            # never NaN)
             series = children.gateway_latency or children.latency("gateway_latency")
             series.sum += gateway
             series.counts[bisect_left(series.bounds, gateway)] += 1
-            if sent is not None:
-                responded = ctx.upstream_responded
-                if responded is not None:
-                    upstream = round((responded - sent) * 1000)
-                    if upstream < 0:
-                        upstream = 0
-                    series = children.upstream_latency or children.latency("upstream_latency")
-                    series.sum += upstream
-                    series.counts[bisect_left(series.bounds, upstream)] += 1
+            if upstream is not None:
+                series = children.upstream_latency or children.latency("upstream_latency")
+                series.sum += upstream
+                series.counts[bisect_left(series.bounds, upstream)] += 1
             series = children.request_latency or children.latency("request_latency")
             series.sum += total
             series.counts[bisect_left(series.bounds, total)] += 1
