@@ -6,7 +6,8 @@ early when it is too large or too slow).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 _WAITING = (REWRITE, ACCESS, UPSTREAM)
 _HOST = stored_name(b"host")
 _UPGRADE = stored_name(b"upgrade")
+_NEW = object.__new__
+#: The headers a router that reads none is given.
+_NO_HEADERS: Mapping[str, list[str]] = MappingProxyType({})
 
 
 def _cancelled(failure: Failure) -> bool:
@@ -97,7 +101,13 @@ class Admitting(Responding):
             # for it (routing included).
             request.continue_body()
             return
-        self._rewrite()
+        if self.snapshot.rewrite_steps:
+            self._rewrite()
+            return
+        try:
+            self.routed()  # (_rewrite's, with nothing to run)
+        except BaseException:
+            self.failed(Failure())
 
     def body_arrived(self) -> None:
         """
@@ -186,12 +196,14 @@ class Admitting(Responding):
         host_name = host[0].decode("latin-1") if host else None
         router = self.snapshot.router
         client = ctx.request
+        # (a router none of whose routes match on headers never reads them)
+        seen = RequestHeaders(headers) if router.reads_headers else _NO_HEADERS
         if router.uses_snis:
             tls = client.tls
-            match = router.match(client.method, host_name, client.path, RequestHeaders(headers),
+            match = router.match(client.method, host_name, client.path, seen,
                                  scheme=client.scheme, sni=tls.sni if tls is not None else None)
         else:
-            match = router.match(client.method, host_name, client.path, RequestHeaders(headers), scheme=client.scheme)
+            match = router.match(client.method, host_name, client.path, seen, scheme=client.scheme)
         if match is None:
             self.failed(Failure(ProxyError(404, NO_ROUTE)))
             return
@@ -212,11 +224,13 @@ class Admitting(Responding):
                 self._answer(*upgrade, source="exit")
                 return
         # (upstream_headers's arguments in order: a call with keywords costs more)
-        ctx.upstream = UpstreamRequest(
+        upstream = _NEW(UpstreamRequest)  # (UpstreamRequest(...): see Gateway.handle)
+        upstream.__init__(  # type: ignore[misc]
             upstream_headers(headers, service, route.get("preserve_host", False), client.client_ip,
                              self.peer_trusted, client.scheme, request.host.port, client.path,
                              match.removed_prefix, self._gateway.underscores_allowed),
             match.upstream_path, client.query, client.method)
+        ctx.upstream = upstream
         self.state = ACCESS
         # (A gRPC call's messages go to the service as they come: client
         # and bidirectional streaming need it.)

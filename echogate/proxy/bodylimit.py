@@ -128,7 +128,12 @@ class LimitedBody(server.Request):
         if length == 0:
             # No body: nothing to limit. (server.Request's, inline: the
             # site's getContentFile, else an empty file in memory.)
-            make = getattr(getattr(self.channel, "site", None), "getContentFile", None)
+            site = getattr(self.channel, "site", None)
+            empty = getattr(site, "empty_content", None)  # (GatewaySite's getContentFile(0), without the call)
+            if empty is not None:
+                self.content = empty()
+                return
+            make = getattr(site, "getContentFile", None)
             self.content = make(0) if make is not None else io.BytesIO()
             return
         limit = self._limit()

@@ -33,6 +33,7 @@ from echogate.routing.paths import normalize_path
 from echogate.upstream.interfaces import IUpstreamClient
 
 _log = Logger(namespace="echogate.proxy")
+_NEW = object.__new__
 
 __all__ = ["Gateway", "GatewayResource", "GatewayRequest", "GatewaySite", "Counters"]
 
@@ -221,9 +222,15 @@ class Gateway:
         if path is None:
             path = _normal(raw_path)
         snapshot = self._snapshot()
-        client = ClientRequest(request, path or raw, raw, query.decode("latin-1") if query else "", client_ip)
-        ctx = RequestContext(request, client, now, snapshot.credentials)
-        exchange = request.exchange = Exchange(self, request, ctx, snapshot, trusted)
+        # (each made as C{cls(...)} makes it, but with a call of its
+        # __init__ from here: type's call of it from C costs more)
+        client = _NEW(ClientRequest)
+        client.__init__(request, path or raw, raw, query.decode("latin-1") if query else "",  # type: ignore[misc]
+                        client_ip)
+        ctx = _NEW(RequestContext)
+        ctx.__init__(request, client, now, snapshot.credentials)  # type: ignore[misc]
+        exchange = request.exchange = _NEW(Exchange)
+        exchange.__init__(self, request, ctx, snapshot, trusted)  # type: ignore[misc]
         exchange.start(path != "")
 
     # -- what exchanges share ----------------------------------------------

@@ -19,6 +19,7 @@ from twisted.web import server
 from twisted.web.http_headers import Headers
 
 from echogate._version import __version__
+from echogate.pdk.rawheaders import DIRECT
 from echogate.proxy.bodylimit import BodyFile, BodySink, DiscardedBody, EarlyBody, LimitedBody
 from echogate.proxy.responsehead import OnePieceHead, reason_phrase
 
@@ -48,6 +49,7 @@ class RequestEvents(typing.Protocol):
 SERVER = f"echogate/{__version__}".encode()
 UNEXPECTED = "An unexpected error occurred"
 _log = Logger(namespace="echogate.proxy")
+_NEW = object.__new__
 
 
 class UnparsedRequest(server.Request):
@@ -115,11 +117,20 @@ class GatewayRequest(LimitedBody, OnePieceHead, UnparsedRequest):
         """
         self.notifications: list[Deferred[None]] = []
         self.channel = channel
-        self.client = channel.getPeer()
-        self.host = channel.getHost()
-        self.requestHeaders = Headers()
+        # (a GatewayChannel's addresses, once known, without its getters)
+        peer, host = getattr(channel, "_peer", None), getattr(channel, "_host", None)
+        self.client = peer if peer is not None else channel.getPeer()
+        self.host = host if host is not None else channel.getHost()
+        if DIRECT:
+            # (Headers() without the call of its __init__: what it makes)
+            self.requestHeaders = headers = _NEW(Headers)
+            headers._rawHeaders = {}
+            self.responseHeaders = headers = _NEW(Headers)
+            headers._rawHeaders = {}
+        else:
+            self.requestHeaders = Headers()
+            self.responseHeaders = Headers()
         self.received_cookies: dict[bytes, bytes] = {}
-        self.responseHeaders = Headers()
         self.cookies: list[bytes] = []
         self.transport = channel.transport
         self.queued = queued
@@ -236,7 +247,18 @@ class GatewayRequest(LimitedBody, OnePieceHead, UnparsedRequest):
             self.method, self.uri = command, path
             self.clientproto = version
             self.path = path.split(b"?", 1)[0]
-            self.process()
+            # (process, inline, for the proxy's resource)
+            site = self.site = self.channel.site
+            serve = getattr(site.resource, "serve", None)
+            if serve is None:
+                self.process()
+                return
+            self.prepath = []
+            self.postpath = []
+            try:
+                serve(self)
+            except BaseException:
+                self.processingFailed(Failure())
             return
         self.body_complete = True
         upload = self._upload
@@ -291,7 +313,7 @@ class GatewayRequest(LimitedBody, OnePieceHead, UnparsedRequest):
         if self.chunked:
             channel.write(b"0\r\n\r\n")
         factory = getattr(channel, "factory", None)
-        if factory is not None:
+        if factory is not None and getattr(factory, "_access_log", True):  # (GatewaySite.log's test, inline)
             factory.log(self)
         self.finished = 1
         if self.queued:

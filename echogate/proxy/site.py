@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -173,6 +173,10 @@ class GatewaySite(server.Site):
                 if entry[1].active():
                     entry[1].cancel()
                 return
+
+    #: What L{getContentFile} gives a request without a body: called by
+    #: L{echogate.proxy.bodylimit.LimitedBody.gotLength} instead of it.
+    empty_content: Callable[[], Any] = io.BytesIO
 
     def getContentFile(self, length: int | None) -> Any:
         """

@@ -8,9 +8,9 @@ user-facing rules are in C{docs/routing.md}. One route's compiled
 conditions, its rank and the L{Match} it gives are in L{echogate.routing.matching}.
 
 Every regex match a look-up makes has a time budget (C{regex_timeout}, the
-setting C{regex_match_timeout}): a regex that backtracks catastrophically
-on a crafted path cannot hold the reactor. A match that runs out counts as
-no match for its route, and is logged by L{SlowRegexLog}.
+setting C{regex_match_timeout}): a regex backtracking catastrophically on a
+crafted path cannot hold the reactor; a match that runs out counts as no
+match for its route (logged by L{SlowRegexLog}).
 """
 from __future__ import annotations
 
@@ -141,13 +141,12 @@ class SlowRegexLog:
 @attrs.frozen(eq=False)
 class Router:
     """
-    An immutable, indexed route table, built once per configuration
-    snapshot with L{Router.build}.
+    An immutable, indexed route table, built once per snapshot (L{Router.build}).
 
-    Routes are filed by exact host, by wildcard-host suffix or prefix, or as
-    host-less, and under each by literal path prefix, so that a look-up
-    examines only the routes that could match; recent look-ups are kept in
-    a bounded LRU cache keyed on everything that can change the answer.
+    Routes are filed by exact host, wildcard-host suffix or prefix, or as
+    host-less, and under each by literal path prefix: a look-up examines only
+    the routes that could match; recent look-ups are kept in a bounded LRU
+    cache keyed on everything that can change the answer.
     """
 
     _by_host: Mapping[str, _PathIndex]
@@ -165,6 +164,8 @@ class Router:
     #: Whether some route has C{snis}: only then does a look-up take the
     #: request's server name into account (and into its cache key).
     uses_snis: bool = False
+    #: Whether some route matches on headers (else a look-up reads none).
+    reads_headers: bool = False
 
     @classmethod
     def build(cls, routes: Iterable[dict[str, Any]], services: Mapping[str, dict[str, Any]],
@@ -292,7 +293,7 @@ class Router:
             tuple(sorted(header_names)), size, cache_size, on_candidate, compiled_by_id,
             regex_timeout,
             SlowRegexLog(regex_timeout, clock.seconds) if clock is not None else SlowRegexLog(regex_timeout),
-            uses_snis=uses_snis,
+            uses_snis=uses_snis, reads_headers=bool(header_names),
         )
 
     def __len__(self) -> int:
@@ -308,8 +309,7 @@ class Router:
         (the proxy answers 404).
 
         @param method: the request method, upper case.
-        @param host: the C{Host} header (with or without C{:port}), or
-            C{None}.
+        @param host: the C{Host} header (with or without C{:port}) or C{None}.
         @param path: the normalised request path (see
             L{echogate.routing.paths.normalize_path}).
         @param headers: lower-case header names to their values.

@@ -74,6 +74,7 @@ class ConnectionExchange(typing.Protocol):
     def lost(self, reason: Failure, stale: bool) -> None: ...
 
 
+_NEW = object.__new__
 #: Response head limits (status line and headers): bytes, header lines.
 MAX_HEAD_BYTES = 65536
 MAX_HEADERS = 100
@@ -239,9 +240,9 @@ class HTTP11Connection(Protocol):
             self._until_close = True
         self._keep_alive = parser.should_keep_alive()
         self._raw_headers = []
-        self._response = response = UpstreamResponse(self, code, self._phrase.strip(),
-                                                     0 if parser.get_http_version() == "1.0" else 1, pairs, length,
-                                                     raw, via)
+        self._response = response = _NEW(UpstreamResponse)  # (UpstreamResponse(...): see lean.py's send)
+        response.__init__(self, code, self._phrase.strip(),  # type: ignore[misc]
+                          0 if parser.get_http_version() == "1.0" else 1, pairs, length, raw, via)
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             # Handed over once this read is parsed (see dataReceived): a

@@ -34,6 +34,7 @@ _log = Logger(namespace="echogate.upstream")
 #: (when they are also more than half of it): compacting a short FIFO
 #: after every other cancellation would cost more than it saves.
 _SLACK = 32
+_NEW = object.__new__
 
 
 class Deadline:
@@ -187,7 +188,9 @@ class DeadlineQueue:
             fifo = self._fifos[seconds] = _TimeoutFifo(self, seconds)
         now = self._reactor.seconds()
         time = now + seconds
-        deadline = Deadline(time, callback, fifo)
+        # (Deadline(time, callback, fifo) without the call of its __init__)
+        deadline = _NEW(Deadline)
+        deadline.time, deadline._callback, deadline._fifo = time, callback, fifo
         entries = fifo.entries
         if entries and time < entries[-1].time:
             fifo.insert(deadline)
