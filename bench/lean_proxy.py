@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 from twisted.web.resource import Resource
 
-from echogate.heap import jit_trace_limit, settle_heap, tune
+from echogate.heap import settle_heap, tune
 from echogate.proxy.site import GatewaySite
 from echogate.proxy.streaming import RequestBody
 from echogate.settings import Settings
@@ -87,7 +87,6 @@ def _settle() -> None:
 def _site(reactor: Any, resource: LeanProxy) -> GatewaySite:
     site = GatewaySite(resource, reactor=reactor)
     site.noisy = False
-    jit_trace_limit()  # (as a node does when it starts)
     reactor.callLater(1, _settle)
     return site
 

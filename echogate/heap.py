@@ -145,32 +145,6 @@ def trim_threshold(size: int, libc: Any = None) -> bool:
     return done == 1
 
 
-#: The JIT's trace limit a PyPy node runs with (PyPy's default is
-#: 6,000): a proxied request's path is deep (channel, request, router,
-#: plugin phases, upstream client, response), and with the default some of
-#: its traces were abandoned as too long, their longest function then left
-#: out of every trace that calls it. With 30,000 a PyPy node's CPU a
-#: request fell by 3 to 4% (two A/B runs of five rounds, docs/performance.md).
-JIT_TRACE_LIMIT = 30000
-
-
-def jit_trace_limit(limit: int = JIT_TRACE_LIMIT, jit: Any = None) -> bool:
-    """
-    Set PyPy's JIT C{trace_limit} to C{limit}; nothing on an interpreter
-    without PyPy's JIT (C{pypyjit}).
-
-    @param jit: the C{pypyjit} module; imported when C{None}.
-    @return: whether it was set.
-    """
-    if jit is None:
-        try:
-            import pypyjit as jit  # type: ignore[import-not-found,no-redef]
-        except ImportError:
-            return False
-    jit.set_param(f"trace_limit={limit}")
-    return True
-
-
 def tune(young: int, trim: int) -> bool:
     """
     What a settled node does to its process after L{settle_heap}: the

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echogate._version import __version__
-from echogate.heap import ReleaseInSlices, jit_trace_limit, settle_heap, tune
+from echogate.heap import ReleaseInSlices, settle_heap, tune
 from echogate.interfaces import IPluginNode, IStore
 from echogate.proxy.limits import throttle_accept_errors
 from echogate.proxy.runner import as_deferred
@@ -552,7 +552,6 @@ class GatewayService(MultiService):
     # -- start-up ---------------------------------------------------------------
 
     def startService(self) -> None:
-        jit_trace_limit()
         super().startService()
         if not self._bound:
             self.bind()

@@ -60,31 +60,3 @@ class WithoutAllocatedBlocksTests(SynchronousTestCase):
         release({"a": [1, 2, 3]})
         self.assertEqual((release.pending, clock.getDelayedCalls()), (0, []))
 
-
-class JitTraceLimitTests(SynchronousTestCase):
-    """
-    L{echogate.heap.jit_trace_limit}: PyPy's JIT gets the node's trace
-    limit; elsewhere nothing happens.
-    """
-
-    def test_setOnPyPy(self) -> None:
-        """
-        With PyPy's C{pypyjit}, C{trace_limit} is set to
-        L{echogate.heap.JIT_TRACE_LIMIT} (or the limit given).
-        """
-        params: list[str] = []
-
-        class Jit:
-            def set_param(self, value: str) -> None:
-                params.append(value)
-
-        self.assertTrue(echogate.heap.jit_trace_limit(jit=Jit()))
-        self.assertTrue(echogate.heap.jit_trace_limit(12000, jit=Jit()))
-        self.assertEqual(params, ["trace_limit=30000", "trace_limit=12000"])
-
-    def test_nothingWithoutPyPy(self) -> None:
-        """
-        Without C{pypyjit} (CPython), nothing is set.
-        """
-        self.patch(sys, "modules", {**sys.modules, "pypyjit": None})
-        self.assertFalse(echogate.heap.jit_trace_limit())
