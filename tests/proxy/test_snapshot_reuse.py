@@ -58,6 +58,20 @@ def noop(kong: Any, config: Any) -> None:
 _PLUGINS = {"p": make_plugin("p", access=noop)}
 
 
+def _run(steps: Any) -> tuple[int, Any]:
+    """
+    Run a generator of steps to its end: how many times it yielded, and
+    what it returned.
+    """
+    yielded = 0
+    try:
+        while True:
+            next(steps)
+            yielded += 1
+    except StopIteration as stop:
+        return yielded, stop.value
+
+
 def _build(data: ConfigurationData, previous: Snapshot | None = None,
            plugins: dict[str, Any] = _PLUGINS) -> Snapshot:
     return Snapshot.build(data, plugins, previous)
@@ -78,15 +92,7 @@ class SameRecordsTests(SynchronousTestCase):
         """
         old = tuple({"id": n} for n in range(3 * CHUNK))
         new = tuple({"id": n} for n in range(3 * CHUNK))
-        steps = same_records(new, old)
-        yielded = 0
-        try:
-            while True:
-                next(steps)
-                yielded += 1
-        except StopIteration as stop:
-            self.assertIs(stop.value, True)
-        self.assertEqual(yielded, 3)
+        self.assertEqual(_run(same_records(new, old)), (3, True))
 
     def test_different(self) -> None:
         """
@@ -195,14 +201,7 @@ class SteppedIndexTests(SynchronousTestCase):
         """
         self.patch(plan_module, "STEP", 2)
         records = [_plugin(n) for n in range(7)]
-        steps = PluginIndex.building(records, _PLUGINS)
-        yielded = 0
-        try:
-            while True:
-                next(steps)
-                yielded += 1
-        except StopIteration as stop:
-            built = stop.value
+        yielded, built = _run(PluginIndex.building(records, _PLUGINS))
         self.assertEqual(yielded, 3)
         whole = PluginIndex(records, _PLUGINS)
         self.assertEqual(built.entries("p"), whole.entries("p"))
