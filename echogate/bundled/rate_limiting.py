@@ -446,15 +446,7 @@ class RateLimiting(GatewayPlugin):
             length = single.length
             start = seconds - seconds % length
             limit = single.limit
-            # (LocalPolicy.count, inline: the same window and counters)
-            windows = self.stores.local._windows
-            current = windows.get(single.period)
-            if current is None or current[0] != start:
-                current = windows[single.period] = (start, {})
-            table = current[1]
-            used = table.get(identifier, 0)
-            if used < limit:
-                table[identifier] = used + 1
+            used = self.stores.local.count(identifier, single.period, start, limit)
             if not single.hide:
                 whole = single.whole
                 if whole is not None:

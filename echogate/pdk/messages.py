@@ -87,11 +87,24 @@ class ResponseState(HeaderEditor):
             self._headers = None
             self._pairs = headers
 
+    def from_service(self, raw: Headers | HeaderPairs | None) -> bool:
+        """
+        The service's headers are C{raw} (L{upstream_headers}); whether any
+        header was set before (L{changed_early}). One plain call for the
+        proxy's every response (a property's getter and setter, called
+        from C, cost several times as much).
+        """
+        self._upstream = raw
+        return self._changed()
+
     @property
     def changed_early(self) -> bool:
         """
         Whether any header was set before the response head existed.
         """
+        return self._changed()
+
+    def _changed(self) -> bool:
         headers = self._headers
         if headers is None:
             return bool(self._pairs)

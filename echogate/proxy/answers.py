@@ -37,7 +37,7 @@ def upstream_head(ctx: RequestContext, response: "IUpstreamResponse", method: by
     state = ctx.response
     state.status = state.upstream_status = response.code
     state.source = "service"
-    state._upstream = response.raw_headers  # (the upstream_headers property's setter, without its call)
+    changed_early = state.from_service(response.raw_headers)
     pairs = list(response.end_to_end)
     if response.via:
         via = b", ".join([value for name, value in pairs if name.lower() == b"via"])
@@ -54,8 +54,7 @@ def upstream_head(ctx: RequestContext, response: "IUpstreamResponse", method: by
     length = response.length
     if isinstance(length, int) and method != b"HEAD":
         pairs.append((b"Content-Length", b"%d" % length))
-    # (changed_early, without the property's call when nothing was set)
-    if (state._headers is not None or state._pairs) and state.changed_early:
+    if changed_early:
         pairs = overlay_pairs(pairs, state.as_is())
     state.replace_headers(pairs)
 

@@ -271,3 +271,20 @@ class ResponseStateTests(SynchronousTestCase):
         state = ResponseState()
         state.headers.setRawHeaders(b"x-b", [b"2"])
         self.assertTrue(state.changed_early)
+
+    def test_fromService(self) -> None:
+        """
+        C{from_service} keeps the service's headers as C{upstream_headers}
+        and answers C{changed_early}.
+        """
+        up = Headers({b"X-Up": [b"1"]})
+        state = ResponseState()
+        self.assertFalse(state.from_service(up))
+        self.assertIs(state.upstream_headers, up)
+        state = ResponseState()
+        state.set_header("x-a", "1")
+        self.assertTrue(state.from_service(up))
+        state = ResponseState()
+        state.headers.setRawHeaders(b"x-b", [b"2"])
+        self.assertTrue(state.from_service(None))
+        self.assertIsNone(state.upstream_headers)
