@@ -80,9 +80,11 @@ def request_head(method: bytes, target: bytes, headers: Headers | list[tuple[byt
         # (a join per line, then one of the lines: cheaper than one join
         # of every name, separator and value)
         lines = list(map(_FIELD, headers))
+    # (one join of the pieces: a bytes format with %s costs more, on PyPy
+    # over twice as much)
     if not lines:
-        return b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, framing)
-    return b"%s %s HTTP/1.1\r\n%s\r\n%s\r\n" % (method, target, b"\r\n".join(lines), framing)
+        return b"".join((method, b" ", target, b" HTTP/1.1\r\n", framing, b"\r\n"))
+    return b"".join((method, b" ", target, b" HTTP/1.1\r\n", b"\r\n".join(lines), b"\r\n", framing, b"\r\n"))
 
 
 @implementer(IConsumer)
