@@ -76,6 +76,9 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
     #: Twisted's own bound on the whole head; the site's limits apply per
     #: line and per header count, and this stays a backstop.
     totalHeadersSize = 1024 * 1024
+    #: The bytes of the head being read so far, CRLFs included (what
+    #: L{echogate.proxy.request.GatewayRequest.head_size} gets).
+    _head_size = 0
 
     def makeConnection(self, transport: Any) -> None:
         batcher = getattr(self.factory, "write_batcher", None)
@@ -145,6 +148,8 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
         elif len(line) > self._limits.header_line:
             self.refuse(431)
             return
+        if line or self.requests:  # (an empty line before a request line is skipped)
+            self._head_size += len(line) + 2
         super().lineReceived(line)
 
     def headerReceived(self, line: bytes) -> bool:
@@ -161,6 +166,7 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
             call.cancel()
         request = self.requests[-1]
         request.method = self._command
+        request.head_size, self._head_size = self._head_size, 0
         status = self._checked
         if status is _UNCHECKED:
             status = head_error(request, self._version)
@@ -254,6 +260,7 @@ class GatewayChannel(SwitchingChannel, HoldingChannel):
                     self.requests.append(request)
                     _add_lines(request.requestHeaders, headers)
                     self._command, self._path, self._version = method, target, version
+                    self._head_size = len(data)
                     self.allHeadersReceived()
                     if not self._refused:
                         self.allContentReceived()

@@ -93,6 +93,12 @@ class GatewayRequest(LimitedBody, OnePieceHead, UnparsedRequest):
     exchange: RequestEvents | None = None
     #: Whether the head was routed and authorised before the body was read.
     head_first = False
+    #: The size of the request's head as it came from the client (request
+    #: line, header lines and the blank line, CRLFs included: nginx's
+    #: C{$request_length} but for the body), set by the HTTP/1.1 channel
+    #: when the head is whole; C{None} for a request that came otherwise
+    #: (HTTP/2).
+    head_size: int | None = None
     #: Whether the body waits for the resource (L{continue_body}).
     holding = False
     #: Whether the whole body has arrived.
