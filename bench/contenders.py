@@ -291,6 +291,9 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
               _script("hello")),
     Contender("raw-hello", "a bare Twisted Protocol answering from memory on echogate's reactor, no twisted.web "
               "(the ceiling of any Twisted server)", _script("raw_hello")),
+    Contender("raw-proxy", "bare Twisted Protocols proxying each head to a kept-alive upstream connection on "
+              "echogate's reactor and write batching, no twisted.web, nothing checked (the floor of a Python proxy "
+              "on Twisted)", _script("raw_proxy", "--upstream-port", "{upstream}")),
     Contender("echogate", "echogate, one route, no plugins", _echogate(0), echogate=True),
     Contender("echogate-header-echo", "echogate, one route, header-echo", _echogate(1), echogate=True),
     Contender("echogate-5-plugins", "echogate, one route, five bundled plugins", _echogate(5),
@@ -332,7 +335,7 @@ DEFAULT_CONTENDERS = ("direct", "nginx", "twisted-proxy", "agent-proxy", "lean-p
                       "echogate-10000-routes")
 
 #: The contenders that also run under PyPy when it is there.
-PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "raw-hello", "echogate",
+PYPY_CONTENDERS = ("twisted-proxy", "agent-proxy", "lean-proxy", "hello", "raw-hello", "raw-proxy", "echogate",
                    "echogate-header-echo", "echogate-agent", "echogate-lean", "echogate-realistic")
 
 

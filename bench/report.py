@@ -203,9 +203,11 @@ def baseline_ratios(get: Lookup, pypy_label: str | None) -> list[tuple[str, str]
              ("echogate-5-plugins", "echogate"), ("echogate-header-echo", "echogate"),
              ("echogate", "echogate-agent"), ("echogate", "agent-proxy"),
              ("echogate-ratelimit-local", "echogate"), ("echogate-ratelimit-cluster", "echogate"),
-             ("echogate-ratelimit-redis", "echogate"), ("echogate-realistic", "echogate")]
+             ("echogate-ratelimit-redis", "echogate"), ("echogate-realistic", "echogate"),
+             ("echogate", "raw-proxy"), ("raw-proxy", "nginx")]
     if pypy_label:
         pairs += [(c + pypy_label, c) for c in ("hello", "agent-proxy", "twisted-proxy")]
+        pairs += [("echogate" + pypy_label, "raw-proxy" + pypy_label), ("raw-proxy" + pypy_label, "nginx")]
     out = []
     for top, bottom in pairs:
         for scenario in ("small-50", "large-50"):
