@@ -34,6 +34,7 @@ from urllib.parse import unquote_plus
 import attrs
 from twisted.web.http_headers import Headers
 
+from echogate.pdk.context import PluginContext
 from echogate.pdk.rawheaders import DIRECT, lines_size, stored_name
 from echogate.schema import Array, Boolean, String
 
@@ -212,9 +213,19 @@ def request_body_size(ctx: Any) -> int:
 
 def request_size(ctx: Any) -> int:
     """
-    The request's size on the wire (request line, headers, body).
+    The request's size on the wire (request line, headers, body): nginx's
+    C{$request_length}, the head's bytes as the client sent them when the
+    channel counted them (L{echogate.proxy.request.GatewayRequest.head_size}),
+    else worked out from its parts (an HTTP/2 request).
     """
     request = ctx.request
+    head_size: int | None = getattr(request._request, "head_size", None)
+    if head_size is not None:
+        headers = request.as_is()
+        if DIRECT and type(headers) is Headers and _CONTENT_LENGTH not in headers._rawHeaders \
+                and _TRANSFER_ENCODING not in headers._rawHeaders:
+            return head_size  # (no body)
+        return head_size + request_body_size(ctx)
     query = request.query
     # (the request line: method, space, path, "?" and the query, " HTTP/1.1")
     line = len(request.method) + len(request.raw_path) + (len(query) + 1 if query else 0) + len(" HTTP/1.1") + 1
@@ -223,10 +234,15 @@ def request_size(ctx: Any) -> int:
         return line + 2 + lines_size(headers) + 2 + request_body_size(ctx)
     # (lines_size, inline over Twisted's own dict)
     size = line + 4
-    for name, values in headers._rawHeaders.items():
+    stored = headers._rawHeaders
+    for name, values in stored.items():
         for value in values:
             size += len(name) + len(value) + 4
-    return size + request_body_size(ctx)
+    # (request_body_size, inline for a request without a Content-Length
+    # or Transfer-Encoding: a body of none)
+    if _CONTENT_LENGTH in stored or _TRANSFER_ENCODING in stored:
+        return size + request_body_size(ctx)
+    return size
 
 
 def response_size(ctx: Any) -> int:
@@ -234,6 +250,10 @@ def response_size(ctx: Any) -> int:
     The response's size on the wire (status line, headers, body).
     """
     sent: int = ctx.bytes_sent
+    written = ctx.sent_lines_size() if type(ctx) is PluginContext else None
+    if written is not None:
+        # (the lines as they were written: their size was worked out then)
+        return len("HTTP/1.1 200 OK") + 4 + sent + written
     headers = ctx.response.as_is()
     if type(headers) is not list:
         return len("HTTP/1.1 200 OK") + 2 + lines_size(headers) + 2 + sent

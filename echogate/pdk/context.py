@@ -295,6 +295,26 @@ class PluginContext:
         """
         return getattr(self._ctx._request, "sentLength", 0) or 0
 
+    def sent_lines_size(self) -> int | None:
+        """
+        The size on the wire of C{ctx.response}'s header lines (as
+        L{echogate.pdk.rawheaders.lines_size} gives it) when they went to
+        the client in one piece and are unchanged since (the same list,
+        with as many lines: the headers change by replacing the list or
+        adding to it); else C{None}, and the lines are to be measured.
+
+        (A request that writes a head in one piece keeps C{(lines, count,
+        size)} of it as C{_head}: see
+        L{echogate.proxy.responsehead.OnePieceHead}.)
+        """
+        written = getattr(self._ctx._request, "_head", None)
+        if type(written) is tuple:
+            pairs = self.response._pairs
+            if written[0] is pairs and written[1] == len(pairs):
+                size: int = written[2]
+                return size
+        return None
+
     @property
     def consumers(self) -> Any:
         """

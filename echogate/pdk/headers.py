@@ -263,7 +263,7 @@ class HeaderEditor:
         """
         if self._headers is None:
             raw = _NAMES.get(name) or _name(name)
-            pairs = self._without(raw.lower())
+            pairs = self._without(_LOWER.get(name) or _lower(name))
             if type(value) is str:
                 # (one value, the usual call: _value inline)
                 line = value.encode("latin-1")

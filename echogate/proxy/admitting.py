@@ -266,7 +266,8 @@ class Admitting(Responding):
         if plan.static:
             # Every config is its step's entry's: no lookups to remember.
             access = plan.access_steps
-            pending = run_phase(ctx, access, "access", until_exit=True) if access else None
+            # (config_of and until_exit positional: a call with a keyword costs more)
+            pending = run_phase(ctx, access, "access", None, True) if access else None
         else:
             # Configs are resolved in plan order, each with the consumer
             # known by then, and remembered for the later phases.

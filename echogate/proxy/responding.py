@@ -345,18 +345,14 @@ class Responding:
 
     # -- phases after the upstream ------------------------------------------
 
-    def _run_phase(self, phase: str, steps: tuple[Step, ...]) -> Deferred | None:
-        """
-        Run C{phase} (C{header_filter} or C{log}) of C{steps} with the
-        config that applies to this request.
-        """
-        if self.plan.static:
-            return run_phase(self.ctx, steps, phase)
-        return run_phase(self.ctx, steps, phase, self.config)
-
     def _header_filter(self) -> Deferred | None:
-        steps = self.plan.header_filter_steps
-        return self._run_phase("header_filter", steps) if steps else None
+        """
+        Run C{header_filter} with the config that applies to this request
+        (a static plan's: each step's entry's).
+        """
+        plan = self.plan
+        steps = plan.header_filter_steps
+        return run_phase(self.ctx, steps, "header_filter", None if plan.static else self.config) if steps else None
 
     def _log(self) -> None:
         """
@@ -366,12 +362,13 @@ class Responding:
             return
         self._logged = True
         self._gateway.counters.active_requests -= 1
-        steps = self.plan.log_steps
+        plan = self.plan
+        steps = plan.log_steps
         if not steps:
             self._release()
             return
         try:
-            pending = self._run_phase("log", steps)
+            pending = run_phase(self.ctx, steps, "log", None if plan.static else self.config)
         except BaseException:
             self.report(Failure())
             self._release()

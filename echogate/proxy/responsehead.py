@@ -47,7 +47,11 @@ class OnePieceHead(server.Request):
     piece; its reason phrases are those of every registered status.
     """
 
-    _head: list[tuple[bytes, bytes]] | None = None
+    #: The head given as wire pairs (L{respond}) until it is written;
+    #: then, when it was written in one piece, C{(pairs, count, size)}: the
+    #: same list, how many lines it had and their size on the wire
+    #: (L{echogate.pdk.context.PluginContext.sent_lines_size} reads it).
+    _head: list[tuple[bytes, bytes]] | tuple[list[tuple[bytes, bytes]], int, int] | None = None
     #: Whether the request came on an HTTP/2 stream (its head is fields,
     #: not lines).
     _h2 = False
@@ -90,7 +94,7 @@ class OnePieceHead(server.Request):
 
     def write(self, data: bytes) -> None:
         head = self._head
-        if head is None:
+        if type(head) is not list:
             server.Request.write(self, data)
             return
         self._head = None
@@ -112,8 +116,10 @@ class OnePieceHead(server.Request):
         # tries the needle as an int.)
         lines = b"\r\n".join(map(_PAIR, head))
         lowered = None
-        # (upstream_head puts the service's Content-Length last)
-        framed = bool(head) and head[-1][0] == b"Content-Length"
+        # (upstream_head puts the service's Content-Length last, and spells
+        # it so: a plugin may have added lines after it)
+        framed = bool(head) and (head[-1][0] == b"Content-Length" or lines.find(b"\nContent-Length: ") != -1
+                                 or lines.startswith(b"Content-Length: "))
         if not framed:
             lowered = b"\n" + lines.lower()
             framed = lowered.find(b"\ncontent-length:") != -1
@@ -137,6 +143,8 @@ class OnePieceHead(server.Request):
             status = _status_line(proto, code, message)
         if lines:
             lines += b"\r\n"
+        # (lines_size of the pairs, for the log phase: the join's size)
+        self._head = (head, len(head), len(lines))
         channel = self.channel
         if bodiless:
             channel.write(b"".join((status, lines, extra, b"\r\n")))

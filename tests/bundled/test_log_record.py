@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from echogate.bundled.log_record import REDACTED, latencies, log_record
 from echogate.plugin import GatewayPlugin
 from echogate.schema import Record
-from echogate.testing import ROUTE_ID, SERVICE_ID, GatewayHarness, UpstreamAnswer
+from echogate.testing import ROUTE_ID, SERVICE_ID, GatewayHarness, UpstreamAnswer, _raw_request
 
 
 class _Recorder(GatewayPlugin):
@@ -87,6 +87,18 @@ class LogRecordTests(SynchronousTestCase):
         small = self.record(method="POST", body=b"")["request"]["size"]
         large = self.record(method="POST", body=b"z" * 1000)["request"]["size"]
         self.assertEqual(large - small, 1000 + 3)  # and "1000" for "0" in Content-Length
+
+    def test_requestSizeAsSent(self) -> None:
+        """
+        The request's size is its bytes as the client sent them (nginx's
+        C{$request_length}): spaces around a header's value count, though
+        the value is read without them; the body counts too.
+        """
+        headers = {"X-Padded": "   v   "}
+        sent = _raw_request("GET", "/x/y?a=1&b&a=2", headers, b"")
+        self.assertEqual(self.record(headers=headers)["request"]["size"], len(sent))
+        sent = _raw_request("POST", "/x/y?a=1&b&a=2", headers, b"body")
+        self.assertEqual(self.record(method="POST", headers=headers, body=b"body")["request"]["size"], len(sent))
 
     def test_secretsRedacted(self) -> None:
         """
