@@ -16,8 +16,11 @@ time, medians.
 
 With C{--configs}, every route has a plugin config (rate-limiting) and
 there are as many consumers, each with a key-auth key; the changes then
-include a config changed and a key added (what the plugin and credential
-indexes cost: L{echogate.proxy.reusing}).
+include a config changed, a key added, a key changed and a consumer
+added with a key (what the plugin and credential indexes cost:
+L{echogate.proxy.reusing}; a store lists records by creation, so what is
+added comes last, and the credential index extends the previous one's
+tables, while a key changed in the middle has its table indexed anew).
 
 Run: C{.venv/bin/python bench/build_cost.py [--routes 10000] [--repeats 7] [--configs]}.
 """
@@ -95,6 +98,15 @@ def _changes(service: dict[str, Any], routes: list[dict[str, Any]],
         changes["a key added"] = ConfigurationData(
             version=2, services=(service,), routes=tuple(routes),
             **dict(extra, keyauth_credentials=keys + (dict(keys[0], id=str(uuid.uuid4()), key="another"),)))
+        changes["a key changed"] = ConfigurationData(
+            version=2, services=(service,), routes=tuple(routes),
+            **dict(extra, keyauth_credentials=keys[:middle] + (dict(keys[middle], key="changed"),)
+                   + keys[middle + 1:]))
+        consumer = dict(extra["consumers"][0], id=str(uuid.uuid4()), username="another")
+        changes["a consumer added"] = ConfigurationData(
+            version=2, services=(service,), routes=tuple(routes),
+            **dict(extra, consumers=extra["consumers"] + (consumer,), keyauth_credentials=keys + (
+                dict(keys[0], id=str(uuid.uuid4()), consumer={"id": consumer["id"]}, key="another"),)))
     return changes
 
 

@@ -15,7 +15,10 @@ them (the target: at most 10 ms).
 C{--configs} gives every filler route a rate-limiting config and adds a
 consumer with a key-auth key for each (10,000 routes: 10,000 plugin
 configs and 10,000 consumers), which the node's plugin and credential
-indexes hold.
+indexes hold. With C{--configs}, C{--writes-of keys} makes each write add
+a key-auth key to one of those consumers (through
+C{/consumers/{username}/key-auth}) instead of a route: what rebuilds the
+credential index (L{echogate.pdk.credentials.CredentialIndex.building}).
 
 C{--node-path DIR} puts DIR first on the node's C{PYTHONPATH}, to measure
 another checkout (C{git archive COMMIT | tar -x -C DIR}) with the same
@@ -59,6 +62,17 @@ def longest_hold(lines: str, start: float, end: float) -> float:
     return max(held, default=0.0)
 
 
+def write(node: EchogateNode, n: int, kind: str) -> None:
+    """
+    The C{n}th write: a route, or a key-auth key of one of the consumers
+    C{--configs} added (C{filler-N}, as L{bench.routes} names them).
+    """
+    if kind == "keys":
+        node.api.post(f"/consumers/filler-{n}/key-auth", [("key", f"change-key-{n}")])
+    else:
+        node.add_route("bench", f"change-{n}", paths=[f"/change/{n}"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--routes", type=int, default=10_000)
@@ -70,7 +84,12 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help="measure the reactor thread's longest hold too")
     parser.add_argument("--configs", action="store_true",
                         help="a plugin config on every filler route, and as many consumers with a key-auth key")
+    parser.add_argument("--writes-of", choices=("routes", "keys"), default="routes",
+                        help="what each write adds: a route, or (with --configs) a key-auth key")
     arguments = parser.parse_args()
+    if arguments.writes_of == "keys" and not (
+            arguments.configs and arguments.routes - 2 >= arguments.writes * arguments.rounds):
+        parser.error("--writes-of keys needs --configs, and a filler consumer for each write")
     if arguments.writes * arguments.interval + 1 > arguments.seconds:
         parser.error("the writes must fit in the load: writes x interval + 1 s <= seconds")
     if not 1 <= arguments.rounds <= 10 or not 1 <= arguments.seconds <= 60:
@@ -116,13 +135,14 @@ def main() -> None:
                 took = []
                 for _ in range(writes):
                     started = time.monotonic()
-                    node.add_route("bench", f"change-{written}", paths=[f"/change/{written}"])
+                    write(node, written, arguments.writes_of)
                     written += 1
                     took.append(time.monotonic() - started)
                     time.sleep(arguments.interval)
                 loader.join()
                 result = results[0]
-                line = (f"{arguments.routes} routes, {writes} writes: {result.rps:,.0f} req/s, "
+                what = f" of {arguments.writes_of}" if writes else ""
+                line = (f"{arguments.routes} routes, {writes} writes{what}: {result.rps:,.0f} req/s, "
                         f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, worst {result.max_ms:.1f} ms")
                 if arguments.probe:
                     held = longest_hold(probe.read_text() if probe.exists() else "", started_at, time.time())

@@ -432,14 +432,15 @@ class BuildCostTests(SynchronousTestCase):
 
     def test_withConfigs(self) -> None:
         """
-        With C{configs}, a plugin config changed and a key added are
-        measured too.
+        With C{configs}, a plugin config changed, a key added or changed
+        and a consumer added are measured too.
         """
         from bench.build_cost import measure
 
         figures = measure(20, 1, configs=True)
         self.assertEqual(set(figures), {"a route added", "a route changed", "the first route deleted",
-                                        "a plugin config changed", "a key added"})
+                                        "a plugin config changed", "a key added", "a key changed",
+                                        "a consumer added"})
 
 
 class ScriptNameTests(SynchronousTestCase):

@@ -6,6 +6,9 @@ plugin configs and 10,000 consumers rebuilt both indexes in one step of
 its compile, 110 ms of the reactor thread for the plugin index alone
 (docs/performance.md). The comparison runs in steps too (a thousand
 records each), since a store may hand over equal records as new objects.
+When some of the credential tables did change, the new credential index
+still takes the parts of the previous one whose tables did not
+(L{echogate.pdk.credentials.CredentialIndex.building}).
 """
 from __future__ import annotations
 
@@ -13,16 +16,16 @@ from typing import Any, Generator, Mapping
 
 import attrs
 
-from echogate.pdk.credentials import ACLS, BASICAUTH, JWT, KEYAUTH
+from echogate.pdk.credentials import TABLES
 from echogate.store.data import ConfigurationData
 
-__all__ = ["Sources", "same_records", "CHUNK"]
+__all__ = ["Sources", "same_records", "kept_records", "CHUNK"]
 
 #: Records compared in one step.
 CHUNK = 1000
 
 #: The tables the credential index is built from.
-_CREDENTIAL_TABLES = ("consumers", KEYAUTH, BASICAUTH, JWT, ACLS, "plugin_entities")
+_CREDENTIAL_TABLES = TABLES
 
 
 def same_records(new: tuple[Any, ...], old: tuple[Any, ...]) -> Generator[None, None, bool]:
@@ -40,6 +43,24 @@ def same_records(new: tuple[Any, ...], old: tuple[Any, ...]) -> Generator[None, 
             return False
         yield None
     return True
+
+
+def kept_records(new: tuple[Any, ...], old: tuple[Any, ...]) -> Generator[None, None, int | None]:
+    """
+    C{len(old)} when C{new} begins with C{old}'s records (equal records: the
+    same table, or one that records were added to at its end), else
+    C{None}. Compared L{CHUNK} records a step, as L{same_records}.
+    """
+    if new is old:
+        return len(new)
+    if len(new) < len(old):
+        return None
+    for start in range(0, len(old), CHUNK):
+        end = min(start + CHUNK, len(old))
+        if new[start:end] != old[start:end]:
+            return None
+        yield None
+    return len(old)
 
 
 def _same_plugins(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
@@ -94,14 +115,19 @@ class Sources:
         """
         The credential index (an L{echogate.pdk.credentials.CredentialIndex})
         of these sources: C{previous}'s (a snapshot, or C{None}) when built
-        from the same, else a new one of C{data}.
+        from the same, else a new one of C{data}, built in steps and taking
+        the parts of C{previous}'s whose tables did not change.
         """
         from echogate.pdk.credentials import CredentialIndex
 
-        if previous is not None and (yield from self.same_credentials(previous.sources)):
+        declared = [entity for plugin in self.plugins.values() for entity in getattr(plugin, "entities", ())]
+        if previous is None or previous.sources is None:
+            return (yield from CredentialIndex.building(data, declared))
+        kept = yield from self.kept_credentials(previous.sources)
+        if all(kept.get(name) == len(table) for name, table in zip(_CREDENTIAL_TABLES, self.credential_tables)):
             return previous.credentials
-        return CredentialIndex.build(
-            data, [entity for plugin in self.plugins.values() for entity in getattr(plugin, "entities", ())])
+        earlier = previous.credentials if isinstance(previous.credentials, CredentialIndex) else None
+        return (yield from CredentialIndex.building(data, declared, earlier, kept))
 
     def same_plugin_index(self, old: "Sources | None") -> Generator[None, None, bool]:
         """
@@ -111,14 +137,19 @@ class Sources:
             return False
         return (yield from same_records(self.plugin_records, old.plugin_records))
 
-    def same_credentials(self, old: "Sources | None") -> Generator[None, None, bool]:
+    def kept_credentials(self, old: Sources) -> Generator[None, None, dict[str, int]]:
         """
-        Whether a credential index built from C{old} is this one's (the
-        plugins' declared entities included).
+        For each credential table (of L{_CREDENTIAL_TABLES}) that begins
+        with all of C{old}'s records, how many those are (see
+        L{kept_records}): what a credential index built from C{old} has of
+        this one's. The plugin entities' rows count only with the same
+        plugins (their declarations may differ).
         """
-        if old is None or not _same_plugins(self.plugins, old.plugins):
-            return False
-        for new_table, old_table in zip(self.credential_tables, old.credential_tables):
-            if not (yield from same_records(new_table, old_table)):
-                return False
-        return True
+        kept = {}
+        plugins = _same_plugins(self.plugins, old.plugins)
+        for name, new_table, old_table in zip(_CREDENTIAL_TABLES, self.credential_tables, old.credential_tables):
+            if name != "plugin_entities" or plugins:
+                count = yield from kept_records(new_table, old_table)
+                if count is not None:
+                    kept[name] = count
+        return kept

@@ -11,9 +11,10 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from echogate.pdk.credentials import KEYAUTH
 from echogate.proxy import plan as plan_module
 from echogate.proxy.plan import PluginIndex
-from echogate.proxy.reusing import CHUNK, Sources, same_records
+from echogate.proxy.reusing import CHUNK, Sources, kept_records, same_records
 from echogate.proxy.snapshot import Snapshot
 from echogate.routing.router import finish
 from echogate.store.data import ConfigurationData
@@ -103,6 +104,35 @@ class SameRecordsTests(SynchronousTestCase):
         self.assertIs(finish(same_records(old[:9], old)), False)
 
 
+class KeptRecordsTests(SynchronousTestCase):
+    def test_sameTable(self) -> None:
+        """
+        The same table keeps all its records, without a step.
+        """
+        table = tuple(range(3 * CHUNK))
+        self.assertEqual(_run(kept_records(table, table)), (0, 3 * CHUNK))
+
+    def test_added(self) -> None:
+        """
+        A table that begins with all of the old one's records (equal new
+        objects) keeps as many, compared a chunk a step.
+        """
+        old = tuple({"id": n} for n in range(2 * CHUNK + 1))
+        new = tuple({"id": n} for n in range(2 * CHUNK + 5))
+        self.assertEqual(_run(kept_records(new, old)), (3, 2 * CHUNK + 1))
+        self.assertEqual(_run(kept_records(old, tuple(list(old)))), (3, 2 * CHUNK + 1))
+        self.assertEqual(finish(kept_records(new, ())), 0)
+
+    def test_notKept(self) -> None:
+        """
+        A record changed or removed keeps nothing.
+        """
+        old = tuple({"id": n} for n in range(10))
+        self.assertIsNone(finish(kept_records(({"id": 99},) + old[1:] + ({"id": 10},), old)))
+        self.assertIsNone(finish(kept_records(old[:9], old)))
+        self.assertIsNone(finish(kept_records((), old)))
+
+
 class ReuseTests(SynchronousTestCase):
     def test_routeAdded(self) -> None:
         """
@@ -161,6 +191,30 @@ class ReuseTests(SynchronousTestCase):
         second = _build(_data(consumers=consumers), first)
         self.assertIsNot(second.credentials, first.credentials)
 
+    def test_keyAddedKeepsParts(self) -> None:
+        """
+        A key added at the end: the new credential index takes the
+        previous one's consumers as they are, and its keys' records.
+        """
+        first = _build(_data())
+        second = _build(_data(keyauth_credentials=_data().keyauth_credentials + (_key(0, "another"),)), first)
+        self.assertIs(second.credentials.consumers, first.credentials.consumers)
+        self.assertIs(second.credentials.find("key-auth", "key-1"), first.credentials.find("key-auth", "key-1"))
+        self.assertIsNone(first.credentials.find("key-auth", "another"))
+
+    def test_consumerChangedKeepsKeys(self) -> None:
+        """
+        A consumer changed: the consumers are indexed anew, the keys' part
+        is taken as it is.
+        """
+        first = _build(_data())
+        consumers = (dict(_consumer(0), username="renamed"),) + _data().consumers[1:]
+        second = _build(_data(consumers=consumers), first)
+        self.assertIsNot(second.credentials.consumers, first.credentials.consumers)
+        self.assertEqual(second.credentials.consumers.get("renamed")["id"], _consumer(0)["id"])
+        self.assertIsNone(second.credentials.consumers.get("u0"))
+        self.assertIs(second.credentials._found[KEYAUTH], first.credentials._found[KEYAUTH])
+
     def test_pluginReloaded(self) -> None:
         """
         A plugin object replaced (C{--dev} reloads it) makes new entries
@@ -172,6 +226,7 @@ class ReuseTests(SynchronousTestCase):
         self.assertIs(second.plugins.entries("p")[0].plugin, reloaded["p"])
         self.assertIsNot(second.plugins.entries("p")[0], first.plugins.entries("p")[0])
         self.assertIsNot(second.credentials, first.credentials)
+        self.assertIs(second.credentials.consumers, first.credentials.consumers)
 
     def test_missingSettingChanged(self) -> None:
         """
