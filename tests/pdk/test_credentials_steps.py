@@ -17,6 +17,7 @@ from echogate.pdk.entities import PluginEntity
 from echogate.routing.router import finish
 from echogate.schema import Record, String
 from echogate.store.data import ConfigurationData
+from tests.stepping import run_steps
 
 TOKENS = PluginEntity(name="tests_tokens", schema=Record({"token": String()}), endpoint="tests-tokens",
                       parent="consumers", unique=("token",))
@@ -91,18 +92,7 @@ def _contents(index: CredentialIndex) -> dict[str, Any]:
             "tokens": tuple(index.entities(TOKENS.name))}
 
 
-def _run(steps: Any) -> tuple[int, Any]:
-    """
-    Run a generator of steps to its end: how many times it yielded, and
-    what it returned.
-    """
-    yielded = 0
-    try:
-        while True:
-            next(steps)
-            yielded += 1
-    except StopIteration as stop:
-        return yielded, stop.value
+_run = run_steps
 
 
 def _kept(new: ConfigurationData, old: ConfigurationData, tables: Iterable[str] = TABLES) -> dict[str, int]:

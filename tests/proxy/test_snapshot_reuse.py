@@ -19,6 +19,7 @@ from echogate.proxy.snapshot import Snapshot
 from echogate.routing.router import finish
 from echogate.store.data import ConfigurationData
 from tests.proxy.test_runner import make_plugin
+from tests.stepping import run_steps
 
 _SERVICE: dict[str, Any] = {"id": "5b1c2f4a-8d0e-4c4e-9c1e-2b7a3d5e6f70", "name": "s", "protocol": "http",
                             "host": "up", "port": 80, "path": None}
@@ -59,18 +60,7 @@ def noop(kong: Any, config: Any) -> None:
 _PLUGINS = {"p": make_plugin("p", access=noop)}
 
 
-def _run(steps: Any) -> tuple[int, Any]:
-    """
-    Run a generator of steps to its end: how many times it yielded, and
-    what it returned.
-    """
-    yielded = 0
-    try:
-        while True:
-            next(steps)
-            yielded += 1
-    except StopIteration as stop:
-        return yielded, stop.value
+_run = run_steps
 
 
 def _build(data: ConfigurationData, previous: Snapshot | None = None,
