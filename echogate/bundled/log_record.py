@@ -219,30 +219,33 @@ def request_size(ctx: Any) -> int:
     else worked out from its parts (an HTTP/2 request).
     """
     request = ctx.request
-    head_size: int | None = getattr(request._request, "head_size", None)
-    if head_size is not None:
-        headers = request.as_is()
-        if DIRECT and type(headers) is Headers and _CONTENT_LENGTH not in headers._rawHeaders \
-                and _TRANSFER_ENCODING not in headers._rawHeaders:
-            return head_size  # (no body)
-        return head_size + request_body_size(ctx)
-    query = request.query
-    # (the request line: method, space, path, "?" and the query, " HTTP/1.1")
-    line = len(request.method) + len(request.raw_path) + (len(query) + 1 if query else 0) + len(" HTTP/1.1") + 1
     headers = request.as_is()
+    size: int | None = getattr(request._request, "head_size", None)
     if not DIRECT or type(headers) is not Headers:
-        return line + 2 + lines_size(headers) + 2 + request_body_size(ctx)
-    # (lines_size, inline over Twisted's own dict)
-    size = line + 4
+        if size is None:
+            query = request.query
+            size = _request_line_size(request.method, request.raw_path, query) + 2 + lines_size(headers) + 2
+        return size + request_body_size(ctx)
     stored = headers._rawHeaders
-    for name, values in stored.items():
-        for value in values:
-            size += len(name) + len(value) + 4
-    # (request_body_size, inline for a request without a Content-Length
-    # or Transfer-Encoding: a body of none)
+    if size is None:
+        # (lines_size, inline over Twisted's own dict)
+        size = _request_line_size(request.method, request.raw_path, request.query) + 4
+        for name, values in stored.items():
+            for value in values:
+                size += len(name) + len(value) + 4
+    # (request_body_size only for a request with a Content-Length or a
+    # Transfer-Encoding: without either it has no body)
     if _CONTENT_LENGTH in stored or _TRANSFER_ENCODING in stored:
         return size + request_body_size(ctx)
     return size
+
+
+def _request_line_size(method: str, raw_path: str, query: str) -> int:
+    """
+    The request line's size without its CRLF: method, space, path, C{?}
+    and the query, C{ HTTP/1.1}.
+    """
+    return len(method) + len(raw_path) + (len(query) + 1 if query else 0) + len(" HTTP/1.1") + 1
 
 
 def response_size(ctx: Any) -> int:

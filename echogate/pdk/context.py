@@ -304,11 +304,10 @@ class PluginContext:
         adding to it); else C{None}, and the lines are to be measured.
 
         (A request that writes a head in one piece keeps C{(lines, count,
-        size)} of it as C{_head}: see
-        L{echogate.proxy.responsehead.OnePieceHead}.)
+        size)} of it: L{echogate.proxy.responsehead.OnePieceHead.sent_head}.)
         """
-        written = getattr(self._ctx._request, "_head", None)
-        if type(written) is tuple:
+        written = getattr(self._ctx._request, "sent_head", None)
+        if written is not None:
             pairs = self.response._pairs
             if written[0] is pairs and written[1] == len(pairs):
                 size: int = written[2]

@@ -47,11 +47,12 @@ class OnePieceHead(server.Request):
     piece; its reason phrases are those of every registered status.
     """
 
-    #: The head given as wire pairs (L{respond}) until it is written;
-    #: then, when it was written in one piece, C{(pairs, count, size)}: the
-    #: same list, how many lines it had and their size on the wire
-    #: (L{echogate.pdk.context.PluginContext.sent_lines_size} reads it).
-    _head: list[tuple[bytes, bytes]] | tuple[list[tuple[bytes, bytes]], int, int] | None = None
+    #: The head given as wire pairs (L{respond}) until it is written.
+    _head: list[tuple[bytes, bytes]] | None = None
+    #: Once the head was written in one piece, C{(pairs, count, size)}: the
+    #: list it was given as, how many lines it had and their size on the
+    #: wire (L{echogate.pdk.context.PluginContext.sent_lines_size} reads it).
+    sent_head: tuple[list[tuple[bytes, bytes]], int, int] | None = None
     #: Whether the request came on an HTTP/2 stream (its head is fields,
     #: not lines).
     _h2 = False
@@ -94,7 +95,7 @@ class OnePieceHead(server.Request):
 
     def write(self, data: bytes) -> None:
         head = self._head
-        if type(head) is not list:
+        if head is None:
             server.Request.write(self, data)
             return
         self._head = None
@@ -144,7 +145,7 @@ class OnePieceHead(server.Request):
         if lines:
             lines += b"\r\n"
         # (lines_size of the pairs, for the log phase: the join's size)
-        self._head = (head, len(head), len(lines))
+        self.sent_head = (head, len(head), len(lines))
         channel = self.channel
         if bodiless:
             channel.write(b"".join((status, lines, extra, b"\r\n")))

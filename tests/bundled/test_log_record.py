@@ -100,6 +100,25 @@ class LogRecordTests(SynchronousTestCase):
         sent = _raw_request("POST", "/x/y?a=1&b&a=2", headers, b"body")
         self.assertEqual(self.record(method="POST", headers=headers, body=b"body")["request"]["size"], len(sent))
 
+    def test_requestSizeWorkedOut(self) -> None:
+        """
+        A request whose head was not counted as it came (an HTTP/2 one)
+        has its size worked out from its request line and headers: a tidy
+        head's size as sent, and the body.
+        """
+        original = _Recorder.access
+
+        def uncounted(plugin: Any, ctx: Any, config: Mapping[str, Any]) -> None:
+            ctx.request._request.head_size = None
+            original(plugin, ctx, config)
+
+        self.patch(_Recorder, "access", uncounted)
+        headers = {"X-Two": "v"}
+        sent = _raw_request("GET", "/x/y?a=1&b&a=2", headers, b"")
+        self.assertEqual(self.record(headers=headers)["request"]["size"], len(sent))
+        sent = _raw_request("POST", "/x/y?a=1&b&a=2", headers, b"body")
+        self.assertEqual(self.record(method="POST", headers=headers, body=b"body")["request"]["size"], len(sent))
+
     def test_secretsRedacted(self) -> None:
         """
         Authorization and Proxy-Authorization read REDACTED.
