@@ -25,9 +25,13 @@ class _Silent(Resource):
         return NOT_DONE_YET
 
 
-def connect(limits: HeadLimits) -> tuple[Any, StringTransport, Clock]:
+def connect(limits: HeadLimits, resource: Resource | None = None) -> tuple[Any, StringTransport, Clock]:
+    """
+    A channel of a site of C{resource} (one that answers nothing by
+    default), connected to a L{StringTransport}, on a L{Clock}.
+    """
     clock = Clock()
-    site = GatewaySite(_Silent(), reactor=clock)
+    site = GatewaySite(resource if resource is not None else _Silent(), reactor=clock)
     site.head_limits = limits
     channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
     channel.callLater = clock.callLater

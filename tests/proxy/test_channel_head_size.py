@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from echogate.proxy.heads import HeadLimits
-from echogate.proxy.site import GatewaySite
+from tests.proxy.test_channel import connect as connect_channel
 
 
 class _Keep(Resource):
@@ -36,13 +33,8 @@ class _Keep(Resource):
 
 
 def connect() -> tuple[Any, _Keep]:
-    clock = Clock()
     resource = _Keep()
-    site = GatewaySite(resource, reactor=clock)
-    site.head_limits = HeadLimits()
-    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
-    channel.callLater = clock.callLater
-    channel.makeConnection(StringTransport())
+    channel, _, _ = connect_channel(HeadLimits(), resource)
     return channel, resource
 
 
